@@ -1,0 +1,151 @@
+/*
+ * base: the ground every other layer stands on. Error codes and the error
+ * object, the one allocation wrapper (with fault injection for tests), growable
+ * buffers, SHA-256 and HMAC through libcrypto, JSON helpers over jansson, and the
+ * clock and PRNG as injectable handles so nothing above reads time or entropy
+ * behind the engine's back.
+ */
+#ifndef REIN_BASE_H
+#define REIN_BASE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* ---- errors ---------------------------------------------------------- */
+
+/* Every function that can fail returns one of these (0 on success). */
+enum {
+	REIN_OK = 0,
+	REIN_ENOMEM = -1,    /* an allocation failed */
+	REIN_EINVAL = -2,    /* bad argument or bad input */
+	REIN_EIO = -3,       /* a file or database operation failed */
+	REIN_ENOTFOUND = -4, /* no such run, step, file */
+	REIN_ESPEC = -5,     /* the workflow spec is invalid */
+	REIN_ESCHEMA = -6,   /* a document does not match its schema */
+	REIN_ESCRIPT = -7,   /* a Lua script or expression failed */
+	REIN_ECONFLICT = -8, /* lease held by another owner, state changed */
+	REIN_ECORRUPT = -9,  /* stored data does not verify */
+	REIN_ELIMIT = -10,   /* a budget or resource limit was hit */
+	REIN_EFAULT = -11,   /* an injected fault (tests only) */
+};
+
+/* A short text for a code; never NULL. */
+const char *rein_strerror(int code);
+
+/*
+ * Human-readable detail travels in an error object the caller owns. The first
+ * error wins: rein_err_set on an error that already holds one does nothing.
+ */
+typedef struct rein_err {
+	int code;
+	char msg[1024];
+} rein_err;
+
+void rein_err_clear(rein_err *e);
+/* Records code and message if e is not NULL and holds no error yet; returns code. */
+int rein_err_set(rein_err *e, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- memory ---------------------------------------------------------- */
+
+/*
+ * All allocation goes through these so a test can make the Nth one fail.
+ * They are also installed as jansson's allocator by rein_init().
+ */
+void *rein_malloc(size_t n);
+void *rein_calloc(size_t nmemb, size_t size);
+void *rein_realloc(void *p, size_t n);
+void rein_free(void *p);
+char *rein_strdup(const char *s);
+char *rein_strndup(const char *s, size_t n);
+char *rein_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Fault injection. Kinds are counted separately; rein_fault_arm(kind, n) makes
+ * the nth check of that kind from now fail (n >= 1), 0 disarms. rein_fault_hit
+ * is called at each fault point and returns true when this one must fail.
+ */
+enum { REIN_FAULT_ALLOC = 0, REIN_FAULT_WRITE = 1, REIN_FAULT_KINDS = 2 };
+void rein_fault_arm(int kind, long n);
+bool rein_fault_hit(int kind);
+/* How many checks of this kind were made since the last arm (for test sweeps). */
+long rein_fault_count(int kind);
+
+/* Process-wide setup: jansson allocator, SQLite and libcrypto init. Idempotent. */
+void rein_init(void);
+
+/* ---- buffers --------------------------------------------------------- */
+
+typedef struct rein_buf {
+	char *p; /* NUL-terminated when len > 0 or after any append */
+	size_t len, cap;
+} rein_buf;
+
+int rein_buf_append(rein_buf *b, const void *data, size_t n);
+int rein_buf_puts(rein_buf *b, const char *s);
+int rein_buf_printf(rein_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rein_buf_free(rein_buf *b);
+
+/* Reads a whole file into *out (NUL-terminated); caller frees with rein_free. */
+int rein_file_read(const char *path, char **out, size_t *len, rein_err *err);
+
+/* ---- hashing --------------------------------------------------------- */
+
+#define REIN_HASH_LEN 32
+void rein_sha256(const void *data, size_t n, uint8_t out[REIN_HASH_LEN]);
+/* Incremental SHA-256. */
+typedef struct rein_sha256_ctx rein_sha256_ctx;
+rein_sha256_ctx *rein_sha256_new(void);
+void rein_sha256_update(rein_sha256_ctx *c, const void *data, size_t n);
+void rein_sha256_final(rein_sha256_ctx *c, uint8_t out[REIN_HASH_LEN]); /* frees c */
+void rein_hmac_sha256(const void *key, size_t klen, const void *data, size_t n,
+		      uint8_t out[REIN_HASH_LEN]);
+/* Writes 2*n hex digits and a NUL into out. */
+void rein_hex(const uint8_t *in, size_t n, char *out);
+int rein_unhex(const char *in, uint8_t *out, size_t n);
+
+/* ---- JSON ------------------------------------------------------------ */
+
+/* Canonical compact encoding (sorted keys); caller frees with rein_free. */
+char *rein_json_dump(const json_t *j);
+/* Parses text; on failure fills err with "line L col C: why" and returns NULL. */
+json_t *rein_json_parse(const char *text, size_t len, rein_err *err);
+
+/* ---- clock and randomness -------------------------------------------- */
+
+/* Time in milliseconds since the Unix epoch. Injected wherever time is read. */
+typedef struct rein_clock {
+	int64_t (*now_ms)(void *ctx);
+	void *ctx;
+} rein_clock;
+
+extern const rein_clock rein_clock_system;
+static inline int64_t rein_clock_now(const rein_clock *c) { return c->now_ms(c->ctx); }
+
+/* A manual clock for tests and the simulator. */
+typedef struct rein_manual_clock {
+	rein_clock clock;
+	int64_t now;
+} rein_manual_clock;
+void rein_manual_clock_init(rein_manual_clock *m, int64_t start_ms);
+
+/* xoshiro256** seeded by splitmix64: deterministic, for the simulator and jitter. */
+typedef struct rein_rng {
+	uint64_t s[4];
+} rein_rng;
+void rein_rng_seed(rein_rng *r, uint64_t seed);
+uint64_t rein_rng_next(rein_rng *r);
+/* Uniform in [0, n). */
+uint64_t rein_rng_below(rein_rng *r, uint64_t n);
+
+/* Formats ms since epoch as RFC 3339 UTC with milliseconds into out[32]. */
+void rein_time_format(int64_t ms, char out[32]);
+
+/* A random identifier: prefix + 26 lowercase base32 chars from the OS. */
+int rein_random_id(const char *prefix, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,18 @@
+/* JSON helpers over jansson: canonical dumps and parse errors with positions. */
+#include "base.h"
+
+#include <string.h>
+
+char *rein_json_dump(const json_t *j)
+{
+	return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+json_t *rein_json_parse(const char *text, size_t len, rein_err *err)
+{
+	json_error_t je;
+	json_t *j = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+	if (j == NULL)
+		rein_err_set(err, REIN_EINVAL, "line %d col %d: %s", je.line, je.column, je.text);
+	return j;
+}

@@ -1,0 +1,81 @@
+/*
+ * script: the Lua 5.4 sandbox. Expressions (`when`, `${…}` templates) and
+ * code steps run here with no io, os, require, load, dofile, string.dump,
+ * debug, coroutine or randomness; each evaluation has an instruction budget
+ * and a memory cap. A script that escapes, loops or allocates without bound
+ * fails its own evaluation with a clear error; the sandbox stays usable.
+ * Deterministic: the same source and context always give the same result.
+ */
+#ifndef REIN_SCRIPT_H
+#define REIN_SCRIPT_H
+
+#include "base.h"
+
+typedef struct rein_script rein_script;
+
+enum {
+	REIN_SCRIPT_EXPR = 1,  /* an expression: "out.category == 'refund'" */
+	REIN_SCRIPT_CHUNK = 2, /* a chunk whose `return` value is the result */
+};
+
+typedef struct rein_script_limits {
+	uint64_t instructions; /* VM instructions per evaluation; 0 = default (10,000,000) */
+	size_t memory_bytes;   /* bytes allocated beyond the baseline; 0 = default (32 MiB) */
+} rein_script_limits;
+
+/*
+ * What an evaluation sees, all borrowed for the duration of the call:
+ *   input  the run's input (NULL: nil)
+ *   run    {id, workflow, version} (NULL: nil)
+ *   out    the current step's output, for `when` (NULL: nil)
+ *   steps  steps.<name>.out, resolved lazily through step_out(ud, name), which
+ *          returns a borrowed value or NULL when that step has no output yet
+ *          (then steps.<name> is nil).
+ *   vars   extra globals (an object; NULL: none), e.g. {"why": "..."}
+ */
+typedef struct rein_script_ctx {
+	const json_t *input;
+	const json_t *run;
+	const json_t *out;
+	const json_t *(*step_out)(void *ud, const char *name);
+	void *ud;
+	const json_t *vars;
+	rein_script_limits limits;
+} rein_script_ctx;
+
+/* Creates a sandbox (one Lua state with a compile cache). Caller frees. */
+int rein_script_new(rein_script **out);
+void rein_script_free(rein_script *s);
+
+/*
+ * Compiles src without running it (for `rein validate`). On a syntax error
+ * returns REIN_ESCRIPT with err->msg like "line 1: unexpected symbol near '='"
+ * (line relative to src).
+ */
+int rein_script_check(rein_script *s, const char *src, int kind, rein_err *err);
+
+/*
+ * Evaluates src (compiled once and cached by source text). On success *result
+ * is a new reference (Lua nil becomes JSON null). Errors: REIN_ESCRIPT for a
+ * runtime error or a result that cannot become JSON (message says why and
+ * where), REIN_ELIMIT when the instruction budget or memory cap was hit.
+ */
+int rein_script_eval(rein_script *s, const char *src, int kind, const rein_script_ctx *ctx,
+		     json_t **result, rein_err *err);
+
+/*
+ * Expands templates in a JSON value: every string containing ${expr} is
+ * evaluated. A string that is exactly one "${expr}" becomes the expression's
+ * value (any JSON type); otherwise each ${expr} is replaced by its string form
+ * inside the string. Objects and arrays are walked. Returns a new reference.
+ */
+int rein_script_template(rein_script *s, const json_t *tmpl, const rein_script_ctx *ctx,
+			 json_t **result, rein_err *err);
+
+/* Checks every ${expr} inside str compiles; err names the expression. */
+int rein_script_template_check(rein_script *s, const char *str, rein_err *err);
+
+/* True when str contains a "${". */
+bool rein_script_has_template(const char *str);
+
+#endif
