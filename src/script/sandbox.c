@@ -428,7 +428,7 @@ static void set_lua_error(lua_State *L, struct job *j, int code)
 		msg = num;
 		n = strlen(num);
 	}
-	const char *pfx = CHUNKNAME + 1;
+	const char *pfx = &CHUNKNAME[1];
 	size_t pl = strlen(pfx);
 	if (n > pl + 1 && memcmp(msg, pfx, pl) == 0 && msg[pl] == ':') {
 		char *end;
