@@ -35,6 +35,7 @@ struct rein_script {
 	uint64_t ticks_left; /* hook calls left before the budget is spent */
 	int stop;            /* STOP_*: which limit tripped in this evaluation */
 	int cache_count;
+	bool busy; /* an evaluation is running: the sandbox is not reentrant */
 	const rein_script_ctx *ctx; /* the running evaluation's context */
 };
 
@@ -555,6 +556,10 @@ static int eval_protected(lua_State *L)
 static int run_job(rein_script *s, struct job *j)
 {
 	lua_State *L = s->L;
+	if (s->busy)
+		return j->rc = rein_err_set(j->err, REIN_EINVAL,
+					    "sandbox is already evaluating (not reentrant)");
+	s->busy = true;
 	s->stop = STOP_NONE;
 	lua_pushcfunction(L, eval_protected);
 	lua_pushlightuserdata(L, j);
@@ -578,6 +583,7 @@ static int run_job(rein_script *s, struct job *j)
 		lua_gc(L, LUA_GCCOLLECT);
 		s->mem_after_gc = s->mem_used;
 	}
+	s->busy = false;
 	return j->rc;
 }
 

@@ -43,7 +43,11 @@ typedef struct rein_script_ctx {
 	rein_script_limits limits;
 } rein_script_ctx;
 
-/* Creates a sandbox (one Lua state with a compile cache). Caller frees. */
+/*
+ * Creates a sandbox (one Lua state with a compile cache). Caller frees. A
+ * sandbox serves one evaluation at a time (use one per thread); a call made
+ * from inside a step_out callback fails with REIN_EINVAL.
+ */
 int rein_script_new(rein_script **out);
 void rein_script_free(rein_script *s);
 

@@ -420,6 +420,32 @@ static void test_alloc_faults(void **state)
 	}
 }
 
+static int reentered_rc;
+
+static const json_t *reentrant_step(void *ud, const char *name)
+{
+	(void)ud;
+	(void)name;
+	json_t *r = NULL;
+	rein_err err = {0};
+	reentered_rc = rein_script_eval(S, "1", E, NULL, &r, &err);
+	json_decref(r);
+	return NULL;
+}
+
+static void test_not_reentrant(void **state)
+{
+	(void)state;
+	rein_script_ctx c = {.step_out = reentrant_step};
+	json_t *r = NULL;
+	rein_err err = {0};
+	assert_int_equal(rein_script_eval(S, "steps.x == nil", E, &c, &r, &err), REIN_OK);
+	assert_true(json_is_true(r));
+	json_decref(r);
+	assert_int_equal(reentered_rc, REIN_EINVAL);
+	expect("1 + 1", E, REIN_OK, "2");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -434,6 +460,7 @@ int main(void)
 		cmocka_unit_test(test_recursion),
 		cmocka_unit_test(test_small_limits),
 		cmocka_unit_test(test_alloc_faults),
+		cmocka_unit_test(test_not_reentrant),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
