@@ -33,6 +33,7 @@ struct rein_script {
 	size_t mem_cap;      /* cap of the running evaluation (for the message) */
 	uint64_t budget;     /* budget of the running evaluation */
 	uint64_t ticks_left; /* hook calls left before the budget is spent */
+	uint64_t step;       /* instructions between hook calls */
 	int stop;            /* STOP_*: which limit tripped in this evaluation */
 	int cache_count;
 	bool busy; /* an evaluation is running: the sandbox is not reentrant */
@@ -150,6 +151,8 @@ static int safe_setmetatable(lua_State *L)
 	return 1;
 }
 
+static int raise_stop(lua_State *L);
+
 /*
  * string.rep that refuses, before allocating, a result larger than what is
  * left of the memory cap (Lua itself would first say "too large" only past
@@ -162,19 +165,95 @@ static int safe_rep(lua_State *L)
 	lua_Integer n = luaL_checkinteger(L, 2);
 	luaL_optlstring(L, 3, "", &lsep);
 	rein_script *s = script_of(L);
+	if (l + lsep == 0) { /* Lua would loop n times copying nothing */
+		lua_pushliteral(L, "");
+		return 1;
+	}
 	if (n > 0 && s->mem_limit != SIZE_MAX) {
 		double total = (double)l * (double)n + (double)lsep * (double)(n - 1);
 		size_t room = s->mem_limit > s->mem_used ? s->mem_limit - s->mem_used : 0;
 		if (total > (double)room) {
 			s->stop = STOP_MEMORY;
-			lua_rawgetp(L, LUA_REGISTRYINDEX, &stop_msg_key);
-			return lua_error(L);
+			return raise_stop(L);
 		}
 	}
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, 1);
 	return 1;
+}
+
+/* Raises the preallocated limit error; the caller has set s->stop. */
+static int raise_stop(lua_State *L)
+{
+	lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, 1);
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &stop_msg_key);
+	return lua_error(L);
+}
+
+/*
+ * Charges work done inside a C library loop (where the count hook cannot
+ * fire) against the instruction budget, one unit per element.
+ */
+static void charge(lua_State *L, double units)
+{
+	rein_script *s = script_of(L);
+	if (!s->busy || s->step == 0 || units <= 0)
+		return;
+	double ticks = units / (double)s->step;
+	if (ticks >= (double)s->ticks_left) {
+		s->stop = STOP_BUDGET;
+		raise_stop(L);
+	}
+	s->ticks_left -= (uint64_t)ticks;
+}
+
+/* Calls upvalue 1 with all arguments, returning all its results. */
+static int call_original(lua_State *L)
+{
+	int n = lua_gettop(L);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, n, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
+/* table.move(a1, f, e, t [, a2]) moves e - f + 1 elements in one C loop. */
+static int safe_move(lua_State *L)
+{
+	lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
+	if (e >= f)
+		charge(L, (double)e - (double)f + 1);
+	return call_original(L);
+}
+
+/* table.concat(list [, sep [, i [, j]]]) with an explicit range. */
+static int safe_concat(lua_State *L)
+{
+	if (!lua_isnoneornil(L, 4)) {
+		lua_Integer i = luaL_optinteger(L, 3, 1), j = luaL_checkinteger(L, 4);
+		if (j >= i)
+			charge(L, (double)j - (double)i + 1);
+	}
+	return call_original(L);
+}
+
+/* table.sort(list [, comp]): the default comparison never reaches the hook. */
+static int safe_sort(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	double n = (double)lua_rawlen(L, 1);
+	if (n > 1)
+		charge(L, n * 2 * (1 + (double)(64 - __builtin_clzll((unsigned long long)n))));
+	return call_original(L);
+}
+
+/* Replaces field name of the table on top with a closure over the original. */
+static void wrap_field(lua_State *L, const char *name, lua_CFunction f)
+{
+	lua_getfield(L, -1, name);
+	lua_pushcclosure(L, f, 1);
+	lua_setfield(L, -2, name);
 }
 
 static int env_index(lua_State *L);
@@ -231,6 +310,9 @@ static int sandbox_setup(lua_State *L)
 
 	luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 0);
 	copy_without(L, -1, none);
+	wrap_field(L, "move", safe_move);
+	wrap_field(L, "concat", safe_concat);
+	wrap_field(L, "sort", safe_sort);
 	make_readonly(L);
 	lua_setfield(L, lib, "table");
 	lua_pop(L, 1);
@@ -529,6 +611,7 @@ static int eval_protected(lua_State *L)
 	s->budget = lim && lim->instructions ? lim->instructions : DEFAULT_INSTRUCTIONS;
 	s->mem_cap = lim && lim->memory_bytes ? lim->memory_bytes : DEFAULT_MEMORY;
 	uint64_t step = s->budget < HOOK_STEP ? s->budget : HOOK_STEP;
+	s->step = step;
 	s->ticks_left = s->budget / step;
 	s->stop = STOP_NONE;
 	s->ctx = j->ctx;

@@ -323,6 +323,13 @@ static const struct row escapes[] = {
 	{"local t = {} while true do pcall(function() t[#t + 1] = ('x'):rep(1000) .. #t end) end",
 	 C, REIN_ELIMIT, "exceeded"},
 	{"local s = 'x' while true do s = s .. s end", C, REIN_ELIMIT, "memory cap of"},
+	{"#string.rep('', 1e18) + #('x'):rep(0)", E, REIN_OK, "0"},
+	{"table.move({}, 1, 1e15, 2)", E, REIN_ELIMIT, "instruction budget of"},
+	{"pcall(table.move, {}, 1, 1e15, 2)", E, REIN_ELIMIT, "instruction budget of"},
+	{"table.concat({}, '', 1, 1e15)", E, REIN_ELIMIT, "instruction budget of"},
+	{"#table.move({1, 2, 3}, 1, 3, 2)", E, REIN_OK, "4"},
+	{"table.concat({'a', 'b', 'c'}, ',', 2, 3)", E, REIN_OK, "\"b,c\""},
+	{"local t = {3, 1, 2} table.sort(t) return t", C, REIN_OK, "[1,2,3]"},
 };
 
 static void test_escapes(void **state)
