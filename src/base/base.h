@@ -50,6 +50,21 @@ void rein_err_clear(rein_err *e);
 int rein_err_set(rein_err *e, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* The statuses of a run; stored and printed by name. */
+typedef enum rein_status {
+	REIN_RUN_RUNNING = 0,
+	REIN_RUN_WAITING,
+	REIN_RUN_SUCCEEDED,
+	REIN_RUN_FAILED,
+	REIN_RUN_ESCALATED,
+	REIN_RUN_CANCELLED,
+	REIN_RUN_NEEDS_REVIEW,
+} rein_status;
+
+const char *rein_status_name(rein_status s);
+/* Returns -1 for an unknown name. */
+int rein_status_parse(const char *name);
+
 /* ---- memory ---------------------------------------------------------- */
 
 /*
@@ -97,11 +112,6 @@ int rein_file_read(const char *path, char **out, size_t *len, rein_err *err);
 
 #define REIN_HASH_LEN 32
 void rein_sha256(const void *data, size_t n, uint8_t out[REIN_HASH_LEN]);
-/* Incremental SHA-256. */
-typedef struct rein_sha256_ctx rein_sha256_ctx;
-rein_sha256_ctx *rein_sha256_new(void);
-void rein_sha256_update(rein_sha256_ctx *c, const void *data, size_t n);
-void rein_sha256_final(rein_sha256_ctx *c, uint8_t out[REIN_HASH_LEN]); /* frees c */
 void rein_hmac_sha256(const void *key, size_t klen, const void *data, size_t n,
 		      uint8_t out[REIN_HASH_LEN]);
 /* Writes 2*n hex digits and a NUL into out. */

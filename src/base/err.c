@@ -42,3 +42,19 @@ int rein_err_set(rein_err *e, int code, const char *fmt, ...)
 	va_end(ap);
 	return code;
 }
+
+static const char *const status_names[] = {"running",   "waiting",   "succeeded",   "failed",
+					   "escalated", "cancelled", "needs_review"};
+
+const char *rein_status_name(rein_status s)
+{
+	return (unsigned)s < sizeof status_names / sizeof *status_names ? status_names[s] : "unknown";
+}
+
+int rein_status_parse(const char *name)
+{
+	for (size_t i = 0; i < sizeof status_names / sizeof *status_names; i++)
+		if (strcmp(name, status_names[i]) == 0)
+			return (int)i;
+	return -1;
+}

@@ -10,29 +10,6 @@ void rein_sha256(const void *data, size_t n, uint8_t out[REIN_HASH_LEN])
 	SHA256(data, n, out);
 }
 
-struct rein_sha256_ctx {
-	SHA256_CTX c;
-};
-
-rein_sha256_ctx *rein_sha256_new(void)
-{
-	rein_sha256_ctx *c = rein_malloc(sizeof *c);
-	if (c)
-		SHA256_Init(&c->c);
-	return c;
-}
-
-void rein_sha256_update(rein_sha256_ctx *c, const void *data, size_t n)
-{
-	SHA256_Update(&c->c, data, n);
-}
-
-void rein_sha256_final(rein_sha256_ctx *c, uint8_t out[REIN_HASH_LEN])
-{
-	SHA256_Final(out, &c->c);
-	rein_free(c);
-}
-
 void rein_hmac_sha256(const void *key, size_t klen, const void *data, size_t n,
 		      uint8_t out[REIN_HASH_LEN])
 {

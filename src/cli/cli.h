@@ -1,0 +1,7 @@
+/* The rein command: one file per command group, dispatched from main.c. */
+#ifndef REIN_CLI_H
+#define REIN_CLI_H
+
+int rein_cmd_schema(int argc, char **argv);
+
+#endif

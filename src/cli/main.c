@@ -1,0 +1,888 @@
+/*
+ * rein: the command line. Thin over the library: each command parses its
+ * flags, calls the layer that does the work, and prints the result.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "cli.h"
+#include "engine.h"
+#include "runner.h"
+#include "schema.h"
+#include "script.h"
+#include "spec.h"
+#include "store.h"
+
+enum {
+	EXIT_OK = 0,
+	EXIT_FAILED = 1,
+	EXIT_USAGE = 2,
+	EXIT_ESCALATED = 3,
+	EXIT_WAITING = 4,
+	EXIT_CANCELLED = 5,
+	EXIT_REVIEW = 6,
+};
+
+static const char *prog = "rein";
+
+static const char usage_main[] =
+	"usage: rein [--db PATH] COMMAND [ARGS]\n"
+	"\n"
+	"rein runs LLM agent workflows as durable, explicit graphs.\n"
+	"\n"
+	"commands:\n"
+	"  run DIR [--input JSON|@FILE] [--max-wait S]   start a run and drive it\n"
+	"  resume [RUN | --all] [--max-wait S]           advance runs that are due or abandoned\n"
+	"  show RUN [--json]                             a run's state and steps\n"
+	"  events RUN                                    a run's events, one JSON object per line\n"
+	"  runs [--status S] [--json]                    list runs\n"
+	"  cancel RUN                                    cancel a run\n"
+	"  validate DIR [--input JSON|@FILE]             check a workflow (and an input)\n"
+	"  audit verify [RUN]                            recompute the event hash chains\n"
+	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
+	"\n"
+	"every command takes --db PATH (default $REIN_DB, else ./rein.db) and --help.\n"
+	"\n"
+	"exit codes: 0 succeeded, 1 failed (or an error, message on stderr), 2 bad usage,\n"
+	"spec or input (nothing started), 3 escalated, 4 waiting, 5 cancelled, 6 needs_review.\n";
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg)
+{
+	fprintf(stderr, "%s %s: ", prog, cmd);
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n(see '%s %s --help')\n", prog, cmd);
+	return EXIT_USAGE;
+}
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+static const char *db_path(const char *flag)
+{
+	if (flag)
+		return flag;
+	const char *env = getenv("REIN_DB");
+	return env && *env ? env : "rein.db";
+}
+
+static int exit_for(rein_status s)
+{
+	switch (s) {
+	case REIN_RUN_SUCCEEDED: return EXIT_OK;
+	case REIN_RUN_FAILED: return EXIT_FAILED;
+	case REIN_RUN_ESCALATED: return EXIT_ESCALATED;
+	case REIN_RUN_WAITING: return EXIT_WAITING;
+	case REIN_RUN_CANCELLED: return EXIT_CANCELLED;
+	case REIN_RUN_NEEDS_REVIEW: return EXIT_REVIEW;
+	case REIN_RUN_RUNNING: return EXIT_WAITING;
+	}
+	return EXIT_FAILED;
+}
+
+static int open_store(const char *db, rein_store **st)
+{
+	rein_err e = {0};
+	if (rein_store_open_sqlite(db, NULL, st, &e) != REIN_OK) {
+		fprintf(stderr, "%s: cannot open store: %s\n", prog, e.msg);
+		return EXIT_FAILED;
+	}
+	return EXIT_OK;
+}
+
+/* --input JSON or @FILE; NULL: {} */
+static json_t *read_input(const char *arg, char *where, size_t wlen, rein_err *err)
+{
+	if (arg == NULL) {
+		snprintf(where, wlen, "<input>");
+		return json_object();
+	}
+	if (arg[0] == '@') {
+		char *text = NULL;
+		size_t len = 0;
+		snprintf(where, wlen, "%s", arg + 1);
+		if (rein_file_read(arg + 1, &text, &len, err) != REIN_OK)
+			return NULL;
+		json_t *j = rein_json_parse(text, len, err);
+		rein_free(text);
+		return j;
+	}
+	snprintf(where, wlen, "<input>");
+	return rein_json_parse(arg, strlen(arg), err);
+}
+
+static void print_result(const rein_run_result *r)
+{
+	json_t *o = json_pack("{s:s, s:s, s:O?}", "run", r->id, "status", rein_status_name(r->status),
+			      "output", r->output ? r->output : json_null());
+	if (o == NULL)
+		return;
+	if (r->reason)
+		json_object_set_new(o, "reason", json_string(r->reason));
+	if (r->status == REIN_RUN_WAITING && r->wake_at) {
+		char t[32];
+		rein_time_format(r->wake_at, t);
+		json_object_set_new(o, "wake_at", json_string(t));
+	}
+	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	if (s)
+		puts(s);
+	fflush(stdout);
+	free(s);
+	json_decref(o);
+}
+
+/* Progress on stderr when it is a terminal. */
+static void progress(void *ud, const rein_event_row *ev)
+{
+	(void)ud;
+	char t[32];
+	rein_time_format(ev->at, t);
+	fprintf(stderr, "  %s  %-16s %s\n", t + 11, ev->type, ev->step ? ev->step : "");
+}
+
+static void setup_runner_opts(rein_runner_opts *o, int64_t max_wait_ms)
+{
+	memset(o, 0, sizeof *o);
+	o->max_wait_ms = max_wait_ms;
+	if (isatty(2))
+		o->on_event = progress;
+}
+
+static bool parse_seconds(const char *s, int64_t *ms)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (*s == '\0' || *end != '\0' || v < 0 || v > 1e9)
+		return false;
+	*ms = (int64_t)(v * 1000);
+	return true;
+}
+
+/* getopt_long with our own messages: unknown flags are errors. */
+#define GETOPT_LOOP(argc, argv, shortopts, longopts, cmd)                                          \
+	for (int c_; opterr = 0, (c_ = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1;) \
+		switch (c_)
+
+#define BAD_OPTION(cmd, argv)                                                        \
+	case '?':                                                                    \
+		return usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]); \
+	case ':':                                                                    \
+		return usage_error(cmd, "option '%s' needs a value", argv[optind - 1])
+
+/* ---- validate ------------------------------------------------------------ */
+
+static const char usage_validate[] =
+	"usage: rein validate DIR [--input JSON|@FILE]\n"
+	"\n"
+	"Checks DIR/workflow.yaml and every file it names: YAML syntax, unknown or\n"
+	"missing keys, goto targets, unreachable steps, Lua that does not compile,\n"
+	"loops without max_visits, schemas; with --input also that the input matches\n"
+	"the input schema. Prints every problem as FILE:LINE:COL: message.\n"
+	"Exit 0 when valid, 2 when not.\n";
+
+static int load_spec(const char *dir, rein_script *sb, rein_spec **spec)
+{
+	rein_diags d = {0};
+	rein_err e = {0};
+	int rc = rein_spec_load_dir(dir, sb, spec, &d, &e);
+	if (rc == REIN_OK)
+		return EXIT_OK;
+	if (d.n)
+		rein_diags_print(&d, stderr);
+	else
+		fprintf(stderr, "%s: %s\n", dir, e.msg);
+	rein_diags_free(&d);
+	return EXIT_USAGE;
+}
+
+/* Validates input against the spec; prints problems as WHERE:1:1: POINTER: msg. */
+static int check_input(const rein_spec *spec, const json_t *input, const char *where)
+{
+	rein_schema_errors errs = {0};
+	if (spec->input_schema == NULL || rein_schema_validate(spec->input_schema, input, &errs))
+		return EXIT_OK;
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s:1:1: input does not match the input schema: %s: %s (%s)\n", where,
+			*errs.v[i].pointer ? errs.v[i].pointer : "/", errs.v[i].message,
+			errs.v[i].keyword);
+	rein_schema_errors_free(&errs);
+	return EXIT_USAGE;
+}
+
+static int cmd_validate(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"input", required_argument, 0, 'i'},
+					   {"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	const char *input_arg = NULL;
+	(void)db;
+	GETOPT_LOOP(argc, argv, ":", lo, "validate")
+	{
+	case 'i': input_arg = optarg; break;
+	case 'd': break;
+	case 'h': fputs(usage_validate, stdout); return EXIT_OK;
+	BAD_OPTION("validate", argv);
+	}
+	if (optind != argc - 1)
+		return usage_error("validate", "%s", "needs exactly one workflow directory");
+	const char *dir = argv[optind];
+	rein_script *sb = NULL;
+	rein_spec *spec = NULL;
+	json_t *input = NULL;
+	int ex = EXIT_OK;
+	if (rein_script_new(&sb) != REIN_OK) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		return EXIT_FAILED;
+	}
+	if ((ex = load_spec(dir, sb, &spec)) != EXIT_OK)
+		goto out;
+	if (input_arg) {
+		char where[512];
+		rein_err e = {0};
+		if ((input = read_input(input_arg, where, sizeof where, &e)) == NULL) {
+			fprintf(stderr, "%s:%s: input is not JSON: %s\n", where,
+				strncmp(e.msg, "line ", 5) == 0 ? "" : "1:1", e.msg);
+			ex = EXIT_USAGE;
+			goto out;
+		}
+		if ((ex = check_input(spec, input, where)) != EXIT_OK)
+			goto out;
+	}
+	printf("%s: ok (%zu steps, version %.12s)\n", dir, spec->nsteps, spec->version);
+out:
+	json_decref(input);
+	rein_spec_free(spec);
+	rein_script_free(sb);
+	return ex;
+}
+
+/* ---- run and resume -------------------------------------------------------- */
+
+static const char usage_run[] =
+	"usage: rein run DIR [--input JSON|@FILE] [--max-wait SECONDS] [--db PATH]\n"
+	"\n"
+	"Starts a run of the workflow in DIR and drives it until it ends or waits on a\n"
+	"timer longer than --max-wait (default 60 s; shorter waits are slept through).\n"
+	"The input (default {}) must match the workflow's input schema.\n"
+	"Prints {\"run\": ID, \"status\": S, \"output\": ...} on stdout; progress goes to\n"
+	"stderr when it is a terminal.\n"
+	"\n"
+	"exit: 0 succeeded, 1 failed, 2 bad usage/spec/input (nothing started),\n"
+	"3 escalated, 4 waiting, 5 cancelled, 6 needs_review.\n";
+
+static int drain_results(rein_runner *rn, bool all, int *worst)
+{
+	rein_run_result r;
+	int n = 0;
+	while (rein_runner_result(rn, &r)) {
+		print_result(&r);
+		int ex = exit_for(r.status);
+		if (all)
+			ex = (r.status == REIN_RUN_FAILED || r.status == REIN_RUN_NEEDS_REVIEW) ? 1 : 0;
+		if (*worst == EXIT_OK)
+			*worst = ex;
+		rein_run_result_clear(&r);
+		n++;
+	}
+	return n;
+}
+
+static int cmd_run(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"input", required_argument, 0, 'i'},
+					   {"max-wait", required_argument, 0, 'w'},
+					   {"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	const char *input_arg = NULL;
+	int64_t max_wait = 60000;
+	GETOPT_LOOP(argc, argv, ":", lo, "run")
+	{
+	case 'i': input_arg = optarg; break;
+	case 'w':
+		if (!parse_seconds(optarg, &max_wait))
+			return usage_error("run", "--max-wait needs seconds, not '%s'", optarg);
+		break;
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_run, stdout); return EXIT_OK;
+	BAD_OPTION("run", argv);
+	}
+	if (optind != argc - 1)
+		return usage_error("run", "%s", "needs exactly one workflow directory");
+	rein_script *sb = NULL;
+	rein_spec *spec = NULL;
+	rein_store *st = NULL;
+	rein_runner *rn = NULL;
+	json_t *input = NULL;
+	rein_err e = {0};
+	int ex;
+	char where[512], id[64];
+	if (rein_script_new(&sb) != REIN_OK) {
+		ex = EXIT_FAILED;
+		goto out;
+	}
+	if ((ex = load_spec(argv[optind], sb, &spec)) != EXIT_OK)
+		goto out;
+	if ((input = read_input(input_arg, where, sizeof where, &e)) == NULL) {
+		fprintf(stderr, "%s: input is not JSON: %s\n", where, e.msg);
+		ex = EXIT_USAGE;
+		goto out;
+	}
+	if ((ex = check_input(spec, input, where)) != EXIT_OK)
+		goto out;
+	if ((ex = open_store(db_path(db), &st)) != EXIT_OK)
+		goto out;
+	rein_runner_opts o;
+	setup_runner_opts(&o, max_wait);
+	ex = EXIT_FAILED;
+	if (rein_runner_new(st, sb, &o, &rn, &e) != REIN_OK ||
+	    rein_runner_start(rn, spec, input, NULL, id, &e) != REIN_OK ||
+	    rein_runner_flush(rn, &e) != REIN_OK) { /* the start is acknowledged: durable */
+		fprintf(stderr, "%s run: %s\n", prog, e.msg);
+		goto out;
+	}
+	if (isatty(2))
+		fprintf(stderr, "run %s started (%s, version %.12s)\n", id, spec->name, spec->version);
+	if (rein_runner_drive(rn, &e) != REIN_OK) {
+		fprintf(stderr, "%s run: %s\n", prog, e.msg);
+		goto out;
+	}
+	ex = EXIT_OK;
+	drain_results(rn, false, &ex);
+out:
+	rein_runner_free(rn);
+	rein_store_close(st);
+	json_decref(input);
+	rein_spec_free(spec);
+	rein_script_free(sb);
+	return ex;
+}
+
+static const char usage_resume[] =
+	"usage: rein resume [RUN | --all] [--max-wait SECONDS] [--db PATH]\n"
+	"\n"
+	"Advances a run that is due (its timer has come) or abandoned (its worker\n"
+	"died, or its lease expired), rebuilding it from its events. With --all, every\n"
+	"run that is due within --max-wait (default 60 s) or abandoned; one JSON object\n"
+	"per line, exit 0 when none failed. A run held by a live worker is skipped\n"
+	"(--all) or an error (RUN). Exit codes for one RUN are those of 'rein run'.\n";
+
+typedef struct all_ctx {
+	rein_runner *rn;
+	int64_t horizon;
+	int errors;
+} all_ctx;
+
+static int resume_candidate(void *ud, const rein_run_row *row)
+{
+	all_ctx *c = ud;
+	if (row->status != REIN_RUN_RUNNING && row->status != REIN_RUN_WAITING)
+		return 0;
+	if (row->status == REIN_RUN_WAITING && row->wake_at > c->horizon)
+		return 0;
+	rein_err e = {0};
+	int rc = rein_runner_resume(c->rn, row->id, &e);
+	if (rc == REIN_ECONFLICT)
+		return 0; /* a live worker has it */
+	if (rc != REIN_OK) {
+		fprintf(stderr, "%s resume: %s: %s\n", prog, row->id, e.msg);
+		c->errors++;
+	}
+	return 0;
+}
+
+static int cmd_resume(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"all", no_argument, 0, 'a'},
+					   {"max-wait", required_argument, 0, 'w'},
+					   {"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	bool all = false;
+	int64_t max_wait = 60000;
+	GETOPT_LOOP(argc, argv, ":", lo, "resume")
+	{
+	case 'a': all = true; break;
+	case 'w':
+		if (!parse_seconds(optarg, &max_wait))
+			return usage_error("resume", "--max-wait needs seconds, not '%s'", optarg);
+		break;
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_resume, stdout); return EXIT_OK;
+	BAD_OPTION("resume", argv);
+	}
+	if (all == (optind < argc) || optind < argc - 1)
+		return usage_error("resume", "%s", "needs one RUN or --all");
+	rein_script *sb = NULL;
+	rein_store *st = NULL;
+	rein_runner *rn = NULL;
+	rein_err e = {0};
+	int ex = EXIT_FAILED;
+	if (rein_script_new(&sb) != REIN_OK || open_store(db_path(db), &st) != EXIT_OK)
+		goto out;
+	rein_runner_opts o;
+	setup_runner_opts(&o, max_wait);
+	if (rein_runner_new(st, sb, &o, &rn, &e) != REIN_OK)
+		goto err;
+	all_ctx c = {.rn = rn, .horizon = rein_clock_now(&rein_clock_system) + max_wait};
+	if (all) {
+		if (rein_store_run_list(st, -1, resume_candidate, &c, &e) != REIN_OK)
+			goto err;
+	} else if (rein_runner_resume(rn, argv[optind], &e) != REIN_OK) {
+		goto err;
+	}
+	if (rein_runner_drive(rn, &e) != REIN_OK)
+		goto err;
+	ex = EXIT_OK;
+	drain_results(rn, all, &ex);
+	if (c.errors && ex == EXIT_OK)
+		ex = EXIT_FAILED;
+	goto out;
+err:
+	fprintf(stderr, "%s resume: %s\n", prog, e.msg);
+	ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
+out:
+	rein_runner_free(rn);
+	rein_store_close(st);
+	rein_script_free(sb);
+	return ex;
+}
+
+/* ---- cancel ---------------------------------------------------------------- */
+
+static const char usage_cancel[] =
+	"usage: rein cancel RUN [--db PATH]\n"
+	"\n"
+	"Cancels a run that has not ended. If no live worker holds it, it is cancelled\n"
+	"at once (status cancelled, exit 5); if one does, the request is recorded and\n"
+	"that worker ends the run at its next commit (exit 0). A run that has already\n"
+	"ended is left as it is (its status is printed, exit by that status).\n";
+
+static int cmd_cancel(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	GETOPT_LOOP(argc, argv, ":", lo, "cancel")
+	{
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_cancel, stdout); return EXIT_OK;
+	BAD_OPTION("cancel", argv);
+	}
+	if (optind != argc - 1)
+		return usage_error("cancel", "%s", "needs exactly one RUN");
+	const char *id = argv[optind];
+	rein_script *sb = NULL;
+	rein_store *st = NULL;
+	rein_runner *rn = NULL;
+	rein_err e = {0};
+	int ex = EXIT_FAILED, rc;
+	if (rein_script_new(&sb) != REIN_OK || open_store(db_path(db), &st) != EXIT_OK)
+		goto out;
+	rein_runner_opts o;
+	setup_runner_opts(&o, 0);
+	if (rein_runner_new(st, sb, &o, &rn, &e) != REIN_OK)
+		goto err;
+	rc = rein_runner_resume(rn, id, &e);
+	if (rc == REIN_ECONFLICT) {
+		rein_err_clear(&e);
+		if (rein_store_cancel_request(st, id, &e) != REIN_OK)
+			goto err;
+		printf("{\"run\":\"%s\",\"status\":\"running\",\"cancel_requested\":true}\n", id);
+		ex = EXIT_OK;
+		goto out;
+	}
+	if (rc != REIN_OK)
+		goto err;
+	if (rein_runner_active(rn) > 0 &&
+	    (rein_runner_cancel(rn, id, &e) != REIN_OK || rein_runner_drive(rn, &e) != REIN_OK))
+		goto err;
+	ex = EXIT_OK;
+	drain_results(rn, false, &ex);
+	goto out;
+err:
+	fprintf(stderr, "%s cancel: %s\n", prog, e.msg);
+	ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
+out:
+	rein_runner_free(rn);
+	rein_store_close(st);
+	rein_script_free(sb);
+	return ex;
+}
+
+/* ---- show, events, runs ------------------------------------------------------ */
+
+static json_t *row_json(const rein_run_row *r)
+{
+	char created[32], updated[32];
+	rein_time_format(r->created_at, created);
+	rein_time_format(r->updated_at, updated);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "run", r->id, "workflow",
+			      r->workflow ? r->workflow : "", "version", r->version, "status",
+			      rein_status_name(r->status), "created_at", created, "updated_at",
+			      updated, "events", (json_int_t)r->last_seq);
+	if (o == NULL)
+		return NULL;
+	if (r->output) {
+		json_t *out = json_loads(r->output, JSON_DECODE_ANY, NULL);
+		json_object_set_new(o, "output", out ? out : json_null());
+	}
+	if (r->reason)
+		json_object_set_new(o, "reason", json_string(r->reason));
+	if (r->wake_at && r->status == REIN_RUN_WAITING) {
+		char w[32];
+		rein_time_format(r->wake_at, w);
+		json_object_set_new(o, "wake_at", json_string(w));
+	}
+	if (r->lease_owner)
+		json_object_set_new(o, "lease_owner", json_string(r->lease_owner));
+	if (r->cancel_requested)
+		json_object_set_new(o, "cancel_requested", json_true());
+	return o;
+}
+
+static json_t *event_json(const rein_event_row *ev)
+{
+	char at[32], hash[65];
+	rein_time_format(ev->at, at);
+	rein_hex(ev->hash, REIN_HASH_LEN, hash);
+	json_t *data = ev->payload ? json_loads(ev->payload, JSON_DECODE_ANY, NULL) : NULL;
+	return json_pack("{s:I, s:s, s:s?, s:s, s:o, s:s}", "seq", (json_int_t)ev->seq, "type",
+			 ev->type, "step", ev->step, "at", at, "data", data ? data : json_null(),
+			 "hash", hash);
+}
+
+static int print_event(void *ud, const rein_event_row *ev)
+{
+	(void)ud;
+	json_t *o = event_json(ev);
+	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	if (s)
+		puts(s);
+	free(s);
+	json_decref(o);
+	return 0;
+}
+
+typedef struct show_ctx {
+	json_t *steps; /* name → {completed, failed, last_at} */
+	json_t *events;
+} show_ctx;
+
+static int collect_event(void *ud, const rein_event_row *ev)
+{
+	show_ctx *c = ud;
+	json_array_append_new(c->events, event_json(ev));
+	return 0;
+}
+
+static const char usage_show[] = "usage: rein show RUN [--json] [--db PATH]\n"
+				 "\n"
+				 "Shows a run: status, output, and its events. --json prints one\n"
+				 "JSON object (the run and its events).\n";
+
+static int cmd_show(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"json", no_argument, 0, 'j'},
+					   {"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	bool as_json = false;
+	GETOPT_LOOP(argc, argv, ":", lo, "show")
+	{
+	case 'j': as_json = true; break;
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_show, stdout); return EXIT_OK;
+	BAD_OPTION("show", argv);
+	}
+	if (optind != argc - 1)
+		return usage_error("show", "%s", "needs exactly one RUN");
+	rein_store *st = NULL;
+	rein_run_row row = {0};
+	rein_err e = {0};
+	show_ctx c = {.events = json_array()};
+	json_t *o = NULL;
+	int ex = EXIT_FAILED;
+	if (open_store(db_path(db), &st) != EXIT_OK)
+		goto out;
+	if (rein_store_run_get(st, argv[optind], &row, &e) != REIN_OK ||
+	    rein_store_events_load(st, row.id, collect_event, &c, &e) != REIN_OK) {
+		fprintf(stderr, "%s show: %s\n", prog, e.msg);
+		ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
+		goto out;
+	}
+	o = row_json(&row);
+	if (as_json) {
+		json_object_set(o, "event_log", c.events);
+		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		if (s)
+			puts(s);
+		free(s);
+	} else {
+		printf("run       %s\nworkflow  %s (version %.12s)\nstatus    %s\n", row.id,
+		       row.workflow, row.version, rein_status_name(row.status));
+		if (row.reason)
+			printf("reason    %s\n", row.reason);
+		if (row.output)
+			printf("output    %s\n", row.output);
+		printf("events    %lld\n\n", (long long)row.last_seq);
+		size_t i;
+		json_t *ev;
+		json_array_foreach(c.events, i, ev)
+		{
+			const char *step = json_string_value(json_object_get(ev, "step"));
+			char *data = json_dumps(json_object_get(ev, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+			printf("%4lld  %s  %-16s %-16s %.100s\n",
+			       (long long)json_integer_value(json_object_get(ev, "seq")),
+			       json_string_value(json_object_get(ev, "at")),
+			       json_string_value(json_object_get(ev, "type")), step ? step : "-",
+			       data ? data : "");
+			free(data);
+		}
+	}
+	ex = EXIT_OK;
+out:
+	json_decref(o);
+	json_decref(c.events);
+	rein_run_row_clear(&row);
+	rein_store_close(st);
+	return ex;
+}
+
+static const char usage_events[] =
+	"usage: rein events RUN [--db PATH]\n"
+	"\n"
+	"Prints a run's events in order, one JSON object per line:\n"
+	"{\"seq\", \"type\", \"step\", \"at\", \"data\", \"hash\"}.\n";
+
+static int cmd_events(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	GETOPT_LOOP(argc, argv, ":", lo, "events")
+	{
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_events, stdout); return EXIT_OK;
+	BAD_OPTION("events", argv);
+	}
+	if (optind != argc - 1)
+		return usage_error("events", "%s", "needs exactly one RUN");
+	rein_store *st = NULL;
+	rein_run_row row = {0};
+	rein_err e = {0};
+	int ex = EXIT_FAILED;
+	if (open_store(db_path(db), &st) != EXIT_OK)
+		goto out;
+	if (rein_store_run_get(st, argv[optind], &row, &e) != REIN_OK ||
+	    rein_store_events_load(st, row.id, print_event, NULL, &e) != REIN_OK) {
+		fprintf(stderr, "%s events: %s\n", prog, e.msg);
+		ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
+		goto out;
+	}
+	ex = EXIT_OK;
+out:
+	rein_run_row_clear(&row);
+	rein_store_close(st);
+	return ex;
+}
+
+static const char usage_runs[] =
+	"usage: rein runs [--status S] [--json] [--db PATH]\n"
+	"\n"
+	"Lists runs, newest first. --status keeps one status (running, waiting,\n"
+	"succeeded, failed, escalated, cancelled, needs_review); --json prints a JSON\n"
+	"array of run objects.\n";
+
+static int list_one(void *ud, const rein_run_row *row)
+{
+	json_t *arr = ud;
+	if (arr) {
+		json_array_append_new(arr, row_json(row));
+	} else {
+		char t[32];
+		rein_time_format(row->updated_at, t);
+		printf("%-32s %-12s %-24s %s\n", row->id, rein_status_name(row->status),
+		       row->workflow, t);
+	}
+	return 0;
+}
+
+static int cmd_runs(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"status", required_argument, 0, 's'},
+					   {"json", no_argument, 0, 'j'},
+					   {"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	int status = -1;
+	bool as_json = false;
+	GETOPT_LOOP(argc, argv, ":", lo, "runs")
+	{
+	case 's':
+		if ((status = rein_status_parse(optarg)) < 0)
+			return usage_error("runs", "unknown status '%s'", optarg);
+		break;
+	case 'j': as_json = true; break;
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_runs, stdout); return EXIT_OK;
+	BAD_OPTION("runs", argv);
+	}
+	if (optind != argc)
+		return usage_error("runs", "unexpected argument '%s'", argv[optind]);
+	rein_store *st = NULL;
+	rein_err e = {0};
+	json_t *arr = as_json ? json_array() : NULL;
+	int ex = EXIT_FAILED;
+	if (open_store(db_path(db), &st) != EXIT_OK)
+		goto out;
+	if (!as_json)
+		printf("%-32s %-12s %-24s %s\n", "RUN", "STATUS", "WORKFLOW", "UPDATED");
+	if (rein_store_run_list(st, status, list_one, arr, &e) != REIN_OK) {
+		fprintf(stderr, "%s runs: %s\n", prog, e.msg);
+		goto out;
+	}
+	if (arr) {
+		char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		if (s)
+			puts(s);
+		free(s);
+	}
+	ex = EXIT_OK;
+out:
+	json_decref(arr);
+	rein_store_close(st);
+	return ex;
+}
+
+/* ---- audit ----------------------------------------------------------------- */
+
+static const char usage_audit[] =
+	"usage: rein audit verify [RUN] [--db PATH]\n"
+	"\n"
+	"Recomputes the hash chain of one run, or of every run: each event's hash\n"
+	"from its fields, each link to the previous event, each payload against its\n"
+	"hash, and the run's recorded last hash. Exit 0 when all verify; exit 1 naming\n"
+	"the run and the sequence number of the first mismatch.\n";
+
+typedef struct audit_ctx {
+	rein_store *st;
+	int runs, bad;
+	int64_t events;
+} audit_ctx;
+
+static int audit_one(void *ud, const rein_run_row *row)
+{
+	audit_ctx *c = ud;
+	rein_err e = {0};
+	int64_t bad = 0;
+	c->runs++;
+	c->events += row->last_seq;
+	if (rein_store_verify_run(c->st, row->id, &bad, &e) != REIN_OK) {
+		c->bad++;
+		if (bad)
+			printf("MISMATCH run %s seq %lld: %s\n", row->id, (long long)bad, e.msg);
+		else
+			printf("ERROR run %s: %s\n", row->id, e.msg);
+	}
+	return 0;
+}
+
+static int cmd_audit(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	GETOPT_LOOP(argc, argv, ":", lo, "audit")
+	{
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_audit, stdout); return EXIT_OK;
+	BAD_OPTION("audit", argv);
+	}
+	if (optind >= argc || strcmp(argv[optind], "verify") != 0)
+		return usage_error("audit", "%s", "the only subcommand is 'verify'");
+	optind++;
+	if (optind < argc - 1)
+		return usage_error("audit", "unexpected argument '%s'", argv[optind + 1]);
+	rein_store *st = NULL;
+	rein_err e = {0};
+	audit_ctx c = {0};
+	int ex = EXIT_FAILED;
+	if (open_store(db_path(db), &st) != EXIT_OK)
+		goto out;
+	c.st = st;
+	if (optind == argc - 1) {
+		rein_run_row row = {0};
+		if (rein_store_run_get(st, argv[optind], &row, &e) != REIN_OK) {
+			fprintf(stderr, "%s audit: %s\n", prog, e.msg);
+			ex = EXIT_USAGE;
+			goto out;
+		}
+		audit_one(&c, &row);
+		rein_run_row_clear(&row);
+	} else if (rein_store_run_list(st, -1, audit_one, &c, &e) != REIN_OK) {
+		fprintf(stderr, "%s audit: %s\n", prog, e.msg);
+		goto out;
+	}
+	if (c.bad == 0) {
+		printf("ok: %d run(s), %lld event(s) verified\n", c.runs, (long long)c.events);
+		ex = EXIT_OK;
+	}
+out:
+	rein_store_close(st);
+	return ex;
+}
+
+/* ---- main -------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+	rein_init();
+	const char *db = NULL;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(usage_main, stdout);
+			return EXIT_OK;
+		} else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+			db = argv[++i];
+		} else if (strncmp(argv[i], "--db=", 5) == 0) {
+			db = argv[i] + 5;
+		} else {
+			fprintf(stderr, "%s: unknown option '%s'\n%s", prog, argv[i], usage_main);
+			return EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		fputs(usage_main, stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[i];
+	int cargc = argc - i;
+	char **cargv = argv + i;
+	optind = 1;
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **, const char *);
+	} cmds[] = {{"run", cmd_run},       {"resume", cmd_resume}, {"show", cmd_show},
+		    {"events", cmd_events}, {"runs", cmd_runs},     {"cancel", cmd_cancel},
+		    {"validate", cmd_validate}, {"audit", cmd_audit}};
+	for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++)
+		if (strcmp(cmd, cmds[k].name) == 0)
+			return cmds[k].fn(cargc, cargv, db);
+	if (strcmp(cmd, "schema") == 0) {
+		if (db)
+			setenv("REIN_DB", db, 1);
+		return rein_cmd_schema(cargc, cargv);
+	}
+	if (strcmp(cmd, "help") == 0) {
+		fputs(usage_main, stdout);
+		return EXIT_OK;
+	}
+	fprintf(stderr, "%s: unknown command '%s'\n%s", prog, cmd, usage_main);
+	return EXIT_USAGE;
+}

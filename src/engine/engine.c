@@ -1,0 +1,657 @@
+/*
+ * The pure run state machine. A run has threads: thread 0 is the main flow,
+ * a parallel step gives each branch a thread of its own and waits for all of
+ * them (the join) before it completes. Every step completes through exactly
+ * one step.completed event; decisions that need no outside input (routing,
+ * parallel fan-out, the end) are made while folding events.
+ */
+#include "engine.h"
+
+#include <limits.h>
+#include <string.h>
+
+enum {
+	T_READY = 1, /* must execute its step */
+	T_TIMER,     /* waiting for due */
+	T_FIRED,     /* timer fired; step.completed to emit */
+	T_JOIN,      /* parallel: waiting for branches */
+	T_JOINED,    /* parallel: all branches done; step.completed to emit */
+	T_DONE,
+};
+
+typedef struct thread {
+	int step;
+	int state;
+	bool issued;    /* EXEC handed out, result not yet applied */
+	int parent;     /* -1: main flow */
+	int pgen;       /* the parent's join generation this thread belongs to */
+	int gen;        /* this thread's join generation (parallel visits) */
+	int pending;    /* JOIN: branches still running */
+	int branch;     /* index within the parent's branches */
+	int64_t due;    /* TIMER */
+	int64_t wait_ms;
+	json_t *result; /* DONE branch result, or JOINED output */
+	json_t *last;   /* output of the last completed step on this thread */
+} thread;
+
+struct rein_run {
+	const rein_spec *spec;
+	rein_script *sb;
+	char *id;
+	json_t *input;
+	json_t *runinfo;
+	json_t **outs; /* per step: the latest output */
+	int *visits;
+	thread *th;
+	size_t nth, cap;
+	bool started, ended;
+	rein_status status;
+	json_t *output;
+	char *reason;
+	bool ending; /* decided, run.ended to emit */
+	rein_status end_status;
+	json_t *end_output;
+	char *end_reason;
+	int64_t started_at, deadline, steps_taken;
+	char *last_error;
+};
+
+void rein_cmd_clear(rein_cmd *c)
+{
+	json_decref(c->data);
+	memset(c, 0, sizeof *c);
+}
+
+int rein_run_new(const rein_spec *spec, rein_script *sandbox, const char *id, rein_run **out)
+{
+	rein_run *r = rein_calloc(1, sizeof *r);
+	if (r == NULL)
+		return REIN_ENOMEM;
+	r->spec = spec;
+	r->sb = sandbox;
+	r->id = rein_strdup(id);
+	r->outs = rein_calloc(spec->nsteps, sizeof *r->outs);
+	r->visits = rein_calloc(spec->nsteps, sizeof *r->visits);
+	if (r->id == NULL || r->outs == NULL || r->visits == NULL) {
+		rein_run_free(r);
+		return REIN_ENOMEM;
+	}
+	r->status = REIN_RUN_RUNNING;
+	*out = r;
+	return REIN_OK;
+}
+
+void rein_run_free(rein_run *r)
+{
+	if (r == NULL)
+		return;
+	if (r->outs)
+		for (size_t i = 0; i < r->spec->nsteps; i++)
+			json_decref(r->outs[i]);
+	for (size_t i = 0; i < r->nth; i++) {
+		json_decref(r->th[i].result);
+		json_decref(r->th[i].last);
+	}
+	rein_free(r->th);
+	rein_free(r->outs);
+	rein_free(r->visits);
+	rein_free(r->id);
+	json_decref(r->input);
+	json_decref(r->runinfo);
+	json_decref(r->output);
+	json_decref(r->end_output);
+	rein_free(r->reason);
+	rein_free(r->end_reason);
+	rein_free(r->last_error);
+	rein_free(r);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static const json_t *step_out_cb(void *ud, const char *name)
+{
+	rein_run *r = ud;
+	int i = rein_spec_step(r->spec, name);
+	return i >= 0 ? r->outs[i] : NULL;
+}
+
+static void make_ctx(rein_run *r, const json_t *out, json_t *vars, rein_script_ctx *ctx)
+{
+	memset(ctx, 0, sizeof *ctx);
+	ctx->input = r->input;
+	ctx->run = r->runinfo;
+	ctx->out = out;
+	ctx->step_out = step_out_cb;
+	ctx->ud = r;
+	ctx->vars = vars;
+	ctx->limits = r->spec->limits;
+}
+
+/* Globals a step sees beyond input/steps/run/out: `error`, the last step error. */
+static json_t *make_vars(rein_run *r)
+{
+	return json_pack("{s:s?}", "error", r->last_error);
+}
+
+static int eval_template(rein_run *r, const json_t *tmpl, const json_t *out, json_t **res,
+			 rein_err *err)
+{
+	rein_script_ctx ctx;
+	json_t *vars = make_vars(r);
+	if (vars == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	make_ctx(r, out, vars, &ctx);
+	int rc = rein_script_template(r->sb, tmpl, &ctx, res, err);
+	json_decref(vars);
+	return rc;
+}
+
+static char *json_text(const json_t *j)
+{
+	if (json_is_string(j))
+		return rein_strdup(json_string_value(j));
+	return rein_json_dump(j);
+}
+
+static void set_str(char **dst, const char *s)
+{
+	rein_free(*dst);
+	*dst = s ? rein_strdup(s) : NULL;
+}
+
+/* Decides the run ends (the first decision wins). */
+static void decide_end(rein_run *r, rein_status st, const char *reason, json_t *output)
+{
+	if (r->ending || r->ended) {
+		json_decref(output);
+		return;
+	}
+	r->ending = true;
+	r->end_status = st;
+	set_str(&r->end_reason, reason);
+	r->end_output = output;
+}
+
+static int new_thread(rein_run *r, int parent, int branch)
+{
+	if (r->nth == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 4;
+		thread *th = rein_realloc(r->th, cap * sizeof *th);
+		if (th == NULL)
+			return -1;
+		r->th = th;
+		r->cap = cap;
+	}
+	thread *t = &r->th[r->nth];
+	memset(t, 0, sizeof *t);
+	t->parent = parent;
+	t->branch = branch;
+	t->step = -1;
+	if (parent >= 0)
+		t->pgen = r->th[parent].gen;
+	return (int)r->nth++;
+}
+
+static int enter(rein_run *r, int t, int target, rein_err *err);
+static int step_error(rein_run *r, int t, const char *msg, rein_err *err);
+
+/* A branch thread finished: count it off its parent's join. */
+static int branch_done(rein_run *r, int t, rein_err *err)
+{
+	int p = r->th[t].parent;
+	if (p < 0)
+		return REIN_OK;
+	thread *pt = &r->th[p];
+	if (--pt->pending > 0)
+		return REIN_OK;
+	const rein_step *ps = &r->spec->steps[pt->step];
+	json_t *out = json_object();
+	if (out == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	for (size_t i = 0; i < r->nth; i++) {
+		thread *c = &r->th[i];
+		if (c->parent == p && c->pgen == pt->gen && c->state == T_DONE) {
+			const char *bname = r->spec->steps[ps->branches[c->branch]].name;
+			json_object_set(out, bname, c->result ? c->result : json_null());
+		}
+	}
+	json_decref(pt->result);
+	pt->result = out;
+	pt->state = T_JOINED;
+	return REIN_OK;
+}
+
+/* The step on thread t completed with out: remember it and follow `next`. */
+static int route(rein_run *r, int t, json_t *out, rein_err *err)
+{
+	int s = r->th[t].step;
+	const rein_step *st = &r->spec->steps[s];
+	json_decref(r->outs[s]);
+	r->outs[s] = json_incref(out);
+	json_decref(r->th[t].last);
+	r->th[t].last = json_incref(out);
+	if (st->nnext == 0) { /* the end of a parallel branch */
+		r->th[t].state = T_DONE;
+		r->th[t].result = json_incref(out);
+		return branch_done(r, t, err);
+	}
+	for (size_t i = 0; i < st->nnext; i++) {
+		const rein_next *n = &st->next[i];
+		if (n->when) {
+			rein_script_ctx ctx;
+			json_t *vars = make_vars(r), *v = NULL;
+			rein_err e = {0};
+			if (vars == NULL)
+				return rein_err_set(err, REIN_ENOMEM, "out of memory");
+			make_ctx(r, out, vars, &ctx);
+			int rc = rein_script_eval(r->sb, n->when, REIN_SCRIPT_EXPR, &ctx, &v, &e);
+			json_decref(vars);
+			if (rc == REIN_ENOMEM)
+				return rein_err_set(err, rc, "out of memory");
+			if (rc != REIN_OK) {
+				char *msg = rein_sprintf("when '%s': %s", n->when, e.msg);
+				rc = msg ? step_error(r, t, msg, err) : REIN_ENOMEM;
+				rein_free(msg);
+				return rc;
+			}
+			bool truthy = !(json_is_null(v) || json_is_false(v));
+			json_decref(v);
+			if (!truthy)
+				continue;
+		}
+		return enter(r, t, n->target, err);
+	}
+	return step_error(r, t, "no next entry matched", err);
+}
+
+/* The step on thread t failed: take its on_fail path, or fail the run. */
+static int step_error(rein_run *r, int t, const char *msg, rein_err *err)
+{
+	const rein_step *st = &r->spec->steps[r->th[t].step];
+	set_str(&r->last_error, msg);
+	if (st->on_fail >= 0)
+		return enter(r, t, st->on_fail, err);
+	char *reason = rein_sprintf("step '%s' failed: %s", st->name, msg);
+	decide_end(r, REIN_RUN_FAILED, reason, json_null());
+	rein_free(reason);
+	r->th[t].state = T_DONE;
+	return REIN_OK;
+}
+
+static int enter_end(rein_run *r, int t, const rein_step *st, rein_err *err)
+{
+	json_t *out = NULL, *reason = NULL;
+	rein_err e = {0};
+	int rc = REIN_OK;
+	r->th[t].state = T_DONE;
+	if (st->output) {
+		if ((rc = eval_template(r, st->output, r->th[t].last, &out, &e)) != REIN_OK)
+			goto bad;
+	} else {
+		out = json_incref(r->th[t].last ? r->th[t].last : json_null());
+	}
+	if (st->reason && (rc = eval_template(r, st->reason, r->th[t].last, &reason, &e)) != REIN_OK)
+		goto bad;
+	if (st->end_status == REIN_RUN_SUCCEEDED && r->spec->output_schema) {
+		rein_schema_errors errs = {0};
+		if (!rein_schema_validate(r->spec->output_schema, out, &errs)) {
+			char *detail = rein_schema_errors_format(&errs);
+			char *msg = rein_sprintf("output does not match the output schema: %s",
+						 detail ? detail : "?");
+			rein_schema_errors_free(&errs);
+			rein_free(detail);
+			decide_end(r, REIN_RUN_FAILED, msg, out);
+			rein_free(msg);
+			json_decref(reason);
+			return REIN_OK;
+		}
+	}
+	char *rtext = reason ? json_text(reason) : NULL;
+	decide_end(r, st->end_status, rtext, out);
+	rein_free(rtext);
+	json_decref(reason);
+	return REIN_OK;
+bad:
+	json_decref(out);
+	json_decref(reason);
+	if (rc == REIN_ENOMEM)
+		return rein_err_set(err, rc, "out of memory");
+	char *msg = rein_sprintf("end step '%s': %s", st->name, e.msg);
+	decide_end(r, REIN_RUN_FAILED, msg, json_null());
+	rein_free(msg);
+	return REIN_OK;
+}
+
+/* Thread t enters step target. */
+static int enter(rein_run *r, int t, int target, rein_err *err)
+{
+	const rein_step *st = &r->spec->steps[target];
+	r->steps_taken++;
+	if (r->steps_taken > r->spec->max_steps) {
+		char *msg = rein_sprintf("budget: max_steps %lld exceeded entering '%s'",
+					 (long long)r->spec->max_steps, st->name);
+		decide_end(r, REIN_RUN_FAILED, msg, json_null());
+		rein_free(msg);
+		r->th[t].state = T_DONE;
+		return REIN_OK;
+	}
+	r->visits[target]++;
+	r->th[t].step = target;
+	r->th[t].issued = false;
+	if (st->max_visits > 0 && r->visits[target] > st->max_visits) {
+		char *msg = rein_sprintf("step '%s' exceeded max_visits %d", st->name,
+					 st->max_visits);
+		int rc = msg ? step_error(r, t, msg, err) : REIN_ENOMEM;
+		rein_free(msg);
+		return rc;
+	}
+	switch (st->kind) {
+	case REIN_STEP_CODE:
+	case REIN_STEP_WAIT:
+		r->th[t].state = T_READY;
+		return REIN_OK;
+	case REIN_STEP_END:
+		return enter_end(r, t, st, err);
+	case REIN_STEP_PARALLEL:
+		r->th[t].state = T_JOIN;
+		r->th[t].gen++;
+		r->th[t].pending = (int)st->nbranches;
+		for (size_t i = 0; i < st->nbranches; i++) {
+			int c = new_thread(r, t, (int)i);
+			if (c < 0)
+				return rein_err_set(err, REIN_ENOMEM, "out of memory");
+			int rc = enter(r, c, st->branches[i], err);
+			if (rc != REIN_OK)
+				return rc;
+		}
+		return REIN_OK;
+	}
+	return rein_err_set(err, REIN_EINVAL, "step '%s' has no kind", st->name);
+}
+
+/* The live thread currently at step s, or -1. */
+static int thread_at(const rein_run *r, int s)
+{
+	for (size_t i = r->nth; i-- > 0;)
+		if (r->th[i].step == s && r->th[i].state != T_DONE && r->th[i].state != T_JOIN)
+			return (int)i;
+	return -1;
+}
+
+/* ---- apply -------------------------------------------------------------- */
+
+int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
+		   const json_t *data, rein_err *err)
+{
+	if (strcmp(type, "run.resumed") == 0)
+		return REIN_OK;
+	if (strcmp(type, "run.started") == 0) {
+		if (r->started)
+			return rein_err_set(err, REIN_ECORRUPT, "run %s: second run.started", r->id);
+		r->started = true;
+		r->input = json_incref(json_object_get(data, "input"));
+		if (r->input == NULL)
+			r->input = json_null();
+		r->runinfo = json_pack("{s:s, s:s, s:s}", "id", r->id, "workflow",
+				       r->spec->name ? r->spec->name : "", "version", r->spec->version);
+		if (r->runinfo == NULL)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+		r->started_at = at;
+		r->deadline = r->spec->timeout_ms ? at + r->spec->timeout_ms : 0;
+		int t = new_thread(r, -1, 0);
+		if (t < 0)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+		return enter(r, t, r->spec->start, err);
+	}
+	if (!r->started)
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s before run.started", r->id, type);
+	if (r->ended)
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s after run.ended", r->id, type);
+	if (strcmp(type, "run.ended") == 0) {
+		const char *st = json_string_value(json_object_get(data, "status"));
+		int s = st ? rein_status_parse(st) : -1;
+		if (s < REIN_RUN_SUCCEEDED)
+			return rein_err_set(err, REIN_ECORRUPT, "run %s: run.ended with bad status",
+					    r->id);
+		r->ended = true;
+		r->status = (rein_status)s;
+		json_t *o = json_object_get(data, "output");
+		r->output = json_incref(o ? o : json_null());
+		set_str(&r->reason, json_string_value(json_object_get(data, "reason")));
+		return REIN_OK;
+	}
+	int s = step ? rein_spec_step(r->spec, step) : -1;
+	int t = s >= 0 ? thread_at(r, s) : -1;
+	if (t < 0)
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s for step '%s' which is not active",
+				    r->id, type, step ? step : "");
+	thread *th = &r->th[t];
+	const rein_step *st = &r->spec->steps[s];
+	if (strcmp(type, "step.completed") == 0) {
+		bool ok = (th->state == T_READY && st->kind == REIN_STEP_CODE) ||
+			  th->state == T_FIRED || th->state == T_JOINED;
+		if (!ok)
+			return rein_err_set(err, REIN_ECORRUPT, "run %s: step.completed for '%s' out of order",
+					    r->id, step);
+		json_t *out = json_object_get(data, "out");
+		if (out == NULL)
+			out = json_null();
+		return route(r, t, out, err);
+	}
+	if (strcmp(type, "step.failed") == 0) {
+		const char *msg = json_string_value(json_object_get(data, "error"));
+		return step_error(r, t, msg ? msg : "failed", err);
+	}
+	if (strcmp(type, "timer.scheduled") == 0) {
+		if (th->state != T_READY || st->kind != REIN_STEP_WAIT)
+			return rein_err_set(err, REIN_ECORRUPT, "run %s: timer for '%s' out of order",
+					    r->id, step);
+		th->state = T_TIMER;
+		th->due = json_integer_value(json_object_get(data, "due_at"));
+		th->wait_ms = th->due - at;
+		return REIN_OK;
+	}
+	if (strcmp(type, "timer.fired") == 0) {
+		if (th->state != T_TIMER)
+			return rein_err_set(err, REIN_ECORRUPT, "run %s: timer.fired for '%s' out of order",
+					    r->id, step);
+		th->state = T_FIRED;
+		return REIN_OK;
+	}
+	return rein_err_set(err, REIN_ECORRUPT, "run %s: unknown event type '%s'", r->id, type);
+}
+
+/* ---- poll --------------------------------------------------------------- */
+
+static int emit(rein_cmd *c, const char *type, int step, json_t *data, rein_err *err)
+{
+	if (data == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	c->kind = REIN_CMD_EMIT;
+	c->type = type;
+	c->step = step;
+	c->data = data;
+	return REIN_OK;
+}
+
+int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
+{
+	memset(cmd, 0, sizeof *cmd);
+	cmd->step = -1;
+	if (r->ended || !r->started)
+		return REIN_OK;
+	if (r->ending)
+		return emit(cmd, "run.ended", -1,
+			    json_pack("{s:s, s:s?, s:O?}", "status", rein_status_name(r->end_status),
+				      "reason", r->end_reason, "output", r->end_output),
+			    err);
+	if (r->deadline && now >= r->deadline) {
+		char *msg = rein_sprintf("timeout: the run exceeded timeout_s %lld",
+					 (long long)(r->spec->timeout_ms / 1000));
+		int rc = emit(cmd, "run.ended", -1,
+			      json_pack("{s:s, s:s?, s:n}", "status", "failed", "reason", msg, "output"),
+			      err);
+		rein_free(msg);
+		return rc;
+	}
+	int64_t due = r->deadline ? r->deadline : INT64_MAX;
+	bool busy = false;
+	for (size_t i = 0; i < r->nth; i++) {
+		thread *t = &r->th[i];
+		int s = t->step;
+		const rein_step *st = s >= 0 ? &r->spec->steps[s] : NULL;
+		switch (t->state) {
+		case T_READY:
+			if (st->kind == REIN_STEP_CODE) {
+				if (t->issued) {
+					busy = true;
+					break;
+				}
+				t->issued = true;
+				cmd->kind = REIN_CMD_EXEC;
+				cmd->step = s;
+				return REIN_OK;
+			} else { /* wait: work out when */
+				json_t *secs = NULL;
+				rein_err e = {0};
+				int rc = eval_template(r, st->wait_seconds, t->last, &secs, &e);
+				if (rc == REIN_ENOMEM)
+					return rein_err_set(err, rc, "out of memory");
+				if (rc != REIN_OK || !json_is_number(secs) ||
+				    json_number_value(secs) < 0 || json_number_value(secs) > 1e9) {
+					char *msg = rein_sprintf(
+						"wait seconds: %s",
+						rc != REIN_OK ? e.msg : "not a number between 0 and 1e9");
+					json_decref(secs);
+					rc = emit(cmd, "step.failed", s, json_pack("{s:s?}", "error", msg),
+						  err);
+					rein_free(msg);
+					return rc;
+				}
+				int64_t ms = (int64_t)(json_number_value(secs) * 1000.0);
+				json_decref(secs);
+				return emit(cmd, "timer.scheduled", s,
+					    json_pack("{s:I}", "due_at", (json_int_t)(now + ms)), err);
+			}
+		case T_TIMER:
+			if (now >= t->due)
+				return emit(cmd, "timer.fired", s, json_object(), err);
+			if (t->due < due)
+				due = t->due;
+			break;
+		case T_FIRED:
+			return emit(cmd, "step.completed", s,
+				    json_pack("{s:{s:I}}", "out", "waited_ms", (json_int_t)t->wait_ms),
+				    err);
+		case T_JOINED:
+			return emit(cmd, "step.completed", s, json_pack("{s:O}", "out", t->result), err);
+		default:
+			break;
+		}
+	}
+	if (busy) {
+		cmd->kind = REIN_CMD_BUSY;
+		return REIN_OK;
+	}
+	cmd->kind = REIN_CMD_SLEEP;
+	cmd->due = due;
+	return REIN_OK;
+}
+
+int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_err *err)
+{
+	const rein_step *st = &r->spec->steps[step];
+	int t = thread_at(r, step);
+	rein_script_ctx ctx;
+	json_t *vars = make_vars(r), *out = NULL;
+	rein_err e = {0};
+	if (vars == NULL || t < 0) {
+		json_decref(vars);
+		return rein_err_set(err, t < 0 ? REIN_EINVAL : REIN_ENOMEM,
+				    "exec of step '%s' which is not active", st->name);
+	}
+	make_ctx(r, NULL, vars, &ctx);
+	ctx.limits = st->limits;
+	int rc = rein_script_eval(r->sb, st->code, REIN_SCRIPT_CHUNK, &ctx, &out, &e);
+	json_decref(vars);
+	if (rc == REIN_ENOMEM) {
+		return rein_err_set(err, rc, "out of memory");
+	} else if (rc != REIN_OK) {
+		char *msg = rein_sprintf("code (%s): %s", st->code_origin ? st->code_origin : "?", e.msg);
+		*type = "step.failed";
+		*data = json_pack("{s:s?}", "error", msg);
+		rein_free(msg);
+	} else {
+		*type = "step.completed";
+		*data = json_pack("{s:o}", "out", out);
+	}
+	if (*data == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	return REIN_OK;
+}
+
+rein_status rein_run_status(const rein_run *r)
+{
+	if (r->ended)
+		return r->status;
+	if (r->ending)
+		return REIN_RUN_RUNNING;
+	for (size_t i = 0; i < r->nth; i++) {
+		int st = r->th[i].state;
+		if (st == T_READY || st == T_FIRED || st == T_JOINED)
+			return REIN_RUN_RUNNING;
+	}
+	for (size_t i = 0; i < r->nth; i++)
+		if (r->th[i].state == T_TIMER)
+			return REIN_RUN_WAITING;
+	return REIN_RUN_RUNNING;
+}
+
+const json_t *rein_run_output(const rein_run *r) { return r->ended ? r->output : NULL; }
+const char *rein_run_reason(const rein_run *r) { return r->reason; }
+const char *rein_run_id(const rein_run *r) { return r->id; }
+const rein_spec *rein_run_spec(const rein_run *r) { return r->spec; }
+int64_t rein_run_steps_taken(const rein_run *r) { return r->steps_taken; }
+
+int64_t rein_run_wake_at(const rein_run *r)
+{
+	int64_t due = 0;
+	if (r->ended)
+		return 0;
+	for (size_t i = 0; i < r->nth; i++)
+		if (r->th[i].state == T_TIMER && (due == 0 || r->th[i].due < due))
+			due = r->th[i].due;
+	if (r->deadline && due && r->deadline < due)
+		due = r->deadline;
+	return due;
+}
+
+bool rein_run_check(const rein_run *r, rein_err *err)
+{
+	if (r->ending || r->ended)
+		return true; /* a failed branch leaves its join open on purpose */
+	for (size_t i = 0; i < r->nth; i++) {
+		const thread *t = &r->th[i];
+		if (t->state == T_JOIN) {
+			int live = 0;
+			for (size_t j = 0; j < r->nth; j++)
+				if (r->th[j].parent == (int)i && r->th[j].pgen == t->gen &&
+				    r->th[j].state != T_DONE)
+					live++;
+			if (live != t->pending) {
+				rein_err_set(err, REIN_ECORRUPT, "thread %zu: join counts %d, live %d", i,
+					     t->pending, live);
+				return false;
+			}
+		}
+		if (t->step >= (int)r->spec->nsteps) {
+			rein_err_set(err, REIN_ECORRUPT, "thread %zu: bad step", i);
+			return false;
+		}
+	}
+	if (r->steps_taken > r->spec->max_steps + (int64_t)r->nth) {
+		rein_err_set(err, REIN_ECORRUPT, "steps taken beyond max_steps");
+		return false;
+	}
+	return true;
+}

@@ -1,0 +1,94 @@
+/*
+ * engine: the pure core. A run is the fold of its events:
+ *
+ *     rein_run_apply(run, event)   folds one event into the state
+ *     rein_run_poll(run, now)      says what the state needs next
+ *
+ * Neither makes a syscall; time arrives as the `now` argument and as each
+ * event's timestamp. Lua (`when`, templates) is evaluated through the script
+ * sandbox, which is deterministic, so replaying the same events against the
+ * same spec version rebuilds exactly the same state.
+ *
+ * Events (type, step, data):
+ *   run.started     -     {input, workflow, version, id}
+ *   step.completed  STEP  {out}
+ *   step.failed     STEP  {error}
+ *   timer.scheduled STEP  {due_at}           (ms since epoch)
+ *   timer.fired     STEP  {}
+ *   run.ended       -     {status, reason?, output?}
+ *   run.resumed     -     {owner, previous_owner}   (informational)
+ */
+#ifndef REIN_ENGINE_H
+#define REIN_ENGINE_H
+
+#include "base.h"
+#include "script.h"
+#include "spec.h"
+
+typedef struct rein_run rein_run;
+
+enum {
+	REIN_CMD_NONE = 0, /* the run has ended: nothing more to do */
+	REIN_CMD_EMIT,     /* append this event (then apply it) */
+	REIN_CMD_EXEC,     /* execute step's work (rein_run_exec), append the result */
+	REIN_CMD_SLEEP,    /* nothing to do before `due` (ms since epoch) */
+	REIN_CMD_BUSY,     /* every ready step has an EXEC outstanding */
+};
+
+typedef struct rein_cmd {
+	int kind;
+	const char *type; /* EMIT: the event type (static string) */
+	int step;         /* EMIT/EXEC: the step index, -1 for run-level */
+	json_t *data;     /* EMIT: the event data, owned by the command */
+	int64_t due;      /* SLEEP */
+} rein_cmd;
+
+/* Releases what a command owns. */
+void rein_cmd_clear(rein_cmd *c);
+
+/*
+ * Creates the state of a new or recovering run. Borrows spec and sandbox for
+ * the run's life. The first event applied must be run.started.
+ */
+int rein_run_new(const rein_spec *spec, rein_script *sandbox, const char *id, rein_run **out);
+void rein_run_free(rein_run *r);
+
+/*
+ * Folds one event into the state. data is borrowed. Returns REIN_ECORRUPT
+ * (detail in err) when the event does not fit the state, e.g. a completion for
+ * a step that is not running: the log and the spec disagree.
+ */
+int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
+		   const json_t *data, rein_err *err);
+
+/*
+ * The next thing the run needs at time now, written to *cmd. Deterministic:
+ * the same state and now give the same command. An EXEC already handed out is
+ * not handed out again until its result is applied (rein_run_forget_exec
+ * clears that mark, e.g. after a crash of the executor).
+ */
+int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err);
+
+/*
+ * Executes the work of an EXEC command for step (a code step's Lua), giving
+ * the event to append: *type is "step.completed" or "step.failed" and *data a
+ * new reference. Only fails (non-zero) on out-of-memory; a script error is a
+ * step.failed event.
+ */
+int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_err *err);
+
+rein_status rein_run_status(const rein_run *r);
+/* The final output (borrowed), NULL until the run has ended. */
+const json_t *rein_run_output(const rein_run *r);
+const char *rein_run_reason(const rein_run *r);
+const char *rein_run_id(const rein_run *r);
+const rein_spec *rein_run_spec(const rein_run *r);
+/* The earliest timer due (ms) while waiting, else 0. */
+int64_t rein_run_wake_at(const rein_run *r);
+/* Number of steps entered so far. */
+int64_t rein_run_steps_taken(const rein_run *r);
+
+/* Debug invariant check: the state is consistent (threads, joins, counters). */
+bool rein_run_check(const rein_run *r, rein_err *err);
+
+#endif

@@ -1,0 +1,703 @@
+/*
+ * The runner: commands → actions, leases, and group commit. See runner.h.
+ */
+#include "runner.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { A_RUN = 1, A_PARK_END, A_PARK_WAIT, A_SLEEP };
+
+typedef struct active {
+	rein_run *run;
+	const rein_spec *spec;
+	char id[64];
+	int64_t seq;
+	uint8_t last_hash[REIN_HASH_LEN];
+	int64_t created_at;
+	int state;
+	int64_t wake_at;
+	bool inserted; /* the row exists in the store */
+	bool cancel;
+} active;
+
+typedef struct pending {
+	active *a;
+	rein_event_row row;
+	char *payload;
+} pending;
+
+struct rein_runner {
+	rein_store *st;
+	rein_script *sb;
+	rein_runner_opts o;
+	char owner[160];
+	active **runs;
+	size_t n, cap;
+	pending *ev;
+	size_t nev, evcap;
+	rein_spec **owned; /* specs rebuilt from bundles */
+	size_t nowned, ownedcap;
+	char (*stored)[65]; /* versions written to the store by this runner */
+	size_t nstored, storedcap;
+	rein_run_result *res;
+	size_t nres, rescap, reshead;
+	bool crashed;
+};
+
+void rein_run_result_clear(rein_run_result *r)
+{
+	json_decref(r->output);
+	rein_free(r->reason);
+	memset(r, 0, sizeof *r);
+}
+
+static int64_t now(rein_runner *rn) { return rein_clock_now(rn->o.clock); }
+
+static void sys_sleep(void *ud, int64_t ms)
+{
+	(void)ud;
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* /proc/PID/stat field 22: the start time, so a reused pid is not mistaken. */
+static long long proc_start(long pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	if (p == NULL)
+		return -1;
+	/* after ") " come fields 3.. ; starttime is field 22 */
+	long long v = -1;
+	int field = 2;
+	for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " "))
+		if (++field == 22) {
+			v = atoll(tok);
+			break;
+		}
+	return v;
+}
+
+static void host_name(char *out, size_t n)
+{
+	if (gethostname(out, n) != 0)
+		snprintf(out, n, "localhost");
+	out[n - 1] = '\0';
+	for (char *p = out; *p; p++)
+		if (*p == '/')
+			*p = '_';
+}
+
+bool rein_owner_alive(const char *owner)
+{
+	char host[128], mine[128];
+	long pid;
+	long long start;
+	if (owner == NULL || sscanf(owner, "%127[^/]/%ld/%lld", host, &pid, &start) != 3)
+		return false;
+	host_name(mine, sizeof mine);
+	if (strcmp(host, mine) != 0)
+		return true; /* another host: only the lease expiry can tell */
+	return proc_start(pid) == start;
+}
+
+int rein_runner_new(rein_store *store, rein_script *sandbox, const rein_runner_opts *opts,
+		    rein_runner **out, rein_err *err)
+{
+	rein_runner *rn = rein_calloc(1, sizeof *rn);
+	if (rn == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	rn->st = store;
+	rn->sb = sandbox;
+	if (opts)
+		rn->o = *opts;
+	if (rn->o.clock == NULL)
+		rn->o.clock = &rein_clock_system;
+	if (rn->o.lease_ms <= 0)
+		rn->o.lease_ms = 60000;
+	if (rn->o.max_batch == 0)
+		rn->o.max_batch = 50000;
+	if (rn->o.sleep_ms == NULL)
+		rn->o.sleep_ms = sys_sleep;
+	char host[128];
+	host_name(host, sizeof host);
+	snprintf(rn->owner, sizeof rn->owner, "%s/%ld/%lld", host, (long)getpid(),
+		 proc_start((long)getpid()));
+	*out = rn;
+	return REIN_OK;
+}
+
+static void active_free(active *a)
+{
+	if (a) {
+		rein_run_free(a->run);
+		rein_free(a);
+	}
+}
+
+static void drop_pending(rein_runner *rn)
+{
+	for (size_t i = 0; i < rn->nev; i++)
+		rein_free(rn->ev[i].payload);
+	rn->nev = 0;
+}
+
+static void drop_all(rein_runner *rn)
+{
+	drop_pending(rn);
+	for (size_t i = 0; i < rn->n; i++)
+		active_free(rn->runs[i]);
+	rn->n = 0;
+}
+
+void rein_runner_free(rein_runner *rn)
+{
+	if (rn == NULL)
+		return;
+	drop_all(rn);
+	rein_free(rn->ev);
+	rein_free(rn->runs);
+	for (size_t i = 0; i < rn->nowned; i++)
+		rein_spec_free(rn->owned[i]);
+	rein_free(rn->owned);
+	rein_free(rn->stored);
+	for (size_t i = rn->reshead; i < rn->nres; i++)
+		rein_run_result_clear(&rn->res[i]);
+	rein_free(rn->res);
+	rein_free(rn);
+}
+
+const char *rein_runner_owner(const rein_runner *rn) { return rn->owner; }
+size_t rein_runner_active(const rein_runner *rn) { return rn->n; }
+
+static int grow(void **v, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return REIN_OK;
+	size_t c = *cap ? *cap * 2 : 16;
+	while (c < need)
+		c *= 2;
+	void *p = rein_realloc(*v, c * size);
+	if (p == NULL)
+		return REIN_ENOMEM;
+	*v = p;
+	*cap = c;
+	return REIN_OK;
+}
+
+static int push_result(rein_runner *rn, active *a)
+{
+	if (grow((void **)&rn->res, &rn->rescap, rn->nres + 1, sizeof *rn->res) != REIN_OK)
+		return REIN_ENOMEM;
+	rein_run_result *r = &rn->res[rn->nres];
+	memset(r, 0, sizeof *r);
+	snprintf(r->id, sizeof r->id, "%s", a->id);
+	r->status = rein_run_status(a->run);
+	const json_t *o = rein_run_output(a->run);
+	r->output = o ? json_incref((json_t *)o) : NULL;
+	const char *why = rein_run_reason(a->run);
+	r->reason = why ? rein_strdup(why) : NULL;
+	r->wake_at = rein_run_wake_at(a->run);
+	rn->nres++;
+	return REIN_OK;
+}
+
+bool rein_runner_result(rein_runner *rn, rein_run_result *res)
+{
+	if (rn->reshead >= rn->nres)
+		return false;
+	*res = rn->res[rn->reshead++];
+	if (rn->reshead == rn->nres)
+		rn->reshead = rn->nres = 0;
+	return true;
+}
+
+/* Appends an event to the run's log (in the pending batch), then applies it. */
+static int append(rein_runner *rn, active *a, const char *type, int step, const json_t *data,
+		  rein_err *err)
+{
+	int rc;
+	char *payload = rein_json_dump(data);
+	if (payload == NULL ||
+	    grow((void **)&rn->ev, &rn->evcap, rn->nev + 1, sizeof *rn->ev) != REIN_OK) {
+		rein_free(payload);
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	}
+	pending *p = &rn->ev[rn->nev++];
+	p->a = a;
+	p->payload = payload;
+	p->row = (rein_event_row){
+		.run_id = a->id,
+		.seq = a->seq + 1,
+		.type = type,
+		.step = step >= 0 ? a->spec->steps[step].name : NULL,
+		.at = now(rn),
+		.payload = payload,
+	};
+	memcpy(p->row.prev_hash, a->last_hash, REIN_HASH_LEN);
+	rein_event_hash(&p->row);
+	a->seq++;
+	memcpy(a->last_hash, p->row.hash, REIN_HASH_LEN);
+	if (rn->o.on_event)
+		rn->o.on_event(rn->o.ud, &p->row);
+	if (rn->o.crash_point && rn->o.crash_point(rn->o.ud, &p->row)) {
+		rn->crashed = true;
+		return rein_err_set(err, REIN_EFAULT, "simulated crash after %s seq %lld", type,
+				    (long long)p->row.seq);
+	}
+	rc = rein_run_apply(a->run, type, p->row.step, p->row.at, data, err);
+	return rc;
+}
+
+static int add_active(rein_runner *rn, active *a)
+{
+	if (grow((void **)&rn->runs, &rn->cap, rn->n + 1, sizeof *rn->runs) != REIN_OK)
+		return REIN_ENOMEM;
+	rn->runs[rn->n++] = a;
+	return REIN_OK;
+}
+
+int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *input, const char *id,
+		      char id_out[64], rein_err *err)
+{
+	int rc = REIN_OK;
+	active *a = NULL;
+	json_t *data = NULL;
+	if (spec->input_schema) {
+		rein_schema_errors errs = {0};
+		if (!rein_schema_validate(spec->input_schema, input, &errs)) {
+			char *detail = rein_schema_errors_format(&errs);
+			rc = rein_err_set(err, REIN_ESCHEMA, "input does not match the input schema: %s",
+					  detail ? detail : "");
+			rein_free(detail);
+			rein_schema_errors_free(&errs);
+			return rc;
+		}
+	}
+	if ((a = rein_calloc(1, sizeof *a)) == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	if (id)
+		snprintf(a->id, sizeof a->id, "%s", id);
+	else if ((rc = rein_random_id("run_", a->id, sizeof a->id)) != REIN_OK) {
+		rein_err_set(err, rc, "cannot make a run id");
+		goto fail;
+	}
+	a->spec = spec;
+	a->state = A_RUN;
+	a->created_at = now(rn);
+	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto fail;
+	}
+	data = json_pack("{s:s, s:s, s:s, s:O}", "id", a->id, "workflow", spec->name, "version",
+			 spec->version, "input", input);
+	if (data == NULL || add_active(rn, a) != REIN_OK) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto fail;
+	}
+	rc = append(rn, a, "run.started", -1, data, err);
+	json_decref(data);
+	if (rc == REIN_OK)
+		snprintf(id_out, 64, "%s", a->id);
+	return rc; /* on failure the run stays held and is dropped at the next error/flush */
+fail:
+	json_decref(data);
+	active_free(a);
+	return rc;
+}
+
+static const rein_spec *spec_for(rein_runner *rn, const char *version, rein_err *err)
+{
+	for (size_t i = 0; i < rn->nowned; i++)
+		if (strcmp(rn->owned[i]->version, version) == 0)
+			return rn->owned[i];
+	char *text = NULL;
+	json_t *bundle = NULL;
+	rein_spec *spec = NULL;
+	rein_diags d = {0};
+	if (rein_store_spec_get(rn->st, version, &text, err) != REIN_OK)
+		goto out;
+	if ((bundle = rein_json_parse(text, strlen(text), err)) == NULL)
+		goto out;
+	char path[80];
+	snprintf(path, sizeof path, "version:%.12s", version);
+	if (rein_spec_load_bundle(bundle, path, rn->sb, &spec, &d, err) != REIN_OK) {
+		if (d.n)
+			rein_err_set(err, REIN_ESPEC, "%s:%d:%d: %s", d.v[0].file, d.v[0].line,
+				     d.v[0].col, d.v[0].msg);
+		goto out;
+	}
+	if (grow((void **)&rn->owned, &rn->ownedcap, rn->nowned + 1, sizeof *rn->owned) != REIN_OK) {
+		rein_spec_free(spec);
+		spec = NULL;
+		rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	rn->owned[rn->nowned++] = spec;
+out:
+	rein_diags_free(&d);
+	json_decref(bundle);
+	rein_free(text);
+	return spec;
+}
+
+typedef struct replay_ctx {
+	active *a;
+	rein_err *err;
+	int rc;
+} replay_ctx;
+
+static int replay_one(void *ud, const rein_event_row *ev)
+{
+	replay_ctx *c = ud;
+	active *a = c->a;
+	if (ev->seq != a->seq + 1 || memcmp(ev->prev_hash, a->last_hash, REIN_HASH_LEN) != 0) {
+		c->rc = rein_err_set(c->err, REIN_ECORRUPT, "run %s: the chain breaks at seq %lld",
+				     a->id, (long long)ev->seq);
+		return 1;
+	}
+	if (ev->payload == NULL) {
+		c->rc = rein_err_set(c->err, REIN_ECORRUPT, "run %s: payload of seq %lld was purged",
+				     a->id, (long long)ev->seq);
+		return 1;
+	}
+	json_t *data = rein_json_parse(ev->payload, strlen(ev->payload), c->err);
+	if (data == NULL) {
+		c->rc = REIN_ECORRUPT;
+		return 1;
+	}
+	c->rc = rein_run_apply(a->run, ev->type, ev->step, ev->at, data, c->err);
+	json_decref(data);
+	a->seq = ev->seq;
+	memcpy(a->last_hash, ev->hash, REIN_HASH_LEN);
+	return c->rc != REIN_OK;
+}
+
+static active *find_active(rein_runner *rn, const char *id)
+{
+	for (size_t i = 0; i < rn->n; i++)
+		if (strcmp(rn->runs[i]->id, id) == 0)
+			return rn->runs[i];
+	return NULL;
+}
+
+int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
+{
+	rein_run_row row = {0};
+	active *a = NULL;
+	int rc;
+	if (find_active(rn, id))
+		return REIN_OK;
+	if ((rc = rein_store_run_get(rn->st, id, &row, err)) != REIN_OK)
+		goto out;
+	int64_t t = now(rn);
+	bool ended = row.status >= REIN_RUN_SUCCEEDED;
+	char *prev = row.lease_owner;
+	bool abandoned = false;
+	if (!ended && prev && strcmp(prev, rn->owner) != 0) {
+		if (row.lease_expires > t && rein_owner_alive(prev)) {
+			rc = rein_err_set(err, REIN_ECONFLICT, "run %s is being advanced by %s", id,
+					  prev);
+			goto out;
+		}
+		abandoned = true;
+	}
+	const rein_spec *spec = spec_for(rn, row.version, err);
+	if (spec == NULL) {
+		rc = err && err->code ? err->code : REIN_EIO;
+		goto out;
+	}
+	if ((a = rein_calloc(1, sizeof *a)) == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(a->id, sizeof a->id, "%s", id);
+	a->spec = spec;
+	a->inserted = true;
+	a->created_at = row.created_at;
+	a->state = A_RUN;
+	a->cancel = row.cancel_requested;
+	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto out;
+	}
+	replay_ctx c = {.a = a, .err = err};
+	if ((rc = rein_store_events_load(rn->st, id, replay_one, &c, err)) != REIN_OK ||
+	    (rc = c.rc) != REIN_OK)
+		goto out;
+	if (a->seq != row.last_seq || memcmp(a->last_hash, row.last_hash, REIN_HASH_LEN) != 0) {
+		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: the log ends at seq %lld, the run row "
+				  "says %lld", id, (long long)a->seq, (long long)row.last_seq);
+		goto out;
+	}
+	if (ended) { /* nothing to do: report it */
+		rc = push_result(rn, a) == REIN_OK ? REIN_OK
+						   : rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = rein_store_lease_claim(rn->st, id, prev, rn->owner, t + rn->o.lease_ms, err)) !=
+	    REIN_OK)
+		goto out;
+	if ((rc = add_active(rn, a)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto out;
+	}
+	if (abandoned) {
+		json_t *d = json_pack("{s:s, s:s}", "owner", rn->owner, "previous_owner", prev);
+		rc = d ? append(rn, a, "run.resumed", -1, d, err)
+		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+		json_decref(d);
+	}
+	a = NULL;
+out:
+	active_free(a);
+	rein_run_row_clear(&row);
+	return rc;
+}
+
+int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err)
+{
+	active *a = find_active(rn, id);
+	if (a) {
+		a->cancel = true;
+		if (a->state == A_SLEEP || a->state == A_PARK_WAIT)
+			a->state = A_RUN;
+		return REIN_OK;
+	}
+	return rein_store_cancel_request(rn->st, id, err);
+}
+
+static bool spec_stored(rein_runner *rn, const char *version)
+{
+	for (size_t i = 0; i < rn->nstored; i++)
+		if (strcmp(rn->stored[i], version) == 0)
+			return true;
+	return false;
+}
+
+/* Fills the run row for a's current state. */
+static int row_for(rein_runner *rn, active *a, bool leaving, rein_run_row *row, int64_t t)
+{
+	memset(row, 0, sizeof *row);
+	snprintf(row->id, sizeof row->id, "%s", a->id);
+	row->workflow = a->spec->name;
+	snprintf(row->version, sizeof row->version, "%s", a->spec->version);
+	row->status = rein_run_status(a->run);
+	row->created_at = a->created_at;
+	row->updated_at = t;
+	row->wake_at = rein_run_wake_at(a->run);
+	row->lease_owner = leaving ? NULL : rn->owner;
+	row->lease_expires = leaving ? 0 : t + rn->o.lease_ms;
+	row->last_seq = a->seq;
+	memcpy(row->last_hash, a->last_hash, REIN_HASH_LEN);
+	const json_t *o = rein_run_output(a->run);
+	if (o && (row->output = rein_json_dump(o)) == NULL)
+		return REIN_ENOMEM;
+	row->reason = (char *)rein_run_reason(a->run);
+	return REIN_OK;
+}
+
+/* Will a leave the runner at this flush? */
+static bool leaving(rein_runner *rn, active *a, int64_t t)
+{
+	if (a->state == A_PARK_END)
+		return true;
+	if (a->state == A_PARK_WAIT)
+		return a->wake_at - t > rn->o.max_wait_ms;
+	return false;
+}
+
+int rein_runner_flush(rein_runner *rn, rein_err *err)
+{
+	int rc = REIN_OK;
+	int64_t t = now(rn);
+	bool dirty = rn->nev > 0;
+	for (size_t i = 0; i < rn->n && !dirty; i++)
+		dirty = rn->runs[i]->state == A_PARK_END || rn->runs[i]->state == A_PARK_WAIT;
+	if (!dirty)
+		return REIN_OK;
+	if ((rc = rein_store_begin(rn->st, err)) != REIN_OK)
+		goto fail;
+	/* specs first, then new runs, then events, then run rows */
+	for (size_t i = 0; i < rn->n; i++) {
+		active *a = rn->runs[i];
+		if (a->inserted)
+			continue;
+		if (!spec_stored(rn, a->spec->version)) {
+			char *b = rein_json_dump(a->spec->bundle);
+			rc = b ? rein_store_spec_put(rn->st, a->spec->version, a->spec->name, b, err)
+			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+			rein_free(b);
+			if (rc != REIN_OK)
+				goto fail_tx;
+			if (grow((void **)&rn->stored, &rn->storedcap, rn->nstored + 1,
+				 sizeof *rn->stored) != REIN_OK) {
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				goto fail_tx;
+			}
+			snprintf(rn->stored[rn->nstored++], 65, "%s", a->spec->version);
+		}
+		rein_run_row row;
+		if ((rc = row_for(rn, a, leaving(rn, a, t), &row, t)) != REIN_OK) {
+			rein_err_set(err, rc, "out of memory");
+			goto fail_tx;
+		}
+		rc = rein_store_run_insert(rn->st, &row, err);
+		rein_free(row.output);
+		if (rc != REIN_OK)
+			goto fail_tx;
+	}
+	for (size_t i = 0; i < rn->nev; i++)
+		if ((rc = rein_store_event_append(rn->st, &rn->ev[i].row, err)) != REIN_OK)
+			goto fail_tx;
+	for (size_t i = 0; i < rn->n; i++) {
+		active *a = rn->runs[i];
+		if (!a->inserted)
+			continue;
+		rein_run_row row;
+		bool cancel = false;
+		if ((rc = row_for(rn, a, leaving(rn, a, t), &row, t)) != REIN_OK) {
+			rein_err_set(err, rc, "out of memory");
+			goto fail_tx;
+		}
+		rc = rein_store_run_update(rn->st, &row, rn->owner, &cancel, err);
+		rein_free(row.output);
+		if (rc != REIN_OK)
+			goto fail_tx;
+		if (cancel && rein_run_status(a->run) < REIN_RUN_SUCCEEDED)
+			a->cancel = true;
+	}
+	if ((rc = rein_store_commit(rn->st, err)) != REIN_OK)
+		goto fail;
+	/* durable: release what left */
+	drop_pending(rn);
+	size_t keep = 0;
+	for (size_t i = 0; i < rn->n; i++) {
+		active *a = rn->runs[i];
+		a->inserted = true;
+		if (leaving(rn, a, t) && !(a->cancel && a->state == A_PARK_WAIT)) {
+			if (push_result(rn, a) != REIN_OK) {
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				/* the store is fine; keep the run held */
+				rn->runs[keep++] = a;
+				continue;
+			}
+			active_free(a);
+			continue;
+		}
+		if (a->state == A_PARK_WAIT)
+			a->state = a->cancel ? A_RUN : A_SLEEP;
+		rn->runs[keep++] = a;
+	}
+	rn->n = keep;
+	return rc;
+fail_tx:
+	rein_store_rollback(rn->st);
+fail:
+	/* memory is ahead of the store: forget it all, the store is the truth */
+	drop_all(rn);
+	return rc;
+}
+
+/* Advances one run until it parks (ends or waits) or the batch is full. */
+static int advance(rein_runner *rn, active *a, rein_err *err)
+{
+	int rc = REIN_OK;
+	for (int guard = 0; guard < 100000; guard++) {
+		rein_cmd cmd;
+		if (a->cancel && rein_run_status(a->run) < REIN_RUN_SUCCEEDED) {
+			json_t *d = json_pack("{s:s, s:s, s:n}", "status", "cancelled", "reason",
+					      "cancelled on request", "output");
+			rc = d ? append(rn, a, "run.ended", -1, d, err)
+			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+			json_decref(d);
+			if (rc != REIN_OK)
+				return rc;
+		}
+		if ((rc = rein_run_poll(a->run, now(rn), &cmd, err)) != REIN_OK)
+			return rc;
+		switch (cmd.kind) {
+		case REIN_CMD_NONE:
+			a->state = A_PARK_END;
+			return REIN_OK;
+		case REIN_CMD_SLEEP:
+			a->state = A_PARK_WAIT;
+			a->wake_at = cmd.due;
+			return REIN_OK;
+		case REIN_CMD_BUSY: /* cannot happen: execs here are synchronous */
+			return rein_err_set(err, REIN_EINVAL, "run %s: engine busy", a->id);
+		case REIN_CMD_EMIT:
+			rc = append(rn, a, cmd.type, cmd.step, cmd.data, err);
+			rein_cmd_clear(&cmd);
+			break;
+		case REIN_CMD_EXEC: {
+			const char *type = NULL;
+			json_t *data = NULL;
+			rc = rein_run_exec(a->run, cmd.step, &type, &data, err);
+			if (rc == REIN_OK)
+				rc = append(rn, a, type, cmd.step, data, err);
+			json_decref(data);
+			break;
+		}
+		}
+		if (rc != REIN_OK)
+			return rc;
+		if (rn->nev >= rn->o.max_batch && (rc = rein_runner_flush(rn, err)) != REIN_OK)
+			return rc;
+	}
+	return REIN_OK;
+}
+
+int rein_runner_drive(rein_runner *rn, rein_err *err)
+{
+	int rc = REIN_OK;
+	for (;;) {
+		bool ran = false;
+		for (size_t i = 0; i < rn->n; i++) {
+			active *a = rn->runs[i];
+			if (a->state != A_RUN)
+				continue;
+			ran = true;
+			if ((rc = advance(rn, a, err)) != REIN_OK)
+				goto fail;
+		}
+		/* the barrier: everything parked becomes durable together */
+		if ((rc = rein_runner_flush(rn, err)) != REIN_OK)
+			return rc;
+		if (ran)
+			continue;
+		int64_t t = now(rn), next = INT64_MAX;
+		for (size_t i = 0; i < rn->n; i++)
+			if (rn->runs[i]->state == A_SLEEP && rn->runs[i]->wake_at < next)
+				next = rn->runs[i]->wake_at;
+		if (next == INT64_MAX)
+			return REIN_OK; /* nothing held */
+		if (next > t)
+			rn->o.sleep_ms(rn->o.ud, next - t);
+		t = now(rn);
+		for (size_t i = 0; i < rn->n; i++)
+			if (rn->runs[i]->state == A_SLEEP && rn->runs[i]->wake_at <= t)
+				rn->runs[i]->state = A_RUN;
+	}
+fail:
+	/* A step's failure is an event, so an error here is a store or memory
+	 * problem (or a simulated crash): memory may be ahead of the store, so
+	 * forget every held run; the store keeps their last durable state and
+	 * `resume` continues from it. */
+	drop_all(rn);
+	return rc;
+}

@@ -1,0 +1,96 @@
+/*
+ * runner: drives runs. It turns the engine's commands into actions (run a
+ * code step, sleep until a timer, append an event), holds each run it
+ * advances under a lease in the store, and makes events durable in groups:
+ * many runs' events share one transaction, committed only at a durability
+ * barrier (a run ends or suspends, a run is started by a caller who will be
+ * told its id, or the batch grows large). The blocking `rein run` is a loop
+ * over this same machinery.
+ */
+#ifndef REIN_RUNNER_H
+#define REIN_RUNNER_H
+
+#include "base.h"
+#include "engine.h"
+#include "script.h"
+#include "spec.h"
+#include "store.h"
+
+typedef struct rein_runner rein_runner;
+
+typedef struct rein_runner_opts {
+	const rein_clock *clock; /* NULL: the system clock */
+	int64_t lease_ms;        /* lease length; 0: 60 s */
+	int64_t max_wait_ms;     /* timers due within this are slept through; 0: none */
+	size_t max_batch;        /* events per transaction before a forced commit; 0: 50,000 */
+	/* Sleeps ms milliseconds (NULL: nanosleep). The simulator advances a manual clock. */
+	void (*sleep_ms)(void *ud, int64_t ms);
+	/* Called for each event appended (progress output); may be NULL. */
+	void (*on_event)(void *ud, const rein_event_row *ev);
+	void *ud;
+	/* Test hook: called after each event is appended, before it is applied; a
+	 * non-zero return makes the runner stop as if the process died. */
+	int (*crash_point)(void *ud, const rein_event_row *ev);
+} rein_runner_opts;
+
+typedef struct rein_run_result {
+	char id[64];
+	rein_status status;
+	json_t *output; /* owned by the result */
+	char *reason;   /* owned, may be NULL */
+	int64_t wake_at;
+} rein_run_result;
+
+void rein_run_result_clear(rein_run_result *r);
+
+/* Borrows store and sandbox for the runner's life. Caller frees. */
+int rein_runner_new(rein_store *store, rein_script *sandbox, const rein_runner_opts *opts,
+		    rein_runner **out, rein_err *err);
+void rein_runner_free(rein_runner *rn);
+
+/* This process's lease owner name: "HOST/PID/STARTTIME". */
+const char *rein_runner_owner(const rein_runner *rn);
+
+/*
+ * Starts a run of spec (borrowed: keep it alive while the runner lives) with
+ * input (borrowed). The input is checked against the spec's input schema
+ * first: REIN_ESCHEMA with the errors in err, and nothing is started. id may
+ * be NULL (a new id is made); the run's id is written to id_out[64].
+ * The start is durable only after the next rein_runner_flush or barrier.
+ */
+int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *input, const char *id,
+		      char id_out[64], rein_err *err);
+
+/*
+ * Takes over run id from the store: claims its lease (free, expired, or held
+ * by a process on this host that has died), rebuilds its state from its events
+ * and records run.resumed when it took the run from a dead owner. A run that
+ * has already ended is reported as a result straight away. REIN_ECONFLICT
+ * when a live worker holds it, REIN_ENOTFOUND when unknown.
+ */
+int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err);
+
+/* Asks for run id to be cancelled: at once if this runner holds it. */
+int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err);
+
+/* Makes every pending event durable now (one transaction). */
+int rein_runner_flush(rein_runner *rn, rein_err *err);
+
+/*
+ * Advances every run the runner holds until each has ended or is waiting on a
+ * timer further away than max_wait_ms; results become available through
+ * rein_runner_result. On a store error the runner drops the runs it held (the
+ * store still has their last durable state) and returns the error.
+ */
+int rein_runner_drive(rein_runner *rn, rein_err *err);
+
+/* Pops the next finished or suspended run into *res; false when none. */
+bool rein_runner_result(rein_runner *rn, rein_run_result *res);
+
+/* Number of runs held. */
+size_t rein_runner_active(const rein_runner *rn);
+
+/* True when owner (as written by rein_runner_owner) names a live process on this host. */
+bool rein_owner_alive(const char *owner);
+
+#endif

@@ -1,0 +1,864 @@
+/*
+ * The spec compiler: workflow.yaml (plus the Lua and schema files it names)
+ * → rein_spec. Every problem found becomes a FILE:LINE:COL diagnostic; the
+ * checks go on after the first so `rein validate` can list them all.
+ */
+#include "spec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "yaml_tree.h"
+
+#define DEFAULT_MAX_STEPS 1000
+
+/* ---- diagnostics ------------------------------------------------------- */
+
+void rein_diags_free(rein_diags *d)
+{
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->n; i++) {
+		rein_free(d->v[i].file);
+		rein_free(d->v[i].msg);
+	}
+	rein_free(d->v);
+	d->v = NULL;
+	d->n = 0;
+}
+
+int rein_diags_add(rein_diags *d, const char *file, int line, int col, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	rein_diag *v = rein_realloc(d->v, (d->n + 1) * sizeof *v);
+	if (v == NULL)
+		return REIN_ENOMEM;
+	d->v = v;
+	rein_diag *x = &d->v[d->n];
+	x->file = rein_strdup(file);
+	x->msg = rein_strdup(msg);
+	x->line = line;
+	x->col = col;
+	if (x->file == NULL || x->msg == NULL) {
+		rein_free(x->file);
+		rein_free(x->msg);
+		return REIN_ENOMEM;
+	}
+	d->n++;
+	return REIN_OK;
+}
+
+void rein_diags_print(const rein_diags *d, void *file)
+{
+	for (size_t i = 0; i < d->n; i++)
+		fprintf(file, "%s:%d:%d: %s\n", d->v[i].file, d->v[i].line, d->v[i].col, d->v[i].msg);
+}
+
+/* ---- the loader -------------------------------------------------------- */
+
+typedef struct loader {
+	const char *dir;   /* files are read from here; NULL: bundle only */
+	const char *path;  /* for messages */
+	json_t *files;     /* bundle "files" object */
+	rein_script *sb;
+	rein_diags *d;
+	rein_err *err;
+	rein_spec *spec;
+	char *wf;          /* "PATH/workflow.yaml" */
+	bool nomem;
+	const ynode **step_val; /* per step: its mapping node */
+} loader;
+
+static void diag(loader *L, const char *file, int line, int col, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void diag(loader *L, const char *file, int line, int col, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (rein_diags_add(L->d, file, line, col, "%s", msg) != REIN_OK)
+		L->nomem = true;
+}
+
+#define DIAG(L, n, ...) diag((L), (L)->wf, (n)->line, (n)->col, __VA_ARGS__)
+
+static const char *kind_name(int type)
+{
+	return type == YNODE_MAP ? "a mapping" : type == YNODE_SEQ ? "a list" : "a scalar";
+}
+
+/* Checks every key of map is in allowed (NULL-terminated). */
+static void check_keys(loader *L, const ynode *map, const char *what, const char *const *allowed)
+{
+	for (size_t i = 0; i + 1 < map->n; i += 2) {
+		const ynode *k = map->kids[i];
+		if (k->type != YNODE_SCALAR) {
+			DIAG(L, k, "%s: keys must be scalars", what);
+			continue;
+		}
+		bool ok = false;
+		for (const char *const *a = allowed; *a; a++)
+			ok |= strcmp(*a, k->str) == 0;
+		if (!ok) {
+			char list[512] = "";
+			for (const char *const *a = allowed; *a; a++) {
+				strncat(list, *a, sizeof list - strlen(list) - 1);
+				if (a[1])
+					strncat(list, ", ", sizeof list - strlen(list) - 1);
+			}
+			DIAG(L, k, "unknown key '%s' in %s (expected one of: %s)", k->str, what, list);
+		}
+	}
+}
+
+static bool want_type(loader *L, const ynode *n, int type, const char *what)
+{
+	if (n->type == type)
+		return true;
+	DIAG(L, n, "%s must be %s, not %s", what, kind_name(type), kind_name(n->type));
+	return false;
+}
+
+/* A positive integer scalar; returns false (with a diagnostic) otherwise. */
+static bool want_int(loader *L, const ynode *n, const char *what, int64_t min, int64_t *v)
+{
+	if (n->type == YNODE_SCALAR && n->plain) {
+		char *end;
+		long long x = strtoll(n->str, &end, 10);
+		if (*n->str && *end == '\0' && x >= min) {
+			*v = x;
+			return true;
+		}
+	}
+	DIAG(L, n, "%s must be an integer >= %lld", what, (long long)min);
+	return false;
+}
+
+static bool safe_relpath(const char *rel)
+{
+	if (rel[0] == '/' || rel[0] == '\0')
+		return false;
+	for (const char *p = rel; *p;) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (len == 2 && p[0] == '.' && p[1] == '.')
+			return false;
+		p += len + (slash ? 1 : 0);
+	}
+	return true;
+}
+
+/*
+ * Reads a file of the workflow by relative path, recording it in the bundle
+ * (or taking it from the bundle). Returns a borrowed string or NULL with a
+ * diagnostic at n.
+ */
+static const char *read_rel(loader *L, const ynode *n, const char *rel)
+{
+	if (!safe_relpath(rel)) {
+		DIAG(L, n, "'%s': paths must be relative and stay inside the workflow directory", rel);
+		return NULL;
+	}
+	json_t *have = json_object_get(L->files, rel);
+	if (have)
+		return json_string_value(have);
+	if (L->dir == NULL) {
+		DIAG(L, n, "'%s': not in the recorded workflow bundle", rel);
+		return NULL;
+	}
+	char *full = rein_sprintf("%s/%s", L->dir, rel), *text = NULL;
+	size_t len = 0;
+	rein_err e = {0};
+	const char *res = NULL;
+	if (full == NULL) {
+		L->nomem = true;
+		goto out;
+	}
+	if (rein_file_read(full, &text, &len, &e) != REIN_OK) {
+		DIAG(L, n, "cannot read '%s': %s", rel, e.msg);
+		goto out;
+	}
+	json_t *s = json_stringn(text, len);
+	if (s == NULL) {
+		DIAG(L, n, "'%s' is not valid UTF-8 text", rel);
+		goto out;
+	}
+	if (json_object_set_new(L->files, rel, s) != 0) {
+		L->nomem = true;
+		goto out;
+	}
+	res = json_string_value(s);
+out:
+	rein_free(full);
+	rein_free(text);
+	return res;
+}
+
+/* Reports a Lua compile error at the node's place, shifting Lua's line numbers. */
+static void lua_diag(loader *L, const char *file, int line, int col, int offset, const char *what,
+		     const char *msg)
+{
+	int lual = 0;
+	const char *rest = msg;
+	if (sscanf(msg, "line %d: ", &lual) == 1) {
+		rest = strstr(msg, ": ") + 2;
+		if (offset >= 0)
+			line += offset + lual - 1;
+	}
+	diag(L, file, line, col, "%s does not compile: %s", what, rest);
+}
+
+static void check_expr(loader *L, const ynode *n, const char *what)
+{
+	rein_err e = {0};
+	if (rein_script_check(L->sb, n->str, REIN_SCRIPT_EXPR, &e) != REIN_OK)
+		lua_diag(L, L->wf, n->line, n->col, -1, what, e.msg);
+}
+
+/* Checks the templates inside a value node (strings at any depth). */
+static void check_templates(loader *L, const ynode *n)
+{
+	if (n->type == YNODE_SCALAR) {
+		rein_err e = {0};
+		if (rein_script_has_template(n->str) &&
+		    rein_script_template_check(L->sb, n->str, &e) != REIN_OK)
+			DIAG(L, n, "template does not compile: %s", e.msg);
+		return;
+	}
+	for (size_t i = 0; i < n->n; i++)
+		check_templates(L, n->kids[i]);
+}
+
+static json_t *to_json(loader *L, const ynode *n)
+{
+	const ynode *bad = NULL;
+	rein_err e = {0};
+	json_t *j = ynode_to_json(n, &bad, &e);
+	if (j == NULL) {
+		if (e.code == REIN_ENOMEM)
+			L->nomem = true;
+		else
+			DIAG(L, bad ? bad : n, "%s", e.msg);
+	}
+	return j;
+}
+
+/* input:/output: an inline schema, or {$ref: file.json} relative to the workflow. */
+static rein_schema *load_schema(loader *L, const ynode *n, const char *what)
+{
+	json_t *doc = NULL;
+	rein_schema *s = NULL;
+	const char *file = L->wf;
+	const ynode *ref = n->type == YNODE_MAP && n->n == 2 ? ynode_get(n, "$ref") : NULL;
+	if (ref && ref->type == YNODE_SCALAR && !strchr(ref->str, '#') && !strchr(ref->str, ':')) {
+		const char *text = read_rel(L, ref, ref->str);
+		if (text == NULL)
+			goto out;
+		rein_err e = {0};
+		doc = rein_json_parse(text, strlen(text), &e);
+		if (doc == NULL) {
+			DIAG(L, ref, "%s schema '%s' is not JSON: %s", what, ref->str, e.msg);
+			goto out;
+		}
+		file = ref->str;
+	} else if ((doc = to_json(L, n)) == NULL) {
+		goto out;
+	}
+	rein_schema_opts o = {.base_dir = L->dir, .name = file};
+	rein_err e = {0};
+	if (rein_schema_compile(doc, &o, &s, &e) != REIN_OK) {
+		if (e.code == REIN_ENOMEM)
+			L->nomem = true;
+		else
+			DIAG(L, n, "%s schema is invalid: %s", what, e.msg);
+	}
+out:
+	json_decref(doc);
+	return s;
+}
+
+static void load_limits(loader *L, const ynode *n, rein_script_limits *lim, const char *what)
+{
+	static const char *const keys[] = {"instructions", "memory_kb", NULL};
+	if (!want_type(L, n, YNODE_MAP, what))
+		return;
+	check_keys(L, n, what, keys);
+	const ynode *v;
+	int64_t x;
+	if ((v = ynode_get(n, "instructions")) && want_int(L, v, "instructions", 1000, &x))
+		lim->instructions = (uint64_t)x;
+	if ((v = ynode_get(n, "memory_kb")) && want_int(L, v, "memory_kb", 64, &x))
+		lim->memory_bytes = (size_t)x * 1024;
+}
+
+/* Resolves a step name to its index, or reports it. */
+static int step_ref(loader *L, const ynode *n, const char *what)
+{
+	if (n->type != YNODE_SCALAR) {
+		DIAG(L, n, "%s must be a step name", what);
+		return -1;
+	}
+	int i = rein_spec_step(L->spec, n->str);
+	if (i < 0)
+		DIAG(L, n, "%s '%s': no such step", what, n->str);
+	return i;
+}
+
+static void load_next(loader *L, rein_step *st, const ynode *n)
+{
+	if (n->type == YNODE_SCALAR) {
+		if ((st->next = rein_calloc(1, sizeof *st->next)) == NULL) {
+			L->nomem = true;
+			return;
+		}
+		st->nnext = 1;
+		st->next[0].target = step_ref(L, n, "next");
+		return;
+	}
+	if (n->type != YNODE_SEQ || n->n == 0) {
+		DIAG(L, n, "next must be a step name or a list of {when, goto}");
+		return;
+	}
+	if ((st->next = rein_calloc(n->n, sizeof *st->next)) == NULL) {
+		L->nomem = true;
+		return;
+	}
+	st->nnext = n->n;
+	static const char *const keys[] = {"when", "goto", NULL};
+	for (size_t i = 0; i < n->n; i++) {
+		const ynode *it = n->kids[i];
+		st->next[i].target = -1;
+		if (it->type == YNODE_SCALAR) { /* a bare name in the list */
+			st->next[i].target = step_ref(L, it, "next");
+			continue;
+		}
+		if (!want_type(L, it, YNODE_MAP, "a next entry"))
+			continue;
+		check_keys(L, it, "a next entry", keys);
+		const ynode *g = ynode_get(it, "goto"), *w = ynode_get(it, "when");
+		if (g == NULL)
+			DIAG(L, it, "next entry has no 'goto'");
+		else
+			st->next[i].target = step_ref(L, g, "goto");
+		if (w) {
+			if (w->type != YNODE_SCALAR) {
+				DIAG(L, w, "when must be a Lua expression");
+			} else {
+				check_expr(L, w, "when expression");
+				if ((st->next[i].when = rein_strdup(w->str)) == NULL)
+					L->nomem = true;
+			}
+		} else if (i + 1 < n->n) {
+			DIAG(L, it, "next entry without 'when' must be the last one");
+		}
+	}
+}
+
+static void load_code(loader *L, rein_step *st, const ynode *n)
+{
+	const ynode *src = n, *file = NULL;
+	st->limits = L->spec->limits;
+	if (n->type == YNODE_MAP) {
+		static const char *const keys[] = {"source", "file", "instructions", "memory_kb",
+						   NULL};
+		check_keys(L, n, "code", keys);
+		src = ynode_get(n, "source");
+		file = ynode_get(n, "file");
+		const ynode *v;
+		int64_t x;
+		if ((v = ynode_get(n, "instructions")) && want_int(L, v, "instructions", 1000, &x))
+			st->limits.instructions = (uint64_t)x;
+		if ((v = ynode_get(n, "memory_kb")) && want_int(L, v, "memory_kb", 64, &x))
+			st->limits.memory_bytes = (size_t)x * 1024;
+		if ((src == NULL) == (file == NULL)) {
+			DIAG(L, n, "code needs exactly one of 'source' or 'file'");
+			return;
+		}
+	}
+	if (file) {
+		if (file->type != YNODE_SCALAR) {
+			DIAG(L, file, "code file must be a path");
+			return;
+		}
+		const char *text = read_rel(L, file, file->str);
+		if (text == NULL)
+			return;
+		st->code = rein_strdup(text);
+		st->code_origin = rein_sprintf("%s/%s", L->path, file->str);
+		st->code_line_offset = 0;
+		rein_err e = {0};
+		if (st->code && rein_script_check(L->sb, st->code, REIN_SCRIPT_CHUNK, &e) != REIN_OK) {
+			char *fname = rein_sprintf("%s/%s", L->path, file->str);
+			if (fname)
+				lua_diag(L, fname, 1, 1, 0, "code", e.msg);
+			rein_free(fname);
+		}
+	} else {
+		if (src->type != YNODE_SCALAR) {
+			DIAG(L, src, "code must be Lua source text");
+			return;
+		}
+		st->code = rein_strdup(src->str);
+		st->code_line_offset = src->line + (src->block ? 1 : 0) - 1;
+		st->code_origin = rein_sprintf("%s:%d", L->wf, src->line);
+		rein_err e = {0};
+		if (st->code && rein_script_check(L->sb, st->code, REIN_SCRIPT_CHUNK, &e) != REIN_OK)
+			lua_diag(L, L->wf, src->line, src->col, src->block ? 1 : 0, "code", e.msg);
+	}
+	if (st->code == NULL || st->code_origin == NULL)
+		L->nomem = true;
+}
+
+static void load_wait(loader *L, rein_step *st, const ynode *n)
+{
+	const ynode *v = n;
+	if (n->type == YNODE_MAP) {
+		static const char *const keys[] = {"seconds", NULL};
+		check_keys(L, n, "wait", keys);
+		if ((v = ynode_get(n, "seconds")) == NULL) {
+			DIAG(L, n, "wait needs 'seconds'");
+			return;
+		}
+	}
+	if (v->type != YNODE_SCALAR) {
+		DIAG(L, v, "wait seconds must be a number or a ${...} template");
+		return;
+	}
+	json_t *j = ynode_scalar_json(v);
+	if (j == NULL) {
+		L->nomem = true;
+		return;
+	}
+	if (json_is_number(j) ? json_number_value(j) < 0
+			      : !(json_is_string(j) && rein_script_has_template(v->str))) {
+		DIAG(L, v, "wait seconds must be a number >= 0 or a ${...} template");
+		json_decref(j);
+		return;
+	}
+	check_templates(L, v);
+	st->wait_seconds = j;
+}
+
+static void load_parallel(loader *L, rein_step *st, const ynode *n)
+{
+	const ynode *b = n;
+	if (n->type == YNODE_MAP) {
+		static const char *const keys[] = {"branches", NULL};
+		check_keys(L, n, "parallel", keys);
+		if ((b = ynode_get(n, "branches")) == NULL) {
+			DIAG(L, n, "parallel needs 'branches'");
+			return;
+		}
+	}
+	if (b->type != YNODE_SEQ || b->n == 0) {
+		DIAG(L, b, "parallel branches must be a non-empty list of step names");
+		return;
+	}
+	if ((st->branches = rein_calloc(b->n, sizeof *st->branches)) == NULL) {
+		L->nomem = true;
+		return;
+	}
+	st->nbranches = b->n;
+	for (size_t i = 0; i < b->n; i++)
+		st->branches[i] = step_ref(L, b->kids[i], "branch");
+}
+
+static const char *const step_kinds[] = {"code", "wait", "parallel", "end", NULL};
+
+static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
+{
+	rein_step *st = &L->spec->steps[idx];
+	if (!want_type(L, val, YNODE_MAP, "a step"))
+		return;
+	const ynode *kind = NULL;
+	const char *kname = NULL;
+	for (const char *const *k = step_kinds; *k; k++) {
+		const ynode *v = ynode_get(val, *k);
+		if (v == NULL)
+			continue;
+		if (kind) {
+			DIAG(L, v, "step '%s' has two kinds ('%s' and '%s')", st->name, kname, *k);
+			continue;
+		}
+		kind = v;
+		kname = *k;
+	}
+	if (kind == NULL) {
+		DIAG(L, key, "step '%s' has no kind (one of: code, wait, parallel, end)", st->name);
+		return;
+	}
+	static const char *const common[] = {"code", "wait", "parallel", "next", "on_fail",
+					     "max_visits", "description", NULL};
+	static const char *const end_keys[] = {"end", "reason", "output", "description", NULL};
+	if (strcmp(kname, "end") == 0) {
+		st->kind = REIN_STEP_END;
+		check_keys(L, val, "an end step", end_keys);
+		int s = kind->type == YNODE_SCALAR ? rein_status_parse(kind->str) : -1;
+		if (s != REIN_RUN_SUCCEEDED && s != REIN_RUN_FAILED && s != REIN_RUN_ESCALATED)
+			DIAG(L, kind, "end must be one of: succeeded, failed, escalated");
+		else
+			st->end_status = (rein_status)s;
+		const ynode *v;
+		if ((v = ynode_get(val, "reason"))) {
+			check_templates(L, v);
+			st->reason = to_json(L, v);
+		}
+		if ((v = ynode_get(val, "output"))) {
+			check_templates(L, v);
+			st->output = to_json(L, v);
+		}
+		return;
+	}
+	check_keys(L, val, "a step", common);
+	const ynode *v;
+	if ((v = ynode_get(val, "next")))
+		load_next(L, st, v);
+	if ((v = ynode_get(val, "on_fail")))
+		st->on_fail = step_ref(L, v, "on_fail");
+	int64_t x;
+	if ((v = ynode_get(val, "max_visits")) && want_int(L, v, "max_visits", 1, &x))
+		st->max_visits = (int)(x > 1000000000 ? 1000000000 : x);
+	if (strcmp(kname, "code") == 0) {
+		st->kind = REIN_STEP_CODE;
+		load_code(L, st, kind);
+	} else if (strcmp(kname, "wait") == 0) {
+		st->kind = REIN_STEP_WAIT;
+		load_wait(L, st, kind);
+	} else {
+		st->kind = REIN_STEP_PARALLEL;
+		load_parallel(L, st, kind);
+	}
+}
+
+/* ---- graph checks ------------------------------------------------------- */
+
+/*
+ * Each step belongs to one scope: the main flow (0) or one branch of one
+ * parallel step (1 + a running number). A step reached from two scopes, an
+ * end step inside a branch, and a main-flow step with nowhere to go are errors.
+ */
+static void assign_scope(loader *L, int *scope, int start, int sc, int *nscopes)
+{
+	rein_spec *s = L->spec;
+	int *queue = rein_malloc(s->nsteps * sizeof *queue);
+	if (queue == NULL) {
+		L->nomem = true;
+		return;
+	}
+	size_t head = 0, tail = 0;
+	if (scope[start] == -1) {
+		scope[start] = sc;
+		queue[tail++] = start;
+	} else if (scope[start] != sc) {
+		DIAG(L, (&(ynode){.line = s->steps[start].line, .col = s->steps[start].col}),
+		     "step '%s' is shared between a parallel branch and another flow; branches "
+		     "must not share steps",
+		     s->steps[start].name);
+	}
+	while (head < tail) {
+		rein_step *st = &s->steps[queue[head++]];
+		int targets[64];
+		size_t nt = 0;
+		for (size_t i = 0; i < st->nnext && nt < 63; i++)
+			targets[nt++] = st->next[i].target;
+		if (nt < 64)
+			targets[nt++] = st->on_fail;
+		for (size_t i = 0; i < nt; i++) {
+			int t = targets[i];
+			if (t < 0)
+				continue;
+			if (scope[t] == -1) {
+				scope[t] = sc;
+				queue[tail++] = t;
+			} else if (scope[t] != sc) {
+				diag(L, L->wf, s->steps[t].line, s->steps[t].col,
+				     "step '%s' is shared between a parallel branch and another "
+				     "flow; branches must not share steps",
+				     s->steps[t].name);
+			}
+		}
+		if (st->kind == REIN_STEP_PARALLEL)
+			for (size_t i = 0; i < st->nbranches; i++)
+				if (st->branches[i] >= 0)
+					assign_scope(L, scope, st->branches[i], ++*nscopes, nscopes);
+	}
+	rein_free(queue);
+}
+
+/* Finds a cycle among unbounded steps (max_visits == 0); reports one per cycle. */
+static bool find_loop(loader *L, int v, int *color, int *path, int depth)
+{
+	rein_spec *s = L->spec;
+	rein_step *st = &s->steps[v];
+	color[v] = 1;
+	path[depth] = v;
+	for (size_t i = 0; i <= st->nnext; i++) {
+		int t = i < st->nnext ? st->next[i].target : st->on_fail;
+		if (t < 0 || s->steps[t].max_visits > 0)
+			continue;
+		if (color[t] == 1) {
+			char buf[512] = "";
+			int from = depth;
+			while (from > 0 && path[from] != t)
+				from--;
+			for (int k = from; k <= depth; k++) {
+				strncat(buf, s->steps[path[k]].name, sizeof buf - strlen(buf) - 1);
+				strncat(buf, " -> ", sizeof buf - strlen(buf) - 1);
+			}
+			strncat(buf, s->steps[t].name, sizeof buf - strlen(buf) - 1);
+			diag(L, L->wf, s->steps[t].line, s->steps[t].col,
+			     "loop %s has no bound: set max_visits on one of its steps", buf);
+			color[v] = 2;
+			return true;
+		}
+		if (color[t] == 0 && find_loop(L, t, color, path, depth + 1)) {
+			color[v] = 2;
+			return true;
+		}
+	}
+	color[v] = 2;
+	return false;
+}
+
+static void check_graph(loader *L)
+{
+	rein_spec *s = L->spec;
+	size_t n = s->nsteps;
+	int *scope = rein_malloc(n * sizeof *scope), *color = rein_calloc(n, sizeof *color),
+	    *path = rein_malloc((n + 1) * sizeof *path);
+	if (scope == NULL || color == NULL || path == NULL) {
+		L->nomem = true;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		scope[i] = -1;
+	int nscopes = 0;
+	if (s->start >= 0)
+		assign_scope(L, scope, s->start, 0, &nscopes);
+	for (size_t i = 0; i < n; i++) {
+		rein_step *st = &s->steps[i];
+		if (st->kind == 0)
+			continue; /* already reported */
+		if (scope[i] == -1) {
+			diag(L, L->wf, st->line, st->col, "step '%s' is unreachable from '%s'", st->name,
+			     s->start >= 0 ? s->steps[s->start].name : "?");
+		} else if (scope[i] == 0 && st->kind != REIN_STEP_END && st->nnext == 0) {
+			diag(L, L->wf, st->line, st->col,
+			     "step '%s' has no next (add next, or end the run with an end step)",
+			     st->name);
+		} else if (scope[i] > 0 && st->kind == REIN_STEP_END) {
+			diag(L, L->wf, st->line, st->col,
+			     "end step '%s' cannot be inside a parallel branch", st->name);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (color[i] == 0 && s->steps[i].max_visits == 0)
+			find_loop(L, (int)i, color, path, 0);
+out:
+	rein_free(scope);
+	rein_free(color);
+	rein_free(path);
+}
+
+/* ---- top level --------------------------------------------------------- */
+
+static void load_budgets(loader *L, const ynode *n)
+{
+	static const char *const keys[] = {"max_steps", "timeout_s", NULL};
+	if (!want_type(L, n, YNODE_MAP, "budgets"))
+		return;
+	check_keys(L, n, "budgets", keys);
+	const ynode *v;
+	int64_t x;
+	if ((v = ynode_get(n, "max_steps")) && want_int(L, v, "max_steps", 1, &x))
+		L->spec->max_steps = x;
+	if ((v = ynode_get(n, "timeout_s")) && want_int(L, v, "timeout_s", 1, &x))
+		L->spec->timeout_ms = x * 1000;
+}
+
+static void compile(loader *L, const ynode *root)
+{
+	rein_spec *s = L->spec;
+	static const char *const top[] = {"rein", "name", "description", "input", "output",
+					  "budgets", "limits", "start", "steps", NULL};
+	if (root == NULL) {
+		diag(L, L->wf, 1, 1, "the workflow file is empty");
+		return;
+	}
+	if (!want_type(L, root, YNODE_MAP, "the workflow"))
+		return;
+	check_keys(L, root, "the workflow", top);
+	const ynode *v = ynode_get(root, "rein");
+	if (v == NULL)
+		diag(L, L->wf, root->line, root->col, "missing key 'rein' (the format version, 1)");
+	else if (v->type != YNODE_SCALAR || strcmp(v->str, "1") != 0)
+		DIAG(L, v, "unsupported format version (rein: 1 is the only one)");
+	v = ynode_get(root, "name");
+	if (v == NULL)
+		diag(L, L->wf, root->line, root->col, "missing key 'name'");
+	else if (v->type != YNODE_SCALAR || v->len == 0)
+		DIAG(L, v, "name must be a non-empty string");
+	else if ((s->name = rein_strdup(v->str)) == NULL)
+		L->nomem = true;
+	if ((v = ynode_get(root, "description")) && v->type == YNODE_SCALAR)
+		s->description = rein_strdup(v->str);
+	s->max_steps = DEFAULT_MAX_STEPS;
+	if ((v = ynode_get(root, "budgets")))
+		load_budgets(L, v);
+	if ((v = ynode_get(root, "limits")))
+		load_limits(L, v, &s->limits, "limits");
+	if ((v = ynode_get(root, "input")))
+		s->input_schema = load_schema(L, v, "input");
+	if ((v = ynode_get(root, "output")))
+		s->output_schema = load_schema(L, v, "output");
+
+	const ynode *steps = ynode_get(root, "steps");
+	if (steps == NULL) {
+		diag(L, L->wf, root->line, root->col, "missing key 'steps'");
+		return;
+	}
+	if (!want_type(L, steps, YNODE_MAP, "steps"))
+		return;
+	if (steps->n == 0) {
+		DIAG(L, steps, "steps must not be empty");
+		return;
+	}
+	s->nsteps = steps->n / 2;
+	if ((s->steps = rein_calloc(s->nsteps, sizeof *s->steps)) == NULL) {
+		L->nomem = true;
+		return;
+	}
+	for (size_t i = 0; i < s->nsteps; i++) {
+		const ynode *k = steps->kids[2 * i];
+		rein_step *st = &s->steps[i];
+		st->on_fail = -1;
+		st->line = k->line;
+		st->col = k->col;
+		if ((st->name = rein_strdup(k->type == YNODE_SCALAR ? k->str : "?")) == NULL) {
+			L->nomem = true;
+			return;
+		}
+	}
+	s->start = 0;
+	if ((v = ynode_get(root, "start")))
+		s->start = step_ref(L, v, "start");
+	for (size_t i = 0; i < s->nsteps; i++)
+		load_step(L, i, steps->kids[2 * i], steps->kids[2 * i + 1]);
+	check_graph(L);
+}
+
+void rein_spec_free(rein_spec *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->nsteps; i++) {
+		rein_step *st = &s->steps[i];
+		rein_free(st->name);
+		for (size_t j = 0; j < st->nnext; j++)
+			rein_free(st->next[j].when);
+		rein_free(st->next);
+		rein_free(st->code);
+		rein_free(st->code_origin);
+		json_decref(st->wait_seconds);
+		rein_free(st->branches);
+		json_decref(st->reason);
+		json_decref(st->output);
+	}
+	rein_free(s->steps);
+	rein_free(s->name);
+	rein_free(s->description);
+	rein_free(s->path);
+	json_decref(s->bundle);
+	rein_schema_free(s->input_schema);
+	rein_schema_free(s->output_schema);
+	rein_free(s);
+}
+
+int rein_spec_step(const rein_spec *s, const char *name)
+{
+	for (size_t i = 0; i < s->nsteps; i++)
+		if (s->steps[i].name && strcmp(s->steps[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int load(const char *dir, const json_t *bundle, const char *path, rein_script *sb,
+		rein_spec **out, rein_diags *diags, rein_err *err)
+{
+	int rc = REIN_OK;
+	ynode *root = NULL;
+	loader L = {.dir = dir, .path = path, .sb = sb, .d = diags, .err = err};
+	L.spec = rein_calloc(1, sizeof *L.spec);
+	L.wf = rein_sprintf("%s/workflow.yaml", path);
+	L.files = bundle ? json_deep_copy(json_object_get(bundle, "files")) : json_object();
+	if (L.spec == NULL || L.wf == NULL || L.files == NULL || !json_is_object(L.files) ||
+	    (L.spec->path = rein_strdup(path)) == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory loading %s", path);
+		goto out;
+	}
+	L.spec->start = -1;
+	static const ynode top = {.line = 1, .col = 1};
+	const char *text = read_rel(&L, &top, "workflow.yaml");
+	if (text == NULL)
+		goto check;
+	rein_err ye = {0};
+	if (ynode_parse(text, strlen(text), &root, &ye) != REIN_OK) {
+		int line = 1, col = 1;
+		const char *msg = ye.msg;
+		if (sscanf(ye.msg, "%d:%d: ", &line, &col) == 2)
+			msg = strstr(strchr(ye.msg, ':') + 1, ": ") + 2;
+		diag(&L, L.wf, line, col, "%s", msg);
+		goto check;
+	}
+	compile(&L, root);
+check:
+	if (L.nomem) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory loading %s", path);
+		goto out;
+	}
+	if (diags->n > 0) {
+		rc = rein_err_set(err, REIN_ESPEC, "%s: %zu problem(s)", L.wf, diags->n);
+		goto out;
+	}
+	if ((L.spec->bundle = json_pack("{s:O}", "files", L.files)) == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	char *canon = rein_json_dump(L.spec->bundle);
+	if (canon == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	uint8_t h[REIN_HASH_LEN];
+	rein_sha256(canon, strlen(canon), h);
+	rein_free(canon);
+	rein_hex(h, sizeof h, L.spec->version);
+	*out = L.spec;
+	L.spec = NULL;
+out:
+	ynode_free(root);
+	rein_spec_free(L.spec);
+	json_decref(L.files);
+	rein_free(L.wf);
+	return rc;
+}
+
+int rein_spec_load_dir(const char *dir, rein_script *sandbox, rein_spec **out, rein_diags *diags,
+		       rein_err *err)
+{
+	return load(dir, NULL, dir, sandbox, out, diags, err);
+}
+
+int rein_spec_load_bundle(const json_t *bundle, const char *path, rein_script *sandbox,
+			  rein_spec **out, rein_diags *diags, rein_err *err)
+{
+	return load(NULL, bundle, path, sandbox, out, diags, err);
+}

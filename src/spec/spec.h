@@ -1,0 +1,104 @@
+/*
+ * spec: a workflow directory (workflow.yaml and the files it names) compiled
+ * into an immutable, validated spec. Problems are reported as diagnostics
+ * "FILE:LINE:COL: message", all of them, not just the first. After loading, a
+ * spec does no I/O: the files it read are kept as a bundle (path → content)
+ * whose hash is the workflow version a run is pinned to, and a spec can be
+ * rebuilt from that bundle alone (that is how `rein resume` gets it back).
+ */
+#ifndef REIN_SPEC_H
+#define REIN_SPEC_H
+
+#include "base.h"
+#include "schema.h"
+#include "script.h"
+
+typedef enum rein_step_kind {
+	REIN_STEP_CODE = 1,
+	REIN_STEP_WAIT,
+	REIN_STEP_PARALLEL,
+	REIN_STEP_END,
+} rein_step_kind;
+
+typedef struct rein_next {
+	char *when; /* Lua expression, NULL: always */
+	int target; /* step index */
+} rein_next;
+
+typedef struct rein_step {
+	char *name;
+	rein_step_kind kind;
+	int line, col; /* where the step is defined */
+	rein_next *next; /* tried in order; none: the end of a parallel branch */
+	size_t nnext;
+	int on_fail;    /* step index, -1: the run fails */
+	int max_visits; /* 0: no bound of its own */
+	/* code */
+	char *code;           /* the Lua chunk (inline or the file's content) */
+	char *code_origin;    /* "wf/workflow.yaml:12:5" or "wf/scripts/x.lua:1:1" */
+	int code_line_offset; /* added to Lua's line numbers in messages */
+	rein_script_limits limits;
+	/* wait: a number of seconds or a template giving one */
+	json_t *wait_seconds;
+	/* parallel: branch start steps */
+	int *branches;
+	size_t nbranches;
+	/* end */
+	rein_status end_status;
+	json_t *reason; /* template or NULL */
+	json_t *output; /* template or NULL: the previous step's output */
+} rein_step;
+
+typedef struct rein_spec {
+	char *name;
+	char *description;
+	char *path;          /* the directory given, for messages */
+	char version[65];    /* hex SHA-256 of the bundle */
+	json_t *bundle;      /* {"files": {relpath: content}} */
+	rein_schema *input_schema;  /* NULL: any input */
+	rein_schema *output_schema; /* NULL: any output */
+	int64_t max_steps;   /* 0: default 1000 */
+	int64_t timeout_ms;  /* 0: none */
+	rein_script_limits limits;
+	rein_step *steps;
+	size_t nsteps;
+	int start;
+} rein_spec;
+
+typedef struct rein_diag {
+	char *file;
+	int line, col;
+	char *msg;
+} rein_diag;
+
+typedef struct rein_diags {
+	rein_diag *v;
+	size_t n;
+} rein_diags;
+
+void rein_diags_free(rein_diags *d);
+/* Appends a diagnostic; returns REIN_ENOMEM on failure. */
+int rein_diags_add(rein_diags *d, const char *file, int line, int col, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* Prints "FILE:LINE:COL: msg" lines to f. */
+void rein_diags_print(const rein_diags *d, void *file);
+
+/*
+ * Loads DIR/workflow.yaml and every file it references. sandbox is borrowed to
+ * check Lua compiles. Returns REIN_OK and *out, or REIN_ESPEC with every
+ * problem in diags (diags may hold entries only on failure), or another code
+ * with detail in err (out of memory). Caller frees *out with rein_spec_free.
+ */
+int rein_spec_load_dir(const char *dir, rein_script *sandbox, rein_spec **out, rein_diags *diags,
+		       rein_err *err);
+
+/* The same from a bundle recorded earlier; path is used in messages only. */
+int rein_spec_load_bundle(const json_t *bundle, const char *path, rein_script *sandbox,
+			  rein_spec **out, rein_diags *diags, rein_err *err);
+
+void rein_spec_free(rein_spec *s);
+
+/* Index of the step called name, or -1. */
+int rein_spec_step(const rein_spec *s, const char *name);
+
+#endif

@@ -1,0 +1,496 @@
+/*
+ * The SQLite backend: WAL mode, synchronous=FULL (a commit survives power
+ * loss), prepared statements kept for the life of the handle. Every write
+ * passes a fault point so tests can make the Nth one fail.
+ */
+#include "store.h"
+
+#include <string.h>
+
+#include <sqlite3.h>
+
+enum {
+	Q_SPEC_PUT,
+	Q_SPEC_GET,
+	Q_RUN_INSERT,
+	Q_RUN_UPDATE,
+	Q_RUN_GET,
+	Q_RUN_LIST,
+	Q_LEASE,
+	Q_CANCEL,
+	Q_PAYLOAD_PUT,
+	Q_EVENT_PUT,
+	Q_EVENTS_LOAD,
+	Q_COUNT
+};
+
+static const char *const sql[Q_COUNT] = {
+	[Q_SPEC_PUT] = "INSERT OR IGNORE INTO specs(version, name, bundle) VALUES (?1, ?2, ?3)",
+	[Q_SPEC_GET] = "SELECT bundle FROM specs WHERE version = ?1",
+	[Q_RUN_INSERT] =
+		"INSERT INTO runs(id, workflow, version, status, created_at, updated_at, wake_at, "
+		"lease_owner, lease_expires, last_seq, last_hash, output, reason) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	[Q_RUN_UPDATE] = "UPDATE runs SET status = ?2, updated_at = ?3, wake_at = ?4, "
+			 "lease_owner = ?5, lease_expires = ?6, last_seq = ?7, last_hash = ?8, "
+			 "output = ?9, reason = ?10 "
+			 "WHERE id = ?1 AND (?11 IS NULL OR lease_owner = ?11) "
+			 "RETURNING cancel_requested",
+	[Q_RUN_GET] = "SELECT id, workflow, version, status, created_at, updated_at, wake_at, "
+		      "lease_owner, lease_expires, last_seq, last_hash, output, reason, "
+		      "cancel_requested FROM runs WHERE id = ?1",
+	[Q_RUN_LIST] = "SELECT id, workflow, version, status, created_at, updated_at, wake_at, "
+		       "lease_owner, lease_expires, last_seq, last_hash, output, reason, "
+		       "cancel_requested FROM runs WHERE ?1 IS NULL OR status = ?1 "
+		       "ORDER BY created_at DESC, id",
+	[Q_LEASE] = "UPDATE runs SET lease_owner = ?3, lease_expires = ?4 "
+		    "WHERE id = ?1 AND lease_owner IS ?2",
+	[Q_CANCEL] = "UPDATE runs SET cancel_requested = 1 WHERE id = ?1",
+	[Q_PAYLOAD_PUT] = "INSERT OR IGNORE INTO payloads(hash, body) VALUES (?1, ?2)",
+	[Q_EVENT_PUT] = "INSERT INTO events(run_id, seq, type, step, at, payload_hash, prev_hash, "
+			"hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[Q_EVENTS_LOAD] = "SELECT e.seq, e.type, e.step, e.at, e.payload_hash, e.prev_hash, e.hash, "
+			  "p.body FROM events e LEFT JOIN payloads p ON p.hash = e.payload_hash "
+			  "WHERE e.run_id = ?1 ORDER BY e.seq",
+};
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS specs("
+	" version TEXT PRIMARY KEY, name TEXT NOT NULL, bundle TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS runs("
+	" id TEXT PRIMARY KEY, workflow TEXT NOT NULL, version TEXT NOT NULL,"
+	" status TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+	" wake_at INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,"
+	" lease_expires INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,"
+	" last_hash BLOB, output TEXT, reason TEXT,"
+	" cancel_requested INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, wake_at);"
+	"CREATE TABLE IF NOT EXISTS events("
+	" run_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, step TEXT,"
+	" at INTEGER NOT NULL, payload_hash BLOB NOT NULL, prev_hash BLOB NOT NULL,"
+	" hash BLOB NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS payloads(hash BLOB PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;"
+	"CREATE TRIGGER IF NOT EXISTS events_append_only_u BEFORE UPDATE ON events"
+	" BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+	"CREATE TRIGGER IF NOT EXISTS events_append_only_d BEFORE DELETE ON events"
+	" BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;";
+
+typedef struct sq {
+	sqlite3 *db;
+	sqlite3_stmt *q[Q_COUNT];
+	bool in_tx;
+} sq;
+
+static int db_err(sq *b, rein_err *err, const char *what)
+{
+	int code = sqlite3_errcode(b->db);
+	int rc = code == SQLITE_NOMEM ? REIN_ENOMEM
+		 : code == SQLITE_CONSTRAINT ? REIN_ECONFLICT
+					     : REIN_EIO;
+	return rein_err_set(err, rc, "sqlite: %s: %s", what, sqlite3_errmsg(b->db));
+}
+
+static sqlite3_stmt *stmt(sq *b, int i, rein_err *err)
+{
+	if (b->q[i] == NULL &&
+	    sqlite3_prepare_v3(b->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &b->q[i], NULL) !=
+		    SQLITE_OK) {
+		db_err(b, err, "prepare");
+		return NULL;
+	}
+	sqlite3_reset(b->q[i]);
+	sqlite3_clear_bindings(b->q[i]);
+	return b->q[i];
+}
+
+static int write_fault(rein_err *err)
+{
+	if (rein_fault_hit(REIN_FAULT_WRITE))
+		return rein_err_set(err, REIN_EFAULT, "sqlite: injected write fault");
+	return REIN_OK;
+}
+
+static void sq_close(void *be)
+{
+	sq *b = be;
+	if (b == NULL)
+		return;
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(b->q[i]);
+	sqlite3_close(b->db);
+	rein_free(b);
+}
+
+static int sq_exec(sq *b, const char *s, rein_err *err)
+{
+	if (sqlite3_exec(b->db, s, NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(b, err, s);
+	return REIN_OK;
+}
+
+static int sq_begin(void *be, rein_err *err)
+{
+	sq *b = be;
+	int rc = sq_exec(b, "BEGIN IMMEDIATE", err);
+	if (rc == REIN_OK)
+		b->in_tx = true;
+	return rc;
+}
+
+static int sq_commit(void *be, rein_err *err)
+{
+	sq *b = be;
+	int rc = write_fault(err);
+	if (rc == REIN_OK)
+		rc = sq_exec(b, "COMMIT", err);
+	if (rc != REIN_OK) {
+		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	b->in_tx = false;
+	return rc;
+}
+
+static void sq_rollback(void *be)
+{
+	sq *b = be;
+	if (b->in_tx)
+		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+	b->in_tx = false;
+}
+
+static int step_done(sq *b, sqlite3_stmt *s, rein_err *err, const char *what)
+{
+	int r = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE)
+		return db_err(b, err, what);
+	return REIN_OK;
+}
+
+static int sq_spec_put(void *be, const char *version, const char *name, const char *bundle,
+		       rein_err *err)
+{
+	sq *b = be;
+	int rc = write_fault(err);
+	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_SPEC_PUT, err) : NULL;
+	if (s == NULL)
+		return rc ? rc : REIN_EIO;
+	sqlite3_bind_text(s, 1, version, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, bundle, -1, SQLITE_STATIC);
+	return step_done(b, s, err, "spec put");
+}
+
+static int sq_spec_get(void *be, const char *version, char **bundle, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = stmt(b, Q_SPEC_GET, err);
+	if (s == NULL)
+		return REIN_EIO;
+	sqlite3_bind_text(s, 1, version, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s), rc = REIN_OK;
+	if (r == SQLITE_ROW) {
+		if ((*bundle = rein_strdup((const char *)sqlite3_column_text(s, 0))) == NULL)
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+	} else if (r == SQLITE_DONE) {
+		rc = rein_err_set(err, REIN_ENOTFOUND, "no workflow version %s in the store", version);
+	} else {
+		rc = db_err(b, err, "spec get");
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+static void bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static int sq_run_insert(void *be, const rein_run_row *row, rein_err *err)
+{
+	sq *b = be;
+	int rc = write_fault(err);
+	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_RUN_INSERT, err) : NULL;
+	if (s == NULL)
+		return rc ? rc : REIN_EIO;
+	sqlite3_bind_text(s, 1, row->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, row->workflow ? row->workflow : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, row->version, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, rein_status_name(row->status), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, row->created_at);
+	sqlite3_bind_int64(s, 6, row->updated_at);
+	sqlite3_bind_int64(s, 7, row->wake_at);
+	bind_text_or_null(s, 8, row->lease_owner);
+	sqlite3_bind_int64(s, 9, row->lease_expires);
+	sqlite3_bind_int64(s, 10, row->last_seq);
+	sqlite3_bind_blob(s, 11, row->last_hash, REIN_HASH_LEN, SQLITE_STATIC);
+	bind_text_or_null(s, 12, row->output);
+	bind_text_or_null(s, 13, row->reason);
+	return step_done(b, s, err, "run insert");
+}
+
+static int sq_run_update(void *be, const rein_run_row *row, const char *owner, bool *cancel,
+			 rein_err *err)
+{
+	sq *b = be;
+	int rc = write_fault(err);
+	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_RUN_UPDATE, err) : NULL;
+	if (s == NULL)
+		return rc ? rc : REIN_EIO;
+	sqlite3_bind_text(s, 1, row->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, rein_status_name(row->status), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, row->updated_at);
+	sqlite3_bind_int64(s, 4, row->wake_at);
+	bind_text_or_null(s, 5, row->lease_owner);
+	sqlite3_bind_int64(s, 6, row->lease_expires);
+	sqlite3_bind_int64(s, 7, row->last_seq);
+	sqlite3_bind_blob(s, 8, row->last_hash, REIN_HASH_LEN, SQLITE_STATIC);
+	bind_text_or_null(s, 9, row->output);
+	bind_text_or_null(s, 10, row->reason);
+	bind_text_or_null(s, 11, owner);
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW) {
+		if (cancel)
+			*cancel = sqlite3_column_int(s, 0) != 0;
+		r = sqlite3_step(s);
+		rc = r == SQLITE_DONE ? REIN_OK : db_err(b, err, "run update");
+	} else if (r == SQLITE_DONE) {
+		rc = rein_err_set(err, REIN_ECONFLICT, "run %s: lease lost", row->id);
+	} else {
+		rc = db_err(b, err, "run update");
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+static char *col_dup(sqlite3_stmt *s, int i, bool *oom)
+{
+	const char *t = (const char *)sqlite3_column_text(s, i);
+	if (t == NULL)
+		return NULL;
+	char *d = rein_strdup(t);
+	if (d == NULL)
+		*oom = true;
+	return d;
+}
+
+static int read_row(sqlite3_stmt *s, rein_run_row *row)
+{
+	bool oom = false;
+	memset(row, 0, sizeof *row);
+	snprintf(row->id, sizeof row->id, "%s", (const char *)sqlite3_column_text(s, 0));
+	row->workflow = col_dup(s, 1, &oom);
+	snprintf(row->version, sizeof row->version, "%s", (const char *)sqlite3_column_text(s, 2));
+	int st = rein_status_parse((const char *)sqlite3_column_text(s, 3));
+	row->status = st < 0 ? REIN_RUN_FAILED : st;
+	row->created_at = sqlite3_column_int64(s, 4);
+	row->updated_at = sqlite3_column_int64(s, 5);
+	row->wake_at = sqlite3_column_int64(s, 6);
+	row->lease_owner = col_dup(s, 7, &oom);
+	row->lease_expires = sqlite3_column_int64(s, 8);
+	row->last_seq = sqlite3_column_int64(s, 9);
+	if (sqlite3_column_bytes(s, 10) == REIN_HASH_LEN)
+		memcpy(row->last_hash, sqlite3_column_blob(s, 10), REIN_HASH_LEN);
+	row->output = col_dup(s, 11, &oom);
+	row->reason = col_dup(s, 12, &oom);
+	row->cancel_requested = sqlite3_column_int(s, 13) != 0;
+	if (oom) {
+		rein_run_row_clear(row);
+		return REIN_ENOMEM;
+	}
+	return REIN_OK;
+}
+
+static int sq_run_get(void *be, const char *id, rein_run_row *row, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = stmt(b, Q_RUN_GET, err);
+	if (s == NULL)
+		return REIN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s), rc;
+	if (r == SQLITE_ROW)
+		rc = read_row(s, row) == REIN_OK ? REIN_OK
+						 : rein_err_set(err, REIN_ENOMEM, "out of memory");
+	else if (r == SQLITE_DONE)
+		rc = rein_err_set(err, REIN_ENOTFOUND, "no run %s", id);
+	else
+		rc = db_err(b, err, "run get");
+	sqlite3_reset(s);
+	return rc;
+}
+
+static int sq_run_list(void *be, int status, rein_run_cb cb, void *ud, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	/* a fresh statement: callbacks may use the store */
+	if (sqlite3_prepare_v2(b->db, sql[Q_RUN_LIST], -1, &s, NULL) != SQLITE_OK)
+		return db_err(b, err, "run list");
+	if (status >= 0)
+		sqlite3_bind_text(s, 1, rein_status_name(status), -1, SQLITE_STATIC);
+	int r, rc = REIN_OK;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		rein_run_row row;
+		if (read_row(s, &row) != REIN_OK) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			break;
+		}
+		int x = cb(ud, &row);
+		rein_run_row_clear(&row);
+		if (x != 0) {
+			rc = x < 0 ? x : REIN_OK;
+			break;
+		}
+	}
+	if (rc == REIN_OK && r != SQLITE_ROW && r != SQLITE_DONE)
+		rc = db_err(b, err, "run list");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int sq_lease(void *be, const char *id, const char *expect, const char *owner,
+		    int64_t expires, rein_err *err)
+{
+	sq *b = be;
+	int rc = write_fault(err);
+	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_LEASE, err) : NULL;
+	if (s == NULL)
+		return rc ? rc : REIN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	bind_text_or_null(s, 2, expect);
+	bind_text_or_null(s, 3, owner);
+	sqlite3_bind_int64(s, 4, expires);
+	if ((rc = step_done(b, s, err, "lease")) != REIN_OK)
+		return rc;
+	if (sqlite3_changes(b->db) == 0)
+		return rein_err_set(err, REIN_ECONFLICT, "run %s is leased by another worker", id);
+	return REIN_OK;
+}
+
+static int sq_cancel(void *be, const char *id, rein_err *err)
+{
+	sq *b = be;
+	int rc = write_fault(err);
+	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_CANCEL, err) : NULL;
+	if (s == NULL)
+		return rc ? rc : REIN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	if ((rc = step_done(b, s, err, "cancel")) != REIN_OK)
+		return rc;
+	return sqlite3_changes(b->db) ? REIN_OK : rein_err_set(err, REIN_ENOTFOUND, "no run %s", id);
+}
+
+static int sq_event_append(void *be, const rein_event_row *ev, rein_err *err)
+{
+	sq *b = be;
+	int rc = write_fault(err);
+	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_PAYLOAD_PUT, err) : NULL;
+	if (s == NULL)
+		return rc ? rc : REIN_EIO;
+	sqlite3_bind_blob(s, 1, ev->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, ev->payload ? ev->payload : "", -1, SQLITE_STATIC);
+	if ((rc = step_done(b, s, err, "payload put")) != REIN_OK)
+		return rc;
+	if ((s = stmt(b, Q_EVENT_PUT, err)) == NULL)
+		return REIN_EIO;
+	sqlite3_bind_text(s, 1, ev->run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, ev->seq);
+	sqlite3_bind_text(s, 3, ev->type, -1, SQLITE_STATIC);
+	bind_text_or_null(s, 4, ev->step);
+	sqlite3_bind_int64(s, 5, ev->at);
+	sqlite3_bind_blob(s, 6, ev->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 7, ev->prev_hash, REIN_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 8, ev->hash, REIN_HASH_LEN, SQLITE_STATIC);
+	return step_done(b, s, err, "event append");
+}
+
+static void copy_hash(sqlite3_stmt *s, int i, uint8_t *out)
+{
+	memset(out, 0, REIN_HASH_LEN);
+	if (sqlite3_column_bytes(s, i) == REIN_HASH_LEN)
+		memcpy(out, sqlite3_column_blob(s, i), REIN_HASH_LEN);
+}
+
+static int sq_events_load(void *be, const char *run_id, rein_event_cb cb, void *ud, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(b->db, sql[Q_EVENTS_LOAD], -1, &s, NULL) != SQLITE_OK)
+		return db_err(b, err, "events load");
+	sqlite3_bind_text(s, 1, run_id, -1, SQLITE_STATIC);
+	int r, rc = REIN_OK;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		rein_event_row ev = {
+			.run_id = run_id,
+			.seq = sqlite3_column_int64(s, 0),
+			.type = (const char *)sqlite3_column_text(s, 1),
+			.step = (const char *)sqlite3_column_text(s, 2),
+			.at = sqlite3_column_int64(s, 3),
+			.payload = (const char *)sqlite3_column_text(s, 7),
+		};
+		copy_hash(s, 4, ev.payload_hash);
+		copy_hash(s, 5, ev.prev_hash);
+		copy_hash(s, 6, ev.hash);
+		int x = cb(ud, &ev);
+		if (x != 0) {
+			rc = x < 0 ? x : REIN_OK;
+			break;
+		}
+	}
+	if (rc == REIN_OK && r != SQLITE_ROW && r != SQLITE_DONE)
+		rc = db_err(b, err, "events load");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static const rein_store_ops sqlite_ops = {
+	.close = sq_close,
+	.begin = sq_begin,
+	.commit = sq_commit,
+	.rollback = sq_rollback,
+	.spec_put = sq_spec_put,
+	.spec_get = sq_spec_get,
+	.run_insert = sq_run_insert,
+	.run_update = sq_run_update,
+	.run_get = sq_run_get,
+	.run_list = sq_run_list,
+	.lease_claim = sq_lease,
+	.cancel_request = sq_cancel,
+	.event_append = sq_event_append,
+	.events_load = sq_events_load,
+};
+
+int rein_store_open_sqlite(const char *path, const rein_store_opts *opts, rein_store **out,
+			   rein_err *err)
+{
+	rein_init();
+	int rc = REIN_OK;
+	sq *b = rein_calloc(1, sizeof *b);
+	if (b == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	if (sqlite3_open_v2(path, &b->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	    SQLITE_OK) {
+		rc = rein_err_set(err, REIN_EIO, "%s: %s", path,
+				  b->db ? sqlite3_errmsg(b->db) : "cannot open");
+		goto fail;
+	}
+	sqlite3_busy_timeout(b->db, 10000);
+	char pragmas[128];
+	snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;",
+		 opts && opts->no_sync ? "NORMAL" : "FULL");
+	if ((rc = sq_exec(b, pragmas, err)) != REIN_OK ||
+	    (rc = sq_exec(b, schema_sql, err)) != REIN_OK)
+		goto fail;
+	if ((rc = rein_store_wrap(&sqlite_ops, b, out)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto fail;
+	}
+	return REIN_OK;
+fail:
+	sq_close(b);
+	return rc;
+}
