@@ -582,7 +582,7 @@ static sc_node *ref_resolve(cctx *cc, const sc_resource *res, const json_t *v, c
 	}
 	size_t flen;
 	if ((frag = schema_pct_decode(rawfrag, strlen(rawfrag), &flen)) == NULL) {
-		fail(cc, REIN_ESCHEMA, &p, "cannot resolve \"%s\": bad fragment", ref);
+		oom(cc);
 		goto out;
 	}
 	const json_t *target = NULL;

@@ -150,7 +150,7 @@ char *schema_path_render(const sc_path *p);
 char *schema_uri_resolve(const char *base, const char *ref);
 /* Splits off the fragment: returns a copy without it, *frag points into ref. */
 char *schema_uri_split(const char *uri, const char **frag);
-/* Percent-decodes s (n bytes) into a new string; NULL on OOM or bad escape. */
+/* Percent-decodes s (n bytes) into a new string; NULL on OOM. */
 char *schema_pct_decode(const char *s, size_t n, size_t *outlen);
 /* Follows a JSON Pointer (already percent-decoded) from root; NULL if absent. */
 const json_t *schema_pointer_get(const json_t *root, const char *ptr, size_t n);

@@ -240,11 +240,10 @@ char *schema_pct_decode(const char *s, size_t n, size_t *outlen)
 			int a = i + 1 < n ? hexval(s[i + 1]) : -1;
 			int c = i + 2 < n ? hexval(s[i + 2]) : -1;
 			if (a < 0 || c < 0) {
-				rein_free(d);
-				return NULL;
+				d[o++] = s[i]; /* not an escape: keep the '%' literally */
+				continue;
 			}
-			int h = a * 16 + c;
-			d[o++] = (char)h;
+			d[o++] = (char)(a * 16 + c);
 			i += 2;
 		} else {
 			d[o++] = s[i];

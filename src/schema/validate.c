@@ -17,6 +17,7 @@
 
 #define MAX_DEPTH 512
 #define EV_INLINE 4
+#define MAX_STEPS 100000000LL /* a safety valve against exponential schemas */
 
 /* Which members of the current object/array some keyword has evaluated. */
 typedef struct evalset {
@@ -31,9 +32,18 @@ typedef struct dscope {
 	const sc_resource *res;
 } dscope;
 
+/* A reference being followed: (target, instance) seen again below it is a loop. */
+typedef struct rframe {
+	const struct rframe *up;
+	const sc_node *node;
+	const json_t *inst;
+} rframe;
+
 typedef struct vctx {
 	rein_schema_errors *errs; /* NULL: do not collect */
 	int depth;
+	long long steps; /* evaluations left before we give up */
+	const rframe *frames;
 } vctx;
 
 static bool ev_init(evalset *e, size_t n)
@@ -260,6 +270,8 @@ static bool multiple_of(const json_t *x, const json_t *m)
 
 static bool vnode(vctx *c, const sc_node *n, const json_t *inst, const sc_path *ip,
 		  const dscope *dyn, evalset *out, const char *kw);
+static bool vref(vctx *c, const sc_node *target, const json_t *inst, const sc_path *ip,
+		 const dscope *dyn, evalset *ev, const char *kw);
 
 /* Runs n with error collection off. */
 static bool vquiet(vctx *c, const sc_node *n, const json_t *inst, const sc_path *ip,
@@ -285,6 +297,27 @@ static bool vbranch(vctx *c, const sc_node *n, const json_t *inst, const sc_path
 	if (ok)
 		ev_merge(dst, &t);
 	ev_free(&t);
+	return ok;
+}
+
+/*
+ * Follows $ref / $dynamicRef. Meeting the same target at the same instance
+ * (the same json_t, so no progress was made) means the schema recurses
+ * forever; that evaluation fails instead of overflowing the stack.
+ */
+static bool vref(vctx *c, const sc_node *target, const json_t *inst, const sc_path *ip,
+		 const dscope *dyn, evalset *ev, const char *kw)
+{
+	for (const rframe *f = c->frames; f; f = f->up) {
+		if (f->node == target && f->inst == inst) {
+			report(c, ip, kw, "infinite recursion: the reference loops without progress");
+			return false;
+		}
+	}
+	rframe fr = {c->frames, target, inst};
+	c->frames = &fr;
+	bool ok = vnode(c, target, inst, ip, dyn, ev, kw);
+	c->frames = fr.up;
 	return ok;
 }
 
@@ -642,6 +675,11 @@ static bool vnode(vctx *c, const sc_node *n, const json_t *inst, const sc_path *
 		report(c, ip, kw ? kw : "$ref", "schema evaluation too deep (recursive schema?)");
 		return false;
 	}
+	if (--c->steps < 0) {
+		if (c->steps == -1)
+			report(c, ip, kw ? kw : "$ref", "evaluation budget exceeded");
+		return false;
+	}
 	bool ok = true;
 	dscope here;
 	if (dyn == NULL || dyn->res != n->res) {
@@ -665,9 +703,9 @@ static bool vnode(vctx *c, const sc_node *n, const json_t *inst, const sc_path *
 
 	if (!v_validation(c, n, inst, ip))
 		FAIL();
-	if (n->ref && !vnode(c, n->ref, inst, ip, dyn, ev, "$ref"))
+	if (n->ref && !vref(c, n->ref, inst, ip, dyn, ev, "$ref"))
 		FAIL();
-	if (n->dynref && !vnode(c, dyn_target(n, dyn), inst, ip, dyn, ev, "$dynamicRef"))
+	if (n->dynref && !vref(c, dyn_target(n, dyn), inst, ip, dyn, ev, "$dynamicRef"))
 		FAIL();
 	for (size_t i = 0; i < n->nallof; i++)
 		if (!vnode(c, n->allof[i], inst, ip, dyn, ev, "allOf"))
@@ -728,7 +766,7 @@ done:
 
 bool rein_schema_validate(const rein_schema *s, const json_t *instance, rein_schema_errors *errs)
 {
-	vctx c = {.errs = errs};
+	vctx c = {.errs = errs, .steps = MAX_STEPS};
 	if (s == NULL || s->root == NULL || instance == NULL)
 		return false;
 	return vnode(&c, s->root, instance, NULL, NULL, NULL, NULL);
