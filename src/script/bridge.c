@@ -161,16 +161,15 @@ static json_t *conv_fail(struct conv *c, int code, const char *what)
 	return NULL;
 }
 
-/* Appends a path segment; returns the previous length to restore. */
-static size_t path_push(struct conv *c, const char *fmt, const char *key, size_t klen,
-			long long idx)
+/* Appends ".key" (key != NULL) or "[idx]"; returns the length to restore. */
+static size_t path_push(struct conv *c, const char *key, size_t klen, long long idx)
 {
 	size_t old = c->plen, room = sizeof c->path - c->plen;
 	int n;
 	if (key)
 		n = snprintf(c->path + c->plen, room, ".%.*s", klen > 40 ? 40 : (int)klen, key);
 	else
-		n = snprintf(c->path + c->plen, room, fmt, idx);
+		n = snprintf(c->path + c->plen, room, "[%lld]", idx);
 	if (n > 0)
 		c->plen += (size_t)n < room ? (size_t)n : room - 1;
 	return old;
@@ -202,7 +201,7 @@ static json_t *array_to_json(struct conv *c, int idx, lua_Integer n)
 		return conv_fail(c, REIN_ENOMEM, NULL);
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, i);
-		size_t old = path_push(c, "[%lld]", NULL, 0, (long long)i);
+		size_t old = path_push(c, NULL, 0, (long long)i);
 		json_t *v = to_json(c, lua_gettop(L));
 		path_pop(c, old);
 		lua_pop(L, 1);
@@ -232,7 +231,7 @@ static json_t *object_to_json(struct conv *c, int idx)
 			json_decref(obj);
 			return conv_fail(c, REIN_ESCRIPT, "table key is not valid UTF-8");
 		}
-		size_t old = path_push(c, NULL, k, klen, 0);
+		size_t old = path_push(c, k, klen, 0);
 		json_t *v = to_json(c, lua_gettop(L));
 		path_pop(c, old);
 		lua_pop(L, 1);
