@@ -8,6 +8,7 @@
 #include "engine.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 enum {
@@ -127,10 +128,10 @@ static void make_ctx(rein_run *r, const json_t *out, json_t *vars, rein_script_c
 	ctx->limits = r->spec->limits;
 }
 
-/* Globals a step sees beyond input/steps/run/out: `error`, the last step error. */
+/* Globals a step sees beyond input/steps/run/out: `why`, the last step error. */
 static json_t *make_vars(rein_run *r)
 {
-	return json_pack("{s:s?}", "error", r->last_error);
+	return json_pack("{s:s?}", "why", r->last_error);
 }
 
 static int eval_template(rein_run *r, const json_t *tmpl, const json_t *out, json_t **res,
@@ -577,7 +578,15 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 	if (rc == REIN_ENOMEM) {
 		return rein_err_set(err, rc, "out of memory");
 	} else if (rc != REIN_OK) {
-		char *msg = rein_sprintf("code (%s): %s", st->code_origin ? st->code_origin : "?", e.msg);
+		/* "line N: ..." from Lua becomes FILE:LINE of the spec or script */
+		int lual = 0;
+		const char *rest = strstr(e.msg, ": ");
+		char *msg;
+		if (sscanf(e.msg, "line %d: ", &lual) == 1 && rest)
+			msg = rein_sprintf("%s:%d: %s", st->code_origin, st->code_line_offset + lual,
+					   rest + 2);
+		else
+			msg = rein_sprintf("%s: %s", st->code_origin, e.msg);
 		*type = "step.failed";
 		*data = json_pack("{s:s?}", "error", msg);
 		rein_free(msg);

@@ -272,7 +272,7 @@ static rein_schema *load_schema(loader *L, const ynode *n, const char *what)
 	} else if ((doc = to_json(L, n)) == NULL) {
 		goto out;
 	}
-	rein_schema_opts o = {.base_dir = L->dir, .name = file};
+	rein_schema_opts o = {.base_dir = L->dir, .name = file == L->wf ? NULL : file};
 	rein_err e = {0};
 	if (rein_schema_compile(doc, &o, &s, &e) != REIN_OK) {
 		if (e.code == REIN_ENOMEM)
@@ -408,7 +408,7 @@ static void load_code(loader *L, rein_step *st, const ynode *n)
 		}
 		st->code = rein_strdup(src->str);
 		st->code_line_offset = src->line + (src->block ? 1 : 0) - 1;
-		st->code_origin = rein_sprintf("%s:%d", L->wf, src->line);
+		st->code_origin = rein_strdup(L->wf);
 		rein_err e = {0};
 		if (st->code && rein_script_check(L->sb, st->code, REIN_SCRIPT_CHUNK, &e) != REIN_OK)
 			lua_diag(L, L->wf, src->line, src->col, src->block ? 1 : 0, "code", e.msg);
@@ -493,6 +493,11 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 	}
 	if (kind == NULL) {
 		DIAG(L, key, "step '%s' has no kind (one of: code, wait, parallel, end)", st->name);
+		/* still follow its edges, so the steps after it are not reported
+		 * as unreachable on top of this */
+		const ynode *nx = ynode_get(val, "next");
+		if (nx)
+			load_next(L, st, nx);
 		return;
 	}
 	static const char *const common[] = {"code", "wait", "parallel", "next", "on_fail",

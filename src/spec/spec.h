@@ -35,7 +35,7 @@ typedef struct rein_step {
 	int max_visits; /* 0: no bound of its own */
 	/* code */
 	char *code;           /* the Lua chunk (inline or the file's content) */
-	char *code_origin;    /* "wf/workflow.yaml:12:5" or "wf/scripts/x.lua:1:1" */
+	char *code_origin;    /* the file it came from: "wf/workflow.yaml" or "wf/scripts/x.lua" */
 	int code_line_offset; /* added to Lua's line numbers in messages */
 	rein_script_limits limits;
 	/* wait: a number of seconds or a template giving one */
