@@ -636,7 +636,8 @@ static void compile_props(cctx *cc, sc_node *n, const json_t *j, const sc_resour
 			if ((pr->node = compile(cc, c, res, &q)) == NULL)
 				return;
 		}
-		qsort(n->props, n->nprops, sizeof *n->props, prop_cmp);
+		if (n->nprops > 1)
+			qsort(n->props, n->nprops, sizeof *n->props, prop_cmp);
 	}
 	v = json_object_get(j, "patternProperties");
 	if (v) {

@@ -5,19 +5,29 @@
  * uselocale, so the process locale does not change results).
  *
  * Translated: \d \w \s \D \W \S (also inside brackets, except the negated
- * ones), \t \n \r \f \v \0, \xHH, \uXXXX (to UTF-8), escaped punctuation,
+ * ones), \t \n \r \f \v, \xHH, \uXXXX (to UTF-8), escaped punctuation,
  * (?:...) as a plain group, lazy quantifiers (*? +? ?? {n,m}?) as greedy ones
  * (equivalent for a yes/no match), \p{L} / \p{Letter} as "an ASCII letter or
  * any non-ASCII character", \b and \B (glibc extensions, passed through).
- * Limitations: lookahead/lookbehind, named groups and other \p classes are
- * rejected at compile time; '.' matches one byte (not one code point) and also
- * matches newlines; bracket ranges over non-ASCII characters are byte ranges.
+ *
+ * Limitations: lookahead/lookbehind, named groups, \0, other \p classes and
+ * escaped bracket metacharacters inside [...] are rejected at compile time, as
+ * are stacked quantifiers ("a**") and repeat counts over 1000 or whose product
+ * over the pattern exceeds 100000 (glibc expands {n,m} into copies of the
+ * operand, so these would cost unbounded memory). '.' matches one byte, not
+ * one code point, and also matches newlines; bracket ranges over non-ASCII
+ * characters are byte ranges.
  */
 #include "schema_int.h"
 
 #include <locale.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Bounds on {n,m}: glibc expands repeats into copies of the operand. */
+#define MAX_REPEAT 1000UL
+#define MAX_COST 100000UL
 
 static locale_t c_locale;
 static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
@@ -99,6 +109,7 @@ static const char *translate(const char *p, rein_buf *b)
 {
 	bool in_br = false;
 	size_t br_start = 0;
+	unsigned long cost = 1;
 	int rc = REIN_OK;
 	for (size_t i = 0; p[i] && rc == REIN_OK; i++) {
 		char c = p[i];
@@ -173,10 +184,31 @@ static const char *translate(const char *p, rein_buf *b)
 				rc = rein_buf_puts(b, "(");
 			}
 			break;
+		case '{':
+			if (p[i + 1] >= '0' && p[i + 1] <= '9') {
+				/* bounded repeat: glibc copies the operand max times */
+				unsigned long lo = strtoul(p + i + 1, NULL, 10), hi = lo;
+				const char *comma = strchr(p + i, ',');
+				const char *close = strchr(p + i, '}');
+				if (close == NULL)
+					return "unterminated repetition";
+				if (comma && comma < close && comma[1] != '}')
+					hi = strtoul(comma + 1, NULL, 10);
+				if (lo > MAX_REPEAT || hi > MAX_REPEAT)
+					return "repetition count too large";
+				cost *= (hi ? hi : 1);
+				if (cost > MAX_COST)
+					return "pattern too complex";
+			}
+			rc = rein_buf_append(b, &c, 1);
+			break;
 		case '*': case '+': case '?': case '}':
 			rc = rein_buf_append(b, &c, 1);
 			if (p[i + 1] == '?')
 				i++; /* lazy → greedy */
+			if (p[i + 1] == '*' || p[i + 1] == '+' || p[i + 1] == '?' ||
+			    (p[i + 1] == '{' && p[i + 2] >= '0' && p[i + 2] <= '9'))
+				return "nothing to repeat (quantifier after quantifier)";
 			break;
 		case '\\': {
 			char e = p[++i];
