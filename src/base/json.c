@@ -3,9 +3,17 @@
 
 #include <string.h>
 
+extern _Thread_local bool rein_json_alloc_failed; /* mem.c */
+
 char *rein_json_dump(const json_t *j)
 {
-	return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	rein_json_alloc_failed = false;
+	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	if (s && rein_json_alloc_failed) { /* possibly truncated: see mem.c */
+		rein_free(s);
+		s = NULL;
+	}
+	return s;
 }
 
 json_t *rein_json_parse(const char *text, size_t len, rein_err *err)

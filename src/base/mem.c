@@ -86,7 +86,20 @@ char *rein_sprintf(const char *fmt, ...)
 	return s;
 }
 
-static void *json_alloc(size_t n) { return rein_malloc(n); }
+/*
+ * jansson does not check every allocation while encoding: under memory
+ * pressure json_dumps can return text with a piece missing. rein_json_dump
+ * watches this flag and refuses such output.
+ */
+_Thread_local bool rein_json_alloc_failed;
+
+static void *json_alloc(size_t n)
+{
+	void *p = rein_malloc(n);
+	if (p == NULL)
+		rein_json_alloc_failed = true;
+	return p;
+}
 
 void rein_init(void)
 {

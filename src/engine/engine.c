@@ -213,7 +213,10 @@ static int branch_done(rein_run *r, int t, rein_err *err)
 		thread *c = &r->th[i];
 		if (c->parent == p && c->pgen == pt->gen && c->state == T_DONE) {
 			const char *bname = r->spec->steps[ps->branches[c->branch]].name;
-			json_object_set(out, bname, c->result ? c->result : json_null());
+			if (json_object_set(out, bname, c->result ? c->result : json_null()) != 0) {
+				json_decref(out);
+				return rein_err_set(err, REIN_ENOMEM, "out of memory");
+			}
 		}
 	}
 	json_decref(pt->result);
@@ -233,6 +236,7 @@ static int route(rein_run *r, int t, json_t *out, rein_err *err)
 	r->th[t].last = json_incref(out);
 	if (st->nnext == 0) { /* the end of a parallel branch */
 		r->th[t].state = T_DONE;
+		json_decref(r->th[t].result);
 		r->th[t].result = json_incref(out);
 		return branch_done(r, t, err);
 	}

@@ -1,0 +1,319 @@
+/*
+ * The pure engine: events in, commands out, on a manual clock. Each test
+ * drives a run to its end by obeying the commands, then replays the recorded
+ * events into a fresh run and checks it reaches the same state.
+ */
+#include "testlib.h"
+
+typedef struct ev {
+	const char *type;
+	char *step;
+	int64_t at;
+	json_t *data;
+} ev;
+
+typedef struct drive {
+	rein_script *sb;
+	rein_spec *spec;
+	rein_run *run;
+	ev evs[512];
+	size_t n;
+	int64_t now;
+} drive;
+
+static void record_apply(drive *d, const char *type, int step, json_t *data)
+{
+	assert_true(d->n < 512);
+	ev *e = &d->evs[d->n++];
+	e->type = type;
+	e->step = step >= 0 ? strdup(d->spec->steps[step].name) : NULL;
+	e->at = d->now;
+	e->data = json_incref(data);
+	rein_err err = {0};
+	int rc = rein_run_apply(d->run, type, e->step, e->at, data, &err);
+	if (rc)
+		fprintf(stderr, "apply %s: %s\n", type, err.msg);
+	assert_int_equal(rc, REIN_OK);
+	assert_true(rein_run_check(d->run, &err));
+}
+
+/* Starts and drives a run to its end (or to max events). */
+static void run_to_end(drive *d, const char *yaml, const char *input)
+{
+	rein_err err = {0};
+	assert_int_equal(rein_script_new(&d->sb), REIN_OK);
+	d->spec = spec_from_yaml(d->sb, yaml);
+	d->now = 1000000;
+	assert_int_equal(rein_run_new(d->spec, d->sb, "run_test", &d->run), REIN_OK);
+	json_t *start = json_pack("{s:o}", "input", J(input));
+	record_apply(d, "run.started", -1, start);
+	json_decref(start);
+	for (int guard = 0; guard < 400; guard++) {
+		rein_cmd c;
+		assert_int_equal(rein_run_poll(d->run, d->now, &c, &err), REIN_OK);
+		if (c.kind == REIN_CMD_NONE)
+			return;
+		if (c.kind == REIN_CMD_SLEEP) {
+			assert_true(c.due > d->now);
+			d->now = c.due;
+			continue;
+		}
+		if (c.kind == REIN_CMD_EMIT) {
+			record_apply(d, c.type, c.step, c.data);
+			rein_cmd_clear(&c);
+			continue;
+		}
+		assert_int_equal(c.kind, REIN_CMD_EXEC);
+		const char *type;
+		json_t *data;
+		assert_int_equal(rein_run_exec(d->run, c.step, &type, &data, &err), REIN_OK);
+		d->now += 1;
+		record_apply(d, type, c.step, data);
+		json_decref(data);
+	}
+	fail_msg("run did not end");
+}
+
+/* Folds the recorded events into a fresh run: same status and output. */
+static void check_replay(drive *d)
+{
+	rein_run *r = NULL;
+	rein_err err = {0};
+	assert_int_equal(rein_run_new(d->spec, d->sb, "run_test", &r), REIN_OK);
+	for (size_t i = 0; i < d->n; i++)
+		assert_int_equal(
+			rein_run_apply(r, d->evs[i].type, d->evs[i].step, d->evs[i].at, d->evs[i].data, &err),
+			REIN_OK);
+	assert_int_equal(rein_run_status(r), rein_run_status(d->run));
+	assert_true(json_equal(rein_run_output(r), rein_run_output(d->run)));
+	rein_cmd c;
+	assert_int_equal(rein_run_poll(r, d->now, &c, &err), REIN_OK);
+	assert_int_equal(c.kind, REIN_CMD_NONE);
+	rein_run_free(r);
+}
+
+static void drive_free(drive *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		free(d->evs[i].step);
+		json_decref(d->evs[i].data);
+	}
+	rein_run_free(d->run);
+	rein_spec_free(d->spec);
+	rein_script_free(d->sb);
+}
+
+static int count(drive *d, const char *type, const char *step)
+{
+	int n = 0;
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->evs[i].type, type) == 0 &&
+		    (step == NULL || (d->evs[i].step && strcmp(d->evs[i].step, step) == 0)))
+			n++;
+	return n;
+}
+
+static void test_routing(void **state)
+{
+	(void)state;
+	static const char *y = "rein: 1\nname: r\nsteps:\n"
+			       "  a: { code: 'return { v = input.v }', next: [ { when: 'out.v > 10', goto: big }, { goto: small } ] }\n"
+			       "  big: { end: succeeded, output: '${ { size = \"big\", v = steps.a.out.v } }' }\n"
+			       "  small: { end: escalated, reason: 'small: ${steps.a.out.v}' }\n";
+	drive d = {0};
+	run_to_end(&d, y, "{\"v\": 11}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	assert_json_eq(rein_run_output(d.run), "{\"size\":\"big\",\"v\":11}");
+	check_replay(&d);
+	drive_free(&d);
+
+	drive d2 = {0};
+	run_to_end(&d2, y, "{\"v\": 3}");
+	assert_int_equal(rein_run_status(d2.run), REIN_RUN_ESCALATED);
+	assert_string_equal(rein_run_reason(d2.run), "small: 3");
+	assert_json_eq(rein_run_output(d2.run), "{\"v\":3}"); /* default: previous output */
+	drive_free(&d2);
+}
+
+static void test_parallel_join(void **state)
+{
+	(void)state;
+	static const char *y =
+		"rein: 1\nname: p\nsteps:\n"
+		"  fan: { parallel: { branches: [l1, r1] }, next: sum }\n"
+		"  l1: { code: 'return 1', next: l2 }\n"
+		"  l2: { wait: 5, next: l3 }\n"
+		"  l3: { code: 'return steps.l1.out + 10' }\n"
+		"  r1: { parallel: [x, y], next: r2 }\n"
+		"  x: { wait: 2 }\n"
+		"  y: { code: 'return 7' }\n"
+		"  r2: { code: 'return steps.r1.out.y * 2' }\n"
+		"  sum: { code: 'return steps.fan.out.l1 + steps.fan.out.r1', next: done }\n"
+		"  done: { end: succeeded }\n";
+	drive d = {0};
+	run_to_end(&d, y, "{}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	assert_json_eq(rein_run_output(d.run), "25"); /* 11 + 14 */
+	assert_int_equal(count(&d, "step.completed", "fan"), 1);
+	assert_int_equal(count(&d, "step.completed", "r1"), 1);
+	assert_int_equal(count(&d, "timer.fired", NULL), 2);
+	/* the branches' timers ran side by side: 5 s, not 7 s, of virtual time */
+	assert_true(d.now - 1000000 < 6000);
+	check_replay(&d);
+	drive_free(&d);
+}
+
+static void test_wait_timer(void **state)
+{
+	(void)state;
+	static const char *y = "rein: 1\nname: w\nsteps:\n"
+			       "  w: { wait: { seconds: '${input.s}' }, next: done }\n"
+			       "  done: { end: succeeded }\n";
+	drive d = {0};
+	run_to_end(&d, y, "{\"s\": 1.5}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	assert_json_eq(rein_run_output(d.run), "{\"waited_ms\": 1500}");
+	assert_int_equal(count(&d, "timer.scheduled", "w"), 1);
+	/* due_at = schedule time + 1500 ms */
+	for (size_t i = 0; i < d.n; i++)
+		if (strcmp(d.evs[i].type, "timer.scheduled") == 0)
+			assert_int_equal(json_integer_value(json_object_get(d.evs[i].data, "due_at")),
+					 d.evs[i].at + 1500);
+	check_replay(&d);
+	drive_free(&d);
+
+	drive d2 = {0};
+	run_to_end(&d2, y, "{\"s\": \"soon\"}");
+	assert_int_equal(rein_run_status(d2.run), REIN_RUN_FAILED);
+	assert_non_null(strstr(rein_run_reason(d2.run), "wait seconds"));
+	drive_free(&d2);
+}
+
+static void test_loop_bounds(void **state)
+{
+	(void)state;
+	/* a loop bounded by max_visits, escalating through on_fail */
+	static const char *y = "rein: 1\nname: l\nsteps:\n"
+			       "  poll: { code: 'return { ready = false }', max_visits: 3, on_fail: giveup,\n"
+			       "          next: [ { when: 'out.ready', goto: done }, { goto: poll } ] }\n"
+			       "  done: { end: succeeded }\n"
+			       "  giveup: { end: escalated, reason: '${why}' }\n";
+	drive d = {0};
+	run_to_end(&d, y, "{}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_ESCALATED);
+	assert_string_equal(rein_run_reason(d.run), "step 'poll' exceeded max_visits 3");
+	assert_int_equal(count(&d, "step.completed", "poll"), 3);
+	check_replay(&d);
+	drive_free(&d);
+
+	/* without on_fail: the run fails; max_steps stops a bounded but long loop */
+	static const char *y2 = "rein: 1\nname: l2\nbudgets: { max_steps: 10 }\nsteps:\n"
+				"  poll: { code: 'return 1', max_visits: 100, next: poll }\n";
+	drive d2 = {0};
+	run_to_end(&d2, y2, "{}");
+	assert_int_equal(rein_run_status(d2.run), REIN_RUN_FAILED);
+	assert_string_equal(rein_run_reason(d2.run), "budget: max_steps 10 exceeded entering 'poll'");
+	assert_int_equal(count(&d2, "step.completed", "poll"), 10);
+	drive_free(&d2);
+}
+
+static void test_timeout(void **state)
+{
+	(void)state;
+	static const char *y = "rein: 1\nname: t\nbudgets: { timeout_s: 10 }\nsteps:\n"
+			       "  w: { wait: 60, next: done }\n"
+			       "  done: { end: succeeded }\n";
+	drive d = {0};
+	run_to_end(&d, y, "{}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_FAILED);
+	assert_string_equal(rein_run_reason(d.run), "timeout: the run exceeded timeout_s 10");
+	assert_int_equal(d.now, 1000000 + 10000);
+	check_replay(&d);
+	drive_free(&d);
+}
+
+static void test_step_errors(void **state)
+{
+	(void)state;
+	static const char *y = "rein: 1\nname: e\nsteps:\n"
+			       "  a: { code: 'return input.x.y', on_fail: recover, next: done }\n"
+			       "  recover: { code: 'return { recovered = why }', next: done }\n"
+			       "  done: { end: succeeded }\n";
+	drive d = {0};
+	run_to_end(&d, y, "{}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	const char *why = json_string_value(json_object_get(rein_run_output(d.run), "recovered"));
+	assert_non_null(why);
+	assert_non_null(strstr(why, "t/workflow.yaml:4:")); /* the spec file and line */
+	assert_int_equal(count(&d, "step.failed", "a"), 1);
+	check_replay(&d);
+	drive_free(&d);
+
+	/* a `when` that fails at run time, no on_fail: the run fails, saying where */
+	static const char *y2 = "rein: 1\nname: e2\nsteps:\n"
+				"  a: { code: 'return 1', next: [ { when: 'out.nope.deeper', goto: done }, { goto: done } ] }\n"
+				"  done: { end: succeeded }\n";
+	drive d2 = {0};
+	run_to_end(&d2, y2, "{}");
+	assert_int_equal(rein_run_status(d2.run), REIN_RUN_FAILED);
+	assert_non_null(strstr(rein_run_reason(d2.run), "step 'a' failed: when 'out.nope.deeper'"));
+	drive_free(&d2);
+}
+
+static void test_output_schema(void **state)
+{
+	(void)state;
+	static const char *y = "rein: 1\nname: o\n"
+			       "output: { type: object, required: [total], properties: { total: { type: integer } } }\n"
+			       "steps:\n"
+			       "  a: { code: 'return { total = input.t }', next: done }\n"
+			       "  done: { end: succeeded }\n";
+	drive d = {0};
+	run_to_end(&d, y, "{\"t\": \"many\"}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_FAILED);
+	assert_non_null(strstr(rein_run_reason(d.run), "output does not match the output schema"));
+	assert_non_null(strstr(rein_run_reason(d.run), "/total"));
+	drive_free(&d);
+}
+
+static void test_corrupt_log(void **state)
+{
+	(void)state;
+	rein_script *sb;
+	rein_run *r;
+	rein_err err = {0};
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	rein_spec *spec = spec_from_yaml(sb, "rein: 1\nname: c\nsteps:\n"
+					     "  a: { code: 'return 1', next: b }\n"
+					     "  b: { code: 'return 2', next: done }\n"
+					     "  done: { end: succeeded }\n");
+	assert_int_equal(rein_run_new(spec, sb, "run_c", &r), REIN_OK);
+	json_t *d = J("{\"out\": 1}");
+	/* before run.started */
+	assert_int_equal(rein_run_apply(r, "step.completed", "a", 1, d, &err), REIN_ECORRUPT);
+	json_t *s = J("{\"input\": {}}");
+	rein_err_clear(&err);
+	assert_int_equal(rein_run_apply(r, "run.started", NULL, 1, s, &err), REIN_OK);
+	/* b is not the active step */
+	assert_int_equal(rein_run_apply(r, "step.completed", "b", 2, d, &err), REIN_ECORRUPT);
+	assert_non_null(strstr(err.msg, "not active"));
+	rein_err_clear(&err);
+	assert_int_equal(rein_run_apply(r, "no.such.event", NULL, 2, d, &err), REIN_ECORRUPT);
+	json_decref(d);
+	json_decref(s);
+	rein_run_free(r);
+	rein_spec_free(spec);
+	rein_script_free(sb);
+}
+
+int main(void)
+{
+	rein_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_routing),      cmocka_unit_test(test_parallel_join),
+		cmocka_unit_test(test_wait_timer),   cmocka_unit_test(test_loop_bounds),
+		cmocka_unit_test(test_timeout),      cmocka_unit_test(test_step_errors),
+		cmocka_unit_test(test_output_schema), cmocka_unit_test(test_corrupt_log),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
