@@ -67,6 +67,7 @@ done
 
 # 3. command-line scenarios
 for s in tests/cli/*.sh; do
+	[ "$(basename "$s")" = lib.sh ] && continue
 	name=$(basename "$s" .sh)
 	work="$TMPROOT/cli-$name"
 	mkdir -p "$work"

@@ -71,15 +71,23 @@ void rein_time_format(int64_t ms, char out[32])
 
 int rein_random_id(const char *prefix, char *out, size_t outlen)
 {
+	/* 10 chars of milliseconds then 16 random ones (like a ULID): ids sort by
+	 * creation time, so the store appends to its indexes instead of writing
+	 * at random pages. */
 	static const char alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
-	uint8_t raw[26];
+	uint8_t raw[16];
 	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
 		return REIN_EIO;
 	int n = snprintf(out, outlen, "%s", prefix);
 	if (n < 0 || (size_t)n + 27 > outlen)
 		return REIN_EINVAL;
-	for (size_t i = 0; i < 26; i++)
-		out[n + (int)i] = alphabet[raw[i] & 31];
+	uint64_t ms = (uint64_t)rein_clock_now(&rein_clock_system);
+	for (int i = 9; i >= 0; i--) {
+		out[n + i] = alphabet[ms & 31];
+		ms >>= 5;
+	}
+	for (size_t i = 0; i < 16; i++)
+		out[n + 10 + (int)i] = alphabet[raw[i] & 31];
 	out[n + 26] = '\0';
 	return REIN_OK;
 }

@@ -5,9 +5,19 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+/* Fetched once: SHA256() would look the algorithm up on every call. */
+static EVP_MD *sha256_md;
+static _Thread_local EVP_MD_CTX *sha256_ctx;
+
 void rein_sha256(const void *data, size_t n, uint8_t out[REIN_HASH_LEN])
 {
-	SHA256(data, n, out);
+	if (sha256_md == NULL)
+		sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (sha256_ctx == NULL)
+		sha256_ctx = EVP_MD_CTX_new();
+	if (sha256_md == NULL || sha256_ctx == NULL || !EVP_DigestInit_ex2(sha256_ctx, sha256_md, NULL) ||
+	    !EVP_DigestUpdate(sha256_ctx, data, n) || !EVP_DigestFinal_ex(sha256_ctx, out, NULL))
+		SHA256(data, n, out); /* the slow path cannot fail */
 }
 
 void rein_hmac_sha256(const void *key, size_t klen, const void *data, size_t n,

@@ -64,7 +64,8 @@ static const char schema_sql[] =
 	" lease_expires INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,"
 	" last_hash BLOB, output TEXT, reason TEXT,"
 	" cancel_requested INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, wake_at);"
+	"CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, wake_at)"
+	" WHERE status IN ('running', 'waiting');"
 	"CREATE TABLE IF NOT EXISTS events("
 	" run_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, step TEXT,"
 	" at INTEGER NOT NULL, payload_hash BLOB NOT NULL, prev_hash BLOB NOT NULL,"
@@ -480,7 +481,9 @@ int rein_store_open_sqlite(const char *path, const rein_store_opts *opts, rein_s
 	}
 	sqlite3_busy_timeout(b->db, 10000);
 	char pragmas[128];
-	snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;",
+	/* larger checkpoints, less often: a checkpoint runs inside some commit */
+	snprintf(pragmas, sizeof pragmas,
+		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA wal_autocheckpoint=8192;",
 		 opts && opts->no_sync ? "NORMAL" : "FULL");
 	if ((rc = sq_exec(b, pragmas, err)) != REIN_OK ||
 	    (rc = sq_exec(b, schema_sql, err)) != REIN_OK)
