@@ -2,13 +2,13 @@
 # builds with ASan+UBSan into build/asan and runs every test; `make demo` runs
 # the example; `make fuzz` builds the libFuzzer targets; `make bench` the benchmarks.
 
-PKGS    := jansson yaml-0.1 sqlite3 lua5.4 libuv libcurl libcrypto
+PKGS    := jansson yaml-0.1 sqlite3 lua5.4 libuv libcurl libcrypto libmicrohttpd
 CC      ?= cc
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CSTD    := -std=c11 -D_GNU_SOURCE
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
-LAYERS  := base spec schema script engine store runner
+LAYERS  := base spec schema script engine store io mcp runner
 INCS    := $(addprefix -Isrc/,$(LAYERS))
 
 LIB_SRC := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))

@@ -2,11 +2,14 @@
 # Installs the Debian packages rein needs to build and test, when they are
 # missing. As root it runs apt-get; otherwise it names what is missing and fails.
 set -eu
-PKGS="build-essential pkg-config clang libjansson-dev libyaml-dev libsqlite3-dev liblua5.4-dev libuv1-dev libcurl4-openssl-dev libssl-dev libcmocka-dev sqlite3"
+PKGS="build-essential pkg-config clang libjansson-dev libyaml-dev libsqlite3-dev liblua5.4-dev libuv1-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev sqlite3"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# node and npm run the MCP servers the tests install from the npm registry;
+# any node >= 18 will do (Debian's, or one already on the machine)
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "rein: missing Debian packages:$missing" >&2
