@@ -28,6 +28,10 @@ int rein_io_run(rein_io *io, uv_run_mode mode);
  * (0: do not block; -1: no limit). Returns the number of callbacks run. */
 int rein_io_wait(rein_io *io, int64_t timeout_ms);
 
+/* Makes the current or next rein_io_wait return as if a callback had run: for
+ * other users of the loop (timers, child processes) that complete work. */
+void rein_io_wake(rein_io *io);
+
 /* Number of HTTP calls in flight. */
 size_t rein_io_inflight(const rein_io *io);
 
