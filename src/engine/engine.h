@@ -17,6 +17,13 @@
  *   timer.fired     STEP  {}
  *   run.ended       -     {status, reason?, output?}
  *   run.resumed     -     {owner, previous_owner}   (informational)
+ *   tool.intent     STEP  {tool, key, args}      (committed before the call)
+ *   tool.attempt    STEP  {attempt, outcome, error, transient, ambiguous,
+ *                          status?, retry_after_ms?, latency_ms?}   (a failed attempt)
+ *   tool.backoff    STEP  {attempt, delay_ms, due_at}
+ *   tool.fallback   STEP  {kind: unavailable|tool|cached, from, to?, result?}
+ *   breaker.opened|half_open|closed  STEP  {tool, ...}   (informational)
+ * A tool step completes with step.completed {out, attempt, status, latency_ms}.
  */
 #ifndef REIN_ENGINE_H
 #define REIN_ENGINE_H
@@ -76,6 +83,25 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err);
  * step.failed event.
  */
 int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_err *err);
+
+/* What an EXEC for a tool step asks for (all borrowed from the run state). */
+typedef struct rein_tool_call {
+	int tool;           /* index into spec->tools */
+	const char *key;    /* idempotency key, the same for every attempt */
+	const json_t *args; /* validated arguments */
+	int attempt;        /* 1 for the first */
+	bool cached;        /* answer with tool.fallback {kind: cached, result} instead */
+} rein_tool_call;
+
+int rein_run_tool_call(const rein_run *r, int step, rein_tool_call *call);
+
+/*
+ * Tells a run rebuilt from its log that the process that advanced it is gone:
+ * a tool call that was in flight (intent recorded, no outcome) is in doubt.
+ * It is sent again with the same key if the tool honours keys; otherwise the
+ * run ends needs_review with the evidence.
+ */
+void rein_run_recovered(rein_run *r, int64_t now);
 
 rein_status rein_run_status(const rein_run *r);
 /* The final output (borrowed), NULL until the run has ended. */

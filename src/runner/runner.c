@@ -3,6 +3,8 @@
  */
 #include "runner.h"
 
+#include "tools.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,7 +13,18 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { A_RUN = 1, A_PARK_END, A_PARK_WAIT, A_SLEEP };
+enum { A_RUN = 1, A_PARK_END, A_PARK_WAIT, A_SLEEP, A_BUSY };
+
+/* One tool attempt in flight, owned by the io callback. When the run is
+ * dropped first, the ticket is marked dead and the callback only frees it. */
+typedef struct ticket {
+	struct rein_runner *rn;
+	struct active *a;
+	int step;
+	int attempt;
+	bool dead;
+	struct ticket *next;
+} ticket;
 
 typedef struct active {
 	rein_run *run;
@@ -24,7 +37,14 @@ typedef struct active {
 	int64_t wake_at;
 	bool inserted; /* the row exists in the store */
 	bool cancel;
+	int inflight;     /* tool attempts out */
+	ticket *tickets;
 } active;
+
+typedef struct dispatch {
+	active *a;
+	int step;
+} dispatch;
 
 typedef struct pending {
 	active *a;
@@ -48,6 +68,12 @@ struct rein_runner {
 	rein_run_result *res;
 	size_t nres, rescap, reshead;
 	bool crashed;
+	rein_io *io; /* created on the first tool call */
+	int cb_rc;   /* an error inside an io callback, reported by drive */
+	rein_err cb_err;
+	rein_tools *tx;
+	dispatch *dq; /* tool attempts waiting for the barrier */
+	size_t ndq, dqcap;
 };
 
 void rein_run_result_clear(rein_run_result *r)
@@ -144,6 +170,8 @@ int rein_runner_new(rein_store *store, rein_script *sandbox, const rein_runner_o
 static void active_free(active *a)
 {
 	if (a) {
+		for (ticket *t = a->tickets; t; t = t->next)
+			t->dead = true;
 		rein_run_free(a->run);
 		rein_free(a);
 	}
@@ -159,6 +187,7 @@ static void drop_pending(rein_runner *rn)
 static void drop_all(rein_runner *rn)
 {
 	drop_pending(rn);
+	rn->ndq = 0;
 	for (size_t i = 0; i < rn->n; i++)
 		active_free(rn->runs[i]);
 	rn->n = 0;
@@ -169,6 +198,9 @@ void rein_runner_free(rein_runner *rn)
 	if (rn == NULL)
 		return;
 	drop_all(rn);
+	rein_tools_free(rn->tx);
+	rein_io_free(rn->io); /* cancels calls still out: their tickets are dead */
+	rein_free(rn->dq);
 	rein_free(rn->ev);
 	rein_free(rn->runs);
 	for (size_t i = 0; i < rn->nowned; i++)
@@ -444,6 +476,7 @@ int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
 				  "says %lld", id, (long long)a->seq, (long long)row.last_seq);
 		goto out;
 	}
+	rein_run_recovered(a->run, t);
 	if (ended) { /* nothing to do: report it */
 		rc = push_result(rn, a) == REIN_OK ? REIN_OK
 						   : rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -514,6 +547,8 @@ static int row_for(rein_runner *rn, active *a, bool leaving, rein_run_row *row, 
 /* Will a leave the runner at this flush? */
 static bool leaving(rein_runner *rn, active *a, int64_t t)
 {
+	if (a->inflight > 0)
+		return false;
 	if (a->state == A_PARK_END)
 		return true;
 	if (a->state == A_PARK_WAIT)
@@ -613,6 +648,111 @@ fail:
 	return rc;
 }
 
+/* An attempt's outcome: recorded as events on its run, which runs again. */
+static void tool_done(void *ud, rein_tool_outcome *o)
+{
+	ticket *tk = ud;
+	rein_runner *rn = tk->rn;
+	if (tk->dead) {
+		rein_free(tk);
+		return;
+	}
+	active *a = tk->a;
+	for (ticket **p = &a->tickets; *p; p = &(*p)->next)
+		if (*p == tk) {
+			*p = tk->next;
+			break;
+		}
+	a->inflight--;
+	int step = tk->step, attempt = tk->attempt;
+	rein_free(tk);
+	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED || rn->cb_rc != REIN_OK)
+		return; /* ended meanwhile (cancelled): the outcome has nowhere to go */
+	int rc = REIN_OK;
+	rein_err *err = &rn->cb_err;
+	size_t i;
+	json_t *bev;
+	json_array_foreach(o->breaker, i, bev)
+	{
+		if (rc == REIN_OK)
+			rc = append(rn, a, json_string_value(json_object_get(bev, "type")), step,
+				    json_object_get(bev, "data"), err);
+	}
+	json_t *d;
+	if (o->ok)
+		d = json_pack("{s:O, s:i, s:i, s:I}", "out", o->result, "attempt", attempt, "status",
+			      (int)o->status, "latency_ms", (json_int_t)o->latency_ms);
+	else {
+		d = json_pack("{s:i, s:s, s:s, s:b, s:b, s:I}", "attempt", attempt, "outcome",
+			      o->outcome, "error", o->error, "transient", o->transient, "ambiguous",
+			      o->ambiguous, "latency_ms", (json_int_t)o->latency_ms);
+		if (d && o->status)
+			json_object_set_new(d, "status", json_integer(o->status));
+		if (d && o->retry_after_ms >= 0)
+			json_object_set_new(d, "retry_after_ms", json_integer(o->retry_after_ms));
+	}
+	if (rc == REIN_OK)
+		rc = d ? append(rn, a, o->ok ? "step.completed" : "tool.attempt", step, d, err)
+		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+	json_decref(d);
+	if (rc != REIN_OK)
+		rn->cb_rc = rc;
+	if (a->state == A_BUSY)
+		a->state = A_RUN;
+}
+
+/* Sends every attempt queued behind the barrier that just committed. */
+static int dispatch_all(rein_runner *rn, rein_err *err)
+{
+	int rc = REIN_OK;
+	size_t n = rn->ndq;
+	rn->ndq = 0;
+	for (size_t i = 0; i < n && rc == REIN_OK; i++) {
+		active *a = rn->dq[i].a;
+		int step = rn->dq[i].step;
+		rein_tool_call call;
+		if (rein_run_tool_call(a->run, step, &call) != REIN_OK)
+			return rein_err_set(err, REIN_EINVAL, "run %s: no call at step %d", a->id, step);
+		if (rn->io == NULL && ((rc = rein_io_new(&rn->io, err)) != REIN_OK ||
+				       (rc = rein_tools_new(rn->io, rn->o.clock, &rn->tx, err)) != REIN_OK))
+			return rc;
+		if (call.cached) { /* the fallback asks for the last good result */
+			const json_t *c = rein_tools_cached(rn->tx, a->spec, call.tool);
+			json_t *d = json_pack("{s:s, s:s, s:O?}", "kind", "cached", "from",
+					      a->spec->tools[call.tool].name, "result", (json_t *)c);
+			rc = d ? append(rn, a, "tool.fallback", step, d, err)
+			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+			json_decref(d);
+			a->state = A_RUN;
+			continue;
+		}
+		ticket *tk = rein_calloc(1, sizeof *tk);
+		if (tk == NULL)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+		*tk = (ticket){.rn = rn, .a = a, .step = step, .attempt = call.attempt,
+			       .next = a->tickets};
+		a->tickets = tk;
+		a->inflight++;
+		if ((rc = rein_tools_call(rn->tx, a->spec, call.tool, call.key, call.args, tool_done,
+					  tk, err)) != REIN_OK) {
+			/* not sent: undo the ticket */
+			for (ticket **p = &a->tickets; *p; p = &(*p)->next)
+				if (*p == tk) {
+					*p = tk->next;
+					break;
+				}
+			a->inflight--;
+			rein_free(tk);
+		}
+		if (rn->cb_rc != REIN_OK) {
+			rc = rn->cb_rc;
+			rn->cb_rc = REIN_OK;
+			rein_err_set(err, rc, "%s", rn->cb_err.msg);
+		}
+	}
+	return rc;
+}
+
 /* Advances one run until it parks (ends or waits) or the batch is full. */
 static int advance(rein_runner *rn, active *a, rein_err *err)
 {
@@ -638,8 +778,9 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 			a->state = A_PARK_WAIT;
 			a->wake_at = cmd.due;
 			return REIN_OK;
-		case REIN_CMD_BUSY: /* cannot happen: execs here are synchronous */
-			return rein_err_set(err, REIN_EINVAL, "run %s: engine busy", a->id);
+		case REIN_CMD_BUSY: /* tool attempts out: their outcomes will wake it */
+			a->state = A_BUSY;
+			return REIN_OK;
 		case REIN_CMD_EMIT:
 			rc = append(rn, a, cmd.type, cmd.step, cmd.data, err);
 			rein_cmd_clear(&cmd);
@@ -647,6 +788,13 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 		case REIN_CMD_EXEC: {
 			const char *type = NULL;
 			json_t *data = NULL;
+			if (a->spec->steps[cmd.step].kind == REIN_STEP_TOOL) {
+				/* an effect: it goes out after the next commit */
+				if (grow((void **)&rn->dq, &rn->dqcap, rn->ndq + 1, sizeof *rn->dq) != REIN_OK)
+					return rein_err_set(err, REIN_ENOMEM, "out of memory");
+				rn->dq[rn->ndq++] = (dispatch){a, cmd.step};
+				break;
+			}
 			rc = rein_run_exec(a->run, cmd.step, &type, &data, err);
 			if (rc == REIN_OK)
 				rc = append(rn, a, type, cmd.step, data, err);
@@ -675,19 +823,35 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 			if ((rc = advance(rn, a, err)) != REIN_OK)
 				goto fail;
 		}
-		/* the barrier: everything parked becomes durable together */
+		/* the barrier: everything parked, and every intent, becomes durable
+		 * together; only then do the effects go out */
 		if ((rc = rein_runner_flush(rn, err)) != REIN_OK)
 			return rc;
+		if ((rc = dispatch_all(rn, err)) != REIN_OK)
+			goto fail;
 		if (ran)
 			continue;
 		int64_t t = now(rn), next = INT64_MAX;
-		for (size_t i = 0; i < rn->n; i++)
+		bool busy = false;
+		for (size_t i = 0; i < rn->n; i++) {
 			if (rn->runs[i]->state == A_SLEEP && rn->runs[i]->wake_at < next)
 				next = rn->runs[i]->wake_at;
-		if (next == INT64_MAX)
+			busy |= rn->runs[i]->state == A_BUSY || rn->runs[i]->state == A_RUN;
+		}
+		if (next == INT64_MAX && !busy)
 			return REIN_OK; /* nothing held */
-		if (next > t)
+		if (rn->io && rein_io_inflight(rn->io) > 0) {
+			/* outcomes arrive as events from the callbacks */
+			rein_io_wait(rn->io, next == INT64_MAX ? -1 : (next > t ? next - t : 0));
+			if (rn->cb_rc != REIN_OK) {
+				rc = rn->cb_rc;
+				rn->cb_rc = REIN_OK;
+				rein_err_set(err, rc, "%s", rn->cb_err.msg);
+				goto fail;
+			}
+		} else if (next != INT64_MAX && next > t) {
 			rn->o.sleep_ms(rn->o.ud, next - t);
+		}
 		t = now(rn);
 		for (size_t i = 0; i < rn->n; i++)
 			if (rn->runs[i]->state == A_SLEEP && rn->runs[i]->wake_at <= t)

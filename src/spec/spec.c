@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "spec_int.h"
 #include "yaml_tree.h"
 
 #define DEFAULT_MAX_STEPS 1000
@@ -61,23 +62,8 @@ void rein_diags_print(const rein_diags *d, void *file)
 
 /* ---- the loader -------------------------------------------------------- */
 
-typedef struct loader {
-	const char *dir;   /* files are read from here; NULL: bundle only */
-	const char *path;  /* for messages */
-	json_t *files;     /* bundle "files" object */
-	rein_script *sb;
-	rein_diags *d;
-	rein_err *err;
-	rein_spec *spec;
-	char *wf;          /* "PATH/workflow.yaml" */
-	bool nomem;
-	const ynode **step_val; /* per step: its mapping node */
-} loader;
 
-static void diag(loader *L, const char *file, int line, int col, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-static void diag(loader *L, const char *file, int line, int col, const char *fmt, ...)
+void spec_diag(loader *L, const char *file, int line, int col, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -88,7 +74,6 @@ static void diag(loader *L, const char *file, int line, int col, const char *fmt
 		L->nomem = true;
 }
 
-#define DIAG(L, n, ...) diag((L), (L)->wf, (n)->line, (n)->col, __VA_ARGS__)
 
 static const char *kind_name(int type)
 {
@@ -96,7 +81,7 @@ static const char *kind_name(int type)
 }
 
 /* Checks every key of map is in allowed (NULL-terminated). */
-static void check_keys(loader *L, const ynode *map, const char *what, const char *const *allowed)
+void spec_check_keys(loader *L, const ynode *map, const char *what, const char *const *allowed)
 {
 	for (size_t i = 0; i + 1 < map->n; i += 2) {
 		const ynode *k = map->kids[i];
@@ -119,7 +104,7 @@ static void check_keys(loader *L, const ynode *map, const char *what, const char
 	}
 }
 
-static bool want_type(loader *L, const ynode *n, int type, const char *what)
+bool spec_want_type(loader *L, const ynode *n, int type, const char *what)
 {
 	if (n->type == type)
 		return true;
@@ -128,7 +113,7 @@ static bool want_type(loader *L, const ynode *n, int type, const char *what)
 }
 
 /* A positive integer scalar; returns false (with a diagnostic) otherwise. */
-static bool want_int(loader *L, const ynode *n, const char *what, int64_t min, int64_t *v)
+bool spec_want_int(loader *L, const ynode *n, const char *what, int64_t min, int64_t *v)
 {
 	if (n->type == YNODE_SCALAR && n->plain) {
 		char *end;
@@ -161,7 +146,7 @@ static bool safe_relpath(const char *rel)
  * (or taking it from the bundle). Returns a borrowed string or NULL with a
  * diagnostic at n.
  */
-static const char *read_rel(loader *L, const ynode *n, const char *rel)
+const char *spec_read_rel(loader *L, const ynode *n, const char *rel)
 {
 	if (!safe_relpath(rel)) {
 		DIAG(L, n, "'%s': paths must be relative and stay inside the workflow directory", rel);
@@ -213,10 +198,10 @@ static void lua_diag(loader *L, const char *file, int line, int col, int offset,
 		if (offset >= 0)
 			line += offset + lual - 1;
 	}
-	diag(L, file, line, col, "%s does not compile: %s", what, rest);
+	spec_diag(L, file, line, col, "%s does not compile: %s", what, rest);
 }
 
-static void check_expr(loader *L, const ynode *n, const char *what)
+void spec_check_expr(loader *L, const ynode *n, const char *what)
 {
 	rein_err e = {0};
 	if (rein_script_check(L->sb, n->str, REIN_SCRIPT_EXPR, &e) != REIN_OK)
@@ -224,7 +209,7 @@ static void check_expr(loader *L, const ynode *n, const char *what)
 }
 
 /* Checks the templates inside a value node (strings at any depth). */
-static void check_templates(loader *L, const ynode *n)
+void spec_check_templates(loader *L, const ynode *n)
 {
 	if (n->type == YNODE_SCALAR) {
 		rein_err e = {0};
@@ -234,10 +219,10 @@ static void check_templates(loader *L, const ynode *n)
 		return;
 	}
 	for (size_t i = 0; i < n->n; i++)
-		check_templates(L, n->kids[i]);
+		spec_check_templates(L, n->kids[i]);
 }
 
-static json_t *to_json(loader *L, const ynode *n)
+json_t *spec_to_json(loader *L, const ynode *n)
 {
 	const ynode *bad = NULL;
 	rein_err e = {0};
@@ -252,14 +237,14 @@ static json_t *to_json(loader *L, const ynode *n)
 }
 
 /* input:/output: an inline schema, or {$ref: file.json} relative to the workflow. */
-static rein_schema *load_schema(loader *L, const ynode *n, const char *what)
+rein_schema *spec_load_schema(loader *L, const ynode *n, const char *what, json_t **doc_out)
 {
 	json_t *doc = NULL;
 	rein_schema *s = NULL;
-	const char *file = L->wf;
+	const char *file = NULL;
 	const ynode *ref = n->type == YNODE_MAP && n->n == 2 ? ynode_get(n, "$ref") : NULL;
 	if (ref && ref->type == YNODE_SCALAR && !strchr(ref->str, '#') && !strchr(ref->str, ':')) {
-		const char *text = read_rel(L, ref, ref->str);
+		const char *text = spec_read_rel(L, ref, ref->str);
 		if (text == NULL)
 			goto out;
 		rein_err e = {0};
@@ -269,16 +254,18 @@ static rein_schema *load_schema(loader *L, const ynode *n, const char *what)
 			goto out;
 		}
 		file = ref->str;
-	} else if ((doc = to_json(L, n)) == NULL) {
+	} else if ((doc = spec_to_json(L, n)) == NULL) {
 		goto out;
 	}
-	rein_schema_opts o = {.base_dir = L->dir, .name = file == L->wf ? NULL : file};
+	rein_schema_opts o = {.base_dir = L->dir, .name = file};
 	rein_err e = {0};
 	if (rein_schema_compile(doc, &o, &s, &e) != REIN_OK) {
 		if (e.code == REIN_ENOMEM)
 			L->nomem = true;
 		else
 			DIAG(L, n, "%s schema is invalid: %s", what, e.msg);
+	} else if (doc_out) {
+		*doc_out = json_incref(doc);
 	}
 out:
 	json_decref(doc);
@@ -288,19 +275,19 @@ out:
 static void load_limits(loader *L, const ynode *n, rein_script_limits *lim, const char *what)
 {
 	static const char *const keys[] = {"instructions", "memory_kb", NULL};
-	if (!want_type(L, n, YNODE_MAP, what))
+	if (!spec_want_type(L, n, YNODE_MAP, what))
 		return;
-	check_keys(L, n, what, keys);
+	spec_check_keys(L, n, what, keys);
 	const ynode *v;
 	int64_t x;
-	if ((v = ynode_get(n, "instructions")) && want_int(L, v, "instructions", 1000, &x))
+	if ((v = ynode_get(n, "instructions")) && spec_want_int(L, v, "instructions", 1000, &x))
 		lim->instructions = (uint64_t)x;
-	if ((v = ynode_get(n, "memory_kb")) && want_int(L, v, "memory_kb", 64, &x))
+	if ((v = ynode_get(n, "memory_kb")) && spec_want_int(L, v, "memory_kb", 64, &x))
 		lim->memory_bytes = (size_t)x * 1024;
 }
 
 /* Resolves a step name to its index, or reports it. */
-static int step_ref(loader *L, const ynode *n, const char *what)
+int spec_step_ref(loader *L, const ynode *n, const char *what)
 {
 	if (n->type != YNODE_SCALAR) {
 		DIAG(L, n, "%s must be a step name", what);
@@ -320,7 +307,7 @@ static void load_next(loader *L, rein_step *st, const ynode *n)
 			return;
 		}
 		st->nnext = 1;
-		st->next[0].target = step_ref(L, n, "next");
+		st->next[0].target = spec_step_ref(L, n, "next");
 		return;
 	}
 	if (n->type != YNODE_SEQ || n->n == 0) {
@@ -337,22 +324,22 @@ static void load_next(loader *L, rein_step *st, const ynode *n)
 		const ynode *it = n->kids[i];
 		st->next[i].target = -1;
 		if (it->type == YNODE_SCALAR) { /* a bare name in the list */
-			st->next[i].target = step_ref(L, it, "next");
+			st->next[i].target = spec_step_ref(L, it, "next");
 			continue;
 		}
-		if (!want_type(L, it, YNODE_MAP, "a next entry"))
+		if (!spec_want_type(L, it, YNODE_MAP, "a next entry"))
 			continue;
-		check_keys(L, it, "a next entry", keys);
+		spec_check_keys(L, it, "a next entry", keys);
 		const ynode *g = ynode_get(it, "goto"), *w = ynode_get(it, "when");
 		if (g == NULL)
 			DIAG(L, it, "next entry has no 'goto'");
 		else
-			st->next[i].target = step_ref(L, g, "goto");
+			st->next[i].target = spec_step_ref(L, g, "goto");
 		if (w) {
 			if (w->type != YNODE_SCALAR) {
 				DIAG(L, w, "when must be a Lua expression");
 			} else {
-				check_expr(L, w, "when expression");
+				spec_check_expr(L, w, "when expression");
 				if ((st->next[i].when = rein_strdup(w->str)) == NULL)
 					L->nomem = true;
 			}
@@ -369,14 +356,14 @@ static void load_code(loader *L, rein_step *st, const ynode *n)
 	if (n->type == YNODE_MAP) {
 		static const char *const keys[] = {"source", "file", "instructions", "memory_kb",
 						   NULL};
-		check_keys(L, n, "code", keys);
+		spec_check_keys(L, n, "code", keys);
 		src = ynode_get(n, "source");
 		file = ynode_get(n, "file");
 		const ynode *v;
 		int64_t x;
-		if ((v = ynode_get(n, "instructions")) && want_int(L, v, "instructions", 1000, &x))
+		if ((v = ynode_get(n, "instructions")) && spec_want_int(L, v, "instructions", 1000, &x))
 			st->limits.instructions = (uint64_t)x;
-		if ((v = ynode_get(n, "memory_kb")) && want_int(L, v, "memory_kb", 64, &x))
+		if ((v = ynode_get(n, "memory_kb")) && spec_want_int(L, v, "memory_kb", 64, &x))
 			st->limits.memory_bytes = (size_t)x * 1024;
 		if ((src == NULL) == (file == NULL)) {
 			DIAG(L, n, "code needs exactly one of 'source' or 'file'");
@@ -388,7 +375,7 @@ static void load_code(loader *L, rein_step *st, const ynode *n)
 			DIAG(L, file, "code file must be a path");
 			return;
 		}
-		const char *text = read_rel(L, file, file->str);
+		const char *text = spec_read_rel(L, file, file->str);
 		if (text == NULL)
 			return;
 		st->code = rein_strdup(text);
@@ -422,7 +409,7 @@ static void load_wait(loader *L, rein_step *st, const ynode *n)
 	const ynode *v = n;
 	if (n->type == YNODE_MAP) {
 		static const char *const keys[] = {"seconds", NULL};
-		check_keys(L, n, "wait", keys);
+		spec_check_keys(L, n, "wait", keys);
 		if ((v = ynode_get(n, "seconds")) == NULL) {
 			DIAG(L, n, "wait needs 'seconds'");
 			return;
@@ -443,7 +430,7 @@ static void load_wait(loader *L, rein_step *st, const ynode *n)
 		json_decref(j);
 		return;
 	}
-	check_templates(L, v);
+	spec_check_templates(L, v);
 	st->wait_seconds = j;
 }
 
@@ -452,7 +439,7 @@ static void load_parallel(loader *L, rein_step *st, const ynode *n)
 	const ynode *b = n;
 	if (n->type == YNODE_MAP) {
 		static const char *const keys[] = {"branches", NULL};
-		check_keys(L, n, "parallel", keys);
+		spec_check_keys(L, n, "parallel", keys);
 		if ((b = ynode_get(n, "branches")) == NULL) {
 			DIAG(L, n, "parallel needs 'branches'");
 			return;
@@ -468,15 +455,15 @@ static void load_parallel(loader *L, rein_step *st, const ynode *n)
 	}
 	st->nbranches = b->n;
 	for (size_t i = 0; i < b->n; i++)
-		st->branches[i] = step_ref(L, b->kids[i], "branch");
+		st->branches[i] = spec_step_ref(L, b->kids[i], "branch");
 }
 
-static const char *const step_kinds[] = {"code", "wait", "parallel", "end", NULL};
+static const char *const step_kinds[] = {"code", "wait", "parallel", "tool", "end", NULL};
 
 static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 {
 	rein_step *st = &L->spec->steps[idx];
-	if (!want_type(L, val, YNODE_MAP, "a step"))
+	if (!spec_want_type(L, val, YNODE_MAP, "a step"))
 		return;
 	const ynode *kind = NULL;
 	const char *kname = NULL;
@@ -492,7 +479,7 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 		kname = *k;
 	}
 	if (kind == NULL) {
-		DIAG(L, key, "step '%s' has no kind (one of: code, wait, parallel, end)", st->name);
+		DIAG(L, key, "step '%s' has no kind (one of: code, wait, parallel, tool, end)", st->name);
 		/* still follow its edges, so the steps after it are not reported
 		 * as unreachable on top of this */
 		const ynode *nx = ynode_get(val, "next");
@@ -500,12 +487,12 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 			load_next(L, st, nx);
 		return;
 	}
-	static const char *const common[] = {"code", "wait", "parallel", "next", "on_fail",
-					     "max_visits", "description", NULL};
+	static const char *const common[] = {"code", "wait", "parallel", "tool", "args", "next",
+					     "on_fail", "max_visits", "description", NULL};
 	static const char *const end_keys[] = {"end", "reason", "output", "description", NULL};
 	if (strcmp(kname, "end") == 0) {
 		st->kind = REIN_STEP_END;
-		check_keys(L, val, "an end step", end_keys);
+		spec_check_keys(L, val, "an end step", end_keys);
 		int s = kind->type == YNODE_SCALAR ? rein_status_parse(kind->str) : -1;
 		if (s != REIN_RUN_SUCCEEDED && s != REIN_RUN_FAILED && s != REIN_RUN_ESCALATED)
 			DIAG(L, kind, "end must be one of: succeeded, failed, escalated");
@@ -513,30 +500,35 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 			st->end_status = (rein_status)s;
 		const ynode *v;
 		if ((v = ynode_get(val, "reason"))) {
-			check_templates(L, v);
-			st->reason = to_json(L, v);
+			spec_check_templates(L, v);
+			st->reason = spec_to_json(L, v);
 		}
 		if ((v = ynode_get(val, "output"))) {
-			check_templates(L, v);
-			st->output = to_json(L, v);
+			spec_check_templates(L, v);
+			st->output = spec_to_json(L, v);
 		}
 		return;
 	}
-	check_keys(L, val, "a step", common);
+	spec_check_keys(L, val, "a step", common);
 	const ynode *v;
 	if ((v = ynode_get(val, "next")))
 		load_next(L, st, v);
 	if ((v = ynode_get(val, "on_fail")))
-		st->on_fail = step_ref(L, v, "on_fail");
+		st->on_fail = spec_step_ref(L, v, "on_fail");
 	int64_t x;
-	if ((v = ynode_get(val, "max_visits")) && want_int(L, v, "max_visits", 1, &x))
+	if ((v = ynode_get(val, "max_visits")) && spec_want_int(L, v, "max_visits", 1, &x))
 		st->max_visits = (int)(x > 1000000000 ? 1000000000 : x);
+	if (ynode_get(val, "args") && strcmp(kname, "tool") != 0)
+		DIAG(L, ynode_get(val, "args"), "args only goes with a tool step");
 	if (strcmp(kname, "code") == 0) {
 		st->kind = REIN_STEP_CODE;
 		load_code(L, st, kind);
 	} else if (strcmp(kname, "wait") == 0) {
 		st->kind = REIN_STEP_WAIT;
 		load_wait(L, st, kind);
+	} else if (strcmp(kname, "tool") == 0) {
+		st->kind = REIN_STEP_TOOL;
+		spec_load_tool_step(L, st, kind, val);
 	} else {
 		st->kind = REIN_STEP_PARALLEL;
 		load_parallel(L, st, kind);
@@ -584,7 +576,7 @@ static void assign_scope(loader *L, int *scope, int start, int sc, int *nscopes)
 				scope[t] = sc;
 				queue[tail++] = t;
 			} else if (scope[t] != sc) {
-				diag(L, L->wf, s->steps[t].line, s->steps[t].col,
+				spec_diag(L, L->wf, s->steps[t].line, s->steps[t].col,
 				     "step '%s' is shared between a parallel branch and another "
 				     "flow; branches must not share steps",
 				     s->steps[t].name);
@@ -619,7 +611,7 @@ static bool find_loop(loader *L, int v, int *color, int *path, int depth)
 				strncat(buf, " -> ", sizeof buf - strlen(buf) - 1);
 			}
 			strncat(buf, s->steps[t].name, sizeof buf - strlen(buf) - 1);
-			diag(L, L->wf, s->steps[t].line, s->steps[t].col,
+			spec_diag(L, L->wf, s->steps[t].line, s->steps[t].col,
 			     "loop %s has no bound: set max_visits on one of its steps", buf);
 			color[v] = 2;
 			return true;
@@ -653,14 +645,14 @@ static void check_graph(loader *L)
 		if (st->kind == 0)
 			continue; /* already reported */
 		if (scope[i] == -1) {
-			diag(L, L->wf, st->line, st->col, "step '%s' is unreachable from '%s'", st->name,
+			spec_diag(L, L->wf, st->line, st->col, "step '%s' is unreachable from '%s'", st->name,
 			     s->start >= 0 ? s->steps[s->start].name : "?");
 		} else if (scope[i] == 0 && st->kind != REIN_STEP_END && st->nnext == 0) {
-			diag(L, L->wf, st->line, st->col,
+			spec_diag(L, L->wf, st->line, st->col,
 			     "step '%s' has no next (add next, or end the run with an end step)",
 			     st->name);
 		} else if (scope[i] > 0 && st->kind == REIN_STEP_END) {
-			diag(L, L->wf, st->line, st->col,
+			spec_diag(L, L->wf, st->line, st->col,
 			     "end step '%s' cannot be inside a parallel branch", st->name);
 		}
 	}
@@ -678,37 +670,38 @@ out:
 static void load_budgets(loader *L, const ynode *n)
 {
 	static const char *const keys[] = {"max_steps", "timeout_s", NULL};
-	if (!want_type(L, n, YNODE_MAP, "budgets"))
+	if (!spec_want_type(L, n, YNODE_MAP, "budgets"))
 		return;
-	check_keys(L, n, "budgets", keys);
+	spec_check_keys(L, n, "budgets", keys);
 	const ynode *v;
 	int64_t x;
-	if ((v = ynode_get(n, "max_steps")) && want_int(L, v, "max_steps", 1, &x))
+	if ((v = ynode_get(n, "max_steps")) && spec_want_int(L, v, "max_steps", 1, &x))
 		L->spec->max_steps = x;
-	if ((v = ynode_get(n, "timeout_s")) && want_int(L, v, "timeout_s", 1, &x))
+	if ((v = ynode_get(n, "timeout_s")) && spec_want_int(L, v, "timeout_s", 1, &x))
 		L->spec->timeout_ms = x * 1000;
 }
 
 static void compile(loader *L, const ynode *root)
 {
 	rein_spec *s = L->spec;
-	static const char *const top[] = {"rein", "name", "description", "input", "output",
-					  "budgets", "limits", "start", "steps", NULL};
+	static const char *const top[] = {"rein",   "name",  "description", "input",
+					  "output", "budgets", "limits",    "mcp_servers",
+					  "tools",  "start", "steps",       NULL};
 	if (root == NULL) {
-		diag(L, L->wf, 1, 1, "the workflow file is empty");
+		spec_diag(L, L->wf, 1, 1, "the workflow file is empty");
 		return;
 	}
-	if (!want_type(L, root, YNODE_MAP, "the workflow"))
+	if (!spec_want_type(L, root, YNODE_MAP, "the workflow"))
 		return;
-	check_keys(L, root, "the workflow", top);
+	spec_check_keys(L, root, "the workflow", top);
 	const ynode *v = ynode_get(root, "rein");
 	if (v == NULL)
-		diag(L, L->wf, root->line, root->col, "missing key 'rein' (the format version, 1)");
+		spec_diag(L, L->wf, root->line, root->col, "missing key 'rein' (the format version, 1)");
 	else if (v->type != YNODE_SCALAR || strcmp(v->str, "1") != 0)
 		DIAG(L, v, "unsupported format version (rein: 1 is the only one)");
 	v = ynode_get(root, "name");
 	if (v == NULL)
-		diag(L, L->wf, root->line, root->col, "missing key 'name'");
+		spec_diag(L, L->wf, root->line, root->col, "missing key 'name'");
 	else if (v->type != YNODE_SCALAR || v->len == 0)
 		DIAG(L, v, "name must be a non-empty string");
 	else if ((s->name = rein_strdup(v->str)) == NULL)
@@ -721,16 +714,22 @@ static void compile(loader *L, const ynode *root)
 	if ((v = ynode_get(root, "limits")))
 		load_limits(L, v, &s->limits, "limits");
 	if ((v = ynode_get(root, "input")))
-		s->input_schema = load_schema(L, v, "input");
+		s->input_schema = spec_load_schema(L, v, "input", NULL);
 	if ((v = ynode_get(root, "output")))
-		s->output_schema = load_schema(L, v, "output");
+		s->output_schema = spec_load_schema(L, v, "output", NULL);
+
+	if ((v = ynode_get(root, "mcp_servers")))
+		spec_load_servers(L, v);
+	if ((v = ynode_get(root, "tools")))
+		spec_load_tools(L, v);
+	L->cur = L->wf;
 
 	const ynode *steps = ynode_get(root, "steps");
 	if (steps == NULL) {
-		diag(L, L->wf, root->line, root->col, "missing key 'steps'");
+		spec_diag(L, L->wf, root->line, root->col, "missing key 'steps'");
 		return;
 	}
-	if (!want_type(L, steps, YNODE_MAP, "steps"))
+	if (!spec_want_type(L, steps, YNODE_MAP, "steps"))
 		return;
 	if (steps->n == 0) {
 		DIAG(L, steps, "steps must not be empty");
@@ -754,7 +753,7 @@ static void compile(loader *L, const ynode *root)
 	}
 	s->start = 0;
 	if ((v = ynode_get(root, "start")))
-		s->start = step_ref(L, v, "start");
+		s->start = spec_step_ref(L, v, "start");
 	for (size_t i = 0; i < s->nsteps; i++)
 		load_step(L, i, steps->kids[2 * i], steps->kids[2 * i + 1]);
 	check_graph(L);
@@ -777,6 +776,9 @@ void rein_spec_free(rein_spec *s)
 		json_decref(st->reason);
 		json_decref(st->output);
 	}
+	for (size_t i = 0; i < s->nsteps; i++)
+		json_decref(s->steps[i].args);
+	spec_tools_free(s);
 	rein_free(s->steps);
 	rein_free(s->name);
 	rein_free(s->description);
@@ -785,6 +787,14 @@ void rein_spec_free(rein_spec *s)
 	rein_schema_free(s->input_schema);
 	rein_schema_free(s->output_schema);
 	rein_free(s);
+}
+
+int rein_spec_tool(const rein_spec *s, const char *name)
+{
+	for (size_t i = 0; i < s->ntools; i++)
+		if (s->tools[i].name && strcmp(s->tools[i].name, name) == 0)
+			return (int)i;
+	return -1;
 }
 
 int rein_spec_step(const rein_spec *s, const char *name)
@@ -803,6 +813,7 @@ static int load(const char *dir, const json_t *bundle, const char *path, rein_sc
 	loader L = {.dir = dir, .path = path, .sb = sb, .d = diags, .err = err};
 	L.spec = rein_calloc(1, sizeof *L.spec);
 	L.wf = rein_sprintf("%s/workflow.yaml", path);
+	L.cur = L.wf;
 	L.files = bundle ? json_deep_copy(json_object_get(bundle, "files")) : json_object();
 	if (L.spec == NULL || L.wf == NULL || L.files == NULL || !json_is_object(L.files) ||
 	    (L.spec->path = rein_strdup(path)) == NULL) {
@@ -811,7 +822,7 @@ static int load(const char *dir, const json_t *bundle, const char *path, rein_sc
 	}
 	L.spec->start = -1;
 	static const ynode top = {.line = 1, .col = 1};
-	const char *text = read_rel(&L, &top, "workflow.yaml");
+	const char *text = spec_read_rel(&L, &top, "workflow.yaml");
 	if (text == NULL)
 		goto check;
 	rein_err ye = {0};
@@ -820,7 +831,7 @@ static int load(const char *dir, const json_t *bundle, const char *path, rein_sc
 		const char *msg = ye.msg;
 		if (sscanf(ye.msg, "%d:%d: ", &line, &col) == 2)
 			msg = strstr(strchr(ye.msg, ':') + 1, ": ") + 2;
-		diag(&L, L.wf, line, col, "%s", msg);
+		spec_diag(&L, L.wf, line, col, "%s", msg);
 		goto check;
 	}
 	compile(&L, root);

@@ -18,7 +18,75 @@ typedef enum rein_step_kind {
 	REIN_STEP_WAIT,
 	REIN_STEP_PARALLEL,
 	REIN_STEP_END,
+	REIN_STEP_TOOL,
 } rein_step_kind;
+
+/* ---- tool contracts (docs/tools.md) ---- */
+
+enum { REIN_TOOL_HTTP = 1, REIN_TOOL_MCP };
+enum { REIN_RISK_LOW = 0, REIN_RISK_MEDIUM, REIN_RISK_HIGH };
+enum { REIN_IDEM_NONE = 0, REIN_IDEM_HEADER, REIN_IDEM_ARG };
+enum { REIN_FALLBACK_NONE = 0, REIN_FALLBACK_UNAVAILABLE, REIN_FALLBACK_TOOL, REIN_FALLBACK_CACHED };
+
+typedef struct rein_retry_policy {
+	int max_attempts;     /* including the first; default 3 */
+	int64_t base_ms;      /* first backoff ceiling; default 200 */
+	int64_t max_delay_ms; /* ceiling of any one backoff; default 10,000 */
+	int64_t max_total_ms; /* from the intent to the last attempt's start; default 60,000 */
+} rein_retry_policy;
+
+typedef struct rein_breaker_policy {
+	int failures;        /* transient failures within window that open it; default 5 */
+	int64_t window_ms;   /* default 60,000 */
+	int64_t cooldown_ms; /* open → half-open after; default 30,000 */
+} rein_breaker_policy;
+
+typedef struct rein_kv {
+	char *key;
+	char *value;
+} rein_kv;
+
+typedef struct rein_secret_ref {
+	char *name; /* referenced as ${secret.NAME} */
+	char *env;  /* read from this environment variable, or */
+	char *file; /* from this file (trailing newline removed) */
+} rein_secret_ref;
+
+typedef struct rein_tool {
+	char *name;
+	char *description;
+	char *origin; /* the file that defines it, for messages */
+	int kind;     /* REIN_TOOL_* */
+	bool write;   /* effect: write (else read) */
+	int risk;     /* REIN_RISK_* */
+	int idem;     /* REIN_IDEM_*: how the idempotency key travels */
+	char *idem_name; /* the header or argument name */
+	int64_t timeout_ms;
+	size_t max_response_bytes;
+	rein_retry_policy retry;
+	rein_breaker_policy breaker;
+	int fallback;      /* REIN_FALLBACK_* */
+	int fallback_tool; /* tool index for REIN_FALLBACK_TOOL */
+	rein_schema *input, *output; /* NULL: none declared */
+	json_t *input_doc, *output_doc;
+	/* http */
+	char *method, *url; /* url may hold ${env.X} ${secret.X} ${args.X} */
+	rein_kv *headers;
+	size_t nheaders;
+	rein_secret_ref *secrets;
+	size_t nsecrets;
+	/* mcp */
+	int server;     /* index into spec->servers */
+	char *mcp_tool; /* the server's name for it */
+} rein_tool;
+
+typedef struct rein_mcp_server_spec {
+	char *name;
+	char **argv; /* stdio: command and arguments (may hold ${env.X}); NULL-terminated */
+	char **env;  /* "K=V" entries, NULL-terminated */
+	char *url;   /* streamable HTTP */
+	int64_t timeout_ms;
+} rein_mcp_server_spec;
 
 typedef struct rein_next {
 	char *when; /* Lua expression, NULL: always */
@@ -47,6 +115,9 @@ typedef struct rein_step {
 	rein_status end_status;
 	json_t *reason; /* template or NULL */
 	json_t *output; /* template or NULL: the previous step's output */
+	/* tool */
+	int tool;      /* index into spec->tools */
+	json_t *args;  /* template for the arguments object */
 } rein_step;
 
 typedef struct rein_spec {
@@ -63,7 +134,14 @@ typedef struct rein_spec {
 	rein_step *steps;
 	size_t nsteps;
 	int start;
+	rein_tool *tools;
+	size_t ntools;
+	rein_mcp_server_spec *servers;
+	size_t nservers;
 } rein_spec;
+
+/* Index of the tool called name, or -1. */
+int rein_spec_tool(const rein_spec *s, const char *name);
 
 typedef struct rein_diag {
 	char *file;

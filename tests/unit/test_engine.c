@@ -37,6 +37,52 @@ static void record_apply(drive *d, const char *type, int step, json_t *data)
 	assert_true(rein_run_check(d->run, &err));
 }
 
+/* Scripted tool outcomes, consumed in order by EXECs of tool steps: "ok",
+ * "503", "timeout", "429:1500" (Retry-After ms), "400", "crash" (stop driving
+ * here, as if the process died with the call in flight). */
+static const char *const *script;
+static int script_pos;
+static bool crashed;
+
+static void answer_tool(drive *d, int step)
+{
+	rein_tool_call call;
+	assert_int_equal(rein_run_tool_call(d->run, step, &call), REIN_OK);
+	if (call.cached) {
+		json_t *data = J("{\"kind\": \"cached\", \"result\": {\"cached\": true}}");
+		record_apply(d, "tool.fallback", step, data);
+		json_decref(data);
+		return;
+	}
+	const char *what = script && script[script_pos] ? script[script_pos++] : "ok";
+	if (strcmp(what, "crash") == 0) {
+		crashed = true;
+		return;
+	}
+	json_t *data;
+	const char *type = "tool.attempt";
+	if (strcmp(what, "ok") == 0) {
+		type = "step.completed";
+		data = json_pack("{s:{s:s, s:i}, s:i}", "out", "key", call.key, "attempt", call.attempt,
+				 "attempt", call.attempt);
+	} else if (strcmp(what, "timeout") == 0) {
+		data = json_pack("{s:i, s:s, s:s, s:b, s:b}", "attempt", call.attempt, "outcome", "timeout",
+				 "error", "timed out", "transient", 1, "ambiguous", 1);
+	} else if (strncmp(what, "429:", 4) == 0) {
+		data = json_pack("{s:i, s:s, s:s, s:b, s:b, s:I}", "attempt", call.attempt, "outcome",
+				 "http_429", "error", "HTTP 429", "transient", 1, "ambiguous", 0,
+				 "retry_after_ms", (json_int_t)atoi(what + 4));
+	} else {
+		int code = atoi(what);
+		bool transient = code == 503 || code == 500;
+		data = json_pack("{s:i, s:s, s:s, s:b, s:b}", "attempt", call.attempt, "outcome", what,
+				 "error", what, "transient", transient, "ambiguous", code == 500);
+	}
+	d->now += 5;
+	record_apply(d, type, step, data);
+	json_decref(data);
+}
+
 /* Starts and drives a run to its end (or to max events). */
 static void run_to_end(drive *d, const char *yaml, const char *input)
 {
@@ -64,6 +110,12 @@ static void run_to_end(drive *d, const char *yaml, const char *input)
 			continue;
 		}
 		assert_int_equal(c.kind, REIN_CMD_EXEC);
+		if (d->spec->steps[c.step].kind == REIN_STEP_TOOL) {
+			answer_tool(d, c.step);
+			if (crashed)
+				return;
+			continue;
+		}
 		const char *type;
 		json_t *data;
 		assert_int_equal(rein_run_exec(d->run, c.step, &type, &data, &err), REIN_OK);
@@ -306,6 +358,216 @@ static void test_corrupt_log(void **state)
 	rein_script_free(sb);
 }
 
+
+static const char *tool_wf(const char *idem, const char *fallback)
+{
+	static char buf[2048];
+	snprintf(buf, sizeof buf,
+		 "rein: 1\nname: tw\n"
+		 "tools:\n"
+		 "  pay:\n"
+		 "    http: { url: 'http://127.0.0.1:9/pay' }\n"
+		 "    effect: write\n"
+		 "    idempotency: %s\n"
+		 "    input: { type: object, required: [amount], properties: { amount: { type: number, maximum: 500 } } }\n"
+		 "    retry: { max_attempts: 3, base_ms: 100, max_delay_ms: 1000, max_total_s: 60 }\n"
+		 "    %s\n"
+		 "  backup:\n"
+		 "    http: { url: 'http://127.0.0.1:9/backup' }\n"
+		 "    effect: write\n"
+		 "    idempotency: header\n"
+		 "    input: { type: object }\n"
+		 "steps:\n"
+		 "  pay: { tool: pay, args: { amount: '${input.amount}' }, next: done }\n"
+		 "  done: { end: succeeded }\n",
+		 idem, fallback);
+	return buf;
+}
+
+static const json_t *event_data(drive *d, const char *type, int nth)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->evs[i].type, type) == 0 && nth-- == 0)
+			return d->evs[i].data;
+	return NULL;
+}
+
+static void test_tool_retries(void **state)
+{
+	(void)state;
+	static const char *const s1[] = {"503", "timeout", "ok", NULL};
+	script = s1;
+	script_pos = 0;
+	drive d = {0};
+	run_to_end(&d, tool_wf("header", ""), "{\"amount\": 10}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	assert_int_equal(count(&d, "tool.intent", "pay"), 1);
+	assert_int_equal(count(&d, "tool.attempt", "pay"), 2);
+	assert_int_equal(count(&d, "tool.backoff", "pay"), 2);
+	/* the same key for every attempt, and the result is the third attempt's */
+	const char *key = json_string_value(json_object_get(event_data(&d, "tool.intent", 0), "key"));
+	assert_non_null(key);
+	assert_string_equal(json_string_value(json_object_get(rein_run_output(d.run), "key")), key);
+	assert_int_equal(json_integer_value(json_object_get(rein_run_output(d.run), "attempt")), 3);
+	/* full jitter: each delay within [0, base * 2^(n-1)] */
+	assert_true(json_integer_value(json_object_get(event_data(&d, "tool.backoff", 0), "delay_ms")) <= 100);
+	assert_true(json_integer_value(json_object_get(event_data(&d, "tool.backoff", 1), "delay_ms")) <= 200);
+	check_replay(&d);
+	drive_free(&d);
+
+	/* Retry-After is honoured */
+	static const char *const s2[] = {"429:1500", "ok", NULL};
+	script = s2;
+	script_pos = 0;
+	drive d2 = {0};
+	run_to_end(&d2, tool_wf("header", ""), "{\"amount\": 10}");
+	assert_int_equal(rein_run_status(d2.run), REIN_RUN_SUCCEEDED);
+	assert_int_equal(json_integer_value(json_object_get(event_data(&d2, "tool.backoff", 0), "delay_ms")), 1500);
+	drive_free(&d2);
+
+	/* a 4xx is never retried; attempts are capped */
+	static const char *const s3[] = {"400", NULL};
+	script = s3;
+	script_pos = 0;
+	drive d3 = {0};
+	run_to_end(&d3, tool_wf("header", ""), "{\"amount\": 10}");
+	assert_int_equal(rein_run_status(d3.run), REIN_RUN_FAILED);
+	assert_int_equal(count(&d3, "tool.attempt", "pay"), 1);
+	assert_int_equal(count(&d3, "tool.backoff", "pay"), 0);
+	drive_free(&d3);
+	static const char *const s4[] = {"503", "503", "503", "ok", NULL};
+	script = s4;
+	script_pos = 0;
+	drive d4 = {0};
+	run_to_end(&d4, tool_wf("header", ""), "{\"amount\": 10}");
+	assert_int_equal(rein_run_status(d4.run), REIN_RUN_FAILED);
+	assert_int_equal(count(&d4, "tool.attempt", "pay"), 3);
+	assert_non_null(strstr(rein_run_reason(d4.run), "after 3 attempts"));
+	drive_free(&d4);
+
+	/* arguments that break the contract never leave */
+	script = NULL;
+	drive d5 = {0};
+	run_to_end(&d5, tool_wf("header", ""), "{\"amount\": 900}");
+	assert_int_equal(rein_run_status(d5.run), REIN_RUN_FAILED);
+	assert_int_equal(count(&d5, "tool.intent", NULL), 0);
+	assert_non_null(strstr(rein_run_reason(d5.run), "/amount"));
+	drive_free(&d5);
+}
+
+static void test_tool_ambiguity(void **state)
+{
+	(void)state;
+	/* a timeout on a tool without keys: it may have happened: needs_review */
+	static const char *const s1[] = {"timeout", NULL};
+	script = s1;
+	script_pos = 0;
+	drive d = {0};
+	run_to_end(&d, tool_wf("none", ""), "{\"amount\": 10}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_NEEDS_REVIEW);
+	assert_non_null(json_object_get(rein_run_output(d.run), "key"));
+	drive_free(&d);
+	/* ... but a 503 (not processed) is retried even without keys */
+	static const char *const s2[] = {"503", "ok", NULL};
+	script = s2;
+	script_pos = 0;
+	drive d2 = {0};
+	run_to_end(&d2, tool_wf("none", ""), "{\"amount\": 10}");
+	assert_int_equal(rein_run_status(d2.run), REIN_RUN_SUCCEEDED);
+	drive_free(&d2);
+}
+
+/* The process dies with a call in flight; the log is replayed into a new run. */
+static void crash_and_recover(const char *idem, rein_status want, int want_attempts)
+{
+	static const char *const s1[] = {"crash", NULL};
+	script = s1;
+	script_pos = 0;
+	crashed = false;
+	drive d = {0};
+	run_to_end(&d, tool_wf(idem, ""), "{\"amount\": 10}");
+	assert_true(crashed);
+	crashed = false;
+	script = NULL;
+	/* recover: a fresh run from the same events */
+	rein_run *r = NULL;
+	rein_err err = {0};
+	assert_int_equal(rein_run_new(d.spec, d.sb, "run_test", &r), REIN_OK);
+	for (size_t i = 0; i < d.n; i++)
+		assert_int_equal(rein_run_apply(r, d.evs[i].type, d.evs[i].step, d.evs[i].at, d.evs[i].data, &err),
+				 REIN_OK);
+	rein_run_free(d.run);
+	d.run = r;
+	rein_run_recovered(r, d.now);
+	for (int guard = 0; guard < 50; guard++) {
+		rein_cmd c;
+		assert_int_equal(rein_run_poll(d.run, d.now, &c, &err), REIN_OK);
+		if (c.kind == REIN_CMD_NONE)
+			break;
+		if (c.kind == REIN_CMD_SLEEP) {
+			d.now = c.due;
+			continue;
+		}
+		if (c.kind == REIN_CMD_EMIT) {
+			record_apply(&d, c.type, c.step, c.data);
+			rein_cmd_clear(&c);
+			continue;
+		}
+		answer_tool(&d, c.step);
+	}
+	assert_int_equal(rein_run_status(d.run), want);
+	assert_int_equal(count(&d, "tool.intent", NULL), 1);
+	assert_int_equal(count(&d, "tool.attempt", NULL), want_attempts);
+	drive_free(&d);
+}
+
+static void test_tool_crash_in_flight(void **state)
+{
+	(void)state;
+	/* honours keys: sent again with the same key, recorded as an in-doubt attempt */
+	crash_and_recover("header", REIN_RUN_SUCCEEDED, 1);
+	/* does not: stops for a human with the evidence */
+	crash_and_recover("none", REIN_RUN_NEEDS_REVIEW, 0);
+}
+
+static void test_tool_fallbacks(void **state)
+{
+	(void)state;
+	static const char *const s1[] = {"400", NULL};
+	script = s1;
+	script_pos = 0;
+	drive d = {0};
+	run_to_end(&d, tool_wf("header", "fallback: unavailable"), "{\"amount\": 10}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	assert_json_eq(json_object_get(rein_run_output(d.run), "unavailable"), "true");
+	assert_int_equal(count(&d, "tool.fallback", "pay"), 1);
+	drive_free(&d);
+
+	static const char *const s2[] = {"400", "ok", NULL};
+	script = s2;
+	script_pos = 0;
+	drive d2 = {0};
+	run_to_end(&d2, tool_wf("header", "fallback: { tool: backup }"), "{\"amount\": 10}");
+	assert_int_equal(rein_run_status(d2.run), REIN_RUN_SUCCEEDED);
+	assert_int_equal(count(&d2, "tool.intent", NULL), 2);
+	const char *k1 = json_string_value(json_object_get(event_data(&d2, "tool.intent", 0), "key"));
+	const char *k2 = json_string_value(json_object_get(event_data(&d2, "tool.intent", 1), "key"));
+	assert_string_equal(json_string_value(json_object_get(event_data(&d2, "tool.intent", 1), "tool")), "backup");
+	assert_true(strncmp(k1, k2, strlen(k1)) == 0 && strcmp(k2 + strlen(k1), "-fb1") == 0);
+	check_replay(&d2);
+	drive_free(&d2);
+
+	static const char *const s3[] = {"400", NULL};
+	script = s3;
+	script_pos = 0;
+	drive d3 = {0};
+	run_to_end(&d3, tool_wf("header", "fallback: cached"), "{\"amount\": 10}");
+	assert_int_equal(rein_run_status(d3.run), REIN_RUN_SUCCEEDED);
+	assert_json_eq(rein_run_output(d3.run), "{\"cached\": true}");
+	drive_free(&d3);
+	script = NULL;
+}
+
 int main(void)
 {
 	rein_init();
@@ -314,6 +576,8 @@ int main(void)
 		cmocka_unit_test(test_wait_timer),   cmocka_unit_test(test_loop_bounds),
 		cmocka_unit_test(test_timeout),      cmocka_unit_test(test_step_errors),
 		cmocka_unit_test(test_output_schema), cmocka_unit_test(test_corrupt_log),
+		cmocka_unit_test(test_tool_retries),  cmocka_unit_test(test_tool_ambiguity),
+		cmocka_unit_test(test_tool_crash_in_flight), cmocka_unit_test(test_tool_fallbacks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

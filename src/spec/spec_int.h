@@ -1,0 +1,41 @@
+/* Internal to spec: the loader state and the helpers spec.c and tools.c share. */
+#ifndef REIN_SPEC_INT_H
+#define REIN_SPEC_INT_H
+
+#include "spec.h"
+#include "yaml_tree.h"
+
+typedef struct loader {
+	const char *dir;   /* files are read from here; NULL: bundle only */
+	const char *path;  /* for messages */
+	json_t *files;     /* bundle "files" object */
+	rein_script *sb;
+	rein_diags *d;
+	rein_err *err;
+	rein_spec *spec;
+	char *wf;          /* "PATH/workflow.yaml" */
+	const char *cur;   /* the file diagnostics point into (wf or a contract) */
+	bool nomem;
+} loader;
+
+void spec_diag(loader *L, const char *file, int line, int col, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+#define DIAG(L, n, ...) spec_diag((L), (L)->cur, (n)->line, (n)->col, __VA_ARGS__)
+
+void spec_check_keys(loader *L, const ynode *map, const char *what, const char *const *allowed);
+bool spec_want_type(loader *L, const ynode *n, int type, const char *what);
+bool spec_want_int(loader *L, const ynode *n, const char *what, int64_t min, int64_t *v);
+const char *spec_read_rel(loader *L, const ynode *n, const char *rel);
+rein_schema *spec_load_schema(loader *L, const ynode *n, const char *what, json_t **doc);
+json_t *spec_to_json(loader *L, const ynode *n);
+void spec_check_templates(loader *L, const ynode *n);
+int spec_step_ref(loader *L, const ynode *n, const char *what);
+void spec_check_expr(loader *L, const ynode *n, const char *what);
+
+/* tools.c: the `tools:` and `mcp_servers:` sections, and `tool` steps. */
+void spec_load_servers(loader *L, const ynode *n);
+void spec_load_tools(loader *L, const ynode *n);
+void spec_load_tool_step(loader *L, rein_step *st, const ynode *kind, const ynode *val);
+void spec_tools_free(rein_spec *s);
+
+#endif

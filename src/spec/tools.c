@@ -1,0 +1,475 @@
+/*
+ * Tool contracts and MCP servers in a spec, and `tool` steps.
+ *
+ *   mcp_servers:
+ *     files: { command: [node, server.js, /tmp/x], env: { K: V }, timeout_s: 30 }
+ *     remote: { url: "http://127.0.0.1:3001/mcp" }
+ *   tools:
+ *     refund: tools/refund.yaml                      # a contract file
+ *     echo: { mcp: files, tool: echo, effect: read } # an MCP tool with local policy
+ *
+ * A contract (inline or in its own file) is documented in docs/tools.md.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "spec_int.h"
+
+static const char *const contract_keys[] = {
+	"description", "kind", "effect", "risk", "idempotency", "timeout_s", "max_response_kb",
+	"retry", "breaker", "fallback", "input", "output", "http", "secrets", "mcp", "tool", NULL};
+
+static char *dup_or_oom(loader *L, const char *s)
+{
+	char *d = rein_strdup(s);
+	if (d == NULL)
+		L->nomem = true;
+	return d;
+}
+
+static bool scalar(loader *L, const ynode *n, const char *what)
+{
+	if (n->type == YNODE_SCALAR)
+		return true;
+	DIAG(L, n, "%s must be a scalar", what);
+	return false;
+}
+
+static void load_retry(loader *L, rein_tool *t, const ynode *n)
+{
+	static const char *const keys[] = {"max_attempts", "base_ms", "max_delay_ms", "max_total_s",
+					   NULL};
+	if (!spec_want_type(L, n, YNODE_MAP, "retry"))
+		return;
+	spec_check_keys(L, n, "retry", keys);
+	const ynode *v;
+	int64_t x;
+	if ((v = ynode_get(n, "max_attempts")) && spec_want_int(L, v, "max_attempts", 1, &x))
+		t->retry.max_attempts = (int)(x > 100 ? 100 : x);
+	if ((v = ynode_get(n, "base_ms")) && spec_want_int(L, v, "base_ms", 1, &x))
+		t->retry.base_ms = x;
+	if ((v = ynode_get(n, "max_delay_ms")) && spec_want_int(L, v, "max_delay_ms", 1, &x))
+		t->retry.max_delay_ms = x;
+	if ((v = ynode_get(n, "max_total_s")) && spec_want_int(L, v, "max_total_s", 1, &x))
+		t->retry.max_total_ms = x * 1000;
+}
+
+static void load_breaker(loader *L, rein_tool *t, const ynode *n)
+{
+	static const char *const keys[] = {"failures", "window_s", "cooldown_s", NULL};
+	if (!spec_want_type(L, n, YNODE_MAP, "breaker"))
+		return;
+	spec_check_keys(L, n, "breaker", keys);
+	const ynode *v;
+	int64_t x;
+	if ((v = ynode_get(n, "failures")) && spec_want_int(L, v, "failures", 1, &x))
+		t->breaker.failures = (int)x;
+	if ((v = ynode_get(n, "window_s")) && spec_want_int(L, v, "window_s", 1, &x))
+		t->breaker.window_ms = x * 1000;
+	if ((v = ynode_get(n, "cooldown_s")) && spec_want_int(L, v, "cooldown_s", 1, &x))
+		t->breaker.cooldown_ms = x * 1000;
+}
+
+static void load_http(loader *L, rein_tool *t, const ynode *n)
+{
+	static const char *const keys[] = {"method", "url", "headers", NULL};
+	if (!spec_want_type(L, n, YNODE_MAP, "http"))
+		return;
+	spec_check_keys(L, n, "http", keys);
+	const ynode *v;
+	t->method = dup_or_oom(L, "POST");
+	if ((v = ynode_get(n, "method")) && scalar(L, v, "method")) {
+		static const char *const ok[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
+		bool good = false;
+		for (const char *const *m = ok; *m; m++)
+			good |= strcmp(*m, v->str) == 0;
+		if (!good)
+			DIAG(L, v, "method must be one of GET, POST, PUT, PATCH, DELETE");
+		rein_free(t->method);
+		t->method = dup_or_oom(L, v->str);
+	}
+	if ((v = ynode_get(n, "url")) == NULL)
+		DIAG(L, n, "http needs 'url'");
+	else if (scalar(L, v, "url")) {
+		if (strncmp(v->str, "http://", 7) != 0 && strncmp(v->str, "https://", 8) != 0 &&
+		    strncmp(v->str, "${", 2) != 0)
+			DIAG(L, v, "url must start with http:// or https:// (or a ${env.X})");
+		t->url = dup_or_oom(L, v->str);
+	}
+	if ((v = ynode_get(n, "headers")) && spec_want_type(L, v, YNODE_MAP, "headers")) {
+		t->headers = rein_calloc(v->n / 2 + 1, sizeof *t->headers);
+		if (t->headers == NULL) {
+			L->nomem = true;
+			return;
+		}
+		for (size_t i = 0; i + 1 < v->n; i += 2) {
+			if (!scalar(L, v->kids[i + 1], "a header value"))
+				continue;
+			rein_kv *kv = &t->headers[t->nheaders++];
+			kv->key = dup_or_oom(L, v->kids[i]->str);
+			kv->value = dup_or_oom(L, v->kids[i + 1]->str);
+		}
+	}
+}
+
+static void load_secrets(loader *L, rein_tool *t, const ynode *n)
+{
+	if (!spec_want_type(L, n, YNODE_MAP, "secrets"))
+		return;
+	t->secrets = rein_calloc(n->n / 2 + 1, sizeof *t->secrets);
+	if (t->secrets == NULL) {
+		L->nomem = true;
+		return;
+	}
+	static const char *const keys[] = {"env", "file", NULL};
+	for (size_t i = 0; i + 1 < n->n; i += 2) {
+		const ynode *v = n->kids[i + 1];
+		if (!spec_want_type(L, v, YNODE_MAP, "a secret"))
+			continue;
+		spec_check_keys(L, v, "a secret", keys);
+		const ynode *env = ynode_get(v, "env"), *file = ynode_get(v, "file");
+		if ((env == NULL) == (file == NULL)) {
+			DIAG(L, v, "secret '%s' needs exactly one of 'env' or 'file'", n->kids[i]->str);
+			continue;
+		}
+		rein_secret_ref *r = &t->secrets[t->nsecrets++];
+		r->name = dup_or_oom(L, n->kids[i]->str);
+		if (env && scalar(L, env, "env"))
+			r->env = dup_or_oom(L, env->str);
+		if (file && scalar(L, file, "file"))
+			r->file = dup_or_oom(L, file->str);
+	}
+}
+
+/* Checks every ${secret.X} in s names a declared secret. */
+static void check_secret_refs(loader *L, rein_tool *t, const ynode *where, const char *s)
+{
+	for (const char *p = strstr(s, "${secret."); p; p = strstr(p + 1, "${secret.")) {
+		const char *name = p + 9, *end = strchr(name, '}');
+		if (end == NULL)
+			break;
+		bool found = false;
+		for (size_t i = 0; i < t->nsecrets; i++)
+			found |= strlen(t->secrets[i].name) == (size_t)(end - name) &&
+				 strncmp(t->secrets[i].name, name, (size_t)(end - name)) == 0;
+		if (!found)
+			DIAG(L, where, "secret '%.*s' is not declared under secrets", (int)(end - name),
+			     name);
+	}
+}
+
+/* Fills t from a contract mapping (a file's root or an inline entry). */
+static void load_contract(loader *L, rein_tool *t, const ynode *n)
+{
+	const ynode *v;
+	int64_t x;
+	spec_check_keys(L, n, "a tool contract", contract_keys);
+	t->retry = (rein_retry_policy){3, 200, 10000, 60000};
+	t->breaker = (rein_breaker_policy){5, 60000, 30000};
+	t->timeout_ms = 30000;
+	t->max_response_bytes = 1024 * 1024;
+	t->server = -1;
+	t->fallback_tool = -1;
+	if ((v = ynode_get(n, "description")) && scalar(L, v, "description"))
+		t->description = dup_or_oom(L, v->str);
+	const ynode *http = ynode_get(n, "http"), *mcp = ynode_get(n, "mcp");
+	if ((http != NULL) == (mcp != NULL)) {
+		DIAG(L, n, "tool '%s' needs exactly one of 'http' or 'mcp'", t->name);
+	} else if (http) {
+		t->kind = REIN_TOOL_HTTP;
+		load_http(L, t, http);
+	} else if (scalar(L, mcp, "mcp")) {
+		t->kind = REIN_TOOL_MCP;
+		for (size_t i = 0; i < L->spec->nservers; i++)
+			if (strcmp(L->spec->servers[i].name, mcp->str) == 0)
+				t->server = (int)i;
+		if (t->server < 0)
+			DIAG(L, mcp, "mcp server '%s' is not declared under mcp_servers", mcp->str);
+		v = ynode_get(n, "tool");
+		t->mcp_tool = dup_or_oom(L, v && scalar(L, v, "tool") ? v->str : t->name);
+	}
+	if (http && ynode_get(n, "tool"))
+		DIAG(L, ynode_get(n, "tool"), "'tool' names an MCP server's tool; an http tool has none");
+	if ((v = ynode_get(n, "kind")) && scalar(L, v, "kind") &&
+	    !((strcmp(v->str, "http") == 0 && http) || (strcmp(v->str, "mcp") == 0 && mcp)))
+		DIAG(L, v, "kind '%s' does not match the tool's definition", v->str);
+	if ((v = ynode_get(n, "effect")) == NULL)
+		DIAG(L, n, "tool '%s' needs 'effect: read' or 'effect: write'", t->name);
+	else if (scalar(L, v, "effect")) {
+		if (strcmp(v->str, "write") == 0)
+			t->write = true;
+		else if (strcmp(v->str, "read") != 0)
+			DIAG(L, v, "effect must be read or write");
+	}
+	t->risk = t->write ? REIN_RISK_MEDIUM : REIN_RISK_LOW;
+	if ((v = ynode_get(n, "risk")) && scalar(L, v, "risk")) {
+		if (strcmp(v->str, "low") == 0)
+			t->risk = REIN_RISK_LOW;
+		else if (strcmp(v->str, "medium") == 0)
+			t->risk = REIN_RISK_MEDIUM;
+		else if (strcmp(v->str, "high") == 0)
+			t->risk = REIN_RISK_HIGH;
+		else
+			DIAG(L, v, "risk must be low, medium or high");
+	}
+	if ((v = ynode_get(n, "idempotency"))) {
+		if (v->type == YNODE_SCALAR && strcmp(v->str, "none") == 0) {
+			t->idem = REIN_IDEM_NONE;
+		} else if (v->type == YNODE_SCALAR && strcmp(v->str, "header") == 0) {
+			t->idem = REIN_IDEM_HEADER;
+			t->idem_name = dup_or_oom(L, "Idempotency-Key");
+		} else if (v->type == YNODE_MAP && v->n == 2 && ynode_get(v, "header") &&
+			   scalar(L, ynode_get(v, "header"), "header")) {
+			t->idem = REIN_IDEM_HEADER;
+			t->idem_name = dup_or_oom(L, ynode_get(v, "header")->str);
+		} else if (v->type == YNODE_MAP && v->n == 2 && ynode_get(v, "arg") &&
+			   scalar(L, ynode_get(v, "arg"), "arg")) {
+			t->idem = REIN_IDEM_ARG;
+			t->idem_name = dup_or_oom(L, ynode_get(v, "arg")->str);
+		} else {
+			DIAG(L, v, "idempotency must be none, header, {header: NAME} or {arg: NAME}");
+		}
+		if (t->idem == REIN_IDEM_HEADER && mcp)
+			DIAG(L, v, "an MCP tool takes its idempotency key as {arg: NAME}");
+	}
+	if ((v = ynode_get(n, "timeout_s")) && spec_want_int(L, v, "timeout_s", 1, &x))
+		t->timeout_ms = x * 1000;
+	if ((v = ynode_get(n, "max_response_kb")) && spec_want_int(L, v, "max_response_kb", 1, &x))
+		t->max_response_bytes = (size_t)x * 1024;
+	if ((v = ynode_get(n, "retry")))
+		load_retry(L, t, v);
+	if ((v = ynode_get(n, "breaker")))
+		load_breaker(L, t, v);
+	if ((v = ynode_get(n, "secrets")))
+		load_secrets(L, t, v);
+	if ((v = ynode_get(n, "input")))
+		t->input = spec_load_schema(L, v, "tool input", &t->input_doc);
+	else if (http)
+		DIAG(L, n, "http tool '%s' needs an 'input' schema", t->name);
+	if ((v = ynode_get(n, "output")))
+		t->output = spec_load_schema(L, v, "tool output", &t->output_doc);
+	if (t->url)
+		check_secret_refs(L, t, ynode_get(http, "url"), t->url);
+	for (size_t i = 0; i < t->nheaders; i++)
+		check_secret_refs(L, t, http, t->headers[i].value);
+}
+
+/* The fallback refers to other tools: resolved once all are known. */
+static void load_fallback(loader *L, rein_tool *t, const ynode *n)
+{
+	if (n->type == YNODE_SCALAR && strcmp(n->str, "unavailable") == 0)
+		t->fallback = REIN_FALLBACK_UNAVAILABLE;
+	else if (n->type == YNODE_SCALAR && strcmp(n->str, "cached") == 0)
+		t->fallback = REIN_FALLBACK_CACHED;
+	else if (n->type == YNODE_MAP && n->n == 2 && ynode_get(n, "tool") &&
+		 ynode_get(n, "tool")->type == YNODE_SCALAR) {
+		const ynode *name = ynode_get(n, "tool");
+		t->fallback = REIN_FALLBACK_TOOL;
+		t->fallback_tool = rein_spec_tool(L->spec, name->str);
+		if (t->fallback_tool < 0)
+			DIAG(L, name, "fallback tool '%s' is not declared", name->str);
+		else if (t->fallback_tool == (int)(t - L->spec->tools))
+			DIAG(L, name, "a tool cannot be its own fallback");
+	} else {
+		DIAG(L, n, "fallback must be unavailable, cached or {tool: NAME}");
+	}
+}
+
+void spec_load_servers(loader *L, const ynode *n)
+{
+	rein_spec *s = L->spec;
+	if (!spec_want_type(L, n, YNODE_MAP, "mcp_servers"))
+		return;
+	if ((s->servers = rein_calloc(n->n / 2 + 1, sizeof *s->servers)) == NULL) {
+		L->nomem = true;
+		return;
+	}
+	static const char *const keys[] = {"command", "env", "url", "timeout_s", NULL};
+	for (size_t i = 0; i + 1 < n->n; i += 2) {
+		const ynode *k = n->kids[i], *v = n->kids[i + 1];
+		rein_mcp_server_spec *sv = &s->servers[s->nservers++];
+		sv->name = dup_or_oom(L, k->str);
+		sv->timeout_ms = 30000;
+		if (!spec_want_type(L, v, YNODE_MAP, "an MCP server"))
+			continue;
+		spec_check_keys(L, v, "an MCP server", keys);
+		const ynode *cmd = ynode_get(v, "command"), *url = ynode_get(v, "url"), *x;
+		if ((cmd == NULL) == (url == NULL)) {
+			DIAG(L, v, "MCP server '%s' needs exactly one of 'command' (stdio) or 'url' (HTTP)",
+			     k->str);
+			continue;
+		}
+		if (cmd) {
+			if (cmd->type != YNODE_SEQ || cmd->n == 0) {
+				DIAG(L, cmd, "command must be a non-empty list: [program, arg, ...]");
+				continue;
+			}
+			if ((sv->argv = rein_calloc(cmd->n + 1, sizeof *sv->argv)) == NULL) {
+				L->nomem = true;
+				return;
+			}
+			for (size_t j = 0; j < cmd->n; j++)
+				if (scalar(L, cmd->kids[j], "a command argument"))
+					sv->argv[j] = dup_or_oom(L, cmd->kids[j]->str);
+		} else if (scalar(L, url, "url")) {
+			sv->url = dup_or_oom(L, url->str);
+		}
+		if ((x = ynode_get(v, "env")) && spec_want_type(L, x, YNODE_MAP, "env")) {
+			if ((sv->env = rein_calloc(x->n / 2 + 1, sizeof *sv->env)) == NULL) {
+				L->nomem = true;
+				return;
+			}
+			for (size_t j = 0, m = 0; j + 1 < x->n; j += 2)
+				if (scalar(L, x->kids[j + 1], "an env value") &&
+				    (sv->env[m++] = rein_sprintf("%s=%s", x->kids[j]->str,
+								 x->kids[j + 1]->str)) == NULL)
+					L->nomem = true;
+		}
+		int64_t t;
+		if ((x = ynode_get(v, "timeout_s")) && spec_want_int(L, x, "timeout_s", 1, &t))
+			sv->timeout_ms = t * 1000;
+	}
+}
+
+void spec_load_tools(loader *L, const ynode *n)
+{
+	rein_spec *s = L->spec;
+	if (!spec_want_type(L, n, YNODE_MAP, "tools"))
+		return;
+	size_t count = n->n / 2;
+	if ((s->tools = rein_calloc(count + 1, sizeof *s->tools)) == NULL) {
+		L->nomem = true;
+		return;
+	}
+	/* contract files are parsed here and kept until the fallbacks resolve */
+	ynode **roots = rein_calloc(count + 1, sizeof *roots);
+	char **files = rein_calloc(count + 1, sizeof *files);
+	if (roots == NULL || files == NULL) {
+		L->nomem = true;
+		goto out;
+	}
+	s->ntools = count;
+	for (size_t i = 0; i < count; i++) {
+		const ynode *k = n->kids[2 * i];
+		s->tools[i].name = dup_or_oom(L, k->str);
+		s->tools[i].server = -1;
+		s->tools[i].fallback_tool = -1;
+	}
+	for (size_t i = 0; i < count; i++) {
+		const ynode *v = n->kids[2 * i + 1];
+		rein_tool *t = &s->tools[i];
+		const ynode *body = v;
+		L->cur = L->wf;
+		if (v->type == YNODE_SCALAR) { /* a contract file */
+			const char *text = spec_read_rel(L, v, v->str);
+			if (text == NULL)
+				continue;
+			files[i] = rein_sprintf("%s/%s", L->path, v->str);
+			rein_err ye = {0};
+			if (files[i] == NULL) {
+				L->nomem = true;
+				continue;
+			}
+			if (ynode_parse(text, strlen(text), &roots[i], &ye) != REIN_OK) {
+				int line = 1, col = 1;
+				const char *msg = ye.msg;
+				if (sscanf(ye.msg, "%d:%d: ", &line, &col) == 2)
+					msg = strstr(strchr(ye.msg, ':') + 1, ": ") + 2;
+				spec_diag(L, files[i], line, col, "%s", msg);
+				continue;
+			}
+			if (roots[i] == NULL || roots[i]->type != YNODE_MAP) {
+				spec_diag(L, files[i], 1, 1, "a tool contract must be a mapping");
+				continue;
+			}
+			body = roots[i];
+			L->cur = files[i];
+		} else if (!spec_want_type(L, v, YNODE_MAP, "a tool")) {
+			continue;
+		}
+		t->origin = dup_or_oom(L, L->cur);
+		load_contract(L, t, body);
+	}
+	for (size_t i = 0; i < count; i++) {
+		const ynode *v = n->kids[2 * i + 1];
+		const ynode *body = v->type == YNODE_SCALAR ? roots[i] : v;
+		const ynode *fb = body ? ynode_get(body, "fallback") : NULL;
+		L->cur = files[i] ? files[i] : L->wf;
+		if (fb)
+			load_fallback(L, &s->tools[i], fb);
+	}
+out:
+	L->cur = L->wf;
+	for (size_t i = 0; i < count; i++) {
+		ynode_free(roots ? roots[i] : NULL);
+		rein_free(files ? files[i] : NULL);
+	}
+	rein_free(roots);
+	rein_free(files);
+}
+
+void spec_load_tool_step(loader *L, rein_step *st, const ynode *kind, const ynode *val)
+{
+	st->tool = -1;
+	if (!scalar(L, kind, "tool"))
+		return;
+	st->tool = rein_spec_tool(L->spec, kind->str);
+	if (st->tool < 0)
+		DIAG(L, kind, "tool '%s' is not declared under tools", kind->str);
+	const ynode *args = ynode_get(val, "args");
+	if (args == NULL) {
+		st->args = json_object();
+		if (st->args == NULL)
+			L->nomem = true;
+		return;
+	}
+	if (!spec_want_type(L, args, YNODE_MAP, "args"))
+		return;
+	spec_check_templates(L, args);
+	st->args = spec_to_json(L, args);
+}
+
+static void free_strv(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		rein_free(v[i]);
+	rein_free(v);
+}
+
+void spec_tools_free(rein_spec *s)
+{
+	for (size_t i = 0; i < s->ntools; i++) {
+		rein_tool *t = &s->tools[i];
+		rein_free(t->name);
+		rein_free(t->description);
+		rein_free(t->origin);
+		rein_free(t->idem_name);
+		rein_schema_free(t->input);
+		rein_schema_free(t->output);
+		json_decref(t->input_doc);
+		json_decref(t->output_doc);
+		rein_free(t->method);
+		rein_free(t->url);
+		for (size_t j = 0; j < t->nheaders; j++) {
+			rein_free(t->headers[j].key);
+			rein_free(t->headers[j].value);
+		}
+		rein_free(t->headers);
+		for (size_t j = 0; j < t->nsecrets; j++) {
+			rein_free(t->secrets[j].name);
+			rein_free(t->secrets[j].env);
+			rein_free(t->secrets[j].file);
+		}
+		rein_free(t->secrets);
+		rein_free(t->mcp_tool);
+	}
+	rein_free(s->tools);
+	for (size_t i = 0; i < s->nservers; i++) {
+		rein_mcp_server_spec *sv = &s->servers[i];
+		rein_free(sv->name);
+		free_strv(sv->argv);
+		free_strv(sv->env);
+		rein_free(sv->url);
+	}
+	rein_free(s->servers);
+}

@@ -1,0 +1,51 @@
+/*
+ * tools: executes one attempt of a tool call under its contract: builds the
+ * HTTP request (secrets resolved at the last moment, never recorded), sends
+ * it through io, classifies what came back (transient or not, ambiguous or
+ * not), validates the result against the output schema, and keeps the
+ * process-wide state that belongs to a tool rather than a run: its circuit
+ * breaker and its last good result. Retry decisions are the engine's.
+ */
+#ifndef REIN_TOOLS_H
+#define REIN_TOOLS_H
+
+#include "base.h"
+#include "io.h"
+#include "spec.h"
+
+typedef struct rein_tools rein_tools;
+
+/* Borrows io and clock for its life. Caller frees. */
+int rein_tools_new(rein_io *io, const rein_clock *clock, rein_tools **out, rein_err *err);
+void rein_tools_free(rein_tools *tx);
+
+typedef struct rein_tool_outcome {
+	bool ok;
+	json_t *result;        /* ok: the validated result (owned by the outcome) */
+	const char *outcome;   /* failure: short code, e.g. "http_503", "timeout" */
+	char error[768];       /* failure: what happened (secrets redacted) */
+	bool transient;        /* worth retrying */
+	bool ambiguous;        /* the effect may have happened */
+	long status;           /* HTTP status, 0 if none */
+	int64_t retry_after_ms;/* -1: none */
+	int64_t latency_ms;
+	json_t *breaker;       /* array of {type, data}: transitions this attempt caused */
+} rein_tool_outcome;
+
+typedef void (*rein_tool_cb)(void *ud, rein_tool_outcome *out);
+
+/*
+ * Makes one attempt of tool (spec->tools[tool]) with args and key. cb runs
+ * exactly once: later from the io loop, or before this returns when no call
+ * goes out (breaker open, a missing secret). spec is borrowed until then.
+ */
+int rein_tools_call(rein_tools *tx, const rein_spec *spec, int tool, const char *key,
+		    const json_t *args, rein_tool_cb cb, void *ud, rein_err *err);
+
+/* The tool's last good result in this process (borrowed), or NULL. */
+const json_t *rein_tools_cached(rein_tools *tx, const rein_spec *spec, int tool);
+
+/* Calls still in flight. */
+size_t rein_tools_inflight(const rein_tools *tx);
+
+#endif
