@@ -178,6 +178,9 @@ static int classify(const rein_http_call *c, CURLcode rc)
 	case CURLE_HTTP2_STREAM:
 	case CURLE_HTTP3:
 	case CURLE_BAD_CONTENT_ENCODING:
+	/* the scheme was checked at start: at run time this means an HTTP/0.9
+	 * reply, i.e. the server did not answer with a status line */
+	case CURLE_UNSUPPORTED_PROTOCOL:
 		return REIN_HTTP_PROTOCOL;
 	default:
 		return REIN_HTTP_OTHER;

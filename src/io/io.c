@@ -260,24 +260,26 @@ int rein_io_run(rein_io *io, uv_run_mode mode) { return uv_run(&io->loop, mode);
 
 size_t rein_io_inflight(const rein_io *io) { return io->inflight; }
 
-void rein_io_wake(rein_io *io) { io->ncallbacks++; }
+void rein_io_wake(rein_io *io) { io->woken = true; }
 
 int rein_io_wait(rein_io *io, int64_t timeout_ms)
 {
 	assert(io != NULL && !io->closing);
 	uint64_t before = io->ncallbacks;
-	if (timeout_ms == 0) {
+	if (timeout_ms == 0 || io->woken) {
+		io->woken = false;
 		uv_run(&io->loop, UV_RUN_NOWAIT);
 		return (int)(io->ncallbacks - before);
 	}
 	io->wait_expired = false;
 	if (timeout_ms > 0)
 		uv_timer_start(&io->wait_timer, on_wait_timer, (uint64_t)timeout_ms, 0);
-	while (io->ncallbacks == before && !io->wait_expired) {
+	while (io->ncallbacks == before && !io->wait_expired && !io->woken) {
 		int alive = uv_run(&io->loop, UV_RUN_ONCE);
 		if (!alive && timeout_ms < 0)
 			break; /* nothing left that could ever call back */
 	}
 	uv_timer_stop(&io->wait_timer);
+	io->woken = false;
 	return (int)(io->ncallbacks - before);
 }

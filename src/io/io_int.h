@@ -25,6 +25,7 @@ struct rein_io {
 	uv_timer_t defer_timer; /* runs deferred completions (cancelled calls) */
 	uv_timer_t wait_timer;  /* bounds rein_io_wait */
 	bool wait_expired;
+	bool woken;              /* rein_io_wake: end the current or next wait */
 	bool closing;            /* inside rein_io_free: no new calls */
 	uint64_t ncallbacks;     /* completions run so far (for rein_io_wait) */
 	size_t inflight;         /* calls whose callback has not run yet */
