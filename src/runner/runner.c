@@ -674,9 +674,13 @@ static void tool_done(void *ud, rein_tool_outcome *o)
 	json_t *bev;
 	json_array_foreach(o->breaker, i, bev)
 	{
-		if (rc == REIN_OK)
-			rc = append(rn, a, json_string_value(json_object_get(bev, "type")), step,
-				    json_object_get(bev, "data"), err);
+		/* pending events keep their type pointer: use the static names */
+		static const char *const types[] = {"breaker.opened", "breaker.half_open",
+						    "breaker.closed"};
+		const char *type = json_string_value(json_object_get(bev, "type"));
+		for (size_t k = 0; k < 3; k++)
+			if (type && strcmp(type, types[k]) == 0 && rc == REIN_OK)
+				rc = append(rn, a, types[k], step, json_object_get(bev, "data"), err);
 	}
 	json_t *d;
 	if (o->ok)

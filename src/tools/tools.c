@@ -41,6 +41,7 @@ typedef struct attempt {
 	char *secrets[16]; /* resolved values, for redaction; freed after */
 	size_t nsecrets;
 	bool probe;
+	json_t *breaker; /* transitions decided before the call went out */
 } attempt;
 
 int rein_tools_new(rein_io *io, const rein_clock *clock, rein_tools **out, rein_err *err)
@@ -234,7 +235,8 @@ static void http_done(void *ud, const rein_http_resp *resp)
 {
 	attempt *at = ud;
 	const rein_tool *tool = at->tool;
-	rein_tool_outcome o = {.retry_after_ms = -1, .latency_ms = resp->elapsed_ms};
+	rein_tool_outcome o = {.retry_after_ms = -1, .latency_ms = resp->elapsed_ms,
+			       .breaker = at->breaker};
 	at->tx->inflight--;
 	char ex[300];
 	switch (resp->error) {
@@ -262,8 +264,6 @@ static void http_done(void *ud, const rein_http_resp *resp)
 	o.retry_after_ms = resp->retry_after_ms;
 	if (resp->status < 200 || resp->status > 299) {
 		excerpt(resp->body, resp->body_len < 200 ? resp->body_len : 200, ex, sizeof ex);
-		static char codes[6][12];
-		(void)codes;
 		bool transient = resp->status == 429 || resp->status == 500 || resp->status == 502 ||
 				 resp->status == 503 || resp->status == 504;
 		/* 429 and 503 say the request was not processed; 500/502/504 do not */
@@ -478,8 +478,8 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *k
 	if ((rc = rein_http_start(tx->io, &req, http_done, at, NULL, err)) != REIN_OK)
 		goto now_done;
 	tx->inflight++;
-	at = NULL; /* http_done owns it now */
-	json_decref(o.breaker);
+	at->breaker = o.breaker; /* reported with the outcome */
+	at = NULL;               /* http_done owns it now */
 	goto out;
 now_done:
 	/* no call went out: report now (or fail without calling back on ENOMEM) */
