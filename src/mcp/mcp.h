@@ -38,9 +38,19 @@ int rein_mcp_open(rein_io *io, const rein_mcp_config *cfg, rein_mcp **out, rein_
 /* Closes: cancels pending requests (their callbacks report REIN_ECONFLICT/
  * cancelled), terminates a child, DELETEs an HTTP session. */
 void rein_mcp_close(rein_mcp *m);
+/* Same, then calls done(ud) (may be NULL) once every resource is released
+ * (child reaped, handles closed, HTTP calls finished); the loop must keep
+ * running until then, and rein_io_free must come after. */
+void rein_mcp_close_then(rein_mcp *m, void (*done)(void *ud), void *ud);
 
 /* The negotiated protocol revision, or NULL before initialize completed. */
 const char *rein_mcp_protocol(const rein_mcp *m);
+/* The serverInfo and capabilities objects of the last initialize answer
+ * (borrowed, NULL before). */
+const json_t *rein_mcp_server_info(const rein_mcp *m);
+const json_t *rein_mcp_server_capabilities(const rein_mcp *m);
+/* stdio: the pid of the running server process, 0 when none (or HTTP). */
+int rein_mcp_pid(const rein_mcp *m);
 
 enum {
 	REIN_MCP_OK = 0,
