@@ -101,8 +101,12 @@ $(B)/bench/%: bench/%.c $(B)/librein.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_R) -o $@ $< $(B)/librein.a $(PKG_LIBS)
 
+$(B)/tools/%: tests/tools/%.c $(B)/librein.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_R) -o $@ $< $(B)/librein.a $(PKG_LIBS)
+
 bench: deps
-	@$(MAKE) --no-print-directory -j2 all $(BENCH_BIN)
+	@$(MAKE) --no-print-directory -j2 all $(BENCH_BIN) $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
 
 clean:
 	rm -rf build
