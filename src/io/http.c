@@ -241,7 +241,7 @@ static void call_finish(rein_http_call *c, int error, const char *msg)
 	}
 	assert(io->inflight > 0);
 	io->inflight--;
-	io->ncallbacks++;
+	io_note_callback(io, true);
 	rein_http_cb cb = c->cb;
 	void *ud = c->ud;
 	cb(ud, &r);

@@ -260,7 +260,22 @@ int rein_io_run(rein_io *io, uv_run_mode mode) { return uv_run(&io->loop, mode);
 
 size_t rein_io_inflight(const rein_io *io) { return io->inflight; }
 
-void rein_io_wake(rein_io *io) { io->woken = true; }
+void rein_io_wake(rein_io *io)
+{
+	io->woken = true;
+	io_note_callback(io, false);
+}
+
+/* A completion can run from any phase of a loop turn (timers included), after
+ * which UV_RUN_ONCE would still block in poll: inside rein_io_wait, stop the
+ * loop so that this turn polls without blocking and returns. */
+void io_note_callback(rein_io *io, bool counted)
+{
+	if (counted)
+		io->ncallbacks++;
+	if (io->waiting)
+		uv_stop(&io->loop);
+}
 
 int rein_io_wait(rein_io *io, int64_t timeout_ms)
 {
@@ -272,6 +287,7 @@ int rein_io_wait(rein_io *io, int64_t timeout_ms)
 		return (int)(io->ncallbacks - before);
 	}
 	io->wait_expired = false;
+	io->waiting = true;
 	if (timeout_ms > 0)
 		uv_timer_start(&io->wait_timer, on_wait_timer, (uint64_t)timeout_ms, 0);
 	while (io->ncallbacks == before && !io->wait_expired && !io->woken) {
@@ -280,6 +296,7 @@ int rein_io_wait(rein_io *io, int64_t timeout_ms)
 			break; /* nothing left that could ever call back */
 	}
 	uv_timer_stop(&io->wait_timer);
+	io->waiting = false;
 	io->woken = false;
 	return (int)(io->ncallbacks - before);
 }

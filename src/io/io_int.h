@@ -26,6 +26,7 @@ struct rein_io {
 	uv_timer_t wait_timer;  /* bounds rein_io_wait */
 	bool wait_expired;
 	bool woken;              /* rein_io_wake: end the current or next wait */
+	bool waiting;            /* inside rein_io_wait */
 	bool closing;            /* inside rein_io_free: no new calls */
 	uint64_t ncallbacks;     /* completions run so far (for rein_io_wait) */
 	size_t inflight;         /* calls whose callback has not run yet */
@@ -40,6 +41,8 @@ void io_http_done(rein_io *io, CURL *easy, CURLcode rc);
 void io_http_run_deferred(rein_io *io);
 /* http.c: cancels every call and runs every pending callback (rein_io_free). */
 void io_http_cancel_all(rein_io *io);
+/* io.c: a completion callback is about to run (counted) or a wake happened. */
+void io_note_callback(rein_io *io, bool counted);
 /* io.c: makes the loop run io_http_run_deferred soon (never synchronously). */
 void io_defer_kick(rein_io *io);
 

@@ -442,6 +442,27 @@ static void test_free_inflight(void **state)
 	assert_int_equal(t.cancelled, 60);
 }
 
+/* A completion that runs early in a loop turn must still end the wait at
+ * once, not when the wait's own timeout fires. */
+static void test_wait_returns(void **state)
+{
+	rein_io *io = *state;
+	char *u = url("/tool/ok");
+	int64_t t0 = rein_clock_now(&rein_clock_system);
+	for (int i = 0; i < 40; i++) {
+		rein_http_req req = {.url = u, .timeout_ms = 20000};
+		res r = {0};
+		rein_err err = {0};
+		assert_int_equal(rein_http_start(io, &req, on_done, &r, NULL, &err), REIN_OK);
+		while (r.ncalls == 0)
+			rein_io_wait(io, 20000);
+		assert_int_equal(r.status, 200);
+		res_free(&r);
+	}
+	assert_true(rein_clock_now(&rein_clock_system) - t0 < 20000);
+	rein_free(u);
+}
+
 static void test_wait_empty(void **state)
 {
 	rein_io *io = *state;
@@ -469,6 +490,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel, io_setup, io_teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, io_setup, io_teardown),
 		cmocka_unit_test(test_free_inflight),
+		cmocka_unit_test_setup_teardown(test_wait_returns, io_setup, io_teardown),
 		cmocka_unit_test_setup_teardown(test_wait_empty, io_setup, io_teardown),
 	};
 	return cmocka_run_group_tests(tests, server_start, server_stop);
