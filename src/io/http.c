@@ -28,6 +28,7 @@ struct rein_http_call {
 	size_t nheaders, headers_cap;
 	size_t header_bytes;
 	bool too_large, oom, cancelled;
+	bool finishing; /* its callback is running: cancel is a no-op */
 	char errbuf[CURL_ERROR_SIZE];
 	rein_http_call *prev, *next; /* io->calls, or io->deferred (next only) */
 };
@@ -242,6 +243,7 @@ static void call_finish(rein_http_call *c, int error, const char *msg)
 	assert(io->inflight > 0);
 	io->inflight--;
 	io_note_callback(io, true);
+	c->finishing = true;
 	rein_http_cb cb = c->cb;
 	void *ud = c->ud;
 	cb(ud, &r);
@@ -282,7 +284,7 @@ void io_http_run_deferred(rein_io *io)
 
 void rein_http_cancel(rein_http_call *c)
 {
-	if (c == NULL || c->cancelled)
+	if (c == NULL || c->cancelled || c->finishing)
 		return;
 	rein_io *io = c->io;
 	/* Stop the network side now; the callback runs later from the loop. */

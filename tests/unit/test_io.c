@@ -377,6 +377,34 @@ static void test_cancel(void **state)
 	assert_int_equal(rein_io_wait(io, 0), 0);
 }
 
+typedef struct selfcancel {
+	rein_http_call *call;
+	int n;
+} selfcancel;
+
+static void on_done_cancel_self(void *ud, const rein_http_resp *r)
+{
+	selfcancel *x = ud;
+	rein_http_cancel(x->call); /* too late: a no-op, not a second callback */
+	x->n++;
+}
+
+static void test_cancel_in_callback(void **state)
+{
+	rein_io *io = *state;
+	char *u = url("/tool/ok");
+	rein_http_req req = {.url = u};
+	selfcancel x = {0};
+	rein_err err = {0};
+	assert_int_equal(rein_http_start(io, &req, on_done_cancel_self, &x, &x.call, &err),
+			 REIN_OK);
+	wait_for(io, &x.n, 1);
+	rein_io_wait(io, 100);
+	assert_int_equal(x.n, 1);
+	assert_int_equal(rein_io_inflight(io), 0);
+	rein_free(u);
+}
+
 #define NCONC 2000
 
 typedef struct tally {
@@ -488,6 +516,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_too_large, io_setup, io_teardown),
 		cmocka_unit_test_setup_teardown(test_protocol, io_setup, io_teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, io_setup, io_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_in_callback, io_setup, io_teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, io_setup, io_teardown),
 		cmocka_unit_test(test_free_inflight),
 		cmocka_unit_test_setup_teardown(test_wait_returns, io_setup, io_teardown),
