@@ -597,8 +597,9 @@ static void test_scripted_server(void **state)
 		 "\"inputSchema\":{\"type\":\"object\"}}]}}';"
 		 "read l; echo \"$l\" >> '%s';"
 		 "echo '{\"jsonrpc\":\"2.0\",\"id\":4,\"error\":{\"code\":-32602,\"message\":\"nope\"}}';"
+		 "for i in 1 2 3 4; do read l; echo \"$l\" >> '%s'; done;"
 		 "sleep 30",
-		 log, log, log, log, log, log, log);
+		 log, log, log, log, log, log, log, log);
 	const char *const argv[] = {"sh", "-c", script, NULL};
 	rein_io *io = io_new();
 	rein_mcp_config cfg = {.name = "fake", .argv = argv};
@@ -613,6 +614,18 @@ static void test_scripted_server(void **state)
 	assert_int_equal(g.status, REIN_MCP_PROTOCOL);
 	assert_non_null(strstr(g.errmsg, "-32602"));
 	got_clear(&g);
+	/* a timeout and a cancel each send notifications/cancelled */
+	call(io, m, "slow", "{}", 200, &g);
+	assert_int_equal(g.status, REIN_MCP_TIMEOUT);
+	got_clear(&g);
+	rein_mcp_call *c = NULL;
+	rein_err cerr = {0};
+	assert_int_equal(rein_mcp_call_tool(m, "slow", NULL, 0, on_res, &g, &c, &cerr), REIN_OK);
+	pump(io, 100);
+	rein_mcp_cancel(c);
+	assert_int_equal(g.status, REIN_MCP_CANCELLED);
+	got_clear(&g);
+	pump(io, 300);
 	close_wait(io, m);
 	rein_io_free(io);
 
@@ -620,11 +633,11 @@ static void test_scripted_server(void **state)
 	size_t len = 0;
 	rein_err err = {0};
 	assert_int_equal(rein_file_read(log, &text, &len, &err), REIN_OK);
-	char *lines[8] = {0};
+	char *lines[16] = {0};
 	int n = 0;
-	for (char *s = strtok(text, "\n"); s && n < 8; s = strtok(NULL, "\n"))
+	for (char *s = strtok(text, "\n"); s && n < 16; s = strtok(NULL, "\n"))
 		lines[n++] = s;
-	assert_int_equal(n, 7);
+	assert_int_equal(n, 11);
 	json_t *j = J(lines[0]);
 	assert_string_equal(json_string_value(json_object_get(j, "method")), "initialize");
 	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "params"),
@@ -647,6 +660,19 @@ static void test_scripted_server(void **state)
 	assert_json_eq(json_object_get(j, "params"), "{\"cursor\":\"page2\"}");
 	json_decref(j);
 	assert_non_null(strstr(lines[6], "tools/call"));
+	j = J(lines[8]);
+	assert_string_equal(json_string_value(json_object_get(j, "method")),
+			    "notifications/cancelled");
+	assert_json_eq(json_object_get(j, "params"), "{\"requestId\":5,\"reason\":\"timeout\"}");
+	json_decref(j);
+	j = J(lines[9]);
+	assert_int_equal(json_integer_value(json_object_get(j, "id")), 6);
+	json_decref(j);
+	j = J(lines[10]);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "params"),
+							     "requestId")),
+			 6);
+	json_decref(j);
 	rein_free(text);
 	rm_rf(dir);
 	free(dir);
