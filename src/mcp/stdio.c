@@ -250,6 +250,8 @@ static int stdio_start(rein_mcp *m, rein_err *err)
 	mcp_child *c = rein_calloc(1, sizeof *c);
 	if (c == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	m->errpos = 0; /* messages quote this child's stderr only */
+	m->errwrapped = false;
 	char **env = NULL;
 	if (m->env && (env = build_env(m->env)) == NULL) {
 		rein_free(c);

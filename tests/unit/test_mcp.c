@@ -545,6 +545,33 @@ static void test_garbage_stdout(void **state)
 	rein_io_free(io);
 }
 
+/* A server that dies at once: restarted max_restarts times with growing
+ * delays, then the connection gives up with its stderr in the message. */
+static void test_crash_loop(void **state)
+{
+	rein_io *io = io_new();
+	const char *const argv[] = {"sh", "-c", "echo boom on stderr >&2; exit 3", NULL};
+	rein_mcp_config cfg = {.name = "crashy", .argv = argv, .max_restarts = 3,
+			       .restart_backoff_ms = 20};
+	rein_mcp *m = open_cfg(io, &cfg);
+	got g = {0};
+	rein_err err = {0};
+	int64_t t0 = mono_ms();
+	assert_int_equal(rein_mcp_list_tools(m, on_res, &g, &err), REIN_OK);
+	assert_true(run_until(io, &g.done, 10000));
+	int64_t took = mono_ms() - t0;
+	fprintf(stderr, "crash loop (%lld ms): %s\n", (long long)took, g.errmsg);
+	assert_int_equal(g.status, REIN_MCP_TRANSPORT);
+	assert_non_null(strstr(g.errmsg, "exited with status 3"));
+	assert_non_null(strstr(g.errmsg, "boom on stderr"));
+	assert_non_null(strstr(g.errmsg, "gave up after 3 restarts"));
+	assert_true(took >= 20 + 40 + 80);
+	got_clear(&g);
+	assert_int_equal(rein_mcp_list_tools(m, on_res, &g, &err), REIN_EIO);
+	close_wait(io, m);
+	rein_io_free(io);
+}
+
 static void test_old_protocol(void **state)
 {
 	rein_io *io = io_new();
@@ -713,6 +740,7 @@ int main(void)
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_garbage_stdout),
 		cmocka_unit_test(test_old_protocol),
+		cmocka_unit_test(test_crash_loop),
 		cmocka_unit_test(test_scripted_server),
 		cmocka_unit_test(test_everything_stdio),
 		cmocka_unit_test(test_everything_cancel_timeout),
