@@ -198,8 +198,8 @@ void rein_runner_free(rein_runner *rn)
 	if (rn == NULL)
 		return;
 	drop_all(rn);
-	rein_tools_free(rn->tx);
 	rein_io_free(rn->io); /* cancels calls still out: their tickets are dead */
+	rein_tools_free(rn->tx);
 	rein_free(rn->dq);
 	rein_free(rn->ev);
 	rein_free(rn->runs);
