@@ -28,6 +28,9 @@ result() { # name status
 
 cd "$ROOT"
 
+# the real MCP servers the tests talk to (npm registry; quick when installed)
+sh tests/mcp/setup.sh >"$TMPROOT/mcp-setup.log" 2>&1 || { echo "tests/mcp/setup.sh failed:"; cat "$TMPROOT/mcp-setup.log"; }
+
 # 1. unit programs
 for t in "$B"/tests/test_*; do
 	[ -x "$t" ] || continue
@@ -67,7 +70,7 @@ done
 
 # 3. command-line scenarios
 for s in tests/cli/*.sh; do
-	[ "$(basename "$s")" = lib.sh ] && continue
+	case $(basename "$s") in lib.sh | toollib.sh) continue ;; esac
 	name=$(basename "$s" .sh)
 	work="$TMPROOT/cli-$name"
 	mkdir -p "$work"

@@ -198,7 +198,8 @@ void rein_runner_free(rein_runner *rn)
 	if (rn == NULL)
 		return;
 	drop_all(rn);
-	rein_io_free(rn->io); /* cancels calls still out: their tickets are dead */
+	rein_tools_shutdown(rn->tx); /* MCP servers close while the loop still runs */
+	rein_io_free(rn->io);        /* cancels calls still out: their tickets are dead */
 	rein_tools_free(rn->tx);
 	rein_free(rn->dq);
 	rein_free(rn->ev);
@@ -683,10 +684,12 @@ static void tool_done(void *ud, rein_tool_outcome *o)
 				rc = append(rn, a, types[k], step, json_object_get(bev, "data"), err);
 	}
 	json_t *d;
-	if (o->ok)
-		d = json_pack("{s:O, s:i, s:i, s:I}", "out", o->result, "attempt", attempt, "status",
-			      (int)o->status, "latency_ms", (json_int_t)o->latency_ms);
-	else {
+	if (o->ok) {
+		d = json_pack("{s:O, s:i, s:I}", "out", o->result, "attempt", attempt, "latency_ms",
+			      (json_int_t)o->latency_ms);
+		if (d && o->status)
+			json_object_set_new(d, "status", json_integer(o->status));
+	} else {
 		d = json_pack("{s:i, s:s, s:s, s:b, s:b, s:I}", "attempt", attempt, "outcome",
 			      o->outcome, "error", o->error, "transient", o->transient, "ambiguous",
 			      o->ambiguous, "latency_ms", (json_int_t)o->latency_ms);
@@ -844,7 +847,7 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 		}
 		if (next == INT64_MAX && !busy)
 			return REIN_OK; /* nothing held */
-		if (rn->io && rein_io_inflight(rn->io) > 0) {
+		if (rn->io && (rein_io_inflight(rn->io) > 0 || rein_tools_inflight(rn->tx) > 0)) {
 			/* outcomes arrive as events from the callbacks */
 			rein_io_wait(rn->io, next == INT64_MAX ? -1 : (next > t ? next - t : 0));
 			if (rn->cb_rc != REIN_OK) {

@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 
+#include "mcp.h"
 #include "schema.h"
 
 enum { BR_CLOSED = 0, BR_OPEN, BR_HALF_OPEN };
@@ -24,12 +25,33 @@ typedef struct breaker {
 	json_t *cached;
 } breaker;
 
+typedef struct live_tool {
+	char *name;
+	rein_schema *input, *output; /* from the server's tools/list */
+} live_tool;
+
+struct attempt;
+
+/* One MCP server connection, shared by every call to its tools. */
+typedef struct mcp_conn {
+	char key[160]; /* workflow version + server name */
+	rein_mcp *m;
+	bool listed, list_failed, closed;
+	char list_err[512];
+	live_tool *tools;
+	size_t ntools;
+	struct attempt **queue; /* calls waiting for tools/list */
+	size_t nq, qcap;
+} mcp_conn;
+
 struct rein_tools {
 	rein_io *io;
 	const rein_clock *clock;
 	breaker *br;
 	size_t nbr, brcap;
 	size_t inflight;
+	mcp_conn **conns;
+	size_t nconns;
 };
 
 typedef struct attempt {
@@ -42,6 +64,10 @@ typedef struct attempt {
 	size_t nsecrets;
 	bool probe;
 	json_t *breaker; /* transitions decided before the call went out */
+	/* mcp */
+	mcp_conn *conn;
+	json_t *sent;
+	int64_t started;
 } attempt;
 
 int rein_tools_new(rein_io *io, const rein_clock *clock, rein_tools **out, rein_err *err)
@@ -59,6 +85,7 @@ void rein_tools_free(rein_tools *tx)
 {
 	if (tx == NULL)
 		return;
+	rein_tools_shutdown(tx);
 	for (size_t i = 0; i < tx->nbr; i++) {
 		rein_free(tx->br[i].key);
 		rein_free(tx->br[i].fails);
@@ -196,6 +223,7 @@ static void finish(attempt *at, rein_tool_outcome *o)
 	json_decref(o->breaker);
 	for (size_t i = 0; i < at->nsecrets; i++)
 		rein_free(at->secrets[i]);
+	json_decref(at->sent);
 	rein_free(at);
 }
 
@@ -300,6 +328,320 @@ static void http_done(void *ud, const rein_http_resp *resp)
 	o.result = body;
 out:
 	finish(at, &o);
+}
+
+
+/* ---- MCP tools ------------------------------------------------------------ */
+
+static void live_free(mcp_conn *c)
+{
+	for (size_t i = 0; i < c->ntools; i++) {
+		rein_free(c->tools[i].name);
+		rein_schema_free(c->tools[i].input);
+		rein_schema_free(c->tools[i].output);
+	}
+	rein_free(c->tools);
+	c->tools = NULL;
+	c->ntools = 0;
+}
+
+static const live_tool *live_find(const mcp_conn *c, const char *name)
+{
+	for (size_t i = 0; i < c->ntools; i++)
+		if (strcmp(c->tools[i].name, name) == 0)
+			return &c->tools[i];
+	return NULL;
+}
+
+static void mcp_done(void *ud, const rein_mcp_result *res)
+{
+	attempt *at = ud;
+	const rein_tool *tool = at->tool;
+	const live_tool *lt = live_find(at->conn, tool->mcp_tool);
+	rein_tool_outcome o = {.retry_after_ms = -1, .breaker = at->breaker,
+			       .latency_ms = rein_clock_now(at->tx->clock) - at->started};
+	at->tx->inflight--;
+	switch (res->status) {
+	case REIN_MCP_OK:
+		break;
+	case REIN_MCP_TOOL_ERROR: {
+		/* the tool ran and said no: its text is the error */
+		char text[400] = "";
+		size_t i;
+		json_t *item;
+		json_array_foreach(res->content, i, item)
+		{
+			const char *t = json_string_value(json_object_get(item, "text"));
+			if (t && strlen(text) + strlen(t) + 2 < sizeof text) {
+				strcat(text, t);
+				strcat(text, " ");
+			}
+		}
+		fail(&o, "tool_error", false, false, "the tool reported an error: %s", text);
+		goto out;
+	}
+	case REIN_MCP_TIMEOUT:
+		fail(&o, "timeout", true, true, "no answer within %lld ms: %s",
+		     (long long)tool->timeout_ms, res->errmsg);
+		goto out;
+	case REIN_MCP_TRANSPORT:
+		fail(&o, "transport", true, true, "server connection failed: %s", res->errmsg);
+		goto out;
+	case REIN_MCP_CANCELLED:
+		fail(&o, "cancelled", true, true, "the call was cancelled");
+		goto out;
+	default:
+		fail(&o, "protocol", false, false, "MCP error: %s", res->errmsg);
+		goto out;
+	}
+	json_t *result = res->structured ? json_incref((json_t *)res->structured)
+					 : json_pack("{s:O?}", "content", (json_t *)res->content);
+	rein_schema *out_schema = tool->output ? tool->output : lt ? lt->output : NULL;
+	if (result && out_schema) {
+		rein_schema_errors errs = {0};
+		if (!rein_schema_validate(out_schema, result, &errs)) {
+			char *detail = rein_schema_errors_format(&errs);
+			fail(&o, "schema", false, false, "result does not match the output schema: %s",
+			     detail ? detail : "?");
+			rein_free(detail);
+			rein_schema_errors_free(&errs);
+			json_decref(result);
+			goto out;
+		}
+	}
+	if (result == NULL) {
+		fail(&o, "nomem", true, false, "out of memory");
+		goto out;
+	}
+	o.ok = true;
+	o.result = result;
+out:
+	finish(at, &o);
+}
+
+/* Sends a call whose server has listed its tools. */
+static void mcp_send(attempt *at)
+{
+	mcp_conn *c = at->conn;
+	const rein_tool *tool = at->tool;
+	rein_tool_outcome o = {.retry_after_ms = -1, .breaker = at->breaker};
+	rein_err e = {0};
+	if (c->list_failed) {
+		/* never sent: safe to retry */
+		fail(&o, "unavailable", true, false, "MCP server unavailable: %s", c->list_err);
+		goto now;
+	}
+	const live_tool *lt = live_find(c, tool->mcp_tool);
+	if (lt == NULL) {
+		fail(&o, "unknown_tool", false, false, "the MCP server has no tool '%s'", tool->mcp_tool);
+		goto now;
+	}
+	if (tool->input == NULL && lt->input) { /* the server's own contract */
+		rein_schema_errors errs = {0};
+		if (!rein_schema_validate(lt->input, at->sent, &errs)) {
+			char *detail = rein_schema_errors_format(&errs);
+			fail(&o, "arguments", false, false,
+			     "arguments do not match the server's input schema: %s", detail ? detail : "?");
+			rein_free(detail);
+			rein_schema_errors_free(&errs);
+			goto now;
+		}
+	}
+	at->started = rein_clock_now(at->tx->clock);
+	if (rein_mcp_call_tool(c->m, tool->mcp_tool, at->sent, tool->timeout_ms, mcp_done, at, NULL,
+			       &e) == REIN_OK)
+		return;
+	fail(&o, "transport", true, false, "cannot send: %s", e.msg);
+now:
+	at->breaker = NULL;
+	at->tx->inflight--;
+	finish(at, &o);
+}
+
+static void mcp_listed(void *ud, const rein_mcp_result *res)
+{
+	mcp_conn *c = ud;
+	c->listed = true;
+	if (res->status != REIN_MCP_OK) {
+		c->list_failed = true;
+		snprintf(c->list_err, sizeof c->list_err, "%s", res->errmsg);
+	} else {
+		json_t *tools = json_object_get(res->result, "tools");
+		size_t n = json_array_size(tools), i;
+		json_t *t;
+		c->tools = rein_calloc(n + 1, sizeof *c->tools);
+		json_array_foreach(tools, i, t)
+		{
+			const char *name = json_string_value(json_object_get(t, "name"));
+			if (c->tools == NULL || name == NULL)
+				continue;
+			live_tool *lt = &c->tools[c->ntools++];
+			lt->name = rein_strdup(name);
+			rein_err e = {0};
+			json_t *in = json_object_get(t, "inputSchema"), *out = json_object_get(t, "outputSchema");
+			if (in && rein_schema_compile(in, NULL, &lt->input, &e) != REIN_OK)
+				lt->input = NULL; /* a server schema we cannot compile: not enforced */
+			if (out && rein_schema_compile(out, NULL, &lt->output, &e) != REIN_OK)
+				lt->output = NULL;
+		}
+	}
+	size_t nq = c->nq;
+	attempt **q = c->queue;
+	c->queue = NULL;
+	c->nq = c->qcap = 0;
+	for (size_t i = 0; i < nq; i++)
+		mcp_send(q[i]);
+	rein_free(q);
+}
+
+/* Expands ${env.X} in a server's command, arguments and environment. */
+static char *expand_env(const char *tmpl)
+{
+	rein_buf b = {0};
+	const char *p = tmpl;
+	while (*p) {
+		const char *open = strstr(p, "${env."), *close = open ? strchr(open, '}') : NULL;
+		if (close == NULL) {
+			rein_buf_puts(&b, p);
+			break;
+		}
+		rein_buf_append(&b, p, (size_t)(open - p));
+		char name[128];
+		snprintf(name, sizeof name, "%.*s", (int)(close - open - 6), open + 6);
+		const char *v = getenv(name);
+		rein_buf_puts(&b, v ? v : "");
+		p = close + 1;
+	}
+	if (b.p == NULL)
+		rein_buf_puts(&b, "");
+	return b.p;
+}
+
+static mcp_conn *conn_for(rein_tools *tx, const rein_spec *spec, int server, char *why, size_t wlen)
+{
+	const rein_mcp_server_spec *sv = &spec->servers[server];
+	char key[160];
+	snprintf(key, sizeof key, "%.64s/%.80s", spec->version, sv->name);
+	for (size_t i = 0; i < tx->nconns; i++)
+		if (strcmp(tx->conns[i]->key, key) == 0)
+			return tx->conns[i];
+	mcp_conn *c = rein_calloc(1, sizeof *c);
+	mcp_conn **v = rein_realloc(tx->conns, (tx->nconns + 1) * sizeof *v);
+	char *argv[64] = {0}, *env[64] = {0}, *url = NULL;
+	if (c == NULL || v == NULL) {
+		rein_free(c);
+		if (v)
+			tx->conns = v;
+		snprintf(why, wlen, "out of memory");
+		return NULL;
+	}
+	tx->conns = v;
+	snprintf(c->key, sizeof c->key, "%s", key);
+	for (size_t i = 0; sv->argv && sv->argv[i] && i < 63; i++)
+		argv[i] = expand_env(sv->argv[i]);
+	for (size_t i = 0; sv->env && sv->env[i] && i < 63; i++)
+		env[i] = expand_env(sv->env[i]);
+	if (sv->url)
+		url = expand_env(sv->url);
+	rein_mcp_config cfg = {
+		.name = sv->name,
+		.argv = sv->argv ? (const char *const *)argv : NULL,
+		.env = (const char *const *)env,
+		.url = url,
+		.request_timeout_ms = sv->timeout_ms,
+	};
+	rein_err e = {0};
+	int rc = rein_mcp_open(tx->io, &cfg, &c->m, &e);
+	if (rc == REIN_OK)
+		rc = rein_mcp_list_tools(c->m, mcp_listed, c, &e);
+	for (size_t i = 0; i < 64; i++) {
+		rein_free(argv[i]);
+		rein_free(env[i]);
+	}
+	rein_free(url);
+	if (rc != REIN_OK) {
+		/* remembered as failed: calls get a clear, retryable error */
+		c->listed = c->list_failed = true;
+		snprintf(c->list_err, sizeof c->list_err, "%.500s", e.msg);
+	}
+	tx->conns[tx->nconns++] = c;
+	return c;
+}
+
+static int mcp_call(rein_tools *tx, const rein_spec *spec, attempt *at, const char *key,
+		    const json_t *args, rein_tool_outcome *o)
+{
+	const rein_tool *tool = at->tool;
+	char why[256];
+	mcp_conn *c = conn_for(tx, spec, tool->server, why, sizeof why);
+	if (c == NULL) {
+		fail(o, "unavailable", true, false, "MCP server %s: %s", spec->servers[tool->server].name,
+		     why);
+		return -1;
+	}
+	if ((at->sent = json_deep_copy(args)) == NULL) {
+		fail(o, "nomem", true, false, "out of memory");
+		return -1;
+	}
+	if (tool->idem == REIN_IDEM_ARG)
+		json_object_set_new(at->sent, tool->idem_name, json_string(key));
+	at->conn = c;
+	at->breaker = o->breaker;
+	o->breaker = NULL;
+	tx->inflight++;
+	if (!c->listed) {
+		attempt **q = c->nq == c->qcap ? rein_realloc(c->queue, (c->qcap ? c->qcap * 2 : 8) *
+									      sizeof *q)
+					       : c->queue;
+		if (q == NULL) {
+			tx->inflight--;
+			o->breaker = at->breaker;
+			at->breaker = NULL;
+			fail(o, "nomem", true, false, "out of memory");
+			return -1;
+		}
+		if (c->nq == c->qcap)
+			c->qcap = c->qcap ? c->qcap * 2 : 8;
+		c->queue = q;
+		c->queue[c->nq++] = at;
+		return 0;
+	}
+	mcp_send(at);
+	return 0;
+}
+
+static void conn_closed(void *ud)
+{
+	((mcp_conn *)ud)->closed = true;
+}
+
+void rein_tools_shutdown(rein_tools *tx)
+{
+	if (tx == NULL)
+		return;
+	for (size_t i = 0; i < tx->nconns; i++) {
+		mcp_conn *c = tx->conns[i];
+		if (c->m)
+			rein_mcp_close_then(c->m, conn_closed, c);
+		else
+			c->closed = true;
+	}
+	for (int guard = 0; guard < 1000; guard++) {
+		bool all = true;
+		for (size_t i = 0; i < tx->nconns; i++)
+			all &= tx->conns[i]->closed;
+		if (all)
+			break;
+		rein_io_wait(tx->io, 20);
+	}
+	for (size_t i = 0; i < tx->nconns; i++) {
+		live_free(tx->conns[i]);
+		rein_free(tx->conns[i]->queue);
+		rein_free(tx->conns[i]);
+	}
+	rein_free(tx->conns);
+	tx->conns = NULL;
+	tx->nconns = 0;
 }
 
 /* Looks a secret up; returns a new string or NULL with why. */
@@ -433,8 +775,11 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *k
 		b->probing = true;
 		at->probe = true;
 	}
-	if (tool->kind != REIN_TOOL_HTTP) {
-		fail(&o, "unsupported", false, false, "tool kind not executable here");
+	if (tool->kind == REIN_TOOL_MCP) {
+		if (mcp_call(tx, spec, at, key, args, &o) == 0) {
+			at = NULL; /* the MCP path owns it now */
+			goto out;
+		}
 		goto now_done;
 	}
 	sent = json_deep_copy(args);

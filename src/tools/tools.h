@@ -45,6 +45,13 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int tool, const char 
 /* The tool's last good result in this process (borrowed), or NULL. */
 const json_t *rein_tools_cached(rein_tools *tx, const rein_spec *spec, int tool);
 
+/*
+ * Closes the MCP server connections (children end, HTTP sessions are
+ * deleted), running the io loop until they are closed. Must come before
+ * rein_io_free; rein_tools_free calls it too.
+ */
+void rein_tools_shutdown(rein_tools *tx);
+
 /* Calls still in flight. */
 size_t rein_tools_inflight(const rein_tools *tx);
 
