@@ -3,5 +3,6 @@
 #define REIN_CLI_H
 
 int rein_cmd_schema(int argc, char **argv);
+int rein_cmd_tools(int argc, char **argv);
 
 #endif

@@ -44,6 +44,7 @@ static const char usage_main[] =
 	"  validate DIR [--input JSON|@FILE]             check a workflow (and an input)\n"
 	"  audit verify [RUN]                            recompute the event hash chains\n"
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
+	"  tools lock DIR | tools check DIR              record / check the tools' schemas\n"
 	"\n"
 	"every command takes --db PATH (default $REIN_DB, else ./rein.db) and --help.\n"
 	"\n"
@@ -874,6 +875,8 @@ int main(int argc, char **argv)
 	for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++)
 		if (strcmp(cmd, cmds[k].name) == 0)
 			return cmds[k].fn(cargc, cargv, db);
+	if (strcmp(cmd, "tools") == 0)
+		return rein_cmd_tools(cargc, cargv);
 	if (strcmp(cmd, "schema") == 0) {
 		if (db)
 			setenv("REIN_DB", db, 1);

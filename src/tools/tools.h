@@ -52,6 +52,20 @@ const json_t *rein_tools_cached(rein_tools *tx, const rein_spec *spec, int tool)
  */
 void rein_tools_shutdown(rein_tools *tx);
 
+/*
+ * Builds the lock document of spec's tools: for each, its input and output
+ * schemas with their SHA-256 (HTTP: the contract's; MCP: the server's
+ * tools/list, unless the contract overrides). Connects to each MCP server
+ * (blocking, on io). Caller decrefs *lock.
+ */
+int rein_tools_lock(rein_io *io, const rein_spec *spec, json_t **lock, rein_err *err);
+
+/*
+ * Compares a recorded lock with a fresh one. *report is an array of
+ * {tool, breaking, change}; returns the number of breaking changes.
+ */
+int rein_tools_lock_diff(const json_t *old, const json_t *cur, json_t **report);
+
 /* Calls still in flight. */
 size_t rein_tools_inflight(const rein_tools *tx);
 
