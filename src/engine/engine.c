@@ -211,6 +211,7 @@ static int new_thread(rein_run *r, int parent, int branch)
 }
 
 static int enter(rein_run *r, int t, int target, rein_err *err);
+static bool check_output(const rein_step *st, const json_t *out, char **why);
 static int step_error(rein_run *r, int t, const char *msg, rein_err *err);
 
 /* A branch thread finished: count it off its parent's join. */
@@ -803,6 +804,12 @@ int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
 		json_t *out = json_object_get(data, "out");
 		if (out == NULL)
 			out = json_null();
+		char *why = NULL;
+		if (st->kind == REIN_STEP_TOOL && st->out_schema && !check_output(st, out, &why)) {
+			int rc = why ? step_error(r, t, why, err) : REIN_ENOMEM;
+			rein_free(why);
+			return rc;
+		}
 		return route(r, t, out, err);
 	}
 	if (strcmp(type, "step.failed") == 0) {
@@ -921,8 +928,22 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 	return REIN_OK;
 }
 
+/* Checks a step's output against its schema; on a mismatch *why says where. */
+static bool check_output(const rein_step *st, const json_t *out, char **why)
+{
+	rein_schema_errors errs = {0};
+	if (rein_schema_validate(st->out_schema, out, &errs))
+		return true;
+	char *detail = rein_schema_errors_format(&errs);
+	*why = rein_sprintf("output does not match the step's output schema: %s", detail ? detail : "?");
+	rein_free(detail);
+	rein_schema_errors_free(&errs);
+	return false;
+}
+
 int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_err *err)
 {
+	char *msgbuf = NULL;
 	const rein_step *st = &r->spec->steps[step];
 	int t = thread_at(r, step);
 	rein_script_ctx ctx;
@@ -952,6 +973,11 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 		*type = "step.failed";
 		*data = json_pack("{s:s?}", "error", msg);
 		rein_free(msg);
+	} else if (st->out_schema && !check_output(st, out, &msgbuf)) {
+		json_decref(out);
+		*type = "step.failed";
+		*data = json_pack("{s:s?}", "error", msgbuf);
+		rein_free(msgbuf);
 	} else {
 		*type = "step.completed";
 		*data = json_pack("{s:o}", "out", out);

@@ -487,8 +487,9 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 			load_next(L, st, nx);
 		return;
 	}
-	static const char *const common[] = {"code", "wait", "parallel", "tool", "args", "next",
-					     "on_fail", "max_visits", "description", NULL};
+	static const char *const common[] = {"code", "wait",    "parallel",   "tool",
+					     "args", "output",  "next",       "on_fail",
+					     "max_visits", "description", NULL};
 	static const char *const end_keys[] = {"end", "reason", "output", "description", NULL};
 	if (strcmp(kname, "end") == 0) {
 		st->kind = REIN_STEP_END;
@@ -520,6 +521,12 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 		st->max_visits = (int)(x > 1000000000 ? 1000000000 : x);
 	if (ynode_get(val, "args") && strcmp(kname, "tool") != 0)
 		DIAG(L, ynode_get(val, "args"), "args only goes with a tool step");
+	if ((v = ynode_get(val, "output"))) {
+		if (strcmp(kname, "code") != 0 && strcmp(kname, "tool") != 0)
+			DIAG(L, v, "output (a schema) only goes with code and tool steps");
+		else
+			st->out_schema = spec_load_schema(L, v, "step output", NULL);
+	}
 	if (strcmp(kname, "code") == 0) {
 		st->kind = REIN_STEP_CODE;
 		load_code(L, st, kind);
@@ -776,8 +783,10 @@ void rein_spec_free(rein_spec *s)
 		json_decref(st->reason);
 		json_decref(st->output);
 	}
-	for (size_t i = 0; i < s->nsteps; i++)
+	for (size_t i = 0; i < s->nsteps; i++) {
 		json_decref(s->steps[i].args);
+		rein_schema_free(s->steps[i].out_schema);
+	}
 	spec_tools_free(s);
 	rein_free(s->steps);
 	rein_free(s->name);

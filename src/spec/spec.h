@@ -118,6 +118,8 @@ typedef struct rein_step {
 	/* tool */
 	int tool;      /* index into spec->tools */
 	json_t *args;  /* template for the arguments object */
+	/* code and tool: the schema the step's output must match, NULL: none */
+	rein_schema *out_schema;
 } rein_step;
 
 typedef struct rein_spec {

@@ -312,6 +312,26 @@ static void test_step_errors(void **state)
 	drive_free(&d2);
 }
 
+static void test_step_output_schema(void **state)
+{
+	(void)state;
+	static const char *y = "rein: 1\nname: so\nsteps:\n"
+			       "  a: { code: 'return { n = input.n }', output: { type: object, properties: { n: { type: integer } } },\n"
+			       "       on_fail: bad, next: done }\n"
+			       "  done: { end: succeeded }\n"
+			       "  bad: { end: escalated, reason: '${why}' }\n";
+	drive d = {0};
+	run_to_end(&d, y, "{\"n\": 3}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	drive_free(&d);
+	drive d2 = {0};
+	run_to_end(&d2, y, "{\"n\": \"three\"}");
+	assert_int_equal(rein_run_status(d2.run), REIN_RUN_ESCALATED);
+	assert_non_null(strstr(rein_run_reason(d2.run), "output does not match the step's output schema: /n"));
+	assert_int_equal(count(&d2, "step.completed", "a"), 0);
+	drive_free(&d2);
+}
+
 static void test_output_schema(void **state)
 {
 	(void)state;
@@ -576,6 +596,7 @@ int main(void)
 		cmocka_unit_test(test_wait_timer),   cmocka_unit_test(test_loop_bounds),
 		cmocka_unit_test(test_timeout),      cmocka_unit_test(test_step_errors),
 		cmocka_unit_test(test_output_schema), cmocka_unit_test(test_corrupt_log),
+		cmocka_unit_test(test_step_output_schema),
 		cmocka_unit_test(test_tool_retries),  cmocka_unit_test(test_tool_ambiguity),
 		cmocka_unit_test(test_tool_crash_in_flight), cmocka_unit_test(test_tool_fallbacks),
 	};
