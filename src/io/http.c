@@ -17,7 +17,8 @@
 
 struct rein_http_call {
 	rein_io *io;
-	CURL *easy; /* NULL once cancelled */
+	io_lane *lane; /* the multi handle it was added to */
+	CURL *easy;    /* NULL once cancelled */
 	struct curl_slist *req_headers;
 	rein_http_cb cb;
 	void *ud;
@@ -250,12 +251,15 @@ static void call_finish(rein_http_call *c, int error, const char *msg)
 	call_free(c);
 }
 
-void io_http_done(rein_io *io, CURL *easy, CURLcode rc)
+void io_http_done(io_lane *lane, CURL *easy, CURLcode rc)
 {
+	rein_io *io = lane->io;
 	rein_http_call *c = NULL;
 	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&c);
-	assert(c != NULL && c->easy == easy);
-	curl_multi_remove_handle(io->multi, easy);
+	assert(c != NULL && c->easy == easy && c->lane == lane);
+	curl_multi_remove_handle(lane->multi, easy);
+	assert(lane->inflight > 0);
+	lane->inflight--;
 	calls_unlink(io, c);
 	int error = classify(c, rc);
 	char msg[sizeof c->errbuf + 64];
@@ -288,7 +292,9 @@ void rein_http_cancel(rein_http_call *c)
 		return;
 	rein_io *io = c->io;
 	/* Stop the network side now; the callback runs later from the loop. */
-	curl_multi_remove_handle(io->multi, c->easy);
+	curl_multi_remove_handle(c->lane->multi, c->easy);
+	assert(c->lane->inflight > 0);
+	c->lane->inflight--;
 	curl_easy_cleanup(c->easy);
 	c->easy = NULL;
 	c->cancelled = true;
@@ -437,8 +443,13 @@ int rein_http_start(rein_io *io, const rein_http_req *req, rein_http_cb cb, void
 
 	/* Adding only arms curl's timer: the transfer starts, and can only end,
 	 * from a later turn of the loop. */
+	c->lane = io_lane_pick(io);
+	if (c->lane == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
 	c->start_ns = uv_hrtime();
-	CURLMcode mrc = curl_multi_add_handle(io->multi, c->easy);
+	CURLMcode mrc = curl_multi_add_handle(c->lane->multi, c->easy);
 	if (mrc != CURLM_OK) {
 		rc = rein_err_set(err, mrc == CURLM_OUT_OF_MEMORY ? REIN_ENOMEM : REIN_EIO,
 				  "curl_multi_add_handle: %s", curl_multi_strerror(mrc));
@@ -449,6 +460,7 @@ int rein_http_start(rein_io *io, const rein_http_req *req, rein_http_cb cb, void
 		io->calls->prev = c;
 	io->calls = c;
 	io->inflight++;
+	c->lane->inflight++;
 	if (call)
 		*call = c;
 	c = NULL;

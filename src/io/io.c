@@ -5,7 +5,9 @@
  * (CURLMOPT_TIMERFUNCTION, one uv_timer_t); we hand events back through
  * curl_multi_socket_action and collect finished transfers with
  * curl_multi_info_read. Completion callbacks therefore only ever run from a
- * libuv callback, inside rein_io_run or rein_io_wait.
+ * libuv callback, inside rein_io_run or rein_io_wait. Calls are spread over
+ * several multi handles (lanes, see io_int.h) so that curl's per-call walks
+ * of its connection cache stay short when thousands are in flight.
  */
 #include "io_int.h"
 
@@ -37,17 +39,17 @@ static rlim_t raise_nofile(void)
 
 /* ---- sockets ----------------------------------------------------------- */
 
-static void check_done(rein_io *io)
+static void check_done(io_lane *lane)
 {
 	CURLMsg *m;
 	int left;
-	while ((m = curl_multi_info_read(io->multi, &left)) != NULL) {
+	while ((m = curl_multi_info_read(lane->multi, &left)) != NULL) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		/* io_http_done removes the handle, which invalidates m: copy first. */
 		CURL *easy = m->easy_handle;
 		CURLcode rc = m->data.result;
-		io_http_done(io, easy, rc);
+		io_http_done(lane, easy, rc);
 	}
 }
 
@@ -55,7 +57,7 @@ static void on_sock_closed(uv_handle_t *h) { rein_free(h->data); }
 
 static void sock_close(io_sock *sk)
 {
-	rein_io *io = sk->io;
+	rein_io *io = sk->lane->io;
 	if (sk->prev)
 		sk->prev->next = sk->next;
 	else
@@ -69,7 +71,7 @@ static void sock_close(io_sock *sk)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
 	io_sock *sk = h->data;
-	rein_io *io = sk->io;
+	io_lane *lane = sk->lane;
 	int flags = 0;
 	if (status < 0)
 		flags = CURL_CSELECT_ERR | CURL_CSELECT_IN | CURL_CSELECT_OUT;
@@ -79,18 +81,19 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		flags |= CURL_CSELECT_OUT;
 	int running;
 	/* sk may be closed during this call (CURL_POLL_REMOVE); do not touch it after. */
-	curl_multi_socket_action(io->multi, sk->fd, flags, &running);
-	check_done(io);
+	curl_multi_socket_action(lane->multi, sk->fd, flags, &running);
+	check_done(lane);
 }
 
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
-	rein_io *io = userp;
+	io_lane *lane = userp;
+	rein_io *io = lane->io;
 	io_sock *sk = socketp;
 	if (what == CURL_POLL_REMOVE) {
 		if (sk != NULL) {
 			sock_close(sk);
-			curl_multi_assign(io->multi, s, NULL);
+			curl_multi_assign(lane->multi, s, NULL);
 		}
 		return 0;
 	}
@@ -103,13 +106,13 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 			return -1;
 		}
 		sk->poll.data = sk;
-		sk->io = io;
+		sk->lane = lane;
 		sk->fd = s;
 		sk->next = io->socks;
 		if (io->socks)
 			io->socks->prev = sk;
 		io->socks = sk;
-		curl_multi_assign(io->multi, s, sk);
+		curl_multi_assign(lane->multi, s, sk);
 	}
 	int ev = 0;
 	if (what & CURL_POLL_IN)
@@ -124,21 +127,21 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 
 static void on_curl_timeout(uv_timer_t *t)
 {
-	rein_io *io = t->data;
+	io_lane *lane = t->data;
 	int running;
-	curl_multi_socket_action(io->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(io);
+	curl_multi_socket_action(lane->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(lane);
 }
 
 /* Curl asks for one tick after timeout_ms (-1: none). Never act from here:
  * curl forbids re-entering the multi handle from its own callbacks. */
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-	rein_io *io = userp;
+	io_lane *lane = userp;
 	if (timeout_ms < 0)
-		uv_timer_stop(&io->curl_timer);
+		uv_timer_stop(&lane->timer);
 	else
-		uv_timer_start(&io->curl_timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
+		uv_timer_start(&lane->timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
 	return 0;
 }
 
@@ -154,6 +157,65 @@ static void on_wait_timer(uv_timer_t *t)
 {
 	rein_io *io = t->data;
 	io->wait_expired = true;
+}
+
+/* ---- lanes ------------------------------------------------------------- */
+
+static void on_lane_closed(uv_handle_t *h) { rein_free(h->data); }
+
+/* Frees a lane whose calls are all gone; its timer is freed with the loop run. */
+static void lane_free(io_lane *lane)
+{
+	if (lane == NULL)
+		return;
+	assert(lane->inflight == 0);
+	/* Closing the connection cache may still report sockets to remove. */
+	if (lane->multi)
+		curl_multi_cleanup(lane->multi);
+	lane->multi = NULL;
+	uv_close((uv_handle_t *)&lane->timer, on_lane_closed);
+}
+
+static io_lane *lane_new(rein_io *io, long maxconn)
+{
+	io_lane *lane = rein_calloc(1, sizeof *lane);
+	if (lane == NULL)
+		return NULL;
+	lane->io = io;
+	uv_timer_init(&io->loop, &lane->timer);
+	lane->timer.data = lane;
+	lane->multi = curl_multi_init();
+	if (lane->multi == NULL ||
+	    curl_multi_setopt(lane->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+	    curl_multi_setopt(lane->multi, CURLMOPT_SOCKETDATA, lane) != CURLM_OK ||
+	    curl_multi_setopt(lane->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+	    curl_multi_setopt(lane->multi, CURLMOPT_TIMERDATA, lane) != CURLM_OK ||
+	    curl_multi_setopt(lane->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L) != CURLM_OK ||
+	    curl_multi_setopt(lane->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L) != CURLM_OK ||
+	    curl_multi_setopt(lane->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK) {
+		lane_free(lane);
+		return NULL;
+	}
+	return lane;
+}
+
+io_lane *io_lane_pick(rein_io *io)
+{
+	for (size_t i = 0; i < io->nlanes; i++)
+		if (io->lanes[i]->inflight < IO_LANE_CALLS)
+			return io->lanes[i];
+	if (io->nlanes == io->lanes_cap) {
+		size_t cap = io->lanes_cap ? 2 * io->lanes_cap : 8;
+		io_lane **l = rein_realloc(io->lanes, cap * sizeof *l);
+		if (l == NULL)
+			return NULL;
+		io->lanes = l;
+		io->lanes_cap = cap;
+	}
+	io_lane *lane = lane_new(io, io->nlanes == 0 ? io->maxconn : io->lane_maxconn);
+	if (lane != NULL)
+		io->lanes[io->nlanes++] = lane;
+	return lane;
 }
 
 /* ---- the loop object --------------------------------------------------- */
@@ -184,43 +246,33 @@ int rein_io_new(rein_io **out, rein_err *err)
 		goto out;
 	}
 	loop_ok = true;
-	uv_timer_init(&io->loop, &io->curl_timer);
 	uv_timer_init(&io->loop, &io->defer_timer);
 	uv_timer_init(&io->loop, &io->wait_timer);
-	io->curl_timer.data = io;
 	io->defer_timer.data = io;
 	io->wait_timer.data = io;
 
-	io->multi = curl_multi_init();
-	if (io->multi == NULL) {
+	/* Idle connections kept for reuse: half the descriptors, at least 1024,
+	 * in lane 0; as many as a lane takes calls in each further lane (the
+	 * idle connections left over after a burst are then at most the burst). */
+	io->maxconn = nofile / 2 > 1024 ? (long)(nofile / 2) : 1024;
+	io->lane_maxconn = IO_LANE_CALLS;
+	if (io_lane_pick(io) == NULL) {
 		rc = rein_err_set(err, REIN_ENOMEM, "curl_multi_init failed");
-		goto out;
-	}
-	/* Idle connections kept for reuse: half the descriptors, at least 1024. */
-	long maxconn = nofile / 2 > 1024 ? (long)(nofile / 2) : 1024;
-	if (curl_multi_setopt(io->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
-	    curl_multi_setopt(io->multi, CURLMOPT_SOCKETDATA, io) != CURLM_OK ||
-	    curl_multi_setopt(io->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
-	    curl_multi_setopt(io->multi, CURLMOPT_TIMERDATA, io) != CURLM_OK ||
-	    curl_multi_setopt(io->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L) != CURLM_OK ||
-	    curl_multi_setopt(io->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L) != CURLM_OK ||
-	    curl_multi_setopt(io->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK) {
-		rc = rein_err_set(err, REIN_EIO, "curl_multi_setopt failed");
 		goto out;
 	}
 	*out = io;
 	io = NULL;
 out:
 	if (io != NULL) {
-		if (io->multi)
-			curl_multi_cleanup(io->multi);
 		if (loop_ok) {
-			uv_close((uv_handle_t *)&io->curl_timer, NULL);
+			for (size_t i = 0; i < io->nlanes; i++)
+				lane_free(io->lanes[i]);
 			uv_close((uv_handle_t *)&io->defer_timer, NULL);
 			uv_close((uv_handle_t *)&io->wait_timer, NULL);
 			uv_run(&io->loop, UV_RUN_DEFAULT);
 			uv_loop_close(&io->loop);
 		}
+		rein_free(io->lanes);
 		rein_free(io);
 	}
 	return rc;
@@ -239,18 +291,17 @@ void rein_io_free(rein_io *io)
 	io->closing = true;
 	io_http_cancel_all(io);
 	assert(io->inflight == 0);
-	/* Closing the connection cache may still report sockets to remove. */
-	curl_multi_cleanup(io->multi);
-	io->multi = NULL;
+	for (size_t i = 0; i < io->nlanes; i++)
+		lane_free(io->lanes[i]);
 	while (io->socks != NULL)
 		sock_close(io->socks);
-	uv_close((uv_handle_t *)&io->curl_timer, NULL);
 	uv_close((uv_handle_t *)&io->defer_timer, NULL);
 	uv_close((uv_handle_t *)&io->wait_timer, NULL);
 	/* Handles a user left on the loop: close them rather than leak the loop. */
 	uv_walk(&io->loop, close_stray, NULL);
 	uv_run(&io->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&io->loop);
+	rein_free(io->lanes);
 	rein_free(io);
 }
 

@@ -470,6 +470,30 @@ static void test_free_inflight(void **state)
 	assert_int_equal(t.cancelled, 60);
 }
 
+/* More calls than one curl multi handle ("lane") takes: cancels and the final
+ * free reach calls in every lane, and each callback runs once. */
+static void test_free_many_lanes(void **state)
+{
+	enum { N = 700 };
+	rein_io *io = NULL;
+	rein_err err = {0};
+	assert_int_equal(rein_io_new(&io, &err), REIN_OK);
+	tally t = {0};
+	char *u = url("/tool/delay:60000");
+	rein_http_req req = {.url = u, .timeout_ms = 60000};
+	static rein_http_call *calls[N];
+	for (int i = 0; i < N; i++)
+		assert_int_equal(rein_http_start(io, &req, on_tally, &t, &calls[i], &err), REIN_OK);
+	rein_free(u);
+	for (int i = 0; i < N; i += 100)
+		rein_http_cancel(calls[i]);
+	wait_for(io, &t.done, N / 100);
+	assert_int_equal(rein_io_inflight(io), N - N / 100);
+	rein_io_free(io);
+	assert_int_equal(t.done, N);
+	assert_int_equal(t.cancelled, N);
+}
+
 /* A completion that runs early in a loop turn must still end the wait at
  * once, not when the wait's own timeout fires. */
 static void test_wait_returns(void **state)
@@ -519,6 +543,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_in_callback, io_setup, io_teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, io_setup, io_teardown),
 		cmocka_unit_test(test_free_inflight),
+		cmocka_unit_test(test_free_many_lanes),
 		cmocka_unit_test_setup_teardown(test_wait_returns, io_setup, io_teardown),
 		cmocka_unit_test_setup_teardown(test_wait_empty, io_setup, io_teardown),
 	};
