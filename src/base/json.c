@@ -1,11 +1,285 @@
-/* JSON helpers over jansson: canonical dumps and parse errors with positions. */
+/*
+ * JSON helpers over jansson: canonical dumps and parse errors with positions.
+ *
+ * The canonical text is what event hashes cover, so it must stay exactly what
+ * jansson's json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) writes.
+ * That call is slow for the small payloads the runner dumps on every event
+ * (a hashtable for loop detection, a key array and qsort per object, printf
+ * per integer, a callback per token), so rein_json_dump has its own writer for
+ * the common cases and hands the rest to jansson: reals (whose text comes from
+ * "%.17g" plus jansson's touch-ups), strings that are not valid UTF-8 (jansson
+ * fails or writes a partial key), and nesting deeper than MAX_DEPTH (which is
+ * also how a cycle ends). tests/unit/test_json.c compares the two.
+ */
 #include "base.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 extern _Thread_local bool rein_json_alloc_failed; /* mem.c */
 
-char *rein_json_dump(const json_t *j)
+#define MAX_DEPTH 256
+#define STACK_KEYS 8
+
+/* Output buffer: starts on the caller's stack, moves to the heap if it grows. */
+typedef struct wbuf {
+	char *p;
+	size_t len, cap;
+	bool heap;
+	bool oom;     /* an allocation failed */
+	bool punt;    /* leave this document to jansson */
+} wbuf;
+
+static bool wb_grow(wbuf *w, size_t extra)
+{
+	size_t cap = w->cap * 2;
+	while (cap < w->len + extra + 1)
+		cap *= 2;
+	char *p;
+	if (w->heap) {
+		p = rein_realloc(w->p, cap);
+	} else {
+		p = rein_malloc(cap);
+		if (p)
+			memcpy(p, w->p, w->len);
+	}
+	if (p == NULL) {
+		w->oom = true;
+		return false;
+	}
+	w->p = p;
+	w->cap = cap;
+	w->heap = true;
+	return true;
+}
+
+static inline bool wb_room(wbuf *w, size_t extra)
+{
+	return w->len + extra + 1 <= w->cap || wb_grow(w, extra);
+}
+
+static inline void wb_put(wbuf *w, const char *s, size_t n)
+{
+	if (!wb_room(w, n))
+		return;
+	memcpy(w->p + w->len, s, n);
+	w->len += n;
+}
+
+static inline void wb_ch(wbuf *w, char c)
+{
+	if (!wb_room(w, 1))
+		return;
+	w->p[w->len++] = c;
+}
+
+/* Length of the UTF-8 sequence at s (at most n bytes) under jansson's rules
+ * (utf8_check_first / utf8_check_full): no overlong forms, no surrogates,
+ * nothing above U+10FFFF. 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char u = s[0];
+	size_t count;
+	uint32_t v;
+	if (u >= 0xC2 && u <= 0xDF) {
+		count = 2;
+		v = u & 0x1F;
+	} else if (u >= 0xE0 && u <= 0xEF) {
+		count = 3;
+		v = u & 0x0F;
+	} else if (u >= 0xF0 && u <= 0xF4) {
+		count = 4;
+		v = u & 0x07;
+	} else {
+		return 0;
+	}
+	if (count > n)
+		return 0;
+	for (size_t i = 1; i < count; i++) {
+		if (s[i] < 0x80 || s[i] > 0xBF)
+			return 0;
+		v = (v << 6) | (s[i] & 0x3F);
+	}
+	if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) || (count == 3 && v < 0x800) ||
+	    (count == 4 && v < 0x10000))
+		return 0;
+	return count;
+}
+
+static void put_string(wbuf *w, const char *str, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *s = (const unsigned char *)str, *end = s + len;
+	wb_ch(w, '"');
+	while (s < end) {
+		const unsigned char *run = s;
+		while (s < end && *s >= 0x20 && *s < 0x80 && *s != '"' && *s != '\\')
+			s++;
+		if (s > run)
+			wb_put(w, (const char *)run, (size_t)(s - run));
+		if (s == end)
+			break;
+		unsigned char c = *s;
+		if (c >= 0x80) {
+			size_t n = utf8_len(s, (size_t)(end - s));
+			if (n == 0) {
+				w->punt = true;
+				return;
+			}
+			wb_put(w, (const char *)s, n);
+			s += n;
+			continue;
+		}
+		char esc[6] = {'\\', 0};
+		size_t elen = 2;
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default: /* other control characters: \u00XX, upper-case hex */
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 0xF];
+			elen = 6;
+		}
+		wb_put(w, esc, elen);
+		s++;
+	}
+	wb_ch(w, '"');
+}
+
+static void put_integer(wbuf *w, json_int_t v)
+{
+	char tmp[24];
+	size_t i = sizeof tmp;
+	/* unsigned arithmetic: -LLONG_MIN does not fit a long long */
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	do {
+		tmp[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		tmp[--i] = '-';
+	wb_put(w, tmp + i, sizeof tmp - i);
+}
+
+static char *jansson_dump(const json_t *j);
+
+static void put_real(wbuf *w, const json_t *j)
+{
+	char *s = jansson_dump(j);
+	if (s == NULL) {
+		w->oom = true;
+		return;
+	}
+	wb_put(w, s, strlen(s));
+	rein_free(s);
+}
+
+typedef struct kv {
+	const char *key;
+	size_t len;
+	json_t *value;
+} kv;
+
+/* jansson's compare_keys: bytes first, then the shorter key first. */
+static int kv_cmp(const void *a, const void *b)
+{
+	const kv *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int r = memcmp(x->key, y->key, n);
+	if (r)
+		return r;
+	return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static void put_value(wbuf *w, const json_t *j, int depth);
+
+static void put_object(wbuf *w, const json_t *j, int depth)
+{
+	size_t n = json_object_size(j);
+	if (n == 0) {
+		wb_put(w, "{}", 2);
+		return;
+	}
+	kv stack[STACK_KEYS];
+	kv *keys = n <= STACK_KEYS ? stack : rein_malloc(n * sizeof *keys);
+	if (keys == NULL) {
+		w->oom = true;
+		return;
+	}
+	size_t i = 0;
+	for (void *it = json_object_iter((json_t *)j); it && i < n;
+	     it = json_object_iter_next((json_t *)j, it), i++) {
+		keys[i].key = json_object_iter_key(it);
+		keys[i].len = json_object_iter_key_len(it);
+		keys[i].value = json_object_iter_value(it);
+	}
+	n = i;
+	if (n <= STACK_KEYS) { /* insertion sort: most objects have a few keys */
+		for (size_t a = 1; a < n; a++) {
+			kv t = keys[a];
+			size_t b = a;
+			while (b > 0 && kv_cmp(&keys[b - 1], &t) > 0) {
+				keys[b] = keys[b - 1];
+				b--;
+			}
+			keys[b] = t;
+		}
+	} else {
+		qsort(keys, n, sizeof *keys, kv_cmp);
+	}
+	wb_ch(w, '{');
+	for (i = 0; i < n && !w->oom && !w->punt; i++) {
+		if (i > 0)
+			wb_ch(w, ',');
+		put_string(w, keys[i].key, keys[i].len);
+		wb_ch(w, ':');
+		put_value(w, keys[i].value, depth + 1);
+	}
+	wb_ch(w, '}');
+	if (keys != stack)
+		rein_free(keys);
+}
+
+static void put_value(wbuf *w, const json_t *j, int depth)
+{
+	if (w->oom || w->punt)
+		return;
+	if (depth > MAX_DEPTH) {
+		w->punt = true;
+		return;
+	}
+	switch (json_typeof(j)) {
+	case JSON_NULL: wb_put(w, "null", 4); break;
+	case JSON_TRUE: wb_put(w, "true", 4); break;
+	case JSON_FALSE: wb_put(w, "false", 5); break;
+	case JSON_INTEGER: put_integer(w, json_integer_value(j)); break;
+	case JSON_REAL: put_real(w, j); break;
+	case JSON_STRING: put_string(w, json_string_value(j), json_string_length(j)); break;
+	case JSON_ARRAY: {
+		size_t n = json_array_size(j);
+		wb_ch(w, '[');
+		for (size_t i = 0; i < n && !w->oom && !w->punt; i++) {
+			if (i > 0)
+				wb_ch(w, ',');
+			put_value(w, json_array_get(j, i), depth + 1);
+		}
+		wb_ch(w, ']');
+		break;
+	}
+	case JSON_OBJECT: put_object(w, j, depth); break;
+	default: w->punt = true; break;
+	}
+}
+
+static char *jansson_dump(const json_t *j)
 {
 	rein_json_alloc_failed = false;
 	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
@@ -14,6 +288,34 @@ char *rein_json_dump(const json_t *j)
 		s = NULL;
 	}
 	return s;
+}
+
+char *rein_json_dump(const json_t *j)
+{
+	if (j == NULL)
+		return NULL;
+	char stackbuf[512];
+	wbuf w = {.p = stackbuf, .cap = sizeof stackbuf};
+	put_value(&w, j, 0);
+	char *out = NULL;
+	if (w.punt) {
+		out = jansson_dump(j);
+	} else if (!w.oom) {
+		if (w.heap) {
+			w.p[w.len] = '\0';
+			out = w.p;
+			w.p = NULL;
+		} else {
+			out = rein_malloc(w.len + 1);
+			if (out) {
+				memcpy(out, w.p, w.len);
+				out[w.len] = '\0';
+			}
+		}
+	}
+	if (w.heap)
+		rein_free(w.p);
+	return out;
 }
 
 json_t *rein_json_parse(const char *text, size_t len, rein_err *err)
