@@ -13,7 +13,7 @@ crash_run() { # WORKFLOW: starts a run whose call takes 3 s and kills it mid-cal
 	wait $pid 2>/dev/null
 }
 
-crash_run slow
+crash_run slowtool
 expect_exit 0 "$REIN" runs --status running --json
 run=$(json_get "$OUT" 'j[0]["run"]')
 key=$(events_of "$run" tool.intent | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["key"])')
@@ -27,7 +27,7 @@ s=$(stats)
 [ "$(events_of "$run" tool.intent | wc -l)" = 1 ] || fail "a second intent"
 
 reset_stats
-crash_run slow_nokey
+crash_run slowtool_nokey
 expect_exit 0 "$REIN" runs --status running --json
 run=$(json_get "$OUT" 'j[0]["run"]')
 expect_exit 6 "$REIN" resume "$run"
