@@ -1045,6 +1045,7 @@ static void handle_control(conn *c, request *rq)
 			script = s;
 			turn_idx = 0;
 			seq_tools = 0;
+			seq_ids = 0;
 			respond_json(c, 200,
 				     json_pack("{s:b,s:I}", "ok", 1, "turns",
 					       (json_int_t)json_array_size(json_object_get(s, "turns"))));
