@@ -510,6 +510,8 @@ int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err)
 		a->cancel = true;
 		if (a->state == A_SLEEP || a->state == A_PARK_WAIT)
 			a->state = A_RUN;
+		for (ticket *tk = a->tickets; tk && rn->tx; tk = tk->next)
+			rein_tools_cancel(rn->tx, tk); /* calls out are cut short */
 		return REIN_OK;
 	}
 	return rein_store_cancel_request(rn->st, id, err);
@@ -708,6 +710,25 @@ static void tool_done(void *ud, rein_tool_outcome *o)
 		a->state = A_RUN;
 }
 
+/* Runs held while their calls are out do not reach a commit, where cancel
+ * requests are normally noticed: ask the store, and cut their calls short. */
+static void check_cancels(rein_runner *rn)
+{
+	for (size_t i = 0; i < rn->n; i++) {
+		active *a = rn->runs[i];
+		if (a->state != A_BUSY || a->cancel)
+			continue;
+		rein_run_row row = {0};
+		rein_err e = {0};
+		if (rein_store_run_get(rn->st, a->id, &row, &e) == REIN_OK && row.cancel_requested) {
+			a->cancel = true;
+			for (ticket *tk = a->tickets; tk; tk = tk->next)
+				rein_tools_cancel(rn->tx, tk);
+		}
+		rein_run_row_clear(&row);
+	}
+}
+
 /* Sends every attempt queued behind the barrier that just committed. */
 static int dispatch_all(rein_runner *rn, rein_err *err)
 {
@@ -848,8 +869,11 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 		if (next == INT64_MAX && !busy)
 			return REIN_OK; /* nothing held */
 		if (rn->io && (rein_io_inflight(rn->io) > 0 || rein_tools_inflight(rn->tx) > 0)) {
-			/* outcomes arrive as events from the callbacks */
-			rein_io_wait(rn->io, next == INT64_MAX ? -1 : (next > t ? next - t : 0));
+			/* outcomes arrive as events from the callbacks; at least once
+			 * a second, look for cancels asked by other processes */
+			int64_t wait = next == INT64_MAX ? 1000 : (next > t ? next - t : 0);
+			if (rein_io_wait(rn->io, wait > 1000 ? 1000 : wait) == 0)
+				check_cancels(rn);
 			if (rn->cb_rc != REIN_OK) {
 				rc = rn->cb_rc;
 				rn->cb_rc = REIN_OK;

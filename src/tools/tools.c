@@ -52,6 +52,7 @@ struct rein_tools {
 	size_t inflight;
 	mcp_conn **conns;
 	size_t nconns;
+	struct attempt *flying; /* attempts with a call out */
 };
 
 typedef struct attempt {
@@ -68,6 +69,11 @@ typedef struct attempt {
 	mcp_conn *conn;
 	json_t *sent;
 	int64_t started;
+	/* in flight: for rein_tools_cancel */
+	rein_http_call *hc;
+	rein_mcp_call *mc;
+	struct attempt *prev, *next;
+	bool listed_inflight;
 } attempt;
 
 int rein_tools_new(rein_io *io, const rein_clock *clock, rein_tools **out, rein_err *err)
@@ -207,9 +213,44 @@ static void redact(const attempt *at, char *text)
 	}
 }
 
+static void fly_unlink(attempt *at)
+{
+	if (!at->listed_inflight)
+		return;
+	if (at->prev)
+		at->prev->next = at->next;
+	else
+		at->tx->flying = at->next;
+	if (at->next)
+		at->next->prev = at->prev;
+	at->listed_inflight = false;
+}
+
+static void fly_link(attempt *at)
+{
+	at->prev = NULL;
+	at->next = at->tx->flying;
+	if (at->next)
+		at->next->prev = at;
+	at->tx->flying = at;
+	at->listed_inflight = true;
+}
+
+void rein_tools_cancel(rein_tools *tx, void *ud)
+{
+	for (attempt *at = tx->flying; at; at = at->next)
+		if (at->ud == ud) {
+			if (at->hc)
+				rein_http_cancel(at->hc);
+			if (at->mc)
+				rein_mcp_cancel(at->mc);
+		}
+}
+
 static void finish(attempt *at, rein_tool_outcome *o)
 {
 	rein_tools *tx = at->tx;
+	fly_unlink(at);
 	breaker *b = &tx->br[at->br];
 	if (!o->ok)
 		redact(at, o->error);
@@ -448,9 +489,11 @@ static void mcp_send(attempt *at)
 		}
 	}
 	at->started = rein_clock_now(at->tx->clock);
-	if (rein_mcp_call_tool(c->m, tool->mcp_tool, at->sent, tool->timeout_ms, mcp_done, at, NULL,
-			       &e) == REIN_OK)
+	if (rein_mcp_call_tool(c->m, tool->mcp_tool, at->sent, tool->timeout_ms, mcp_done, at, &at->mc,
+			       &e) == REIN_OK) {
+		fly_link(at);
 		return;
+	}
 	fail(&o, "transport", true, false, "cannot send: %s", e.msg);
 now:
 	at->breaker = NULL;
@@ -820,8 +863,9 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *k
 		.timeout_ms = tool->timeout_ms,
 		.max_response_bytes = tool->max_response_bytes,
 	};
-	if ((rc = rein_http_start(tx->io, &req, http_done, at, NULL, err)) != REIN_OK)
+	if ((rc = rein_http_start(tx->io, &req, http_done, at, &at->hc, err)) != REIN_OK)
 		goto now_done;
+	fly_link(at);
 	tx->inflight++;
 	at->breaker = o.breaker; /* reported with the outcome */
 	at = NULL;               /* http_done owns it now */

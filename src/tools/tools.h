@@ -42,6 +42,10 @@ typedef void (*rein_tool_cb)(void *ud, rein_tool_outcome *out);
 int rein_tools_call(rein_tools *tx, const rein_spec *spec, int tool, const char *key,
 		    const json_t *args, rein_tool_cb cb, void *ud, rein_err *err);
 
+/* Cancels every attempt in flight that was started with this ud; each still
+ * reports (outcome "cancelled") through its callback, later. */
+void rein_tools_cancel(rein_tools *tx, void *ud);
+
 /* The tool's last good result in this process (borrowed), or NULL. */
 const json_t *rein_tools_cached(rein_tools *tx, const rein_spec *spec, int tool);
 
