@@ -2,9 +2,18 @@
  * The SQLite backend: WAL mode, synchronous=FULL (a commit survives power
  * loss), prepared statements kept for the life of the handle. Every write
  * passes a fault point so tests can make the Nth one fail.
+ *
+ * Events appended inside a transaction are held here and written when the
+ * transaction commits (or when many are held, or before events are read back):
+ * sorted by (run_id, seq), so that the inserts walk the events B-tree in order
+ * instead of landing on a random page each (the runner interleaves thousands
+ * of runs in one group commit), with duplicate payloads written once, and
+ * EV_ROWS rows per INSERT statement. A failed write of held events fails the
+ * call that triggered it (an append, or the commit, which then rolls back).
  */
 #include "store.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <sqlite3.h>
@@ -21,8 +30,14 @@ enum {
 	Q_PAYLOAD_PUT,
 	Q_EVENT_PUT,
 	Q_EVENTS_LOAD,
+	Q_PAYLOAD_PUT_N,
+	Q_EVENT_PUT_N,
 	Q_COUNT
 };
+
+/* Rows per multi-row INSERT; held events are written when HELD_MAX are held. */
+#define EV_ROWS 32
+#define HELD_MAX 65536
 
 static const char *const sql[Q_COUNT] = {
 	[Q_SPEC_PUT] = "INSERT OR IGNORE INTO specs(version, name, bundle) VALUES (?1, ?2, ?3)",
@@ -54,6 +69,25 @@ static const char *const sql[Q_COUNT] = {
 			  "WHERE e.run_id = ?1 ORDER BY e.seq",
 };
 
+/* "INSERT ... VALUES (?,...,?),(...)" with rows groups of cols parameters. */
+static char *multi_insert_sql(const char *head, int cols, int rows)
+{
+	rein_buf b = {0};
+	int rc = rein_buf_puts(&b, head);
+	for (int r = 0; r < rows && rc == REIN_OK; r++) {
+		rc = rein_buf_puts(&b, r ? ",(" : " VALUES (");
+		for (int c = 0; c < cols && rc == REIN_OK; c++)
+			rc = rein_buf_puts(&b, c ? ",?" : "?");
+		if (rc == REIN_OK)
+			rc = rein_buf_puts(&b, ")");
+	}
+	if (rc != REIN_OK) {
+		rein_buf_free(&b);
+		return NULL;
+	}
+	return b.p;
+}
+
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS specs("
 	" version TEXT PRIMARY KEY, name TEXT NOT NULL, bundle TEXT NOT NULL);"
@@ -76,10 +110,24 @@ static const char schema_sql[] =
 	"CREATE TRIGGER IF NOT EXISTS events_append_only_d BEFORE DELETE ON events"
 	" BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;";
 
+/* An event held until the transaction commits; strings live in sq.arena. */
+typedef struct held_ev {
+	size_t run_id, type, step, payload; /* offsets into the arena; step NO_STEP: NULL */
+	int64_t seq, at;
+	uint8_t payload_hash[REIN_HASH_LEN], prev_hash[REIN_HASH_LEN], hash[REIN_HASH_LEN];
+} held_ev;
+
+#define NO_STEP ((size_t)-1)
+
 typedef struct sq {
 	sqlite3 *db;
 	sqlite3_stmt *q[Q_COUNT];
 	bool in_tx;
+	held_ev *held;
+	size_t nheld, heldcap;
+	rein_buf arena;
+	const held_ev **order; /* scratch for sorting */
+	size_t ordercap;
 } sq;
 
 static int db_err(sq *b, rein_err *err, const char *what)
@@ -93,11 +141,25 @@ static int db_err(sq *b, rein_err *err, const char *what)
 
 static sqlite3_stmt *stmt(sq *b, int i, rein_err *err)
 {
-	if (b->q[i] == NULL &&
-	    sqlite3_prepare_v3(b->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &b->q[i], NULL) !=
-		    SQLITE_OK) {
-		db_err(b, err, "prepare");
-		return NULL;
+	if (b->q[i] == NULL) {
+		char *text = NULL;
+		if (i == Q_PAYLOAD_PUT_N)
+			text = multi_insert_sql("INSERT OR IGNORE INTO payloads(hash, body)", 2, EV_ROWS);
+		else if (i == Q_EVENT_PUT_N)
+			text = multi_insert_sql("INSERT INTO events(run_id, seq, type, step, at, "
+						"payload_hash, prev_hash, hash)",
+						8, EV_ROWS);
+		if ((i == Q_PAYLOAD_PUT_N || i == Q_EVENT_PUT_N) && text == NULL) {
+			rein_err_set(err, REIN_ENOMEM, "out of memory");
+			return NULL;
+		}
+		int r = sqlite3_prepare_v3(b->db, text ? text : sql[i], -1,
+					   SQLITE_PREPARE_PERSISTENT, &b->q[i], NULL);
+		rein_free(text);
+		if (r != SQLITE_OK) {
+			db_err(b, err, "prepare");
+			return NULL;
+		}
 	}
 	sqlite3_reset(b->q[i]);
 	sqlite3_clear_bindings(b->q[i]);
@@ -111,6 +173,21 @@ static int write_fault(rein_err *err)
 	return REIN_OK;
 }
 
+/* Forgets the held events; a large batch's buffers are not kept for the next. */
+static void held_clear(sq *b)
+{
+	b->nheld = 0;
+	b->arena.len = 0;
+	if (b->heldcap > 8192) {
+		rein_free(b->held);
+		rein_free(b->order);
+		rein_buf_free(&b->arena);
+		b->held = NULL;
+		b->order = NULL;
+		b->heldcap = b->ordercap = 0;
+	}
+}
+
 static void sq_close(void *be)
 {
 	sq *b = be;
@@ -119,6 +196,9 @@ static void sq_close(void *be)
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(b->q[i]);
 	sqlite3_close(b->db);
+	rein_free(b->held);
+	rein_free(b->order);
+	rein_buf_free(&b->arena);
 	rein_free(b);
 }
 
@@ -129,9 +209,12 @@ static int sq_exec(sq *b, const char *s, rein_err *err)
 	return REIN_OK;
 }
 
+static int held_write(sq *b, rein_err *err);
+
 static int sq_begin(void *be, rein_err *err)
 {
 	sq *b = be;
+	held_clear(b);
 	int rc = sq_exec(b, "BEGIN IMMEDIATE", err);
 	if (rc == REIN_OK)
 		b->in_tx = true;
@@ -143,10 +226,13 @@ static int sq_commit(void *be, rein_err *err)
 	sq *b = be;
 	int rc = write_fault(err);
 	if (rc == REIN_OK)
+		rc = held_write(b, err);
+	if (rc == REIN_OK)
 		rc = sq_exec(b, "COMMIT", err);
 	if (rc != REIN_OK) {
 		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
 	}
+	held_clear(b);
 	b->in_tx = false;
 	return rc;
 }
@@ -156,6 +242,7 @@ static void sq_rollback(void *be)
 	sq *b = be;
 	if (b->in_tx)
 		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+	held_clear(b);
 	b->in_tx = false;
 }
 
@@ -385,17 +472,19 @@ static int sq_cancel(void *be, const char *id, rein_err *err)
 	return sqlite3_changes(b->db) ? REIN_OK : rein_err_set(err, REIN_ENOTFOUND, "no run %s", id);
 }
 
-static int sq_event_append(void *be, const rein_event_row *ev, rein_err *err)
+/* Writes one event now (outside a transaction, or a batch's remainder). */
+static int event_write(sq *b, const rein_event_row *ev, bool payload, rein_err *err)
 {
-	sq *b = be;
-	int rc = write_fault(err);
-	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_PAYLOAD_PUT, err) : NULL;
-	if (s == NULL)
-		return rc ? rc : REIN_EIO;
-	sqlite3_bind_blob(s, 1, ev->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, ev->payload ? ev->payload : "", -1, SQLITE_STATIC);
-	if ((rc = step_done(b, s, err, "payload put")) != REIN_OK)
-		return rc;
+	int rc;
+	sqlite3_stmt *s;
+	if (payload) {
+		if ((s = stmt(b, Q_PAYLOAD_PUT, err)) == NULL)
+			return REIN_EIO;
+		sqlite3_bind_blob(s, 1, ev->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, ev->payload ? ev->payload : "", -1, SQLITE_STATIC);
+		if ((rc = step_done(b, s, err, "payload put")) != REIN_OK)
+			return rc;
+	}
 	if ((s = stmt(b, Q_EVENT_PUT, err)) == NULL)
 		return REIN_EIO;
 	sqlite3_bind_text(s, 1, ev->run_id, -1, SQLITE_STATIC);
@@ -409,6 +498,184 @@ static int sq_event_append(void *be, const rein_event_row *ev, rein_err *err)
 	return step_done(b, s, err, "event append");
 }
 
+static const char *arena_str(const sq *b, size_t off)
+{
+	return off == NO_STEP ? NULL : b->arena.p + off;
+}
+
+static rein_event_row held_row(const sq *b, const held_ev *h)
+{
+	rein_event_row ev = {
+		.run_id = arena_str(b, h->run_id),
+		.seq = h->seq,
+		.type = arena_str(b, h->type),
+		.step = arena_str(b, h->step),
+		.at = h->at,
+		.payload = arena_str(b, h->payload),
+	};
+	memcpy(ev.payload_hash, h->payload_hash, REIN_HASH_LEN);
+	memcpy(ev.prev_hash, h->prev_hash, REIN_HASH_LEN);
+	memcpy(ev.hash, h->hash, REIN_HASH_LEN);
+	return ev;
+}
+
+/* Copies s (NUL included) into the arena; *off gets its offset. */
+static int arena_put(sq *b, const char *s, size_t *off)
+{
+	if (s == NULL) {
+		*off = NO_STEP;
+		return REIN_OK;
+	}
+	*off = b->arena.len;
+	return rein_buf_append(&b->arena, s, strlen(s) + 1);
+}
+
+static int held_add(sq *b, const rein_event_row *ev, rein_err *err)
+{
+	if (b->nheld == b->heldcap) {
+		size_t cap = b->heldcap ? 2 * b->heldcap : 256;
+		held_ev *h = rein_realloc(b->held, cap * sizeof *h);
+		if (h == NULL)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+		b->held = h;
+		b->heldcap = cap;
+	}
+	held_ev *h = &b->held[b->nheld];
+	size_t mark = b->arena.len;
+	if (arena_put(b, ev->run_id, &h->run_id) != REIN_OK ||
+	    arena_put(b, ev->type, &h->type) != REIN_OK ||
+	    arena_put(b, ev->step, &h->step) != REIN_OK ||
+	    arena_put(b, ev->payload ? ev->payload : "", &h->payload) != REIN_OK) {
+		b->arena.len = mark;
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	}
+	h->seq = ev->seq;
+	h->at = ev->at;
+	memcpy(h->payload_hash, ev->payload_hash, REIN_HASH_LEN);
+	memcpy(h->prev_hash, ev->prev_hash, REIN_HASH_LEN);
+	memcpy(h->hash, ev->hash, REIN_HASH_LEN);
+	b->nheld++;
+	return REIN_OK;
+}
+
+static int cmp_by_key(const void *x, const void *y, void *arena)
+{
+	const held_ev *a = *(const held_ev *const *)x, *c = *(const held_ev *const *)y;
+	const char *base = arena;
+	int r = strcmp(base + a->run_id, base + c->run_id);
+	if (r)
+		return r;
+	return a->seq < c->seq ? -1 : a->seq > c->seq;
+}
+
+static int cmp_by_payload(const void *x, const void *y)
+{
+	const held_ev *a = *(const held_ev *const *)x, *c = *(const held_ev *const *)y;
+	return memcmp(a->payload_hash, c->payload_hash, REIN_HASH_LEN);
+}
+
+/* Writes the held payloads (each distinct one once), then the held events,
+ * both in key order. Leaves nothing held, whatever happens. */
+static int held_write(sq *b, rein_err *err)
+{
+	int rc = REIN_OK;
+	size_t n = b->nheld;
+	if (n == 0)
+		goto out;
+	if (b->ordercap < n) {
+		const held_ev **o = rein_realloc(b->order, n * sizeof *o);
+		if (o == NULL) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
+		}
+		b->order = o;
+		b->ordercap = n;
+	}
+	/* payloads: distinct hashes, sorted */
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		b->order[i] = &b->held[i];
+	qsort(b->order, n, sizeof *b->order, cmp_by_payload);
+	for (size_t i = 0; i < n; i++)
+		if (m == 0 || memcmp(b->order[m - 1]->payload_hash, b->order[i]->payload_hash,
+				     REIN_HASH_LEN) != 0)
+			b->order[m++] = b->order[i];
+	size_t i = 0;
+	for (; i + EV_ROWS <= m; i += EV_ROWS) {
+		sqlite3_stmt *s = stmt(b, Q_PAYLOAD_PUT_N, err);
+		if (s == NULL) {
+			rc = REIN_EIO;
+			goto out;
+		}
+		for (int r = 0; r < EV_ROWS; r++) {
+			const held_ev *h = b->order[i + (size_t)r];
+			sqlite3_bind_blob(s, 2 * r + 1, h->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
+			sqlite3_bind_text(s, 2 * r + 2, b->arena.p + h->payload, -1, SQLITE_STATIC);
+		}
+		if ((rc = step_done(b, s, err, "payload put")) != REIN_OK)
+			goto out;
+	}
+	for (; i < m; i++) {
+		const held_ev *h = b->order[i];
+		sqlite3_stmt *s = stmt(b, Q_PAYLOAD_PUT, err);
+		if (s == NULL) {
+			rc = REIN_EIO;
+			goto out;
+		}
+		sqlite3_bind_blob(s, 1, h->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, b->arena.p + h->payload, -1, SQLITE_STATIC);
+		if ((rc = step_done(b, s, err, "payload put")) != REIN_OK)
+			goto out;
+	}
+
+	/* events, in (run_id, seq) order */
+	for (i = 0; i < n; i++)
+		b->order[i] = &b->held[i];
+	qsort_r(b->order, n, sizeof *b->order, cmp_by_key, b->arena.p);
+	for (i = 0; i + EV_ROWS <= n; i += EV_ROWS) {
+		sqlite3_stmt *s = stmt(b, Q_EVENT_PUT_N, err);
+		if (s == NULL) {
+			rc = REIN_EIO;
+			goto out;
+		}
+		for (int r = 0; r < EV_ROWS; r++) {
+			const held_ev *h = b->order[i + (size_t)r];
+			int p = 8 * r;
+			sqlite3_bind_text(s, p + 1, b->arena.p + h->run_id, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(s, p + 2, h->seq);
+			sqlite3_bind_text(s, p + 3, b->arena.p + h->type, -1, SQLITE_STATIC);
+			bind_text_or_null(s, p + 4, arena_str(b, h->step));
+			sqlite3_bind_int64(s, p + 5, h->at);
+			sqlite3_bind_blob(s, p + 6, h->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
+			sqlite3_bind_blob(s, p + 7, h->prev_hash, REIN_HASH_LEN, SQLITE_STATIC);
+			sqlite3_bind_blob(s, p + 8, h->hash, REIN_HASH_LEN, SQLITE_STATIC);
+		}
+		if ((rc = step_done(b, s, err, "event append")) != REIN_OK)
+			goto out;
+	}
+	for (; i < n; i++) {
+		rein_event_row ev = held_row(b, b->order[i]);
+		if ((rc = event_write(b, &ev, false, err)) != REIN_OK)
+			goto out;
+	}
+out:
+	held_clear(b);
+	return rc;
+}
+
+static int sq_event_append(void *be, const rein_event_row *ev, rein_err *err)
+{
+	sq *b = be;
+	int rc = write_fault(err);
+	if (rc != REIN_OK)
+		return rc;
+	if (!b->in_tx)
+		return event_write(b, ev, true, err);
+	if ((rc = held_add(b, ev, err)) != REIN_OK)
+		return rc;
+	return b->nheld >= HELD_MAX ? held_write(b, err) : REIN_OK;
+}
+
 static void copy_hash(sqlite3_stmt *s, int i, uint8_t *out)
 {
 	memset(out, 0, REIN_HASH_LEN);
@@ -420,6 +687,9 @@ static int sq_events_load(void *be, const char *run_id, rein_event_cb cb, void *
 {
 	sq *b = be;
 	sqlite3_stmt *s = NULL;
+	int hr = held_write(b, err); /* the events held so far are part of the answer */
+	if (hr != REIN_OK)
+		return hr;
 	if (sqlite3_prepare_v2(b->db, sql[Q_EVENTS_LOAD], -1, &s, NULL) != SQLITE_OK)
 		return db_err(b, err, "events load");
 	sqlite3_bind_text(s, 1, run_id, -1, SQLITE_STATIC);
