@@ -46,6 +46,10 @@ typedef struct thread {
 	int64_t delay_ms; /* T_BACKOFF: the decided delay */
 	bool in_doubt;    /* rebuilt after a crash with an attempt unresolved */
 	char *error;      /* the last attempt's error */
+	/* llm */
+	int tier;         /* the tier being called */
+	int repairs;      /* repair turns taken */
+	json_t *msgs;     /* extra messages (repair turns) after the prompt */
 	json_t *result; /* DONE branch result, or JOINED output */
 	json_t *last;   /* output of the last completed step on this thread */
 } thread;
@@ -69,6 +73,9 @@ struct rein_run {
 	json_t *end_output;
 	char *end_reason;
 	int64_t started_at, deadline, steps_taken;
+	/* what the run has spent, charged from recorded events */
+	int64_t spent_tokens, model_calls, tool_calls;
+	double spent_cost;
 	char *last_error;
 };
 
@@ -108,6 +115,7 @@ void rein_run_free(rein_run *r)
 		json_decref(r->th[i].result);
 		json_decref(r->th[i].last);
 		json_decref(r->th[i].args);
+		json_decref(r->th[i].msgs);
 		rein_free(r->th[i].error);
 	}
 	rein_free(r->th);
@@ -295,7 +303,10 @@ static int step_error(rein_run *r, int t, const char *msg, rein_err *err)
 	if (st->on_fail >= 0)
 		return enter(r, t, st->on_fail, err);
 	char *reason = rein_sprintf("step '%s' failed: %s", st->name, msg);
-	decide_end(r, REIN_RUN_FAILED, reason, json_null());
+	/* a model that cannot give a valid answer, or a spent budget, is a case
+	 * for a human, not a broken run */
+	bool escalate = st->kind == REIN_STEP_LLM || strncmp(msg, "budget:", 7) == 0;
+	decide_end(r, escalate ? REIN_RUN_ESCALATED : REIN_RUN_FAILED, reason, json_null());
 	rein_free(reason);
 	r->th[t].state = T_DONE;
 	return REIN_OK;
@@ -380,6 +391,20 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 		th->fb_depth = 0;
 		th->attempts = 0;
 		th->in_doubt = false;
+		json_decref(th->args);
+		th->args = NULL;
+		set_str(&th->error, NULL);
+		return REIN_OK;
+	}
+	case REIN_STEP_LLM: {
+		thread *th = &r->th[t];
+		th->state = T_READY;
+		th->tier = st->tier;
+		th->repairs = 0;
+		th->attempts = 0;
+		th->in_doubt = false;
+		json_decref(th->msgs);
+		th->msgs = NULL;
 		json_decref(th->args);
 		th->args = NULL;
 		set_str(&th->error, NULL);
@@ -499,6 +524,7 @@ static int apply_tool(rein_run *r, int ti, const char *type, int64_t at, const j
 		t->issued = false;
 		t->in_doubt = false;
 		t->state = T_CALL;
+		r->tool_calls++;
 		return REIN_OK;
 	}
 	if (strcmp(type, "tool.attempt") == 0) {
@@ -612,6 +638,15 @@ static int poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 			json_decref(args);
 			rc = emit(cmd, "step.failed", s, json_pack("{s:s}", "error", msg), err);
 			rein_free(msg);
+			return rc == REIN_OK ? 1 : rc;
+		}
+		if (r->spec->max_tool_calls && r->tool_calls >= r->spec->max_tool_calls) {
+			json_decref(args);
+			char *why = rein_sprintf("budget: max_tool_calls %lld reached",
+						 (long long)r->spec->max_tool_calls);
+			rc = emit(cmd, "step.failed", s, json_pack("{s:s?, s:b}", "error", why, "budget", 1),
+				  err);
+			rein_free(why);
 			return rc == REIN_OK ? 1 : rc;
 		}
 		char key[80];
@@ -742,6 +777,355 @@ void rein_run_recovered(rein_run *r, int64_t now)
 	}
 }
 
+/* ---- llm steps ----------------------------------------------------------- */
+
+/* Renders the step's request for the thread's current tier (deterministic). */
+static int llm_request(rein_run *r, int ti, json_t **out, rein_err *err)
+{
+	thread *t = &r->th[ti];
+	const rein_step *st = &r->spec->steps[t->step];
+	const rein_model_tier *tier = &r->spec->tiers[t->tier];
+	json_t *prompt = NULL, *system = NULL, *req = NULL;
+	int rc;
+	if ((rc = eval_template(r, st->prompt, t->last, &prompt, err)) != REIN_OK)
+		goto out;
+	if (st->system && (rc = eval_template(r, st->system, t->last, &system, err)) != REIN_OK)
+		goto out;
+	char *ptext = json_is_string(prompt) ? rein_strdup(json_string_value(prompt)) : rein_json_dump(prompt);
+	char *stext = system == NULL ? NULL
+		      : json_is_string(system) ? rein_strdup(json_string_value(system))
+					       : rein_json_dump(system);
+	req = json_pack("{s:O, s:[{s:s, s:s?}], s:I}", "model",
+			json_object_get(tier->config, "model"), "messages", "role", "user", "content",
+			ptext, "max_tokens", (json_int_t)st->max_tokens);
+	rein_free(ptext);
+	if (req && stext)
+		json_object_set_new(req, "system", json_string(stext));
+	rein_free(stext);
+	if (req == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (st->llm_schema_doc) {
+		json_object_set(req, "output_schema", st->llm_schema_doc);
+		json_object_set_new(req, "output_name", json_string("final_answer"));
+	}
+	if (st->temperature >= 0)
+		json_object_set_new(req, "temperature", json_real(st->temperature));
+	size_t i;
+	json_t *m;
+	json_array_foreach(t->msgs, i, m)
+		json_array_append(json_object_get(req, "messages"), m);
+	*out = req;
+	req = NULL;
+out:
+	json_decref(prompt);
+	json_decref(system);
+	json_decref(req);
+	return rc;
+}
+
+static void request_hash(const json_t *req, char hex[2 * REIN_HASH_LEN + 1])
+{
+	char *canon = rein_json_dump(req);
+	uint8_t h[REIN_HASH_LEN];
+	rein_sha256(canon ? canon : "", canon ? strlen(canon) : 0, h);
+	rein_hex(h, REIN_HASH_LEN, hex);
+	rein_free(canon);
+}
+
+/* A conservative estimate of one call: every prompt byte a token, plus the
+ * whole max_tokens of output. */
+static void llm_estimate(const rein_run *r, const json_t *req, int tier, int64_t *tokens,
+			 double *cost)
+{
+	char *canon = rein_json_dump(req);
+	int64_t in = canon ? (int64_t)strlen(canon) : 0;
+	rein_free(canon);
+	int64_t out = json_integer_value(json_object_get(req, "max_tokens"));
+	const rein_model_tier *t = &r->spec->tiers[tier];
+	*tokens = in + out;
+	*cost = ((double)in * t->price_in + (double)out * t->price_out) / 1e6;
+}
+
+/* Would a call of that estimate stay within the run's budgets? why says which not. */
+static bool affordable(const rein_run *r, int64_t tokens, double cost, char *why, size_t wlen)
+{
+	const rein_spec *s = r->spec;
+	if (s->max_model_calls && r->model_calls + 1 > s->max_model_calls) {
+		snprintf(why, wlen, "budget: max_model_calls %lld reached", (long long)s->max_model_calls);
+		return false;
+	}
+	if (s->max_tokens && r->spent_tokens + tokens > s->max_tokens) {
+		snprintf(why, wlen, "budget: max_tokens %lld (spent %lld, the next call may take %lld)",
+			 (long long)s->max_tokens, (long long)r->spent_tokens, (long long)tokens);
+		return false;
+	}
+	if (s->max_cost_usd > 0 && r->spent_cost + cost > s->max_cost_usd) {
+		snprintf(why, wlen, "budget: max_cost_usd %.4f (spent %.4f, the next call may cost %.4f)",
+			 s->max_cost_usd, r->spent_cost, cost);
+		return false;
+	}
+	return true;
+}
+
+static int poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due, bool *busy,
+		    rein_err *err)
+{
+	thread *t = &r->th[ti];
+	const rein_model_tier *tier = &r->spec->tiers[t->tier];
+	int s = t->step, rc;
+	switch (t->state) {
+	case T_READY: {
+		json_t *req = NULL;
+		rein_err e = {0};
+		if ((rc = llm_request(r, ti, &req, &e)) != REIN_OK) {
+			if (rc == REIN_ENOMEM)
+				return rein_err_set(err, rc, "out of memory");
+			char *why = rein_sprintf("prompt: %s", e.msg);
+			rc = emit(cmd, "step.failed", s, json_pack("{s:s?}", "error", why), err);
+			rein_free(why);
+			return rc == REIN_OK ? 1 : rc;
+		}
+		int64_t tokens;
+		double cost;
+		char why[300];
+		llm_estimate(r, req, t->tier, &tokens, &cost);
+		if (!affordable(r, tokens, cost, why, sizeof why)) {
+			/* a cheaper tier down the fallback chain may still fit */
+			for (int f = tier->fallback, hops = 0; f >= 0 && hops < (int)r->spec->ntiers;
+			     f = r->spec->tiers[f].fallback, hops++) {
+				int64_t ft;
+				double fc;
+				char fwhy[300];
+				llm_estimate(r, req, f, &ft, &fc);
+				if (affordable(r, ft, fc, fwhy, sizeof fwhy)) {
+					json_decref(req);
+					rc = emit(cmd, "model.route", s,
+						  json_pack("{s:s, s:s, s:s}", "from", tier->name, "to",
+							    r->spec->tiers[f].name, "reason", why),
+						  err);
+					return rc == REIN_OK ? 1 : rc;
+				}
+			}
+			json_decref(req);
+			rc = emit(cmd, "step.failed", s, json_pack("{s:s, s:b}", "error", why, "budget", 1),
+				  err);
+			return rc == REIN_OK ? 1 : rc;
+		}
+		char hex[2 * REIN_HASH_LEN + 1];
+		request_hash(req, hex);
+		json_t *d = json_pack("{s:s, s:s?, s:O?, s:s, s:{s:I, s:f}, s:{s:O?, s:O?}}", "tier",
+				      tier->name, "provider",
+				      json_string_value(json_object_get(tier->config, "type")), "model",
+				      json_object_get(tier->config, "model"), "request_hash", hex,
+				      "estimate", "tokens", (json_int_t)tokens, "cost_usd", cost, "params",
+				      "max_tokens", json_object_get(req, "max_tokens"), "temperature",
+				      json_object_get(req, "temperature"));
+		if (d && r->spec->store_prompts)
+			json_object_set(d, "request", req);
+		json_decref(req);
+		rc = emit(cmd, "model.intent", s, d, err);
+		return rc == REIN_OK ? 1 : rc;
+	}
+	case T_CALL:
+		t->in_doubt = false; /* a model call has no effect to double: send again */
+		if (t->issued) {
+			*busy = true;
+			return 0;
+		}
+		t->issued = true;
+		cmd->kind = REIN_CMD_EXEC;
+		cmd->step = s;
+		return 1;
+	case T_BACKOFF:
+		rc = emit(cmd, "model.backoff", s,
+			  json_pack("{s:i, s:I, s:I}", "attempt", t->attempts, "delay_ms",
+				    (json_int_t)t->delay_ms, "due_at", (json_int_t)(now + t->delay_ms)),
+			  err);
+		return rc == REIN_OK ? 1 : rc;
+	case T_SLEEPING:
+		if (now >= t->due) {
+			t->state = T_CALL;
+			t->issued = true;
+			cmd->kind = REIN_CMD_EXEC;
+			cmd->step = s;
+			return 1;
+		}
+		if (t->due < *due)
+			*due = t->due;
+		return 0;
+	case T_GIVEUP:
+		if (tier->fallback >= 0) {
+			rc = emit(cmd, "model.route", s,
+				  json_pack("{s:s, s:s, s:s?}", "from", tier->name, "to",
+					    r->spec->tiers[tier->fallback].name, "reason", t->error),
+				  err);
+			return rc == REIN_OK ? 1 : rc;
+		}
+		{
+			char *msg = rein_sprintf("model tier '%s': %s", tier->name, t->error ? t->error : "failed");
+			rc = emit(cmd, "step.failed", s, json_pack("{s:s?}", "error", msg), err);
+			rein_free(msg);
+			return rc == REIN_OK ? 1 : rc;
+		}
+	case T_FALLEN:
+		rc = emit(cmd, "step.completed", s, json_pack("{s:O}", "out", t->result), err);
+		return rc == REIN_OK ? 1 : rc;
+	}
+	return 0;
+}
+
+static int apply_llm(rein_run *r, int ti, const char *type, int64_t at, const json_t *data,
+		     rein_err *err)
+{
+	thread *t = &r->th[ti];
+	const rein_step *st = &r->spec->steps[t->step];
+	if (st->kind != REIN_STEP_LLM)
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s for '%s', not an llm step", r->id,
+				    type, st->name);
+	const rein_model_tier *tier = &r->spec->tiers[t->tier];
+	if (strcmp(type, "model.route") == 0) {
+		const char *to = json_string_value(json_object_get(data, "to"));
+		int f = -1;
+		for (size_t i = 0; to && i < r->spec->ntiers; i++)
+			if (strcmp(r->spec->tiers[i].name, to) == 0)
+				f = (int)i;
+		if (f < 0 || (t->state != T_READY && t->state != T_GIVEUP))
+			goto order;
+		t->tier = f;
+		t->attempts = 0;
+		t->state = T_READY;
+		return REIN_OK;
+	}
+	if (strcmp(type, "model.intent") == 0) {
+		if (t->state != T_READY)
+			goto order;
+		json_t *req = NULL;
+		int rc = llm_request(r, ti, &req, err);
+		if (rc != REIN_OK)
+			return rc;
+		json_decref(t->args);
+		t->args = req;
+		t->intent_at = at;
+		t->attempts = 0;
+		t->issued = false;
+		t->state = T_CALL;
+		return REIN_OK;
+	}
+	if (strcmp(type, "model.attempt") == 0) {
+		if (t->state != T_CALL && t->state != T_SLEEPING)
+			goto order;
+		t->attempts++;
+		t->issued = false;
+		r->model_calls++;
+		const char *e = json_string_value(json_object_get(data, "error"));
+		set_str(&t->error, e ? e : "failed");
+		json_t *ra = json_object_get(data, "retry_after_ms");
+		if (json_is_true(json_object_get(data, "transient")) &&
+		    t->attempts < tier->retry.max_attempts) {
+			snprintf(t->key, sizeof t->key, "%s/%d/%d", st->name, r->visits[t->step], t->repairs);
+			int64_t delay = json_is_integer(ra) && json_integer_value(ra) >= 0
+						? json_integer_value(ra)
+						: backoff_ms(r, t, &tier->retry);
+			if (at + delay - t->intent_at <= tier->retry.max_total_ms) {
+				t->delay_ms = delay;
+				t->state = T_BACKOFF;
+				return REIN_OK;
+			}
+		}
+		t->state = T_GIVEUP;
+		return REIN_OK;
+	}
+	if (strcmp(type, "model.backoff") == 0) {
+		if (t->state != T_BACKOFF)
+			goto order;
+		t->due = json_integer_value(json_object_get(data, "due_at"));
+		t->state = T_SLEEPING;
+		return REIN_OK;
+	}
+	if (strcmp(type, "model.call") == 0) {
+		if (t->state != T_CALL && t->state != T_SLEEPING)
+			goto order;
+		t->issued = false;
+		r->model_calls++;
+		const json_t *u = json_object_get(data, "usage");
+		r->spent_tokens += json_integer_value(json_object_get(u, "input")) +
+				   json_integer_value(json_object_get(u, "output"));
+		r->spent_cost += json_number_value(json_object_get(data, "cost_usd"));
+		const json_t *resp = json_object_get(data, "response");
+		json_t *out;
+		if (st->llm_schema_doc == NULL) {
+			const json_t *text = json_object_get(resp, "text");
+			out = json_incref(text ? (json_t *)text : json_null());
+		} else {
+			const json_t *o = json_object_get(resp, "output");
+			char *problem = NULL;
+			if (o == NULL) {
+				const char *oe = json_string_value(json_object_get(resp, "output_error"));
+				problem = rein_sprintf("no structured answer (%s)", oe ? oe : "none given");
+			} else {
+				rein_schema_errors errs = {0};
+				if (!rein_schema_validate(st->llm_schema, o, &errs)) {
+					char *detail = rein_schema_errors_format(&errs);
+					problem = rein_sprintf("%s", detail ? detail : "invalid");
+					rein_free(detail);
+				}
+				rein_schema_errors_free(&errs);
+			}
+			if (problem) {
+				if (t->repairs >= 1) {
+					char *why = rein_sprintf("the model's answer does not match the output "
+								 "schema after a repair turn: %s", problem);
+					rein_free(problem);
+					int rc = why ? step_error(r, ti, why, err) : REIN_ENOMEM;
+					rein_free(why);
+					return rc;
+				}
+				/* one bounded repair turn: the model sees the validator's words */
+				t->repairs++;
+				if (t->msgs == NULL)
+					t->msgs = json_array();
+				char *said = o ? rein_json_dump(o)
+					       : rein_strdup(json_string_value(json_object_get(resp, "text"))
+								     ?: "");
+				char *ask = rein_sprintf(
+					"Your answer does not match the required JSON Schema:\n%s\nAnswer again "
+					"with a corrected answer only.", problem);
+				json_array_append_new(t->msgs, json_pack("{s:s, s:s?}", "role", "assistant",
+									 "content", said));
+				json_array_append_new(t->msgs,
+						      json_pack("{s:s, s:s?}", "role", "user", "content", ask));
+				rein_free(said);
+				rein_free(ask);
+				rein_free(problem);
+				t->state = T_READY;
+				return REIN_OK;
+			}
+			out = json_incref((json_t *)o);
+		}
+		json_decref(t->result);
+		t->result = out;
+		t->state = T_FALLEN;
+		return REIN_OK;
+	}
+order:
+	return rein_err_set(err, REIN_ECORRUPT, "run %s: %s for '%s' out of order", r->id, type,
+			    st->name);
+}
+
+int rein_run_model_call(const rein_run *r, int step, rein_model_request *call)
+{
+	int ti = thread_at(r, step);
+	if (ti < 0 || r->spec->steps[step].kind != REIN_STEP_LLM)
+		return REIN_EINVAL;
+	const thread *t = &r->th[ti];
+	call->tier = t->tier;
+	call->request = t->args;
+	call->attempt = t->attempts + 1;
+	return REIN_OK;
+}
+
 /* ---- apply -------------------------------------------------------------- */
 
 int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
@@ -791,13 +1175,15 @@ int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
 				    r->id, type, step ? step : "");
 	thread *th = &r->th[t];
 	const rein_step *st = &r->spec->steps[s];
+	if (strncmp(type, "model.", 6) == 0)
+		return apply_llm(r, t, type, at, data, err);
 	if (strncmp(type, "tool.", 5) == 0 || strncmp(type, "breaker.", 8) == 0)
 		return apply_tool(r, t, type, at, data, err);
 	if (strcmp(type, "step.completed") == 0) {
 		bool ok = (th->state == T_READY && st->kind == REIN_STEP_CODE) ||
 			  th->state == T_FIRED || th->state == T_JOINED ||
-			  (st->kind == REIN_STEP_TOOL && (th->state == T_CALL || th->state == T_SLEEPING ||
-							  th->state == T_FALLEN));
+			  ((st->kind == REIN_STEP_TOOL || st->kind == REIN_STEP_LLM) &&
+			   (th->state == T_CALL || th->state == T_SLEEPING || th->state == T_FALLEN));
 		if (!ok)
 			return rein_err_set(err, REIN_ECORRUPT, "run %s: step.completed for '%s' out of order",
 					    r->id, step);
@@ -864,6 +1250,12 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 		thread *t = &r->th[i];
 		int s = t->step;
 		const rein_step *st = s >= 0 ? &r->spec->steps[s] : NULL;
+		if (st && st->kind == REIN_STEP_LLM) {
+			int k = poll_llm(r, (int)i, now, cmd, &due, &busy, err);
+			if (k != 0)
+				return k < 0 ? k : REIN_OK;
+			continue;
+		}
 		if (st && st->kind == REIN_STEP_TOOL) {
 			int k = poll_tool(r, (int)i, now, cmd, &due, &busy, err);
 			if (k != 0)

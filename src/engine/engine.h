@@ -24,6 +24,12 @@
  *   tool.fallback   STEP  {kind: unavailable|tool|cached, from, to?, result?}
  *   breaker.opened|half_open|closed  STEP  {tool, ...}   (informational)
  * A tool step completes with step.completed {out, attempt, status, latency_ms}.
+ *   model.intent    STEP  {tier, provider, model, request_hash, estimate, params, request?}
+ *   model.call      STEP  {tier, provider, model, request_hash, latency_ms, usage,
+ *                          cost_usd, response}   (one call that answered)
+ *   model.attempt   STEP  {attempt, outcome, error, transient, ...}  (a failed call)
+ *   model.backoff   STEP  {attempt, delay_ms, due_at}
+ *   model.route     STEP  {from, to, reason}    (the next tier: a failure or the budget)
  */
 #ifndef REIN_ENGINE_H
 #define REIN_ENGINE_H
@@ -94,6 +100,15 @@ typedef struct rein_tool_call {
 } rein_tool_call;
 
 int rein_run_tool_call(const rein_run *r, int step, rein_tool_call *call);
+
+/* What an EXEC for an llm step asks for (borrowed from the run state). */
+typedef struct rein_model_request {
+	int tier;              /* index into spec->tiers */
+	const json_t *request; /* the normalized request (docs/models.md) */
+	int attempt;
+} rein_model_request;
+
+int rein_run_model_call(const rein_run *r, int step, rein_model_request *call);
 
 /*
  * Tells a run rebuilt from its log that the process that advanced it is gone:

@@ -3,6 +3,7 @@
  */
 #include "runner.h"
 
+#include "model.h"
 #include "tools.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@ typedef struct ticket {
 	int step;
 	int attempt;
 	bool dead;
+	const char *provider; /* model calls: the provider's type (static) */
 	struct ticket *next;
 } ticket;
 
@@ -74,6 +76,15 @@ struct rein_runner {
 	rein_tools *tx;
 	dispatch *dq; /* tool attempts waiting for the barrier */
 	size_t ndq, dqcap;
+	/* model providers, one per (workflow version, tier), built on first use */
+	struct provider_slot {
+		char key[160];
+		rein_model_provider *p;
+	} *providers;
+	size_t nproviders;
+	json_t *model_cache; /* request hash → response, for tiers with cache: true */
+	json_t *recording;   /* REIN_RECORD: every exchange, written as a replay file */
+	size_t model_inflight;
 };
 
 void rein_run_result_clear(rein_run_result *r)
@@ -199,8 +210,27 @@ void rein_runner_free(rein_runner *rn)
 		return;
 	drop_all(rn);
 	rein_tools_shutdown(rn->tx); /* MCP servers close while the loop still runs */
+	/* model calls still out report cancelled to dead tickets inside io_free */
 	rein_io_free(rn->io);        /* cancels calls still out: their tickets are dead */
 	rein_tools_free(rn->tx);
+	if (rn->recording && getenv("REIN_RECORD")) {
+		/* merge with what the file already holds: several runs, one replay file */
+		const char *path = getenv("REIN_RECORD");
+		json_t *old = json_load_file(path, 0, NULL);
+		if (json_is_object(old)) {
+			json_t *seq = json_object_get(old, "$sequence");
+			json_array_extend(seq, json_object_get(rn->recording, "$sequence"));
+			json_object_update_missing(rn->recording, old);
+			json_object_set(rn->recording, "$sequence", seq);
+		}
+		json_decref(old);
+		json_dump_file(rn->recording, path, JSON_INDENT(2) | JSON_SORT_KEYS);
+	}
+	for (size_t i = 0; i < rn->nproviders; i++)
+		rein_model_provider_free(rn->providers[i].p);
+	rein_free(rn->providers);
+	json_decref(rn->model_cache);
+	json_decref(rn->recording);
 	rein_free(rn->dq);
 	rein_free(rn->ev);
 	rein_free(rn->runs);
@@ -729,6 +759,268 @@ static void check_cancels(rein_runner *rn)
 	}
 }
 
+/* ${env.NAME:-default} in a model configuration string. */
+static char *expand_env(const char *tmpl)
+{
+	rein_buf b = {0};
+	const char *p = tmpl;
+	while (*p) {
+		const char *open = strstr(p, "${env."), *close = open ? strchr(open, '}') : NULL;
+		if (close == NULL) {
+			rein_buf_puts(&b, p);
+			break;
+		}
+		rein_buf_append(&b, p, (size_t)(open - p));
+		char name[160], *dflt;
+		snprintf(name, sizeof name, "%.*s", (int)(close - open - 6), open + 6);
+		if ((dflt = strstr(name, ":-")) != NULL)
+			*dflt = '\0', dflt += 2;
+		const char *v = getenv(name);
+		rein_buf_puts(&b, v && *v ? v : dflt ? dflt : "");
+		p = close + 1;
+	}
+	if (b.p == NULL)
+		rein_buf_puts(&b, "");
+	return b.p;
+}
+
+static json_t *expand_json(const json_t *j)
+{
+	if (json_is_string(j)) {
+		char *s = expand_env(json_string_value(j));
+		json_t *r = s ? json_string(s) : NULL;
+		rein_free(s);
+		return r;
+	}
+	if (json_is_object(j)) {
+		json_t *o = json_object();
+		const char *k;
+		json_t *v;
+		json_object_foreach((json_t *)j, k, v)
+			json_object_set_new(o, k, strcmp(k, "responses") == 0 ? json_incref(v) : expand_json(v));
+		return o;
+	}
+	return json_incref((json_t *)j);
+}
+
+static rein_model_provider *provider_for(rein_runner *rn, const rein_spec *spec, int tier,
+					 rein_err *err)
+{
+	char key[160];
+	snprintf(key, sizeof key, "%.64s/%.80s", spec->version, spec->tiers[tier].name);
+	for (size_t i = 0; i < rn->nproviders; i++)
+		if (strcmp(rn->providers[i].key, key) == 0)
+			return rn->providers[i].p;
+	json_t *cfg = expand_json(spec->tiers[tier].config);
+	rein_model_provider *p = NULL;
+	if (cfg == NULL) {
+		rein_err_set(err, REIN_ENOMEM, "out of memory");
+		return NULL;
+	}
+	const char *type = json_string_value(json_object_get(cfg, "type"));
+	/* two environment variables point a workflow at a real endpoint: the
+	 * provider and its key; the rest has defaults */
+	if (type && strcmp(type, "openai") == 0) {
+		if (!json_object_get(cfg, "base_url") || !*json_string_value(json_object_get(cfg, "base_url")))
+			json_object_set_new(cfg, "base_url", json_string(getenv("OPENAI_BASE_URL") ? getenv("OPENAI_BASE_URL") : "https://api.openai.com/v1"));
+		if (!json_object_get(cfg, "api_key_env"))
+			json_object_set_new(cfg, "api_key_env", json_string("OPENAI_API_KEY"));
+	} else if (type && strcmp(type, "anthropic") == 0) {
+		if (!json_object_get(cfg, "base_url") || !*json_string_value(json_object_get(cfg, "base_url")))
+			json_object_set_new(cfg, "base_url", json_string(getenv("ANTHROPIC_BASE_URL") ? getenv("ANTHROPIC_BASE_URL") : "https://api.anthropic.com"));
+	} else if (type && strcmp(type, "replay") == 0) {
+		json_object_del(cfg, "base_url");
+		const char *file = json_string_value(json_object_get(cfg, "file"));
+		if (file && *file && !json_object_get(cfg, "responses")) {
+			char *text = NULL;
+			size_t len = 0;
+			json_t *j = NULL;
+			if (rein_file_read(file, &text, &len, err) == REIN_OK)
+				j = rein_json_parse(text, len, err);
+			rein_free(text);
+			if (j == NULL) {
+				json_decref(cfg);
+				return NULL;
+			}
+			json_object_set_new(cfg, "responses", j);
+		}
+		json_object_del(cfg, "file");
+	}
+	if (!type || strcmp(type, "replay") != 0) {
+		json_object_del(cfg, "file");
+		json_object_del(cfg, "responses");
+		json_object_del(cfg, "on_miss");
+	}
+	json_object_del(cfg, "model");
+	if (json_object_get(cfg, "base_url") && !*json_string_value(json_object_get(cfg, "base_url")))
+		json_object_del(cfg, "base_url");
+	int rc = rein_model_provider_new(cfg, &p, err);
+	json_decref(cfg);
+	if (rc != REIN_OK)
+		return NULL;
+	struct provider_slot *v = rein_realloc(rn->providers, (rn->nproviders + 1) * sizeof *v);
+	if (v == NULL) {
+		rein_model_provider_free(p);
+		rein_err_set(err, REIN_ENOMEM, "out of memory");
+		return NULL;
+	}
+	rn->providers = v;
+	snprintf(v[rn->nproviders].key, sizeof v[rn->nproviders].key, "%s", key);
+	v[rn->nproviders++].p = p;
+	return p;
+}
+
+/* The record of one answered model call. */
+static json_t *model_call_event(const active *a, int tier, const char *provider,
+				const json_t *request, const json_t *resp, bool cached)
+{
+	const rein_model_tier *t = &a->spec->tiers[tier];
+	char hash[REIN_MODEL_HASH_HEX] = "";
+	rein_err e = {0};
+	rein_model_request_hash(request, hash, &e);
+	json_t *r = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "text", json_object_get(resp, "text"),
+			      "output", json_object_get(resp, "output"), "output_error",
+			      json_object_get(resp, "output_error"), "tool_calls",
+			      json_object_get(resp, "tool_calls"), "finish_reason",
+			      json_object_get(resp, "finish_reason"));
+	json_t *d = json_pack("{s:s, s:s?, s:O?, s:s, s:O?, s:O?, s:O?, s:o, s:b}", "tier", t->name,
+			      "provider", provider, "model",
+			      json_object_get(resp, "model"), "request_hash", hash, "latency_ms",
+			      json_object_get(resp, "latency_ms"), "usage", json_object_get(resp, "usage"),
+			      "cost_usd", json_object_get(resp, "cost_usd"), "response", r, "cached",
+			      cached);
+	return d;
+}
+
+static void model_done(void *ud, rein_model_outcome *o)
+{
+	ticket *tk = ud;
+	rein_runner *rn = tk->rn;
+	if (tk->dead) {
+		rein_free(tk);
+		return;
+	}
+	active *a = tk->a;
+	for (ticket **p = &a->tickets; *p; p = &(*p)->next)
+		if (*p == tk) {
+			*p = tk->next;
+			break;
+		}
+	a->inflight--;
+	rn->model_inflight--;
+	int step = tk->step, attempt = tk->attempt;
+	const char *tk_provider = tk->provider;
+	rein_free(tk);
+	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED || rn->cb_rc != REIN_OK)
+		return;
+	rein_model_request call;
+	json_t *d = NULL;
+	int rc = rein_run_model_call(a->run, step, &call);
+	if (rc == REIN_OK && o->ok) {
+		d = model_call_event(a, call.tier, tk_provider, call.request, o->response, false);
+		const rein_model_tier *t = &a->spec->tiers[call.tier];
+		if (t->cache && rn->model_cache)
+			json_object_set(rn->model_cache, o->request_hash, o->response);
+		if (rn->recording)
+			rein_model_record(rn->recording, call.request, o->response, &rn->cb_err);
+	} else if (rc == REIN_OK) {
+		char ev[1024] = "";
+		if (o->evidence)
+			snprintf(ev, sizeof ev, "%.*s", (int)(o->evidence_len < 1000 ? o->evidence_len : 1000),
+				 o->evidence);
+		d = json_pack("{s:i, s:s, s:s, s:b, s:I}", "attempt", attempt, "outcome",
+			      o->outcome ? o->outcome : "other", "error", o->error, "transient",
+			      o->transient, "latency_ms", (json_int_t)o->latency_ms);
+		if (d && o->status)
+			json_object_set_new(d, "status", json_integer(o->status));
+		if (d && o->retry_after_ms >= 0)
+			json_object_set_new(d, "retry_after_ms", json_integer(o->retry_after_ms));
+		if (d && o->evidence)
+			json_object_set_new(d, "evidence", json_string(ev));
+	}
+	if (rc == REIN_OK)
+		rc = d ? append(rn, a, o->ok ? "model.call" : "model.attempt", step, d, &rn->cb_err)
+		       : rein_err_set(&rn->cb_err, REIN_ENOMEM, "out of memory");
+	json_decref(d);
+	if (rc != REIN_OK)
+		rn->cb_rc = rc;
+	if (a->state == A_BUSY)
+		a->state = A_RUN;
+}
+
+/* Sends one model call (or answers it from the cache). */
+static int dispatch_model(rein_runner *rn, active *a, int step, rein_err *err)
+{
+	rein_model_request call;
+	if (rein_run_model_call(a->run, step, &call) != REIN_OK)
+		return rein_err_set(err, REIN_EINVAL, "run %s: no model call at step %d", a->id, step);
+	const rein_model_tier *t = &a->spec->tiers[call.tier];
+	int rc = REIN_OK;
+	json_t *req = json_deep_copy(call.request);
+	if (req == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	char *model = expand_env(json_string_value(json_object_get(req, "model")) ?: "");
+	json_object_set_new(req, "model", json_string(model ? model : ""));
+	rein_free(model);
+	if (t->cache) {
+		char hash[REIN_MODEL_HASH_HEX];
+		rein_err e = {0};
+		if (rn->model_cache == NULL)
+			rn->model_cache = json_object();
+		const json_t *hit = rein_model_request_hash(call.request, hash, &e) == REIN_OK
+					    ? json_object_get(rn->model_cache, hash)
+					    : NULL;
+		if (hit) {
+			json_t *d = model_call_event(a, call.tier, "cache", call.request, hit, true);
+			rc = d ? append(rn, a, "model.call", step, d, err)
+			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+			json_decref(d);
+			json_decref(req);
+			a->state = A_RUN;
+			return rc;
+		}
+	}
+	rein_model_provider *p = provider_for(rn, a->spec, call.tier, err);
+	if (p == NULL) {
+		/* a configuration the provider refuses: a permanent failure of this tier */
+		json_t *d = json_pack("{s:i, s:s, s:s, s:b}", "attempt", call.attempt, "outcome", "config",
+				      "error", err->msg, "transient", 0);
+		rein_err_clear(err);
+		rc = d ? append(rn, a, "model.attempt", step, d, err)
+		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+		json_decref(d);
+		json_decref(req);
+		a->state = A_RUN;
+		return rc;
+	}
+	ticket *tk = rein_calloc(1, sizeof *tk);
+	if (tk == NULL) {
+		json_decref(req);
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	}
+	*tk = (ticket){.rn = rn, .a = a, .step = step, .attempt = call.attempt, .next = a->tickets,
+		       .provider = rein_model_provider_type(p)};
+	a->tickets = tk;
+	a->inflight++;
+	rn->model_inflight++;
+	if ((rc = rein_model_call(rn->io, p, req, model_done, tk, err)) != REIN_OK) {
+		a->tickets = tk->next;
+		a->inflight--;
+		rn->model_inflight--;
+		rein_free(tk);
+		/* a request the provider refuses is the workflow's error */
+		json_t *d = json_pack("{s:i, s:s, s:s, s:b}", "attempt", call.attempt, "outcome",
+				      "invalid_request", "error", err->msg, "transient", 0);
+		rein_err_clear(err);
+		rc = d ? append(rn, a, "model.attempt", step, d, err)
+		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+		json_decref(d);
+		a->state = A_RUN;
+	}
+	json_decref(req);
+	return rc;
+}
+
 /* Sends every attempt queued behind the barrier that just committed. */
 static int dispatch_all(rein_runner *rn, rein_err *err)
 {
@@ -738,12 +1030,18 @@ static int dispatch_all(rein_runner *rn, rein_err *err)
 	for (size_t i = 0; i < n && rc == REIN_OK; i++) {
 		active *a = rn->dq[i].a;
 		int step = rn->dq[i].step;
-		rein_tool_call call;
-		if (rein_run_tool_call(a->run, step, &call) != REIN_OK)
-			return rein_err_set(err, REIN_EINVAL, "run %s: no call at step %d", a->id, step);
 		if (rn->io == NULL && ((rc = rein_io_new(&rn->io, err)) != REIN_OK ||
 				       (rc = rein_tools_new(rn->io, rn->o.clock, &rn->tx, err)) != REIN_OK))
 			return rc;
+		if (rn->recording == NULL && getenv("REIN_RECORD"))
+			rn->recording = json_object();
+		if (a->spec->steps[step].kind == REIN_STEP_LLM) {
+			rc = dispatch_model(rn, a, step, err);
+			continue;
+		}
+		rein_tool_call call;
+		if (rein_run_tool_call(a->run, step, &call) != REIN_OK)
+			return rein_err_set(err, REIN_EINVAL, "run %s: no call at step %d", a->id, step);
 		if (call.cached) { /* the fallback asks for the last good result */
 			const json_t *c = rein_tools_cached(rn->tx, a->spec, call.tool);
 			json_t *d = json_pack("{s:s, s:s, s:O?}", "kind", "cached", "from",
@@ -816,7 +1114,8 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 		case REIN_CMD_EXEC: {
 			const char *type = NULL;
 			json_t *data = NULL;
-			if (a->spec->steps[cmd.step].kind == REIN_STEP_TOOL) {
+			if (a->spec->steps[cmd.step].kind == REIN_STEP_TOOL ||
+			    a->spec->steps[cmd.step].kind == REIN_STEP_LLM) {
 				/* an effect: it goes out after the next commit */
 				if (grow((void **)&rn->dq, &rn->dqcap, rn->ndq + 1, sizeof *rn->dq) != REIN_OK)
 					return rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -868,7 +1167,8 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 		}
 		if (next == INT64_MAX && !busy)
 			return REIN_OK; /* nothing held */
-		if (rn->io && (rein_io_inflight(rn->io) > 0 || rein_tools_inflight(rn->tx) > 0)) {
+		if (rn->io && (rein_io_inflight(rn->io) > 0 || rein_tools_inflight(rn->tx) > 0 ||
+			       rn->model_inflight > 0)) {
 			/* outcomes arrive as events from the callbacks; at least once
 			 * a second, look for cancels asked by other processes */
 			int64_t wait = next == INT64_MAX ? 1000 : (next > t ? next - t : 0);

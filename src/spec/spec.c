@@ -458,7 +458,7 @@ static void load_parallel(loader *L, rein_step *st, const ynode *n)
 		st->branches[i] = spec_step_ref(L, b->kids[i], "branch");
 }
 
-static const char *const step_kinds[] = {"code", "wait", "parallel", "tool", "end", NULL};
+static const char *const step_kinds[] = {"code", "wait", "parallel", "tool", "llm", "end", NULL};
 
 static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 {
@@ -479,7 +479,7 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 		kname = *k;
 	}
 	if (kind == NULL) {
-		DIAG(L, key, "step '%s' has no kind (one of: code, wait, parallel, tool, end)", st->name);
+		DIAG(L, key, "step '%s' has no kind (one of: code, wait, parallel, tool, llm, end)", st->name);
 		/* still follow its edges, so the steps after it are not reported
 		 * as unreachable on top of this */
 		const ynode *nx = ynode_get(val, "next");
@@ -487,7 +487,7 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 			load_next(L, st, nx);
 		return;
 	}
-	static const char *const common[] = {"code", "wait",    "parallel",   "tool",
+	static const char *const common[] = {"code", "wait",    "parallel",   "tool",  "llm",
 					     "args", "output",  "next",       "on_fail",
 					     "max_visits", "description", NULL};
 	static const char *const end_keys[] = {"end", "reason", "output", "description", NULL};
@@ -536,6 +536,9 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 	} else if (strcmp(kname, "tool") == 0) {
 		st->kind = REIN_STEP_TOOL;
 		spec_load_tool_step(L, st, kind, val);
+	} else if (strcmp(kname, "llm") == 0) {
+		st->kind = REIN_STEP_LLM;
+		spec_load_llm_step(L, st, kind);
 	} else {
 		st->kind = REIN_STEP_PARALLEL;
 		load_parallel(L, st, kind);
@@ -676,12 +679,28 @@ out:
 
 static void load_budgets(loader *L, const ynode *n)
 {
-	static const char *const keys[] = {"max_steps", "timeout_s", NULL};
+	static const char *const keys[] = {"max_steps",      "timeout_s",      "max_tokens",
+					   "max_cost_usd",   "max_model_calls", "max_tool_calls",
+					   NULL};
 	if (!spec_want_type(L, n, YNODE_MAP, "budgets"))
 		return;
 	spec_check_keys(L, n, "budgets", keys);
 	const ynode *v;
 	int64_t x;
+	if ((v = ynode_get(n, "max_tokens")) && spec_want_int(L, v, "max_tokens", 1, &x))
+		L->spec->max_tokens = x;
+	if ((v = ynode_get(n, "max_model_calls")) && spec_want_int(L, v, "max_model_calls", 1, &x))
+		L->spec->max_model_calls = x;
+	if ((v = ynode_get(n, "max_tool_calls")) && spec_want_int(L, v, "max_tool_calls", 1, &x))
+		L->spec->max_tool_calls = x;
+	if ((v = ynode_get(n, "max_cost_usd"))) {
+		json_t *j = v->type == YNODE_SCALAR ? ynode_scalar_json(v) : NULL;
+		if (json_is_number(j) && json_number_value(j) > 0)
+			L->spec->max_cost_usd = json_number_value(j);
+		else
+			DIAG(L, v, "max_cost_usd must be a number > 0");
+		json_decref(j);
+	}
 	if ((v = ynode_get(n, "max_steps")) && spec_want_int(L, v, "max_steps", 1, &x))
 		L->spec->max_steps = x;
 	if ((v = ynode_get(n, "timeout_s")) && spec_want_int(L, v, "timeout_s", 1, &x))
@@ -691,9 +710,10 @@ static void load_budgets(loader *L, const ynode *n)
 static void compile(loader *L, const ynode *root)
 {
 	rein_spec *s = L->spec;
-	static const char *const top[] = {"rein",   "name",  "description", "input",
-					  "output", "budgets", "limits",    "mcp_servers",
-					  "tools",  "start", "steps",       NULL};
+	static const char *const top[] = {"rein",   "name",    "description", "input",
+					  "output", "budgets", "limits",      "mcp_servers",
+					  "tools",  "models",  "trace",       "start",
+					  "steps",  NULL};
 	if (root == NULL) {
 		spec_diag(L, L->wf, 1, 1, "the workflow file is empty");
 		return;
@@ -730,6 +750,10 @@ static void compile(loader *L, const ynode *root)
 	if ((v = ynode_get(root, "tools")))
 		spec_load_tools(L, v);
 	L->cur = L->wf;
+	if ((v = ynode_get(root, "models")))
+		spec_load_models(L, v);
+	if ((v = ynode_get(root, "trace")))
+		spec_load_trace(L, v);
 
 	const ynode *steps = ynode_get(root, "steps");
 	if (steps == NULL) {
@@ -788,6 +812,7 @@ void rein_spec_free(rein_spec *s)
 		rein_schema_free(s->steps[i].out_schema);
 	}
 	spec_tools_free(s);
+	spec_models_free(s);
 	rein_free(s->steps);
 	rein_free(s->name);
 	rein_free(s->description);

@@ -19,6 +19,7 @@ typedef enum rein_step_kind {
 	REIN_STEP_PARALLEL,
 	REIN_STEP_END,
 	REIN_STEP_TOOL,
+	REIN_STEP_LLM,
 } rein_step_kind;
 
 /* ---- tool contracts (docs/tools.md) ---- */
@@ -80,6 +81,17 @@ typedef struct rein_tool {
 	char *mcp_tool; /* the server's name for it */
 } rein_tool;
 
+/* A model tier (`models:` in the spec; docs/models.md). */
+typedef struct rein_model_tier {
+	char *name;
+	json_t *config;   /* provider configuration; strings may hold ${env.X:-default} */
+	rein_retry_policy retry;
+	int fallback;     /* tier index, -1: none */
+	double price_in, price_out, price_cached; /* USD per million tokens */
+	int64_t max_tokens; /* default for calls (1024) */
+	bool cache;       /* serve repeated identical requests from a cache */
+} rein_model_tier;
+
 typedef struct rein_mcp_server_spec {
 	char *name;
 	char **argv; /* stdio: command and arguments (may hold ${env.X}); NULL-terminated */
@@ -120,6 +132,13 @@ typedef struct rein_step {
 	json_t *args;  /* template for the arguments object */
 	/* code and tool: the schema the step's output must match, NULL: none */
 	rein_schema *out_schema;
+	/* llm */
+	int tier;
+	json_t *system, *prompt; /* template strings */
+	json_t *llm_schema_doc;  /* the output schema asked from the model, or NULL */
+	rein_schema *llm_schema;
+	int64_t max_tokens;
+	double temperature;      /* < 0: not sent */
 } rein_step;
 
 typedef struct rein_spec {
@@ -140,6 +159,12 @@ typedef struct rein_spec {
 	size_t ntools;
 	rein_mcp_server_spec *servers;
 	size_t nservers;
+	rein_model_tier *tiers;
+	size_t ntiers;
+	/* run budgets beyond max_steps / timeout (0: none) */
+	int64_t max_tokens, max_model_calls, max_tool_calls;
+	double max_cost_usd;
+	bool store_prompts; /* trace.store_prompts: keep rendered prompts in events */
 } rein_spec;
 
 /* Index of the tool called name, or -1. */

@@ -38,4 +38,10 @@ void spec_load_tools(loader *L, const ynode *n);
 void spec_load_tool_step(loader *L, rein_step *st, const ynode *kind, const ynode *val);
 void spec_tools_free(rein_spec *s);
 
+/* models.c: the `models:` and `trace:` sections, and `llm` steps. */
+void spec_load_models(loader *L, const ynode *n);
+void spec_load_trace(loader *L, const ynode *n);
+void spec_load_llm_step(loader *L, rein_step *st, const ynode *kind);
+void spec_models_free(rein_spec *s);
+
 #endif

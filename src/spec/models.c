@@ -1,0 +1,262 @@
+/*
+ * Model tiers, trace settings and `llm` steps in a spec.
+ *
+ *   models:
+ *     small: { provider: openai, model: gpt-4o-mini-2024-07-18, fallback: large,
+ *              price: { input: 0.15, output: 0.6, cached: 0.075 } }
+ *     large: { provider: anthropic, model: claude-sonnet-4-20250514 }
+ *     recorded: { provider: replay, file: recordings/run.json }
+ *   trace: { store_prompts: false }
+ *
+ * A tier's provider configuration is kept as JSON for the model layer (see
+ * docs/models.md); strings may hold ${env.NAME:-default}, resolved when the
+ * call is made, so the same workflow can be pointed at a real endpoint with
+ * environment variables.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spec_int.h"
+
+static const char *const tier_keys[] = {
+	"provider", "model",      "base_url",  "api_key_env", "headers",  "timeout_s",
+	"price",    "max_tokens", "retry",     "fallback",    "file",     "on_miss",
+	"cache",    "max_tokens_field", "anthropic_version", NULL};
+
+static bool number(loader *L, const ynode *n, const char *what, double min, double *out)
+{
+	json_t *j = n->type == YNODE_SCALAR ? ynode_scalar_json(n) : NULL;
+	bool ok = json_is_number(j) && json_number_value(j) >= min;
+	if (ok)
+		*out = json_number_value(j);
+	else
+		DIAG(L, n, "%s must be a number >= %g", what, min);
+	json_decref(j);
+	return ok;
+}
+
+static void load_tier(loader *L, rein_model_tier *t, const ynode *n, const ynode **fallback)
+{
+	const ynode *v;
+	int64_t x;
+	t->fallback = -1;
+	t->max_tokens = 1024;
+	t->retry = (rein_retry_policy){3, 500, 20000, 120000};
+	if (!spec_want_type(L, n, YNODE_MAP, "a model tier"))
+		return;
+	spec_check_keys(L, n, "a model tier", tier_keys);
+	json_t *cfg = json_object();
+	if (cfg == NULL) {
+		L->nomem = true;
+		return;
+	}
+	t->config = cfg;
+	v = ynode_get(n, "provider");
+	if (v == NULL || v->type != YNODE_SCALAR) {
+		DIAG(L, v ? v : n, "model tier '%s' needs 'provider' (openai, anthropic or replay)", t->name);
+	} else {
+		if (!strstr(v->str, "${") && strcmp(v->str, "openai") != 0 &&
+		    strcmp(v->str, "anthropic") != 0 && strcmp(v->str, "replay") != 0)
+			DIAG(L, v, "provider must be openai, anthropic or replay (or ${env.X:-default})");
+		json_object_set_new(cfg, "type", json_string(v->str));
+	}
+	if ((v = ynode_get(n, "model")) == NULL || v->type != YNODE_SCALAR)
+		DIAG(L, v ? v : n, "model tier '%s' needs 'model' (the exact model name)", t->name);
+	else
+		json_object_set_new(cfg, "model", json_string(v->str));
+	static const char *const strs[] = {"base_url", "api_key_env", "on_miss", "max_tokens_field",
+					   "anthropic_version", NULL};
+	for (const char *const *k = strs; *k; k++)
+		if ((v = ynode_get(n, *k)) && v->type == YNODE_SCALAR)
+			json_object_set_new(cfg, *k, json_string(v->str));
+	if ((v = ynode_get(n, "headers")) && spec_want_type(L, v, YNODE_MAP, "headers"))
+		json_object_set_new(cfg, "headers", spec_to_json(L, v));
+	if ((v = ynode_get(n, "timeout_s")) && spec_want_int(L, v, "timeout_s", 1, &x))
+		json_object_set_new(cfg, "timeout_ms", json_integer(x * 1000));
+	if ((v = ynode_get(n, "max_tokens")) && spec_want_int(L, v, "max_tokens", 1, &x))
+		t->max_tokens = x;
+	if ((v = ynode_get(n, "price")) && spec_want_type(L, v, YNODE_MAP, "price")) {
+		static const char *const pk[] = {"input", "output", "cached", NULL};
+		spec_check_keys(L, v, "price", pk);
+		const ynode *p;
+		double d;
+		t->price_cached = -1;
+		if ((p = ynode_get(v, "input")) && number(L, p, "price.input", 0, &d))
+			t->price_in = d;
+		if ((p = ynode_get(v, "output")) && number(L, p, "price.output", 0, &d))
+			t->price_out = d;
+		if ((p = ynode_get(v, "cached")) && number(L, p, "price.cached", 0, &d))
+			t->price_cached = d;
+		if (t->price_cached < 0)
+			t->price_cached = t->price_in;
+		json_object_set_new(cfg, "price",
+				    json_pack("{s:f, s:f, s:f}", "input", t->price_in, "output",
+					      t->price_out, "cached", t->price_cached));
+	}
+	if ((v = ynode_get(n, "retry")) && spec_want_type(L, v, YNODE_MAP, "retry")) {
+		static const char *const rk[] = {"max_attempts", "base_ms", "max_delay_ms", "max_total_s",
+						 NULL};
+		spec_check_keys(L, v, "retry", rk);
+		const ynode *p;
+		if ((p = ynode_get(v, "max_attempts")) && spec_want_int(L, p, "max_attempts", 1, &x))
+			t->retry.max_attempts = (int)(x > 20 ? 20 : x);
+		if ((p = ynode_get(v, "base_ms")) && spec_want_int(L, p, "base_ms", 1, &x))
+			t->retry.base_ms = x;
+		if ((p = ynode_get(v, "max_delay_ms")) && spec_want_int(L, p, "max_delay_ms", 1, &x))
+			t->retry.max_delay_ms = x;
+		if ((p = ynode_get(v, "max_total_s")) && spec_want_int(L, p, "max_total_s", 1, &x))
+			t->retry.max_total_ms = x * 1000;
+	}
+	if ((v = ynode_get(n, "cache")) && v->type == YNODE_SCALAR)
+		t->cache = strcmp(v->str, "true") == 0;
+	if ((v = ynode_get(n, "file")) && v->type == YNODE_SCALAR) {
+		if (strstr(v->str, "${")) {
+			json_object_set_new(cfg, "file", json_string(v->str)); /* resolved at run time */
+		} else {
+			/* recorded responses travel in the bundle: a replay is the same anywhere */
+			const char *text = spec_read_rel(L, v, v->str);
+			rein_err e = {0};
+			json_t *j = text ? rein_json_parse(text, strlen(text), &e) : NULL;
+			if (text && j == NULL)
+				DIAG(L, v, "replay file '%s' is not JSON: %s", v->str, e.msg);
+			if (j)
+				json_object_set_new(cfg, "responses", j);
+		}
+	}
+	*fallback = ynode_get(n, "fallback");
+}
+
+void spec_load_models(loader *L, const ynode *n)
+{
+	rein_spec *s = L->spec;
+	if (!spec_want_type(L, n, YNODE_MAP, "models"))
+		return;
+	size_t count = n->n / 2;
+	if ((s->tiers = rein_calloc(count + 1, sizeof *s->tiers)) == NULL) {
+		L->nomem = true;
+		return;
+	}
+	const ynode **fb = rein_calloc(count + 1, sizeof *fb);
+	if (fb == NULL) {
+		L->nomem = true;
+		return;
+	}
+	s->ntiers = count;
+	for (size_t i = 0; i < count; i++)
+		if ((s->tiers[i].name = rein_strdup(n->kids[2 * i]->str)) == NULL)
+			L->nomem = true;
+	for (size_t i = 0; i < count; i++)
+		load_tier(L, &s->tiers[i], n->kids[2 * i + 1], &fb[i]);
+	for (size_t i = 0; i < count; i++) {
+		if (fb[i] == NULL)
+			continue;
+		for (size_t j = 0; j < count; j++)
+			if (fb[i]->type == YNODE_SCALAR && strcmp(s->tiers[j].name, fb[i]->str) == 0)
+				s->tiers[i].fallback = (int)j;
+		if (s->tiers[i].fallback < 0)
+			DIAG(L, fb[i], "fallback tier '%s' is not declared under models",
+			     fb[i]->type == YNODE_SCALAR ? fb[i]->str : "?");
+		else if (s->tiers[i].fallback == (int)i)
+			DIAG(L, fb[i], "a tier cannot be its own fallback");
+	}
+	/* a fallback chain must end */
+	for (size_t i = 0; i < count; i++) {
+		int t = (int)i, hops = 0;
+		while (t >= 0 && hops <= (int)count) {
+			t = s->tiers[t].fallback;
+			hops++;
+		}
+		if (hops > (int)count && fb[i]) {
+			DIAG(L, fb[i], "the fallback chain from tier '%s' loops", s->tiers[i].name);
+			s->tiers[i].fallback = -1;
+		}
+	}
+	rein_free(fb);
+}
+
+void spec_load_trace(loader *L, const ynode *n)
+{
+	static const char *const keys[] = {"store_prompts", NULL};
+	if (!spec_want_type(L, n, YNODE_MAP, "trace"))
+		return;
+	spec_check_keys(L, n, "trace", keys);
+	const ynode *v = ynode_get(n, "store_prompts");
+	if (v && v->type == YNODE_SCALAR)
+		L->spec->store_prompts = strcmp(v->str, "true") == 0;
+}
+
+/* A prompt: inline text, or {file: path} read from the workflow directory. */
+static json_t *load_text(loader *L, const ynode *n, const char *what)
+{
+	const char *text = NULL;
+	if (n->type == YNODE_SCALAR) {
+		text = n->str;
+	} else if (n->type == YNODE_MAP && n->n == 2 && ynode_get(n, "file") &&
+		   ynode_get(n, "file")->type == YNODE_SCALAR) {
+		const ynode *f = ynode_get(n, "file");
+		text = spec_read_rel(L, f, f->str);
+	} else {
+		DIAG(L, n, "%s must be text or {file: path}", what);
+	}
+	if (text == NULL)
+		return NULL;
+	rein_err e = {0};
+	if (rein_script_has_template(text) && rein_script_template_check(L->sb, text, &e) != REIN_OK)
+		DIAG(L, n, "%s template does not compile: %s", what, e.msg);
+	json_t *j = json_string(text);
+	if (j == NULL)
+		DIAG(L, n, "%s is not valid UTF-8", what);
+	return j;
+}
+
+void spec_load_llm_step(loader *L, rein_step *st, const ynode *n)
+{
+	static const char *const keys[] = {"model", "system", "prompt", "output", "max_tokens",
+					   "temperature", NULL};
+	st->tier = -1;
+	st->temperature = -1;
+	if (!spec_want_type(L, n, YNODE_MAP, "llm"))
+		return;
+	spec_check_keys(L, n, "llm", keys);
+	const ynode *v = ynode_get(n, "model");
+	if (v == NULL || v->type != YNODE_SCALAR) {
+		DIAG(L, v ? v : n, "llm needs 'model' (a tier under models)");
+	} else {
+		for (size_t i = 0; i < L->spec->ntiers; i++)
+			if (strcmp(L->spec->tiers[i].name, v->str) == 0)
+				st->tier = (int)i;
+		if (st->tier < 0)
+			DIAG(L, v, "model tier '%s' is not declared under models", v->str);
+	}
+	if ((v = ynode_get(n, "prompt")) == NULL)
+		DIAG(L, n, "llm needs 'prompt'");
+	else
+		st->prompt = load_text(L, v, "prompt");
+	if ((v = ynode_get(n, "system")))
+		st->system = load_text(L, v, "system");
+	if ((v = ynode_get(n, "output")))
+		st->llm_schema = spec_load_schema(L, v, "llm output", &st->llm_schema_doc);
+	int64_t x;
+	st->max_tokens = st->tier >= 0 ? L->spec->tiers[st->tier].max_tokens : 1024;
+	if ((v = ynode_get(n, "max_tokens")) && spec_want_int(L, v, "max_tokens", 1, &x))
+		st->max_tokens = x;
+	double d;
+	if ((v = ynode_get(n, "temperature")) && number(L, v, "temperature", 0, &d))
+		st->temperature = d;
+}
+
+void spec_models_free(rein_spec *s)
+{
+	for (size_t i = 0; i < s->nsteps; i++) {
+		json_decref(s->steps[i].system);
+		json_decref(s->steps[i].prompt);
+		json_decref(s->steps[i].llm_schema_doc);
+		rein_schema_free(s->steps[i].llm_schema);
+	}
+	for (size_t i = 0; i < s->ntiers; i++) {
+		rein_free(s->tiers[i].name);
+		json_decref(s->tiers[i].config);
+	}
+	rein_free(s->tiers);
+}
