@@ -30,6 +30,8 @@
  *   model.attempt   STEP  {attempt, outcome, error, transient, ...}  (a failed call)
  *   model.backoff   STEP  {attempt, delay_ms, due_at}
  *   model.route     STEP  {from, to, reason}    (the next tier: a failure or the budget)
+ *   tool.refused    STEP  {call_id, tool, error}  (agent: a proposed call refused, told to the model)
+ *   tool.result     STEP  {call_id, tool, out | error}  (agent: a call's outcome, back to the model)
  */
 #ifndef REIN_ENGINE_H
 #define REIN_ENGINE_H
@@ -109,6 +111,10 @@ typedef struct rein_model_request {
 } rein_model_request;
 
 int rein_run_model_call(const rein_run *r, int step, rein_model_request *call);
+
+/* Which effect an EXEC for step wants: REIN_STEP_LLM (a model call),
+ * REIN_STEP_TOOL (a tool call) or REIN_STEP_CODE. An agent step alternates. */
+int rein_run_effect(const rein_run *r, int step);
 
 /*
  * Tells a run rebuilt from its log that the process that advanced it is gone:

@@ -716,7 +716,8 @@ static void tool_done(void *ud, rein_tool_outcome *o)
 				rc = append(rn, a, types[k], step, json_object_get(bev, "data"), err);
 	}
 	json_t *d;
-	if (o->ok) {
+	bool agent = a->spec->steps[step].kind == REIN_STEP_AGENT;
+	if (o->ok) { /* an agent's result goes back to the model (tool.result), not out */
 		d = json_pack("{s:O, s:i, s:I}", "out", o->result, "attempt", attempt, "latency_ms",
 			      (json_int_t)o->latency_ms);
 		if (d && o->status)
@@ -731,7 +732,9 @@ static void tool_done(void *ud, rein_tool_outcome *o)
 			json_object_set_new(d, "retry_after_ms", json_integer(o->retry_after_ms));
 	}
 	if (rc == REIN_OK)
-		rc = d ? append(rn, a, o->ok ? "step.completed" : "tool.attempt", step, d, err)
+		rc = d ? append(rn, a,
+				o->ok ? (agent ? "tool.result" : "step.completed") : "tool.attempt",
+				step, d, err)
 		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
 	json_decref(d);
 	if (rc != REIN_OK)
@@ -1035,7 +1038,7 @@ static int dispatch_all(rein_runner *rn, rein_err *err)
 			return rc;
 		if (rn->recording == NULL && getenv("REIN_RECORD"))
 			rn->recording = json_object();
-		if (a->spec->steps[step].kind == REIN_STEP_LLM) {
+		if (rein_run_effect(a->run, step) == REIN_STEP_LLM) {
 			rc = dispatch_model(rn, a, step, err);
 			continue;
 		}
@@ -1114,8 +1117,8 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 		case REIN_CMD_EXEC: {
 			const char *type = NULL;
 			json_t *data = NULL;
-			if (a->spec->steps[cmd.step].kind == REIN_STEP_TOOL ||
-			    a->spec->steps[cmd.step].kind == REIN_STEP_LLM) {
+			if (rein_run_effect(a->run, cmd.step) == REIN_STEP_TOOL ||
+			    rein_run_effect(a->run, cmd.step) == REIN_STEP_LLM) {
 				/* an effect: it goes out after the next commit */
 				if (grow((void **)&rn->dq, &rn->dqcap, rn->ndq + 1, sizeof *rn->dq) != REIN_OK)
 					return rein_err_set(err, REIN_ENOMEM, "out of memory");

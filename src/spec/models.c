@@ -246,9 +246,73 @@ void spec_load_llm_step(loader *L, rein_step *st, const ynode *n)
 		st->temperature = d;
 }
 
+void spec_load_agent_step(loader *L, rein_step *st, const ynode *n)
+{
+	static const char *const keys[] = {"model",      "system",      "prompt", "output",
+					   "max_tokens", "temperature", "tools",  "max_turns", NULL};
+	st->max_turns = 8;
+	if (!spec_want_type(L, n, YNODE_MAP, "agent"))
+		return;
+	spec_check_keys(L, n, "agent", keys);
+	/* the llm part: the same keys mean the same */
+	static const char *const llm_keys[] = {"model", "system", "prompt", "output", "max_tokens",
+					       "temperature", NULL};
+	ynode sub = *n;
+	ynode **kids = rein_calloc(n->n + 1, sizeof *kids);
+	if (kids == NULL) {
+		L->nomem = true;
+		return;
+	}
+	sub.kids = kids;
+	sub.n = 0;
+	for (size_t i = 0; i + 1 < n->n; i += 2)
+		for (const char *const *k = llm_keys; *k; k++)
+			if (strcmp(n->kids[i]->str, *k) == 0) {
+				kids[sub.n++] = n->kids[i];
+				kids[sub.n++] = n->kids[i + 1];
+			}
+	spec_load_llm_step(L, st, &sub);
+	rein_free(kids);
+	const ynode *v;
+	int64_t x;
+	if ((v = ynode_get(n, "max_turns")) && spec_want_int(L, v, "max_turns", 1, &x))
+		st->max_turns = (int)(x > 100 ? 100 : x);
+	if ((st->tool_defs = json_array()) == NULL) {
+		L->nomem = true;
+		return;
+	}
+	if ((v = ynode_get(n, "tools")) == NULL)
+		return; /* an agent with no tools just answers */
+	if (v->type != YNODE_SEQ) {
+		DIAG(L, v, "agent tools must be a list of tool names");
+		return;
+	}
+	if ((st->allow = rein_calloc(v->n + 1, sizeof *st->allow)) == NULL) {
+		L->nomem = true;
+		return;
+	}
+	for (size_t i = 0; i < v->n; i++) {
+		const ynode *k = v->kids[i];
+		int ti = k->type == YNODE_SCALAR ? rein_spec_tool(L->spec, k->str) : -1;
+		if (ti < 0) {
+			DIAG(L, k, "tool '%s' is not declared under tools",
+			     k->type == YNODE_SCALAR ? k->str : "?");
+			continue;
+		}
+		st->allow[st->nallow++] = ti;
+		const rein_tool *t = &L->spec->tools[ti];
+		json_t *params = t->input_doc ? json_incref(t->input_doc) : json_pack("{s:s}", "type", "object");
+		json_array_append_new(st->tool_defs, json_pack("{s:s, s:s?, s:o}", "name", t->name,
+							       "description", t->description,
+							       "parameters", params));
+	}
+}
+
 void spec_models_free(rein_spec *s)
 {
 	for (size_t i = 0; i < s->nsteps; i++) {
+		rein_free(s->steps[i].allow);
+		json_decref(s->steps[i].tool_defs);
 		json_decref(s->steps[i].system);
 		json_decref(s->steps[i].prompt);
 		json_decref(s->steps[i].llm_schema_doc);

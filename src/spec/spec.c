@@ -458,7 +458,8 @@ static void load_parallel(loader *L, rein_step *st, const ynode *n)
 		st->branches[i] = spec_step_ref(L, b->kids[i], "branch");
 }
 
-static const char *const step_kinds[] = {"code", "wait", "parallel", "tool", "llm", "end", NULL};
+static const char *const step_kinds[] = {"code",  "wait",  "parallel", "tool",
+					  "llm",   "agent", "end",      NULL};
 
 static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 {
@@ -479,7 +480,7 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 		kname = *k;
 	}
 	if (kind == NULL) {
-		DIAG(L, key, "step '%s' has no kind (one of: code, wait, parallel, tool, llm, end)", st->name);
+		DIAG(L, key, "step '%s' has no kind (one of: code, wait, parallel, tool, llm, agent, end)", st->name);
 		/* still follow its edges, so the steps after it are not reported
 		 * as unreachable on top of this */
 		const ynode *nx = ynode_get(val, "next");
@@ -487,7 +488,7 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 			load_next(L, st, nx);
 		return;
 	}
-	static const char *const common[] = {"code", "wait",    "parallel",   "tool",  "llm",
+	static const char *const common[] = {"code", "wait",    "parallel",   "tool",  "llm", "agent",
 					     "args", "output",  "next",       "on_fail",
 					     "max_visits", "description", NULL};
 	static const char *const end_keys[] = {"end", "reason", "output", "description", NULL};
@@ -539,6 +540,9 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 	} else if (strcmp(kname, "llm") == 0) {
 		st->kind = REIN_STEP_LLM;
 		spec_load_llm_step(L, st, kind);
+	} else if (strcmp(kname, "agent") == 0) {
+		st->kind = REIN_STEP_AGENT;
+		spec_load_agent_step(L, st, kind);
 	} else {
 		st->kind = REIN_STEP_PARALLEL;
 		load_parallel(L, st, kind);

@@ -20,6 +20,7 @@ typedef enum rein_step_kind {
 	REIN_STEP_END,
 	REIN_STEP_TOOL,
 	REIN_STEP_LLM,
+	REIN_STEP_AGENT,
 } rein_step_kind;
 
 /* ---- tool contracts (docs/tools.md) ---- */
@@ -139,6 +140,11 @@ typedef struct rein_step {
 	rein_schema *llm_schema;
 	int64_t max_tokens;
 	double temperature;      /* < 0: not sent */
+	/* agent (also uses the llm fields) */
+	int *allow;              /* the tools the model may call (indices) */
+	size_t nallow;
+	int max_turns;           /* model turns (default 8) */
+	json_t *tool_defs;       /* the tool definitions shown to the model */
 } rein_step;
 
 typedef struct rein_spec {

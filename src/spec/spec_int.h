@@ -42,6 +42,7 @@ void spec_tools_free(rein_spec *s);
 void spec_load_models(loader *L, const ynode *n);
 void spec_load_trace(loader *L, const ynode *n);
 void spec_load_llm_step(loader *L, rein_step *st, const ynode *kind);
+void spec_load_agent_step(loader *L, rein_step *st, const ynode *kind);
 void spec_models_free(rein_spec *s);
 
 #endif
