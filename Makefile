@@ -77,8 +77,8 @@ test: deps
 	@tests/run.sh $(A)
 
 demo: deps
-	@$(MAKE) --no-print-directory -j2 all
-	@scripts/demo.sh $(B)/rein
+	@$(MAKE) --no-print-directory -j2 all $(B)/tools/toolserver
+	@scripts/demo.sh $(B)
 
 # libFuzzer targets (clang), each parser gets one.
 F       := build/fuzz

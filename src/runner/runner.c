@@ -25,6 +25,7 @@ typedef struct ticket {
 	int attempt;
 	bool dead;
 	const char *provider; /* model calls: the provider's type (static) */
+	bool unnamed;         /* model calls: the tier named no model */
 	struct ticket *next;
 } ticket;
 
@@ -913,6 +914,7 @@ static void model_done(void *ud, rein_model_outcome *o)
 	rn->model_inflight--;
 	int step = tk->step, attempt = tk->attempt;
 	const char *tk_provider = tk->provider;
+	bool unnamed = tk->unnamed;
 	rein_free(tk);
 	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED || rn->cb_rc != REIN_OK)
 		return;
@@ -924,8 +926,21 @@ static void model_done(void *ud, rein_model_outcome *o)
 		const rein_model_tier *t = &a->spec->tiers[call.tier];
 		if (t->cache && rn->model_cache)
 			json_object_set(rn->model_cache, o->request_hash, o->response);
-		if (rn->recording)
-			rein_model_record(rn->recording, call.request, o->response, &rn->cb_err);
+		if (rn->recording) {
+			/* a tier that named no model is recorded without one, so the
+			 * replay of the same workflow finds it by its hash */
+			json_t *rq = json_deep_copy(call.request);
+			if (rq && !unnamed) {
+				char *m = expand_env(json_string_value(json_object_get(rq, "model")) ?: "");
+				json_object_set_new(rq, "model", json_string(m ? m : ""));
+				rein_free(m);
+			}
+			if (rq && unnamed)
+				json_object_set_new(rq, "model", json_string("default"));
+			if (rq)
+				rein_model_record(rn->recording, rq, o->response, &rn->cb_err);
+			json_decref(rq);
+		}
 	} else if (rc == REIN_OK) {
 		char ev[1024] = "";
 		if (o->evidence)
@@ -965,6 +980,7 @@ static int dispatch_model(rein_runner *rn, active *a, int step, rein_err *err)
 	char *model = expand_env(json_string_value(json_object_get(req, "model")) ?: "");
 	json_object_set_new(req, "model", json_string(model ? model : ""));
 	rein_free(model);
+	bool unnamed = !*json_string_value(json_object_get(req, "model"));
 	if (t->cache) {
 		char hash[REIN_MODEL_HASH_HEX];
 		rein_err e = {0};
@@ -984,6 +1000,13 @@ static int dispatch_model(rein_runner *rn, active *a, int step, rein_err *err)
 		}
 	}
 	rein_model_provider *p = provider_for(rn, a->spec, call.tier, err);
+	if (p && unnamed) { /* a tier that names no model takes its provider's usual one */
+		const char *type = rein_model_provider_type(p);
+		json_object_set_new(req, "model",
+				    json_string(strcmp(type, "anthropic") == 0 ? "claude-sonnet-4-20250514"
+						: strcmp(type, "openai") == 0      ? "gpt-4o-mini-2024-07-18"
+										   : "default"));
+	}
 	if (p == NULL) {
 		/* a configuration the provider refuses: a permanent failure of this tier */
 		json_t *d = json_pack("{s:i, s:s, s:s, s:b}", "attempt", call.attempt, "outcome", "config",
@@ -1002,7 +1025,7 @@ static int dispatch_model(rein_runner *rn, active *a, int step, rein_err *err)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
 	*tk = (ticket){.rn = rn, .a = a, .step = step, .attempt = call.attempt, .next = a->tickets,
-		       .provider = rein_model_provider_type(p)};
+		       .provider = rein_model_provider_type(p), .unnamed = unnamed};
 	a->tickets = tk;
 	a->inflight++;
 	rn->model_inflight++;

@@ -98,6 +98,7 @@ typedef struct rein_mcp_server_spec {
 	char **argv; /* stdio: command and arguments (may hold ${env.X}); NULL-terminated */
 	char **env;  /* "K=V" entries, NULL-terminated */
 	char *url;   /* streamable HTTP */
+	char *cwd;   /* stdio: the child's working directory (may hold ${env.X}) */
 	int64_t timeout_ms;
 } rein_mcp_server_spec;
 

@@ -284,7 +284,7 @@ void spec_load_servers(loader *L, const ynode *n)
 		L->nomem = true;
 		return;
 	}
-	static const char *const keys[] = {"command", "env", "url", "timeout_s", NULL};
+	static const char *const keys[] = {"command", "env", "url", "cwd", "timeout_s", NULL};
 	for (size_t i = 0; i + 1 < n->n; i += 2) {
 		const ynode *k = n->kids[i], *v = n->kids[i + 1];
 		rein_mcp_server_spec *sv = &s->servers[s->nservers++];
@@ -325,6 +325,8 @@ void spec_load_servers(loader *L, const ynode *n)
 								 x->kids[j + 1]->str)) == NULL)
 					L->nomem = true;
 		}
+		if ((x = ynode_get(v, "cwd")) && scalar(L, x, "cwd"))
+			sv->cwd = dup_or_oom(L, x->str);
 		int64_t t;
 		if ((x = ynode_get(v, "timeout_s")) && spec_want_int(L, x, "timeout_s", 1, &t))
 			sv->timeout_ms = t * 1000;
@@ -470,6 +472,7 @@ void spec_tools_free(rein_spec *s)
 		free_strv(sv->argv);
 		free_strv(sv->env);
 		rein_free(sv->url);
+		rein_free(sv->cwd);
 	}
 	rein_free(s->servers);
 }

@@ -60,10 +60,12 @@ static int list_server(rein_io *io, const rein_mcp_server_spec *sv, json_t **too
 		env[i] = expand_env(sv->env[i]);
 	if (sv->url)
 		url = expand_env(sv->url);
+	char *cwd = sv->cwd ? expand_env(sv->cwd) : NULL;
 	rein_mcp_config cfg = {.name = sv->name,
 			       .argv = sv->argv ? (const char *const *)argv : NULL,
 			       .env = (const char *const *)env,
 			       .url = url,
+			       .cwd = cwd,
 			       .request_timeout_ms = sv->timeout_ms};
 	int rc = rein_mcp_list_tools_sync(io, &cfg, tools, proto, err);
 	for (size_t i = 0; i < 64; i++) {
@@ -71,6 +73,7 @@ static int list_server(rein_io *io, const rein_mcp_server_spec *sv, json_t **too
 		rein_free(env[i]);
 	}
 	rein_free(url);
+	rein_free(cwd);
 	return rc;
 }
 

@@ -586,11 +586,13 @@ static mcp_conn *conn_for(rein_tools *tx, const rein_spec *spec, int server, cha
 		env[i] = expand_env(sv->env[i]);
 	if (sv->url)
 		url = expand_env(sv->url);
+	char *cwd = sv->cwd ? expand_env(sv->cwd) : NULL;
 	rein_mcp_config cfg = {
 		.name = sv->name,
 		.argv = sv->argv ? (const char *const *)argv : NULL,
 		.env = (const char *const *)env,
 		.url = url,
+		.cwd = cwd,
 		.request_timeout_ms = sv->timeout_ms,
 	};
 	rein_err e = {0};
@@ -602,6 +604,7 @@ static mcp_conn *conn_for(rein_tools *tx, const rein_spec *spec, int server, cha
 		rein_free(env[i]);
 	}
 	rein_free(url);
+	rein_free(cwd);
 	if (rc != REIN_OK) {
 		/* remembered as failed: calls get a clear, retryable error */
 		c->listed = c->list_failed = true;
