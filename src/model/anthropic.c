@@ -234,8 +234,8 @@ static void parse_whole(const char *body, size_t len, const model_shape *shape,
 	json_error_t je;
 	json_t *j = json_loadb(body, len, 0, &je);
 	if (j == NULL) {
-		bool cut = json_error_code(&je) == json_error_premature_end_of_input;
-		out->kind = cut ? MODEL_PARSE_TRUNCATED : MODEL_PARSE_MALFORMED;
+		/* a whole body that arrived complete (the io layer saw its end) */
+		out->kind = MODEL_PARSE_MALFORMED;
 		snprintf(out->why, sizeof out->why, "the body is not JSON: %s", je.text);
 		goto out;
 	}
@@ -270,8 +270,19 @@ static void parse_whole(const char *body, size_t len, const model_shape *shape,
 			model_acc_set(&call->id, json_string_value(json_object_get(blk, "id")));
 			model_acc_set(&call->name, json_string_value(json_object_get(blk, "name")));
 			const json_t *input = json_object_get(blk, "input");
-			if (input != NULL)
+			if (json_is_string(input)) { /* not the protocol, but say what came */
+				if (rein_buf_append(&call->args, json_string_value(input),
+						    json_string_length(input)) != REIN_OK)
+					goto nomem;
+			} else if (json_is_object(input)) {
 				call->input = json_incref((json_t *)input);
+			} else if (input != NULL) {
+				char *t = rein_json_dump(input);
+				int rc = t ? rein_buf_puts(&call->args, t) : REIN_ENOMEM;
+				rein_free(t);
+				if (rc != REIN_OK)
+					goto nomem;
+			}
 		}
 	}
 	out->response = model_acc_finish(&a, shape, norm_stop(a.finish));

@@ -136,7 +136,8 @@ static int check_message(const json_t *m, size_t i, rein_err *err)
 	static const char *const asst_keys[] = {"role", "content", "tool_calls", NULL};
 	static const char *const tool_keys[] = {"role", "tool_call_id", "content", "is_error",
 						NULL};
-	static const char *const call_keys[] = {"id", "name", "arguments", "arguments_raw", NULL};
+	static const char *const call_keys[] = {"id", "name", "arguments", "arguments_raw",
+						"arguments_error", NULL};
 	const char *bad = NULL;
 	if (!json_is_object(m))
 		return rein_err_set(err, REIN_EINVAL, "messages[%zu] is not an object", i);
@@ -405,6 +406,19 @@ static void on_http(void *ud, const rein_http_resp *r)
 	job->out.latency_ms = r->elapsed_ms;
 	job->out.retry_after_ms = r->retry_after_ms;
 	job->out.status = r->status;
+	if (r->error == REIN_HTTP_PROTOCOL && r->body_len > 0) {
+		/* the connection broke mid-body and io kept what came: read it as
+		 * a cut answer (a stream short of its end is truncated) */
+		model_parsed p;
+		job->ops->parse(r->body, r->body_len, job->stream, &job->shape, &p);
+		fail(job, "truncated", true, "the connection broke mid-answer: %s (%s)",
+		     r->errmsg, p.kind == MODEL_PARSE_TRUNCATED ? p.why : "an incomplete body");
+		job->out.response = p.response;
+		p.response = NULL;
+		model_parsed_free(&p);
+		keep_evidence(job, r->body, r->body_len);
+		goto out;
+	}
 	if (r->error != REIN_HTTP_OK) {
 		const char *name = rein_http_error_name(r->error);
 		switch (r->error) {
@@ -415,7 +429,9 @@ static void on_http(void *ud, const rein_http_resp *r)
 			fail(job, "timeout", true, "no complete answer in time: %s", r->errmsg);
 			break;
 		case REIN_HTTP_PROTOCOL:
-			fail(job, "protocol", true, "the connection broke mid-answer: %s",
+			fail(job, "truncated", true,
+			     "the connection broke mid-answer (%s): %s",
+			     job->stream ? "the stream was cut before its end" : "a cut body",
 			     r->errmsg);
 			break;
 		case REIN_HTTP_TOO_LARGE:

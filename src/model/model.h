@@ -16,6 +16,8 @@
  *                   {role: "assistant", content?: string|null,
  *                    tool_calls?: [{id, name, arguments: JSON value
  *                                   | arguments_raw: string}]}
+ *                   (a response's tool_calls go back as they are; an
+ *                   arguments_error member is ignored)
  *                   {role: "tool", tool_call_id: string, content: string,
  *                    is_error?: bool}
  *   tools         array of {name, description?, parameters: JSON Schema

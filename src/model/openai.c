@@ -186,8 +186,8 @@ static void parse_whole(const char *body, size_t len, const model_shape *shape,
 	json_error_t je;
 	json_t *j = json_loadb(body, len, 0, &je);
 	if (j == NULL) {
-		bool cut = json_error_code(&je) == json_error_premature_end_of_input;
-		out->kind = cut ? MODEL_PARSE_TRUNCATED : MODEL_PARSE_MALFORMED;
+		/* a whole body that arrived complete (the io layer saw its end) */
+		out->kind = MODEL_PARSE_MALFORMED;
 		snprintf(out->why, sizeof out->why, "the body is not JSON: %s", je.text);
 		goto out;
 	}
