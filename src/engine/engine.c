@@ -921,6 +921,24 @@ static bool affordable(const rein_run *r, int64_t tokens, double cost, char *why
 	return true;
 }
 
+/* Every attempt, retries included, must fit the budget: else the step ends
+ * on it (returns 1 with cmd filled), 0 when the attempt may go. */
+static int llm_budget_gate(rein_run *r, int ti, rein_cmd *cmd, rein_err *err)
+{
+	thread *t = &r->th[ti];
+	int64_t tokens;
+	double cost;
+	char why[300];
+	if (t->args == NULL)
+		return 0;
+	llm_estimate(r, t->args, t->tier, &tokens, &cost);
+	if (affordable(r, tokens, cost, why, sizeof why))
+		return 0;
+	int rc = emit(cmd, "step.failed", t->step, json_pack("{s:s, s:b}", "error", why, "budget", 1),
+		      err);
+	return rc == REIN_OK ? 1 : rc;
+}
+
 static int poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due, bool *busy,
 		    rein_err *err)
 {
@@ -986,6 +1004,8 @@ static int poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 			*busy = true;
 			return 0;
 		}
+		if ((rc = llm_budget_gate(r, ti, cmd, err)) != 0)
+			return rc;
 		t->issued = true;
 		cmd->kind = REIN_CMD_EXEC;
 		cmd->step = s;
@@ -998,6 +1018,8 @@ static int poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 		return rc == REIN_OK ? 1 : rc;
 	case T_SLEEPING:
 		if (now >= t->due) {
+			if ((rc = llm_budget_gate(r, ti, cmd, err)) != 0)
+				return rc;
 			t->state = T_CALL;
 			t->issued = true;
 			cmd->kind = REIN_CMD_EXEC;
