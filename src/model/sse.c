@@ -82,7 +82,6 @@ int model_sse_feed(model_sse *s, const char *p, size_t n, model_sse_cb cb, void 
 				return REIN_ELIMIT;
 			if (rein_buf_append(&s->line, p + i, n - i) != REIN_OK)
 				return REIN_ENOMEM;
-			s->any = true;
 			break;
 		}
 		int rc;
