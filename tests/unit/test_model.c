@@ -1090,6 +1090,46 @@ static void test_parse_alloc_faults(void **state)
 	rein_free(oa);
 }
 
+
+/* Every allocation of a replayed call failing in turn: either the call is
+ * refused (and cb never runs) or cb runs exactly once; nothing leaks. */
+static void test_call_alloc_faults(void **state)
+{
+	rein_io *io = NULL;
+	assert_int_equal(rein_io_new(&io, NULL), REIN_OK);
+	json_t *req = simple_req(false);
+	json_t *rec = json_object();
+	json_t *resp = J("{\"text\": \"t\", \"tool_calls\": [], \"finish_reason\": \"stop\","
+			 " \"model\": \"m\", \"usage\": {\"input\": 3, \"output\": 1}}");
+	assert_int_equal(rein_model_record(rec, req, resp, NULL), REIN_OK);
+	json_t *cfg = json_pack("{s:s,s:O}", "type", "replay", "responses", rec);
+	rein_model_provider *p = NULL;
+	assert_int_equal(rein_model_provider_new(cfg, &p, NULL), REIN_OK);
+	int completed = 0, refused = 0;
+	for (long n = 1; n < 200; n++) {
+		got g = {0};
+		rein_fault_arm(REIN_FAULT_ALLOC, n);
+		int rc = rein_model_call(io, p, req, on_model, &g, NULL);
+		rein_fault_arm(REIN_FAULT_ALLOC, 0);
+		if (rc != REIN_OK) {
+			refused++;
+			rein_io_wait(io, 0);
+			assert_int_equal(g.ncalls, 0);
+			continue;
+		}
+		wait_for(io, &g.ncalls, 1);
+		completed++;
+		got_free(&g);
+	}
+	assert_true(completed > 0 && refused > 0);
+	rein_model_provider_free(p);
+	json_decref(cfg);
+	json_decref(rec);
+	json_decref(resp);
+	json_decref(req);
+	rein_io_free(io);
+}
+
 int main(void)
 {
 	rein_init();
@@ -1103,6 +1143,7 @@ int main(void)
 		cmocka_unit_test(test_parse_anthropic),
 		cmocka_unit_test(test_provider_config),
 		cmocka_unit_test(test_parse_alloc_faults),
+		cmocka_unit_test(test_call_alloc_faults),
 	};
 	const struct CMUnitTest loopback[] = {
 		cmocka_unit_test_setup_teardown(test_text_usage_cost, fx_setup, fx_teardown),
