@@ -57,6 +57,9 @@ typedef struct thread {
 	int refused;      /* proposed calls refused (unknown tool, bad arguments) */
 	json_t *calls;    /* the tool calls of the last answer */
 	size_t idx;       /* the one being handled */
+	/* what this visit of an llm/agent step has spent (its own budget) */
+	int64_t s_tokens, s_calls, s_tools;
+	double s_cost;
 	json_t *result; /* DONE branch result, or JOINED output */
 	json_t *last;   /* output of the last completed step on this thread */
 } thread;
@@ -312,6 +315,8 @@ static int step_error(rein_run *r, int t, const char *msg, rein_err *err)
 {
 	const rein_step *st = &r->spec->steps[r->th[t].step];
 	set_str(&r->last_error, msg);
+	if (st->optional && strncmp(msg, "budget:", 7) == 0)
+		return route(r, t, json_null(), err); /* the degrade path: skip it */
 	if (st->on_fail >= 0)
 		return enter(r, t, st->on_fail, err);
 	char *reason = rein_sprintf("step '%s' failed: %s", st->name, msg);
@@ -412,6 +417,8 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 	case REIN_STEP_LLM:
 	case REIN_STEP_AGENT: {
 		thread *th = &r->th[t];
+		th->s_tokens = th->s_calls = th->s_tools = 0;
+		th->s_cost = 0;
 		th->phase = 0;
 		th->turns = 0;
 		th->refused = 0;
@@ -559,6 +566,7 @@ static int apply_tool(rein_run *r, int ti, const char *type, int64_t at, const j
 		t->in_doubt = false;
 		t->state = T_CALL;
 		r->tool_calls++;
+		t->s_tools++;
 		return REIN_OK;
 	}
 	if (strcmp(type, "tool.attempt") == 0) {
@@ -901,9 +909,26 @@ static void llm_estimate(const rein_run *r, const json_t *req, int tier, int64_t
 }
 
 /* Would a call of that estimate stay within the run's budgets? why says which not. */
-static bool affordable(const rein_run *r, int64_t tokens, double cost, char *why, size_t wlen)
+static bool affordable(const rein_run *r, const thread *t, int64_t tokens, double cost, char *why,
+		       size_t wlen)
 {
 	const rein_spec *s = r->spec;
+	const rein_step *st = &s->steps[t->step];
+	if (st->b_model_calls && t->s_calls + 1 > st->b_model_calls) {
+		snprintf(why, wlen, "budget: the step's max_model_calls %lld reached",
+			 (long long)st->b_model_calls);
+		return false;
+	}
+	if (st->b_tokens && t->s_tokens + tokens > st->b_tokens) {
+		snprintf(why, wlen, "budget: the step's max_tokens %lld (spent %lld, the next call may take %lld)",
+			 (long long)st->b_tokens, (long long)t->s_tokens, (long long)tokens);
+		return false;
+	}
+	if (st->b_cost_usd > 0 && t->s_cost + cost > st->b_cost_usd) {
+		snprintf(why, wlen, "budget: the step's max_cost_usd %.4f (spent %.4f, the next call may cost %.4f)",
+			 st->b_cost_usd, t->s_cost, cost);
+		return false;
+	}
 	if (s->max_model_calls && r->model_calls + 1 > s->max_model_calls) {
 		snprintf(why, wlen, "budget: max_model_calls %lld reached", (long long)s->max_model_calls);
 		return false;
@@ -932,7 +957,7 @@ static int llm_budget_gate(rein_run *r, int ti, rein_cmd *cmd, rein_err *err)
 	if (t->args == NULL)
 		return 0;
 	llm_estimate(r, t->args, t->tier, &tokens, &cost);
-	if (affordable(r, tokens, cost, why, sizeof why))
+	if (affordable(r, t, tokens, cost, why, sizeof why))
 		return 0;
 	int rc = emit(cmd, "step.failed", t->step, json_pack("{s:s, s:b}", "error", why, "budget", 1),
 		      err);
@@ -961,7 +986,7 @@ static int poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 		double cost;
 		char why[300];
 		llm_estimate(r, req, t->tier, &tokens, &cost);
-		if (!affordable(r, tokens, cost, why, sizeof why)) {
+		if (!affordable(r, t, tokens, cost, why, sizeof why)) {
 			/* a cheaper tier down the fallback chain may still fit */
 			for (int f = tier->fallback, hops = 0; f >= 0 && hops < (int)r->spec->ntiers;
 			     f = r->spec->tiers[f].fallback, hops++) {
@@ -969,7 +994,7 @@ static int poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 				double fc;
 				char fwhy[300];
 				llm_estimate(r, req, f, &ft, &fc);
-				if (affordable(r, ft, fc, fwhy, sizeof fwhy)) {
+				if (affordable(r, t, ft, fc, fwhy, sizeof fwhy)) {
 					json_decref(req);
 					rc = emit(cmd, "model.route", s,
 						  json_pack("{s:s, s:s, s:s}", "from", tier->name, "to",
@@ -992,6 +1017,11 @@ static int poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 				      "estimate", "tokens", (json_int_t)tokens, "cost_usd", cost, "params",
 				      "max_tokens", json_object_get(req, "max_tokens"), "temperature",
 				      json_object_get(req, "temperature"));
+		if (d && json_object_get(req, "tools")) {
+			char th[2 * REIN_HASH_LEN + 1];
+			request_hash(json_object_get(req, "tools"), th);
+			json_object_set_new(d, "tools_hash", json_string(th));
+		}
 		if (d && r->spec->store_prompts)
 			json_object_set(d, "request", req);
 		json_decref(req);
@@ -1059,6 +1089,8 @@ static int apply_llm(rein_run *r, int ti, const char *type, int64_t at, const js
 		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s for '%s', not an llm step", r->id,
 				    type, st->name);
 	const rein_model_tier *tier = &r->spec->tiers[t->tier];
+	if (strcmp(type, "model.breaker") == 0)
+		return REIN_OK; /* the provider's breaker, process-wide: a record only */
 	if (strcmp(type, "model.route") == 0) {
 		const char *to = json_string_value(json_object_get(data, "to"));
 		int f = -1;
@@ -1093,6 +1125,7 @@ static int apply_llm(rein_run *r, int ti, const char *type, int64_t at, const js
 		t->attempts++;
 		t->issued = false;
 		r->model_calls++;
+		t->s_calls++;
 		const char *e = json_string_value(json_object_get(data, "error"));
 		set_str(&t->error, e ? e : "failed");
 		json_t *ra = json_object_get(data, "retry_after_ms");
@@ -1123,10 +1156,15 @@ static int apply_llm(rein_run *r, int ti, const char *type, int64_t at, const js
 			goto order;
 		t->issued = false;
 		r->model_calls++;
+		t->s_calls++;
 		const json_t *u = json_object_get(data, "usage");
-		r->spent_tokens += json_integer_value(json_object_get(u, "input")) +
-				   json_integer_value(json_object_get(u, "output"));
-		r->spent_cost += json_number_value(json_object_get(data, "cost_usd"));
+		int64_t used = json_integer_value(json_object_get(u, "input")) +
+			       json_integer_value(json_object_get(u, "output"));
+		double cost_usd = json_number_value(json_object_get(data, "cost_usd"));
+		r->spent_tokens += used;
+		r->spent_cost += cost_usd;
+		t->s_tokens += used;
+		t->s_cost += cost_usd;
 		const json_t *resp = json_object_get(data, "response");
 		json_t *out;
 		if (st->kind == REIN_STEP_AGENT)
@@ -1356,6 +1394,13 @@ static int poll_agent_tools(rein_run *r, int ti, rein_cmd *cmd, rein_err *err)
 	if (why) {
 		rc = emit(cmd, "tool.refused", s,
 			  json_pack("{s:s?, s:s?, s:s}", "call_id", id, "tool", name, "error", why), err);
+		rein_free(why);
+		return rc == REIN_OK ? 1 : rc;
+	}
+	if (st->b_tool_calls && t->s_tools >= st->b_tool_calls) {
+		why = rein_sprintf("budget: the step's max_tool_calls %lld reached",
+				   (long long)st->b_tool_calls);
+		rc = emit(cmd, "step.failed", s, json_pack("{s:s?, s:b}", "error", why, "budget", 1), err);
 		rein_free(why);
 		return rc == REIN_OK ? 1 : rc;
 	}

@@ -26,6 +26,7 @@ typedef struct ticket {
 	bool dead;
 	const char *provider; /* model calls: the provider's type (static) */
 	bool unnamed;         /* model calls: the tier named no model */
+	rein_model_provider *mp; /* model calls: for the breaker */
 	struct ticket *next;
 } ticket;
 
@@ -81,6 +82,11 @@ struct rein_runner {
 	struct provider_slot {
 		char key[160];
 		rein_model_provider *p;
+		/* the provider's circuit breaker: 5 transient failures in a row open
+		 * it for 30 s, then one probe call decides */
+		int fails;
+		bool open, probing;
+		int64_t opened_at;
 	} *providers;
 	size_t nproviders;
 	json_t *model_cache; /* request hash → response, for tiers with cache: true */
@@ -869,6 +875,7 @@ static rein_model_provider *provider_for(rein_runner *rn, const rein_spec *spec,
 		return NULL;
 	}
 	rn->providers = v;
+	memset(&v[rn->nproviders], 0, sizeof v[rn->nproviders]);
 	snprintf(v[rn->nproviders].key, sizeof v[rn->nproviders].key, "%s", key);
 	v[rn->nproviders++].p = p;
 	return p;
@@ -915,7 +922,25 @@ static void model_done(void *ud, rein_model_outcome *o)
 	int step = tk->step, attempt = tk->attempt;
 	const char *tk_provider = tk->provider;
 	bool unnamed = tk->unnamed;
+	struct provider_slot *slot = NULL;
+	for (size_t i = 0; i < rn->nproviders; i++)
+		if (rn->providers[i].p == tk->mp)
+			slot = &rn->providers[i];
 	rein_free(tk);
+	const char *transition = NULL;
+	if (slot) {
+		slot->probing = false;
+		if (o->ok) {
+			if (slot->open)
+				transition = "closed";
+			slot->open = false;
+			slot->fails = 0;
+		} else if (o->transient && (slot->open || ++slot->fails >= 5)) {
+			transition = "opened";
+			slot->open = true;
+			slot->opened_at = now(rn);
+		}
+	}
 	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED || rn->cb_rc != REIN_OK)
 		return;
 	rein_model_request call;
@@ -955,6 +980,11 @@ static void model_done(void *ud, rein_model_outcome *o)
 			json_object_set_new(d, "retry_after_ms", json_integer(o->retry_after_ms));
 		if (d && o->evidence)
 			json_object_set_new(d, "evidence", json_string(ev));
+	}
+	if (rc == REIN_OK && transition) {
+		json_t *b = json_pack("{s:s, s:s?}", "state", transition, "provider", tk_provider);
+		rc = b ? append(rn, a, "model.breaker", step, b, &rn->cb_err) : REIN_ENOMEM;
+		json_decref(b);
 	}
 	if (rc == REIN_OK)
 		rc = d ? append(rn, a, o->ok ? "model.call" : "model.attempt", step, d, &rn->cb_err)
@@ -1019,13 +1049,32 @@ static int dispatch_model(rein_runner *rn, active *a, int step, rein_err *err)
 		a->state = A_RUN;
 		return rc;
 	}
+	struct provider_slot *slot = NULL;
+	for (size_t i = 0; i < rn->nproviders; i++)
+		if (rn->providers[i].p == p)
+			slot = &rn->providers[i];
+	if (slot && slot->open) {
+		if (now(rn) - slot->opened_at >= 30000 && !slot->probing) {
+			slot->probing = true; /* half-open: this call is the probe */
+		} else {
+			json_t *d = json_pack("{s:i, s:s, s:s, s:b}", "attempt", call.attempt, "outcome",
+					      "breaker_open", "error", "the provider's circuit breaker is open",
+					      "transient", 0);
+			rc = d ? append(rn, a, "model.attempt", step, d, err)
+			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+			json_decref(d);
+			json_decref(req);
+			a->state = A_RUN;
+			return rc;
+		}
+	}
 	ticket *tk = rein_calloc(1, sizeof *tk);
 	if (tk == NULL) {
 		json_decref(req);
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
 	*tk = (ticket){.rn = rn, .a = a, .step = step, .attempt = call.attempt, .next = a->tickets,
-		       .provider = rein_model_provider_type(p), .unnamed = unnamed};
+		       .provider = rein_model_provider_type(p), .unnamed = unnamed, .mp = p};
 	a->tickets = tk;
 	a->inflight++;
 	rn->model_inflight++;

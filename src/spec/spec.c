@@ -488,8 +488,9 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 			load_next(L, st, nx);
 		return;
 	}
-	static const char *const common[] = {"code", "wait",    "parallel",   "tool",  "llm", "agent",
-					     "args", "output",  "next",       "on_fail",
+	static const char *const common[] = {"code",   "wait",     "parallel",   "tool",
+					     "llm",    "agent",    "args",       "output",
+					     "budget", "optional", "next",       "on_fail",
 					     "max_visits", "description", NULL};
 	static const char *const end_keys[] = {"end", "reason", "output", "description", NULL};
 	if (strcmp(kname, "end") == 0) {
@@ -527,6 +528,32 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 			DIAG(L, v, "output (a schema) only goes with code and tool steps");
 		else
 			st->out_schema = spec_load_schema(L, v, "step output", NULL);
+	}
+	if ((v = ynode_get(val, "budget")) || (v = ynode_get(val, "optional"))) {
+		if (strcmp(kname, "llm") != 0 && strcmp(kname, "agent") != 0)
+			DIAG(L, v, "budget and optional go with llm and agent steps");
+	}
+	if ((v = ynode_get(val, "optional")) && v->type == YNODE_SCALAR)
+		st->optional = strcmp(v->str, "true") == 0;
+	if ((v = ynode_get(val, "budget")) && spec_want_type(L, v, YNODE_MAP, "budget")) {
+		static const char *const bk[] = {"max_tokens", "max_cost_usd", "max_model_calls",
+						 "max_tool_calls", NULL};
+		spec_check_keys(L, v, "a step budget", bk);
+		const ynode *b;
+		if ((b = ynode_get(v, "max_tokens")) && spec_want_int(L, b, "max_tokens", 1, &x))
+			st->b_tokens = x;
+		if ((b = ynode_get(v, "max_model_calls")) && spec_want_int(L, b, "max_model_calls", 1, &x))
+			st->b_model_calls = x;
+		if ((b = ynode_get(v, "max_tool_calls")) && spec_want_int(L, b, "max_tool_calls", 1, &x))
+			st->b_tool_calls = x;
+		if ((b = ynode_get(v, "max_cost_usd"))) {
+			json_t *j = b->type == YNODE_SCALAR ? ynode_scalar_json(b) : NULL;
+			if (json_is_number(j) && json_number_value(j) > 0)
+				st->b_cost_usd = json_number_value(j);
+			else
+				DIAG(L, b, "max_cost_usd must be a number > 0");
+			json_decref(j);
+		}
 	}
 	if (strcmp(kname, "code") == 0) {
 		st->kind = REIN_STEP_CODE;
