@@ -73,6 +73,25 @@ script '{"turns": [{"text": "{\"category\": \"maybe\"}"}, {"text": "{\"category\
 expect_exit 3 "$REIN" run llm_budget --input '{"text": "hello"}'
 json_get "$OUT" 'j["reason"]' | grep -q "budget: max_model_calls 1" || fail "$OUT"
 
+# the opt-in response cache: an identical request is served without a call
+mkdir -p cached && cat > cached/workflow.yaml <<'YAML'
+rein: 1
+name: cached
+models:
+  m: { provider: openai, model: c-1, base_url: "${env.MODEL_URL}", api_key_env: MODEL_KEY, cache: true }
+steps:
+  first: { llm: { model: m, prompt: "same question", temperature: 0 }, next: second }
+  second: { llm: { model: m, prompt: "same question", temperature: 0 }, next: done }
+  done: { end: succeeded, output: "${ { a = steps.first.out, b = steps.second.out } }" }
+YAML
+curl -s -X POST "$MODEL_URL/control/reset" >/dev/null
+script '{"turns": [{"text": "forty-two"}, {"text": "something else"}]}'
+expect_exit 0 "$REIN" run cached
+[ "$(json_get "$OUT" 'j["output"]["b"]')" = forty-two ] || fail "cache: $OUT"
+run=$(json_get "$OUT" 'j["run"]')
+"$REIN" events "$run" | grep '"model.call"' | grep -q '"cached":true' || fail "no cached call recorded"
+[ "$(curl -s "$MODEL_URL/control/requests" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ] || fail "the cached request reached the server"
+
 # record against the server, replay with no server: the same decisions
 rm -f rec.json
 script '{"turns": [{"text": "{\"category\": \"maybe\"}"}, {"text": "{\"category\": \"refund\"}"}]}'
