@@ -226,7 +226,8 @@ static void call_finish(rein_http_call *c, int error, const char *msg)
 	};
 	if (error != REIN_HTTP_OK && msg != NULL)
 		snprintf(r.errmsg, sizeof r.errmsg, "%s", msg);
-	if (error == REIN_HTTP_OK) {
+	/* a connection cut mid-body keeps what arrived: the caller's evidence */
+	if (error == REIN_HTTP_OK || error == REIN_HTTP_PROTOCOL) {
 		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &r.status);
 		if (c->body.p != NULL) {
 			r.body = c->body.p;

@@ -52,7 +52,8 @@ typedef struct rein_http_req {
 	size_t max_response_bytes;  /* 0: 10 MiB; a larger body ends the call */
 } rein_http_req;
 
-/* How a call ended. Only REIN_HTTP_OK has a status and a body. */
+/* How a call ended. REIN_HTTP_OK has a status and a body; REIN_HTTP_PROTOCOL
+ * (the connection cut mid-response) has what arrived before the cut, if any. */
 enum {
 	REIN_HTTP_OK = 0,      /* a complete response (any status) */
 	REIN_HTTP_CONNECT,     /* could not connect / resolve / refused */

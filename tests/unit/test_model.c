@@ -781,7 +781,10 @@ static void test_errors(void **state)
 		assert_false(g.ok);
 		assert_true(g.transient);
 		assert_string_equal(g.outcome, "truncated");
-		if (g.evidence != NULL) /* when io keeps the partial body */
+		/* io keeps the partial body: a stream's pieces that arrived are the
+		 * partial answer; a whole body cut in half has none, only evidence */
+		assert_non_null(g.evidence);
+		if (stream)
 			assert_non_null(json_object_get(g.response, "text"));
 		got_free(&g);
 
