@@ -105,6 +105,13 @@ int rein_buf_puts(rein_buf *b, const char *s);
 int rein_buf_printf(rein_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rein_buf_free(rein_buf *b);
 
+/*
+ * Replaces each ${env.NAME} and ${env.NAME:-default} in tmpl with the
+ * environment variable (or the default when it is unset or empty). Other text
+ * is kept. Returns a new string (caller frees) or NULL when out of memory.
+ */
+char *rein_expand_env(const char *tmpl);
+
 /* Reads a whole file into *out (NUL-terminated); caller frees with rein_free. */
 int rein_file_read(const char *path, char **out, size_t *len, rein_err *err);
 

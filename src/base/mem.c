@@ -198,3 +198,35 @@ out:
 	rein_buf_free(&b);
 	return rc;
 }
+
+char *rein_expand_env(const char *tmpl)
+{
+	rein_buf b = {0};
+	const char *p = tmpl;
+	while (*p) {
+		const char *open = strstr(p, "${env."), *close = open ? strchr(open, '}') : NULL;
+		if (close == NULL) {
+			if (rein_buf_puts(&b, p) != REIN_OK)
+				goto fail;
+			break;
+		}
+		if (rein_buf_append(&b, p, (size_t)(open - p)) != REIN_OK)
+			goto fail;
+		char name[160], *dflt;
+		snprintf(name, sizeof name, "%.*s", (int)(close - open - 6), open + 6);
+		if ((dflt = strstr(name, ":-")) != NULL) {
+			*dflt = '\0';
+			dflt += 2;
+		}
+		const char *v = getenv(name);
+		if (rein_buf_puts(&b, v && *v ? v : dflt ? dflt : "") != REIN_OK)
+			goto fail;
+		p = close + 1;
+	}
+	if (b.p == NULL && rein_buf_puts(&b, "") != REIN_OK)
+		goto fail;
+	return b.p;
+fail:
+	rein_buf_free(&b);
+	return NULL;
+}

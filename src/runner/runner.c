@@ -769,35 +769,10 @@ static void check_cancels(rein_runner *rn)
 	}
 }
 
-/* ${env.NAME:-default} in a model configuration string. */
-static char *expand_env(const char *tmpl)
-{
-	rein_buf b = {0};
-	const char *p = tmpl;
-	while (*p) {
-		const char *open = strstr(p, "${env."), *close = open ? strchr(open, '}') : NULL;
-		if (close == NULL) {
-			rein_buf_puts(&b, p);
-			break;
-		}
-		rein_buf_append(&b, p, (size_t)(open - p));
-		char name[160], *dflt;
-		snprintf(name, sizeof name, "%.*s", (int)(close - open - 6), open + 6);
-		if ((dflt = strstr(name, ":-")) != NULL)
-			*dflt = '\0', dflt += 2;
-		const char *v = getenv(name);
-		rein_buf_puts(&b, v && *v ? v : dflt ? dflt : "");
-		p = close + 1;
-	}
-	if (b.p == NULL)
-		rein_buf_puts(&b, "");
-	return b.p;
-}
-
 static json_t *expand_json(const json_t *j)
 {
 	if (json_is_string(j)) {
-		char *s = expand_env(json_string_value(j));
+		char *s = rein_expand_env(json_string_value(j));
 		json_t *r = s ? json_string(s) : NULL;
 		rein_free(s);
 		return r;
@@ -956,7 +931,7 @@ static void model_done(void *ud, rein_model_outcome *o)
 			 * replay of the same workflow finds it by its hash */
 			json_t *rq = json_deep_copy(call.request);
 			if (rq && !unnamed) {
-				char *m = expand_env(json_string_value(json_object_get(rq, "model")) ?: "");
+				char *m = rein_expand_env(json_string_value(json_object_get(rq, "model")) ?: "");
 				json_object_set_new(rq, "model", json_string(m ? m : ""));
 				rein_free(m);
 			}
@@ -1007,7 +982,7 @@ static int dispatch_model(rein_runner *rn, active *a, int step, rein_err *err)
 	json_t *req = json_deep_copy(call.request);
 	if (req == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
-	char *model = expand_env(json_string_value(json_object_get(req, "model")) ?: "");
+	char *model = rein_expand_env(json_string_value(json_object_get(req, "model")) ?: "");
 	json_object_set_new(req, "model", json_string(model ? model : ""));
 	rein_free(model);
 	bool unnamed = !*json_string_value(json_object_get(req, "model"));

@@ -12,28 +12,6 @@
 #include "mcp.h"
 #include "tools.h"
 
-static char *expand_env(const char *tmpl)
-{
-	rein_buf b = {0};
-	const char *p = tmpl;
-	while (*p) {
-		const char *open = strstr(p, "${env."), *close = open ? strchr(open, '}') : NULL;
-		if (close == NULL) {
-			rein_buf_puts(&b, p);
-			break;
-		}
-		rein_buf_append(&b, p, (size_t)(open - p));
-		char name[128];
-		snprintf(name, sizeof name, "%.*s", (int)(close - open - 6), open + 6);
-		const char *v = getenv(name);
-		rein_buf_puts(&b, v ? v : "");
-		p = close + 1;
-	}
-	if (b.p == NULL)
-		rein_buf_puts(&b, "");
-	return b.p;
-}
-
 static json_t *hashed(json_t *schema)
 {
 	char hex[2 * REIN_HASH_LEN + 1] = "";
@@ -55,12 +33,12 @@ static int list_server(rein_io *io, const rein_mcp_server_spec *sv, json_t **too
 {
 	char *argv[64] = {0}, *env[64] = {0}, *url = NULL;
 	for (size_t i = 0; sv->argv && sv->argv[i] && i < 63; i++)
-		argv[i] = expand_env(sv->argv[i]);
+		argv[i] = rein_expand_env(sv->argv[i]);
 	for (size_t i = 0; sv->env && sv->env[i] && i < 63; i++)
-		env[i] = expand_env(sv->env[i]);
+		env[i] = rein_expand_env(sv->env[i]);
 	if (sv->url)
-		url = expand_env(sv->url);
-	char *cwd = sv->cwd ? expand_env(sv->cwd) : NULL;
+		url = rein_expand_env(sv->url);
+	char *cwd = sv->cwd ? rein_expand_env(sv->cwd) : NULL;
 	rein_mcp_config cfg = {.name = sv->name,
 			       .argv = sv->argv ? (const char *const *)argv : NULL,
 			       .env = (const char *const *)env,
