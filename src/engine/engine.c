@@ -60,6 +60,7 @@ typedef struct thread {
 	/* what this visit of an llm/agent step has spent (its own budget) */
 	int64_t s_tokens, s_calls, s_tools;
 	double s_cost;
+	int64_t s_started; /* the first model intent of this visit (ms) */
 	json_t *result; /* DONE branch result, or JOINED output */
 	json_t *last;   /* output of the last completed step on this thread */
 } thread;
@@ -235,6 +236,7 @@ static int agent_tool_done(rein_run *r, int ti, const char *type, const json_t *
 			   rein_err *err);
 static int agent_answer(rein_run *r, int ti, const json_t *resp, rein_err *err);
 static int poll_agent_tools(rein_run *r, int ti, rein_cmd *cmd, rein_err *err);
+static int step_time_gate(rein_run *r, int ti, int64_t now, rein_cmd *cmd, rein_err *err);
 static int step_error(rein_run *r, int t, const char *msg, rein_err *err);
 
 /* A branch thread finished: count it off its parent's join. */
@@ -417,7 +419,7 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 	case REIN_STEP_LLM:
 	case REIN_STEP_AGENT: {
 		thread *th = &r->th[t];
-		th->s_tokens = th->s_calls = th->s_tools = 0;
+		th->s_tokens = th->s_calls = th->s_tools = th->s_started = 0;
 		th->s_cost = 0;
 		th->phase = 0;
 		th->turns = 0;
@@ -946,6 +948,21 @@ static bool affordable(const rein_run *r, const thread *t, int64_t tokens, doubl
 	return true;
 }
 
+/* The step's own wall-time budget: past it, the step ends on it (1). */
+static int step_time_gate(rein_run *r, int ti, int64_t now, rein_cmd *cmd, rein_err *err)
+{
+	thread *t = &r->th[ti];
+	const rein_step *st = &r->spec->steps[t->step];
+	if (!st->b_timeout_ms || !t->s_started || now - t->s_started <= st->b_timeout_ms)
+		return 0;
+	char *why = rein_sprintf("budget: the step's timeout_s %lld passed",
+				 (long long)(st->b_timeout_ms / 1000));
+	int rc = emit(cmd, "step.failed", t->step, json_pack("{s:s?, s:b}", "error", why, "budget", 1),
+		      err);
+	rein_free(why);
+	return rc == REIN_OK ? 1 : rc;
+}
+
 /* Every attempt, retries included, must fit the budget: else the step ends
  * on it (returns 1 with cmd filled), 0 when the attempt may go. */
 static int llm_budget_gate(rein_run *r, int ti, rein_cmd *cmd, rein_err *err)
@@ -970,6 +987,10 @@ static int poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 	thread *t = &r->th[ti];
 	const rein_model_tier *tier = &r->spec->tiers[t->tier];
 	int s = t->step, rc;
+	if (t->state == T_READY || t->state == T_BACKOFF || (t->state == T_SLEEPING && now >= t->due)) {
+		if ((rc = step_time_gate(r, ti, now, cmd, err)) != 0)
+			return rc;
+	}
 	switch (t->state) {
 	case T_READY: {
 		json_t *req = NULL;
@@ -1114,6 +1135,8 @@ static int apply_llm(rein_run *r, int ti, const char *type, int64_t at, const js
 		json_decref(t->args);
 		t->args = req;
 		t->intent_at = at;
+		if (t->s_started == 0)
+			t->s_started = at;
 		t->attempts = 0;
 		t->issued = false;
 		t->state = T_CALL;
@@ -1568,8 +1591,10 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 		int s = t->step;
 		const rein_step *st = s >= 0 ? &r->spec->steps[s] : NULL;
 		if (st && st->kind == REIN_STEP_AGENT && t->phase == 1) {
-			int k = t->state == T_TOOLS ? poll_agent_tools(r, (int)i, cmd, err)
-						    : poll_tool(r, (int)i, now, cmd, &due, &busy, err);
+			int k = t->state == T_TOOLS ? step_time_gate(r, (int)i, now, cmd, err) : 0;
+			if (k == 0)
+				k = t->state == T_TOOLS ? poll_agent_tools(r, (int)i, cmd, err)
+							: poll_tool(r, (int)i, now, cmd, &due, &busy, err);
 			if (k != 0)
 				return k < 0 ? k : REIN_OK;
 			continue;

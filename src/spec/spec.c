@@ -537,7 +537,7 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 		st->optional = strcmp(v->str, "true") == 0;
 	if ((v = ynode_get(val, "budget")) && spec_want_type(L, v, YNODE_MAP, "budget")) {
 		static const char *const bk[] = {"max_tokens", "max_cost_usd", "max_model_calls",
-						 "max_tool_calls", NULL};
+						 "max_tool_calls", "timeout_s", NULL};
 		spec_check_keys(L, v, "a step budget", bk);
 		const ynode *b;
 		if ((b = ynode_get(v, "max_tokens")) && spec_want_int(L, b, "max_tokens", 1, &x))
@@ -546,6 +546,8 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 			st->b_model_calls = x;
 		if ((b = ynode_get(v, "max_tool_calls")) && spec_want_int(L, b, "max_tool_calls", 1, &x))
 			st->b_tool_calls = x;
+		if ((b = ynode_get(v, "timeout_s")) && spec_want_int(L, b, "timeout_s", 1, &x))
+			st->b_timeout_ms = x * 1000;
 		if ((b = ynode_get(v, "max_cost_usd"))) {
 			json_t *j = b->type == YNODE_SCALAR ? ynode_scalar_json(b) : NULL;
 			if (json_is_number(j) && json_number_value(j) > 0)

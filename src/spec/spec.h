@@ -147,7 +147,7 @@ typedef struct rein_step {
 	int max_turns;           /* model turns (default 8) */
 	json_t *tool_defs;       /* the tool definitions shown to the model */
 	/* llm and agent: the step's own budget (0: none) and what running out does */
-	int64_t b_tokens, b_model_calls, b_tool_calls;
+	int64_t b_tokens, b_model_calls, b_tool_calls, b_timeout_ms;
 	double b_cost_usd;
 	bool optional;           /* out of budget: skip the step (output null) */
 } rein_step;

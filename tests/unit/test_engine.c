@@ -83,6 +83,31 @@ static void answer_tool(drive *d, int step)
 	json_decref(data);
 }
 
+/* Scripted model answers for llm steps: a JSON output ("{...}"), or
+ * "fail:MS" (a transient failure with Retry-After MS). */
+static const char *const *mscript;
+static int mscript_pos;
+
+static void answer_model(drive *d, int step)
+{
+	rein_model_request call;
+	assert_int_equal(rein_run_model_call(d->run, step, &call), REIN_OK);
+	const char *what = mscript && mscript[mscript_pos] ? mscript[mscript_pos++] : "{}";
+	json_t *data;
+	const char *type = "model.call";
+	if (strncmp(what, "fail:", 5) == 0) {
+		type = "model.attempt";
+		data = json_pack("{s:i, s:s, s:s, s:b, s:I}", "attempt", call.attempt, "outcome", "http_429",
+				 "error", "HTTP 429", "transient", 1, "retry_after_ms", (json_int_t)atoi(what + 5));
+	} else {
+		data = json_pack("{s:{s:i, s:i}, s:f, s:{s:s, s:o}}", "usage", "input", 10, "output", 5,
+				 "cost_usd", 0.001, "response", "text", what, "output", J(what));
+	}
+	d->now += 5;
+	record_apply(d, type, step, data);
+	json_decref(data);
+}
+
 /* Starts and drives a run to its end (or to max events). */
 static void run_to_end(drive *d, const char *yaml, const char *input)
 {
@@ -110,6 +135,10 @@ static void run_to_end(drive *d, const char *yaml, const char *input)
 			continue;
 		}
 		assert_int_equal(c.kind, REIN_CMD_EXEC);
+		if (d->spec->steps[c.step].kind == REIN_STEP_LLM) {
+			answer_model(d, c.step);
+			continue;
+		}
 		if (d->spec->steps[c.step].kind == REIN_STEP_TOOL) {
 			answer_tool(d, c.step);
 			if (crashed)
@@ -588,6 +617,49 @@ static void test_tool_fallbacks(void **state)
 	script = NULL;
 }
 
+static void test_llm_budgets(void **state)
+{
+	(void)state;
+	static const char *y =
+		"rein: 1\nname: lb\n"
+		"models: { m: { provider: replay, model: x, price: { input: 1, output: 1 } } }\n"
+		"steps:\n"
+		"  ask: { llm: { model: m, prompt: hi, output: { type: object, required: [a] } },\n"
+		"         optional: true, budget: { max_model_calls: 1 }, next: after }\n"
+		"  after: { code: 'return { skipped = steps.ask.out == null }', next: done }\n"
+		"  done: { end: succeeded }\n";
+	/* the answer misses "a"; the repair turn would be a second call: over the
+	 * step's budget, and the step is optional: skipped */
+	static const char *const m1[] = {"{\"b\": 1}", "{\"a\": 1}", NULL};
+	mscript = m1;
+	mscript_pos = 0;
+	drive d = {0};
+	run_to_end(&d, y, "{}");
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	assert_json_eq(rein_run_output(d.run), "{\"skipped\": true}");
+	assert_int_equal(count(&d, "model.call", "ask"), 1);
+	drive_free(&d);
+
+	/* a step wall-time budget: a Retry-After past it ends the step escalated */
+	static const char *y2 =
+		"rein: 1\nname: lt\n"
+		"models: { m: { provider: replay, model: x, retry: { max_attempts: 5, max_total_s: 600 } } }\n"
+		"steps:\n"
+		"  ask: { llm: { model: m, prompt: hi }, budget: { timeout_s: 5 }, next: done }\n"
+		"  done: { end: succeeded }\n";
+	static const char *const m2[] = {"fail:10000", "{\"a\": 1}", NULL};
+	mscript = m2;
+	mscript_pos = 0;
+	drive d2 = {0};
+	run_to_end(&d2, y2, "{}");
+	assert_int_equal(rein_run_status(d2.run), REIN_RUN_ESCALATED);
+	assert_non_null(strstr(rein_run_reason(d2.run), "budget: the step's timeout_s 5 passed"));
+	assert_int_equal(count(&d2, "model.call", "ask"), 0);
+	check_replay(&d2);
+	drive_free(&d2);
+	mscript = NULL;
+}
+
 int main(void)
 {
 	rein_init();
@@ -596,7 +668,7 @@ int main(void)
 		cmocka_unit_test(test_wait_timer),   cmocka_unit_test(test_loop_bounds),
 		cmocka_unit_test(test_timeout),      cmocka_unit_test(test_step_errors),
 		cmocka_unit_test(test_output_schema), cmocka_unit_test(test_corrupt_log),
-		cmocka_unit_test(test_step_output_schema),
+		cmocka_unit_test(test_step_output_schema), cmocka_unit_test(test_llm_budgets),
 		cmocka_unit_test(test_tool_retries),  cmocka_unit_test(test_tool_ambiguity),
 		cmocka_unit_test(test_tool_crash_in_flight), cmocka_unit_test(test_tool_fallbacks),
 	};
