@@ -226,6 +226,10 @@ static void call_finish(rein_http_call *c, int error, const char *msg)
 	};
 	if (error != REIN_HTTP_OK && msg != NULL)
 		snprintf(r.errmsg, sizeof r.errmsg, "%s", msg);
+	curl_off_t fb = 0;
+	r.first_byte_ms = curl_easy_getinfo(c->easy, CURLINFO_STARTTRANSFER_TIME_T, &fb) == CURLE_OK && fb > 0
+				  ? (int64_t)(fb / 1000)
+				  : -1;
 	/* a connection cut mid-body keeps what arrived: the caller's evidence */
 	if (error == REIN_HTTP_OK || error == REIN_HTTP_PROTOCOL) {
 		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &r.status);

@@ -76,6 +76,7 @@ typedef struct rein_http_resp {
 	size_t nheaders;
 	int64_t retry_after_ms; /* from Retry-After (seconds or HTTP date), -1: absent */
 	int64_t elapsed_ms;
+	int64_t first_byte_ms;  /* until the first byte of the response arrived, -1: none */
 } rein_http_resp;
 
 typedef void (*rein_http_cb)(void *ud, const rein_http_resp *resp);

@@ -61,6 +61,7 @@ struct model_job {
 	char *key; /* the API key for this call, to redact; freed with the job */
 	char *evidence;
 	bool stream;
+	int64_t first_byte_ms; /* from io, -1: unknown */
 	model_shape shape;
 	char output_tool[128];
 	rein_model_price price;
@@ -359,6 +360,10 @@ static void succeed(model_job *job, json_t *response)
 	job->out.ok = true;
 	job->out.response = response;
 	json_object_set_new(response, "latency_ms", json_integer(job->out.latency_ms));
+	/* streamed: the first byte is the first event, as near to the first
+	 * token as the wire tells */
+	if (job->stream && job->first_byte_ms >= 0)
+		json_object_set_new(response, "ttft_ms", json_integer(job->first_byte_ms));
 	rein_model_usage u;
 	rein_model_usage_from_json(json_object_get(response, "usage"), &u);
 	json_object_set_new(response, "cost_usd", json_real(rein_model_cost(&job->price, &u)));
@@ -404,6 +409,7 @@ static void on_http(void *ud, const rein_http_resp *r)
 {
 	model_job *job = ud;
 	job->out.latency_ms = r->elapsed_ms;
+	job->first_byte_ms = r->first_byte_ms;
 	job->out.retry_after_ms = r->retry_after_ms;
 	job->out.status = r->status;
 	if (r->error == REIN_HTTP_PROTOCOL && r->body_len > 0) {
@@ -911,6 +917,7 @@ int rein_model_record(json_t *recording, const json_t *req, const json_t *respon
 	if (copy == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	json_object_del(copy, "latency_ms");
+	json_object_del(copy, "ttft_ms");
 	json_object_del(copy, "replayed");
 	if (json_object_set(recording, hash, copy) != 0 || json_array_append(seq, copy) != 0) {
 		json_decref(copy);

@@ -837,6 +837,7 @@ static rein_model_provider *provider_for(rein_runner *rn, const rein_spec *spec,
 		json_object_del(cfg, "on_miss");
 	}
 	json_object_del(cfg, "model");
+	json_object_del(cfg, "stream");
 	if (json_object_get(cfg, "base_url") && !*json_string_value(json_object_get(cfg, "base_url")))
 		json_object_del(cfg, "base_url");
 	int rc = rein_model_provider_new(cfg, &p, err);
@@ -869,12 +870,12 @@ static json_t *model_call_event(const active *a, int tier, const char *provider,
 			      json_object_get(resp, "output_error"), "tool_calls",
 			      json_object_get(resp, "tool_calls"), "finish_reason",
 			      json_object_get(resp, "finish_reason"));
-	json_t *d = json_pack("{s:s, s:s?, s:O?, s:s, s:O?, s:O?, s:O?, s:o, s:b}", "tier", t->name,
-			      "provider", provider, "model",
-			      json_object_get(resp, "model"), "request_hash", hash, "latency_ms",
-			      json_object_get(resp, "latency_ms"), "usage", json_object_get(resp, "usage"),
-			      "cost_usd", json_object_get(resp, "cost_usd"), "response", r, "cached",
-			      cached);
+	json_t *d = json_pack("{s:s, s:s?, s:O?, s:s, s:O?, s:O?, s:O?, s:O?, s:o, s:b}", "tier",
+			      t->name, "provider", provider, "model", json_object_get(resp, "model"),
+			      "request_hash", hash, "latency_ms", json_object_get(resp, "latency_ms"),
+			      "ttft_ms", json_object_get(resp, "ttft_ms"), "usage",
+			      json_object_get(resp, "usage"), "cost_usd", json_object_get(resp, "cost_usd"),
+			      "response", r, "cached", cached);
 	return d;
 }
 
@@ -986,6 +987,10 @@ static int dispatch_model(rein_runner *rn, active *a, int step, rein_err *err)
 	json_object_set_new(req, "model", json_string(model ? model : ""));
 	rein_free(model);
 	bool unnamed = !*json_string_value(json_object_get(req, "model"));
+	/* real providers stream (so the time to the first token is known) unless
+	 * the tier says stream: false */
+	json_t *sflag = json_object_get(t->config, "stream");
+	json_object_set_new(req, "stream", json_boolean(sflag == NULL || json_is_true(sflag)));
 	if (t->cache) {
 		char hash[REIN_MODEL_HASH_HEX];
 		rein_err e = {0};

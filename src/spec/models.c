@@ -22,7 +22,7 @@
 static const char *const tier_keys[] = {
 	"provider", "model",      "base_url",  "api_key_env", "headers",  "timeout_s",
 	"price",    "max_tokens", "retry",     "fallback",    "file",     "on_miss",
-	"cache",    "max_tokens_field", "anthropic_version", NULL};
+	"cache",    "max_tokens_field", "anthropic_version", "stream", NULL};
 
 static bool number(loader *L, const ynode *n, const char *what, double min, double *out)
 {
@@ -110,6 +110,8 @@ static void load_tier(loader *L, rein_model_tier *t, const ynode *n, const ynode
 	}
 	if ((v = ynode_get(n, "cache")) && v->type == YNODE_SCALAR)
 		t->cache = strcmp(v->str, "true") == 0;
+	if ((v = ynode_get(n, "stream")) && v->type == YNODE_SCALAR)
+		json_object_set_new(cfg, "stream", json_boolean(strcmp(v->str, "false") != 0));
 	if ((v = ynode_get(n, "file")) && v->type == YNODE_SCALAR) {
 		if (strstr(v->str, "${")) {
 			json_object_set_new(cfg, "file", json_string(v->str)); /* resolved at run time */

@@ -36,6 +36,7 @@ for provider in openai anthropic; do
 	[ "$(json_get "$d" 'j["usage"]["input"]')" = 100 ] || fail "usage: $d"
 	[ "$(json_get "$d" 'j["provider"]')" = "\${env.REIN_PROVIDER:-replay}" ] || true
 	json_get "$d" 'j["cost_usd"] > 0' | grep -q True || fail "no cost: $d"
+	json_get "$d" 'j["ttft_ms"] >= 0' | grep -q True || fail "no time to first token: $d"
 	"$REIN" events "$run" | grep -q "$MODEL_KEY" && fail "the API key is in the events"
 
 	# a wrong answer, then a right one after the repair turn

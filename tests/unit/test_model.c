@@ -969,8 +969,8 @@ static void test_replay_roundtrip(void **state)
 		assert_true(g.ok);
 		assert_true(json_is_true(json_object_get(g.response, "replayed")));
 		json_t *a = json_deep_copy(g.response), *b = json_deep_copy(resps[i]);
-		const char *const volatile_keys[] = {"latency_ms", "replayed", "cost_usd"};
-		for (size_t k = 0; k < 3; k++) {
+		const char *const volatile_keys[] = {"latency_ms", "replayed", "cost_usd", "ttft_ms"};
+		for (size_t k = 0; k < 4; k++) {
 			json_object_del(a, volatile_keys[k]);
 			json_object_del(b, volatile_keys[k]);
 		}
