@@ -44,6 +44,28 @@ json_get "$OUT" 'j["reason"]' | grep -q "max_turns" || fail "$OUT"
 run=$(json_get "$OUT" 'j["run"]')
 [ "$(count "$run" model.call)" = 3 ] || fail "turns past max_turns"
 
+# an invalid final answer is told to the model (it costs a turn); still
+# invalid at max_turns: escalated, never silently wrong data
+script "{\"turns\": [$(final '{"decision": "maybe"}'), $(final '{"decision": "perhaps"}'), $(final '{"decision": "later"}')]}"
+expect_exit 3 "$REIN" run "$WF/agent" --input '{"ticket": "vague"}'
+json_get "$OUT" 'j["reason"]' | grep -q "no valid final answer in 3 turns" || fail "$OUT"
+curl -s "$MODEL_URL/control/requests" | grep -q "does not match the required JSON Schema" || fail "the model was not told"
+
+# the first tier fails: the agent goes on with the next one
+cp -r "$WF/agent" af
+python3 - <<'PY'
+import re
+p = "af/workflow.yaml"
+s = open(p).read()
+s = s.replace("    retry: { max_attempts: 1 }\n", "    retry: { max_attempts: 1 }\n    fallback: backup\n  backup:\n    provider: openai\n    model: backup-1\n    base_url: \"${env.MODEL_URL}\"\n    api_key_env: MODEL_KEY\n", 1)
+open(p, "w").write(s)
+PY
+script "{\"turns\": [{\"error\": {\"status\": 500}}, {\"tool_calls\": [{\"name\": \"lookup\", \"arguments\": {\"order\": \"A1\"}}]}, $(final '{"decision": "deny"}')]}"
+expect_exit 0 "$REIN" run af --input '{"ticket": "x"}'
+run=$(json_get "$OUT" 'j["run"]')
+"$REIN" events "$run" | grep '"model.route"' | grep -q '"to":"backup"' || fail "no fallback"
+[ "$(json_get "$OUT" 'j["output"]["decision"]')" = deny ] || fail "$OUT"
+
 # ... and with many turns allowed, the budget stops it, within one call's estimate
 cp -r "$WF/agent" ab
 sed -i 's/max_turns: 3/max_turns: 50/; s/max_cost_usd: 1/max_cost_usd: 0.004/' ab/workflow.yaml
