@@ -112,14 +112,6 @@ struct conv {
 	int rc;
 	int depth;
 	const void *seen[SCRIPT_JSON_MAX_DEPTH + 1];
-	/* The path to the value being converted, formatted only on failure (the
-	 * keys stay on the Lua stack while their values are converted). */
-	struct seg {
-		const char *key; /* NULL: an array index */
-		size_t klen;
-		long long idx;
-	} segs[2 * SCRIPT_JSON_MAX_DEPTH + 2];
-	int nseg;
 	char path[256];
 	size_t plen;
 };
@@ -157,26 +149,22 @@ static bool utf8_valid(const unsigned char *s, size_t n)
 	return true;
 }
 
-static void path_format(struct conv *c);
-
 static json_t *conv_fail(struct conv *c, int code, const char *what)
 {
 	if (c->rc == REIN_OK) {
 		c->rc = code;
 		if (code == REIN_ENOMEM)
 			rein_err_set(c->err, code, "out of memory converting the result to JSON");
-		else {
-			path_format(c);
+		else
 			rein_err_set(c->err, code, "%s at %s", what, c->path);
-		}
 	}
 	return NULL;
 }
 
-/* Appends ".key" (key != NULL) or "[idx]" to the formatted path. */
-static void path_append(struct conv *c, const char *key, size_t klen, long long idx)
+/* Appends ".key" (key != NULL) or "[idx]"; returns the length to restore. */
+static size_t path_push(struct conv *c, const char *key, size_t klen, long long idx)
 {
-	size_t room = sizeof c->path - c->plen;
+	size_t old = c->plen, room = sizeof c->path - c->plen;
 	int n;
 	if (key)
 		n = snprintf(c->path + c->plen, room, ".%.*s", klen > 40 ? 40 : (int)klen, key);
@@ -184,28 +172,14 @@ static void path_append(struct conv *c, const char *key, size_t klen, long long 
 		n = snprintf(c->path + c->plen, room, "[%lld]", idx);
 	if (n > 0)
 		c->plen += (size_t)n < room ? (size_t)n : room - 1;
-}
-
-/* Formats "$" and the segments pushed so far into c->path. */
-static void path_format(struct conv *c)
-{
-	c->path[0] = '$';
-	c->path[1] = '\0';
-	c->plen = 1;
-	for (int i = 0; i < c->nseg; i++)
-		path_append(c, c->segs[i].key, c->segs[i].klen, c->segs[i].idx);
-}
-
-/* Pushes ".key" (key != NULL) or "[idx]"; returns the depth to restore. */
-static int path_push(struct conv *c, const char *key, size_t klen, long long idx)
-{
-	int old = c->nseg;
-	if (c->nseg < (int)(sizeof c->segs / sizeof c->segs[0]))
-		c->segs[c->nseg++] = (struct seg){.key = key, .klen = klen, .idx = idx};
 	return old;
 }
 
-static void path_pop(struct conv *c, int old) { c->nseg = old; }
+static void path_pop(struct conv *c, size_t old)
+{
+	c->plen = old;
+	c->path[old] = '\0';
+}
 
 static json_t *to_json(struct conv *c, int idx);
 
@@ -227,7 +201,7 @@ static json_t *array_to_json(struct conv *c, int idx, lua_Integer n)
 		return conv_fail(c, REIN_ENOMEM, NULL);
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, idx, i);
-		int old = path_push(c, NULL, 0, (long long)i);
+		size_t old = path_push(c, NULL, 0, (long long)i);
 		json_t *v = to_json(c, lua_gettop(L));
 		path_pop(c, old);
 		lua_pop(L, 1);
@@ -257,7 +231,7 @@ static json_t *object_to_json(struct conv *c, int idx)
 			json_decref(obj);
 			return conv_fail(c, REIN_ESCRIPT, "table key is not valid UTF-8");
 		}
-		int old = path_push(c, k, klen, 0);
+		size_t old = path_push(c, k, klen, 0);
 		json_t *v = to_json(c, lua_gettop(L));
 		path_pop(c, old);
 		lua_pop(L, 1);
@@ -361,12 +335,7 @@ static json_t *to_json(struct conv *c, int idx)
 
 int script_to_json(lua_State *L, int idx, json_t **out, rein_err *err)
 {
-	struct conv c; /* not zero-initialized: the arrays are written before they are read */
-	c.L = L;
-	c.err = err;
-	c.rc = REIN_OK;
-	c.depth = 0;
-	c.nseg = 0;
+	struct conv c = {.L = L, .err = err, .rc = REIN_OK, .path = "$", .plen = 1};
 	json_t *j = to_json(&c, lua_absindex(L, idx));
 	if (j == NULL)
 		return c.rc != REIN_OK ? c.rc : rein_err_set(err, REIN_ENOMEM, "out of memory");
