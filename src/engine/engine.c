@@ -88,7 +88,6 @@ struct rein_run {
 	int64_t spent_tokens, model_calls, tool_calls;
 	double spent_cost;
 	char *last_error;
-	json_t *vars; /* make_vars' last result, reused while last_error is unchanged */
 };
 
 void rein_cmd_clear(rein_cmd *c)
@@ -142,7 +141,6 @@ void rein_run_free(rein_run *r)
 	rein_free(r->reason);
 	rein_free(r->end_reason);
 	rein_free(r->last_error);
-	json_decref(r->vars);
 	rein_free(r);
 }
 
@@ -170,18 +168,7 @@ static void make_ctx(rein_run *r, const json_t *out, json_t *vars, rein_script_c
 /* Globals a step sees beyond input/steps/run/out: `why`, the last step error. */
 static json_t *make_vars(rein_run *r)
 {
-	if (r->vars) {
-		const json_t *why = json_object_get(r->vars, "why");
-		if (r->last_error ? json_is_string(why) && strcmp(json_string_value(why), r->last_error) == 0
-				  : json_is_null(why))
-			return json_incref(r->vars);
-	}
-	json_t *v = json_pack("{s:s?}", "why", r->last_error);
-	if (v == NULL)
-		return NULL;
-	json_decref(r->vars);
-	r->vars = json_incref(v);
-	return v;
+	return json_pack("{s:s?}", "why", r->last_error);
 }
 
 static int eval_template(rein_run *r, const json_t *tmpl, const json_t *out, json_t **res,
