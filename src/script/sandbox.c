@@ -22,6 +22,9 @@
 #define HOOK_STEP 1000
 #define CACHE_MAX 4096 /* compiled sources kept before the cache is reset */
 #define CHUNKNAME "=script"
+#define POOL_GRAIN 16
+#define POOL_CLASSES 16 /* blocks up to 256 bytes */
+#define POOL_MAX_BYTES ((size_t)1 << 20)
 
 enum { STOP_NONE = 0, STOP_BUDGET, STOP_MEMORY };
 
@@ -38,6 +41,9 @@ struct rein_script {
 	int cache_count;
 	bool busy; /* an evaluation is running: the sandbox is not reentrant */
 	const rein_script_ctx *ctx; /* the running evaluation's context */
+	/* Freed small blocks kept for reuse, by size class (POOL_GRAIN bytes each). */
+	void *pool[POOL_CLASSES];
+	size_t pool_bytes;
 };
 
 /* Registry keys. */
@@ -48,12 +54,58 @@ static rein_script *script_of(lua_State *L) { return *(rein_script **)lua_getext
 
 /* ---- allocator and hook ---------------------------------------------- */
 
+/* Size class of a small block (1..POOL_CLASSES), 0 for a large one. */
+static size_t pool_class(size_t n)
+{
+	return n <= POOL_GRAIN * POOL_CLASSES ? (n + POOL_GRAIN - 1) / POOL_GRAIN : 0;
+}
+
+/* A block of at least n bytes; small ones come from the pool, rounded to their class. */
+static void *pool_get(rein_script *s, size_t n)
+{
+	size_t c = pool_class(n);
+	if (c == 0)
+		return rein_malloc(n);
+	void *p = s->pool[c - 1];
+	if (p) {
+		s->pool[c - 1] = *(void **)p;
+		s->pool_bytes -= c * POOL_GRAIN;
+		return p;
+	}
+	return rein_malloc(c * POOL_GRAIN);
+}
+
+/* Gives back a block Lua knows as n bytes (its real size is at least that). */
+static void pool_put(rein_script *s, void *p, size_t n)
+{
+	size_t c = pool_class(n);
+	if (c == 0 || s->pool_bytes + c * POOL_GRAIN > POOL_MAX_BYTES) {
+		rein_free(p);
+		return;
+	}
+	*(void **)p = s->pool[c - 1];
+	s->pool[c - 1] = p;
+	s->pool_bytes += c * POOL_GRAIN;
+}
+
+static void pool_drain(rein_script *s)
+{
+	for (int c = 0; c < POOL_CLASSES; c++)
+		while (s->pool[c]) {
+			void *p = s->pool[c];
+			s->pool[c] = *(void **)p;
+			rein_free(p);
+		}
+	s->pool_bytes = 0;
+}
+
 static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	rein_script *s = ud;
 	size_t old = ptr ? osize : 0;
 	if (nsize == 0) {
-		rein_free(ptr);
+		if (ptr)
+			pool_put(s, ptr, old);
 		s->mem_used -= old;
 		return NULL;
 	}
@@ -61,7 +113,21 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		s->stop = STOP_MEMORY;
 		return NULL;
 	}
-	void *p = rein_realloc(ptr, nsize);
+	size_t oc = pool_class(old), nc = pool_class(nsize);
+	void *p;
+	if (ptr == NULL) {
+		p = pool_get(s, nsize);
+	} else if (oc != 0 && oc == nc) {
+		p = ptr; /* the block already holds nc * POOL_GRAIN bytes */
+	} else if (oc == 0 && nc == 0) {
+		p = rein_realloc(ptr, nsize);
+	} else {
+		p = pool_get(s, nsize);
+		if (p) {
+			memcpy(p, ptr, old < nsize ? old : nsize);
+			pool_put(s, ptr, old);
+		}
+	}
 	if (p == NULL) {
 		if (nsize <= old) /* a failed shrink keeps the larger block */
 			return ptr;
@@ -400,6 +466,7 @@ void rein_script_free(rein_script *s)
 		return;
 	if (s->L)
 		lua_close(s->L);
+	pool_drain(s);
 	rein_free(s);
 }
 
