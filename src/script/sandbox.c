@@ -54,9 +54,25 @@ static rein_script *script_of(lua_State *L) { return *(rein_script **)lua_getext
 
 /* ---- allocator and hook ---------------------------------------------- */
 
+/* Under AddressSanitizer the pool is off: every Lua block goes through the
+ * allocation wrapper, so a use after free is still caught and a fault
+ * injected on the Nth allocation still reaches Lua. */
+#if defined(__SANITIZE_ADDRESS__)
+#define REIN_LUA_POOL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REIN_LUA_POOL 0
+#endif
+#endif
+#ifndef REIN_LUA_POOL
+#define REIN_LUA_POOL 1
+#endif
+
 /* Size class of a small block (1..POOL_CLASSES), 0 for a large one. */
 static size_t pool_class(size_t n)
 {
+	if (!REIN_LUA_POOL)
+		return 0;
 	return n <= POOL_GRAIN * POOL_CLASSES ? (n + POOL_GRAIN - 1) / POOL_GRAIN : 0;
 }
 
