@@ -372,28 +372,10 @@ static const char usage_resume[] =
 	"per line, exit 0 when none failed. A run held by a live worker is skipped\n"
 	"(--all) or an error (RUN). Exit codes for one RUN are those of 'rein run'.\n";
 
-typedef struct all_ctx {
-	rein_runner *rn;
-	int64_t horizon;
-	int errors;
-} all_ctx;
-
-static int resume_candidate(void *ud, const rein_run_row *row)
+static void resume_error(void *ud, const char *run, const char *why)
 {
-	all_ctx *c = ud;
-	if (row->status != REIN_RUN_RUNNING && row->status != REIN_RUN_WAITING)
-		return 0;
-	if (row->status == REIN_RUN_WAITING && row->wake_at > c->horizon)
-		return 0;
-	rein_err e = {0};
-	int rc = rein_runner_resume(c->rn, row->id, &e);
-	if (rc == REIN_ECONFLICT)
-		return 0; /* a live worker has it */
-	if (rc != REIN_OK) {
-		fprintf(stderr, "%s resume: %s: %s\n", prog, row->id, e.msg);
-		c->errors++;
-	}
-	return 0;
+	(void)ud;
+	fprintf(stderr, "%s resume: %s: %s\n", prog, run, why);
 }
 
 static int cmd_resume(int argc, char **argv, const char *db)
@@ -429,9 +411,10 @@ static int cmd_resume(int argc, char **argv, const char *db)
 	setup_runner_opts(&o, max_wait);
 	if (rein_runner_new(st, sb, &o, &rn, &e) != REIN_OK)
 		goto err;
-	all_ctx c = {.rn = rn, .horizon = rein_clock_now(&rein_clock_system) + max_wait};
+	int errors = 0;
 	if (all) {
-		if (rein_store_run_list(st, -1, resume_candidate, &c, &e) != REIN_OK)
+		if (rein_runner_resume_due(rn, rein_clock_now(&rein_clock_system) + max_wait,
+					   resume_error, NULL, &errors, &e) != REIN_OK)
 			goto err;
 	} else if (rein_runner_resume(rn, argv[optind], &e) != REIN_OK) {
 		goto err;
@@ -440,7 +423,7 @@ static int cmd_resume(int argc, char **argv, const char *db)
 		goto err;
 	ex = EXIT_OK;
 	drain_results(rn, all, &ex);
-	if (c.errors && ex == EXIT_OK)
+	if (errors && ex == EXIT_OK)
 		ex = EXIT_FAILED;
 	goto out;
 err:

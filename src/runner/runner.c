@@ -540,6 +540,44 @@ out:
 	return rc;
 }
 
+typedef struct due_ctx {
+	rein_runner *rn;
+	int64_t horizon;
+	void (*on_error)(void *ud, const char *run, const char *why);
+	void *ud;
+	int errors;
+} due_ctx;
+
+static int resume_if_due(void *ud, const rein_run_row *row)
+{
+	due_ctx *c = ud;
+	if (row->status != REIN_RUN_RUNNING && row->status != REIN_RUN_WAITING)
+		return 0;
+	if (row->status == REIN_RUN_WAITING && row->wake_at > c->horizon)
+		return 0;
+	rein_err e = {0};
+	int rc = rein_runner_resume(c->rn, row->id, &e);
+	if (rc == REIN_ECONFLICT)
+		return 0; /* a live worker has it */
+	if (rc != REIN_OK) {
+		c->errors++;
+		if (c->on_error)
+			c->on_error(c->ud, row->id, e.msg);
+	}
+	return 0;
+}
+
+int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
+			   void (*on_error)(void *ud, const char *run, const char *why), void *ud,
+			   int *errors, rein_err *err)
+{
+	due_ctx c = {.rn = rn, .horizon = horizon, .on_error = on_error, .ud = ud};
+	int rc = rein_store_run_list(rn->st, -1, resume_if_due, &c, err);
+	if (errors)
+		*errors = c.errors;
+	return rc;
+}
+
 int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err)
 {
 	active *a = find_active(rn, id);

@@ -70,6 +70,18 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
  */
 int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err);
 
+/*
+ * Takes over every run that is due or abandoned: running runs no live worker
+ * holds, and waiting runs whose timer comes before horizon (ms since the
+ * epoch). A run held by a live worker is left alone. For a run that cannot be
+ * taken over (its log does not verify, its spec is gone) on_error (may be
+ * NULL) hears why and the others go on. Returns REIN_OK unless listing the
+ * store fails; *errors (may be NULL) counts the runs that could not be taken.
+ */
+int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
+			   void (*on_error)(void *ud, const char *run, const char *why), void *ud,
+			   int *errors, rein_err *err);
+
 /* Asks for run id to be cancelled: at once if this runner holds it. */
 int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err);
 
