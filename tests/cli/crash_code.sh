@@ -4,7 +4,7 @@
 
 "$REIN" run "$WF/slow" >run.out 2>run.err &
 pid=$!
-sleep 1
+sleep 0.8
 kill -0 $pid 2>/dev/null || fail "rein run ended before the kill (step too short?)"
 kill -9 $pid
 wait $pid 2>/dev/null
