@@ -1,0 +1,355 @@
+/*
+ * Tool steps in the engine: the intent (arguments checked, idempotency key
+ * derived), attempts and their outcomes, retries with full jitter or
+ * Retry-After, ambiguity and in-doubt calls after a crash, fallbacks.
+ */
+#include "engine_int.h"
+
+const rein_tool *engine_cur_tool(const rein_run *r, const thread *t)
+{
+	return t->tool >= 0 ? &r->spec->tools[t->tool] : NULL;
+}
+
+/* The idempotency key: derived from run, step and visit, so the same call
+ * gets the same key across retries and across a crash and resume. */
+void engine_make_key(const rein_run *r, const thread *t, char out[80])
+{
+	char buf[600];
+	uint8_t h[REIN_HASH_LEN];
+	char hex[2 * REIN_HASH_LEN + 1];
+	int s = t->step;
+	if (r->spec->steps[s].kind == REIN_STEP_AGENT)
+		snprintf(buf, sizeof buf, "%s/%s/%d/%d/%zu", r->id, r->spec->steps[s].name, r->visits[s],
+			 t->turns, t->idx);
+	else
+		snprintf(buf, sizeof buf, "%s/%s/%d", r->id, r->spec->steps[s].name, r->visits[s]);
+	rein_sha256(buf, strlen(buf), h);
+	rein_hex(h, 16, hex);
+	if (t->fb_depth)
+		snprintf(out, 80, "rein-%s-fb%d", hex, t->fb_depth);
+	else
+		snprintf(out, 80, "rein-%s", hex);
+}
+
+/* Full jitter: uniform in [0, min(max_delay, base * 2^(n-1))], from a PRNG
+ * seeded by the call and the attempt, so a replay decides the same. */
+int64_t engine_backoff_ms(const rein_run *r, const thread *t, const rein_retry_policy *p)
+{
+	int64_t cap = p->base_ms;
+	for (int i = 1; i < t->attempts && cap < p->max_delay_ms; i++)
+		cap *= 2;
+	if (cap > p->max_delay_ms)
+		cap = p->max_delay_ms;
+	char buf[128];
+	uint8_t h[REIN_HASH_LEN];
+	snprintf(buf, sizeof buf, "%s#%d", t->key, t->attempts);
+	rein_sha256(buf, strlen(buf), h);
+	uint64_t seed = 0;
+	for (int i = 0; i < 8; i++)
+		seed = seed << 8 | h[i];
+	rein_rng rng;
+	rein_rng_seed(&rng, seed);
+	return (int64_t)rein_rng_below(&rng, (uint64_t)cap + 1);
+}
+
+json_t *engine_evidence(const rein_run *r, const thread *t)
+{
+	const rein_tool *tool = engine_cur_tool(r, t);
+	return json_pack("{s:s, s:s, s:O?, s:i, s:s?}", "tool", tool ? tool->name : "?", "key",
+			 t->key, "args", t->args, "attempts", t->attempts, "last_error", t->error);
+}
+
+int engine_apply_tool(rein_run *r, int ti, const char *type, int64_t at, const json_t *data,
+		      rein_err *err)
+{
+	thread *t = &r->th[ti];
+	const rein_step *st = &r->spec->steps[t->step];
+	if (st->kind != REIN_STEP_TOOL && st->kind != REIN_STEP_AGENT)
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s for '%s', not a tool step", r->id,
+				    type, st->name);
+	if (strncmp(type, "breaker.", 8) == 0)
+		return REIN_OK; /* process-wide breaker transitions: a record only */
+	if (st->kind == REIN_STEP_AGENT && (strcmp(type, "tool.result") == 0 ||
+					    strcmp(type, "tool.refused") == 0))
+		return engine_agent_tool_done(r, ti, type, data, err);
+	if (st->kind == REIN_STEP_AGENT && strcmp(type, "tool.intent") == 0) {
+		const char *name = json_string_value(json_object_get(data, "tool"));
+		t->tool = name ? rein_spec_tool(r->spec, name) : -1;
+		if (t->state != T_TOOLS || t->tool < 0)
+			goto order;
+		t->state = T_READY;
+	}
+	const rein_tool *tool = engine_cur_tool(r, t);
+	if (strcmp(type, "tool.intent") == 0) {
+		if (t->state != T_READY)
+			goto order;
+		const char *key = json_string_value(json_object_get(data, "key"));
+		snprintf(t->key, sizeof t->key, "%s", key ? key : "");
+		json_decref(t->args);
+		t->args = json_incref(json_object_get(data, "args"));
+		t->intent_at = at;
+		t->attempts = 0;
+		t->issued = false;
+		t->in_doubt = false;
+		t->state = T_CALL;
+		r->tool_calls++;
+		t->s_tools++;
+		return REIN_OK;
+	}
+	if (strcmp(type, "tool.attempt") == 0) {
+		/* an attempt after a backoff starts when due, without an event of its own */
+		if (t->state != T_CALL && t->state != T_SLEEPING)
+			goto order;
+		t->attempts++;
+		t->issued = false;
+		t->in_doubt = false;
+		const char *e = json_string_value(json_object_get(data, "error"));
+		engine_set_str(&t->error, e ? e : "failed");
+		bool transient = json_is_true(json_object_get(data, "transient"));
+		bool ambiguous = json_is_true(json_object_get(data, "ambiguous"));
+		json_t *ra = json_object_get(data, "retry_after_ms");
+		if (ambiguous && tool->idem == REIN_IDEM_NONE) {
+			/* it may have happened, and the tool cannot dedupe a retry */
+			char *why = rein_sprintf("tool '%s': the outcome of call %s is unknown (%s) and "
+						 "the tool does not honour idempotency keys",
+						 tool->name, t->key, t->error);
+			engine_decide_end(r, REIN_RUN_NEEDS_REVIEW, why, engine_evidence(r, t));
+			rein_free(why);
+			t->state = T_DONE;
+			return REIN_OK;
+		}
+		if (transient && t->attempts < tool->retry.max_attempts) {
+			int64_t delay = json_is_integer(ra) && json_integer_value(ra) >= 0
+						? json_integer_value(ra)
+						: engine_backoff_ms(r, t, &tool->retry);
+			if (at + delay - t->intent_at <= tool->retry.max_total_ms) {
+				t->delay_ms = delay;
+				t->state = T_BACKOFF;
+				return REIN_OK;
+			}
+			char *why = rein_sprintf("%s; no retry: the next attempt would start after "
+						 "max_total_s", t->error);
+			engine_set_str(&t->error, why);
+			rein_free(why);
+		} else if (transient) {
+			char *why = rein_sprintf("%s (after %d attempts)", t->error, t->attempts);
+			engine_set_str(&t->error, why);
+			rein_free(why);
+		}
+		t->state = T_GIVEUP;
+		return REIN_OK;
+	}
+	if (strcmp(type, "tool.backoff") == 0) {
+		if (t->state != T_BACKOFF)
+			goto order;
+		t->due = json_integer_value(json_object_get(data, "due_at"));
+		t->state = T_SLEEPING;
+		return REIN_OK;
+	}
+	if (strcmp(type, "tool.fallback") == 0) {
+		if (t->state != T_GIVEUP)
+			goto order;
+		const char *kind = json_string_value(json_object_get(data, "kind"));
+		if (kind && strcmp(kind, "tool") == 0) {
+			t->tool = tool->fallback_tool;
+			t->fb_depth++;
+			t->state = T_READY;
+			return REIN_OK;
+		}
+		json_t *res = json_object_get(data, "result");
+		if (kind && strcmp(kind, "cached") == 0 && (res == NULL || json_is_null(res))) {
+			char *why = rein_sprintf("%s; no cached result to fall back on", t->error);
+			int rc = why ? engine_step_error(r, ti, why, err) : REIN_ENOMEM;
+			rein_free(why);
+			return rc;
+		}
+		json_decref(t->result);
+		t->result = json_incref(res ? (json_t *)res : json_null());
+		t->state = T_FALLEN;
+		return REIN_OK;
+	}
+order:
+	return rein_err_set(err, REIN_ECORRUPT, "run %s: %s for '%s' out of order", r->id, type,
+			    st->name);
+}
+
+/* poll for a thread on a tool step; returns 1 when cmd was filled. */
+int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due, bool *busy,
+		     rein_err *err)
+{
+	thread *t = &r->th[ti];
+	const rein_tool *tool = engine_cur_tool(r, t);
+	int s = t->step, rc;
+	switch (t->state) {
+	case T_READY: { /* build and check the arguments, then record the intent */
+		const rein_step *st = &r->spec->steps[s];
+		json_t *args = NULL;
+		rein_err e = {0};
+		rc = engine_eval_template(r, st->args, t->last, &args, &e);
+		if (rc == REIN_ENOMEM)
+			return rein_err_set(err, rc, "out of memory");
+		char *msg = NULL;
+		if (rc != REIN_OK) {
+			msg = rein_sprintf("arguments: %s", e.msg);
+		} else if (!json_is_object(args)) {
+			msg = rein_sprintf("arguments must be an object");
+		} else if (tool->input) {
+			rein_schema_errors errs = {0};
+			if (!rein_schema_validate(tool->input, args, &errs)) {
+				char *detail = rein_schema_errors_format(&errs);
+				msg = rein_sprintf("arguments do not match the input schema of '%s': %s",
+						   tool->name, detail ? detail : "");
+				rein_free(detail);
+			}
+			rein_schema_errors_free(&errs);
+		}
+		if (msg) {
+			json_decref(args);
+			rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s}", "error", msg), err);
+			rein_free(msg);
+			return rc == REIN_OK ? 1 : rc;
+		}
+		if (r->spec->max_tool_calls && r->tool_calls >= r->spec->max_tool_calls) {
+			json_decref(args);
+			char *why = rein_sprintf("budget: max_tool_calls %lld reached",
+						 (long long)r->spec->max_tool_calls);
+			rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s?, s:b}", "error", why, "budget", 1),
+				  err);
+			rein_free(why);
+			return rc == REIN_OK ? 1 : rc;
+		}
+		char key[80];
+		engine_make_key(r, t, key);
+		rc = engine_emit(cmd, "tool.intent", s,
+			  json_pack("{s:s, s:s, s:o}", "tool", tool->name, "key", key, "args", args), err);
+		return rc == REIN_OK ? 1 : rc;
+	}
+	case T_CALL:
+		if (t->in_doubt) {
+			if (tool->idem == REIN_IDEM_NONE) {
+				char *why = rein_sprintf(
+					"tool '%s': call %s was in flight when the process stopped; the "
+					"tool does not honour idempotency keys, so it is not sent again",
+					tool->name, t->key);
+				json_t *ev = engine_evidence(r, t);
+				rc = engine_emit(cmd, "run.ended", -1,
+					  json_pack("{s:s, s:s?, s:o?}", "status", "needs_review", "reason",
+						    why, "output", ev),
+					  err);
+				rein_free(why);
+				return rc == REIN_OK ? 1 : rc;
+			}
+			rc = engine_emit(cmd, "tool.attempt", s,
+				  json_pack("{s:i, s:s, s:s, s:b, s:b}", "attempt", t->attempts + 1,
+					    "outcome", "in_doubt", "error",
+					    "the process stopped during the call", "transient", 1,
+					    "ambiguous", 1),
+				  err);
+			return rc == REIN_OK ? 1 : rc;
+		}
+		if (t->issued) {
+			*busy = true;
+			return 0;
+		}
+		t->issued = true;
+		cmd->kind = REIN_CMD_EXEC;
+		cmd->step = s;
+		return 1;
+	case T_BACKOFF:
+		rc = engine_emit(cmd, "tool.backoff", s,
+			  json_pack("{s:i, s:I, s:I}", "attempt", t->attempts, "delay_ms",
+				    (json_int_t)t->delay_ms, "due_at", (json_int_t)(now + t->delay_ms)),
+			  err);
+		return rc == REIN_OK ? 1 : rc;
+	case T_SLEEPING:
+		if (now >= t->due) {
+			t->state = T_CALL;
+			t->issued = true;
+			cmd->kind = REIN_CMD_EXEC;
+			cmd->step = s;
+			return 1;
+		}
+		if (t->due < *due)
+			*due = t->due;
+		return 0;
+	case T_GIVEUP:
+		if (r->spec->steps[s].kind == REIN_STEP_AGENT) { /* the model hears of it */
+			const char *id = json_string_value(json_object_get(json_array_get(t->calls, t->idx), "id"));
+			rc = engine_emit(cmd, "tool.result", s,
+				  json_pack("{s:s?, s:s, s:s?}", "call_id", id, "tool", tool->name, "error",
+					    t->error),
+				  err);
+			return rc == REIN_OK ? 1 : rc;
+		}
+		switch (tool->fallback) {
+		case REIN_FALLBACK_UNAVAILABLE:
+			rc = engine_emit(cmd, "tool.fallback", s,
+				  json_pack("{s:s, s:s, s:{s:b, s:s, s:s?}}", "kind", "unavailable", "from",
+					    tool->name, "result", "unavailable", 1, "tool", tool->name,
+					    "error", t->error),
+				  err);
+			return rc == REIN_OK ? 1 : rc;
+		case REIN_FALLBACK_TOOL:
+			if (t->fb_depth < (int)r->spec->ntools) {
+				rc = engine_emit(cmd, "tool.fallback", s,
+					  json_pack("{s:s, s:s, s:s, s:s?}", "kind", "tool", "from", tool->name,
+						    "to", r->spec->tools[tool->fallback_tool].name, "error",
+						    t->error),
+					  err);
+				return rc == REIN_OK ? 1 : rc;
+			}
+			break;
+		case REIN_FALLBACK_CACHED:
+			if (t->issued) {
+				*busy = true;
+				return 0;
+			}
+			t->issued = true; /* the runner answers with tool.fallback {cached} */
+			cmd->kind = REIN_CMD_EXEC;
+			cmd->step = s;
+			return 1;
+		default:
+			break;
+		}
+		{
+			char *msg = rein_sprintf("tool '%s': %s", tool->name, t->error ? t->error : "failed");
+			rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s?}", "error", msg), err);
+			rein_free(msg);
+			return rc == REIN_OK ? 1 : rc;
+		}
+	case T_FALLEN:
+		rc = engine_emit(cmd, "step.completed", s,
+			  json_pack("{s:O, s:s}", "out", t->result, "fallback",
+				    tool->fallback == REIN_FALLBACK_CACHED ? "cached" : "unavailable"),
+			  err);
+		return rc == REIN_OK ? 1 : rc;
+	}
+	return 0;
+}
+
+int rein_run_tool_call(const rein_run *r, int step, rein_tool_call *call)
+{
+	int ti = engine_thread_at(r, step);
+	if (ti < 0)
+		return REIN_EINVAL;
+	const thread *t = &r->th[ti];
+	memset(call, 0, sizeof *call);
+	call->tool = t->tool;
+	call->key = t->key;
+	call->args = t->args;
+	call->attempt = t->attempts + 1;
+	call->cached = t->state == T_GIVEUP;
+	return REIN_OK;
+}
+
+void rein_run_recovered(rein_run *r, int64_t now)
+{
+	for (size_t i = 0; i < r->nth; i++) {
+		thread *t = &r->th[i];
+		if (t->state == T_CALL || (t->state == T_SLEEPING && t->due <= now)) {
+			t->state = T_CALL;
+			t->in_doubt = true;
+		}
+		t->issued = false;
+	}
+}
