@@ -120,5 +120,7 @@ int engine_agent_tool_done(rein_run *r, int ti, const char *type, const json_t *
 int engine_agent_answer(rein_run *r, int ti, const json_t *resp, rein_err *err);
 int engine_poll_agent_tools(rein_run *r, int ti, rein_cmd *cmd, rein_err *err);
 bool engine_check_output(const rein_step *st, const json_t *out, char **why);
+int engine_emit_backoff(rein_cmd *cmd, const char *type, const thread *t, int64_t now,
+			rein_err *err);
 
 #endif

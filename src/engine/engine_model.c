@@ -238,11 +238,7 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 		cmd->step = s;
 		return 1;
 	case T_BACKOFF:
-		rc = engine_emit(cmd, "model.backoff", s,
-			  json_pack("{s:i, s:I, s:I}", "attempt", t->attempts, "delay_ms",
-				    (json_int_t)t->delay_ms, "due_at", (json_int_t)(now + t->delay_ms)),
-			  err);
-		return rc == REIN_OK ? 1 : rc;
+		return engine_emit_backoff(cmd, "model.backoff", t, now, err);
 	case T_SLEEPING:
 		if (now >= t->due) {
 			if ((rc = llm_budget_gate(r, ti, cmd, err)) != 0)

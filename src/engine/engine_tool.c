@@ -173,6 +173,17 @@ order:
 			    st->name);
 }
 
+/* The decided backoff as an event (tool.backoff or model.backoff): 1, or an error. */
+int engine_emit_backoff(rein_cmd *cmd, const char *type, const thread *t, int64_t now,
+			rein_err *err)
+{
+	int rc = engine_emit(cmd, type, t->step,
+			     json_pack("{s:i, s:I, s:I}", "attempt", t->attempts, "delay_ms",
+				       (json_int_t)t->delay_ms, "due_at", (json_int_t)(now + t->delay_ms)),
+			     err);
+	return rc == REIN_OK ? 1 : rc;
+}
+
 /* poll for a thread on a tool step; returns 1 when cmd was filled. */
 int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due, bool *busy,
 		     rein_err *err)
@@ -256,11 +267,7 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 		cmd->step = s;
 		return 1;
 	case T_BACKOFF:
-		rc = engine_emit(cmd, "tool.backoff", s,
-			  json_pack("{s:i, s:I, s:I}", "attempt", t->attempts, "delay_ms",
-				    (json_int_t)t->delay_ms, "due_at", (json_int_t)(now + t->delay_ms)),
-			  err);
-		return rc == REIN_OK ? 1 : rc;
+		return engine_emit_backoff(cmd, "tool.backoff", t, now, err);
 	case T_SLEEPING:
 		if (now >= t->due) {
 			t->state = T_CALL;

@@ -727,13 +727,13 @@ fail:
 }
 
 /* An attempt's outcome: recorded as events on its run, which runs again. */
-static void tool_done(void *ud, rein_tool_outcome *o)
+/* A call's ticket comes back: unhooked from its run (false when the run was
+ * dropped meanwhile: then the ticket is freed and there is nothing to do). */
+static bool ticket_back(ticket *tk)
 {
-	ticket *tk = ud;
-	rein_runner *rn = tk->rn;
 	if (tk->dead) {
 		rein_free(tk);
-		return;
+		return false;
 	}
 	active *a = tk->a;
 	for (ticket **p = &a->tickets; *p; p = &(*p)->next)
@@ -742,6 +742,16 @@ static void tool_done(void *ud, rein_tool_outcome *o)
 			break;
 		}
 	a->inflight--;
+	return true;
+}
+
+static void tool_done(void *ud, rein_tool_outcome *o)
+{
+	ticket *tk = ud;
+	rein_runner *rn = tk->rn;
+	if (!ticket_back(tk))
+		return;
+	active *a = tk->a;
 	int step = tk->step, attempt = tk->attempt;
 	rein_free(tk);
 	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED || rn->cb_rc != REIN_OK)
@@ -921,17 +931,9 @@ static void model_done(void *ud, rein_model_outcome *o)
 {
 	ticket *tk = ud;
 	rein_runner *rn = tk->rn;
-	if (tk->dead) {
-		rein_free(tk);
+	if (!ticket_back(tk))
 		return;
-	}
 	active *a = tk->a;
-	for (ticket **p = &a->tickets; *p; p = &(*p)->next)
-		if (*p == tk) {
-			*p = tk->next;
-			break;
-		}
-	a->inflight--;
 	rn->model_inflight--;
 	int step = tk->step, attempt = tk->attempt;
 	const char *tk_provider = tk->provider;
