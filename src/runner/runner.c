@@ -836,6 +836,23 @@ static json_t *expand_json(const json_t *j)
 	return json_incref((json_t *)j);
 }
 
+/* A model.call event of an earlier run, as the normalized response it recorded. */
+static int collect_answer(void *ud, const rein_event_row *ev)
+{
+	json_t *seq = ud;
+	if (strcmp(ev->type, "model.call") != 0 || ev->payload == NULL)
+		return 0;
+	json_t *d = json_loads(ev->payload, 0, NULL);
+	json_t *resp = d ? json_deep_copy(json_object_get(d, "response")) : NULL;
+	if (resp) {
+		json_object_set(resp, "model", json_object_get(d, "model"));
+		json_object_set(resp, "usage", json_object_get(d, "usage"));
+		json_array_append_new(seq, resp);
+	}
+	json_decref(d);
+	return 0;
+}
+
 static rein_model_provider *provider_for(rein_runner *rn, const rein_spec *spec, int tier,
 					 rein_err *err)
 {
@@ -878,7 +895,20 @@ static rein_model_provider *provider_for(rein_runner *rn, const rein_spec *spec,
 			json_object_set_new(cfg, "responses", j);
 		}
 		json_object_del(cfg, "file");
+		/* or the answers an earlier run got, in the order it got them */
+		const char *from = json_string_value(json_object_get(cfg, "from_run"));
+		if (from && *from) {
+			json_t *seq = json_array();
+			if (seq == NULL || rein_store_events_load(rn->st, from, collect_answer, seq, err) != REIN_OK) {
+				json_decref(seq);
+				json_decref(cfg);
+				return NULL;
+			}
+			json_object_set_new(cfg, "responses", seq);
+			json_object_set_new(cfg, "on_miss", json_string("sequence"));
+		}
 	}
+	json_object_del(cfg, "from_run");
 	if (!type || strcmp(type, "replay") != 0) {
 		json_object_del(cfg, "file");
 		json_object_del(cfg, "responses");

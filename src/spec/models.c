@@ -22,7 +22,7 @@
 static const char *const tier_keys[] = {
 	"provider", "model",      "base_url",  "api_key_env", "headers",  "timeout_s",
 	"price",    "max_tokens", "retry",     "fallback",    "file",     "on_miss",
-	"cache",    "max_tokens_field", "anthropic_version", "stream", NULL};
+	"cache",    "max_tokens_field", "anthropic_version", "stream", "from_run", NULL};
 
 static bool number(loader *L, const ynode *n, const char *what, double min, double *out)
 {
@@ -66,7 +66,7 @@ static void load_tier(loader *L, rein_model_tier *t, const ynode *n, const ynode
 	else
 		json_object_set_new(cfg, "model", json_string(v->str));
 	static const char *const strs[] = {"base_url", "api_key_env", "on_miss", "max_tokens_field",
-					   "anthropic_version", NULL};
+					   "anthropic_version", "from_run", NULL};
 	for (const char *const *k = strs; *k; k++)
 		if ((v = ynode_get(n, *k)) && v->type == YNODE_SCALAR)
 			json_object_set_new(cfg, *k, json_string(v->str));

@@ -104,4 +104,8 @@ REIN_PROVIDER=replay REIN_REPLAY_FILE="$PWD/rec.json" expect_exit 0 "$REIN" run 
 rep_run=$(json_get "$OUT" 'j["run"]')
 [ "$(json_get "$OUT" 'json.dumps(j["output"], sort_keys=True)')" = "$rec_out" ] || fail "replay output: $OUT"
 [ "$(REIN_DB=rec.db types "$rec_run")" = "$(REIN_DB=rep.db types "$rep_run")" ] || fail "replayed events differ"
+# ... and from the events of the recorded run itself, no file, no server
+REIN_PROVIDER=replay REIN_REPLAY_RUN="$rec_run" expect_exit 0 "$REIN" run "$WF/llm" --input '{"text": "replay me"}' --db rec.db
+[ "$(json_get "$OUT" 'json.dumps(j["output"], sort_keys=True)')" = "$rec_out" ] || fail "replay from events: $OUT"
+[ "$(REIN_DB=rec.db types "$rec_run")" = "$(REIN_DB=rec.db types "$(json_get "$OUT" 'j["run"]')")" ] || fail "events replayed from a run differ"
 ok "models"
