@@ -221,3 +221,36 @@ bool model_looks_json(const char *body, size_t len)
 	}
 	return false;
 }
+
+void model_parse_stream(const char *body, size_t len, const model_shape *shape,
+			model_parsed *out, model_sse_cb on_event,
+			const char *(*finish)(const char *), const char *end)
+{
+	model_stream st = {.out = out};
+	model_sse sse = {0};
+	int rc = model_sse_feed(&sse, body, len, on_event, &st);
+	if (st.failed)
+		goto out;
+	if (rc != 0) {
+		out->kind = MODEL_PARSE_MALFORMED;
+		snprintf(out->why, sizeof out->why, "the event stream is unreadable: %s",
+			 rein_strerror(rc));
+		goto out;
+	}
+	out->response = model_acc_finish(&st.acc, shape, finish(st.acc.finish));
+	if (!st.done) {
+		out->kind = MODEL_PARSE_TRUNCATED;
+		snprintf(out->why, sizeof out->why,
+			 "the stream ended before %s (%zu bytes, %zu bytes of text)", end, len,
+			 st.acc.text.len);
+	} else if (out->response == NULL) {
+		out->kind = MODEL_PARSE_MALFORMED;
+		snprintf(out->why, sizeof out->why, "out of memory reading the stream");
+	} else {
+		out->kind = MODEL_PARSE_OK;
+		json_object_set_new(out->response, "streamed", json_true());
+	}
+out:
+	model_sse_free(&sse);
+	model_acc_free(&st.acc);
+}

@@ -298,11 +298,7 @@ out:
 	model_acc_free(&a);
 }
 
-typedef struct stream_state {
-	model_acc acc;
-	model_parsed *out;
-	bool started, done, failed;
-} stream_state;
+typedef model_stream stream_state;
 
 static int bad(stream_state *st, const char *why)
 {
@@ -417,31 +413,5 @@ void model_anthropic_parse(const char *body, size_t len, bool stream,
 		parse_whole(body, len, shape, out);
 		return;
 	}
-	stream_state st = {.out = out};
-	model_sse sse = {0};
-	int rc = model_sse_feed(&sse, body, len, on_event, &st);
-	if (st.failed)
-		goto out;
-	if (rc != 0) {
-		out->kind = MODEL_PARSE_MALFORMED;
-		snprintf(out->why, sizeof out->why, "the event stream is unreadable: %s",
-			 rein_strerror(rc));
-		goto out;
-	}
-	out->response = model_acc_finish(&st.acc, shape, norm_stop(st.acc.finish));
-	if (!st.done) {
-		out->kind = MODEL_PARSE_TRUNCATED;
-		snprintf(out->why, sizeof out->why,
-			 "the stream ended before message_stop (%zu bytes, %zu bytes of text)", len,
-			 st.acc.text.len);
-	} else if (out->response == NULL) {
-		out->kind = MODEL_PARSE_MALFORMED;
-		snprintf(out->why, sizeof out->why, "out of memory reading the stream");
-	} else {
-		out->kind = MODEL_PARSE_OK;
-		json_object_set_new(out->response, "streamed", json_true());
-	}
-out:
-	model_sse_free(&sse);
-	model_acc_free(&st.acc);
+	model_parse_stream(body, len, shape, out, on_event, norm_stop, "message_stop");
 }

@@ -128,4 +128,22 @@ void model_openai_parse(const char *body, size_t len, bool stream, const model_s
 void model_anthropic_parse(const char *body, size_t len, bool stream,
 			   const model_shape *shape, model_parsed *out);
 
+/* ---- a streamed body, whatever the protocol (acc.c) --------------------- */
+
+/* What a protocol's SSE event handler works on (its model_sse_cb ud). */
+typedef struct model_stream {
+	model_acc acc;
+	model_parsed *out;
+	bool started, done, failed;
+} model_stream;
+
+/*
+ * Reads a whole SSE body with the protocol's event handler, then finishes the
+ * answer: finish maps the server's finish word to the normalized one, and
+ * end names the protocol's last event for the message when it is missing.
+ */
+void model_parse_stream(const char *body, size_t len, const model_shape *shape,
+			model_parsed *out, model_sse_cb on_event,
+			const char *(*finish)(const char *), const char *end);
+
 #endif
