@@ -102,24 +102,8 @@ static int server_start(void **state)
 		return -1;
 	char port_file[300];
 	snprintf(port_file, sizeof port_file, "%s/port", server_dir);
-	server_pid = fork();
-	if (server_pid < 0)
-		return -1;
-	if (server_pid == 0) {
-		execl(bin, bin, "--port-file", port_file, "--max-seconds", "300", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 300 && server_port == 0; i++) {
-		FILE *f = fopen(port_file, "r");
-		if (f != NULL) {
-			if (fscanf(f, "%d", &server_port) != 1)
-				server_port = 0;
-			fclose(f);
-		}
-		if (server_port == 0)
-			usleep(50000);
-	}
-	return server_port > 0 ? 0 : -1;
+	server_pid = test_server_start(bin, port_file, &server_port);
+	return server_pid > 0 ? 0 : -1;
 }
 
 static int server_stop(void **state)

@@ -19,27 +19,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-static pid_t spawn(const char *bin, const char *pf, int *port)
-{
-	pid_t pid = fork();
-	if (pid == 0) {
-		execl(bin, bin, "--port", "0", "--port-file", pf, "--max-seconds", "300", (char *)NULL);
-		_exit(127);
-	}
-	*port = 0;
-	for (int i = 0; i < 200 && *port == 0; i++) {
-		FILE *f = fopen(pf, "r");
-		if (f) {
-			if (fscanf(f, "%d", port) != 1)
-				*port = 0;
-			fclose(f);
-		}
-		if (*port == 0)
-			usleep(20000);
-	}
-	return pid;
-}
-
 static const char *turn(rein_rng *r)
 {
 	static const char *const turns[] = {
@@ -159,7 +138,7 @@ static void test_model_simulation(void **state)
 	const char *mbin = getenv("REIN_MODELSERVER") ? getenv("REIN_MODELSERVER") : "build/asan/tools/modelserver";
 	const char *tbin = getenv("REIN_TOOLSERVER") ? getenv("REIN_TOOLSERVER") : "build/asan/tools/toolserver";
 	int mport, tport;
-	pid_t ms = spawn(mbin, mpf, &mport), ts = spawn(tbin, tpf, &tport);
+	pid_t ms = test_server_start(mbin, mpf, &mport), ts = test_server_start(tbin, tpf, &tport);
 	assert_true(mport > 0 && tport > 0);
 	snprintf(url, sizeof url, "http://127.0.0.1:%d", mport);
 	setenv("MODEL_URL", url, 1);

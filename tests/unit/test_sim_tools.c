@@ -108,22 +108,8 @@ static void test_tool_simulation(void **state)
 	char pf[600], db[600], url[128];
 	snprintf(pf, sizeof pf, "%s/port", dir);
 	snprintf(db, sizeof db, "%s/rein.db", dir);
-	pid_t srv = fork();
-	if (srv == 0) {
-		execl(bin, bin, "--port", "0", "--port-file", pf, "--max-seconds", "300", (char *)NULL);
-		_exit(127);
-	}
 	int port = 0;
-	for (int i = 0; i < 200 && port == 0; i++) {
-		FILE *f = fopen(pf, "r");
-		if (f) {
-			if (fscanf(f, "%d", &port) != 1)
-				port = 0;
-			fclose(f);
-		}
-		if (port == 0)
-			usleep(20000);
-	}
+	pid_t srv = test_server_start(bin, pf, &port);
 	assert_true(port > 0);
 	snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
 	setenv("TOOLSERVER", url, 1);

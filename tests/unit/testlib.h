@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -71,6 +72,39 @@ static inline void assert_json_eq(const json_t *got, const char *want)
 	}
 	assert_true(json_equal(got, w));
 	json_decref(w);
+}
+
+/*
+ * Starts one of the loopback test servers (toolserver, modelserver) on an
+ * ephemeral port written to port_file; returns its pid with *port set, or -1
+ * (the server did not come up within 15 s).
+ */
+static inline pid_t test_server_start(const char *bin, const char *port_file, int *port)
+{
+	*port = 0;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		execl(bin, bin, "--port", "0", "--port-file", port_file, "--max-seconds", "300",
+		      (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 300 && *port == 0; i++) {
+		FILE *f = fopen(port_file, "r");
+		if (f != NULL) {
+			if (fscanf(f, "%d", port) != 1)
+				*port = 0;
+			fclose(f);
+		}
+		if (*port == 0)
+			usleep(50000);
+	}
+	if (*port > 0)
+		return pid;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
 }
 
 #endif
