@@ -52,6 +52,7 @@
 
 #define MAX_HEAD (64 * 1024)
 #define MAX_BODY (64 * 1024 * 1024)
+#include "http_util.h"
 #define HUGE_CHUNK (64 * 1024)
 
 typedef struct request {
@@ -104,26 +105,6 @@ static void try_parse(conn *c);
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static const char *reason(int status)
-{
-	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 409: return "Conflict";
-	case 413: return "Payload Too Large";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	}
-	return "Status";
-}
-
 static void request_free(request *r)
 {
 	if (r == NULL)
@@ -140,21 +121,6 @@ static long counter_incr(json_t *obj, const char *key)
 	long n = v ? (long)json_integer_value(v) + 1 : 1;
 	json_object_set_new(obj, key, json_integer(n));
 	return n;
-}
-
-static void url_decode(char *s)
-{
-	char *o = s;
-	for (char *p = s; *p; p++) {
-		if (*p == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
-			char hex[3] = {p[1], p[2], 0};
-			*o++ = (char)strtol(hex, NULL, 16);
-			p += 2;
-		} else {
-			*o++ = *p;
-		}
-	}
-	*o = '\0';
 }
 
 /* ---- connections and writes -------------------------------------------- */
@@ -516,43 +482,6 @@ static void handle_control(conn *c, request *r, const char *path)
 }
 
 /* ---- parsing ----------------------------------------------------------- */
-
-/* Decodes a chunked body in place at p[0..n): returns the bytes the encoded
- * form used, 0 if incomplete, -1 if malformed; the decoded size in *out. */
-static long dechunk(char *p, size_t n, size_t *out, bool apply)
-{
-	size_t i = 0, o = 0;
-	for (;;) {
-		char *eol = memmem(p + i, n - i, "\r\n", 2);
-		if (eol == NULL)
-			return 0;
-		char *end;
-		unsigned long sz = strtoul(p + i, &end, 16);
-		if (end == p + i)
-			return -1;
-		i = (size_t)(eol - p) + 2;
-		if (sz == 0) {
-			/* optional trailers, then an empty line */
-			for (;;) {
-				char *e2 = memmem(p + i, n - i, "\r\n", 2);
-				if (e2 == NULL)
-					return 0;
-				size_t linelen = (size_t)(e2 - (p + i));
-				i += linelen + 2;
-				if (linelen == 0) {
-					*out = o;
-					return (long)i;
-				}
-			}
-		}
-		if (sz > MAX_BODY || n - i < sz + 2)
-			return sz > MAX_BODY ? -1 : 0;
-		if (apply)
-			memmove(p + o, p + i, sz);
-		o += sz;
-		i += sz + 2;
-	}
-}
 
 static void try_parse(conn *c)
 {
