@@ -436,6 +436,28 @@ out:
 	return ex;
 }
 
+/*
+ * The arguments of a command that takes one RUN and --db: returns -1 when the
+ * command should go on (id set), else the exit code (--help, bad usage).
+ */
+static int one_run_args(int argc, char **argv, const char *cmd, const char *usage,
+			const char **db, const char **id)
+{
+	static const struct option lo[] = {{"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	GETOPT_LOOP(argc, argv, ":", lo, cmd)
+	{
+	case 'd': *db = optarg; break;
+	case 'h': fputs(usage, stdout); return EXIT_OK;
+	BAD_OPTION(cmd, argv);
+	}
+	if (optind != argc - 1)
+		return usage_error(cmd, "%s", "needs exactly one RUN");
+	*id = argv[optind];
+	return -1;
+}
+
 /* ---- cancel ---------------------------------------------------------------- */
 
 static const char usage_cancel[] =
@@ -448,18 +470,10 @@ static const char usage_cancel[] =
 
 static int cmd_cancel(int argc, char **argv, const char *db)
 {
-	static const struct option lo[] = {{"db", required_argument, 0, 'd'},
-					   {"help", no_argument, 0, 'h'},
-					   {0, 0, 0, 0}};
-	GETOPT_LOOP(argc, argv, ":", lo, "cancel")
-	{
-	case 'd': db = optarg; break;
-	case 'h': fputs(usage_cancel, stdout); return EXIT_OK;
-	BAD_OPTION("cancel", argv);
-	}
-	if (optind != argc - 1)
-		return usage_error("cancel", "%s", "needs exactly one RUN");
-	const char *id = argv[optind];
+	const char *id = NULL;
+	int ex0 = one_run_args(argc, argv, "cancel", usage_cancel, &db, &id);
+	if (ex0 >= 0)
+		return ex0;
 	rein_script *sb = NULL;
 	rein_store *st = NULL;
 	rein_runner *rn = NULL;
@@ -645,24 +659,17 @@ static const char usage_events[] =
 
 static int cmd_events(int argc, char **argv, const char *db)
 {
-	static const struct option lo[] = {{"db", required_argument, 0, 'd'},
-					   {"help", no_argument, 0, 'h'},
-					   {0, 0, 0, 0}};
-	GETOPT_LOOP(argc, argv, ":", lo, "events")
-	{
-	case 'd': db = optarg; break;
-	case 'h': fputs(usage_events, stdout); return EXIT_OK;
-	BAD_OPTION("events", argv);
-	}
-	if (optind != argc - 1)
-		return usage_error("events", "%s", "needs exactly one RUN");
+	const char *id = NULL;
+	int ex0 = one_run_args(argc, argv, "events", usage_events, &db, &id);
+	if (ex0 >= 0)
+		return ex0;
 	rein_store *st = NULL;
 	rein_run_row row = {0};
 	rein_err e = {0};
 	int ex = EXIT_FAILED;
 	if (open_store(db_path(db), &st) != EXIT_OK)
 		goto out;
-	if (rein_store_run_get(st, argv[optind], &row, &e) != REIN_OK ||
+	if (rein_store_run_get(st, id, &row, &e) != REIN_OK ||
 	    rein_store_events_load(st, row.id, print_event, NULL, &e) != REIN_OK) {
 		fprintf(stderr, "%s events: %s\n", prog, e.msg);
 		ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
