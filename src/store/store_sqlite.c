@@ -5,10 +5,16 @@
  *
  * Events appended inside a transaction are held here and written when the
  * transaction commits (or when many are held, or before events are read back):
- * sorted by (run_id, seq), so that the inserts walk the events B-tree in order
+ * sorted by key (run, seq), so that the inserts walk the events B-tree in order
  * instead of landing on a random page each (the runner interleaves thousands
  * of runs in one group commit), with duplicate payloads written once, and
- * EV_ROWS rows per INSERT statement. A failed write of held events fails the
+ * up to 2^MULTI_MAX rows per INSERT statement.
+ *
+ * The handle remembers the hashes of payloads it stored (or found stored)
+ * and does not insert them again. That memory is only trusted inside a write
+ * transaction that follows one of this handle's own: if another connection
+ * committed in between (SQLITE_FCNTL_DATA_VERSION moved), or a transaction
+ * rolled back, it is forgotten. A failed write of held events fails the
  * call that triggered it (an append, or the commit, which then rolls back).
  */
 #include "store.h"
@@ -30,14 +36,31 @@ enum {
 	Q_PAYLOAD_PUT,
 	Q_EVENT_PUT,
 	Q_EVENTS_LOAD,
-	Q_PAYLOAD_PUT_N,
-	Q_EVENT_PUT_N,
+	Q_RID,
+	Q_BEGIN,
+	Q_COMMIT,
 	Q_COUNT
 };
 
-/* Rows per multi-row INSERT; held events are written when HELD_MAX are held. */
-#define EV_ROWS 32
+/* At most 2^MULTI_MAX rows per INSERT; held events are written when HELD_MAX
+ * are held. */
+#define MULTI_MAX 5
 #define HELD_MAX 65536
+/* Payload hashes this handle wrote or skipped as stored (direct-mapped). */
+#define KNOWN_SLOTS 4096
+
+/*
+ * Schema (version STORE_VERSION, in PRAGMA user_version). Runs have an
+ * integer key (rid, the rowid) beside their text id, and an event's key is
+ * rid * 2^24 + seq: a run's events are one contiguous range of a rowid
+ * table, and a run appending events appends at the right edge of the B-tree,
+ * where SQLite splits a full leaf by starting a new one (a commit writes one
+ * or two event pages, not the three to five of a text-keyed index). The view
+ * event_log shows events with their run's text id, for people with sqlite3.
+ */
+#define STORE_VERSION 2
+#define SEQ_BITS 24
+#define SEQ_MAX ((INT64_C(1) << SEQ_BITS) - 1)
 
 static const char *const sql[Q_COUNT] = {
 	[Q_SPEC_PUT] = "INSERT OR IGNORE INTO specs(version, name, bundle) VALUES (?1, ?2, ?3)",
@@ -62,11 +85,14 @@ static const char *const sql[Q_COUNT] = {
 		    "WHERE id = ?1 AND lease_owner IS ?2",
 	[Q_CANCEL] = "UPDATE runs SET cancel_requested = 1 WHERE id = ?1",
 	[Q_PAYLOAD_PUT] = "INSERT OR IGNORE INTO payloads(hash, body) VALUES (?1, ?2)",
-	[Q_EVENT_PUT] = "INSERT INTO events(run_id, seq, type, step, at, payload_hash, prev_hash, "
-			"hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[Q_EVENTS_LOAD] = "SELECT e.seq, e.type, e.step, e.at, e.payload_hash, e.prev_hash, e.hash, "
-			  "p.body FROM events e LEFT JOIN payloads p ON p.hash = e.payload_hash "
-			  "WHERE e.run_id = ?1 ORDER BY e.seq",
+	[Q_EVENT_PUT] = "INSERT INTO events(k, type, step, at, payload_hash, prev_hash, hash) "
+			"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[Q_EVENTS_LOAD] = "SELECT e.k & 16777215, e.type, e.step, e.at, e.payload_hash, e.prev_hash, "
+			  "e.hash, p.body FROM events e LEFT JOIN payloads p ON p.hash = e.payload_hash "
+			  "WHERE e.k BETWEEN ?1 AND ?2 ORDER BY e.k",
+	[Q_RID] = "SELECT rid FROM runs WHERE id = ?1",
+	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_COMMIT] = "COMMIT",
 };
 
 /* "INSERT ... VALUES (?,...,?),(...)" with rows groups of cols parameters. */
@@ -92,7 +118,8 @@ static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS specs("
 	" version TEXT PRIMARY KEY, name TEXT NOT NULL, bundle TEXT NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS runs("
-	" id TEXT PRIMARY KEY, workflow TEXT NOT NULL, version TEXT NOT NULL,"
+	" rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, workflow TEXT NOT NULL,"
+	" version TEXT NOT NULL,"
 	" status TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
 	" wake_at INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,"
 	" lease_expires INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,"
@@ -101,19 +128,23 @@ static const char schema_sql[] =
 	"CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, wake_at)"
 	" WHERE status IN ('running', 'waiting');"
 	"CREATE TABLE IF NOT EXISTS events("
-	" run_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, step TEXT,"
+	" k INTEGER PRIMARY KEY, type TEXT NOT NULL, step TEXT,"
 	" at INTEGER NOT NULL, payload_hash BLOB NOT NULL, prev_hash BLOB NOT NULL,"
-	" hash BLOB NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;"
+	" hash BLOB NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS payloads(hash BLOB PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;"
 	"CREATE TRIGGER IF NOT EXISTS events_append_only_u BEFORE UPDATE ON events"
 	" BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
 	"CREATE TRIGGER IF NOT EXISTS events_append_only_d BEFORE DELETE ON events"
-	" BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;";
+	" BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+	"CREATE VIEW IF NOT EXISTS event_log AS"
+	" SELECT r.id AS run_id, e.k & 16777215 AS seq, e.type, e.step, e.at, e.payload_hash,"
+	" e.prev_hash, e.hash, e.k FROM runs r JOIN events e"
+	" ON e.k BETWEEN r.rid * 16777216 AND r.rid * 16777216 + 16777215;";
 
 /* An event held until the transaction commits; strings live in sq.arena. */
 typedef struct held_ev {
-	size_t run_id, type, step, payload; /* offsets into the arena; step NO_STEP: NULL */
-	int64_t seq, at;
+	size_t type, step, payload; /* offsets into the arena; step NO_STEP: NULL */
+	int64_t k, at;              /* k: rid * 2^24 + seq */
 	uint8_t payload_hash[REIN_HASH_LEN], prev_hash[REIN_HASH_LEN], hash[REIN_HASH_LEN];
 } held_ev;
 
@@ -128,7 +159,19 @@ typedef struct sq {
 	rein_buf arena;
 	const held_ev **order; /* scratch for sorting */
 	size_t ordercap;
+	/* run id -> rid, for the runs this handle inserted or looked up (rids never
+	 * change); forgotten on rollback and when full */
+	struct rid_slot {
+		char id[64];
+		int64_t rid;
+	} *rids;
+	size_t nrids;
+	sqlite3_stmt *multi[2][MULTI_MAX + 1]; /* payloads, events: 2^j rows */
+	uint8_t (*known)[REIN_HASH_LEN];        /* KNOWN_SLOTS payload hashes */
+	unsigned int data_version;              /* after this handle's last commit */
 } sq;
+
+#define RID_SLOTS 32768 /* a power of two; at most half are used */
 
 static int db_err(sq *b, rein_err *err, const char *what)
 {
@@ -139,31 +182,91 @@ static int db_err(sq *b, rein_err *err, const char *what)
 	return rein_err_set(err, rc, "sqlite: %s: %s", what, sqlite3_errmsg(b->db));
 }
 
+static void rid_forget(sq *b)
+{
+	rein_free(b->rids);
+	b->rids = NULL;
+	b->nrids = 0;
+}
+
+static size_t rid_slot_of(const char *id)
+{
+	uint64_t h = 1469598103934665603u; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+		h = (h ^ *p) * 1099511628211u;
+	return (size_t)(h & (RID_SLOTS - 1));
+}
+
+/* Remembers id -> rid (best effort: without memory it is looked up again). */
+static void rid_remember(sq *b, const char *id, int64_t rid)
+{
+	if (strlen(id) >= sizeof b->rids[0].id)
+		return;
+	if (b->nrids >= RID_SLOTS / 2)
+		rid_forget(b);
+	if (b->rids == NULL && (b->rids = rein_calloc(RID_SLOTS, sizeof *b->rids)) == NULL)
+		return;
+	size_t i = rid_slot_of(id);
+	while (b->rids[i].id[0] != '\0' && strcmp(b->rids[i].id, id) != 0)
+		i = (i + 1) & (RID_SLOTS - 1);
+	if (b->rids[i].id[0] == '\0')
+		b->nrids++;
+	snprintf(b->rids[i].id, sizeof b->rids[i].id, "%s", id);
+	b->rids[i].rid = rid;
+}
+
 static sqlite3_stmt *stmt(sq *b, int i, rein_err *err)
 {
-	if (b->q[i] == NULL) {
-		char *text = NULL;
-		if (i == Q_PAYLOAD_PUT_N)
-			text = multi_insert_sql("INSERT OR IGNORE INTO payloads(hash, body)", 2, EV_ROWS);
-		else if (i == Q_EVENT_PUT_N)
-			text = multi_insert_sql("INSERT INTO events(run_id, seq, type, step, at, "
-						"payload_hash, prev_hash, hash)",
-						8, EV_ROWS);
-		if ((i == Q_PAYLOAD_PUT_N || i == Q_EVENT_PUT_N) && text == NULL) {
-			rein_err_set(err, REIN_ENOMEM, "out of memory");
-			return NULL;
-		}
-		int r = sqlite3_prepare_v3(b->db, text ? text : sql[i], -1,
-					   SQLITE_PREPARE_PERSISTENT, &b->q[i], NULL);
-		rein_free(text);
-		if (r != SQLITE_OK) {
-			db_err(b, err, "prepare");
-			return NULL;
-		}
+	if (b->q[i] == NULL &&
+	    sqlite3_prepare_v3(b->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &b->q[i], NULL) !=
+		    SQLITE_OK) {
+		db_err(b, err, "prepare");
+		return NULL;
 	}
 	sqlite3_reset(b->q[i]);
 	sqlite3_clear_bindings(b->q[i]);
 	return b->q[i];
+}
+
+/* The integer key of run id; REIN_ENOTFOUND when there is no such run. */
+static int rid_of(sq *b, const char *id, int64_t *rid, rein_err *err)
+{
+	if (b->rids) {
+		for (size_t i = rid_slot_of(id); b->rids[i].id[0] != '\0';
+		     i = (i + 1) & (RID_SLOTS - 1))
+			if (strcmp(b->rids[i].id, id) == 0) {
+				*rid = b->rids[i].rid;
+				return REIN_OK;
+			}
+	}
+	sqlite3_stmt *s = stmt(b, Q_RID, err);
+	if (s == NULL)
+		return REIN_EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s), rc = REIN_OK;
+	if (r == SQLITE_ROW) {
+		*rid = sqlite3_column_int64(s, 0);
+		rid_remember(b, id, *rid);
+	} else if (r == SQLITE_DONE) {
+		rc = rein_err_set(err, REIN_ENOTFOUND, "no run %s", id);
+	} else {
+		rc = db_err(b, err, "run key");
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+/* The event key of (run, seq). */
+static int event_key(sq *b, const rein_event_row *ev, int64_t *k, rein_err *err)
+{
+	int64_t rid;
+	if (ev->seq < 1 || ev->seq > SEQ_MAX)
+		return rein_err_set(err, REIN_EINVAL, "run %s: event %lld: a run holds at most %lld events",
+				    ev->run_id, (long long)ev->seq, (long long)SEQ_MAX);
+	int rc = rid_of(b, ev->run_id, &rid, err);
+	if (rc == REIN_OK)
+		*k = rid * (SEQ_MAX + 1) + ev->seq;
+	return rc;
 }
 
 static int write_fault(rein_err *err)
@@ -188,6 +291,8 @@ static void held_clear(sq *b)
 	}
 }
 
+static void known_forget(sq *b);
+
 static void sq_close(void *be)
 {
 	sq *b = be;
@@ -195,10 +300,15 @@ static void sq_close(void *be)
 		return;
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(b->q[i]);
+	for (int t = 0; t < 2; t++)
+		for (int j = 0; j <= MULTI_MAX; j++)
+			sqlite3_finalize(b->multi[t][j]);
+	known_forget(b);
 	sqlite3_close(b->db);
 	rein_free(b->held);
 	rein_free(b->order);
 	rein_buf_free(&b->arena);
+	rid_forget(b);
 	rein_free(b);
 }
 
@@ -211,13 +321,26 @@ static int sq_exec(sq *b, const char *s, rein_err *err)
 
 static int held_write(sq *b, rein_err *err);
 
+static unsigned int data_version(sq *b)
+{
+	unsigned int v = 0;
+	sqlite3_file_control(b->db, "main", SQLITE_FCNTL_DATA_VERSION, &v);
+	return v;
+}
+
+static int step_done(sq *b, sqlite3_stmt *s, rein_err *err, const char *what);
+
 static int sq_begin(void *be, rein_err *err)
 {
 	sq *b = be;
 	held_clear(b);
-	int rc = sq_exec(b, "BEGIN IMMEDIATE", err);
-	if (rc == REIN_OK)
+	sqlite3_stmt *s = stmt(b, Q_BEGIN, err);
+	int rc = s ? step_done(b, s, err, "begin") : REIN_EIO;
+	if (rc == REIN_OK) {
 		b->in_tx = true;
+		if (data_version(b) != b->data_version)
+			known_forget(b); /* someone else wrote since our last commit */
+	}
 	return rc;
 }
 
@@ -227,10 +350,16 @@ static int sq_commit(void *be, rein_err *err)
 	int rc = write_fault(err);
 	if (rc == REIN_OK)
 		rc = held_write(b, err);
-	if (rc == REIN_OK)
-		rc = sq_exec(b, "COMMIT", err);
+	if (rc == REIN_OK) {
+		sqlite3_stmt *s = stmt(b, Q_COMMIT, err);
+		rc = s ? step_done(b, s, err, "commit") : REIN_EIO;
+	}
 	if (rc != REIN_OK) {
 		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+		rid_forget(b); /* the runs inserted in it are gone */
+		known_forget(b);
+	} else {
+		b->data_version = data_version(b);
 	}
 	held_clear(b);
 	b->in_tx = false;
@@ -242,6 +371,8 @@ static void sq_rollback(void *be)
 	sq *b = be;
 	if (b->in_tx)
 		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+	rid_forget(b);
+	known_forget(b);
 	held_clear(b);
 	b->in_tx = false;
 }
@@ -317,7 +448,9 @@ static int sq_run_insert(void *be, const rein_run_row *row, rein_err *err)
 	sqlite3_bind_blob(s, 11, row->last_hash, REIN_HASH_LEN, SQLITE_STATIC);
 	bind_text_or_null(s, 12, row->output);
 	bind_text_or_null(s, 13, row->reason);
-	return step_done(b, s, err, "run insert");
+	if ((rc = step_done(b, s, err, "run insert")) == REIN_OK)
+		rid_remember(b, row->id, sqlite3_last_insert_rowid(b->db));
+	return rc;
 }
 
 static int sq_run_update(void *be, const rein_run_row *row, const char *owner, bool *cancel,
@@ -473,7 +606,8 @@ static int sq_cancel(void *be, const char *id, rein_err *err)
 }
 
 /* Writes one event now (outside a transaction, or a batch's remainder). */
-static int event_write(sq *b, const rein_event_row *ev, bool payload, rein_err *err)
+static int event_write(sq *b, const rein_event_row *ev, int64_t k, bool payload,
+		       rein_err *err)
 {
 	int rc;
 	sqlite3_stmt *s;
@@ -487,36 +621,19 @@ static int event_write(sq *b, const rein_event_row *ev, bool payload, rein_err *
 	}
 	if ((s = stmt(b, Q_EVENT_PUT, err)) == NULL)
 		return REIN_EIO;
-	sqlite3_bind_text(s, 1, ev->run_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, ev->seq);
-	sqlite3_bind_text(s, 3, ev->type, -1, SQLITE_STATIC);
-	bind_text_or_null(s, 4, ev->step);
-	sqlite3_bind_int64(s, 5, ev->at);
-	sqlite3_bind_blob(s, 6, ev->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 7, ev->prev_hash, REIN_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(s, 8, ev->hash, REIN_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 1, k);
+	sqlite3_bind_text(s, 2, ev->type, -1, SQLITE_STATIC);
+	bind_text_or_null(s, 3, ev->step);
+	sqlite3_bind_int64(s, 4, ev->at);
+	sqlite3_bind_blob(s, 5, ev->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 6, ev->prev_hash, REIN_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 7, ev->hash, REIN_HASH_LEN, SQLITE_STATIC);
 	return step_done(b, s, err, "event append");
 }
 
 static const char *arena_str(const sq *b, size_t off)
 {
 	return off == NO_STEP ? NULL : b->arena.p + off;
-}
-
-static rein_event_row held_row(const sq *b, const held_ev *h)
-{
-	rein_event_row ev = {
-		.run_id = arena_str(b, h->run_id),
-		.seq = h->seq,
-		.type = arena_str(b, h->type),
-		.step = arena_str(b, h->step),
-		.at = h->at,
-		.payload = arena_str(b, h->payload),
-	};
-	memcpy(ev.payload_hash, h->payload_hash, REIN_HASH_LEN);
-	memcpy(ev.prev_hash, h->prev_hash, REIN_HASH_LEN);
-	memcpy(ev.hash, h->hash, REIN_HASH_LEN);
-	return ev;
 }
 
 /* Copies s (NUL included) into the arena; *off gets its offset. */
@@ -530,7 +647,7 @@ static int arena_put(sq *b, const char *s, size_t *off)
 	return rein_buf_append(&b->arena, s, strlen(s) + 1);
 }
 
-static int held_add(sq *b, const rein_event_row *ev, rein_err *err)
+static int held_add(sq *b, const rein_event_row *ev, int64_t k, rein_err *err)
 {
 	if (b->nheld == b->heldcap) {
 		size_t cap = b->heldcap ? 2 * b->heldcap : 256;
@@ -542,14 +659,13 @@ static int held_add(sq *b, const rein_event_row *ev, rein_err *err)
 	}
 	held_ev *h = &b->held[b->nheld];
 	size_t mark = b->arena.len;
-	if (arena_put(b, ev->run_id, &h->run_id) != REIN_OK ||
-	    arena_put(b, ev->type, &h->type) != REIN_OK ||
+	if (arena_put(b, ev->type, &h->type) != REIN_OK ||
 	    arena_put(b, ev->step, &h->step) != REIN_OK ||
 	    arena_put(b, ev->payload ? ev->payload : "", &h->payload) != REIN_OK) {
 		b->arena.len = mark;
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
-	h->seq = ev->seq;
+	h->k = k;
 	h->at = ev->at;
 	memcpy(h->payload_hash, ev->payload_hash, REIN_HASH_LEN);
 	memcpy(h->prev_hash, ev->prev_hash, REIN_HASH_LEN);
@@ -558,14 +674,10 @@ static int held_add(sq *b, const rein_event_row *ev, rein_err *err)
 	return REIN_OK;
 }
 
-static int cmp_by_key(const void *x, const void *y, void *arena)
+static int cmp_by_key(const void *x, const void *y)
 {
 	const held_ev *a = *(const held_ev *const *)x, *c = *(const held_ev *const *)y;
-	const char *base = arena;
-	int r = strcmp(base + a->run_id, base + c->run_id);
-	if (r)
-		return r;
-	return a->seq < c->seq ? -1 : a->seq > c->seq;
+	return a->k < c->k ? -1 : a->k > c->k;
 }
 
 static int cmp_by_payload(const void *x, const void *y)
@@ -574,8 +686,68 @@ static int cmp_by_payload(const void *x, const void *y)
 	return memcmp(a->payload_hash, c->payload_hash, REIN_HASH_LEN);
 }
 
-/* Writes the held payloads (each distinct one once), then the held events,
- * both in key order. Leaves nothing held, whatever happens. */
+/* Remembers that payload hash h is in the table (see sq.known). */
+static void known_add(sq *b, const uint8_t *h)
+{
+	if (b->known == NULL && (b->known = rein_calloc(KNOWN_SLOTS, REIN_HASH_LEN)) == NULL)
+		return;
+	uint64_t x;
+	memcpy(&x, h, sizeof x);
+	memcpy(b->known[x & (KNOWN_SLOTS - 1)], h, REIN_HASH_LEN);
+}
+
+static bool known_has(const sq *b, const uint8_t *h)
+{
+	if (b->known == NULL)
+		return false;
+	uint64_t x;
+	memcpy(&x, h, sizeof x);
+	return memcmp(b->known[x & (KNOWN_SLOTS - 1)], h, REIN_HASH_LEN) == 0;
+}
+
+static void known_forget(sq *b)
+{
+	rein_free(b->known);
+	b->known = NULL;
+}
+
+/* The INSERT statement for 2^j rows of table t (0 payloads, 1 events). */
+static sqlite3_stmt *multi_stmt(sq *b, int t, int j, rein_err *err)
+{
+	sqlite3_stmt **q = &b->multi[t][j];
+	if (*q == NULL) {
+		char *text = t == 0 ? multi_insert_sql("INSERT OR IGNORE INTO payloads(hash, body)", 2,
+							1 << j)
+				    : multi_insert_sql("INSERT INTO events(k, type, step, at, "
+							"payload_hash, prev_hash, hash)",
+							7, 1 << j);
+		if (text == NULL) {
+			rein_err_set(err, REIN_ENOMEM, "out of memory");
+			return NULL;
+		}
+		int r = sqlite3_prepare_v3(b->db, text, -1, SQLITE_PREPARE_PERSISTENT, q, NULL);
+		rein_free(text);
+		if (r != SQLITE_OK) {
+			db_err(b, err, "prepare");
+			return NULL;
+		}
+	}
+	sqlite3_reset(*q);
+	return *q;
+}
+
+/* The largest j with 2^j <= left, at most MULTI_MAX. */
+static int rows_log2(size_t left)
+{
+	int j = 0;
+	while (j < MULTI_MAX && ((size_t)2 << j) <= left)
+		j++;
+	return j;
+}
+
+/* Writes the held payloads (each distinct one once, and none this handle knows
+ * are stored), then the held events, both in key order, many rows per INSERT.
+ * Leaves nothing held, whatever happens. */
 static int held_write(sq *b, rein_err *err)
 {
 	int rc = REIN_OK;
@@ -591,72 +763,61 @@ static int held_write(sq *b, rein_err *err)
 		b->order = o;
 		b->ordercap = n;
 	}
-	/* payloads: distinct hashes, sorted */
+	/* payloads: distinct hashes not known to be stored, sorted */
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++)
-		b->order[i] = &b->held[i];
-	qsort(b->order, n, sizeof *b->order, cmp_by_payload);
-	for (size_t i = 0; i < n; i++)
-		if (m == 0 || memcmp(b->order[m - 1]->payload_hash, b->order[i]->payload_hash,
+		if (!known_has(b, b->held[i].payload_hash))
+			b->order[m++] = &b->held[i];
+	qsort(b->order, m, sizeof *b->order, cmp_by_payload);
+	size_t d = 0;
+	for (size_t i = 0; i < m; i++)
+		if (d == 0 || memcmp(b->order[d - 1]->payload_hash, b->order[i]->payload_hash,
 				     REIN_HASH_LEN) != 0)
-			b->order[m++] = b->order[i];
-	size_t i = 0;
-	for (; i + EV_ROWS <= m; i += EV_ROWS) {
-		sqlite3_stmt *s = stmt(b, Q_PAYLOAD_PUT_N, err);
+			b->order[d++] = b->order[i];
+	for (size_t i = 0; i < d;) {
+		int j = rows_log2(d - i);
+		sqlite3_stmt *s = multi_stmt(b, 0, j, err);
 		if (s == NULL) {
 			rc = REIN_EIO;
 			goto out;
 		}
-		for (int r = 0; r < EV_ROWS; r++) {
+		for (int r = 0; r < 1 << j; r++) {
 			const held_ev *h = b->order[i + (size_t)r];
 			sqlite3_bind_blob(s, 2 * r + 1, h->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
 			sqlite3_bind_text(s, 2 * r + 2, b->arena.p + h->payload, -1, SQLITE_STATIC);
 		}
 		if ((rc = step_done(b, s, err, "payload put")) != REIN_OK)
 			goto out;
-	}
-	for (; i < m; i++) {
-		const held_ev *h = b->order[i];
-		sqlite3_stmt *s = stmt(b, Q_PAYLOAD_PUT, err);
-		if (s == NULL) {
-			rc = REIN_EIO;
-			goto out;
-		}
-		sqlite3_bind_blob(s, 1, h->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
-		sqlite3_bind_text(s, 2, b->arena.p + h->payload, -1, SQLITE_STATIC);
-		if ((rc = step_done(b, s, err, "payload put")) != REIN_OK)
-			goto out;
+		for (int r = 0; r < 1 << j; r++)
+			known_add(b, b->order[i + (size_t)r]->payload_hash);
+		i += (size_t)1 << j;
 	}
 
-	/* events, in (run_id, seq) order */
-	for (i = 0; i < n; i++)
+	/* events, in key order */
+	for (size_t i = 0; i < n; i++)
 		b->order[i] = &b->held[i];
-	qsort_r(b->order, n, sizeof *b->order, cmp_by_key, b->arena.p);
-	for (i = 0; i + EV_ROWS <= n; i += EV_ROWS) {
-		sqlite3_stmt *s = stmt(b, Q_EVENT_PUT_N, err);
+	qsort(b->order, n, sizeof *b->order, cmp_by_key);
+	for (size_t i = 0; i < n;) {
+		int j = rows_log2(n - i);
+		sqlite3_stmt *s = multi_stmt(b, 1, j, err);
 		if (s == NULL) {
 			rc = REIN_EIO;
 			goto out;
 		}
-		for (int r = 0; r < EV_ROWS; r++) {
+		for (int r = 0; r < 1 << j; r++) {
 			const held_ev *h = b->order[i + (size_t)r];
-			int p = 8 * r;
-			sqlite3_bind_text(s, p + 1, b->arena.p + h->run_id, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(s, p + 2, h->seq);
-			sqlite3_bind_text(s, p + 3, b->arena.p + h->type, -1, SQLITE_STATIC);
-			bind_text_or_null(s, p + 4, arena_str(b, h->step));
-			sqlite3_bind_int64(s, p + 5, h->at);
-			sqlite3_bind_blob(s, p + 6, h->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
-			sqlite3_bind_blob(s, p + 7, h->prev_hash, REIN_HASH_LEN, SQLITE_STATIC);
-			sqlite3_bind_blob(s, p + 8, h->hash, REIN_HASH_LEN, SQLITE_STATIC);
+			int p = 7 * r;
+			sqlite3_bind_int64(s, p + 1, h->k);
+			sqlite3_bind_text(s, p + 2, b->arena.p + h->type, -1, SQLITE_STATIC);
+			bind_text_or_null(s, p + 3, arena_str(b, h->step));
+			sqlite3_bind_int64(s, p + 4, h->at);
+			sqlite3_bind_blob(s, p + 5, h->payload_hash, REIN_HASH_LEN, SQLITE_STATIC);
+			sqlite3_bind_blob(s, p + 6, h->prev_hash, REIN_HASH_LEN, SQLITE_STATIC);
+			sqlite3_bind_blob(s, p + 7, h->hash, REIN_HASH_LEN, SQLITE_STATIC);
 		}
 		if ((rc = step_done(b, s, err, "event append")) != REIN_OK)
 			goto out;
-	}
-	for (; i < n; i++) {
-		rein_event_row ev = held_row(b, b->order[i]);
-		if ((rc = event_write(b, &ev, false, err)) != REIN_OK)
-			goto out;
+		i += (size_t)1 << j;
 	}
 out:
 	held_clear(b);
@@ -667,11 +828,12 @@ static int sq_event_append(void *be, const rein_event_row *ev, rein_err *err)
 {
 	sq *b = be;
 	int rc = write_fault(err);
-	if (rc != REIN_OK)
+	int64_t k = 0;
+	if (rc != REIN_OK || (rc = event_key(b, ev, &k, err)) != REIN_OK)
 		return rc;
 	if (!b->in_tx)
-		return event_write(b, ev, true, err);
-	if ((rc = held_add(b, ev, err)) != REIN_OK)
+		return event_write(b, ev, k, true, err);
+	if ((rc = held_add(b, ev, k, err)) != REIN_OK)
 		return rc;
 	return b->nheld >= HELD_MAX ? held_write(b, err) : REIN_OK;
 }
@@ -687,12 +849,16 @@ static int sq_events_load(void *be, const char *run_id, rein_event_cb cb, void *
 {
 	sq *b = be;
 	sqlite3_stmt *s = NULL;
+	int64_t rid;
 	int hr = held_write(b, err); /* the events held so far are part of the answer */
 	if (hr != REIN_OK)
 		return hr;
+	if ((hr = rid_of(b, run_id, &rid, err)) != REIN_OK)
+		return hr == REIN_ENOTFOUND ? REIN_OK : hr; /* no run: no events */
 	if (sqlite3_prepare_v2(b->db, sql[Q_EVENTS_LOAD], -1, &s, NULL) != SQLITE_OK)
 		return db_err(b, err, "events load");
-	sqlite3_bind_text(s, 1, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 1, rid * (SEQ_MAX + 1));
+	sqlite3_bind_int64(s, 2, rid * (SEQ_MAX + 1) + SEQ_MAX);
 	int r, rc = REIN_OK;
 	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
 		rein_event_row ev = {
@@ -735,6 +901,43 @@ static const rein_store_ops sqlite_ops = {
 	.events_load = sq_events_load,
 };
 
+static int64_t query_int(sq *b, const char *q)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t v = -1;
+	if (sqlite3_prepare_v2(b->db, q, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* Creates the schema in a new store; refuses a store of another version. */
+static int schema_ensure(sq *b, const char *path, rein_err *err)
+{
+	int rc = sq_exec(b, "BEGIN IMMEDIATE", err);
+	if (rc != REIN_OK)
+		return rc;
+	int64_t version = query_int(b, "PRAGMA user_version");
+	int64_t tables = query_int(b, "SELECT count(*) FROM sqlite_schema WHERE name = 'runs'");
+	if (version < 0 || tables < 0) {
+		rc = db_err(b, err, "reading the schema version");
+	} else if (version == 0 && tables == 0) {
+		char set[48];
+		snprintf(set, sizeof set, "PRAGMA user_version=%d", STORE_VERSION);
+		if ((rc = sq_exec(b, schema_sql, err)) == REIN_OK)
+			rc = sq_exec(b, set, err);
+	} else if (version != STORE_VERSION) {
+		rc = rein_err_set(err, REIN_EINVAL,
+				  "%s: store schema version %lld, this rein reads version %d "
+				  "(a store from an earlier development build: start a new one)",
+				  path, (long long)(version ? version : 1), STORE_VERSION);
+	}
+	if (rc == REIN_OK)
+		return sq_exec(b, "COMMIT", err);
+	sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
 int rein_store_open_sqlite(const char *path, const rein_store_opts *opts, rein_store **out,
 			   rein_err *err)
 {
@@ -750,13 +953,21 @@ int rein_store_open_sqlite(const char *path, const rein_store_opts *opts, rein_s
 		goto fail;
 	}
 	sqlite3_busy_timeout(b->db, 10000);
+	/*
+	 * A small WAL that is written over rather than grown: SQLite checkpoints
+	 * after 1,000 pages and starts the WAL again from its beginning, and
+	 * PERSIST_WAL keeps the file (and its blocks) between connections. On
+	 * this kind of disk an fdatasync of a file that grew also writes its
+	 * inode and costs about 1.7x one that only rewrote existing blocks
+	 * (bench/README.md, round 4).
+	 */
 	char pragmas[128];
-	/* larger checkpoints, less often: a checkpoint runs inside some commit */
 	snprintf(pragmas, sizeof pragmas,
-		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA wal_autocheckpoint=8192;",
+		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA wal_autocheckpoint=1000;",
 		 opts && opts->no_sync ? "NORMAL" : "FULL");
-	if ((rc = sq_exec(b, pragmas, err)) != REIN_OK ||
-	    (rc = sq_exec(b, schema_sql, err)) != REIN_OK)
+	int persist = 1;
+	sqlite3_file_control(b->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	if ((rc = sq_exec(b, pragmas, err)) != REIN_OK || (rc = schema_ensure(b, path, err)) != REIN_OK)
 		goto fail;
 	if ((rc = rein_store_wrap(&sqlite_ops, b, out)) != REIN_OK) {
 		rein_err_set(err, rc, "out of memory");

@@ -30,7 +30,7 @@ expect_exit 0 "$REIN" audit verify
 printf '%s' "$OUT" | grep -q "ok: 2 run(s), 6 event(s) verified" || fail "$OUT"
 
 # tamper with the payload of event 2: audit names the run and seq 2
-sqlite3 rein.db "UPDATE payloads SET body = '{\"out\":{\"n\":1000}}' WHERE hash = (SELECT payload_hash FROM events WHERE run_id = '$run' AND seq = 2)"
+sqlite3 rein.db "UPDATE payloads SET body = '{\"out\":{\"n\":1000}}' WHERE hash = (SELECT payload_hash FROM event_log WHERE run_id = '$run' AND seq = 2)"
 expect_exit 1 "$REIN" audit verify
 printf '%s' "$OUT" | grep -q "MISMATCH run $run seq 2" || fail "$OUT"
 expect_exit 1 "$REIN" audit verify "$run"
@@ -38,9 +38,9 @@ expect_exit 1 "$REIN" audit verify "$run"
 # an event removed behind the store's back (triggers dropped first)
 expect_exit 0 "$REIN" run "$WF/ok" --input '{"n": 5}'
 run2=$(json_get "$OUT" 'j["run"]')
-sqlite3 rein.db "DROP TRIGGER events_append_only_d; DELETE FROM events WHERE run_id = '$run2' AND seq = 2"
+sqlite3 rein.db "DROP TRIGGER events_append_only_d; DELETE FROM events WHERE k = (SELECT k FROM event_log WHERE run_id = '$run2' AND seq = 2)"
 expect_exit 1 "$REIN" audit verify "$run2"
 printf '%s' "$OUT" | grep -q "MISMATCH run $run2 seq 2" || fail "$OUT"
 # the store refuses edits while its triggers are in place
-sqlite3 rein.db "UPDATE events SET at = 0 WHERE seq = 1" 2>/dev/null && fail "events were editable"
+sqlite3 rein.db "UPDATE events SET at = 0 WHERE k & 16777215 = 1" 2>/dev/null && fail "events were editable"
 ok "inspect"
