@@ -304,6 +304,10 @@ static long verify(const scenario *sc, rein_runner *rn, char (*ids)[64], const c
 
 /* ---- one scenario -------------------------------------------------------- */
 
+/* --sync-commits and --max-batch: the runner options (defaults as the CLI). */
+static bool bench_sync;
+static size_t bench_max_batch;
+
 static long run_scenario(const scenario *sc, const rein_spec *spec, rein_script *sb,
 			 const char *dir, bool verify_chain, figures *fig)
 {
@@ -322,9 +326,10 @@ static long run_scenario(const scenario *sc, const rein_spec *spec, rein_script 
 		fprintf(stderr, "bench: out of memory\n");
 		goto out;
 	}
-	/* default options: WAL, synchronous=FULL */
+	/* default options: WAL, synchronous=FULL; the runner as the CLI sets it up */
+	rein_runner_opts ro = {.commit_thread = !bench_sync, .max_batch = bench_max_batch};
 	if (rein_store_open_sqlite(db, NULL, &st, &e) != REIN_OK ||
-	    rein_runner_new(st, sb, NULL, &rn, &e) != REIN_OK) {
+	    rein_runner_new(st, sb, &ro, &rn, &e) != REIN_OK) {
 		fprintf(stderr, "bench: %s: %s\n", sc->name, e.msg);
 		goto out;
 	}
@@ -403,6 +408,8 @@ int main(int argc, char **argv)
 					   {"dir", required_argument, 0, 'd'},
 					   {"only", required_argument, 0, 'o'},
 					   {"no-verify-chain", no_argument, 0, 'n'},
+					   {"sync-commits", no_argument, 0, 's'},
+					   {"max-batch", required_argument, 0, 'm'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
 	long runs_a = 2000, runs_b = 10000;
@@ -415,9 +422,12 @@ int main(int argc, char **argv)
 		case 'd': dir_arg = optarg; break;
 		case 'o': only = optarg; break;
 		case 'n': verify_chain = false; break;
+		case 's': bench_sync = true; break;
+		case 'm': bench_max_batch = (size_t)parse_count(optarg, "--max-batch"); break;
 		case 'h':
 			puts("usage: bench_engine [--runs-a N] [--runs-b N] [--dir PATH] "
-			     "[--only a1|a2|b] [--no-verify-chain]");
+			     "[--only a1|a2|b] [--no-verify-chain] [--sync-commits] "
+			     "[--max-batch N]");
 			return 0;
 		default: return 2;
 		}

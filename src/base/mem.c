@@ -1,7 +1,8 @@
 /*
  * The one allocation wrapper, fault injection points, growable buffers and
  * whole-file reads. Tests arm a fault to make the Nth allocation or write fail
- * and check the caller turns it into a clean error.
+ * and check the caller turns it into a clean error. The counters are per
+ * thread: arming affects the calling thread only.
  */
 #include "base.h"
 
@@ -13,8 +14,8 @@
 #include <openssl/crypto.h>
 #include <sqlite3.h>
 
-static long fault_left[REIN_FAULT_KINDS];
-static long fault_seen[REIN_FAULT_KINDS];
+static _Thread_local long fault_left[REIN_FAULT_KINDS]; /* per thread */
+static _Thread_local long fault_seen[REIN_FAULT_KINDS];
 
 void rein_fault_arm(int kind, long n)
 {

@@ -148,6 +148,7 @@ static void setup_runner_opts(rein_runner_opts *o, int64_t max_wait_ms)
 {
 	memset(o, 0, sizeof *o);
 	o->max_wait_ms = max_wait_ms;
+	o->commit_thread = true; /* large batches commit while the next is computed */
 	if (isatty(2))
 		o->on_event = progress;
 }

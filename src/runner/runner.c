@@ -7,6 +7,7 @@
 #include "tools.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,10 @@ typedef struct active {
 	int64_t created_at;
 	int state;
 	int64_t wake_at;
-	bool inserted; /* the row exists in the store */
+	bool inserted; /* the row exists in the store (or is on its way there) */
+	bool gone;     /* released: freed once the batch is compacted */
+	int64_t row_seq;     /* last_seq of the row last written */
+	int64_t lease_until; /* lease expiry in the row last written */
 	bool cancel;
 	int inflight;     /* tool attempts out */
 	ticket *tickets;
@@ -55,6 +59,33 @@ typedef struct pending {
 	rein_event_row row;
 	char *payload;
 } pending;
+
+/* A run's row in a batch, as the run was when the batch was made. */
+typedef struct brow {
+	active *a;
+	rein_run_row row; /* output and reason owned */
+	bool insert;      /* a new run: INSERT, else UPDATE under our lease */
+	bool leaving;     /* the row releases the lease: the run leaves at completion */
+	int state;        /* a->state when the batch was made */
+	bool cancel;      /* out: a cancel was requested meanwhile */
+} brow;
+
+/* One transaction's worth: made on the runner's thread, executed there or on
+ * the commit thread, completed on the runner's thread. */
+typedef struct batch {
+	pending *ev;
+	size_t nev, evcap;
+	brow *rows;
+	size_t nrows, rowcap;
+	struct bspec {
+		char version[65];
+		const char *name;
+		char *bundle;
+	} *specs;
+	size_t nspecs, specscap;
+	int rc; /* out */
+	rein_err err;
+} batch;
 
 struct rein_runner {
 	rein_store *st;
@@ -92,6 +123,17 @@ struct rein_runner {
 	json_t *model_cache; /* request hash → response, for tiers with cache: true */
 	json_t *recording;   /* REIN_RECORD: every exchange, written as a replay file */
 	size_t model_inflight;
+	/* group commit: two batches, at most one in flight on the commit thread */
+	batch bt[2];
+	int cur;          /* the batch made last */
+	batch *fly;       /* in flight, or NULL */
+	struct committer {
+		pthread_t th;
+		pthread_mutex_t mu;
+		pthread_cond_t cv;
+		batch *job; /* to execute; NULL when idle */
+		bool done, stop, started;
+	} cm;
 };
 
 void rein_run_result_clear(rein_run_result *r)
@@ -174,7 +216,7 @@ int rein_runner_new(rein_store *store, rein_script *sandbox, const rein_runner_o
 	if (rn->o.lease_ms <= 0)
 		rn->o.lease_ms = 60000;
 	if (rn->o.max_batch == 0)
-		rn->o.max_batch = 50000;
+		rn->o.max_batch = 8192;
 	if (rn->o.sleep_ms == NULL)
 		rn->o.sleep_ms = sys_sleep;
 	char host[128];
@@ -202,8 +244,48 @@ static void drop_pending(rein_runner *rn)
 	rn->nev = 0;
 }
 
+static void batch_drop(batch *b)
+{
+	for (size_t i = 0; i < b->nev; i++)
+		rein_free(b->ev[i].payload);
+	b->nev = 0;
+	for (size_t i = 0; i < b->nrows; i++) {
+		rein_free(b->rows[i].row.output);
+		rein_free(b->rows[i].row.reason);
+	}
+	b->nrows = 0;
+	for (size_t i = 0; i < b->nspecs; i++)
+		rein_free(b->specs[i].bundle);
+	b->nspecs = 0;
+}
+
+static void batch_free(batch *b)
+{
+	batch_drop(b);
+	rein_free(b->ev);
+	rein_free(b->rows);
+	rein_free(b->specs);
+}
+
+/* Waits for the batch in flight on the commit thread; returns it (or NULL). */
+static batch *flush_wait(rein_runner *rn)
+{
+	batch *b = rn->fly;
+	if (b == NULL)
+		return NULL;
+	pthread_mutex_lock(&rn->cm.mu);
+	while (!rn->cm.done)
+		pthread_cond_wait(&rn->cm.cv, &rn->cm.mu);
+	pthread_mutex_unlock(&rn->cm.mu);
+	rn->fly = NULL;
+	return b;
+}
+
 static void drop_all(rein_runner *rn)
 {
+	batch *f = flush_wait(rn); /* its outcome no longer matters */
+	if (f)
+		batch_drop(f);
 	drop_pending(rn);
 	rn->ndq = 0;
 	for (size_t i = 0; i < rn->n; i++)
@@ -216,6 +298,17 @@ void rein_runner_free(rein_runner *rn)
 	if (rn == NULL)
 		return;
 	drop_all(rn);
+	if (rn->cm.started) {
+		pthread_mutex_lock(&rn->cm.mu);
+		rn->cm.stop = true;
+		pthread_cond_broadcast(&rn->cm.cv);
+		pthread_mutex_unlock(&rn->cm.mu);
+		pthread_join(rn->cm.th, NULL);
+		pthread_mutex_destroy(&rn->cm.mu);
+		pthread_cond_destroy(&rn->cm.cv);
+	}
+	batch_free(&rn->bt[0]);
+	batch_free(&rn->bt[1]);
 	rein_tools_shutdown(rn->tx); /* MCP servers close while the loop still runs */
 	/* model calls still out report cancelled to dead tickets inside io_free */
 	rein_io_free(rn->io);        /* cancels calls still out: their tickets are dead */
@@ -369,11 +462,12 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 	a->spec = spec;
 	a->state = A_RUN;
 	a->created_at = now(rn);
+	rein_event_genesis(a->id, a->last_hash);
 	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
 		rein_err_set(err, rc, "out of memory");
 		goto fail;
 	}
-	data = json_pack("{s:s, s:s, s:s, s:O}", "id", a->id, "workflow", spec->name, "version",
+	data = json_pack("{s:s, s:s, s:O}", "workflow", spec->name, "version",
 			 spec->version, "input", input);
 	if (data == NULL || add_active(rn, a) != REIN_OK) {
 		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -496,6 +590,7 @@ int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
 		goto out;
 	}
 	snprintf(a->id, sizeof a->id, "%s", id);
+	rein_event_genesis(a->id, a->last_hash);
 	a->spec = spec;
 	a->inserted = true;
 	a->created_at = row.created_at;
@@ -634,97 +729,220 @@ static bool leaving(rein_runner *rn, active *a, int64_t t)
 	return false;
 }
 
-int rein_runner_flush(rein_runner *rn, rein_err *err)
+/* Does a run need its row written in this batch? */
+static bool row_due(rein_runner *rn, active *a, bool leave, int64_t t)
+{
+	return !a->inserted || a->seq != a->row_seq || leave || a->state == A_PARK_END ||
+	       a->state == A_PARK_WAIT || a->lease_until - t <= rn->o.lease_ms / 2;
+}
+
+/*
+ * Makes a batch of everything not yet durable: the pending events (moved, not
+ * copied), the specs of new runs, and the row of every run that changed since
+ * its row was last written (or whose lease is half gone).
+ */
+static int batch_make(rein_runner *rn, batch *b, int64_t t, rein_err *err)
+{
+	pending *ev = b->ev;
+	size_t cap = b->evcap;
+	b->ev = rn->ev;
+	b->evcap = rn->evcap;
+	b->nev = rn->nev;
+	rn->ev = ev;
+	rn->evcap = cap;
+	rn->nev = 0;
+	for (size_t i = 0; i < rn->n; i++) {
+		active *a = rn->runs[i];
+		bool leave = leaving(rn, a, t);
+		if (!row_due(rn, a, leave, t))
+			continue;
+		if (!a->inserted && !spec_stored(rn, a->spec->version)) {
+			if (grow((void **)&b->specs, &b->specscap, b->nspecs + 1, sizeof *b->specs) !=
+				    REIN_OK ||
+			    grow((void **)&rn->stored, &rn->storedcap, rn->nstored + 1,
+				 sizeof *rn->stored) != REIN_OK)
+				return rein_err_set(err, REIN_ENOMEM, "out of memory");
+			struct bspec *sp = &b->specs[b->nspecs];
+			if ((sp->bundle = rein_json_dump(a->spec->bundle)) == NULL)
+				return rein_err_set(err, REIN_ENOMEM, "out of memory");
+			snprintf(sp->version, sizeof sp->version, "%s", a->spec->version);
+			sp->name = a->spec->name;
+			b->nspecs++;
+			snprintf(rn->stored[rn->nstored++], 65, "%s", a->spec->version);
+		}
+		if (grow((void **)&b->rows, &b->rowcap, b->nrows + 1, sizeof *b->rows) != REIN_OK)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+		brow *r = &b->rows[b->nrows];
+		if (row_for(rn, a, leave, &r->row, t) != REIN_OK)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+		if (r->row.reason && (r->row.reason = rein_strdup(r->row.reason)) == NULL) {
+			rein_free(r->row.output);
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+		}
+		b->nrows++;
+		r->a = a;
+		r->insert = !a->inserted;
+		r->leaving = leave;
+		r->state = a->state;
+		r->cancel = false;
+		a->inserted = true;
+		a->row_seq = a->seq;
+		a->lease_until = leave ? 0 : t + rn->o.lease_ms;
+	}
+	return REIN_OK;
+}
+
+/* One transaction: specs, new runs, events, then the other rows. Touches only
+ * the batch and the store, so it may run on the commit thread. */
+static int batch_execute(rein_store *st, batch *b, const char *owner, rein_err *err)
+{
+	int rc = rein_store_begin(st, err);
+	if (rc != REIN_OK)
+		return rc;
+	for (size_t i = 0; i < b->nspecs && rc == REIN_OK; i++)
+		rc = rein_store_spec_put(st, b->specs[i].version, b->specs[i].name, b->specs[i].bundle,
+					 err);
+	for (size_t i = 0; i < b->nrows && rc == REIN_OK; i++)
+		if (b->rows[i].insert)
+			rc = rein_store_run_insert(st, &b->rows[i].row, err);
+	for (size_t i = 0; i < b->nev && rc == REIN_OK; i++)
+		rc = rein_store_event_append(st, &b->ev[i].row, err);
+	for (size_t i = 0; i < b->nrows && rc == REIN_OK; i++)
+		if (!b->rows[i].insert)
+			rc = rein_store_run_update(st, &b->rows[i].row, owner, &b->rows[i].cancel, err);
+	if (rc != REIN_OK) {
+		rein_store_rollback(st);
+		return rc;
+	}
+	return rein_store_commit(st, err);
+}
+
+/* After the batch's transaction: release the runs that left, wake the ones
+ * that wait a short while. On failure, forget everything held: memory is
+ * ahead of the store, and the store is the truth. */
+static int batch_complete(rein_runner *rn, batch *b, rein_err *err)
+{
+	int rc = b->rc;
+	if (rc != REIN_OK) {
+		rein_err_set(err, rc, "%s", b->err.msg);
+		batch_drop(b);
+		rn->nstored = 0; /* the specs may have been rolled back */
+		drop_all(rn);
+		return rc;
+	}
+	bool gone = false;
+	for (size_t i = 0; i < b->nrows; i++) {
+		brow *r = &b->rows[i];
+		active *a = r->a;
+		if (r->cancel && rein_run_status(a->run) < REIN_RUN_SUCCEEDED)
+			a->cancel = true;
+		if (r->leaving && !(a->cancel && a->state == A_PARK_WAIT)) {
+			if (push_result(rn, a) != REIN_OK) {
+				/* the store is fine; keep the run held */
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				continue;
+			}
+			a->gone = gone = true;
+		} else if (r->state == A_PARK_WAIT && a->state == A_PARK_WAIT) {
+			a->state = a->cancel ? A_RUN : A_SLEEP;
+		}
+	}
+	batch_drop(b);
+	if (gone) {
+		size_t keep = 0;
+		for (size_t i = 0; i < rn->n; i++) {
+			if (rn->runs[i]->gone)
+				active_free(rn->runs[i]);
+			else
+				rn->runs[keep++] = rn->runs[i];
+		}
+		rn->n = keep;
+	}
+	return rc;
+}
+
+static void *committer_main(void *ud)
+{
+	rein_runner *rn = ud;
+	struct committer *c = &rn->cm;
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (c->job == NULL && !c->stop)
+			pthread_cond_wait(&c->cv, &c->mu);
+		batch *b = c->job;
+		if (b == NULL)
+			break;
+		pthread_mutex_unlock(&c->mu);
+		b->rc = batch_execute(rn->st, b, rn->owner, &b->err);
+		pthread_mutex_lock(&c->mu);
+		c->job = NULL;
+		c->done = true;
+		pthread_cond_broadcast(&c->cv);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* Starts the commit thread once; false when it cannot run (then commit here). */
+static bool committer_ready(rein_runner *rn)
+{
+	struct committer *c = &rn->cm;
+	if (c->started)
+		return true;
+	if (pthread_mutex_init(&c->mu, NULL) != 0)
+		return false;
+	if (pthread_cond_init(&c->cv, NULL) != 0) {
+		pthread_mutex_destroy(&c->mu);
+		return false;
+	}
+	if (pthread_create(&c->th, NULL, committer_main, rn) != 0) {
+		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->mu);
+		return false;
+	}
+	c->started = true;
+	return true;
+}
+
+/*
+ * Commits what is pending. With async (and opts.commit_thread), the
+ * transaction runs on the commit thread while this one goes on advancing
+ * other runs; nothing in that batch is released, and no effect goes out,
+ * until it is complete, which the next flush waits for first.
+ */
+static int flush(rein_runner *rn, bool async, rein_err *err)
 {
 	int rc = REIN_OK;
+	batch *done = flush_wait(rn);
+	if (done && (rc = batch_complete(rn, done, err)) != REIN_OK)
+		return rc;
 	int64_t t = now(rn);
 	bool dirty = rn->nev > 0;
 	for (size_t i = 0; i < rn->n && !dirty; i++)
 		dirty = rn->runs[i]->state == A_PARK_END || rn->runs[i]->state == A_PARK_WAIT;
 	if (!dirty)
 		return REIN_OK;
-	if ((rc = rein_store_begin(rn->st, err)) != REIN_OK)
-		goto fail;
-	/* specs first, then new runs, then events, then run rows */
-	for (size_t i = 0; i < rn->n; i++) {
-		active *a = rn->runs[i];
-		if (a->inserted)
-			continue;
-		if (!spec_stored(rn, a->spec->version)) {
-			char *b = rein_json_dump(a->spec->bundle);
-			rc = b ? rein_store_spec_put(rn->st, a->spec->version, a->spec->name, b, err)
-			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
-			rein_free(b);
-			if (rc != REIN_OK)
-				goto fail_tx;
-			if (grow((void **)&rn->stored, &rn->storedcap, rn->nstored + 1,
-				 sizeof *rn->stored) != REIN_OK) {
-				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
-				goto fail_tx;
-			}
-			snprintf(rn->stored[rn->nstored++], 65, "%s", a->spec->version);
-		}
-		rein_run_row row;
-		if ((rc = row_for(rn, a, leaving(rn, a, t), &row, t)) != REIN_OK) {
-			rein_err_set(err, rc, "out of memory");
-			goto fail_tx;
-		}
-		rc = rein_store_run_insert(rn->st, &row, err);
-		rein_free(row.output);
-		if (rc != REIN_OK)
-			goto fail_tx;
+	rn->cur ^= 1;
+	batch *b = &rn->bt[rn->cur];
+	if ((rc = batch_make(rn, b, t, err)) != REIN_OK) {
+		batch_drop(b);
+		drop_all(rn);
+		return rc;
 	}
-	for (size_t i = 0; i < rn->nev; i++)
-		if ((rc = rein_store_event_append(rn->st, &rn->ev[i].row, err)) != REIN_OK)
-			goto fail_tx;
-	for (size_t i = 0; i < rn->n; i++) {
-		active *a = rn->runs[i];
-		if (!a->inserted)
-			continue;
-		rein_run_row row;
-		bool cancel = false;
-		if ((rc = row_for(rn, a, leaving(rn, a, t), &row, t)) != REIN_OK) {
-			rein_err_set(err, rc, "out of memory");
-			goto fail_tx;
-		}
-		rc = rein_store_run_update(rn->st, &row, rn->owner, &cancel, err);
-		rein_free(row.output);
-		if (rc != REIN_OK)
-			goto fail_tx;
-		if (cancel && rein_run_status(a->run) < REIN_RUN_SUCCEEDED)
-			a->cancel = true;
+	if (async && rn->o.commit_thread && committer_ready(rn)) {
+		pthread_mutex_lock(&rn->cm.mu);
+		rn->cm.job = b;
+		rn->cm.done = false;
+		pthread_cond_broadcast(&rn->cm.cv);
+		pthread_mutex_unlock(&rn->cm.mu);
+		rn->fly = b;
+		return REIN_OK;
 	}
-	if ((rc = rein_store_commit(rn->st, err)) != REIN_OK)
-		goto fail;
-	/* durable: release what left */
-	drop_pending(rn);
-	size_t keep = 0;
-	for (size_t i = 0; i < rn->n; i++) {
-		active *a = rn->runs[i];
-		a->inserted = true;
-		if (leaving(rn, a, t) && !(a->cancel && a->state == A_PARK_WAIT)) {
-			if (push_result(rn, a) != REIN_OK) {
-				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
-				/* the store is fine; keep the run held */
-				rn->runs[keep++] = a;
-				continue;
-			}
-			active_free(a);
-			continue;
-		}
-		if (a->state == A_PARK_WAIT)
-			a->state = a->cancel ? A_RUN : A_SLEEP;
-		rn->runs[keep++] = a;
-	}
-	rn->n = keep;
-	return rc;
-fail_tx:
-	rein_store_rollback(rn->st);
-fail:
-	/* memory is ahead of the store: forget it all, the store is the truth */
-	drop_all(rn);
-	return rc;
+	b->rc = batch_execute(rn->st, b, rn->owner, &b->err);
+	return batch_complete(rn, b, err);
 }
+
+int rein_runner_flush(rein_runner *rn, rein_err *err) { return flush(rn, false, err); }
 
 /* An attempt's outcome: recorded as events on its run, which runs again. */
 /* A call's ticket comes back: unhooked from its run (false when the run was
@@ -1256,7 +1474,7 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 		}
 		if (rc != REIN_OK)
 			return rc;
-		if (rn->nev >= rn->o.max_batch && (rc = rein_runner_flush(rn, err)) != REIN_OK)
+		if (rn->nev >= rn->o.max_batch && (rc = flush(rn, true, err)) != REIN_OK)
 			return rc;
 	}
 	return REIN_OK;

@@ -22,7 +22,7 @@ typedef struct rein_runner_opts {
 	const rein_clock *clock; /* NULL: the system clock */
 	int64_t lease_ms;        /* lease length; 0: 60 s */
 	int64_t max_wait_ms;     /* timers due within this are slept through; 0: none */
-	size_t max_batch;        /* events per transaction before a forced commit; 0: 50,000 */
+	size_t max_batch;        /* events per transaction before a forced commit; 0: 8,192 */
 	/* Sleeps ms milliseconds (NULL: nanosleep). The simulator advances a manual clock. */
 	void (*sleep_ms)(void *ud, int64_t ms);
 	/* Called for each event appended (progress output); may be NULL. */
@@ -31,6 +31,11 @@ typedef struct rein_runner_opts {
 	/* Test hook: called after each event is appended, before it is applied; a
 	 * non-zero return makes the runner stop as if the process died. */
 	int (*crash_point)(void *ud, const rein_event_row *ev);
+	/* Commit the batches forced by max_batch on a second thread while this one
+	 * goes on advancing runs (barriers still wait for their commit). The store
+	 * is then used from that thread, one call at a time. Fault injection
+	 * counts per thread, so tests that sweep faults leave this off. */
+	bool commit_thread;
 } rein_runner_opts;
 
 typedef struct rein_run_result {

@@ -62,6 +62,20 @@ void rein_event_chain_hash(const rein_event_row *ev, uint8_t out[REIN_HASH_LEN])
 	free(big);
 }
 
+void rein_event_genesis(const char *run_id, uint8_t out[REIN_HASH_LEN])
+{
+	static const char tag[] = "rein.run"; /* with its NUL */
+	size_t n = strlen(run_id);
+	uint8_t small[128], *buf = n + sizeof tag <= sizeof small ? small : malloc(n + sizeof tag);
+	if (buf == NULL)
+		abort();
+	memcpy(buf, tag, sizeof tag);
+	memcpy(buf + sizeof tag, run_id, n);
+	rein_sha256(buf, n + sizeof tag, out);
+	if (buf != small)
+		free(buf);
+}
+
 void rein_event_hash(rein_event_row *ev)
 {
 	const char *p = ev->payload ? ev->payload : "";
@@ -193,6 +207,7 @@ int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, r
 {
 	rein_run_row row = {0};
 	verify_state v = {.expect_seq = 1};
+	rein_event_genesis(run_id, v.prev);
 	int rc = rein_store_run_get(s, run_id, &row, err);
 	if (rc != REIN_OK)
 		goto out;

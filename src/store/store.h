@@ -8,8 +8,10 @@
  *   hash = SHA-256( prev_hash[32] || be64(seq) || type NUL || step NUL ||
  *                   be64(at) || payload_hash[32] )
  *
- * with prev_hash all zeros for seq 1, and payload_hash = SHA-256(payload JSON
- * text). Payloads live in a content-addressed table, so a retention job can
+ * with prev_hash for seq 1 the run's genesis, SHA-256("rein.run\0" || run
+ * id), which binds the chain to its run (payloads need not repeat the id, so
+ * equal payloads of different runs are stored once), and payload_hash =
+ * SHA-256(payload JSON text). Payloads live in a content-addressed table, so a retention job can
  * purge a payload without breaking the chain.
  *
  * Writes happen between rein_store_begin and rein_store_commit; the runner
@@ -53,6 +55,8 @@ typedef struct rein_event_row {
 	uint8_t hash[REIN_HASH_LEN];
 } rein_event_row;
 
+/* The prev_hash of a run's first event. */
+void rein_event_genesis(const char *run_id, uint8_t out[REIN_HASH_LEN]);
 /* Computes payload_hash (from payload) and hash (from the rest) of ev. */
 void rein_event_hash(rein_event_row *ev);
 /* Recomputes ev->hash from its fields (payload_hash as stored) into out. */
