@@ -82,10 +82,41 @@ static void make_ctx(rein_run *r, const json_t *out, json_t *vars, rein_script_c
 	ctx->limits = r->spec->limits;
 }
 
+/* {k: v}, stealing v; NULL when v is NULL or memory runs out. (json_pack
+ * parses its format on every call: too slow for the per-step path.) */
+static json_t *obj1(const char *k, json_t *v)
+{
+	json_t *o = v ? json_object() : NULL;
+	if (o == NULL) {
+		json_decref(v);
+		return NULL;
+	}
+	if (json_object_set_new_nocheck(o, k, v) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Adds k: v to o (stealing v); false and o freed when that fails. */
+static bool put(json_t **o, const char *k, json_t *v)
+{
+	if (*o == NULL || v == NULL || json_object_set_new_nocheck(*o, k, v) != 0) {
+		if (*o == NULL || v == NULL)
+			json_decref(v);
+		json_decref(*o);
+		*o = NULL;
+		return false;
+	}
+	return true;
+}
+
+static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+
 /* Globals a step sees beyond input/steps/run/out: `why`, the last step error. */
 static json_t *make_vars(rein_run *r)
 {
-	return json_pack("{s:s?}", "why", r->last_error);
+	return obj1("why", str_or_null(r->last_error));
 }
 
 int engine_eval_template(rein_run *r, const json_t *tmpl, const json_t *out, json_t **res,
@@ -402,8 +433,11 @@ int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
 		r->input = json_incref(json_object_get(data, "input"));
 		if (r->input == NULL)
 			r->input = json_null();
-		r->runinfo = json_pack("{s:s, s:s, s:s}", "id", r->id, "workflow",
-				       r->spec->name ? r->spec->name : "", "version", r->spec->version);
+		json_t *ri = json_object();
+		if (put(&ri, "id", json_string(r->id)) &&
+		    put(&ri, "workflow", json_string(r->spec->name ? r->spec->name : "")))
+			put(&ri, "version", json_string(r->spec->version));
+		r->runinfo = ri;
 		if (r->runinfo == NULL)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 		r->started_at = at;
@@ -493,11 +527,13 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 	cmd->step = -1;
 	if (r->ended || !r->started)
 		return REIN_OK;
-	if (r->ending)
-		return engine_emit(cmd, "run.ended", -1,
-			    json_pack("{s:s, s:s?, s:O?}", "status", rein_status_name(r->end_status),
-				      "reason", r->end_reason, "output", r->end_output),
-			    err);
+	if (r->ending) {
+		json_t *d = json_object();
+		if (put(&d, "status", json_string(rein_status_name(r->end_status))) &&
+		    put(&d, "reason", str_or_null(r->end_reason)))
+			put(&d, "output", r->end_output ? json_incref(r->end_output) : json_null());
+		return engine_emit(cmd, "run.ended", -1, d, err);
+	}
 	if (r->deadline && now >= r->deadline) {
 		char *msg = rein_sprintf("timeout: the run exceeded timeout_s %lld",
 					 (long long)(r->spec->timeout_ms / 1000));
@@ -578,7 +614,8 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 				    json_pack("{s:{s:I}}", "out", "waited_ms", (json_int_t)t->wait_ms),
 				    err);
 		case T_JOINED:
-			return engine_emit(cmd, "step.completed", s, json_pack("{s:O}", "out", t->result), err);
+			return engine_emit(cmd, "step.completed", s, obj1("out", json_incref(t->result)),
+					   err);
 		default:
 			break;
 		}
@@ -644,7 +681,7 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 		rein_free(msgbuf);
 	} else {
 		*type = "step.completed";
-		*data = json_pack("{s:o}", "out", out);
+		*data = obj1("out", out);
 	}
 	if (*data == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");

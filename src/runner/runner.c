@@ -216,7 +216,7 @@ int rein_runner_new(rein_store *store, rein_script *sandbox, const rein_runner_o
 	if (rn->o.lease_ms <= 0)
 		rn->o.lease_ms = 60000;
 	if (rn->o.max_batch == 0)
-		rn->o.max_batch = 8192;
+		rn->o.max_batch = 1024;
 	if (rn->o.sleep_ms == NULL)
 		rn->o.sleep_ms = sys_sleep;
 	char host[128];
@@ -279,6 +279,21 @@ static batch *flush_wait(rein_runner *rn)
 	pthread_mutex_unlock(&rn->cm.mu);
 	rn->fly = NULL;
 	return b;
+}
+
+/*
+ * Is a batch still being committed, and may the runner go on without
+ * waiting? Then what it appends meanwhile joins the next batch (group commit:
+ * the batch grows while the disk is busy), up to 16 times max_batch.
+ */
+static bool fly_busy(rein_runner *rn)
+{
+	if (rn->fly == NULL || rn->nev >= 16 * rn->o.max_batch)
+		return false;
+	pthread_mutex_lock(&rn->cm.mu);
+	bool busy = !rn->cm.done;
+	pthread_mutex_unlock(&rn->cm.mu);
+	return busy;
 }
 
 static void drop_all(rein_runner *rn)
@@ -467,8 +482,14 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 		rein_err_set(err, rc, "out of memory");
 		goto fail;
 	}
-	data = json_pack("{s:s, s:s, s:O}", "workflow", spec->name, "version",
-			 spec->version, "input", input);
+	/* (not json_pack: it parses its format each time, and starts are hot) */
+	data = json_object();
+	if (data && (json_object_set_new_nocheck(data, "workflow", json_string(spec->name)) ||
+		     json_object_set_new_nocheck(data, "version", json_string(spec->version)) ||
+		     json_object_set_nocheck(data, "input", (json_t *)input))) {
+		json_decref(data);
+		data = NULL;
+	}
 	if (data == NULL || add_active(rn, a) != REIN_OK) {
 		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto fail;
@@ -1474,7 +1495,8 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 		}
 		if (rc != REIN_OK)
 			return rc;
-		if (rn->nev >= rn->o.max_batch && (rc = flush(rn, true, err)) != REIN_OK)
+		if (rn->nev >= rn->o.max_batch && !fly_busy(rn) &&
+		    (rc = flush(rn, true, err)) != REIN_OK)
 			return rc;
 	}
 	return REIN_OK;
