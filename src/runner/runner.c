@@ -215,8 +215,8 @@ int rein_runner_new(rein_store *store, rein_script *sandbox, const rein_runner_o
 		rn->o.clock = &rein_clock_system;
 	if (rn->o.lease_ms <= 0)
 		rn->o.lease_ms = 60000;
-	if (rn->o.max_batch == 0)
-		rn->o.max_batch = 1024;
+	if (rn->o.max_batch == 0) /* small batches overlap with the commit thread */
+		rn->o.max_batch = rn->o.commit_thread ? 1024 : 50000;
 	if (rn->o.sleep_ms == NULL)
 		rn->o.sleep_ms = sys_sleep;
 	char host[128];

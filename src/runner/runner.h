@@ -22,7 +22,8 @@ typedef struct rein_runner_opts {
 	const rein_clock *clock; /* NULL: the system clock */
 	int64_t lease_ms;        /* lease length; 0: 60 s */
 	int64_t max_wait_ms;     /* timers due within this are slept through; 0: none */
-	size_t max_batch;        /* events per transaction before a forced commit; 0: 1,024 */
+	size_t max_batch;        /* events per transaction before a forced commit;
+				    0: 1,024 with commit_thread, else 50,000 */
 	/* Sleeps ms milliseconds (NULL: nanosleep). The simulator advances a manual clock. */
 	void (*sleep_ms)(void *ud, int64_t ms);
 	/* Called for each event appended (progress output); may be NULL. */
