@@ -109,6 +109,9 @@ void rein_init(void)
 		return;
 	done = true;
 	json_set_alloc_funcs(json_alloc, rein_free);
+	/* no memory statistics: they take a global mutex on every SQLite
+	 * allocation (refused, harmlessly, if the program started SQLite first) */
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	sqlite3_initialize();
 }
 
