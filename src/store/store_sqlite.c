@@ -37,6 +37,7 @@ enum {
 	Q_EVENT_PUT,
 	Q_EVENTS_LOAD,
 	Q_RID,
+	Q_RID_CLAIM,
 	Q_BEGIN,
 	Q_COMMIT,
 	Q_COUNT
@@ -51,7 +52,8 @@ enum {
 
 /*
  * Schema (version STORE_VERSION, in PRAGMA user_version). Runs have an
- * integer key (rid, the rowid) beside their text id, and an event's key is
+ * integer key (rid, from blocks claimed in meta: see rid_take) beside their
+ * text id, the runs table's key (one B-tree), and an event's key is
  * rid * 2^24 + seq: a run's events are one contiguous range of a rowid
  * table, and a run appending events appends at the right edge of the B-tree,
  * where SQLite splits a full leaf by starting a new one (a commit writes one
@@ -67,8 +69,8 @@ static const char *const sql[Q_COUNT] = {
 	[Q_SPEC_GET] = "SELECT bundle FROM specs WHERE version = ?1",
 	[Q_RUN_INSERT] =
 		"INSERT INTO runs(id, workflow, version, status, created_at, updated_at, wake_at, "
-		"lease_owner, lease_expires, last_seq, last_hash, output, reason) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+		"lease_owner, lease_expires, last_seq, last_hash, output, reason, rid) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	[Q_RUN_UPDATE] = "UPDATE runs SET status = ?2, updated_at = ?3, wake_at = ?4, "
 			 "lease_owner = ?5, lease_expires = ?6, last_seq = ?7, last_hash = ?8, "
 			 "output = ?9, reason = ?10 "
@@ -91,6 +93,7 @@ static const char *const sql[Q_COUNT] = {
 			  "e.hash, p.body FROM events e LEFT JOIN payloads p ON p.hash = e.payload_hash "
 			  "WHERE e.k BETWEEN ?1 AND ?2 ORDER BY e.k",
 	[Q_RID] = "SELECT rid FROM runs WHERE id = ?1",
+	[Q_RID_CLAIM] = "UPDATE meta SET v = v + ?1 WHERE k = 'next_rid' RETURNING v",
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
 };
@@ -117,14 +120,16 @@ static char *multi_insert_sql(const char *head, int cols, int rows)
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS specs("
 	" version TEXT PRIMARY KEY, name TEXT NOT NULL, bundle TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;"
+	"INSERT OR IGNORE INTO meta(k, v) VALUES ('next_rid', 1);"
 	"CREATE TABLE IF NOT EXISTS runs("
-	" rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, workflow TEXT NOT NULL,"
+	" id TEXT PRIMARY KEY, rid INTEGER NOT NULL, workflow TEXT NOT NULL,"
 	" version TEXT NOT NULL,"
 	" status TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
 	" wake_at INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,"
 	" lease_expires INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,"
 	" last_hash BLOB, output TEXT, reason TEXT,"
-	" cancel_requested INTEGER NOT NULL DEFAULT 0);"
+	" cancel_requested INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, wake_at)"
 	" WHERE status IN ('running', 'waiting');"
 	"CREATE TABLE IF NOT EXISTS events("
@@ -166,6 +171,8 @@ typedef struct sq {
 		int64_t rid;
 	} *rids;
 	size_t nrids;
+	/* rids for new runs: [rid_next, rid_end), a block claimed from meta */
+	int64_t rid_next, rid_end, rid_block;
 	sqlite3_stmt *multi[2][MULTI_MAX + 1]; /* payloads, events: 2^j rows */
 	uint8_t (*known)[REIN_HASH_LEN];        /* KNOWN_SLOTS payload hashes */
 	unsigned int data_version;              /* after this handle's last commit */
@@ -360,6 +367,7 @@ static int sq_commit(void *be, rein_err *err)
 		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
 		rid_forget(b); /* the runs inserted in it are gone */
 		known_forget(b);
+		b->rid_next = b->rid_end = 0; /* and so is a block claimed in it */
 	} else {
 		b->data_version = data_version(b);
 	}
@@ -375,6 +383,7 @@ static void sq_rollback(void *be)
 		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
 	rid_forget(b);
 	known_forget(b);
+	b->rid_next = b->rid_end = 0;
 	held_clear(b);
 	b->in_tx = false;
 }
@@ -430,6 +439,38 @@ static void bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
+/*
+ * A new run's rid, from a block this handle claimed in meta (1, 2, 4, ... up
+ * to 256 rids at a time, so a short-lived process wastes few): rids are
+ * unique across processes without an index on them, and the runs table is
+ * one B-tree keyed by the text id.
+ */
+static int rid_take(sq *b, int64_t *rid, rein_err *err)
+{
+	if (b->rid_next >= b->rid_end) {
+		int64_t n = b->rid_block ? b->rid_block : 1;
+		sqlite3_stmt *s = stmt(b, Q_RID_CLAIM, err);
+		if (s == NULL)
+			return REIN_EIO;
+		sqlite3_bind_int64(s, 1, n);
+		int r = sqlite3_step(s), rc = REIN_OK;
+		if (r == SQLITE_ROW) {
+			b->rid_end = sqlite3_column_int64(s, 0);
+			b->rid_next = b->rid_end - n;
+			b->rid_block = n < 256 ? 2 * n : n;
+		} else {
+			rc = db_err(b, err, "run key block");
+		}
+		sqlite3_reset(s);
+		if (rc != REIN_OK)
+			return rc;
+	}
+	if (b->rid_next > (INT64_MAX >> SEQ_BITS))
+		return rein_err_set(err, REIN_EINVAL, "run keys exhausted");
+	*rid = b->rid_next++;
+	return REIN_OK;
+}
+
 static int sq_run_insert(void *be, const rein_run_row *row, rein_err *err)
 {
 	sq *b = be;
@@ -450,8 +491,12 @@ static int sq_run_insert(void *be, const rein_run_row *row, rein_err *err)
 	sqlite3_bind_blob(s, 11, row->last_hash, REIN_HASH_LEN, SQLITE_STATIC);
 	bind_text_or_null(s, 12, row->output);
 	bind_text_or_null(s, 13, row->reason);
+	int64_t rid = 0;
+	if ((rc = rid_take(b, &rid, err)) != REIN_OK)
+		return rc;
+	sqlite3_bind_int64(s, 14, rid);
 	if ((rc = step_done(b, s, err, "run insert")) == REIN_OK)
-		rid_remember(b, row->id, sqlite3_last_insert_rowid(b->db));
+		rid_remember(b, row->id, rid);
 	return rc;
 }
 
