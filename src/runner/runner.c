@@ -6,6 +6,7 @@
 #include "model.h"
 #include "tools.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -582,6 +583,7 @@ static active *find_active(rein_runner *rn, const char *id)
 
 int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
 {
+	assert(rn->fly == NULL); /* the store is ours: no batch is out (see flush) */
 	rein_run_row row = {0};
 	active *a = NULL;
 	int rc;
@@ -696,6 +698,7 @@ int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
 
 int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err)
 {
+	assert(rn->fly == NULL);
 	active *a = find_active(rn, id);
 	if (a) {
 		a->cancel = true;
@@ -1041,6 +1044,7 @@ static void tool_done(void *ud, rein_tool_outcome *o)
  * requests are normally noticed: ask the store, and cut their calls short. */
 static void check_cancels(rein_runner *rn)
 {
+	assert(rn->fly == NULL);
 	for (size_t i = 0; i < rn->n; i++) {
 		active *a = rn->runs[i];
 		if (a->state != A_BUSY || a->cancel)

@@ -34,8 +34,10 @@ typedef struct rein_runner_opts {
 	int (*crash_point)(void *ud, const rein_event_row *ev);
 	/* Commit the batches forced by max_batch on a second thread while this one
 	 * goes on advancing runs (barriers still wait for their commit). The store
-	 * is then used from that thread, one call at a time. Fault injection
-	 * counts per thread, so tests that sweep faults leave this off. */
+	 * is then used from that thread, one call at a time, and only while
+	 * rein_runner_drive runs: no batch is out when any call returns, so the
+	 * caller may use the store between calls. Fault injection counts per
+	 * thread, so tests that sweep faults leave this off. */
 	bool commit_thread;
 } rein_runner_opts;
 
