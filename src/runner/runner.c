@@ -942,14 +942,18 @@ static int flush(rein_runner *rn, bool async, rein_err *err)
 		return rc;
 	int64_t t = now(rn);
 	bool dirty = rn->nev > 0;
-	for (size_t i = 0; i < rn->n && !dirty; i++)
-		dirty = rn->runs[i]->state == A_PARK_END || rn->runs[i]->state == A_PARK_WAIT;
+	for (size_t i = 0; i < rn->n && !dirty; i++) {
+		const active *a = rn->runs[i];
+		dirty = a->state == A_PARK_END || a->state == A_PARK_WAIT ||
+			(a->inserted && a->lease_until - t <= rn->o.lease_ms / 2); /* renew */
+	}
 	if (!dirty)
 		return REIN_OK;
 	rn->cur ^= 1;
 	batch *b = &rn->bt[rn->cur];
 	if ((rc = batch_make(rn, b, t, err)) != REIN_OK) {
 		batch_drop(b);
+		rn->nstored = 0; /* specs marked stored by this batch were not */
 		drop_all(rn);
 		return rc;
 	}
@@ -1550,7 +1554,9 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 				goto fail;
 			}
 		} else if (next != INT64_MAX && next > t) {
-			rn->o.sleep_ms(rn->o.ud, next - t);
+			/* wake at least every half lease to renew the leases held */
+			int64_t nap = next - t;
+			rn->o.sleep_ms(rn->o.ud, nap > rn->o.lease_ms / 2 ? rn->o.lease_ms / 2 : nap);
 		}
 		t = now(rn);
 		for (size_t i = 0; i < rn->n; i++)

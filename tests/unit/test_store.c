@@ -204,6 +204,63 @@ static void test_commit_thread(void **state)
 	env_free(&e);
 }
 
+typedef struct nap_env {
+	env *e;
+	char id[64];
+	int naps;
+	int64_t least_left; /* smallest lease_expires - now seen on waking */
+} nap_env;
+
+static void nap(void *ud, int64_t ms)
+{
+	nap_env *n = ud;
+	n->e->clock.now += ms;
+	n->naps++;
+	rein_run_row row = {0};
+	rein_err err = {0};
+	assert_int_equal(rein_store_run_get(n->e->st, n->id, &row, &err), REIN_OK);
+	int64_t left = row.lease_expires - n->e->clock.now;
+	if (left < n->least_left)
+		n->least_left = left;
+	rein_run_row_clear(&row);
+}
+
+/* A run sleeping through a timer longer than its lease keeps the lease: the
+ * runner wakes every half lease and renews it. */
+static void test_lease_renewed_while_sleeping(void **state)
+{
+	(void)state;
+	env e;
+	env_init(&e);
+	close_runner(&e);
+	rein_err err = {0};
+	nap_env n = {.e = &e, .least_left = INT64_MAX};
+	rein_runner_opts o = {.clock = &e.clock.clock, .max_wait_ms = 3600000, .sleep_ms = nap,
+			      .ud = &n, .lease_ms = 10000};
+	assert_int_equal(rein_store_open_sqlite(e.db, &(rein_store_opts){.no_sync = true}, &e.st, &err),
+			 REIN_OK);
+	assert_int_equal(rein_runner_new(e.st, e.sb, &o, &e.rn, &err), REIN_OK);
+	rein_spec *spec = spec_from_yaml(e.sb, "rein: 1\nname: nap\nsteps:\n"
+						"  w: { wait: 100, next: done }\n"
+						"  done: { end: succeeded }\n");
+	json_t *in = json_object();
+	assert_int_equal(rein_runner_start(e.rn, spec, in, NULL, n.id, &err), REIN_OK);
+	json_decref(in);
+	assert_int_equal(rein_runner_flush(e.rn, &err), REIN_OK);
+	assert_int_equal(rein_runner_drive(e.rn, &err), REIN_OK);
+	rein_run_result r;
+	assert_true(rein_runner_result(e.rn, &r));
+	assert_int_equal(r.status, REIN_RUN_SUCCEEDED);
+	rein_run_result_clear(&r);
+	assert_true(n.naps >= 20);       /* 100 s in naps of at most 5 s */
+	assert_true(n.least_left >= 0);  /* never woke to an expired lease */
+	close_runner(&e);
+	rein_spec_free(spec);
+	e.rn = NULL;
+	assert_int_equal(open_runner(&e, &err), REIN_OK);
+	env_free(&e);
+}
+
 static void test_leases(void **state)
 {
 	(void)state;
@@ -379,7 +436,7 @@ int main(void)
 	rein_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_durable_runs),   cmocka_unit_test(test_commit_thread),
-		cmocka_unit_test(test_leases),
+		cmocka_unit_test(test_lease_renewed_while_sleeping), cmocka_unit_test(test_leases),
 		cmocka_unit_test(test_sandbox_isolation), cmocka_unit_test(test_write_faults),
 		cmocka_unit_test(test_alloc_faults),
 	};
