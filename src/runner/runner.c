@@ -777,7 +777,8 @@ static int batch_make(rein_runner *rn, batch *b, int64_t t, rein_err *err)
 	rn->nev = 0;
 	for (size_t i = 0; i < rn->n; i++) {
 		active *a = rn->runs[i];
-		bool leave = leaving(rn, a, t);
+		/* a run to be cancelled keeps its lease: it ends here */
+		bool leave = leaving(rn, a, t) && !(a->cancel && a->state == A_PARK_WAIT);
 		if (!row_due(rn, a, leave, t))
 			continue;
 		if (!a->inserted && !spec_stored(rn, a->spec->version)) {
@@ -860,7 +861,19 @@ static int batch_complete(rein_runner *rn, batch *b, rein_err *err)
 		active *a = r->a;
 		if (r->cancel && rein_run_status(a->run) < REIN_RUN_SUCCEEDED)
 			a->cancel = true;
-		if (r->leaving && !(a->cancel && a->state == A_PARK_WAIT)) {
+		if (r->leaving && a->cancel && a->state == A_PARK_WAIT) {
+			/* the cancel came back with the row that gave the lease up:
+			 * take it again and end the run here (if nobody took it) */
+			rein_err e = {0};
+			int64_t t = now(rn);
+			if (rein_store_lease_claim(rn->st, a->id, NULL, rn->owner, t + rn->o.lease_ms,
+						   &e) == REIN_OK) {
+				a->lease_until = t + rn->o.lease_ms;
+				a->state = A_RUN;
+				continue;
+			}
+		}
+		if (r->leaving) {
 			if (push_result(rn, a) != REIN_OK) {
 				/* the store is fine; keep the run held */
 				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");

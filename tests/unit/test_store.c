@@ -261,6 +261,53 @@ static void test_lease_renewed_while_sleeping(void **state)
 	env_free(&e);
 }
 
+/*
+ * A cancel asked by another process that comes back with the very commit in
+ * which the run parks for a long wait (and so gives up its lease): the runner
+ * takes the lease again and ends the run as cancelled, instead of failing its
+ * next commit for a lease it no longer holds.
+ */
+static void test_cancel_while_parking(void **state)
+{
+	(void)state;
+	env e;
+	env_init(&e);
+	close_runner(&e);
+	rein_err err = {0};
+	rein_runner_opts o = {.clock = &e.clock.clock, .max_wait_ms = 60000,
+			      .sleep_ms = advance_clock, .ud = &e.clock};
+	assert_int_equal(rein_store_open_sqlite(e.db, &(rein_store_opts){.no_sync = true}, &e.st, &err),
+			 REIN_OK);
+	assert_int_equal(rein_runner_new(e.st, e.sb, &o, &e.rn, &err), REIN_OK);
+	rein_spec *spec = spec_from_yaml(e.sb, "rein: 1\nname: park\nsteps:\n"
+						"  a: { code: 'return 1', next: w }\n"
+						"  w: { wait: 1000, next: done }\n"
+						"  done: { end: succeeded }\n");
+	json_t *in = json_object();
+	char id[64];
+	assert_int_equal(rein_runner_start(e.rn, spec, in, NULL, id, &err), REIN_OK);
+	json_decref(in);
+	assert_int_equal(rein_runner_flush(e.rn, &err), REIN_OK);
+	/* another process asks for the cancel now */
+	assert_int_equal(rein_store_cancel_request(e.st, id, &err), REIN_OK);
+	int rc = rein_runner_drive(e.rn, &err);
+	if (rc != REIN_OK)
+		fail_msg("drive: %s", err.msg);
+	rein_run_result r;
+	assert_true(rein_runner_result(e.rn, &r));
+	assert_int_equal(r.status, REIN_RUN_CANCELLED);
+	rein_run_result_clear(&r);
+	rein_run_row row = {0};
+	assert_int_equal(rein_store_run_get(e.st, id, &row, &err), REIN_OK);
+	assert_int_equal(row.status, REIN_RUN_CANCELLED);
+	assert_null(row.lease_owner);
+	int64_t bad = 0;
+	assert_int_equal(rein_store_verify_run(e.st, id, &bad, &err), REIN_OK);
+	rein_run_row_clear(&row);
+	rein_spec_free(spec);
+	env_free(&e);
+}
+
 static void test_leases(void **state)
 {
 	(void)state;
@@ -436,7 +483,8 @@ int main(void)
 	rein_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_durable_runs),   cmocka_unit_test(test_commit_thread),
-		cmocka_unit_test(test_lease_renewed_while_sleeping), cmocka_unit_test(test_leases),
+		cmocka_unit_test(test_lease_renewed_while_sleeping),
+		cmocka_unit_test(test_cancel_while_parking), cmocka_unit_test(test_leases),
 		cmocka_unit_test(test_sandbox_isolation), cmocka_unit_test(test_write_faults),
 		cmocka_unit_test(test_alloc_faults),
 	};
