@@ -485,7 +485,8 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 	}
 	/* (not json_pack: it parses its format each time, and starts are hot) */
 	data = json_object();
-	if (data && (json_object_set_new_nocheck(data, "workflow", json_string(spec->name)) ||
+	if (data && (json_object_set_new_nocheck(data, "workflow",
+						   json_string(spec->name ? spec->name : "")) ||
 		     json_object_set_new_nocheck(data, "version", json_string(spec->version)) ||
 		     json_object_set_nocheck(data, "input", (json_t *)input))) {
 		json_decref(data);
