@@ -200,6 +200,40 @@ bool model_error_body(const char *body, size_t len, char *why, size_t wlen, char
 	return found;
 }
 
+json_t *model_whole_json(const char *body, size_t len, model_parsed *out)
+{
+	json_error_t je;
+	json_t *j = json_loadb(body, len, 0, &je);
+	if (j == NULL) {
+		/* a whole body that arrived complete (the io layer saw its end) */
+		out->kind = MODEL_PARSE_MALFORMED;
+		snprintf(out->why, sizeof out->why, "the body is not JSON: %s", je.text);
+	} else if (model_error_body(body, len, out->why, sizeof out->why, out->err_type,
+				    sizeof out->err_type)) {
+		out->kind = MODEL_PARSE_ERROR;
+		out->transient = model_error_type_transient(out->err_type);
+		json_decref(j);
+		j = NULL;
+	}
+	return j;
+}
+
+void model_whole_nomem(model_parsed *out)
+{
+	out->kind = MODEL_PARSE_MALFORMED;
+	snprintf(out->why, sizeof out->why, "out of memory reading the body");
+}
+
+void model_whole_done(model_acc *a, const model_shape *shape, const char *finish_norm,
+		      model_parsed *out)
+{
+	out->response = model_acc_finish(a, shape, finish_norm);
+	if (out->response == NULL)
+		model_whole_nomem(out);
+	else
+		out->kind = MODEL_PARSE_OK;
+}
+
 bool model_error_type_transient(const char *type)
 {
 	static const char *const words[] = {"server_error", "api_error", "overloaded",

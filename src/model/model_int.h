@@ -97,6 +97,17 @@ bool model_error_body(const char *body, size_t len, char *why, size_t wlen, char
  * (server_error, api_error, overloaded_error, rate_limit_*...). */
 bool model_error_type_transient(const char *type);
 
+/* A whole (not streamed) response body: its JSON (caller decrefs), or NULL
+ * with *out set: MALFORMED when it is not JSON, ERROR when it is the
+ * provider's error object (transient as its type says). */
+json_t *model_whole_json(const char *body, size_t len, model_parsed *out);
+/* Ends a whole-body parse: out gets a's response (MODEL_PARSE_OK), or
+ * MALFORMED when memory runs out. */
+void model_whole_done(model_acc *a, const model_shape *shape, const char *finish_norm,
+		      model_parsed *out);
+/* out is MALFORMED: memory ran out while reading the body. */
+void model_whole_nomem(model_parsed *out);
+
 /* True when the body's first non-blank byte is '{' (a server that answered a
  * streaming request with one JSON document). */
 bool model_looks_json(const char *body, size_t len);

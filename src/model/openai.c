@@ -183,20 +183,9 @@ static void parse_whole(const char *body, size_t len, const model_shape *shape,
 			model_parsed *out)
 {
 	model_acc a = {0};
-	json_error_t je;
-	json_t *j = json_loadb(body, len, 0, &je);
-	if (j == NULL) {
-		/* a whole body that arrived complete (the io layer saw its end) */
-		out->kind = MODEL_PARSE_MALFORMED;
-		snprintf(out->why, sizeof out->why, "the body is not JSON: %s", je.text);
+	json_t *j = model_whole_json(body, len, out);
+	if (j == NULL)
 		goto out;
-	}
-	if (model_error_body(body, len, out->why, sizeof out->why, out->err_type,
-			     sizeof out->err_type)) {
-		out->kind = MODEL_PARSE_ERROR;
-		out->transient = model_error_type_transient(out->err_type);
-		goto out;
-	}
 	const json_t *choice = json_array_get(json_object_get(j, "choices"), 0);
 	const json_t *msg = json_object_get(choice, "message");
 	if (!json_is_object(msg)) {
@@ -227,14 +216,10 @@ static void parse_whole(const char *body, size_t len, const model_shape *shape,
 		}
 	}
 	set_finish(&a, json_object_get(choice, "finish_reason"));
-	out->response = model_acc_finish(&a, shape, norm_finish(a.finish));
-	if (out->response == NULL)
-		goto nomem;
-	out->kind = MODEL_PARSE_OK;
+	model_whole_done(&a, shape, norm_finish(a.finish), out);
 	goto out;
 nomem:
-	out->kind = MODEL_PARSE_MALFORMED;
-	snprintf(out->why, sizeof out->why, "out of memory reading the body");
+	model_whole_nomem(out);
 out:
 	json_decref(j);
 	model_acc_free(&a);

@@ -353,6 +353,21 @@ static int sq_begin(void *be, rein_err *err)
 	return rc;
 }
 
+/* Rolls the transaction back and forgets what this handle learnt inside it:
+ * the rids of runs inserted in it, payloads stored in it, a rid block claimed
+ * in it. */
+static void sq_rollback(void *be)
+{
+	sq *b = be;
+	if (b->in_tx)
+		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+	rid_forget(b);
+	known_forget(b);
+	b->rid_next = b->rid_end = 0;
+	held_clear(b);
+	b->in_tx = false;
+}
+
 static int sq_commit(void *be, rein_err *err)
 {
 	sq *b = be;
@@ -364,28 +379,13 @@ static int sq_commit(void *be, rein_err *err)
 		rc = s ? step_done(b, s, err, "commit") : REIN_EIO;
 	}
 	if (rc != REIN_OK) {
-		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
-		rid_forget(b); /* the runs inserted in it are gone */
-		known_forget(b);
-		b->rid_next = b->rid_end = 0; /* and so is a block claimed in it */
-	} else {
-		b->data_version = data_version(b);
+		sq_rollback(b);
+		return rc;
 	}
+	b->data_version = data_version(b);
 	held_clear(b);
 	b->in_tx = false;
-	return rc;
-}
-
-static void sq_rollback(void *be)
-{
-	sq *b = be;
-	if (b->in_tx)
-		sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
-	rid_forget(b);
-	known_forget(b);
-	b->rid_next = b->rid_end = 0;
-	held_clear(b);
-	b->in_tx = false;
+	return REIN_OK;
 }
 
 static int step_done(sq *b, sqlite3_stmt *s, rein_err *err, const char *what)
