@@ -406,8 +406,8 @@ bool rein_runner_result(rein_runner *rn, rein_run_result *res)
 }
 
 /* Appends an event to the run's log (in the pending batch), then applies it. */
-static int append(rein_runner *rn, active *a, const char *type, int step, const json_t *data,
-		  rein_err *err)
+static int append_at(rein_runner *rn, active *a, const char *type, int step,
+		     const json_t *data, int64_t at, rein_err *err)
 {
 	int rc;
 	char *payload = rein_json_dump(data);
@@ -424,7 +424,7 @@ static int append(rein_runner *rn, active *a, const char *type, int step, const 
 		.seq = a->seq + 1,
 		.type = type,
 		.step = step >= 0 ? a->spec->steps[step].name : NULL,
-		.at = now(rn),
+		.at = at,
 		.payload = payload,
 	};
 	memcpy(p->row.prev_hash, a->last_hash, REIN_HASH_LEN);
@@ -440,6 +440,13 @@ static int append(rein_runner *rn, active *a, const char *type, int step, const 
 	}
 	rc = rein_run_apply(a->run, type, p->row.step, p->row.at, data, err);
 	return rc;
+}
+
+/* Appends an event stamped with the time it is appended. */
+static int append(rein_runner *rn, active *a, const char *type, int step, const json_t *data,
+		  rein_err *err)
+{
+	return append_at(rn, a, type, step, data, now(rn), err);
 }
 
 static int add_active(rein_runner *rn, active *a)
@@ -1480,7 +1487,10 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 			if (rc != REIN_OK)
 				return rc;
 		}
-		if ((rc = rein_run_poll(a->run, now(rn), &cmd, err)) != REIN_OK)
+		/* what the engine decides at t is stamped t: one clock reading, or a
+		 * timer due at t + 3 s could record that it was set to wait 2,999 ms */
+		int64_t t = now(rn);
+		if ((rc = rein_run_poll(a->run, t, &cmd, err)) != REIN_OK)
 			return rc;
 		switch (cmd.kind) {
 		case REIN_CMD_NONE:
@@ -1494,7 +1504,7 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 			a->state = A_BUSY;
 			return REIN_OK;
 		case REIN_CMD_EMIT:
-			rc = append(rn, a, cmd.type, cmd.step, cmd.data, err);
+			rc = append_at(rn, a, cmd.type, cmd.step, cmd.data, t, err);
 			rein_cmd_clear(&cmd);
 			break;
 		case REIN_CMD_EXEC: {

@@ -308,6 +308,46 @@ static void test_cancel_while_parking(void **state)
 	env_free(&e);
 }
 
+/* A clock that moves 1 ms each time it is read. */
+static int64_t ticking_now(void *ctx) { return (*(int64_t *)ctx)++; }
+static void ticking_sleep(void *ud, int64_t ms) { *(int64_t *)ud += ms; }
+
+/*
+ * What the engine decides at time t is stamped t: with a clock that moves at
+ * every reading, a 3 s wait still records waited_ms 3000 (it recorded 2999
+ * when the runner read the clock once to decide and again to stamp).
+ */
+static void test_decision_time_stamped(void **state)
+{
+	(void)state;
+	env e;
+	env_init(&e);
+	close_runner(&e);
+	rein_err err = {0};
+	int64_t clock_ms = 1700000000000;
+	rein_clock ticking = {ticking_now, &clock_ms};
+	rein_runner_opts o = {.clock = &ticking, .max_wait_ms = 3600000, .sleep_ms = ticking_sleep,
+			      .ud = &clock_ms};
+	assert_int_equal(rein_store_open_sqlite(e.db, &(rein_store_opts){.no_sync = true}, &e.st, &err),
+			 REIN_OK);
+	assert_int_equal(rein_runner_new(e.st, e.sb, &o, &e.rn, &err), REIN_OK);
+	rein_spec *spec = spec_from_yaml(e.sb, "rein: 1\nname: tick\nsteps:\n"
+						"  w: { wait: 3, next: done }\n"
+						"  done: { end: succeeded, output: '${ steps.w.out }' }\n");
+	json_t *in = json_object();
+	char id[64];
+	assert_int_equal(rein_runner_start(e.rn, spec, in, NULL, id, &err), REIN_OK);
+	json_decref(in);
+	assert_int_equal(rein_runner_drive(e.rn, &err), REIN_OK);
+	rein_run_result r;
+	assert_true(rein_runner_result(e.rn, &r));
+	assert_int_equal(r.status, REIN_RUN_SUCCEEDED);
+	assert_int_equal(json_integer_value(json_object_get(r.output, "waited_ms")), 3000);
+	rein_run_result_clear(&r);
+	rein_spec_free(spec);
+	env_free(&e);
+}
+
 static void test_leases(void **state)
 {
 	(void)state;
@@ -484,7 +524,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_durable_runs),   cmocka_unit_test(test_commit_thread),
 		cmocka_unit_test(test_lease_renewed_while_sleeping),
-		cmocka_unit_test(test_cancel_while_parking), cmocka_unit_test(test_leases),
+		cmocka_unit_test(test_cancel_while_parking), cmocka_unit_test(test_decision_time_stamped),
+		cmocka_unit_test(test_leases),
 		cmocka_unit_test(test_sandbox_isolation), cmocka_unit_test(test_write_faults),
 		cmocka_unit_test(test_alloc_faults),
 	};
