@@ -144,13 +144,49 @@ static void progress(void *ud, const rein_event_row *ev)
 	fprintf(stderr, "  %s  %-16s %s\n", t + 11, ev->type, ev->step ? ev->step : "");
 }
 
-static void setup_runner_opts(rein_runner_opts *o, int64_t max_wait_ms)
+/* What run, resume and cancel drive runs with: a sandbox, the store, a runner. */
+typedef struct {
+	rein_script *sb;
+	rein_store *st;
+	rein_runner *rn;
+} worker;
+
+/* The sandbox of w, unless it has one (EXIT_OK, else EXIT_FAILED). */
+static int worker_script(worker *w, const char *cmd)
 {
-	memset(o, 0, sizeof *o);
-	o->max_wait_ms = max_wait_ms;
-	o->commit_thread = true; /* large batches commit while the next is computed */
-	if (isatty(2))
-		o->on_event = progress;
+	if (w->sb == NULL && rein_script_new(&w->sb) != REIN_OK) {
+		fprintf(stderr, "%s %s: out of memory\n", prog, cmd);
+		return EXIT_FAILED;
+	}
+	return EXIT_OK;
+}
+
+/* Completes w (zeroed, or with its sandbox) on db: EXIT_OK, else an exit code
+ * with the reason on stderr. */
+static int worker_open(worker *w, const char *db, int64_t max_wait_ms, const char *cmd)
+{
+	rein_err e = {0};
+	rein_runner_opts o = {
+		.max_wait_ms = max_wait_ms,
+		.commit_thread = true, /* large batches commit while the next is computed */
+		.on_event = isatty(2) ? progress : NULL,
+	};
+	if (worker_script(w, cmd) != EXIT_OK)
+		return EXIT_FAILED;
+	if (open_store(db_path(db), &w->st) != EXIT_OK)
+		return EXIT_FAILED;
+	if (rein_runner_new(w->st, w->sb, &o, &w->rn, &e) != REIN_OK) {
+		fprintf(stderr, "%s %s: %s\n", prog, cmd, e.msg);
+		return EXIT_FAILED;
+	}
+	return EXIT_OK;
+}
+
+static void worker_close(worker *w)
+{
+	rein_runner_free(w->rn);
+	rein_store_close(w->st);
+	rein_script_free(w->sb);
 }
 
 static bool parse_seconds(const char *s, int64_t *ms)
@@ -315,19 +351,14 @@ static int cmd_run(int argc, char **argv, const char *db)
 	}
 	if (optind != argc - 1)
 		return usage_error("run", "%s", "needs exactly one workflow directory");
-	rein_script *sb = NULL;
+	worker w = {0};
 	rein_spec *spec = NULL;
-	rein_store *st = NULL;
-	rein_runner *rn = NULL;
 	json_t *input = NULL;
 	rein_err e = {0};
 	int ex;
 	char where[512], id[64];
-	if (rein_script_new(&sb) != REIN_OK) {
-		ex = EXIT_FAILED;
-		goto out;
-	}
-	if ((ex = load_spec(argv[optind], sb, &spec)) != EXIT_OK)
+	if ((ex = worker_script(&w, "run")) != EXIT_OK ||
+	    (ex = load_spec(argv[optind], w.sb, &spec)) != EXIT_OK)
 		goto out;
 	if ((input = read_input(input_arg, where, sizeof where, &e)) == NULL) {
 		fprintf(stderr, "%s: input is not JSON: %s\n", where, e.msg);
@@ -336,31 +367,26 @@ static int cmd_run(int argc, char **argv, const char *db)
 	}
 	if ((ex = check_input(spec, input, where)) != EXIT_OK)
 		goto out;
-	if ((ex = open_store(db_path(db), &st)) != EXIT_OK)
+	if ((ex = worker_open(&w, db, max_wait, "run")) != EXIT_OK)
 		goto out;
-	rein_runner_opts o;
-	setup_runner_opts(&o, max_wait);
 	ex = EXIT_FAILED;
-	if (rein_runner_new(st, sb, &o, &rn, &e) != REIN_OK ||
-	    rein_runner_start(rn, spec, input, NULL, id, &e) != REIN_OK ||
-	    rein_runner_flush(rn, &e) != REIN_OK) { /* the start is acknowledged: durable */
+	if (rein_runner_start(w.rn, spec, input, NULL, id, &e) != REIN_OK ||
+	    rein_runner_flush(w.rn, &e) != REIN_OK) { /* the start is acknowledged: durable */
 		fprintf(stderr, "%s run: %s\n", prog, e.msg);
 		goto out;
 	}
 	if (isatty(2))
 		fprintf(stderr, "run %s started (%s, version %.12s)\n", id, spec->name, spec->version);
-	if (rein_runner_drive(rn, &e) != REIN_OK) {
+	if (rein_runner_drive(w.rn, &e) != REIN_OK) {
 		fprintf(stderr, "%s run: %s\n", prog, e.msg);
 		goto out;
 	}
 	ex = EXIT_OK;
-	drain_results(rn, false, &ex);
+	drain_results(w.rn, false, &ex);
 out:
-	rein_runner_free(rn);
-	rein_store_close(st);
+	worker_close(&w); /* the runner before the spec its runs use */
 	json_decref(input);
 	rein_spec_free(spec);
-	rein_script_free(sb);
 	return ex;
 }
 
@@ -401,18 +427,12 @@ static int cmd_resume(int argc, char **argv, const char *db)
 	}
 	if (all == (optind < argc) || optind < argc - 1)
 		return usage_error("resume", "%s", "needs one RUN or --all");
-	rein_script *sb = NULL;
-	rein_store *st = NULL;
-	rein_runner *rn = NULL;
+	worker w = {0};
 	rein_err e = {0};
-	int ex = EXIT_FAILED;
-	if (rein_script_new(&sb) != REIN_OK || open_store(db_path(db), &st) != EXIT_OK)
+	int ex = worker_open(&w, db, max_wait, "resume"), errors = 0;
+	if (ex != EXIT_OK)
 		goto out;
-	rein_runner_opts o;
-	setup_runner_opts(&o, max_wait);
-	if (rein_runner_new(st, sb, &o, &rn, &e) != REIN_OK)
-		goto err;
-	int errors = 0;
+	rein_runner *rn = w.rn;
 	if (all) {
 		if (rein_runner_resume_due(rn, rein_clock_now(&rein_clock_system) + max_wait,
 					   resume_error, NULL, &errors, &e) != REIN_OK)
@@ -431,9 +451,7 @@ err:
 	fprintf(stderr, "%s resume: %s\n", prog, e.msg);
 	ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
 out:
-	rein_runner_free(rn);
-	rein_store_close(st);
-	rein_script_free(sb);
+	worker_close(&w);
 	return ex;
 }
 
@@ -475,21 +493,16 @@ static int cmd_cancel(int argc, char **argv, const char *db)
 	int ex0 = one_run_args(argc, argv, "cancel", usage_cancel, &db, &id);
 	if (ex0 >= 0)
 		return ex0;
-	rein_script *sb = NULL;
-	rein_store *st = NULL;
-	rein_runner *rn = NULL;
+	worker w = {0};
 	rein_err e = {0};
-	int ex = EXIT_FAILED, rc;
-	if (rein_script_new(&sb) != REIN_OK || open_store(db_path(db), &st) != EXIT_OK)
+	int ex = worker_open(&w, db, 0, "cancel");
+	if (ex != EXIT_OK)
 		goto out;
-	rein_runner_opts o;
-	setup_runner_opts(&o, 0);
-	if (rein_runner_new(st, sb, &o, &rn, &e) != REIN_OK)
-		goto err;
-	rc = rein_runner_resume(rn, id, &e);
+	rein_runner *rn = w.rn;
+	int rc = rein_runner_resume(rn, id, &e);
 	if (rc == REIN_ECONFLICT) {
 		rein_err_clear(&e);
-		if (rein_store_cancel_request(st, id, &e) != REIN_OK)
+		if (rein_store_cancel_request(w.st, id, &e) != REIN_OK)
 			goto err;
 		printf("{\"run\":\"%s\",\"status\":\"running\",\"cancel_requested\":true}\n", id);
 		ex = EXIT_OK;
@@ -507,9 +520,7 @@ err:
 	fprintf(stderr, "%s cancel: %s\n", prog, e.msg);
 	ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
 out:
-	rein_runner_free(rn);
-	rein_store_close(st);
-	rein_script_free(sb);
+	worker_close(&w);
 	return ex;
 }
 
