@@ -64,7 +64,7 @@ $(A)/librein.a: $(LIB_OBJ_A)
 $(A)/rein: $(CLI_OBJ_A) $(A)/librein.a
 	$(CC) $(CFLAGS_A) -o $@ $(CLI_OBJ_A) $(A)/librein.a $(PKG_LIBS)
 
-$(A)/tests/%: tests/unit/%.c $(A)/librein.a
+$(A)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(A)/librein.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) -Itests/unit -o $@ $< $(A)/librein.a $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 

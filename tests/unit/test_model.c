@@ -382,37 +382,18 @@ static void test_parse_anthropic(void **state)
 
 /* ---- loopback server ------------------------------------------------------- */
 
-static pid_t server_pid;
-static int server_port;
-static char server_dir[256];
+static test_server srv;
 
 static int server_start(void **state)
 {
 	setenv("REIN_TEST_OPENAI_KEY", OPENAI_KEY, 1);
 	setenv("REIN_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY, 1);
-	const char *bin = getenv("REIN_MODELSERVER");
-	if (bin == NULL)
-		bin = "build/asan/tools/modelserver";
-	if (access(bin, X_OK) != 0) {
-		fprintf(stderr, "test_model: no model server at %s (make asan)\n", bin);
-		return -1;
-	}
-	snprintf(server_dir, sizeof server_dir, "/tmp/rein-model-test.XXXXXX");
-	if (mkdtemp(server_dir) == NULL)
-		return -1;
-	char port_file[300];
-	snprintf(port_file, sizeof port_file, "%s/port", server_dir);
-	server_pid = test_server_start(bin, port_file, &server_port);
-	return server_pid > 0 ? 0 : -1;
+	return test_server_up(&srv, "modelserver");
 }
 
 static int server_stop(void **state)
 {
-	if (server_pid > 0) {
-		kill(server_pid, SIGKILL);
-		waitpid(server_pid, NULL, 0);
-	}
-	rm_rf(server_dir);
+	test_server_down(&srv);
 	return 0;
 }
 
@@ -446,11 +427,11 @@ static int fx_setup(void **state)
 	fx->prov[0] = provider("{\"type\": \"openai\", \"base_url\": \"http://127.0.0.1:%d/v1/\","
 			       " \"api_key_env\": \"REIN_TEST_OPENAI_KEY\", \"timeout_ms\": 20000,"
 			       " \"headers\": {\"X-Team\": \"rein\"}, " PRICE "}",
-			       server_port);
+			       srv.port);
 	fx->prov[1] = provider("{\"type\": \"anthropic\", \"base_url\": \"http://127.0.0.1:%d\","
 			       " \"api_key_env\": \"REIN_TEST_ANTHROPIC_KEY\", \"timeout_ms\": 20000,"
 			       " " PRICE "}",
-			       server_port);
+			       srv.port);
 	*state = fx;
 	return 0;
 }
@@ -490,7 +471,7 @@ static void wait_for(rein_io *io, const int *count, int want)
 
 static json_t *control(rein_io *io, const char *method, const char *path, const char *body)
 {
-	char *url = rein_sprintf("http://127.0.0.1:%d%s", server_port, path);
+	char *url = rein_sprintf("http://127.0.0.1:%d%s", srv.port, path);
 	rein_http_req req = {.method = method, .url = url, .body = body,
 			     .body_len = body ? strlen(body) : 0, .timeout_ms = 20000};
 	plain p = {0};
