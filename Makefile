@@ -14,7 +14,9 @@ INCS    := $(addprefix -Isrc/,$(LAYERS))
 LIB_SRC := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
-TOOL_SRC := $(wildcard tests/tools/*.c)
+# the loopback test servers: one program per .c, all built with loopback.c
+TOOL_LIB := tests/tools/loopback.c
+TOOL_SRC := $(filter-out $(TOOL_LIB),$(wildcard tests/tools/*.c))
 BENCH_SRC := $(wildcard bench/*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
@@ -62,13 +64,13 @@ $(A)/librein.a: $(LIB_OBJ_A)
 $(A)/rein: $(CLI_OBJ_A) $(A)/librein.a
 	$(CC) $(CFLAGS_A) -o $@ $(CLI_OBJ_A) $(A)/librein.a $(PKG_LIBS)
 
-$(A)/tests/%: tests/unit/%.c $(A)/librein.a
+$(A)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(A)/librein.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_A) -Itests/unit -o $@ $< $(A)/librein.a $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
-$(A)/tools/%: tests/tools/%.c $(A)/librein.a
+$(A)/tools/%: tests/tools/%.c $(TOOL_LIB) tests/tools/loopback.h $(A)/librein.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_A) -o $@ $< $(A)/librein.a $(PKG_LIBS)
+	$(CC) $(CFLAGS_A) -o $@ $< $(TOOL_LIB) $(A)/librein.a $(PKG_LIBS)
 
 asan: $(A)/rein $(UNIT_BIN) $(TOOL_BIN)
 
@@ -101,9 +103,9 @@ $(B)/bench/%: bench/%.c $(B)/librein.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_R) -o $@ $< $(B)/librein.a $(PKG_LIBS)
 
-$(B)/tools/%: tests/tools/%.c $(B)/librein.a
+$(B)/tools/%: tests/tools/%.c $(TOOL_LIB) tests/tools/loopback.h $(B)/librein.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_R) -o $@ $< $(B)/librein.a $(PKG_LIBS)
+	$(CC) $(CFLAGS_R) -o $@ $< $(TOOL_LIB) $(B)/librein.a $(PKG_LIBS)
 
 bench: deps
 	@$(MAKE) --no-print-directory -j2 all $(BENCH_BIN) $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)

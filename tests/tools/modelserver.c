@@ -3,7 +3,7 @@
  * and the Anthropic Messages wire protocols, streaming included, and answers
  * from a script, so provider code can be tested byte for byte without a
  * network. One libuv loop, one thread, the small HTTP/1.1 parser of
- * toolserver.c (Content-Length and chunked bodies, keep-alive, pipelining,
+ * loopback.c (Content-Length and chunked bodies, keep-alive, pipelining,
  * Expect: 100-continue); delays are timers, never sleeps.
  *
  * Usage: modelserver [--port N] [--port-file PATH] [--script FILE] [--max-seconds S]
@@ -88,34 +88,14 @@
  * call (input_json_delta with partial_json), message_delta (stop_reason,
  * usage.output_tokens), message_stop.
  */
-#include <ctype.h>
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
-#include <jansson.h>
-#include <uv.h>
-
-#include "base.h"
-
-#define MAX_HEAD (64 * 1024)
-#define MAX_BODY (64 * 1024 * 1024)
-#include "http_util.h"
+#include "loopback.h"
 
 enum { P_OPENAI, P_ANTHROPIC };
-
-typedef struct request {
-	char method[16];
-	char *path;      /* owned */
-	json_t *headers; /* owned; lowercased names, values as sent */
-	char *body;      /* owned, NUL-terminated */
-	size_t body_len;
-} request;
 
 typedef struct conn conn;
 
@@ -137,21 +117,9 @@ typedef struct reply {
 } reply;
 
 struct conn {
-	uv_tcp_t tcp;
-	rein_buf in;
-	bool busy; /* a request is being answered */
-	bool closing;
-	bool close_after; /* the client asked for Connection: close */
-	bool sent_continue;
+	lb_conn lc; /* first: loopback.c allocates a conn and passes &lc */
 	reply *pend;
 };
-
-typedef struct wreq {
-	uv_write_t w;
-	char *data;
-	conn *c;
-	bool close; /* close the connection once written */
-} wreq;
 
 static uv_loop_t *loop;
 static json_t *script;   /* the script object */
@@ -159,21 +127,8 @@ static json_t *req_log;  /* array of recorded requests */
 static size_t turn_idx;  /* next turn */
 static long seq_ids;     /* response ids */
 static long seq_tools;   /* tool call ids */
-static char readbuf[64 * 1024];
-
-static void try_parse(conn *c);
 
 /* ---- small helpers ----------------------------------------------------- */
-
-static void request_free(request *r)
-{
-	if (r == NULL)
-		return;
-	rein_free(r->path);
-	json_decref(r->headers);
-	rein_free(r->body);
-	rein_free(r);
-}
 
 /* A compact dump that keeps the key order of construction; caller frees with free(). */
 static char *dump(const json_t *j)
@@ -188,13 +143,6 @@ static long jint(const json_t *obj, const char *key, long dflt)
 }
 
 /* ---- connections and writes -------------------------------------------- */
-
-static void on_conn_closed(uv_handle_t *h)
-{
-	conn *c = h->data;
-	rein_buf_free(&c->in);
-	rein_free(c);
-}
 
 static void on_reply_closed(uv_handle_t *h)
 {
@@ -211,97 +159,21 @@ static void reply_drop(reply *r)
 	uv_close((uv_handle_t *)&r->timer, on_reply_closed);
 }
 
-static void conn_close(conn *c)
+static void on_closing(lb_conn *lc)
 {
-	if (c->closing)
-		return;
-	c->closing = true;
+	conn *c = (conn *)lc;
 	if (c->pend != NULL) {
 		c->pend->c = NULL;
 		reply_drop(c->pend);
 		c->pend = NULL;
 	}
-	uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
-static void on_write(uv_write_t *w, int status)
+static void respond_plain_error(lb_conn *lc, int status, const char *msg)
 {
-	wreq *r = (wreq *)w;
-	conn *c = r->c;
-	bool close = r->close;
-	rein_free(r->data);
-	rein_free(r);
-	if (c->closing)
-		return;
-	if (status < 0 || close)
-		conn_close(c);
-}
-
-/* Takes ownership of data. */
-static void send_data(conn *c, char *data, size_t len, bool close)
-{
-	if (c->closing) {
-		rein_free(data);
-		return;
-	}
-	wreq *r = rein_calloc(1, sizeof *r);
-	if (r == NULL) {
-		rein_free(data);
-		conn_close(c);
-		return;
-	}
-	r->data = data;
-	r->c = c;
-	r->close = close;
-	uv_buf_t b = uv_buf_init(data, (unsigned)len);
-	if (uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-		rein_free(data);
-		rein_free(r);
-		conn_close(c);
-	}
-}
-
-static void send_text(conn *c, const char *text, bool close)
-{
-	char *d = rein_strdup(text);
-	if (d)
-		send_data(c, d, strlen(d), close);
-}
-
-/* A complete response written at once; the connection is free for the next request. */
-static void respond(conn *c, int status, const char *extra, const char *body, size_t len)
-{
-	rein_buf b = {0};
-	rein_buf_printf(&b,
-			"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-			"Content-Length: %zu\r\n%sConnection: %s\r\n\r\n",
-			status, reason(status), len, extra ? extra : "",
-			c->close_after ? "close" : "keep-alive");
-	rein_buf_append(&b, body, len);
-	if (b.p == NULL) {
-		conn_close(c);
-		return;
-	}
-	send_data(c, b.p, b.len, c->close_after);
-	c->busy = false;
-}
-
-static void respond_json(conn *c, int status, json_t *j)
-{
-	char *s = dump(j);
-	json_decref(j);
-	if (s == NULL) {
-		conn_close(c);
-		return;
-	}
-	respond(c, status, NULL, s, strlen(s));
-	free(s);
-}
-
-static void respond_plain_error(conn *c, int status, const char *msg)
-{
-	respond_json(c, status, json_pack("{s:{s:s,s:s}}", "error", "message", msg, "type",
-					  "invalid_request_error"));
+	lb_respond_json(lc, status, NULL,
+			json_pack("{s:{s:s,s:s}}", "error", "message", msg, "type",
+				  "invalid_request_error"));
 }
 
 /* ---- replies ----------------------------------------------------------- */
@@ -312,8 +184,8 @@ static void reply_done(reply *r, conn *c)
 	r->c = NULL;
 	reply_drop(r);
 	if (!r->cut) {
-		c->busy = false;
-		try_parse(c);
+		c->lc.busy = false;
+		lb_next(&c->lc);
 	}
 	/* a cut leaves the connection busy until the close */
 }
@@ -343,13 +215,13 @@ static void on_reply_timer(uv_timer_t *t)
 {
 	reply *r = t->data;
 	conn *c = r->c;
-	if (c == NULL || c->closing)
+	if (c == NULL || c->lc.closing)
 		return;
 	rein_buf b = {0};
 	bool last = true;
 	if (!r->started) {
 		r->started = true;
-		rein_buf_printf(&b, "HTTP/1.1 %d %s\r\n", r->status, reason(r->status));
+		rein_buf_printf(&b, "HTTP/1.1 %d %s\r\n", r->status, lb_reason(r->status));
 		if (r->head.len)
 			rein_buf_append(&b, r->head.p, r->head.len);
 		if (r->stream) {
@@ -359,7 +231,7 @@ static void on_reply_timer(uv_timer_t *t)
 			rein_buf_printf(&b, "Content-Length: %zu\r\n", full);
 		}
 		rein_buf_printf(&b, "Connection: %s\r\n\r\n",
-				c->close_after || r->cut ? "close" : "keep-alive");
+				c->lc.close_after || r->cut ? "close" : "keep-alive");
 		if (!r->stream)
 			rein_buf_append(&b, r->body.p ? r->body.p : "", r->send_len);
 		else if (r->event_delay == 0)
@@ -370,10 +242,10 @@ static void on_reply_timer(uv_timer_t *t)
 		last = events_append(r, &b, r->next + 1);
 	}
 	if (b.p == NULL) {
-		conn_close(c);
+		lb_close(&c->lc);
 		return;
 	}
-	send_data(c, b.p, b.len, last && (r->cut || c->close_after));
+	lb_send(&c->lc, b.p, b.len, last && (r->cut || c->lc.close_after) ? LB_CLOSE : 0);
 	if (last) {
 		reply_done(r, c);
 	} else if (!uv_is_active((uv_handle_t *)t)) {
@@ -895,7 +767,7 @@ static reply *render_turn(int proto, json_t *turn, json_t *body, size_t body_len
 
 /* ---- requests ---------------------------------------------------------- */
 
-static void log_request(const request *rq, json_t *body)
+static void log_request(const lb_request *rq, json_t *body)
 {
 	json_t *h = json_deep_copy(rq->headers);
 	static const char *const secret[] = {"authorization", "x-api-key"};
@@ -909,20 +781,15 @@ static void log_request(const request *rq, json_t *body)
 						 rq->path, "headers", h, "body", b));
 }
 
-static const char *header(const request *rq, const char *name)
-{
-	return json_string_value(json_object_get(rq->headers, name));
-}
-
 /* A 4xx when the request would be refused by the real API; NULL if it is fine. */
-static const char *check_request(int proto, const request *rq, json_t *body, int *status)
+static const char *check_request(int proto, const lb_request *rq, json_t *body, int *status)
 {
 	*status = 400;
 	if (!json_is_object(body))
 		return "We could not parse the JSON body of your request.";
 	bool auth = !json_is_false(json_object_get(script, "check_auth"));
 	if (auth && proto == P_OPENAI) {
-		const char *a = header(rq, "authorization");
+		const char *a = lb_header(rq, "authorization");
 		if (a == NULL || strncmp(a, "Bearer ", 7) != 0 || a[7] == '\0') {
 			*status = 401;
 			return "You didn't provide an API key. You need to provide your API key "
@@ -930,11 +797,11 @@ static const char *check_request(int proto, const request *rq, json_t *body, int
 		}
 	}
 	if (auth && proto == P_ANTHROPIC) {
-		if (header(rq, "x-api-key") == NULL) {
+		if (lb_header(rq, "x-api-key") == NULL) {
 			*status = 401;
 			return "x-api-key header is required";
 		}
-		if (header(rq, "anthropic-version") == NULL)
+		if (lb_header(rq, "anthropic-version") == NULL)
 			return "anthropic-version: header is required";
 	}
 	if (!json_is_string(json_object_get(body, "model")))
@@ -947,7 +814,7 @@ static const char *check_request(int proto, const request *rq, json_t *body, int
 }
 
 /* Answers one model request; request ownership passes here. */
-static void handle_model(conn *c, request *rq, int proto)
+static void handle_model(conn *c, lb_request *rq, int proto)
 {
 	json_t *body = json_loadb(rq->body, rq->body_len, 0, NULL);
 	log_request(rq, body);
@@ -966,18 +833,12 @@ static void handle_model(conn *c, request *rq, int proto)
 		r = render_turn(proto, turn, body, rq->body_len, seq);
 	}
 	json_decref(body);
-	request_free(rq);
+	lb_request_free(rq);
 	if (r == NULL) {
-		conn_close(c);
+		lb_close(&c->lc);
 		return;
 	}
 	reply_start(c, r);
-}
-
-static void on_exit_timer(uv_timer_t *t)
-{
-	fflush(NULL);
-	_exit(0);
 }
 
 static bool script_valid(const json_t *s)
@@ -991,51 +852,45 @@ static bool script_valid(const json_t *s)
 	return true;
 }
 
-static void handle_control(conn *c, request *rq)
+static void handle_control(lb_conn *lc, lb_request *rq)
 {
 	const char *path = rq->path;
 	bool post = strcmp(rq->method, "POST") == 0;
 	if (strcmp(path, "/control/requests") == 0) {
-		respond_json(c, 200, json_incref(req_log));
+		lb_respond_json(lc, 200, NULL, json_incref(req_log));
 	} else if (strcmp(path, "/control/script") == 0 && post) {
 		json_error_t je;
 		json_t *s = json_loadb(rq->body, rq->body_len, 0, &je);
 		if (!script_valid(s)) {
 			json_decref(s);
-			respond_plain_error(c, 400, "a script is {\"turns\": [{...}, ...]}");
+			respond_plain_error(lc, 400, "a script is {\"turns\": [{...}, ...]}");
 		} else {
 			json_decref(script);
 			script = s;
 			turn_idx = 0;
 			seq_tools = 0;
 			seq_ids = 0;
-			respond_json(c, 200,
-				     json_pack("{s:b,s:I}", "ok", 1, "turns",
-					       (json_int_t)json_array_size(json_object_get(s, "turns"))));
+			lb_respond_json(lc, 200, NULL,
+					json_pack("{s:b,s:I}", "ok", 1, "turns",
+						  (json_int_t)json_array_size(json_object_get(s, "turns"))));
 		}
 	} else if (strcmp(path, "/control/reset") == 0 && post) {
 		json_array_clear(req_log);
-		respond(c, 200, NULL, "{\"ok\":true}", 11);
+		lb_respond(lc, 200, NULL, "{\"ok\":true}", 11);
 	} else if (strcmp(path, "/control/shutdown") == 0 && post) {
-		respond(c, 200, NULL, "{\"ok\":true}", 11);
-		static uv_timer_t t;
-		static bool armed;
-		if (!armed) {
-			armed = true;
-			uv_timer_init(loop, &t);
-			uv_timer_start(&t, on_exit_timer, 50, 0);
-		}
+		lb_shutdown(lc);
 	} else {
-		respond_plain_error(c, 404, "no such control");
+		respond_plain_error(lc, 404, "no such control");
 	}
-	request_free(rq);
+	lb_request_free(rq);
 }
 
-static void dispatch(conn *c, request *rq)
+/* One parsed request: a control, or a model call by the endpoint's protocol. */
+static void dispatch(lb_conn *lc, lb_request *rq)
 {
 	const char *p = rq->path;
 	if (strncmp(p, "/control/", 9) == 0) {
-		handle_control(c, rq);
+		handle_control(lc, rq);
 		return;
 	}
 	int proto = -1;
@@ -1044,174 +899,15 @@ static void dispatch(conn *c, request *rq)
 	else if (strcmp(p, "/v1/messages") == 0)
 		proto = P_ANTHROPIC;
 	if (proto < 0) {
-		respond_plain_error(c, 404, "no such endpoint");
-		request_free(rq);
+		respond_plain_error(lc, 404, "no such endpoint");
+		lb_request_free(rq);
 	} else if (strcmp(rq->method, "POST") != 0) {
-		respond_json(c, 405, error_body(proto, 405, "invalid_request_error",
-						"use POST"));
-		request_free(rq);
+		lb_respond_json(lc, 405, NULL,
+				error_body(proto, 405, "invalid_request_error", "use POST"));
+		lb_request_free(rq);
 	} else {
-		handle_model(c, rq, proto);
+		handle_model((conn *)lc, rq, proto);
 	}
-}
-
-/* ---- parsing ----------------------------------------------------------- */
-
-static void try_parse(conn *c)
-{
-	while (!c->busy && !c->closing && c->in.len > 0) {
-		char *p = c->in.p;
-		char *hend = memmem(p, c->in.len, "\r\n\r\n", 4);
-		if (hend == NULL) {
-			if (c->in.len > MAX_HEAD) {
-				c->close_after = true;
-				respond_plain_error(c, 431, "headers too large");
-			}
-			return;
-		}
-		size_t head_len = (size_t)(hend - p) + 4;
-		char *sp1 = memchr(p, ' ', head_len);
-		char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(hend - sp1 - 1)) : NULL;
-		if (sp1 == NULL || sp2 == NULL || sp1 - p >= 16) {
-			c->close_after = true;
-			respond_plain_error(c, 400, "bad request line");
-			return;
-		}
-		json_t *headers = json_object();
-		long clen = 0;
-		bool chunked = false, expect = false;
-		c->close_after = false;
-		bool http10 = memcmp(sp2 + 1, "HTTP/1.0", 8) == 0;
-		if (http10)
-			c->close_after = true;
-		char *line = memmem(p, head_len, "\r\n", 2) + 2;
-		while (line < hend) {
-			char *eol = memmem(line, (size_t)(hend + 2 - line), "\r\n", 2);
-			char *colon = memchr(line, ':', (size_t)(eol - line));
-			if (colon != NULL) {
-				size_t nlen = (size_t)(colon - line);
-				char *v = colon + 1;
-				while (v < eol && (*v == ' ' || *v == '\t'))
-					v++;
-				char *ve = eol;
-				while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-					ve--;
-				size_t vlen = (size_t)(ve - v);
-				char name[256];
-				if (nlen < sizeof name) {
-					for (size_t i = 0; i < nlen; i++)
-						name[i] = (char)tolower((unsigned char)line[i]);
-					name[nlen] = '\0';
-					json_t *val = json_stringn(v, vlen);
-					if (val == NULL) /* not UTF-8: keep it readable */
-						val = json_string("?");
-					json_object_set_new(headers, name, val);
-				}
-#define IS(s) (nlen == strlen(s) && strncasecmp(line, s, nlen) == 0)
-				if (IS("content-length"))
-					clen = strtol(v, NULL, 10);
-				else if (IS("transfer-encoding"))
-					chunked = vlen >= 7 && strncasecmp(ve - 7, "chunked", 7) == 0;
-				else if (IS("expect"))
-					expect = vlen == 12 && strncasecmp(v, "100-continue", 12) == 0;
-				else if (IS("connection"))
-					c->close_after = (vlen == 5 && strncasecmp(v, "close", 5) == 0) ||
-							 (http10 && !(vlen == 10 && strncasecmp(v, "keep-alive", 10) == 0));
-#undef IS
-			}
-			line = eol + 2;
-		}
-		size_t body_len = 0, used = 0;
-		bool bad = clen < 0 || clen > MAX_BODY;
-		if (!bad && chunked) {
-			long k = dechunk(p + head_len, c->in.len - head_len, &body_len, false);
-			if (k > 0)
-				dechunk(p + head_len, c->in.len - head_len, &body_len, true);
-			bad = k < 0;
-			used = k > 0 ? (size_t)k : 0;
-		} else if (!bad && c->in.len - head_len >= (size_t)clen) {
-			body_len = used = (size_t)clen;
-		}
-		bool complete = !bad && (chunked ? used > 0 : c->in.len - head_len >= (size_t)clen);
-		if (bad) {
-			json_decref(headers);
-			c->close_after = true;
-			respond_plain_error(c, 413, "bad body");
-			return;
-		}
-		if (!complete) {
-			json_decref(headers);
-			if (expect && !c->sent_continue) {
-				c->sent_continue = true;
-				send_text(c, "HTTP/1.1 100 Continue\r\n\r\n", false);
-			}
-			return;
-		}
-		request *r = rein_calloc(1, sizeof *r);
-		if (r != NULL) {
-			memcpy(r->method, p, (size_t)(sp1 - p));
-			r->path = rein_strndup(sp1 + 1, (size_t)(sp2 - sp1 - 1));
-			r->body = rein_strndup(p + head_len, body_len);
-			r->body_len = body_len;
-			r->headers = headers;
-		} else {
-			json_decref(headers);
-		}
-		if (r == NULL || r->path == NULL || r->body == NULL) {
-			request_free(r);
-			conn_close(c);
-			return;
-		}
-		size_t total = head_len + used;
-		memmove(c->in.p, c->in.p + total, c->in.len - total);
-		c->in.len -= total;
-		c->sent_continue = false;
-		c->busy = true;
-		char *q = strchr(r->path, '?');
-		if (q)
-			*q = '\0';
-		url_decode(r->path);
-		dispatch(c, r);
-	}
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-	*buf = uv_buf_init(readbuf, sizeof readbuf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-	conn *c = s->data;
-	if (nread < 0) {
-		conn_close(c);
-		return;
-	}
-	if (nread == 0 || c->closing)
-		return;
-	if (c->in.len + (size_t)nread > MAX_HEAD + MAX_BODY + 1024 ||
-	    rein_buf_append(&c->in, buf->base, (size_t)nread) != REIN_OK) {
-		conn_close(c);
-		return;
-	}
-	try_parse(c);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-	if (status < 0)
-		return;
-	conn *c = rein_calloc(1, sizeof *c);
-	if (c == NULL)
-		return;
-	uv_tcp_init(loop, &c->tcp);
-	c->tcp.data = c;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-		return;
-	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* ---- main -------------------------------------------------------------- */
@@ -1225,22 +921,14 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-	int port = 0;
-	long max_seconds = 600;
-	const char *port_file = NULL, *script_file = NULL;
+	lb_opts o = LB_OPTS_DEFAULT;
+	const char *script_file = NULL;
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-			port = atoi(argv[++i]);
-		else if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc)
-			port_file = argv[++i];
-		else if (strcmp(argv[i], "--script") == 0 && i + 1 < argc)
+		if (strcmp(argv[i], "--script") == 0 && i + 1 < argc)
 			script_file = argv[++i];
-		else if (strcmp(argv[i], "--max-seconds") == 0 && i + 1 < argc)
-			max_seconds = atol(argv[++i]);
-		else
+		else if (!lb_option(&o, argc, argv, &i))
 			return usage();
 	}
-	signal(SIGPIPE, SIG_IGN);
 	loop = uv_default_loop();
 	req_log = json_array();
 	if (script_file != NULL) {
@@ -1255,38 +943,13 @@ int main(int argc, char **argv)
 		script = json_pack("{s:[]}", "turns");
 	}
 
-	static uv_tcp_t server;
-	struct sockaddr_in addr;
-	uv_ip4_addr("127.0.0.1", port, &addr);
-	uv_tcp_init(loop, &server);
-	int rc = uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&server, 1024, on_connection);
-	if (rc != 0) {
-		fprintf(stderr, "modelserver: listen on port %d: %s\n", port, uv_strerror(rc));
-		return 1;
-	}
-	struct sockaddr_storage ss;
-	int sl = sizeof ss;
-	uv_tcp_getsockname(&server, (struct sockaddr *)&ss, &sl);
-	port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (port_file != NULL) {
-		char tmp[4096];
-		snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
-		FILE *f = fopen(tmp, "w");
-		if (f == NULL || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 ||
-		    rename(tmp, port_file) != 0) {
-			fprintf(stderr, "modelserver: cannot write %s: %s\n", port_file,
-				strerror(errno));
-			return 1;
-		}
-	}
-	fprintf(stderr, "modelserver: listening on 127.0.0.1:%d\n", port);
-
-	static uv_timer_t stop;
-	uv_timer_init(loop, &stop);
-	uv_timer_start(&stop, on_exit_timer, (uint64_t)max_seconds * 1000, 0);
-	uv_unref((uv_handle_t *)&stop);
-	uv_run(loop, UV_RUN_DEFAULT);
-	return 0;
+	static const lb_server server = {
+		.name = "modelserver",
+		.backlog = 1024,
+		.conn_size = sizeof(conn),
+		.request = dispatch,
+		.refuse = respond_plain_error,
+		.closing = on_closing,
+	};
+	return lb_serve(&server, &o);
 }

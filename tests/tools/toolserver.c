@@ -1,9 +1,9 @@
 /*
  * toolserver: a loopback HTTP server that plays every kind of tool a workflow
- * may call, for tests and benchmarks. One libuv loop, one thread, a small
- * HTTP/1.1 parser (Content-Length and chunked bodies, keep-alive, pipelining,
- * Expect: 100-continue); delayed answers are timers, never sleeps, so tens of
- * thousands of requests can wait at once.
+ * may call, for tests and benchmarks. One libuv loop, one thread, the small
+ * HTTP/1.1 parser of loopback.c (Content-Length and chunked bodies,
+ * keep-alive, pipelining, Expect: 100-continue); delayed answers are timers,
+ * never sleeps, so tens of thousands of requests can wait at once.
  *
  * Usage: toolserver [--port N] [--port-file PATH] [--max-seconds S]
  *
@@ -34,34 +34,21 @@
  *   POST /control/reset     clears the counters
  *   POST /control/shutdown  exits
  */
-#include <ctype.h>
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
-#include <jansson.h>
-#include <uv.h>
+#include "loopback.h"
 
-#include "base.h"
-
-#define MAX_HEAD (64 * 1024)
-#define MAX_BODY (64 * 1024 * 1024)
-#include "http_util.h"
 #define HUGE_CHUNK (64 * 1024)
 
 typedef struct request {
-	char method[16];
-	char *mode; /* owned */
-	char *key;  /* owned, NULL: no Idempotency-Key */
-	char *body; /* owned */
-	size_t body_len;
-	long count; /* times key was seen, this one included */
+	lb_request *http; /* owned */
+	char *mode;       /* owned */
+	const char *key;  /* in http's headers; NULL: no Idempotency-Key */
+	long count;       /* times key was seen, this one included */
 } request;
 
 typedef struct conn conn;
@@ -77,31 +64,14 @@ typedef struct pending {
 } pending;
 
 struct conn {
-	uv_tcp_t tcp;
-	rein_buf in;
-	bool busy;        /* a request is being answered */
-	bool closing;
-	bool close_after; /* the client asked for Connection: close */
-	bool sent_continue;
+	lb_conn lc; /* first: loopback.c allocates a conn and passes &lc */
 	pending *pend;
 	size_t huge_left; /* bytes of a huge body still to write */
 };
 
-typedef struct wreq {
-	uv_write_t w;
-	char *data;
-	conn *c;
-	bool last;  /* the last write of a response */
-	bool close; /* close the connection once written */
-	bool huge;  /* part of a huge body: write the next part */
-} wreq;
-
 static uv_loop_t *loop;
 static json_t *by_key, *effects, *seq_nokey;
 static long n_requests, effects_total;
-static char readbuf[64 * 1024];
-
-static void try_parse(conn *c);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -109,9 +79,8 @@ static void request_free(request *r)
 {
 	if (r == NULL)
 		return;
+	lb_request_free(r->http);
 	rein_free(r->mode);
-	rein_free(r->key);
-	rein_free(r->body);
 	rein_free(r);
 }
 
@@ -123,14 +92,13 @@ static long counter_incr(json_t *obj, const char *key)
 	return n;
 }
 
-/* ---- connections and writes -------------------------------------------- */
-
-static void on_conn_closed(uv_handle_t *h)
+static void respond_error(lb_conn *lc, int status, const char *msg)
 {
-	conn *c = h->data;
-	rein_buf_free(&c->in);
-	rein_free(c);
+	lb_respond_json(lc, status, NULL,
+			json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", msg));
 }
+
+/* ---- connections ------------------------------------------------------- */
 
 static void on_timer_closed(uv_handle_t *h)
 {
@@ -139,11 +107,9 @@ static void on_timer_closed(uv_handle_t *h)
 	rein_free(p);
 }
 
-static void conn_close(conn *c)
+static void on_closing(lb_conn *lc)
 {
-	if (c->closing)
-		return;
-	c->closing = true;
+	conn *c = (conn *)lc;
 	if (c->pend != NULL) {
 		pending *p = c->pend;
 		c->pend = NULL;
@@ -154,94 +120,6 @@ static void conn_close(conn *c)
 		}
 		/* a delayed answer still fires: the work is done even if nobody listens */
 	}
-	uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-}
-
-static void huge_next(conn *c);
-
-static void on_write(uv_write_t *w, int status)
-{
-	wreq *r = (wreq *)w;
-	conn *c = r->c;
-	rein_free(r->data);
-	bool close = r->close, huge = r->huge;
-	rein_free(r);
-	if (c->closing)
-		return;
-	if (status < 0 || close) {
-		conn_close(c);
-		return;
-	}
-	if (huge)
-		huge_next(c);
-}
-
-/* Takes ownership of data. */
-static void send_data(conn *c, char *data, size_t len, bool close, bool huge)
-{
-	if (c->closing) {
-		rein_free(data);
-		return;
-	}
-	wreq *r = rein_calloc(1, sizeof *r);
-	if (r == NULL) {
-		rein_free(data);
-		conn_close(c);
-		return;
-	}
-	r->data = data;
-	r->c = c;
-	r->close = close;
-	r->huge = huge;
-	uv_buf_t b = uv_buf_init(data, (unsigned)len);
-	if (uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-		rein_free(data);
-		rein_free(r);
-		conn_close(c);
-	}
-}
-
-static void send_text(conn *c, const char *text, bool close)
-{
-	char *d = rein_strdup(text);
-	if (d)
-		send_data(c, d, strlen(d), close, false);
-}
-
-/* A complete response; the connection is free for the next request. */
-static void respond(conn *c, int status, const char *extra, const char *body, size_t len)
-{
-	rein_buf b = {0};
-	rein_buf_printf(&b,
-			"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-			"Content-Length: %zu\r\n%sConnection: %s\r\n\r\n",
-			status, reason(status), len, extra ? extra : "",
-			c->close_after ? "close" : "keep-alive");
-	rein_buf_append(&b, body, len);
-	if (b.p == NULL) {
-		conn_close(c);
-		return;
-	}
-	send_data(c, b.p, b.len, c->close_after, false);
-	c->busy = false;
-}
-
-static void respond_json(conn *c, int status, const char *extra, json_t *j)
-{
-	char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-	json_decref(j);
-	if (s == NULL) {
-		conn_close(c);
-		return;
-	}
-	respond(c, status, extra, s, strlen(s));
-	free(s);
-}
-
-static void respond_error(conn *c, int status, const char *msg)
-{
-	respond_json(c, status, NULL,
-		     json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", msg));
 }
 
 /* ---- modes ------------------------------------------------------------- */
@@ -257,16 +135,17 @@ static void answer_ok(conn *c, const request *r)
 	}
 	if (c == NULL)
 		return;
+	const lb_request *h = r->http;
 	json_t *args = json_null();
-	if (r->body_len > 0) {
-		args = json_loadb(r->body, r->body_len, JSON_DECODE_ANY, NULL);
+	if (h->body_len > 0) {
+		args = json_loadb(h->body, h->body_len, JSON_DECODE_ANY, NULL);
 		if (args == NULL)
-			args = json_stringn(r->body, r->body_len);
+			args = json_stringn(h->body, h->body_len);
 	}
 	json_t *j = json_pack("{s:b,s:o,s:o,s:i}", "ok", 1, "args", args, "key",
 			      r->key ? json_string(r->key) : json_null(), "count",
 			      (json_int_t)r->count);
-	respond_json(c, 200, NULL, j);
+	lb_respond_json(&c->lc, 200, NULL, j);
 }
 
 static void on_pending(uv_timer_t *t)
@@ -274,13 +153,13 @@ static void on_pending(uv_timer_t *t)
 	pending *p = t->data;
 	conn *c = p->c;
 	if (p->kind == PEND_DRIP) {
-		send_text(c, " ", false);
+		lb_send_text(&c->lc, " ", 0);
 		return;
 	}
 	answer_ok(c, p->req);
 	if (c != NULL) {
 		c->pend = NULL;
-		try_parse(c);
+		lb_next(&c->lc);
 	}
 	uv_close((uv_handle_t *)&p->timer, on_timer_closed);
 }
@@ -290,7 +169,7 @@ static void start_pending(conn *c, request *r, int kind, uint64_t ms, uint64_t r
 	pending *p = rein_calloc(1, sizeof *p);
 	if (p == NULL) {
 		request_free(r);
-		conn_close(c);
+		lb_close(&c->lc);
 		return;
 	}
 	p->kind = kind;
@@ -302,20 +181,21 @@ static void start_pending(conn *c, request *r, int kind, uint64_t ms, uint64_t r
 	uv_timer_start(&p->timer, on_pending, ms, repeat);
 }
 
-static void huge_next(conn *c)
+static void huge_next(lb_conn *lc)
 {
+	conn *c = (conn *)lc;
 	if (c->huge_left == 0) {
-		c->busy = false;
-		if (c->close_after)
-			conn_close(c);
+		lc->busy = false;
+		if (lc->close_after)
+			lb_close(lc);
 		else
-			try_parse(c);
+			lb_next(lc);
 		return;
 	}
 	size_t n = c->huge_left < HUGE_CHUNK ? c->huge_left : HUGE_CHUNK;
 	char *d = rein_malloc(n);
 	if (d == NULL) {
-		conn_close(c);
+		lb_close(lc);
 		return;
 	}
 	/* the tail is x...x"} and may end inside this part or the next */
@@ -324,43 +204,45 @@ static void huge_next(conn *c)
 		d[j] = left_after == 1 ? '}' : left_after == 2 ? '"' : 'x';
 	}
 	c->huge_left -= n;
-	send_data(c, d, n, false, true);
+	lb_send(lc, d, n, LB_MORE);
 }
 
 /* A body of exactly n bytes of JSON: {"d":"xxx...x"} or, below 8 bytes, 1...1.
  * Delimited: no Content-Length, the end of the body is the end of the connection. */
 static void answer_huge(conn *c, size_t n, bool delimited)
 {
+	lb_conn *lc = &c->lc;
 	char head[256], clen[64] = "";
 	if (delimited)
-		c->close_after = true;
+		lc->close_after = true;
 	else
 		snprintf(clen, sizeof clen, "Content-Length: %zu\r\n", n);
 	snprintf(head, sizeof head,
 		 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%s"
 		 "Connection: %s\r\n\r\n%s",
-		 clen, c->close_after ? "close" : "keep-alive", n >= 8 ? "{\"d\":\"" : "");
+		 clen, lc->close_after ? "close" : "keep-alive", n >= 8 ? "{\"d\":\"" : "");
 	if (n >= 8) {
 		c->huge_left = n - 6; /* the opening {"d":" is in head */
 	} else {
 		char *d = rein_malloc(sizeof head + 8);
 		if (d == NULL) {
-			conn_close(c);
+			lb_close(lc);
 			return;
 		}
 		int hl = snprintf(d, sizeof head, "%s", head);
 		memset(d + hl, '1', n);
-		send_data(c, d, (size_t)hl + n, c->close_after, false);
-		c->busy = false;
+		lb_send(lc, d, (size_t)hl + n, lc->close_after ? LB_CLOSE : 0);
+		lc->busy = false;
 		return;
 	}
-	send_text(c, head, false);
-	huge_next(c);
+	lb_send_text(lc, head, 0);
+	huge_next(lc);
 }
 
 /* Runs one mode; request ownership passes here. */
 static void dispatch(conn *c, request *r, const char *mode)
 {
+	lb_conn *lc = &c->lc;
 	long n;
 	char *end;
 	if (strcmp(mode, "ok") == 0) {
@@ -368,7 +250,7 @@ static void dispatch(conn *c, request *r, const char *mode)
 	} else if (strncmp(mode, "delay:", 6) == 0) {
 		n = strtol(mode + 6, &end, 10);
 		if (n < 0 || *end) {
-			respond_error(c, 400, "bad delay");
+			respond_error(lc, 400, "bad delay");
 		} else {
 			start_pending(c, r, PEND_DELAY, (uint64_t)n, 0);
 			return;
@@ -376,15 +258,15 @@ static void dispatch(conn *c, request *r, const char *mode)
 	} else if (strncmp(mode, "status:", 7) == 0) {
 		n = strtol(mode + 7, &end, 10);
 		if (n < 200 || n > 599 || *end)
-			respond_error(c, 400, "bad status");
+			respond_error(lc, 400, "bad status");
 		else
-			respond_error(c, (int)n, "scripted status");
+			respond_error(lc, (int)n, "scripted status");
 	} else if (strncmp(mode, "retry-after:", 12) == 0) {
 		char h[64];
 		snprintf(h, sizeof h, "Retry-After: %s\r\n", mode + 12);
-		respond_json(c, 429, h,
-			     json_pack("{s:{s:i,s:s}}", "error", "status", 429, "message",
-				       "slow down"));
+		lb_respond_json(lc, 429, h,
+				json_pack("{s:{s:i,s:s}}", "error", "status", 429, "message",
+					  "slow down"));
 	} else if (strncmp(mode, "retry-after-date:", 17) == 0) {
 		time_t t = time(NULL) + strtol(mode + 17, NULL, 10);
 		struct tm tm;
@@ -392,36 +274,36 @@ static void dispatch(conn *c, request *r, const char *mode)
 		gmtime_r(&t, &tm);
 		strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 		snprintf(h, sizeof h, "Retry-After: %s\r\n", date);
-		respond_json(c, 429, h,
-			     json_pack("{s:{s:i,s:s}}", "error", "status", 429, "message",
-				       "slow down"));
+		lb_respond_json(lc, 429, h,
+				json_pack("{s:{s:i,s:s}}", "error", "status", 429, "message",
+					  "slow down"));
 	} else if (strcmp(mode, "hang") == 0) {
 		/* stays busy until the client goes away */
 	} else if (strcmp(mode, "drip") == 0) {
-		send_text(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-			     "Content-Length: 1000000\r\n\r\n ", false);
+		lb_send_text(lc, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+				 "Content-Length: 1000000\r\n\r\n ", 0);
 		start_pending(c, r, PEND_DRIP, 1000, 1000);
 		return;
 	} else if (strcmp(mode, "malformed") == 0) {
-		respond(c, 200, NULL, "{\"ok\": tru", 10);
+		lb_respond(lc, 200, NULL, "{\"ok\": tru", 10);
 	} else if (strcmp(mode, "badschema") == 0) {
-		respond(c, 200, NULL, "{\"unexpected\": 1}", 17);
+		lb_respond(lc, 200, NULL, "{\"unexpected\": 1}", 17);
 	} else if (strncmp(mode, "huge:", 5) == 0 || strncmp(mode, "stream:", 7) == 0) {
 		bool delimited = mode[0] == 's';
 		unsigned long long sz = strtoull(strchr(mode, ':') + 1, &end, 10);
 		if (*end || sz > (1ull << 40))
-			respond_error(c, 400, "bad size");
+			respond_error(lc, 400, "bad size");
 		else
 			answer_huge(c, (size_t)sz, delimited);
 	} else if (strcmp(mode, "cut") == 0) {
-		send_text(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-			     "Content-Length: 100\r\n\r\n{\"ok\": tr", true);
+		lb_send_text(lc, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+				 "Content-Length: 100\r\n\r\n{\"ok\": tr", LB_CLOSE);
 	} else if (strcmp(mode, "close") == 0) {
-		conn_close(c);
+		lb_close(lc);
 	} else if (strcmp(mode, "garbage") == 0) {
-		send_text(c, "HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n", true);
+		lb_send_text(lc, "HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n", LB_CLOSE);
 	} else {
-		respond_error(c, 400, "unknown mode");
+		respond_error(lc, 400, "unknown mode");
 	}
 	request_free(r);
 }
@@ -433,7 +315,7 @@ static void handle_seq(conn *c, request *r)
 	char *list = rein_strdup(r->mode + 4);
 	if (list == NULL) {
 		request_free(r);
-		conn_close(c);
+		lb_close(&c->lc);
 		return;
 	}
 	char *pick = list, *save = NULL;
@@ -447,215 +329,60 @@ static void handle_seq(conn *c, request *r)
 	rein_free(list);
 }
 
-static void on_exit_timer(uv_timer_t *t)
+static void handle_control(lb_conn *lc, lb_request *rq)
 {
-	fflush(NULL);
-	_exit(0);
-}
-
-static void handle_control(conn *c, request *r, const char *path)
-{
+	const char *path = rq->path;
 	if (strcmp(path, "/control/stats") == 0) {
-		respond_json(c, 200, NULL,
-			     json_pack("{s:i,s:O,s:O,s:i}", "requests", (json_int_t)n_requests,
-				       "by_key", by_key, "effects", effects, "effects_total",
-				       (json_int_t)effects_total));
+		lb_respond_json(lc, 200, NULL,
+				json_pack("{s:i,s:O,s:O,s:i}", "requests", (json_int_t)n_requests,
+					  "by_key", by_key, "effects", effects, "effects_total",
+					  (json_int_t)effects_total));
 	} else if (strcmp(path, "/control/reset") == 0) {
 		json_object_clear(by_key);
 		json_object_clear(effects);
 		json_object_clear(seq_nokey);
 		n_requests = effects_total = 0;
-		respond(c, 200, NULL, "{\"ok\":true}", 11);
+		lb_respond(lc, 200, NULL, "{\"ok\":true}", 11);
 	} else if (strcmp(path, "/control/shutdown") == 0) {
-		respond(c, 200, NULL, "{\"ok\":true}", 11);
-		static uv_timer_t t;
-		static bool armed;
-		if (!armed) {
-			armed = true;
-			uv_timer_init(loop, &t);
-			uv_timer_start(&t, on_exit_timer, 50, 0);
-		}
+		lb_shutdown(lc);
 	} else {
-		respond_error(c, 404, "no such control");
+		respond_error(lc, 404, "no such control");
 	}
-	request_free(r);
+	lb_request_free(rq);
 }
 
-/* ---- parsing ----------------------------------------------------------- */
-
-static void try_parse(conn *c)
+/* One parsed request: a control, or a tool call in the mode that X-Mode or
+ * the path /tool/<mode> names (the header wins). */
+static void on_request(lb_conn *lc, lb_request *rq)
 {
-	while (!c->busy && !c->closing && c->in.len > 0) {
-		char *p = c->in.p;
-		char *hend = memmem(p, c->in.len, "\r\n\r\n", 4);
-		if (hend == NULL) {
-			if (c->in.len > MAX_HEAD) {
-				c->close_after = true;
-				respond_error(c, 431, "headers too large");
-			}
-			return;
-		}
-		size_t head_len = (size_t)(hend - p) + 4;
-		/* request line */
-		char *sp1 = memchr(p, ' ', head_len);
-		char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(hend - sp1 - 1)) : NULL;
-		if (sp1 == NULL || sp2 == NULL || sp1 - p >= 16) {
-			c->close_after = true;
-			respond_error(c, 400, "bad request line");
-			return;
-		}
-		char *target = rein_strndup(sp1 + 1, (size_t)(sp2 - sp1 - 1));
-		char *xmode = NULL, *key = NULL;
-		long clen = 0;
-		bool chunked = false, expect = false;
-		c->close_after = false;
-		bool http10 = memcmp(sp2 + 1, "HTTP/1.0", 8) == 0;
-		if (http10)
-			c->close_after = true;
-		char *line = memmem(p, head_len, "\r\n", 2) + 2;
-		while (line < hend) {
-			char *eol = memmem(line, (size_t)(hend + 2 - line), "\r\n", 2);
-			char *colon = memchr(line, ':', (size_t)(eol - line));
-			if (colon != NULL) {
-				size_t nlen = (size_t)(colon - line);
-				char *v = colon + 1;
-				while (v < eol && (*v == ' ' || *v == '\t'))
-					v++;
-				char *ve = eol;
-				while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-					ve--;
-				size_t vlen = (size_t)(ve - v);
-#define IS(name) (nlen == strlen(name) && strncasecmp(line, name, nlen) == 0)
-				if (IS("content-length"))
-					clen = strtol(v, NULL, 10);
-				else if (IS("transfer-encoding"))
-					chunked = vlen >= 7 && strncasecmp(ve - 7, "chunked", 7) == 0;
-				else if (IS("expect"))
-					expect = vlen == 12 && strncasecmp(v, "100-continue", 12) == 0;
-				else if (IS("connection"))
-					c->close_after = (vlen == 5 && strncasecmp(v, "close", 5) == 0) ||
-							 (http10 && !(vlen == 10 && strncasecmp(v, "keep-alive", 10) == 0));
-				else if (IS("x-mode") && xmode == NULL)
-					xmode = rein_strndup(v, vlen);
-				else if (IS("idempotency-key") && key == NULL)
-					key = rein_strndup(v, vlen);
-#undef IS
-			}
-			line = eol + 2;
-		}
-		/* body */
-		size_t body_len = 0, used = 0;
-		bool bad = clen < 0 || clen > MAX_BODY;
-		if (!bad && chunked) {
-			/* check it is all there first: decoding moves bytes */
-			long k = dechunk(p + head_len, c->in.len - head_len, &body_len, false);
-			if (k > 0)
-				dechunk(p + head_len, c->in.len - head_len, &body_len, true);
-			bad = k < 0;
-			used = k > 0 ? (size_t)k : 0;
-		} else if (!bad && c->in.len - head_len >= (size_t)clen) {
-			body_len = used = (size_t)clen;
-		}
-		bool complete = !bad && (chunked ? used > 0 : c->in.len - head_len >= (size_t)clen);
-		if (bad || target == NULL) {
-			rein_free(target);
-			rein_free(xmode);
-			rein_free(key);
-			c->close_after = true;
-			respond_error(c, bad ? 413 : 500, bad ? "bad body" : "out of memory");
-			return;
-		}
-		if (!complete) {
-			if (expect && !c->sent_continue) {
-				c->sent_continue = true;
-				send_text(c, "HTTP/1.1 100 Continue\r\n\r\n", false);
-			}
-			rein_free(target);
-			rein_free(xmode);
-			rein_free(key);
-			return;
-		}
-		request *r = rein_calloc(1, sizeof *r);
-		if (r == NULL) {
-			conn_close(c);
-			return;
-		}
-		memcpy(r->method, p, (size_t)(sp1 - p));
-		r->body = rein_strndup(p + head_len, body_len);
-		r->body_len = body_len;
-		r->key = key;
-		/* consume */
-		size_t total = head_len + used;
-		memmove(c->in.p, c->in.p + total, c->in.len - total);
-		c->in.len -= total;
-		c->sent_continue = false;
-		c->busy = true;
-
-		char *q = strchr(target, '?');
-		if (q)
-			*q = '\0';
-		url_decode(target);
-		if (strncmp(target, "/control/", 9) == 0) {
-			rein_free(xmode);
-			handle_control(c, r, target);
-			rein_free(target);
-			continue;
-		}
-		if (xmode == NULL && strncmp(target, "/tool/", 6) == 0)
-			xmode = rein_strdup(target + 6);
-		rein_free(target);
-		if (xmode == NULL) {
-			request_free(r);
-			respond_error(c, 404, "use /tool/<mode> or X-Mode");
-			continue;
-		}
-		r->mode = xmode;
-		n_requests++;
-		r->count = r->key ? counter_incr(by_key, r->key) : 1;
-		if (strncmp(r->mode, "seq:", 4) == 0)
-			handle_seq(c, r);
-		else
-			dispatch(c, r, r->mode);
-	}
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-	*buf = uv_buf_init(readbuf, sizeof readbuf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-	conn *c = s->data;
-	if (nread < 0) {
-		conn_close(c);
+	if (strncmp(rq->path, "/control/", 9) == 0) {
+		handle_control(lc, rq);
 		return;
 	}
-	if (nread == 0 || c->closing)
-		return;
-	if (c->in.len + (size_t)nread > MAX_HEAD + MAX_BODY + 1024 ||
-	    rein_buf_append(&c->in, buf->base, (size_t)nread) != REIN_OK) {
-		conn_close(c);
-		return;
-	}
-	try_parse(c);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-	if (status < 0)
-		return;
-	conn *c = rein_calloc(1, sizeof *c);
-	if (c == NULL)
-		return;
-	uv_tcp_init(loop, &c->tcp);
-	c->tcp.data = c;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+	const char *xmode = lb_header(rq, "x-mode");
+	if (xmode == NULL && strncmp(rq->path, "/tool/", 6) == 0)
+		xmode = rq->path + 6;
+	if (xmode == NULL) {
+		lb_request_free(rq);
+		respond_error(lc, 404, "use /tool/<mode> or X-Mode");
 		return;
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	request *r = rein_calloc(1, sizeof *r);
+	if (r == NULL || (r->mode = rein_strdup(xmode)) == NULL) {
+		rein_free(r);
+		lb_request_free(rq);
+		lb_close(lc);
+		return;
+	}
+	r->http = rq;
+	r->key = lb_header(rq, "idempotency-key");
+	n_requests++;
+	r->count = r->key ? counter_incr(by_key, r->key) : 1;
+	conn *c = (conn *)lc;
+	if (strncmp(r->mode, "seq:", 4) == 0)
+		handle_seq(c, r);
+	else
+		dispatch(c, r, r->mode);
 }
 
 /* ---- main -------------------------------------------------------------- */
@@ -668,20 +395,10 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-	int port = 0;
-	long max_seconds = 600;
-	const char *port_file = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-			port = atoi(argv[++i]);
-		else if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc)
-			port_file = argv[++i];
-		else if (strcmp(argv[i], "--max-seconds") == 0 && i + 1 < argc)
-			max_seconds = atol(argv[++i]);
-		else
+	lb_opts o = LB_OPTS_DEFAULT;
+	for (int i = 1; i < argc; i++)
+		if (!lb_option(&o, argc, argv, &i))
 			return usage();
-	}
-	signal(SIGPIPE, SIG_IGN);
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
@@ -692,38 +409,14 @@ int main(int argc, char **argv)
 	effects = json_object();
 	seq_nokey = json_object();
 
-	static uv_tcp_t server;
-	struct sockaddr_in addr;
-	uv_ip4_addr("127.0.0.1", port, &addr);
-	uv_tcp_init(loop, &server);
-	int rc = uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&server, 65535, on_connection);
-	if (rc != 0) {
-		fprintf(stderr, "toolserver: listen on port %d: %s\n", port, uv_strerror(rc));
-		return 1;
-	}
-	struct sockaddr_storage ss;
-	int sl = sizeof ss;
-	uv_tcp_getsockname(&server, (struct sockaddr *)&ss, &sl);
-	port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (port_file != NULL) {
-		char tmp[4096];
-		snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
-		FILE *f = fopen(tmp, "w");
-		if (f == NULL || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 ||
-		    rename(tmp, port_file) != 0) {
-			fprintf(stderr, "toolserver: cannot write %s: %s\n", port_file,
-				strerror(errno));
-			return 1;
-		}
-	}
-	fprintf(stderr, "toolserver: listening on 127.0.0.1:%d\n", port);
-
-	static uv_timer_t stop;
-	uv_timer_init(loop, &stop);
-	uv_timer_start(&stop, on_exit_timer, (uint64_t)max_seconds * 1000, 0);
-	uv_unref((uv_handle_t *)&stop);
-	uv_run(loop, UV_RUN_DEFAULT);
-	return 0;
+	static const lb_server server = {
+		.name = "toolserver",
+		.backlog = 65535,
+		.conn_size = sizeof(conn),
+		.request = on_request,
+		.refuse = respond_error,
+		.closing = on_closing,
+		.more = huge_next,
+	};
+	return lb_serve(&server, &o);
 }

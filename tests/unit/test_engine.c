@@ -1,7 +1,9 @@
 /*
  * The pure engine: events in, commands out, on a manual clock. Each test
  * drives a run to its end by obeying the commands, then replays the recorded
- * events into a fresh run and checks it reaches the same state.
+ * events into a fresh run and checks it reaches the same state. Most cases
+ * are data (run_case: workflow, input, scripted answers, the end expected);
+ * a test checks by hand only what a table cannot say.
  */
 #include "testlib.h"
 
@@ -108,22 +110,17 @@ static void answer_model(drive *d, int step)
 	json_decref(data);
 }
 
-/* Starts and drives a run to its end (or to max events). */
-static void run_to_end(drive *d, const char *yaml, const char *input)
+/* Obeys the run's commands, answering EXECs (tool and llm steps from the
+ * scripts), until it has nothing left to do or a scripted crash; false if
+ * it is still going after max commands. */
+static bool obey(drive *d, int max)
 {
 	rein_err err = {0};
-	assert_int_equal(rein_script_new(&d->sb), REIN_OK);
-	d->spec = spec_from_yaml(d->sb, yaml);
-	d->now = 1000000;
-	assert_int_equal(rein_run_new(d->spec, d->sb, "run_test", &d->run), REIN_OK);
-	json_t *start = json_pack("{s:o}", "input", J(input));
-	record_apply(d, "run.started", -1, start);
-	json_decref(start);
-	for (int guard = 0; guard < 400; guard++) {
+	for (int guard = 0; guard < max; guard++) {
 		rein_cmd c;
 		assert_int_equal(rein_run_poll(d->run, d->now, &c, &err), REIN_OK);
 		if (c.kind == REIN_CMD_NONE)
-			return;
+			return true;
 		if (c.kind == REIN_CMD_SLEEP) {
 			assert_true(c.due > d->now);
 			d->now = c.due;
@@ -142,7 +139,7 @@ static void run_to_end(drive *d, const char *yaml, const char *input)
 		if (d->spec->steps[c.step].kind == REIN_STEP_TOOL) {
 			answer_tool(d, c.step);
 			if (crashed)
-				return;
+				return true;
 			continue;
 		}
 		const char *type;
@@ -152,11 +149,25 @@ static void run_to_end(drive *d, const char *yaml, const char *input)
 		record_apply(d, type, c.step, data);
 		json_decref(data);
 	}
-	fail_msg("run did not end");
+	return false;
 }
 
-/* Folds the recorded events into a fresh run: same status and output. */
-static void check_replay(drive *d)
+/* Starts and drives a run to its end (or to max events). */
+static void run_to_end(drive *d, const char *yaml, const char *input)
+{
+	assert_int_equal(rein_script_new(&d->sb), REIN_OK);
+	d->spec = spec_from_yaml(d->sb, yaml);
+	d->now = 1000000;
+	assert_int_equal(rein_run_new(d->spec, d->sb, "run_test", &d->run), REIN_OK);
+	json_t *start = json_pack("{s:o}", "input", J(input));
+	record_apply(d, "run.started", -1, start);
+	json_decref(start);
+	if (!obey(d, 400))
+		fail_msg("run did not end");
+}
+
+/* A fresh run with the recorded events folded in. */
+static rein_run *replay(drive *d)
 {
 	rein_run *r = NULL;
 	rein_err err = {0};
@@ -165,6 +176,14 @@ static void check_replay(drive *d)
 		assert_int_equal(
 			rein_run_apply(r, d->evs[i].type, d->evs[i].step, d->evs[i].at, d->evs[i].data, &err),
 			REIN_OK);
+	return r;
+}
+
+/* Folds the recorded events into a fresh run: same status and output. */
+static void check_replay(drive *d)
+{
+	rein_run *r = replay(d);
+	rein_err err = {0};
 	assert_int_equal(rein_run_status(r), rein_run_status(d->run));
 	assert_true(json_equal(rein_run_output(r), rein_run_output(d->run)));
 	rein_cmd c;
@@ -194,6 +213,69 @@ static int count(drive *d, const char *type, const char *step)
 	return n;
 }
 
+/* The data of the nth event of type; NULL if there are fewer. */
+static const json_t *event_data(drive *d, const char *type, int nth)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->evs[i].type, type) == 0 && nth-- == 0)
+			return d->evs[i].data;
+	return NULL;
+}
+
+/* One run of a workflow and what it must come to. */
+typedef struct run_case {
+	const char *what; /* for the log */
+	const char *yaml;
+	const char *input;
+	const char *const *tools;  /* scripted tool outcomes; NULL: every call ok */
+	const char *const *models; /* scripted model answers; NULL: every answer {} */
+	rein_status status;
+	const char *output;        /* the output as JSON; NULL: not checked */
+	const char *reason;        /* the whole reason; NULL: not checked */
+	const char *reason_has[2]; /* parts the reason must hold */
+	struct {
+		const char *type, *step; /* events of type at step (NULL: at any step) */
+		int n;
+	} counts[3];
+	bool replay; /* the events fold into a fresh run with the same end */
+} run_case;
+
+/* Drives c's run to its end and checks it; d is left for more checks, the
+ * caller frees it with drive_free. */
+static void run_case_check(drive *d, const run_case *c)
+{
+	fprintf(stderr, "  case: %s\n", c->what);
+	script = c->tools;
+	script_pos = 0;
+	mscript = c->models;
+	mscript_pos = 0;
+	*d = (drive){0};
+	run_to_end(d, c->yaml, c->input);
+	assert_int_equal(rein_run_status(d->run), c->status);
+	if (c->output != NULL)
+		assert_json_eq(rein_run_output(d->run), c->output);
+	if (c->reason != NULL)
+		assert_string_equal(rein_run_reason(d->run), c->reason);
+	for (size_t i = 0; i < 2 && c->reason_has[i] != NULL; i++)
+		assert_non_null(strstr(rein_run_reason(d->run), c->reason_has[i]));
+	for (size_t i = 0; i < 3 && c->counts[i].type != NULL; i++)
+		assert_int_equal(count(d, c->counts[i].type, c->counts[i].step), c->counts[i].n);
+	if (c->replay)
+		check_replay(d);
+}
+
+/* Runs cases that need no check beyond their own. */
+static void run_cases(const run_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		drive d;
+		run_case_check(&d, &cases[i]);
+		drive_free(&d);
+	}
+}
+
+#define NCASES(a) (sizeof(a) / sizeof *(a))
+
 static void test_routing(void **state)
 {
 	(void)state;
@@ -201,19 +283,14 @@ static void test_routing(void **state)
 			       "  a: { code: 'return { v = input.v }', next: [ { when: 'out.v > 10', goto: big }, { goto: small } ] }\n"
 			       "  big: { end: succeeded, output: '${ { size = \"big\", v = steps.a.out.v } }' }\n"
 			       "  small: { end: escalated, reason: 'small: ${steps.a.out.v}' }\n";
-	drive d = {0};
-	run_to_end(&d, y, "{\"v\": 11}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
-	assert_json_eq(rein_run_output(d.run), "{\"size\":\"big\",\"v\":11}");
-	check_replay(&d);
-	drive_free(&d);
-
-	drive d2 = {0};
-	run_to_end(&d2, y, "{\"v\": 3}");
-	assert_int_equal(rein_run_status(d2.run), REIN_RUN_ESCALATED);
-	assert_string_equal(rein_run_reason(d2.run), "small: 3");
-	assert_json_eq(rein_run_output(d2.run), "{\"v\":3}"); /* default: previous output */
-	drive_free(&d2);
+	const run_case cases[] = {
+		{.what = "big", .yaml = y, .input = "{\"v\": 11}", .status = REIN_RUN_SUCCEEDED,
+		 .output = "{\"size\":\"big\",\"v\":11}", .replay = true},
+		{.what = "small: the default output is the previous one", .yaml = y,
+		 .input = "{\"v\": 3}", .status = REIN_RUN_ESCALATED, .reason = "small: 3",
+		 .output = "{\"v\":3}"},
+	};
+	run_cases(cases, NCASES(cases));
 }
 
 static void test_parallel_join(void **state)
@@ -231,16 +308,14 @@ static void test_parallel_join(void **state)
 		"  r2: { code: 'return steps.r1.out.y * 2' }\n"
 		"  sum: { code: 'return steps.fan.out.l1 + steps.fan.out.r1', next: done }\n"
 		"  done: { end: succeeded }\n";
-	drive d = {0};
-	run_to_end(&d, y, "{}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
-	assert_json_eq(rein_run_output(d.run), "25"); /* 11 + 14 */
-	assert_int_equal(count(&d, "step.completed", "fan"), 1);
-	assert_int_equal(count(&d, "step.completed", "r1"), 1);
-	assert_int_equal(count(&d, "timer.fired", NULL), 2);
+	drive d;
+	run_case_check(&d, &(const run_case){
+		.what = "11 + 14", .yaml = y, .input = "{}", .status = REIN_RUN_SUCCEEDED,
+		.output = "25", .replay = true,
+		.counts = {{"step.completed", "fan", 1}, {"step.completed", "r1", 1},
+			   {"timer.fired", NULL, 2}}});
 	/* the branches' timers ran side by side: 5 s, not 7 s, of virtual time */
 	assert_true(d.now - 1000000 < 6000);
-	check_replay(&d);
 	drive_free(&d);
 }
 
@@ -250,95 +325,85 @@ static void test_wait_timer(void **state)
 	static const char *y = "rein: 1\nname: w\nsteps:\n"
 			       "  w: { wait: { seconds: '${input.s}' }, next: done }\n"
 			       "  done: { end: succeeded }\n";
-	drive d = {0};
-	run_to_end(&d, y, "{\"s\": 1.5}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
-	assert_json_eq(rein_run_output(d.run), "{\"waited_ms\": 1500}");
-	assert_int_equal(count(&d, "timer.scheduled", "w"), 1);
+	drive d;
+	run_case_check(&d, &(const run_case){
+		.what = "1.5 s", .yaml = y, .input = "{\"s\": 1.5}", .status = REIN_RUN_SUCCEEDED,
+		.output = "{\"waited_ms\": 1500}", .counts = {{"timer.scheduled", "w", 1}},
+		.replay = true});
 	/* due_at = schedule time + 1500 ms */
 	for (size_t i = 0; i < d.n; i++)
 		if (strcmp(d.evs[i].type, "timer.scheduled") == 0)
 			assert_int_equal(json_integer_value(json_object_get(d.evs[i].data, "due_at")),
 					 d.evs[i].at + 1500);
-	check_replay(&d);
 	drive_free(&d);
 
-	drive d2 = {0};
-	run_to_end(&d2, y, "{\"s\": \"soon\"}");
-	assert_int_equal(rein_run_status(d2.run), REIN_RUN_FAILED);
-	assert_non_null(strstr(rein_run_reason(d2.run), "wait seconds"));
-	drive_free(&d2);
+	run_cases(&(const run_case){.what = "not a number", .yaml = y, .input = "{\"s\": \"soon\"}",
+				    .status = REIN_RUN_FAILED, .reason_has = {"wait seconds"}},
+		  1);
 }
 
 static void test_loop_bounds(void **state)
 {
 	(void)state;
-	/* a loop bounded by max_visits, escalating through on_fail */
-	static const char *y = "rein: 1\nname: l\nsteps:\n"
-			       "  poll: { code: 'return { ready = false }', max_visits: 3, on_fail: giveup,\n"
-			       "          next: [ { when: 'out.ready', goto: done }, { goto: poll } ] }\n"
-			       "  done: { end: succeeded }\n"
-			       "  giveup: { end: escalated, reason: '${why}' }\n";
-	drive d = {0};
-	run_to_end(&d, y, "{}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_ESCALATED);
-	assert_string_equal(rein_run_reason(d.run), "step 'poll' exceeded max_visits 3");
-	assert_int_equal(count(&d, "step.completed", "poll"), 3);
-	check_replay(&d);
-	drive_free(&d);
-
-	/* without on_fail: the run fails; max_steps stops a bounded but long loop */
-	static const char *y2 = "rein: 1\nname: l2\nbudgets: { max_steps: 10 }\nsteps:\n"
-				"  poll: { code: 'return 1', max_visits: 100, next: poll }\n";
-	drive d2 = {0};
-	run_to_end(&d2, y2, "{}");
-	assert_int_equal(rein_run_status(d2.run), REIN_RUN_FAILED);
-	assert_string_equal(rein_run_reason(d2.run), "budget: max_steps 10 exceeded entering 'poll'");
-	assert_int_equal(count(&d2, "step.completed", "poll"), 10);
-	drive_free(&d2);
+	const run_case cases[] = {
+		{.what = "a loop bounded by max_visits, escalating through on_fail",
+		 .yaml = "rein: 1\nname: l\nsteps:\n"
+			 "  poll: { code: 'return { ready = false }', max_visits: 3, on_fail: giveup,\n"
+			 "          next: [ { when: 'out.ready', goto: done }, { goto: poll } ] }\n"
+			 "  done: { end: succeeded }\n"
+			 "  giveup: { end: escalated, reason: '${why}' }\n",
+		 .input = "{}", .status = REIN_RUN_ESCALATED,
+		 .reason = "step 'poll' exceeded max_visits 3",
+		 .counts = {{"step.completed", "poll", 3}}, .replay = true},
+		{.what = "without on_fail: the run fails; max_steps stops a bounded but long loop",
+		 .yaml = "rein: 1\nname: l2\nbudgets: { max_steps: 10 }\nsteps:\n"
+			 "  poll: { code: 'return 1', max_visits: 100, next: poll }\n",
+		 .input = "{}", .status = REIN_RUN_FAILED,
+		 .reason = "budget: max_steps 10 exceeded entering 'poll'",
+		 .counts = {{"step.completed", "poll", 10}}},
+	};
+	run_cases(cases, NCASES(cases));
 }
 
 static void test_timeout(void **state)
 {
 	(void)state;
-	static const char *y = "rein: 1\nname: t\nbudgets: { timeout_s: 10 }\nsteps:\n"
-			       "  w: { wait: 60, next: done }\n"
-			       "  done: { end: succeeded }\n";
-	drive d = {0};
-	run_to_end(&d, y, "{}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_FAILED);
-	assert_string_equal(rein_run_reason(d.run), "timeout: the run exceeded timeout_s 10");
+	drive d;
+	run_case_check(&d, &(const run_case){
+		.what = "timeout_s", .yaml = "rein: 1\nname: t\nbudgets: { timeout_s: 10 }\nsteps:\n"
+					      "  w: { wait: 60, next: done }\n"
+					      "  done: { end: succeeded }\n",
+		.input = "{}", .status = REIN_RUN_FAILED,
+		.reason = "timeout: the run exceeded timeout_s 10", .replay = true});
 	assert_int_equal(d.now, 1000000 + 10000);
-	check_replay(&d);
 	drive_free(&d);
 }
 
 static void test_step_errors(void **state)
 {
 	(void)state;
-	static const char *y = "rein: 1\nname: e\nsteps:\n"
-			       "  a: { code: 'return input.x.y', on_fail: recover, next: done }\n"
-			       "  recover: { code: 'return { recovered = why }', next: done }\n"
-			       "  done: { end: succeeded }\n";
-	drive d = {0};
-	run_to_end(&d, y, "{}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	drive d;
+	run_case_check(&d, &(const run_case){
+		.what = "on_fail recovers",
+		.yaml = "rein: 1\nname: e\nsteps:\n"
+			"  a: { code: 'return input.x.y', on_fail: recover, next: done }\n"
+			"  recover: { code: 'return { recovered = why }', next: done }\n"
+			"  done: { end: succeeded }\n",
+		.input = "{}", .status = REIN_RUN_SUCCEEDED, .counts = {{"step.failed", "a", 1}},
+		.replay = true});
 	const char *why = json_string_value(json_object_get(rein_run_output(d.run), "recovered"));
 	assert_non_null(why);
 	assert_non_null(strstr(why, "t/workflow.yaml:4:")); /* the spec file and line */
-	assert_int_equal(count(&d, "step.failed", "a"), 1);
-	check_replay(&d);
 	drive_free(&d);
 
-	/* a `when` that fails at run time, no on_fail: the run fails, saying where */
-	static const char *y2 = "rein: 1\nname: e2\nsteps:\n"
-				"  a: { code: 'return 1', next: [ { when: 'out.nope.deeper', goto: done }, { goto: done } ] }\n"
-				"  done: { end: succeeded }\n";
-	drive d2 = {0};
-	run_to_end(&d2, y2, "{}");
-	assert_int_equal(rein_run_status(d2.run), REIN_RUN_FAILED);
-	assert_non_null(strstr(rein_run_reason(d2.run), "step 'a' failed: when 'out.nope.deeper'"));
-	drive_free(&d2);
+	run_cases(&(const run_case){
+			  .what = "a `when` that fails at run time, no on_fail: the run fails, saying where",
+			  .yaml = "rein: 1\nname: e2\nsteps:\n"
+				  "  a: { code: 'return 1', next: [ { when: 'out.nope.deeper', goto: done }, { goto: done } ] }\n"
+				  "  done: { end: succeeded }\n",
+			  .input = "{}", .status = REIN_RUN_FAILED,
+			  .reason_has = {"step 'a' failed: when 'out.nope.deeper'"}},
+		  1);
 }
 
 static void test_step_output_schema(void **state)
@@ -349,32 +414,29 @@ static void test_step_output_schema(void **state)
 			       "       on_fail: bad, next: done }\n"
 			       "  done: { end: succeeded }\n"
 			       "  bad: { end: escalated, reason: '${why}' }\n";
-	drive d = {0};
-	run_to_end(&d, y, "{\"n\": 3}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
-	drive_free(&d);
-	drive d2 = {0};
-	run_to_end(&d2, y, "{\"n\": \"three\"}");
-	assert_int_equal(rein_run_status(d2.run), REIN_RUN_ESCALATED);
-	assert_non_null(strstr(rein_run_reason(d2.run), "output does not match the step's output schema: /n"));
-	assert_int_equal(count(&d2, "step.completed", "a"), 0);
-	drive_free(&d2);
+	const run_case cases[] = {
+		{.what = "matches", .yaml = y, .input = "{\"n\": 3}", .status = REIN_RUN_SUCCEEDED},
+		{.what = "does not match", .yaml = y, .input = "{\"n\": \"three\"}",
+		 .status = REIN_RUN_ESCALATED,
+		 .reason_has = {"output does not match the step's output schema: /n"},
+		 .counts = {{"step.completed", "a", 0}}},
+	};
+	run_cases(cases, NCASES(cases));
 }
 
 static void test_output_schema(void **state)
 {
 	(void)state;
-	static const char *y = "rein: 1\nname: o\n"
-			       "output: { type: object, required: [total], properties: { total: { type: integer } } }\n"
-			       "steps:\n"
-			       "  a: { code: 'return { total = input.t }', next: done }\n"
-			       "  done: { end: succeeded }\n";
-	drive d = {0};
-	run_to_end(&d, y, "{\"t\": \"many\"}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_FAILED);
-	assert_non_null(strstr(rein_run_reason(d.run), "output does not match the output schema"));
-	assert_non_null(strstr(rein_run_reason(d.run), "/total"));
-	drive_free(&d);
+	run_cases(&(const run_case){
+			  .what = "the run's output breaks its schema",
+			  .yaml = "rein: 1\nname: o\n"
+				  "output: { type: object, required: [total], properties: { total: { type: integer } } }\n"
+				  "steps:\n"
+				  "  a: { code: 'return { total = input.t }', next: done }\n"
+				  "  done: { end: succeeded }\n",
+			  .input = "{\"t\": \"many\"}", .status = REIN_RUN_FAILED,
+			  .reason_has = {"output does not match the output schema", "/total"}},
+		  1);
 }
 
 static void test_corrupt_log(void **state)
@@ -407,52 +469,39 @@ static void test_corrupt_log(void **state)
 	rein_script_free(sb);
 }
 
+/* The workflow of the tool tests: one call of pay (with idempotency idem and
+ * the fallback line), backup a tool to fall back on. Literals only. */
+#define TOOL_WF(idem, fallback) \
+	"rein: 1\nname: tw\n" \
+	"tools:\n" \
+	"  pay:\n" \
+	"    http: { url: 'http://127.0.0.1:9/pay' }\n" \
+	"    effect: write\n" \
+	"    idempotency: " idem "\n" \
+	"    input: { type: object, required: [amount], properties: { amount: { type: number, maximum: 500 } } }\n" \
+	"    retry: { max_attempts: 3, base_ms: 100, max_delay_ms: 1000, max_total_s: 60 }\n" \
+	"    " fallback "\n" \
+	"  backup:\n" \
+	"    http: { url: 'http://127.0.0.1:9/backup' }\n" \
+	"    effect: write\n" \
+	"    idempotency: header\n" \
+	"    input: { type: object }\n" \
+	"steps:\n" \
+	"  pay: { tool: pay, args: { amount: '${input.amount}' }, next: done }\n" \
+	"  done: { end: succeeded }\n"
 
-static const char *tool_wf(const char *idem, const char *fallback)
-{
-	static char buf[2048];
-	snprintf(buf, sizeof buf,
-		 "rein: 1\nname: tw\n"
-		 "tools:\n"
-		 "  pay:\n"
-		 "    http: { url: 'http://127.0.0.1:9/pay' }\n"
-		 "    effect: write\n"
-		 "    idempotency: %s\n"
-		 "    input: { type: object, required: [amount], properties: { amount: { type: number, maximum: 500 } } }\n"
-		 "    retry: { max_attempts: 3, base_ms: 100, max_delay_ms: 1000, max_total_s: 60 }\n"
-		 "    %s\n"
-		 "  backup:\n"
-		 "    http: { url: 'http://127.0.0.1:9/backup' }\n"
-		 "    effect: write\n"
-		 "    idempotency: header\n"
-		 "    input: { type: object }\n"
-		 "steps:\n"
-		 "  pay: { tool: pay, args: { amount: '${input.amount}' }, next: done }\n"
-		 "  done: { end: succeeded }\n",
-		 idem, fallback);
-	return buf;
-}
-
-static const json_t *event_data(drive *d, const char *type, int nth)
-{
-	for (size_t i = 0; i < d->n; i++)
-		if (strcmp(d->evs[i].type, type) == 0 && nth-- == 0)
-			return d->evs[i].data;
-	return NULL;
-}
+#define AMOUNT_10 "{\"amount\": 10}"
 
 static void test_tool_retries(void **state)
 {
 	(void)state;
-	static const char *const s1[] = {"503", "timeout", "ok", NULL};
-	script = s1;
-	script_pos = 0;
-	drive d = {0};
-	run_to_end(&d, tool_wf("header", ""), "{\"amount\": 10}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
-	assert_int_equal(count(&d, "tool.intent", "pay"), 1);
-	assert_int_equal(count(&d, "tool.attempt", "pay"), 2);
-	assert_int_equal(count(&d, "tool.backoff", "pay"), 2);
+	drive d;
+	run_case_check(&d, &(const run_case){
+		.what = "retried to success", .yaml = TOOL_WF("header", ""), .input = AMOUNT_10,
+		.tools = (const char *const[]){"503", "timeout", "ok", NULL},
+		.status = REIN_RUN_SUCCEEDED, .replay = true,
+		.counts = {{"tool.intent", "pay", 1}, {"tool.attempt", "pay", 2},
+			   {"tool.backoff", "pay", 2}}});
 	/* the same key for every attempt, and the result is the third attempt's */
 	const char *key = json_string_value(json_object_get(event_data(&d, "tool.intent", 0), "key"));
 	assert_non_null(key);
@@ -461,109 +510,66 @@ static void test_tool_retries(void **state)
 	/* full jitter: each delay within [0, base * 2^(n-1)] */
 	assert_true(json_integer_value(json_object_get(event_data(&d, "tool.backoff", 0), "delay_ms")) <= 100);
 	assert_true(json_integer_value(json_object_get(event_data(&d, "tool.backoff", 1), "delay_ms")) <= 200);
-	check_replay(&d);
 	drive_free(&d);
 
-	/* Retry-After is honoured */
-	static const char *const s2[] = {"429:1500", "ok", NULL};
-	script = s2;
-	script_pos = 0;
-	drive d2 = {0};
-	run_to_end(&d2, tool_wf("header", ""), "{\"amount\": 10}");
-	assert_int_equal(rein_run_status(d2.run), REIN_RUN_SUCCEEDED);
-	assert_int_equal(json_integer_value(json_object_get(event_data(&d2, "tool.backoff", 0), "delay_ms")), 1500);
-	drive_free(&d2);
+	run_case_check(&d, &(const run_case){
+		.what = "Retry-After is honoured", .yaml = TOOL_WF("header", ""), .input = AMOUNT_10,
+		.tools = (const char *const[]){"429:1500", "ok", NULL}, .status = REIN_RUN_SUCCEEDED});
+	assert_int_equal(json_integer_value(json_object_get(event_data(&d, "tool.backoff", 0), "delay_ms")), 1500);
+	drive_free(&d);
 
-	/* a 4xx is never retried; attempts are capped */
-	static const char *const s3[] = {"400", NULL};
-	script = s3;
-	script_pos = 0;
-	drive d3 = {0};
-	run_to_end(&d3, tool_wf("header", ""), "{\"amount\": 10}");
-	assert_int_equal(rein_run_status(d3.run), REIN_RUN_FAILED);
-	assert_int_equal(count(&d3, "tool.attempt", "pay"), 1);
-	assert_int_equal(count(&d3, "tool.backoff", "pay"), 0);
-	drive_free(&d3);
-	static const char *const s4[] = {"503", "503", "503", "ok", NULL};
-	script = s4;
-	script_pos = 0;
-	drive d4 = {0};
-	run_to_end(&d4, tool_wf("header", ""), "{\"amount\": 10}");
-	assert_int_equal(rein_run_status(d4.run), REIN_RUN_FAILED);
-	assert_int_equal(count(&d4, "tool.attempt", "pay"), 3);
-	assert_non_null(strstr(rein_run_reason(d4.run), "after 3 attempts"));
-	drive_free(&d4);
-
-	/* arguments that break the contract never leave */
-	script = NULL;
-	drive d5 = {0};
-	run_to_end(&d5, tool_wf("header", ""), "{\"amount\": 900}");
-	assert_int_equal(rein_run_status(d5.run), REIN_RUN_FAILED);
-	assert_int_equal(count(&d5, "tool.intent", NULL), 0);
-	assert_non_null(strstr(rein_run_reason(d5.run), "/amount"));
-	drive_free(&d5);
+	const run_case cases[] = {
+		{.what = "a 4xx is never retried", .yaml = TOOL_WF("header", ""), .input = AMOUNT_10,
+		 .tools = (const char *const[]){"400", NULL}, .status = REIN_RUN_FAILED,
+		 .counts = {{"tool.attempt", "pay", 1}, {"tool.backoff", "pay", 0}}},
+		{.what = "attempts are capped", .yaml = TOOL_WF("header", ""), .input = AMOUNT_10,
+		 .tools = (const char *const[]){"503", "503", "503", "ok", NULL},
+		 .status = REIN_RUN_FAILED, .reason_has = {"after 3 attempts"},
+		 .counts = {{"tool.attempt", "pay", 3}}},
+		{.what = "arguments that break the contract never leave",
+		 .yaml = TOOL_WF("header", ""), .input = "{\"amount\": 900}", .status = REIN_RUN_FAILED,
+		 .reason_has = {"/amount"}, .counts = {{"tool.intent", NULL, 0}}},
+	};
+	run_cases(cases, NCASES(cases));
 }
 
 static void test_tool_ambiguity(void **state)
 {
 	(void)state;
-	/* a timeout on a tool without keys: it may have happened: needs_review */
-	static const char *const s1[] = {"timeout", NULL};
-	script = s1;
-	script_pos = 0;
-	drive d = {0};
-	run_to_end(&d, tool_wf("none", ""), "{\"amount\": 10}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_NEEDS_REVIEW);
+	drive d;
+	run_case_check(&d, &(const run_case){
+		.what = "a timeout on a tool without keys: it may have happened: needs_review",
+		.yaml = TOOL_WF("none", ""), .input = AMOUNT_10,
+		.tools = (const char *const[]){"timeout", NULL}, .status = REIN_RUN_NEEDS_REVIEW});
 	assert_non_null(json_object_get(rein_run_output(d.run), "key"));
 	drive_free(&d);
-	/* ... but a 503 (not processed) is retried even without keys */
-	static const char *const s2[] = {"503", "ok", NULL};
-	script = s2;
-	script_pos = 0;
-	drive d2 = {0};
-	run_to_end(&d2, tool_wf("none", ""), "{\"amount\": 10}");
-	assert_int_equal(rein_run_status(d2.run), REIN_RUN_SUCCEEDED);
-	drive_free(&d2);
+
+	run_cases(&(const run_case){
+			  .what = "... but a 503 (not processed) is retried even without keys",
+			  .yaml = TOOL_WF("none", ""), .input = AMOUNT_10,
+			  .tools = (const char *const[]){"503", "ok", NULL},
+			  .status = REIN_RUN_SUCCEEDED},
+		  1);
 }
 
 /* The process dies with a call in flight; the log is replayed into a new run. */
-static void crash_and_recover(const char *idem, rein_status want, int want_attempts)
+static void crash_and_recover(const char *yaml, rein_status want, int want_attempts)
 {
 	static const char *const s1[] = {"crash", NULL};
 	script = s1;
 	script_pos = 0;
 	crashed = false;
 	drive d = {0};
-	run_to_end(&d, tool_wf(idem, ""), "{\"amount\": 10}");
+	run_to_end(&d, yaml, AMOUNT_10);
 	assert_true(crashed);
 	crashed = false;
 	script = NULL;
 	/* recover: a fresh run from the same events */
-	rein_run *r = NULL;
-	rein_err err = {0};
-	assert_int_equal(rein_run_new(d.spec, d.sb, "run_test", &r), REIN_OK);
-	for (size_t i = 0; i < d.n; i++)
-		assert_int_equal(rein_run_apply(r, d.evs[i].type, d.evs[i].step, d.evs[i].at, d.evs[i].data, &err),
-				 REIN_OK);
+	rein_run *r = replay(&d);
 	rein_run_free(d.run);
 	d.run = r;
 	rein_run_recovered(r, d.now);
-	for (int guard = 0; guard < 50; guard++) {
-		rein_cmd c;
-		assert_int_equal(rein_run_poll(d.run, d.now, &c, &err), REIN_OK);
-		if (c.kind == REIN_CMD_NONE)
-			break;
-		if (c.kind == REIN_CMD_SLEEP) {
-			d.now = c.due;
-			continue;
-		}
-		if (c.kind == REIN_CMD_EMIT) {
-			record_apply(&d, c.type, c.step, c.data);
-			rein_cmd_clear(&c);
-			continue;
-		}
-		answer_tool(&d, c.step);
-	}
+	obey(&d, 50);
 	assert_int_equal(rein_run_status(d.run), want);
 	assert_int_equal(count(&d, "tool.intent", NULL), 1);
 	assert_int_equal(count(&d, "tool.attempt", NULL), want_attempts);
@@ -574,89 +580,69 @@ static void test_tool_crash_in_flight(void **state)
 {
 	(void)state;
 	/* honours keys: sent again with the same key, recorded as an in-doubt attempt */
-	crash_and_recover("header", REIN_RUN_SUCCEEDED, 1);
+	crash_and_recover(TOOL_WF("header", ""), REIN_RUN_SUCCEEDED, 1);
 	/* does not: stops for a human with the evidence */
-	crash_and_recover("none", REIN_RUN_NEEDS_REVIEW, 0);
+	crash_and_recover(TOOL_WF("none", ""), REIN_RUN_NEEDS_REVIEW, 0);
 }
 
 static void test_tool_fallbacks(void **state)
 {
 	(void)state;
-	static const char *const s1[] = {"400", NULL};
-	script = s1;
-	script_pos = 0;
-	drive d = {0};
-	run_to_end(&d, tool_wf("header", "fallback: unavailable"), "{\"amount\": 10}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	drive d;
+	run_case_check(&d, &(const run_case){
+		.what = "fallback: unavailable", .yaml = TOOL_WF("header", "fallback: unavailable"),
+		.input = AMOUNT_10, .tools = (const char *const[]){"400", NULL},
+		.status = REIN_RUN_SUCCEEDED, .counts = {{"tool.fallback", "pay", 1}}});
 	assert_json_eq(json_object_get(rein_run_output(d.run), "unavailable"), "true");
-	assert_int_equal(count(&d, "tool.fallback", "pay"), 1);
 	drive_free(&d);
 
-	static const char *const s2[] = {"400", "ok", NULL};
-	script = s2;
-	script_pos = 0;
-	drive d2 = {0};
-	run_to_end(&d2, tool_wf("header", "fallback: { tool: backup }"), "{\"amount\": 10}");
-	assert_int_equal(rein_run_status(d2.run), REIN_RUN_SUCCEEDED);
-	assert_int_equal(count(&d2, "tool.intent", NULL), 2);
-	const char *k1 = json_string_value(json_object_get(event_data(&d2, "tool.intent", 0), "key"));
-	const char *k2 = json_string_value(json_object_get(event_data(&d2, "tool.intent", 1), "key"));
-	assert_string_equal(json_string_value(json_object_get(event_data(&d2, "tool.intent", 1), "tool")), "backup");
+	run_case_check(&d, &(const run_case){
+		.what = "fallback: another tool, under a key of its own",
+		.yaml = TOOL_WF("header", "fallback: { tool: backup }"), .input = AMOUNT_10,
+		.tools = (const char *const[]){"400", "ok", NULL}, .status = REIN_RUN_SUCCEEDED,
+		.counts = {{"tool.intent", NULL, 2}}, .replay = true});
+	const char *k1 = json_string_value(json_object_get(event_data(&d, "tool.intent", 0), "key"));
+	const char *k2 = json_string_value(json_object_get(event_data(&d, "tool.intent", 1), "key"));
+	assert_string_equal(json_string_value(json_object_get(event_data(&d, "tool.intent", 1), "tool")), "backup");
 	assert_true(strncmp(k1, k2, strlen(k1)) == 0 && strcmp(k2 + strlen(k1), "-fb1") == 0);
-	check_replay(&d2);
-	drive_free(&d2);
+	drive_free(&d);
 
-	static const char *const s3[] = {"400", NULL};
-	script = s3;
-	script_pos = 0;
-	drive d3 = {0};
-	run_to_end(&d3, tool_wf("header", "fallback: cached"), "{\"amount\": 10}");
-	assert_int_equal(rein_run_status(d3.run), REIN_RUN_SUCCEEDED);
-	assert_json_eq(rein_run_output(d3.run), "{\"cached\": true}");
-	drive_free(&d3);
+	run_cases(&(const run_case){
+			  .what = "fallback: cached", .yaml = TOOL_WF("header", "fallback: cached"),
+			  .input = AMOUNT_10, .tools = (const char *const[]){"400", NULL},
+			  .status = REIN_RUN_SUCCEEDED, .output = "{\"cached\": true}"},
+		  1);
 	script = NULL;
 }
 
 static void test_llm_budgets(void **state)
 {
 	(void)state;
-	static const char *y =
-		"rein: 1\nname: lb\n"
-		"models: { m: { provider: replay, model: x, price: { input: 1, output: 1 } } }\n"
-		"steps:\n"
-		"  ask: { llm: { model: m, prompt: hi, output: { type: object, required: [a] } },\n"
-		"         optional: true, budget: { max_model_calls: 1 }, next: after }\n"
-		"  after: { code: 'return { skipped = steps.ask.out == null }', next: done }\n"
-		"  done: { end: succeeded }\n";
-	/* the answer misses "a"; the repair turn would be a second call: over the
-	 * step's budget, and the step is optional: skipped */
-	static const char *const m1[] = {"{\"b\": 1}", "{\"a\": 1}", NULL};
-	mscript = m1;
-	mscript_pos = 0;
-	drive d = {0};
-	run_to_end(&d, y, "{}");
-	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
-	assert_json_eq(rein_run_output(d.run), "{\"skipped\": true}");
-	assert_int_equal(count(&d, "model.call", "ask"), 1);
-	drive_free(&d);
-
-	/* a step wall-time budget: a Retry-After past it ends the step escalated */
-	static const char *y2 =
-		"rein: 1\nname: lt\n"
-		"models: { m: { provider: replay, model: x, retry: { max_attempts: 5, max_total_s: 600 } } }\n"
-		"steps:\n"
-		"  ask: { llm: { model: m, prompt: hi }, budget: { timeout_s: 5 }, next: done }\n"
-		"  done: { end: succeeded }\n";
-	static const char *const m2[] = {"fail:10000", "{\"a\": 1}", NULL};
-	mscript = m2;
-	mscript_pos = 0;
-	drive d2 = {0};
-	run_to_end(&d2, y2, "{}");
-	assert_int_equal(rein_run_status(d2.run), REIN_RUN_ESCALATED);
-	assert_non_null(strstr(rein_run_reason(d2.run), "budget: the step's timeout_s 5 passed"));
-	assert_int_equal(count(&d2, "model.call", "ask"), 0);
-	check_replay(&d2);
-	drive_free(&d2);
+	const run_case cases[] = {
+		{.what = "the answer misses \"a\"; the repair turn would be a second call: over the "
+			 "step's budget, and the step is optional: skipped",
+		 .yaml = "rein: 1\nname: lb\n"
+			 "models: { m: { provider: replay, model: x, price: { input: 1, output: 1 } } }\n"
+			 "steps:\n"
+			 "  ask: { llm: { model: m, prompt: hi, output: { type: object, required: [a] } },\n"
+			 "         optional: true, budget: { max_model_calls: 1 }, next: after }\n"
+			 "  after: { code: 'return { skipped = steps.ask.out == null }', next: done }\n"
+			 "  done: { end: succeeded }\n",
+		 .input = "{}", .models = (const char *const[]){"{\"b\": 1}", "{\"a\": 1}", NULL},
+		 .status = REIN_RUN_SUCCEEDED, .output = "{\"skipped\": true}",
+		 .counts = {{"model.call", "ask", 1}}},
+		{.what = "a step wall-time budget: a Retry-After past it ends the step escalated",
+		 .yaml = "rein: 1\nname: lt\n"
+			 "models: { m: { provider: replay, model: x, retry: { max_attempts: 5, max_total_s: 600 } } }\n"
+			 "steps:\n"
+			 "  ask: { llm: { model: m, prompt: hi }, budget: { timeout_s: 5 }, next: done }\n"
+			 "  done: { end: succeeded }\n",
+		 .input = "{}", .models = (const char *const[]){"fail:10000", "{\"a\": 1}", NULL},
+		 .status = REIN_RUN_ESCALATED,
+		 .reason_has = {"budget: the step's timeout_s 5 passed"},
+		 .counts = {{"model.call", "ask", 0}}, .replay = true},
+	};
+	run_cases(cases, NCASES(cases));
 	mscript = NULL;
 }
 

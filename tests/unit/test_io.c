@@ -13,9 +13,7 @@
 
 #include "io.h"
 
-static pid_t server_pid;
-static int server_port;
-static char server_dir[256];
+static test_server srv;
 
 /* What one call reported, copied out of the callback. */
 typedef struct res {
@@ -54,7 +52,7 @@ static void res_free(res *r) { rein_free(r->body); }
 
 static char *url(const char *path)
 {
-	return rein_sprintf("http://127.0.0.1:%d%s", server_port, path);
+	return rein_sprintf("http://127.0.0.1:%d%s", srv.port, path);
 }
 
 /* Runs the loop until *count reaches want or 60 s pass. */
@@ -90,29 +88,12 @@ static void simple(rein_io *io, const char *path, res *out)
 
 static int server_start(void **state)
 {
-	const char *bin = getenv("REIN_TOOLSERVER");
-	if (bin == NULL)
-		bin = "build/asan/tools/toolserver";
-	if (access(bin, X_OK) != 0) {
-		fprintf(stderr, "test_io: no tool server at %s (make asan)\n", bin);
-		return -1;
-	}
-	snprintf(server_dir, sizeof server_dir, "/tmp/rein-io-test.XXXXXX");
-	if (mkdtemp(server_dir) == NULL)
-		return -1;
-	char port_file[300];
-	snprintf(port_file, sizeof port_file, "%s/port", server_dir);
-	server_pid = test_server_start(bin, port_file, &server_port);
-	return server_pid > 0 ? 0 : -1;
+	return test_server_up(&srv, "toolserver");
 }
 
 static int server_stop(void **state)
 {
-	if (server_pid > 0) {
-		kill(server_pid, SIGKILL);
-		waitpid(server_pid, NULL, 0);
-	}
-	rm_rf(server_dir);
+	test_server_down(&srv);
 	return 0;
 }
 

@@ -17,6 +17,12 @@
 #define OPENAI_KEY "sk-test-0123456789abcdef-openai"
 #define ANTHROPIC_KEY "sk-ant-test-0123456789abcdef"
 
+/* The member key of j is the string want. */
+static void assert_member(const json_t *j, const char *key, const char *want)
+{
+	assert_string_equal(json_string_value(json_object_get(j, key)), want);
+}
+
 /* ---- pure: SSE ------------------------------------------------------------ */
 
 static int collect(void *ud, const char *event, const char *data, size_t len)
@@ -270,7 +276,7 @@ static void test_parse_openai(void **state)
 	/* the same stream without [DONE]: truncated, with what came */
 	model_parsed p;
 	assert_int_equal(parse_kind(false, OA_STREAM, true, &p), MODEL_PARSE_TRUNCATED);
-	assert_string_equal(json_string_value(json_object_get(p.response, "text")), "Hello");
+	assert_member(p.response, "text", "Hello");
 	model_parsed_free(&p);
 	/* an error chunk mid-stream */
 	assert_int_equal(parse_kind(false,
@@ -289,7 +295,7 @@ static void test_parse_openai(void **state)
 	/* a server that ignored stream: one JSON document */
 	r = parse_ok(false, "{\"model\":\"m\",\"choices\":[{\"message\":{\"content\":null},"
 			    "\"finish_reason\":\"stop\"}]}", true, NULL);
-	assert_string_equal(json_string_value(json_object_get(r, "text")), "");
+	assert_member(r, "text", "");
 	json_decref(r);
 }
 
@@ -355,13 +361,12 @@ static void test_parse_anthropic(void **state)
 		     false, &shape);
 	assert_json_eq(json_object_get(r, "output"), "{\"answer\":42}");
 	assert_int_equal(json_array_size(json_object_get(r, "tool_calls")), 0);
-	assert_string_equal(json_string_value(json_object_get(r, "finish_reason")), "stop");
+	assert_member(r, "finish_reason", "stop");
 	json_decref(r);
 
 	model_parsed p;
 	assert_int_equal(parse_kind(true, AN_STREAM, true, &p), MODEL_PARSE_TRUNCATED);
-	assert_string_equal(json_string_value(json_object_get(p.response, "text")),
-			    "Let me check.");
+	assert_member(p.response, "text", "Let me check.");
 	model_parsed_free(&p);
 	assert_int_equal(parse_kind(true,
 				    "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
@@ -382,37 +387,18 @@ static void test_parse_anthropic(void **state)
 
 /* ---- loopback server ------------------------------------------------------- */
 
-static pid_t server_pid;
-static int server_port;
-static char server_dir[256];
+static test_server srv;
 
 static int server_start(void **state)
 {
 	setenv("REIN_TEST_OPENAI_KEY", OPENAI_KEY, 1);
 	setenv("REIN_TEST_ANTHROPIC_KEY", ANTHROPIC_KEY, 1);
-	const char *bin = getenv("REIN_MODELSERVER");
-	if (bin == NULL)
-		bin = "build/asan/tools/modelserver";
-	if (access(bin, X_OK) != 0) {
-		fprintf(stderr, "test_model: no model server at %s (make asan)\n", bin);
-		return -1;
-	}
-	snprintf(server_dir, sizeof server_dir, "/tmp/rein-model-test.XXXXXX");
-	if (mkdtemp(server_dir) == NULL)
-		return -1;
-	char port_file[300];
-	snprintf(port_file, sizeof port_file, "%s/port", server_dir);
-	server_pid = test_server_start(bin, port_file, &server_port);
-	return server_pid > 0 ? 0 : -1;
+	return test_server_up(&srv, "modelserver");
 }
 
 static int server_stop(void **state)
 {
-	if (server_pid > 0) {
-		kill(server_pid, SIGKILL);
-		waitpid(server_pid, NULL, 0);
-	}
-	rm_rf(server_dir);
+	test_server_down(&srv);
 	return 0;
 }
 
@@ -446,11 +432,11 @@ static int fx_setup(void **state)
 	fx->prov[0] = provider("{\"type\": \"openai\", \"base_url\": \"http://127.0.0.1:%d/v1/\","
 			       " \"api_key_env\": \"REIN_TEST_OPENAI_KEY\", \"timeout_ms\": 20000,"
 			       " \"headers\": {\"X-Team\": \"rein\"}, " PRICE "}",
-			       server_port);
+			       srv.port);
 	fx->prov[1] = provider("{\"type\": \"anthropic\", \"base_url\": \"http://127.0.0.1:%d\","
 			       " \"api_key_env\": \"REIN_TEST_ANTHROPIC_KEY\", \"timeout_ms\": 20000,"
 			       " " PRICE "}",
-			       server_port);
+			       srv.port);
 	*state = fx;
 	return 0;
 }
@@ -490,7 +476,7 @@ static void wait_for(rein_io *io, const int *count, int want)
 
 static json_t *control(rein_io *io, const char *method, const char *path, const char *body)
 {
-	char *url = rein_sprintf("http://127.0.0.1:%d%s", server_port, path);
+	char *url = rein_sprintf("http://127.0.0.1:%d%s", srv.port, path);
 	rein_http_req req = {.method = method, .url = url, .body = body,
 			     .body_len = body ? strlen(body) : 0, .timeout_ms = 20000};
 	plain p = {0};
@@ -582,269 +568,258 @@ static json_t *simple_req(bool stream)
 
 static const char *const NAMES[2] = {"openai", "anthropic"};
 
-#define EACH_CASE                                                            \
-	for (int prov = 0; prov < 2; prov++)                                 \
-		for (int stream = 0; stream < 2; stream++)
+/* One check of a loopback test: provider prov, streaming or not, sending
+ * req (simple_req(stream), which the check may change). */
+typedef void (*case_fn)(fixture *fx, int prov, int stream, json_t *req);
 
-static void case_note(int prov, int stream)
+/* Runs check for each provider, whole and streaming. */
+static void each_case(fixture *fx, case_fn check)
 {
-	fprintf(stderr, "  case %s %s\n", NAMES[prov], stream ? "stream" : "whole");
+	for (int prov = 0; prov < 2; prov++)
+		for (int stream = 0; stream < 2; stream++) {
+			fprintf(stderr, "  case %s %s\n", NAMES[prov], stream ? "stream" : "whole");
+			json_t *req = simple_req(stream);
+			check(fx, prov, stream, req);
+			json_decref(req);
+		}
+}
+
+/* Scripts the server's turns, then sends req through fx->prov[prov]; the
+ * call must succeed. */
+static void call_ok(fixture *fx, int prov, const char *turns, const json_t *req, got *g)
+{
+	script(fx->io, turns);
+	call(fx->io, fx->prov[prov], req, g);
+	assert_true(g->ok);
+}
+
+static void text_usage_cost(fixture *fx, int prov, int stream, json_t *req)
+{
+	got g;
+	call_ok(fx, prov,
+		"[{\"text\": \"Hello there, world\", \"model\": \"exact-model-2024-11\","
+		" \"usage\": {\"input\": 120, \"output\": 30, \"cached\": 100,"
+		" \"reasoning\": 7}}]",
+		req, &g);
+	json_t *r = g.response;
+	assert_member(r, "text", "Hello there, world");
+	assert_member(r, "model", "exact-model-2024-11");
+	assert_member(r, "finish_reason", "stop");
+	assert_int_equal(json_array_size(json_object_get(r, "tool_calls")), 0);
+	rein_model_usage u;
+	rein_model_usage_from_json(json_object_get(r, "usage"), &u);
+	assert_int_equal(u.input, 120);
+	assert_int_equal(u.output, 30);
+	assert_int_equal(u.cached, 100);
+	assert_int_equal(u.reasoning, prov == 0 ? 7 : 0); /* Anthropic does not say */
+	/* 20 * 2.5 + 100 * 1.25 + 30 * 10 per million */
+	assert_true(fabs(json_real_value(json_object_get(r, "cost_usd")) - 475e-6) < 1e-12);
+	assert_true(json_integer_value(json_object_get(r, "latency_ms")) >= 0);
+	assert_int_equal(json_is_true(json_object_get(r, "streamed")), stream);
+	char want_hash[REIN_MODEL_HASH_HEX];
+	assert_int_equal(rein_model_request_hash(req, want_hash, NULL), REIN_OK);
+	assert_string_equal(g.hash, want_hash);
+	/* what went over the wire */
+	json_t *sent = last_request(fx->io);
+	json_t *h = json_object_get(sent, "headers");
+	assert_member(sent, "path", prov == 0 ? "/v1/chat/completions" : "/v1/messages");
+	if (prov == 0) {
+		assert_member(h, "authorization", "***");
+		assert_member(h, "x-team", "rein");
+		if (stream)
+			assert_json_eq(json_object_get(json_object_get(sent, "body"),
+						       "stream_options"),
+				       "{\"include_usage\": true}");
+	} else {
+		assert_member(h, "x-api-key", "***");
+		assert_member(h, "anthropic-version", "2023-06-01");
+		assert_member(json_object_get(sent, "body"), "system", "you are a test");
+	}
+	json_decref(sent);
+	got_free(&g);
 }
 
 static void test_text_usage_cost(void **state)
 {
-	fixture *fx = *state;
-	EACH_CASE {
-		case_note(prov, stream);
-		script(fx->io, "[{\"text\": \"Hello there, world\", \"model\": \"exact-model-2024-11\","
-			       " \"usage\": {\"input\": 120, \"output\": 30, \"cached\": 100,"
-			       " \"reasoning\": 7}}]");
-		json_t *req = simple_req(stream);
-		got g;
-		call(fx->io, fx->prov[prov], req, &g);
-		assert_true(g.ok);
-		json_t *r = g.response;
-		assert_string_equal(json_string_value(json_object_get(r, "text")),
-				    "Hello there, world");
-		assert_string_equal(json_string_value(json_object_get(r, "model")),
-				    "exact-model-2024-11");
-		assert_string_equal(json_string_value(json_object_get(r, "finish_reason")), "stop");
-		assert_int_equal(json_array_size(json_object_get(r, "tool_calls")), 0);
-		rein_model_usage u;
-		rein_model_usage_from_json(json_object_get(r, "usage"), &u);
-		assert_int_equal(u.input, 120);
-		assert_int_equal(u.output, 30);
-		assert_int_equal(u.cached, 100);
-		assert_int_equal(u.reasoning, prov == 0 ? 7 : 0); /* Anthropic does not say */
-		/* 20 * 2.5 + 100 * 1.25 + 30 * 10 per million */
-		assert_true(fabs(json_real_value(json_object_get(r, "cost_usd")) - 475e-6) < 1e-12);
-		assert_true(json_integer_value(json_object_get(r, "latency_ms")) >= 0);
-		assert_int_equal(json_is_true(json_object_get(r, "streamed")), stream);
-		char want_hash[REIN_MODEL_HASH_HEX];
-		assert_int_equal(rein_model_request_hash(req, want_hash, NULL), REIN_OK);
-		assert_string_equal(g.hash, want_hash);
-		/* what went over the wire */
-		json_t *sent = last_request(fx->io);
-		json_t *h = json_object_get(sent, "headers");
-		assert_string_equal(json_string_value(json_object_get(sent, "path")),
-				    prov == 0 ? "/v1/chat/completions" : "/v1/messages");
-		if (prov == 0) {
-			assert_string_equal(json_string_value(json_object_get(h, "authorization")),
-					    "***");
-			assert_string_equal(json_string_value(json_object_get(h, "x-team")), "rein");
-			if (stream)
-				assert_json_eq(json_object_get(json_object_get(sent, "body"),
-							       "stream_options"),
-					       "{\"include_usage\": true}");
-		} else {
-			assert_string_equal(json_string_value(json_object_get(h, "x-api-key")), "***");
-			assert_string_equal(
-				json_string_value(json_object_get(h, "anthropic-version")),
-				"2023-06-01");
-			assert_string_equal(json_string_value(json_object_get(
-						    json_object_get(sent, "body"), "system")),
-					    "you are a test");
-		}
-		json_decref(sent);
-		got_free(&g);
-		json_decref(req);
-	}
+	each_case(*state, text_usage_cost);
+}
+
+static void tool_calls(fixture *fx, int prov, int stream, json_t *req)
+{
+	got g;
+	call_ok(fx, prov,
+		"[{\"text\": \"let me look\", \"tool_calls\": ["
+		"{\"name\": \"lookup\", \"arguments\": {\"q\": \"a long query, in parts\"}},"
+		"{\"name\": \"fetch\", \"arguments\": {\"url\": \"http://x/y\", \"n\": [1, 2, 3]}},"
+		"{\"name\": \"lookup\", \"arguments_raw\": \"{not json\"}]}]",
+		req, &g);
+	json_t *r = g.response;
+	assert_member(r, "finish_reason", "tool_calls");
+	assert_member(r, "text", "let me look");
+	json_t *calls = json_object_get(r, "tool_calls");
+	assert_int_equal(json_array_size(calls), 3);
+	json_t *c0 = json_array_get(calls, 0), *c1 = json_array_get(calls, 1),
+	       *c2 = json_array_get(calls, 2);
+	assert_member(c0, "name", "lookup");
+	assert_json_eq(json_object_get(c0, "arguments"), "{\"q\": \"a long query, in parts\"}");
+	assert_member(c1, "name", "fetch");
+	assert_json_eq(json_object_get(c1, "arguments"),
+		       "{\"url\": \"http://x/y\", \"n\": [1, 2, 3]}");
+	assert_true(strlen(json_string_value(json_object_get(c0, "id"))) > 0);
+	assert_string_not_equal(json_string_value(json_object_get(c0, "id")),
+				json_string_value(json_object_get(c1, "id")));
+	/* the bad one is reported in place */
+	assert_null(json_object_get(c2, "arguments"));
+	assert_member(c2, "arguments_raw", "{not json");
+	assert_non_null(json_string_value(json_object_get(c2, "arguments_error")));
+	json_incref(calls);
+	got_free(&g);
+
+	/* the answer goes back as history: the server accepts the rendering */
+	json_t *req2 = simple_req(stream);
+	json_t *msgs = json_object_get(req2, "messages");
+	json_t *asst = json_pack("{s:s,s:s,s:O}", "role", "assistant", "content",
+				 "let me look", "tool_calls", calls);
+	json_array_append_new(msgs, asst);
+	json_array_append_new(msgs, json_pack("{s:s,s:s,s:s}", "role", "tool", "tool_call_id",
+					      json_string_value(json_object_get(c0, "id")),
+					      "content", "found"));
+	json_array_append_new(msgs, json_pack("{s:s,s:s,s:s,s:b}", "role", "tool",
+					      "tool_call_id",
+					      json_string_value(json_object_get(c1, "id")),
+					      "content", "fetched", "is_error", 0));
+	json_array_append_new(msgs, json_pack("{s:s,s:s,s:s,s:b}", "role", "tool",
+					      "tool_call_id",
+					      json_string_value(json_object_get(c2, "id")),
+					      "content", "bad arguments", "is_error", 1));
+	call_ok(fx, prov, "[{\"text\": \"done\"}]", req2, &g);
+	assert_member(g.response, "text", "done");
+	got_free(&g);
+	json_decref(calls);
+	json_decref(req2);
 }
 
 static void test_tool_calls(void **state)
 {
-	fixture *fx = *state;
-	EACH_CASE {
-		case_note(prov, stream);
-		script(fx->io, "[{\"text\": \"let me look\", \"tool_calls\": ["
-			       "{\"name\": \"lookup\", \"arguments\": {\"q\": \"a long query, in parts\"}},"
-			       "{\"name\": \"fetch\", \"arguments\": {\"url\": \"http://x/y\", \"n\": [1, 2, 3]}},"
-			       "{\"name\": \"lookup\", \"arguments_raw\": \"{not json\"}]}]");
-		json_t *req = simple_req(stream);
-		got g;
-		call(fx->io, fx->prov[prov], req, &g);
-		assert_true(g.ok);
-		json_t *r = g.response;
-		assert_string_equal(json_string_value(json_object_get(r, "finish_reason")),
-				    "tool_calls");
-		assert_string_equal(json_string_value(json_object_get(r, "text")), "let me look");
-		json_t *calls = json_object_get(r, "tool_calls");
-		assert_int_equal(json_array_size(calls), 3);
-		json_t *c0 = json_array_get(calls, 0), *c1 = json_array_get(calls, 1),
-		       *c2 = json_array_get(calls, 2);
-		assert_string_equal(json_string_value(json_object_get(c0, "name")), "lookup");
-		assert_json_eq(json_object_get(c0, "arguments"), "{\"q\": \"a long query, in parts\"}");
-		assert_string_equal(json_string_value(json_object_get(c1, "name")), "fetch");
-		assert_json_eq(json_object_get(c1, "arguments"),
-			       "{\"url\": \"http://x/y\", \"n\": [1, 2, 3]}");
-		assert_true(strlen(json_string_value(json_object_get(c0, "id"))) > 0);
-		assert_string_not_equal(json_string_value(json_object_get(c0, "id")),
-					json_string_value(json_object_get(c1, "id")));
-		/* the bad one is reported in place */
-		assert_null(json_object_get(c2, "arguments"));
-		assert_string_equal(json_string_value(json_object_get(c2, "arguments_raw")),
-				    "{not json");
-		assert_non_null(json_string_value(json_object_get(c2, "arguments_error")));
-		json_incref(calls);
-		got_free(&g);
+	each_case(*state, tool_calls);
+}
 
-		/* the answer goes back as history: the server accepts the rendering */
-		json_t *req2 = simple_req(stream);
-		json_t *msgs = json_object_get(req2, "messages");
-		json_t *asst = json_pack("{s:s,s:s,s:O}", "role", "assistant", "content",
-					 "let me look", "tool_calls", calls);
-		json_array_append_new(msgs, asst);
-		json_array_append_new(msgs, json_pack("{s:s,s:s,s:s}", "role", "tool", "tool_call_id",
-						      json_string_value(json_object_get(c0, "id")),
-						      "content", "found"));
-		json_array_append_new(msgs, json_pack("{s:s,s:s,s:s,s:b}", "role", "tool",
-						      "tool_call_id",
-						      json_string_value(json_object_get(c1, "id")),
-						      "content", "fetched", "is_error", 0));
-		json_array_append_new(msgs, json_pack("{s:s,s:s,s:s,s:b}", "role", "tool",
-						      "tool_call_id",
-						      json_string_value(json_object_get(c2, "id")),
-						      "content", "bad arguments", "is_error", 1));
-		script(fx->io, "[{\"text\": \"done\"}]");
-		call(fx->io, fx->prov[prov], req2, &g);
-		assert_true(g.ok);
-		assert_string_equal(json_string_value(json_object_get(g.response, "text")), "done");
+/* A scripted failure and how the call must report it. */
+typedef struct failure {
+	const char *turns;
+	bool stream_only;
+	const char *outcome;
+	bool transient;
+	long status;            /* 0: not checked */
+	int64_t retry_after_ms; /* 0: not checked */
+	const char *error_has;  /* NULL: not checked */
+	enum { EVIDENCE_ANY, EVIDENCE_SOME, EVIDENCE_BYTES } evidence;
+	bool stream_text; /* streaming: the partial answer has text */
+} failure;
+
+static const failure FAILURES[] = {
+	{.turns = "[{\"error\": {\"status\": 429, \"retry_after\": 2}}]", .outcome = "http_429",
+	 .transient = true, .status = 429, .retry_after_ms = 2000},
+	{.turns = "[{\"error\": {\"status\": 500}}]", .outcome = "http_500", .transient = true,
+	 .retry_after_ms = -1, .evidence = EVIDENCE_SOME},
+	{.turns = "[{\"error\": {\"status\": 529, \"type\": \"overloaded_error\","
+		  " \"message\": \"Overloaded\"}}]",
+	 .outcome = "http_529", .transient = true, .error_has = "Overloaded"},
+	{.turns = "[{\"error\": {\"status\": 400, \"type\": \"invalid_request_error\","
+		  " \"message\": \"bad field\"}}]",
+	 .outcome = "http_400", .transient = false, .error_has = "bad field"},
+	/* a stream cut before its end: transient; io keeps the partial body: a
+	 * stream's pieces that arrived are the partial answer; a whole body cut in
+	 * half has none, only evidence */
+	{.turns = "[{\"text\": \"a rather long answer that will not arrive whole\","
+		  " \"cut_after\": 4}]",
+	 .outcome = "truncated", .transient = true, .evidence = EVIDENCE_SOME, .stream_text = true},
+	/* malformed: permanent, with the raw bytes */
+	{.turns = "[{\"text\": \"hello malformed world\", \"malformed\": true}]",
+	 .outcome = "malformed", .transient = false, .evidence = EVIDENCE_BYTES},
+	/* an error event after the first events */
+	{.turns = "[{\"text\": \"partial\", \"error\": {\"status\": 529,"
+		  " \"type\": \"overloaded_error\", \"message\": \"Overloaded\","
+		  " \"mid_stream\": true}}]",
+	 .stream_only = true, .outcome = "stream_error", .transient = true,
+	 .evidence = EVIDENCE_SOME},
+};
+
+static void errors(fixture *fx, int prov, int stream, json_t *req)
+{
+	for (size_t i = 0; i < sizeof FAILURES / sizeof *FAILURES; i++) {
+		const failure *f = &FAILURES[i];
+		if (f->stream_only && !stream)
+			continue;
+		fprintf(stderr, "    %s\n", f->outcome);
+		got g;
+		script(fx->io, f->turns);
+		call(fx->io, fx->prov[prov], req, &g);
+		assert_false(g.ok);
+		assert_string_equal(g.outcome, f->outcome);
+		assert_int_equal(g.transient, f->transient);
+		if (f->status != 0)
+			assert_int_equal(g.status, f->status);
+		if (f->retry_after_ms != 0)
+			assert_int_equal(g.retry_after_ms, f->retry_after_ms);
+		if (f->error_has != NULL)
+			assert_non_null(strstr(g.error, f->error_has));
+		if (f->evidence != EVIDENCE_ANY)
+			assert_non_null(g.evidence);
+		if (f->evidence == EVIDENCE_BYTES)
+			assert_true(strlen(g.evidence) > 0);
+		if (f->stream_text && stream)
+			assert_non_null(json_object_get(g.response, "text"));
 		got_free(&g);
-		json_decref(calls);
-		json_decref(req2);
-		json_decref(req);
 	}
 }
 
 static void test_errors(void **state)
 {
-	fixture *fx = *state;
-	EACH_CASE {
-		case_note(prov, stream);
-		json_t *req = simple_req(stream);
-		got g;
+	each_case(*state, errors);
+}
 
-		script(fx->io, "[{\"error\": {\"status\": 429, \"retry_after\": 2}}]");
-		call(fx->io, fx->prov[prov], req, &g);
-		assert_false(g.ok);
-		assert_true(g.transient);
-		assert_string_equal(g.outcome, "http_429");
-		assert_int_equal(g.status, 429);
-		assert_int_equal(g.retry_after_ms, 2000);
-		got_free(&g);
-
-		script(fx->io, "[{\"error\": {\"status\": 500}}]");
-		call(fx->io, fx->prov[prov], req, &g);
-		assert_false(g.ok);
-		assert_true(g.transient);
-		assert_string_equal(g.outcome, "http_500");
-		assert_int_equal(g.retry_after_ms, -1);
-		assert_non_null(g.evidence);
-		got_free(&g);
-
-		script(fx->io, "[{\"error\": {\"status\": 529, \"type\": \"overloaded_error\","
-			       " \"message\": \"Overloaded\"}}]");
-		call(fx->io, fx->prov[prov], req, &g);
-		assert_true(g.transient);
-		assert_string_equal(g.outcome, "http_529");
-		assert_non_null(strstr(g.error, "Overloaded"));
-		got_free(&g);
-
-		script(fx->io, "[{\"error\": {\"status\": 400, \"type\": \"invalid_request_error\","
-			       " \"message\": \"bad field\"}}]");
-		call(fx->io, fx->prov[prov], req, &g);
-		assert_false(g.transient);
-		assert_string_equal(g.outcome, "http_400");
-		assert_non_null(strstr(g.error, "bad field"));
-		got_free(&g);
-
-		/* a stream cut before its end: transient */
-		script(fx->io, "[{\"text\": \"a rather long answer that will not arrive whole\","
-			       " \"cut_after\": 4}]");
-		call(fx->io, fx->prov[prov], req, &g);
-		assert_false(g.ok);
-		assert_true(g.transient);
-		assert_string_equal(g.outcome, "truncated");
-		/* io keeps the partial body: a stream's pieces that arrived are the
-		 * partial answer; a whole body cut in half has none, only evidence */
-		assert_non_null(g.evidence);
-		if (stream)
-			assert_non_null(json_object_get(g.response, "text"));
-		got_free(&g);
-
-		/* malformed: permanent, with the raw bytes */
-		script(fx->io, "[{\"text\": \"hello malformed world\", \"malformed\": true}]");
-		call(fx->io, fx->prov[prov], req, &g);
-		assert_false(g.ok);
-		assert_false(g.transient);
-		assert_string_equal(g.outcome, "malformed");
-		assert_non_null(g.evidence);
-		assert_true(strlen(g.evidence) > 0);
-		got_free(&g);
-
-		if (stream) { /* an error event after the first events */
-			script(fx->io, "[{\"text\": \"partial\", \"error\": {\"status\": 529,"
-				       " \"type\": \"overloaded_error\", \"message\": \"Overloaded\","
-				       " \"mid_stream\": true}}]");
-			call(fx->io, fx->prov[prov], req, &g);
-			assert_false(g.ok);
-			assert_string_equal(g.outcome, "stream_error");
-			assert_true(g.transient);
-			assert_non_null(g.evidence);
-			got_free(&g);
-		}
-		json_decref(req);
+static void structured_output(fixture *fx, int prov, int stream, json_t *req)
+{
+	json_object_set_new(req, "output_schema",
+			    J("{\"type\": \"object\", \"properties\": {\"answer\":"
+			      " {\"type\": \"string\"}}, \"required\": [\"answer\"],"
+			      " \"additionalProperties\": false}"));
+	got g;
+	call_ok(fx, prov,
+		prov == 0 ? "[{\"text\": \"{\\\"answer\\\": \\\"42\\\"}\"}]"
+			  : "[{\"tool_calls\": [{\"name\": \"final_answer\","
+			    " \"arguments\": {\"answer\": \"42\"}}]}]",
+		req, &g);
+	assert_json_eq(json_object_get(g.response, "output"), "{\"answer\": \"42\"}");
+	assert_member(g.response, "finish_reason", "stop");
+	assert_int_equal(json_array_size(json_object_get(g.response, "tool_calls")), 0);
+	json_t *sent = last_request(fx->io);
+	json_t *body = json_object_get(sent, "body");
+	if (prov == 0) {
+		json_t *rf = json_object_get(body, "response_format");
+		assert_member(rf, "type", "json_schema");
+		json_t *js = json_object_get(rf, "json_schema");
+		assert_member(js, "name", "final_answer");
+		assert_true(json_is_true(json_object_get(js, "strict")));
+		assert_true(json_equal(json_object_get(js, "schema"),
+				       json_object_get(req, "output_schema")));
+	} else {
+		assert_json_eq(json_object_get(body, "tool_choice"),
+			       "{\"type\": \"tool\", \"name\": \"final_answer\"}");
+		json_t *tools = json_object_get(body, "tools");
+		json_t *last = json_array_get(tools, json_array_size(tools) - 1);
+		assert_member(last, "name", "final_answer");
+		assert_true(json_equal(json_object_get(last, "input_schema"),
+				       json_object_get(req, "output_schema")));
 	}
+	json_decref(sent);
+	got_free(&g);
 }
 
 static void test_structured_output(void **state)
 {
-	fixture *fx = *state;
-	EACH_CASE {
-		case_note(prov, stream);
-		json_t *req = simple_req(stream);
-		json_object_set_new(req, "output_schema",
-				    J("{\"type\": \"object\", \"properties\": {\"answer\":"
-				      " {\"type\": \"string\"}}, \"required\": [\"answer\"],"
-				      " \"additionalProperties\": false}"));
-		if (prov == 0)
-			script(fx->io, "[{\"text\": \"{\\\"answer\\\": \\\"42\\\"}\"}]");
-		else
-			script(fx->io, "[{\"tool_calls\": [{\"name\": \"final_answer\","
-				       " \"arguments\": {\"answer\": \"42\"}}]}]");
-		got g;
-		call(fx->io, fx->prov[prov], req, &g);
-		assert_true(g.ok);
-		assert_json_eq(json_object_get(g.response, "output"), "{\"answer\": \"42\"}");
-		assert_string_equal(json_string_value(json_object_get(g.response, "finish_reason")),
-				    "stop");
-		assert_int_equal(json_array_size(json_object_get(g.response, "tool_calls")), 0);
-		json_t *sent = last_request(fx->io);
-		json_t *body = json_object_get(sent, "body");
-		if (prov == 0) {
-			json_t *rf = json_object_get(body, "response_format");
-			assert_string_equal(json_string_value(json_object_get(rf, "type")),
-					    "json_schema");
-			json_t *js = json_object_get(rf, "json_schema");
-			assert_string_equal(json_string_value(json_object_get(js, "name")),
-					    "final_answer");
-			assert_true(json_is_true(json_object_get(js, "strict")));
-			assert_true(json_equal(json_object_get(js, "schema"),
-					       json_object_get(req, "output_schema")));
-		} else {
-			assert_json_eq(json_object_get(body, "tool_choice"),
-				       "{\"type\": \"tool\", \"name\": \"final_answer\"}");
-			json_t *tools = json_object_get(body, "tools");
-			json_t *last = json_array_get(tools, json_array_size(tools) - 1);
-			assert_string_equal(json_string_value(json_object_get(last, "name")),
-					    "final_answer");
-			assert_true(json_equal(json_object_get(last, "input_schema"),
-					       json_object_get(req, "output_schema")));
-		}
-		json_decref(sent);
-		got_free(&g);
-		json_decref(req);
-	}
+	each_case(*state, structured_output);
 }
 
 static void test_api_key(void **state)
@@ -921,13 +896,13 @@ static void test_replay_roundtrip(void **state)
 		char text[32];
 		snprintf(text, sizeof text, "question %d", i);
 		json_object_set_new(m, "content", json_string(text));
-		script(fx->io, i % 2 ? "[{\"tool_calls\": [{\"name\": \"lookup\", \"arguments\":"
-				       " {\"q\": 1}}], \"usage\": {\"input\": 10, \"output\": 2}}]"
-				     : "[{\"text\": \"recorded\", \"usage\": {\"input\": 10,"
-				       " \"output\": 2}}]");
 		got g;
-		call(fx->io, fx->prov[prov], reqs[i], &g);
-		assert_true(g.ok);
+		call_ok(fx, prov,
+			i % 2 ? "[{\"tool_calls\": [{\"name\": \"lookup\", \"arguments\":"
+				" {\"q\": 1}}], \"usage\": {\"input\": 10, \"output\": 2}}]"
+			      : "[{\"text\": \"recorded\", \"usage\": {\"input\": 10,"
+				" \"output\": 2}}]",
+			reqs[i], &g);
 		rein_err err = {0};
 		assert_int_equal(rein_model_record(recording, reqs[i], g.response, &err), REIN_OK);
 		resps[i] = json_incref(g.response);
@@ -1008,7 +983,7 @@ static void test_replay_roundtrip(void **state)
 	got_free(&g);
 	call(fx->io, rp, other, &g);
 	assert_true(g.ok);
-	assert_string_equal(json_string_value(json_object_get(g.response, "text")), "ok");
+	assert_member(g.response, "text", "ok");
 	got_free(&g);
 	rein_model_provider_free(rp);
 

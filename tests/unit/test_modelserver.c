@@ -12,9 +12,7 @@
 
 #include "testlib.h"
 
-static pid_t server_pid;
-static int server_port;
-static char server_dir[64];
+static test_server srv;
 
 typedef struct res {
 	long status;
@@ -40,7 +38,7 @@ static void call(const char *method, const char *path, const char *const *hdrs,
 {
 	memset(out, 0, sizeof *out);
 	char url[256];
-	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", server_port, path);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", srv.port, path);
 	CURL *h = curl_easy_init();
 	assert_non_null(h);
 	struct curl_slist *sl = NULL;
@@ -154,30 +152,13 @@ static json_t *body_json(const res *r)
 
 static int server_start(void **state)
 {
-	const char *bin = getenv("REIN_MODELSERVER");
-	if (bin == NULL)
-		bin = "build/asan/tools/modelserver";
-	if (access(bin, X_OK) != 0) {
-		fprintf(stderr, "test_modelserver: no model server at %s (make asan)\n", bin);
-		return -1;
-	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	snprintf(server_dir, sizeof server_dir, "/tmp/rein-modelserver-test.XXXXXX");
-	if (mkdtemp(server_dir) == NULL)
-		return -1;
-	char port_file[128];
-	snprintf(port_file, sizeof port_file, "%s/port", server_dir);
-	server_pid = test_server_start(bin, port_file, &server_port);
-	return server_pid > 0 ? 0 : -1;
+	return test_server_up(&srv, "modelserver");
 }
 
 static int server_stop(void **state)
 {
-	if (server_pid > 0) {
-		kill(server_pid, SIGKILL);
-		waitpid(server_pid, NULL, 0);
-	}
-	rm_rf(server_dir);
+	test_server_down(&srv);
 	curl_global_cleanup();
 	return 0;
 }

@@ -185,16 +185,6 @@ typedef struct outcome {
 	json_t *counts; /* step → completions in the committed log */
 } outcome;
 
-static int count_event(void *ud, const rein_event_row *ev)
-{
-	json_t *counts = ud;
-	if (strcmp(ev->type, "step.completed") == 0) {
-		json_int_t n = json_integer_value(json_object_get(counts, ev->step));
-		json_object_set_new(counts, ev->step, json_integer(n + 1));
-	}
-	return 0;
-}
-
 /* Runs spec once with input; crash_one_in > 0 injects deaths. */
 static void run_once(const char *db, rein_script *sb, const rein_spec *spec, const json_t *input,
 		     int crash_one_in, uint64_t seed, outcome *out, int *crashes)
@@ -249,7 +239,7 @@ static void run_once(const char *db, rein_script *sb, const rein_spec *spec, con
 	if (rein_store_verify_run(st, "run_sim", &bad, &err) != REIN_OK)
 		fail_msg("seed %" PRIu64 ": %s", seed, err.msg);
 	out->counts = json_object();
-	assert_int_equal(rein_store_events_load(st, "run_sim", count_event, out->counts, &err), REIN_OK);
+	assert_int_equal(rein_store_events_load(st, "run_sim", count_completions, out->counts, &err), REIN_OK);
 	rein_store_close(st);
 	*crashes = s.crashes;
 }

@@ -12,12 +12,7 @@
  * REIN_SEED=N replays a seed. Needs the tool server (REIN_TOOLSERVER, default
  * build/asan/tools/toolserver).
  */
-#include "testlib.h"
-
-#include <inttypes.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <time.h>
+#include "simlib.h"
 
 static const char *const modes[] = {
 	"ok", "delay:30", "seq:status:503,ok", "seq:status:500,status:502,ok", "seq:retry-after:1,ok",
@@ -58,33 +53,6 @@ static char *generate(rein_rng *rng, int idx, bool *has_nokey)
 	return y.p;
 }
 
-typedef struct sim {
-	rein_rng rng;
-	int one_in;
-	int crashes;
-} sim;
-
-static int crash_cb(void *ud, const rein_event_row *ev)
-{
-	(void)ev;
-	sim *s = ud;
-	if (rein_rng_below(&s->rng, (uint64_t)s->one_in) == 0) {
-		s->crashes++;
-		return 1;
-	}
-	return 0;
-}
-
-static int count_completions(void *ud, const rein_event_row *ev)
-{
-	json_t *c = ud;
-	if (strcmp(ev->type, "step.completed") == 0) {
-		json_int_t n = json_integer_value(json_object_get(c, ev->step));
-		json_object_set_new(c, ev->step, json_integer(n + 1));
-	}
-	return 0;
-}
-
 static json_t *http_get_json(const char *url)
 {
 	char cmd[300];
@@ -96,129 +64,52 @@ static json_t *http_get_json(const char *url)
 	return j;
 }
 
+/* What the runs must show: needs_review only with a key-less tool (nokey[i]),
+ * no other end than succeeded, no step completed twice. */
+static void check_run(sim *s, int i, rein_store *st, const rein_run_row *row, void *ud)
+{
+	const bool *nokey = ud;
+	rein_err err = {0};
+	if (row->status == REIN_RUN_NEEDS_REVIEW && !nokey[i])
+		fail_msg("seed %" PRIu64 ": %s needs review without a key-less tool: %s", s->seed,
+			 s->ids[i], row->reason);
+	if (row->status != REIN_RUN_SUCCEEDED && row->status != REIN_RUN_NEEDS_REVIEW)
+		fail_msg("seed %" PRIu64 ": %s ended %s: %s", s->seed, s->ids[i],
+			 rein_status_name(row->status), row->reason);
+	json_t *c = json_object();
+	assert_int_equal(rein_store_events_load(st, s->ids[i], count_completions, c, &err), REIN_OK);
+	const char *k;
+	json_t *v;
+	json_object_foreach(c, k, v)
+	{
+		if (json_integer_value(v) != 1)
+			fail_msg("seed %" PRIu64 ": %s: step %s completed %d times", s->seed, s->ids[i], k,
+				 (int)json_integer_value(v));
+	}
+	json_decref(c);
+}
+
 static void test_tool_simulation(void **state)
 {
 	(void)state;
-	const char *env = getenv("REIN_SEED");
-	uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
-	int nwf = getenv("REIN_SIM_N") ? atoi(getenv("REIN_SIM_N")) : 40;
-	printf("SEED=%" PRIu64 " (replay with REIN_SEED=%" PRIu64 ")\n", seed, seed);
-	const char *bin = getenv("REIN_TOOLSERVER") ? getenv("REIN_TOOLSERVER") : "build/asan/tools/toolserver";
-	char *dir = temp_dir();
-	char pf[600], db[600], url[128];
-	snprintf(pf, sizeof pf, "%s/port", dir);
-	snprintf(db, sizeof db, "%s/rein.db", dir);
-	int port = 0;
-	pid_t srv = test_server_start(bin, pf, &port);
-	assert_true(port > 0);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+	sim s;
+	sim_init(&s, 40, 0xfa17);
+	test_server srv;
+	assert_int_equal(test_server_up(&srv, "toolserver"), 0);
+	char url[128];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
 	setenv("TOOLSERVER", url, 1);
 
-	rein_script *sb;
-	assert_int_equal(rein_script_new(&sb), REIN_OK);
 	rein_rng rng;
-	rein_rng_seed(&rng, seed);
-	rein_spec **specs = calloc((size_t)nwf, sizeof *specs);
-	bool *nokey = calloc((size_t)nwf, sizeof *nokey);
-	char (*ids)[64] = calloc((size_t)nwf, 64);
-	for (int i = 0; i < nwf; i++) {
+	rein_rng_seed(&rng, s.seed);
+	bool *nokey = calloc((size_t)s.n, sizeof *nokey);
+	for (int i = 0; i < s.n; i++) {
 		char *yaml = generate(&rng, i, &nokey[i]);
-		specs[i] = spec_from_yaml(sb, yaml);
+		s.specs[i] = spec_from_yaml(s.sb, yaml);
 		rein_free(yaml);
 	}
-	sim s = {.one_in = 40};
-	rein_rng_seed(&s.rng, seed ^ 0xfa17);
-	rein_runner_opts o = {.crash_point = crash_cb, .ud = &s};
-	rein_err err = {0};
-	bool started = false;
-	int finished = 0, statuses[8] = {0};
-	for (int round = 0; round < 2000 && finished < nwf; round++) {
-		rein_store *st;
-		rein_runner *rn;
-		assert_int_equal(rein_store_open_sqlite(db, &(rein_store_opts){.no_sync = true}, &st, &err), REIN_OK);
-		assert_int_equal(rein_runner_new(st, sb, &o, &rn, &err), REIN_OK);
-		int rc = REIN_OK;
-		if (!started) {
-			/* one crash-free durable start for all of them */
-			int saved = s.one_in;
-			s.one_in = 1 << 30;
-			for (int i = 0; i < nwf && rc == REIN_OK; i++) {
-				char want[64];
-				snprintf(want, sizeof want, "run_sim_%03d", i);
-				json_t *in = json_object();
-				rc = rein_runner_start(rn, specs[i], in, want, ids[i], &err);
-				json_decref(in);
-			}
-			if (rc == REIN_OK)
-				rc = rein_runner_flush(rn, &err);
-			s.one_in = saved;
-			assert_int_equal(rc, REIN_OK);
-			started = true;
-		} else {
-			for (int i = 0; i < nwf; i++) {
-				rein_run_row row = {0};
-				assert_int_equal(rein_store_run_get(st, ids[i], &row, &err), REIN_OK);
-				if (row.status < REIN_RUN_SUCCEEDED) {
-					rein_err_clear(&err);
-					int r2 = rein_runner_resume(rn, ids[i], &err);
-					if (r2 != REIN_OK && r2 != REIN_EFAULT)
-						fail_msg("seed %" PRIu64 ": resume %s: %s", seed, ids[i], err.msg);
-					if (r2 == REIN_EFAULT)
-						rc = r2;
-				}
-				rein_run_row_clear(&row);
-				if (rc != REIN_OK)
-					break;
-			}
-		}
-		if (rc == REIN_OK)
-			rc = rein_runner_drive(rn, &err);
-		if (rc != REIN_OK && rc != REIN_EFAULT)
-			fail_msg("seed %" PRIu64 ": %s", seed, err.msg);
-		rein_run_result r;
-		while (rein_runner_result(rn, &r))
-			rein_run_result_clear(&r);
-		rein_runner_free(rn); /* calls still in flight are abandoned */
-		finished = 0;
-		for (int i = 0; i < nwf; i++) {
-			rein_run_row row = {0};
-			assert_int_equal(rein_store_run_get(st, ids[i], &row, &err), REIN_OK);
-			finished += row.status >= REIN_RUN_SUCCEEDED;
-			rein_run_row_clear(&row);
-		}
-		rein_store_close(st);
-	}
-	assert_int_equal(finished, nwf); /* every run terminated */
-
-	rein_store *st;
-	assert_int_equal(rein_store_open_sqlite(db, NULL, &st, &err), REIN_OK);
-	for (int i = 0; i < nwf; i++) {
-		rein_run_row row = {0};
-		int64_t bad = 0;
-		assert_int_equal(rein_store_run_get(st, ids[i], &row, &err), REIN_OK);
-		statuses[row.status]++;
-		if (row.status == REIN_RUN_NEEDS_REVIEW && !nokey[i])
-			fail_msg("seed %" PRIu64 ": %s needs review without a key-less tool: %s", seed, ids[i],
-				 row.reason);
-		if (row.status != REIN_RUN_SUCCEEDED && row.status != REIN_RUN_NEEDS_REVIEW)
-			fail_msg("seed %" PRIu64 ": %s ended %s: %s", seed, ids[i],
-				 rein_status_name(row.status), row.reason);
-		if (rein_store_verify_run(st, ids[i], &bad, &err) != REIN_OK)
-			fail_msg("seed %" PRIu64 ": %s", seed, err.msg);
-		json_t *c = json_object();
-		assert_int_equal(rein_store_events_load(st, ids[i], count_completions, c, &err), REIN_OK);
-		const char *k;
-		json_t *v;
-		json_object_foreach(c, k, v)
-		{
-			if (json_integer_value(v) != 1)
-				fail_msg("seed %" PRIu64 ": %s: step %s completed %d times", seed, ids[i], k,
-					 (int)json_integer_value(v));
-		}
-		json_decref(c);
-		rein_run_row_clear(&row);
-	}
-	rein_store_close(st);
+	sim_run_all(&s, "run_sim");
+	sim_check(&s, check_run, nokey);
 	/* at most one side effect per idempotency key, however many deliveries */
 	char surl[200];
 	snprintf(surl, sizeof surl, "%s/control/stats", url);
@@ -230,7 +121,7 @@ static void test_tool_simulation(void **state)
 	json_object_foreach(json_object_get(stats, "effects"), k, v)
 	{
 		if (json_integer_value(v) > 1)
-			fail_msg("seed %" PRIu64 ": key %s had %d side effects", seed, k,
+			fail_msg("seed %" PRIu64 ": key %s had %d side effects", s.seed, k,
 				 (int)json_integer_value(v));
 		keys++;
 	}
@@ -238,19 +129,12 @@ static void test_tool_simulation(void **state)
 		redelivered += json_integer_value(v) > 1;
 	printf("sim-tools: %d workflows, %d crashes, %d succeeded, %d needs_review; %d keys with an "
 	       "effect, %d keys delivered more than once, none done twice\n",
-	       nwf, s.crashes, statuses[REIN_RUN_SUCCEEDED], statuses[REIN_RUN_NEEDS_REVIEW], keys,
+	       s.n, s.crashes, s.statuses[REIN_RUN_SUCCEEDED], s.statuses[REIN_RUN_NEEDS_REVIEW], keys,
 	       redelivered);
 	json_decref(stats);
-	kill(srv, SIGTERM);
-	waitpid(srv, NULL, 0);
-	for (int i = 0; i < nwf; i++)
-		rein_spec_free(specs[i]);
-	free(specs);
+	test_server_down(&srv);
 	free(nokey);
-	free(ids);
-	rein_script_free(sb);
-	rm_rf(dir);
-	free(dir);
+	sim_free(&s);
 }
 
 int main(void)

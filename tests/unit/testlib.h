@@ -2,7 +2,9 @@
 #ifndef REIN_TESTLIB_H
 #define REIN_TESTLIB_H
 
+#include <ctype.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,36 +76,88 @@ static inline void assert_json_eq(const json_t *got, const char *want)
 	json_decref(w);
 }
 
-/*
- * Starts one of the loopback test servers (toolserver, modelserver) on an
- * ephemeral port written to port_file; returns its pid with *port set, or -1
- * (the server did not come up within 15 s).
- */
-static inline pid_t test_server_start(const char *bin, const char *port_file, int *port)
+/* An events callback: counts step.completed per step into the object ud. */
+static inline int count_completions(void *ud, const rein_event_row *ev)
 {
-	*port = 0;
-	pid_t pid = fork();
-	if (pid < 0)
+	json_t *counts = ud;
+	if (strcmp(ev->type, "step.completed") == 0) {
+		json_int_t n = json_integer_value(json_object_get(counts, ev->step));
+		json_object_set_new(counts, ev->step, json_integer(n + 1));
+	}
+	return 0;
+}
+
+/* A loopback test server (toolserver, modelserver) run by a unit program. */
+typedef struct test_server {
+	pid_t pid; /* 0: not running */
+	int port;
+	char dir[64]; /* temporary, holds the port file */
+} test_server;
+
+/* Stops the server and removes its directory; s may be one that did not start. */
+static inline void test_server_down(test_server *s)
+{
+	if (s->pid > 0) {
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, NULL, 0);
+	}
+	if (s->dir[0] != '\0')
+		rm_rf(s->dir);
+	*s = (test_server){0};
+}
+
+/*
+ * Starts build/asan/tools/<name>, or the binary $REIN_<NAME> names, on an
+ * ephemeral port; returns 0 with s->port set, or -1 (no such binary, or the
+ * server did not come up within 15 s).
+ */
+static inline int test_server_up(test_server *s, const char *name)
+{
+	char env[64], dflt[128];
+	snprintf(env, sizeof env, "REIN_%s", name);
+	for (char *p = env; *p; p++)
+		*p = (char)toupper((unsigned char)*p);
+	const char *bin = getenv(env);
+	if (bin == NULL) {
+		snprintf(dflt, sizeof dflt, "build/asan/tools/%s", name);
+		bin = dflt;
+	}
+	*s = (test_server){0};
+	if (access(bin, X_OK) != 0) {
+		fprintf(stderr, "no %s at %s (make asan)\n", name, bin);
 		return -1;
+	}
+	snprintf(s->dir, sizeof s->dir, "/tmp/rein-%s.XXXXXX", name);
+	if (mkdtemp(s->dir) == NULL) {
+		s->dir[0] = '\0';
+		return -1;
+	}
+	char port_file[128];
+	snprintf(port_file, sizeof port_file, "%s/port", s->dir);
+	pid_t pid = fork();
+	if (pid < 0) {
+		test_server_down(s);
+		return -1;
+	}
 	if (pid == 0) {
 		execl(bin, bin, "--port", "0", "--port-file", port_file, "--max-seconds", "300",
 		      (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 300 && *port == 0; i++) {
+	s->pid = pid;
+	for (int n = 0; n < 300 && s->port == 0; n++) {
 		FILE *f = fopen(port_file, "r");
 		if (f != NULL) {
-			if (fscanf(f, "%d", port) != 1)
-				*port = 0;
+			if (fscanf(f, "%d", &s->port) != 1)
+				s->port = 0;
 			fclose(f);
 		}
-		if (*port == 0)
+		if (s->port == 0)
 			usleep(50000);
 	}
-	if (*port > 0)
-		return pid;
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	if (s->port > 0)
+		return 0;
+	test_server_down(s);
 	return -1;
 }
 
