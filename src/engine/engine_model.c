@@ -87,41 +87,39 @@ static void llm_estimate(const rein_run *r, const json_t *req, int tier, int64_t
 }
 
 /* Would a call of that estimate stay within the run's budgets? why says which not. */
+/* One scope's budget ("the step's " or the run's, ""): false with why when
+ * the next call (tokens, cost) could go over it; a limit of 0 is no limit. */
+static bool within(const char *scope, int64_t max_calls, int64_t calls, int64_t max_tokens,
+		   int64_t spent_tokens, double max_cost, double spent_cost, int64_t tokens,
+		   double cost, char *why, size_t wlen)
+{
+	if (max_calls && calls + 1 > max_calls) {
+		snprintf(why, wlen, "budget: %smax_model_calls %lld reached", scope,
+			 (long long)max_calls);
+		return false;
+	}
+	if (max_tokens && spent_tokens + tokens > max_tokens) {
+		snprintf(why, wlen, "budget: %smax_tokens %lld (spent %lld, the next call may take %lld)",
+			 scope, (long long)max_tokens, (long long)spent_tokens, (long long)tokens);
+		return false;
+	}
+	if (max_cost > 0 && spent_cost + cost > max_cost) {
+		snprintf(why, wlen, "budget: %smax_cost_usd %.4f (spent %.4f, the next call may cost %.4f)",
+			 scope, max_cost, spent_cost, cost);
+		return false;
+	}
+	return true;
+}
+
 static bool affordable(const rein_run *r, const thread *t, int64_t tokens, double cost, char *why,
 		       size_t wlen)
 {
 	const rein_spec *s = r->spec;
 	const rein_step *st = &s->steps[t->step];
-	if (st->b_model_calls && t->s_calls + 1 > st->b_model_calls) {
-		snprintf(why, wlen, "budget: the step's max_model_calls %lld reached",
-			 (long long)st->b_model_calls);
-		return false;
-	}
-	if (st->b_tokens && t->s_tokens + tokens > st->b_tokens) {
-		snprintf(why, wlen, "budget: the step's max_tokens %lld (spent %lld, the next call may take %lld)",
-			 (long long)st->b_tokens, (long long)t->s_tokens, (long long)tokens);
-		return false;
-	}
-	if (st->b_cost_usd > 0 && t->s_cost + cost > st->b_cost_usd) {
-		snprintf(why, wlen, "budget: the step's max_cost_usd %.4f (spent %.4f, the next call may cost %.4f)",
-			 st->b_cost_usd, t->s_cost, cost);
-		return false;
-	}
-	if (s->max_model_calls && r->model_calls + 1 > s->max_model_calls) {
-		snprintf(why, wlen, "budget: max_model_calls %lld reached", (long long)s->max_model_calls);
-		return false;
-	}
-	if (s->max_tokens && r->spent_tokens + tokens > s->max_tokens) {
-		snprintf(why, wlen, "budget: max_tokens %lld (spent %lld, the next call may take %lld)",
-			 (long long)s->max_tokens, (long long)r->spent_tokens, (long long)tokens);
-		return false;
-	}
-	if (s->max_cost_usd > 0 && r->spent_cost + cost > s->max_cost_usd) {
-		snprintf(why, wlen, "budget: max_cost_usd %.4f (spent %.4f, the next call may cost %.4f)",
-			 s->max_cost_usd, r->spent_cost, cost);
-		return false;
-	}
-	return true;
+	return within("the step's ", st->b_model_calls, t->s_calls, st->b_tokens, t->s_tokens,
+		      st->b_cost_usd, t->s_cost, tokens, cost, why, wlen) &&
+	       within("", s->max_model_calls, r->model_calls, s->max_tokens, r->spent_tokens,
+		      s->max_cost_usd, r->spent_cost, tokens, cost, why, wlen);
 }
 
 /* The step's own wall-time budget: past it, the step ends on it (1). */
