@@ -58,4 +58,15 @@ void rein_schema_errors_free(rein_schema_errors *errs);
 /* Formats errors one per line as "POINTER: message (keyword)" into a new string. */
 char *rein_schema_errors_format(const rein_schema_errors *errs);
 
+/*
+ * The one schema check every layer uses. Validates instance against s (NULL:
+ * anything matches). On a match returns REIN_OK and writes nothing. On a
+ * mismatch returns REIN_ESCHEMA and *why (caller frees) reads
+ * "<what>: POINTER: message (keyword)", one error per line, no trailing
+ * newline; what is a printf format (e.g. "arguments do not match the input
+ * schema of '%s'"). REIN_ENOMEM when out of memory (*why untouched).
+ */
+int rein_schema_check(const rein_schema *s, const json_t *instance, char **why, const char *what,
+		      ...) __attribute__((format(printf, 4, 5)));
+
 #endif

@@ -135,6 +135,44 @@ void rein_schema_errors_free(rein_schema_errors *errs)
 	errs->n = 0;
 }
 
+int rein_schema_check(const rein_schema *s, const json_t *instance, char **why, const char *what,
+		      ...)
+{
+	if (s == NULL)
+		return REIN_OK;
+	rein_schema_errors errs = {0};
+	if (rein_schema_validate(s, instance, &errs)) {
+		rein_schema_errors_free(&errs);
+		return REIN_OK;
+	}
+	rein_buf b = {0};
+	va_list ap;
+	va_start(ap, what);
+	char *head = NULL;
+	int n = vsnprintf(NULL, 0, what, ap);
+	va_end(ap);
+	int rc = REIN_ENOMEM;
+	if (n >= 0 && (head = rein_malloc((size_t)n + 1)) != NULL) {
+		va_start(ap, what);
+		vsnprintf(head, (size_t)n + 1, what, ap);
+		va_end(ap);
+		rc = rein_buf_puts(&b, head);
+	}
+	for (size_t i = 0; i < errs.n && rc == REIN_OK; i++)
+		rc = rein_buf_printf(&b, "%s%s: %s (%s)", i ? "\n" : ": ", errs.v[i].pointer,
+				     errs.v[i].message, errs.v[i].keyword);
+	if (rc == REIN_OK && errs.n == 0)
+		rc = rein_buf_puts(&b, ": does not match");
+	rein_free(head);
+	rein_schema_errors_free(&errs);
+	if (rc != REIN_OK) {
+		rein_buf_free(&b);
+		return REIN_ENOMEM;
+	}
+	*why = b.p;
+	return REIN_ESCHEMA;
+}
+
 char *rein_schema_errors_format(const rein_schema_errors *errs)
 {
 	rein_buf b = {0};
