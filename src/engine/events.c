@@ -1,0 +1,174 @@
+/*
+ * The one table of event types. Every event a run's log can hold is a row
+ * here: its name, the layer that decides it, whether it names a step, and its
+ * payload's fields. The engine and the runner emit by row (never by a string
+ * literal), rein_event_check reads a payload against its row (an event from
+ * the log that does not fit is a corrupt log, said in words), and
+ * docs/events.md is generated from the table (`rein event-types`), so the
+ * docs cannot fall behind the code.
+ *
+ * Field lists are "name:T" separated by spaces, T one of s (string), i
+ * (integer), n (number), b (boolean), o (object), a (array), j (any JSON
+ * value); a trailing '?' marks a field that may be absent or null. Fields not
+ * listed are allowed (a newer writer may add one); listed ones must have
+ * their type.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "event_types.h"
+
+const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
+	[REIN_EV_RUN_STARTED] = {"run.started", "runner", false, "input:j workflow:s version:s",
+				 "a run began with this input, pinned to this workflow version"},
+	[REIN_EV_RUN_RESUMED] = {"run.resumed", "runner", false, "owner:s previous_owner:s?",
+				 "a worker took the run over from an owner that is gone (informational)"},
+	[REIN_EV_RUN_ENDED] = {"run.ended", "engine", false, "status:s reason:s? output:j?",
+			       "the run ended: succeeded, failed, escalated, cancelled or needs_review"},
+	[REIN_EV_STEP_COMPLETED] = {"step.completed", "engine/runner", true,
+				    "out:j attempt:i? status:i? latency_ms:i? fallback:s?",
+				    "a step finished with this output (tool steps: the attempt that answered)"},
+	[REIN_EV_STEP_FAILED] = {"step.failed", "engine", true, "error:s? budget:b?",
+				 "a step failed; the run follows its on_fail or fails"},
+	[REIN_EV_TIMER_SCHEDULED] = {"timer.scheduled", "engine", true, "due_at:i",
+				     "a wait step parks the run until due_at (ms since the epoch)"},
+	[REIN_EV_TIMER_FIRED] = {"timer.fired", "engine", true, "", "a wait step's timer is due"},
+	[REIN_EV_INBOX_RECEIVED] = {"inbox.received", "runner", false,
+				    "id:s type:s data:j? sender:s? at:i",
+				    "an external event from the run's inbox (cancel, signal, approval)"},
+	[REIN_EV_TOOL_INTENT] = {"tool.intent", "engine", true, "tool:s key:s args:o call_id:s?",
+				 "a proposed call passed every check; recorded before it is sent"},
+	[REIN_EV_TOOL_ATTEMPT] = {"tool.attempt", "runner", true,
+				  "attempt:i outcome:s error:s? transient:b ambiguous:b? status:i? "
+				  "retry_after_ms:i? latency_ms:i?",
+				  "one attempt of a tool call failed"},
+	[REIN_EV_TOOL_BACKOFF] = {"tool.backoff", "engine", true, "attempt:i delay_ms:i due_at:i",
+				  "the engine decided to retry a tool call after delay_ms"},
+	[REIN_EV_TOOL_FALLBACK] = {"tool.fallback", "engine", true,
+				   "kind:s from:s to:s? result:j? error:s?",
+				   "a tool call gave up and its fallback answers instead"},
+	[REIN_EV_TOOL_REFUSED] = {"tool.refused", "engine", true, "call_id:s? tool:s? error:s",
+				  "an agent's proposed call was refused and the model told why"},
+	[REIN_EV_TOOL_RESULT] = {"tool.result", "runner", true, "call_id:s? tool:s out:j? error:s?",
+				 "an agent's tool call answered (or gave up); goes back to the model"},
+	[REIN_EV_BREAKER_OPENED] = {"breaker.opened", "tools", true, "tool:s reason:s? failures:i? window_ms:i?",
+				    "a tool's circuit breaker opened (informational)"},
+	[REIN_EV_BREAKER_HALF_OPEN] = {"breaker.half_open", "tools", true, "tool:s",
+				       "a tool's breaker lets one probe through (informational)"},
+	[REIN_EV_BREAKER_CLOSED] = {"breaker.closed", "tools", true, "tool:s reason:s?",
+				    "a tool's breaker closed again (informational)"},
+	[REIN_EV_MODEL_INTENT] = {"model.intent", "engine", true,
+				  "tier:s provider:s? model:j? request_hash:s estimate:j? params:j? request:j?",
+				  "a model call was decided; recorded before it is sent"},
+	[REIN_EV_MODEL_CALL] = {"model.call", "runner", true,
+				"tier:s provider:s? model:j? request_hash:s latency_ms:j? ttft_ms:j? "
+				"usage:j? cost_usd:j? response:o cached:b?",
+				"a model call answered"},
+	[REIN_EV_MODEL_ATTEMPT] = {"model.attempt", "runner", true,
+				   "attempt:i outcome:s error:s? transient:b status:i? retry_after_ms:i? "
+				   "latency_ms:i?",
+				   "one attempt of a model call failed"},
+	[REIN_EV_MODEL_BACKOFF] = {"model.backoff", "engine", true, "attempt:i delay_ms:i due_at:i",
+				   "the engine decided to retry a model call after delay_ms"},
+	[REIN_EV_MODEL_ROUTE] = {"model.route", "engine", true, "from:s to:s reason:s?",
+				 "the call moves to the next tier (a failure or the budget)"},
+	[REIN_EV_MODEL_BREAKER] = {"model.breaker", "model", true, "state:s provider:s?",
+				   "a provider's circuit breaker changed state (informational)"},
+};
+
+const rein_event_def *rein_event_def_of(int type)
+{
+	assert(type >= 0 && type < REIN_EV__COUNT);
+	return &rein_event_defs[type];
+}
+
+int rein_event_type_find(const char *name)
+{
+	if (name == NULL)
+		return -1;
+	for (int i = 0; i < REIN_EV__COUNT; i++)
+		if (strcmp(rein_event_defs[i].type, name) == 0)
+			return i;
+	return -1;
+}
+
+static bool type_fits(char t, const json_t *v)
+{
+	switch (t) {
+	case 's': return json_is_string(v);
+	case 'i': return json_is_integer(v);
+	case 'n': return json_is_number(v);
+	case 'b': return json_is_boolean(v);
+	case 'o': return json_is_object(v);
+	case 'a': return json_is_array(v);
+	default: return true;
+	}
+}
+
+static const char *type_word(char t)
+{
+	switch (t) {
+	case 's': return "a string";
+	case 'i': return "an integer";
+	case 'n': return "a number";
+	case 'b': return "true or false";
+	case 'o': return "an object";
+	case 'a': return "an array";
+	default: return "a JSON value";
+	}
+}
+
+int rein_event_check(const char *type, bool has_step, const json_t *data, rein_err *err)
+{
+	int k = rein_event_type_find(type);
+	if (k < 0)
+		return rein_err_set(err, REIN_ECORRUPT, "unknown event type '%s'", type ? type : "");
+	const rein_event_def *d = &rein_event_defs[k];
+	if (d->step != has_step)
+		return rein_err_set(err, REIN_ECORRUPT, "a %s event must %sname a step", d->type,
+				    d->step ? "" : "not ");
+	if (!json_is_object(data))
+		return rein_err_set(err, REIN_ECORRUPT, "the data of a %s event must be an object",
+				    d->type);
+	const char *p = d->fields;
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		const char *colon = strchr(p, ':');
+		if (colon == NULL)
+			break;
+		char name[48];
+		size_t n = (size_t)(colon - p);
+		assert(n < sizeof name);
+		memcpy(name, p, n);
+		name[n] = '\0';
+		char t = colon[1];
+		bool optional = colon[2] == '?';
+		p = colon + (optional ? 3 : 2);
+		const json_t *v = json_object_get(data, name);
+		if (v == NULL || json_is_null(v)) {
+			if (!optional)
+				return rein_err_set(err, REIN_ECORRUPT, "a %s event lacks its field '%s'",
+						    d->type, name);
+			continue;
+		}
+		if (!type_fits(t, v))
+			return rein_err_set(err, REIN_ECORRUPT, "field '%s' of a %s event must be %s",
+					    name, d->type, type_word(t));
+	}
+	return REIN_OK;
+}
+
+int rein_event_types_markdown(rein_buf *b)
+{
+	int rc = rein_buf_puts(b, "| type | decided by | step | payload fields | meaning |\n"
+				  "|---|---|---|---|---|\n");
+	for (int i = 0; i < REIN_EV__COUNT && rc == REIN_OK; i++) {
+		const rein_event_def *d = &rein_event_defs[i];
+		rc = rein_buf_printf(b, "| `%s` | %s | %s | %s%s%s | %s |\n", d->type, d->layer,
+				     d->step ? "yes" : "no", *d->fields ? "`" : "", d->fields,
+				     *d->fields ? "`" : "", d->doc);
+	}
+	return rc;
+}
