@@ -464,7 +464,6 @@ int main(int argc, char **argv)
 	long problems = 0;
 	rein_script *sb = NULL;
 	rein_spec *spec = NULL;
-	rein_diags d = {0};
 	rein_err e = {0};
 	char *yaml = workflow_yaml();
 	rein_init();
@@ -478,8 +477,8 @@ int main(int argc, char **argv)
 		problems = 1;
 		goto out;
 	}
-	if (rein_spec_load_dir(wfdir, sb, &spec, &d, &e) != REIN_OK) {
-		rein_diags_print(&d, stderr);
+	if (rein_spec_load_dir(wfdir, sb, &spec, &e) != REIN_OK) {
+		rein_diags_print(&e.diags, stderr);
 		fprintf(stderr, "bench: cannot load %s: %s\n", path, e.msg);
 		problems = 1;
 		goto out;
@@ -513,7 +512,7 @@ int main(int argc, char **argv)
 		       "succeeded, with a verifying chain\n",
 		       NSTEPS);
 out:
-	rein_diags_free(&d);
+	rein_err_clear(&e);
 	rein_spec_free(spec);
 	rein_script_free(sb);
 	rein_free(yaml);

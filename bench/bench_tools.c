@@ -161,14 +161,13 @@ int main(int argc, char **argv)
 	rein_spec *spec = NULL;
 	rein_store *st = NULL;
 	rein_runner *rn = NULL;
-	rein_diags d = {0};
 	rein_err e = {0};
 	int status = 1;
 	snprintf(db, sizeof db, "%s/rein.db", dir);
-	if (rein_script_new(&sb) != REIN_OK || rein_spec_load_dir(wf, sb, &spec, &d, &e) != REIN_OK ||
+	if (rein_script_new(&sb) != REIN_OK || rein_spec_load_dir(wf, sb, &spec, &e) != REIN_OK ||
 	    rein_store_open_sqlite(db, NULL, &st, &e) != REIN_OK ||
 	    rein_runner_new(st, sb, NULL, &rn, &e) != REIN_OK) {
-		rein_diags_print(&d, stderr);
+		rein_diags_print(&e.diags, stderr);
 		fprintf(stderr, "bench_tools: %s\n", e.msg);
 		goto out;
 	}
@@ -222,7 +221,7 @@ out:
 	rein_runner_free(rn);
 	rein_store_close(st);
 	rein_spec_free(spec);
-	rein_diags_free(&d);
+	rein_err_clear(&e);
 	rein_script_free(sb);
 	kill(srv, SIGTERM);
 	waitpid(srv, NULL, 0);

@@ -27,21 +27,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	json_t *bundle = json_pack("{s:{s:o}}", "files", "workflow.yaml", text);
 	rein_spec *spec = NULL, *again = NULL;
-	rein_diags d = {0};
 	rein_err e = {0};
-	if (rein_spec_load_bundle(bundle, "fuzz", sb, &spec, &d, &e) == REIN_OK) {
-		rein_diags d2 = {0};
+	if (rein_spec_load_bundle(bundle, "fuzz", sb, &spec, &e) == REIN_OK) {
 		rein_err e2 = {0};
-		if (rein_spec_load_bundle(spec->bundle, "fuzz", sb, &again, &d2, &e2) != REIN_OK ||
+		if (rein_spec_load_bundle(spec->bundle, "fuzz", sb, &again, &e2) != REIN_OK ||
 		    strcmp(spec->version, again->version) != 0)
 			abort();
-		rein_diags_free(&d2);
-	} else if (e.code == REIN_ESPEC && d.n == 0) {
+		rein_err_clear(&e2);
+	} else if (e.code == REIN_ESPEC && e.diags.n == 0) {
 		abort(); /* a spec error must come with at least one diagnostic */
 	}
 	rein_spec_free(again);
 	rein_spec_free(spec);
-	rein_diags_free(&d);
+	rein_err_clear(&e);
 	json_decref(bundle);
 	return 0;
 }

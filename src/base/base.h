@@ -37,18 +37,88 @@ enum {
 const char *rein_strerror(int code);
 
 /*
- * Human-readable detail travels in an error object the caller owns. The first
- * error wins: rein_err_set on an error that already holds one does nothing.
+ * One error type. Human-readable detail travels in a rein_err the caller owns;
+ * the first error wins: a setter on an error that already holds one does
+ * nothing (and frees what it was handed to attach).
+ *
+ * Decision (issue 9, point 10): the lists that used to travel beside it
+ * (spec diagnostics, schema errors) are attachments of the same object, not
+ * separate out-parameters. An attachment is a heap list owned by the error and
+ * freed by rein_err_clear. Only two setters attach: rein_err_set_diags (the
+ * spec loader, REIN_ESPEC) and rein_err_set_schema (rein_schema_check,
+ * REIN_ESCHEMA). So:
+ *   - a rein_err must start zeroed ({0}) as before;
+ *   - one that never got an attachment needs no cleanup (the stack errors all
+ *     over the code stay valid as they are);
+ *   - whoever passes a rein_err to rein_spec_load_* or rein_schema_check
+ *     calls rein_err_clear on it before it goes out of scope, and does not
+ *     copy it by value (forward the text with rein_err_set(dst, e.code, "%s",
+ *     e.msg) instead, which drops the lists).
+ * msg always holds the whole readable message (truncated to fit, never in the
+ * middle of a UTF-8 sequence); the lists are for callers that want structure.
+ * A string that is a legitimate value (a tool outcome's error text, a step's
+ * failure reason) is not an error path and may stay a string.
  */
+
+/* A located problem, printed "FILE:LINE:COL: msg". */
+typedef struct rein_diag {
+	char *file;
+	int line, col;
+	char *msg;
+} rein_diag;
+
+typedef struct rein_diags {
+	rein_diag *v;
+	size_t n;
+} rein_diags;
+
+void rein_diags_free(rein_diags *d);
+/* Appends a diagnostic; returns REIN_ENOMEM on failure (d unchanged). */
+int rein_diags_add(rein_diags *d, const char *file, int line, int col, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* Prints "FILE:LINE:COL: msg" lines to file (a FILE *). */
+void rein_diags_print(const rein_diags *d, void *file);
+
+/* A schema validation error (schema.h produces them). */
+typedef struct rein_schema_error {
+	char *pointer; /* instance location, JSON Pointer ("" is the root) */
+	char *keyword; /* e.g. "required", "type", "$ref" */
+	char *message; /* readable, e.g. "missing required property \"id\"" */
+} rein_schema_error;
+
+typedef struct rein_schema_errors {
+	rein_schema_error *v;
+	size_t n;
+} rein_schema_errors;
+
+void rein_schema_errors_free(rein_schema_errors *errs);
+
 typedef struct rein_err {
 	int code;
 	char msg[1024];
+	rein_diags diags;          /* attachment: REIN_ESPEC, every problem (owned) */
+	rein_schema_errors schema; /* attachment: REIN_ESCHEMA, every error (owned) */
 } rein_err;
 
+/* Frees the attachments and resets e to "no error". NULL is fine. */
 void rein_err_clear(rein_err *e);
 /* Records code and message if e is not NULL and holds no error yet; returns code. */
 int rein_err_set(rein_err *e, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/*
+ * Like rein_err_set; when it records, e also takes the list (moved: *d or *errs
+ * is left empty). When it does not record (e NULL or already set), the list is
+ * freed. Either way the caller's list is empty afterwards. Returns code.
+ */
+int rein_err_set_diags(rein_err *e, rein_diags *d, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+int rein_err_set_schema(rein_err *e, rein_schema_errors *errs, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/*
+ * Prints e to file (a FILE *): its diagnostics one a line when it has any,
+ * else "PREFIX: msg" (just "msg" when prefix is NULL) and a newline.
+ */
+void rein_err_print(const rein_err *e, const char *prefix, void *file);
 
 /* The statuses of a run; stored and printed by name. */
 typedef enum rein_status {

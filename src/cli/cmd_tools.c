@@ -51,18 +51,14 @@ int rein_cmd_tools(int argc, char **argv)
 	rein_spec *spec = NULL;
 	rein_io *io = NULL;
 	json_t *cur = NULL, *old = NULL, *report = NULL;
-	rein_diags d = {0};
 	rein_err e = {0};
 	int ex = 1;
 	char path[4096];
 	snprintf(path, sizeof path, "%s/tools.lock", dir);
 	if (rein_script_new(&sb) != REIN_OK)
 		goto out;
-	if (rein_spec_load_dir(dir, sb, &spec, &d, &e) != REIN_OK) {
-		if (d.n)
-			rein_diags_print(&d, stderr);
-		else
-			fprintf(stderr, "%s: %s\n", dir, e.msg);
+	if (rein_spec_load_dir(dir, sb, &spec, &e) != REIN_OK) {
+		rein_err_print(&e, dir, stderr);
 		ex = 2;
 		goto out;
 	}
@@ -118,7 +114,7 @@ out:
 	json_decref(cur);
 	rein_io_free(io);
 	rein_spec_free(spec);
-	rein_diags_free(&d);
+	rein_err_clear(&e);
 	rein_script_free(sb);
 	return ex;
 }

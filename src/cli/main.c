@@ -223,17 +223,12 @@ static const char usage_validate[] =
 
 static int load_spec(const char *dir, rein_script *sb, rein_spec **spec)
 {
-	rein_diags d = {0};
 	rein_err e = {0};
-	int rc = rein_spec_load_dir(dir, sb, spec, &d, &e);
-	if (rc == REIN_OK)
-		return EXIT_OK;
-	if (d.n)
-		rein_diags_print(&d, stderr);
-	else
-		fprintf(stderr, "%s: %s\n", dir, e.msg);
-	rein_diags_free(&d);
-	return EXIT_USAGE;
+	int rc = rein_spec_load_dir(dir, sb, spec, &e);
+	if (rc != REIN_OK)
+		rein_err_print(&e, dir, stderr);
+	rein_err_clear(&e);
+	return rc == REIN_OK ? EXIT_OK : EXIT_USAGE;
 }
 
 /* Validates input against the spec; prints problems as WHERE:1:1: POINTER: msg. */

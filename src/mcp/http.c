@@ -105,8 +105,7 @@ static int on_event(void *ud, const char *p, size_t n)
 	body_ctx *bc = ud;
 	if (n == 0)
 		return 0; /* priming event (an id, no message) */
-	bc->err.code = 0;
-	bc->err.msg[0] = '\0';
+	rein_err_clear(&bc->err);
 	if (mcp_receive(bc->m, p, n, &bc->err))
 		return REIN_EINVAL;
 	return 0;

@@ -522,17 +522,15 @@ static const rein_spec *spec_for(rein_runner *rn, const char *version, rein_err 
 	char *text = NULL;
 	json_t *bundle = NULL;
 	rein_spec *spec = NULL;
-	rein_diags d = {0};
+	rein_err le = {0}; /* holds the diagnostics; only its text goes on */
 	if (rein_store_spec_get(rn->st, version, &text, err) != REIN_OK)
 		goto out;
 	if ((bundle = rein_json_parse(text, strlen(text), err)) == NULL)
 		goto out;
 	char path[80];
 	snprintf(path, sizeof path, "version:%.12s", version);
-	if (rein_spec_load_bundle(bundle, path, rn->sb, &spec, &d, err) != REIN_OK) {
-		if (d.n)
-			rein_err_set(err, REIN_ESPEC, "%s:%d:%d: %s", d.v[0].file, d.v[0].line,
-				     d.v[0].col, d.v[0].msg);
+	if (rein_spec_load_bundle(bundle, path, rn->sb, &spec, &le) != REIN_OK) {
+		rein_err_set(err, le.code, "%s", le.msg);
 		goto out;
 	}
 	if (grow((void **)&rn->owned, &rn->ownedcap, rn->nowned + 1, sizeof *rn->owned) != REIN_OK) {
@@ -543,7 +541,7 @@ static const rein_spec *spec_for(rein_runner *rn, const char *version, rein_err 
 	}
 	rn->owned[rn->nowned++] = spec;
 out:
-	rein_diags_free(&d);
+	rein_err_clear(&le);
 	json_decref(bundle);
 	rein_free(text);
 	return spec;

@@ -36,16 +36,8 @@ int rein_schema_compile(const json_t *schema, const rein_schema_opts *opts, rein
 			rein_err *err);
 void rein_schema_free(rein_schema *s);
 
-typedef struct rein_schema_error {
-	char *pointer; /* instance location, JSON Pointer ("" is the root) */
-	char *keyword; /* e.g. "required", "type", "$ref" */
-	char *message; /* readable, e.g. "missing required property \"id\"" */
-} rein_schema_error;
-
-typedef struct rein_schema_errors {
-	rein_schema_error *v;
-	size_t n;
-} rein_schema_errors;
+/* rein_schema_error(s) and rein_schema_errors_free live in base.h: they are an
+ * attachment of rein_err. */
 
 /*
  * Validates instance against s. Returns true when valid. When errs is not NULL
@@ -60,13 +52,15 @@ char *rein_schema_errors_format(const rein_schema_errors *errs);
 
 /*
  * The one schema check every layer uses. Validates instance against s (NULL:
- * anything matches). On a match returns REIN_OK and writes nothing. On a
- * mismatch returns REIN_ESCHEMA and *why (caller frees) reads
+ * anything matches). On a match returns REIN_OK and leaves err alone. On a
+ * mismatch returns REIN_ESCHEMA and sets err (first error wins): err->msg reads
  * "<what>: POINTER: message (keyword)", one error per line, no trailing
- * newline; what is a printf format (e.g. "arguments do not match the input
- * schema of '%s'"). REIN_ENOMEM when out of memory (*why untouched).
+ * newline (cut to fit msg), and err->schema holds every error (the caller
+ * calls rein_err_clear). what is a printf format (e.g. "arguments do not match
+ * the input schema of '%s'"). REIN_ENOMEM (set in err) when out of memory.
+ * err may be NULL: then only the code is returned.
  */
-int rein_schema_check(const rein_schema *s, const json_t *instance, char **why, const char *what,
-		      ...) __attribute__((format(printf, 4, 5)));
+int rein_schema_check(const rein_schema *s, const json_t *instance, rein_err *err,
+		      const char *what, ...) __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -121,56 +121,44 @@ static void report(vctx *c, const sc_path *ip, const char *kw, const char *fmt, 
 	c->errs->v[c->errs->n++] = e;
 }
 
-void rein_schema_errors_free(rein_schema_errors *errs)
+int rein_schema_check(const rein_schema *s, const json_t *instance, rein_err *err,
+		      const char *what, ...)
 {
-	if (errs == NULL)
-		return;
-	for (size_t i = 0; i < errs->n; i++) {
-		rein_free(errs->v[i].pointer);
-		rein_free(errs->v[i].keyword);
-		rein_free(errs->v[i].message);
-	}
-	rein_free(errs->v);
-	errs->v = NULL;
-	errs->n = 0;
-}
-
-int rein_schema_check(const rein_schema *s, const json_t *instance, char **why, const char *what,
-		      ...)
-{
-	if (s == NULL)
-		return REIN_OK;
+	int rc = REIN_OK;
 	rein_schema_errors errs = {0};
-	if (rein_schema_validate(s, instance, &errs)) {
-		rein_schema_errors_free(&errs);
-		return REIN_OK;
-	}
 	rein_buf b = {0};
+	char *head = NULL;
+	if (s == NULL || rein_schema_validate(s, instance, err ? &errs : NULL))
+		goto out;
+	rc = REIN_ESCHEMA;
+	if (err == NULL)
+		goto out;
 	va_list ap;
 	va_start(ap, what);
-	char *head = NULL;
 	int n = vsnprintf(NULL, 0, what, ap);
 	va_end(ap);
-	int rc = REIN_ENOMEM;
+	int brc = REIN_ENOMEM;
 	if (n >= 0 && (head = rein_malloc((size_t)n + 1)) != NULL) {
 		va_start(ap, what);
 		vsnprintf(head, (size_t)n + 1, what, ap);
 		va_end(ap);
-		rc = rein_buf_puts(&b, head);
+		brc = rein_buf_puts(&b, head);
 	}
-	for (size_t i = 0; i < errs.n && rc == REIN_OK; i++)
-		rc = rein_buf_printf(&b, "%s%s: %s (%s)", i ? "\n" : ": ", errs.v[i].pointer,
-				     errs.v[i].message, errs.v[i].keyword);
-	if (rc == REIN_OK && errs.n == 0)
-		rc = rein_buf_puts(&b, ": does not match");
+	for (size_t i = 0; i < errs.n && brc == REIN_OK; i++)
+		brc = rein_buf_printf(&b, "%s%s: %s (%s)", i ? "\n" : ": ", errs.v[i].pointer,
+				      errs.v[i].message, errs.v[i].keyword);
+	if (brc == REIN_OK && errs.n == 0)
+		brc = rein_buf_puts(&b, ": does not match");
+	if (brc != REIN_OK) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	rein_err_set_schema(err, &errs, REIN_ESCHEMA, "%s", b.p);
+out:
 	rein_free(head);
+	rein_buf_free(&b);
 	rein_schema_errors_free(&errs);
-	if (rc != REIN_OK) {
-		rein_buf_free(&b);
-		return REIN_ENOMEM;
-	}
-	*why = b.p;
-	return REIN_ESCHEMA;
+	return rc;
 }
 
 char *rein_schema_errors_format(const rein_schema_errors *errs)

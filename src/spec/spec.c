@@ -14,52 +14,6 @@
 
 #define DEFAULT_MAX_STEPS 1000
 
-/* ---- diagnostics ------------------------------------------------------- */
-
-void rein_diags_free(rein_diags *d)
-{
-	if (d == NULL)
-		return;
-	for (size_t i = 0; i < d->n; i++) {
-		rein_free(d->v[i].file);
-		rein_free(d->v[i].msg);
-	}
-	rein_free(d->v);
-	d->v = NULL;
-	d->n = 0;
-}
-
-int rein_diags_add(rein_diags *d, const char *file, int line, int col, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	rein_diag *v = rein_realloc(d->v, (d->n + 1) * sizeof *v);
-	if (v == NULL)
-		return REIN_ENOMEM;
-	d->v = v;
-	rein_diag *x = &d->v[d->n];
-	x->file = rein_strdup(file);
-	x->msg = rein_strdup(msg);
-	x->line = line;
-	x->col = col;
-	if (x->file == NULL || x->msg == NULL) {
-		rein_free(x->file);
-		rein_free(x->msg);
-		return REIN_ENOMEM;
-	}
-	d->n++;
-	return REIN_OK;
-}
-
-void rein_diags_print(const rein_diags *d, void *file)
-{
-	for (size_t i = 0; i < d->n; i++)
-		fprintf(file, "%s:%d:%d: %s\n", d->v[i].file, d->v[i].line, d->v[i].col, d->v[i].msg);
-}
-
 /* ---- the loader -------------------------------------------------------- */
 
 
@@ -873,11 +827,12 @@ int rein_spec_step(const rein_spec *s, const char *name)
 }
 
 static int load(const char *dir, const json_t *bundle, const char *path, rein_script *sb,
-		rein_spec **out, rein_diags *diags, rein_err *err)
+		rein_spec **out, rein_err *err)
 {
 	int rc = REIN_OK;
 	ynode *root = NULL;
-	loader L = {.dir = dir, .path = path, .sb = sb, .d = diags, .err = err};
+	rein_diags diags = {0};
+	loader L = {.dir = dir, .path = path, .sb = sb, .d = &diags};
 	L.spec = rein_calloc(1, sizeof *L.spec);
 	L.wf = rein_sprintf("%s/workflow.yaml", path);
 	L.cur = L.wf;
@@ -907,8 +862,8 @@ check:
 		rc = rein_err_set(err, REIN_ENOMEM, "out of memory loading %s", path);
 		goto out;
 	}
-	if (diags->n > 0) {
-		rc = rein_err_set(err, REIN_ESPEC, "%s: %zu problem(s)", L.wf, diags->n);
+	if (diags.n > 0) {
+		rc = rein_err_set_diags(err, &diags, REIN_ESPEC, "%s: %zu problem(s)", L.wf, diags.n);
 		goto out;
 	}
 	if ((L.spec->bundle = json_pack("{s:O}", "files", L.files)) == NULL) {
@@ -927,6 +882,7 @@ check:
 	*out = L.spec;
 	L.spec = NULL;
 out:
+	rein_diags_free(&diags);
 	ynode_free(root);
 	rein_spec_free(L.spec);
 	json_decref(L.files);
@@ -934,14 +890,13 @@ out:
 	return rc;
 }
 
-int rein_spec_load_dir(const char *dir, rein_script *sandbox, rein_spec **out, rein_diags *diags,
-		       rein_err *err)
+int rein_spec_load_dir(const char *dir, rein_script *sandbox, rein_spec **out, rein_err *err)
 {
-	return load(dir, NULL, dir, sandbox, out, diags, err);
+	return load(dir, NULL, dir, sandbox, out, err);
 }
 
 int rein_spec_load_bundle(const json_t *bundle, const char *path, rein_script *sandbox,
-			  rein_spec **out, rein_diags *diags, rein_err *err)
+			  rein_spec **out, rein_err *err)
 {
-	return load(NULL, bundle, path, sandbox, out, diags, err);
+	return load(NULL, bundle, path, sandbox, out, err);
 }

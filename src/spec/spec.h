@@ -1,7 +1,8 @@
 /*
  * spec: a workflow directory (workflow.yaml and the files it names) compiled
  * into an immutable, validated spec. Problems are reported as diagnostics
- * "FILE:LINE:COL: message", all of them, not just the first. After loading, a
+ * "FILE:LINE:COL: message", all of them, not just the first, attached to the
+ * rein_err (base.h). After loading, a
  * spec does no I/O: the files it read are kept as a bundle (path → content)
  * whose hash is the workflow version a run is pinned to, and a spec can be
  * rebuilt from that bundle alone (that is how `rein resume` gets it back).
@@ -181,36 +182,20 @@ typedef struct rein_spec {
 /* Index of the tool called name, or -1. */
 int rein_spec_tool(const rein_spec *s, const char *name);
 
-typedef struct rein_diag {
-	char *file;
-	int line, col;
-	char *msg;
-} rein_diag;
-
-typedef struct rein_diags {
-	rein_diag *v;
-	size_t n;
-} rein_diags;
-
-void rein_diags_free(rein_diags *d);
-/* Appends a diagnostic; returns REIN_ENOMEM on failure. */
-int rein_diags_add(rein_diags *d, const char *file, int line, int col, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-/* Prints "FILE:LINE:COL: msg" lines to f. */
-void rein_diags_print(const rein_diags *d, void *file);
-
 /*
  * Loads DIR/workflow.yaml and every file it references. sandbox is borrowed to
  * check Lua compiles. Returns REIN_OK and *out, or REIN_ESPEC with every
- * problem in diags (diags may hold entries only on failure), or another code
- * with detail in err (out of memory). Caller frees *out with rein_spec_free.
+ * problem attached to err as diagnostics (err->diags, in the order found; msg
+ * reads "PATH/workflow.yaml: N problem(s)"), or another code with detail in
+ * err (out of memory; no diagnostics then). The caller calls rein_err_clear on
+ * err afterwards; rein_err_print shows the diagnostics. Caller frees *out with
+ * rein_spec_free.
  */
-int rein_spec_load_dir(const char *dir, rein_script *sandbox, rein_spec **out, rein_diags *diags,
-		       rein_err *err);
+int rein_spec_load_dir(const char *dir, rein_script *sandbox, rein_spec **out, rein_err *err);
 
 /* The same from a bundle recorded earlier; path is used in messages only. */
 int rein_spec_load_bundle(const json_t *bundle, const char *path, rein_script *sandbox,
-			  rein_spec **out, rein_diags *diags, rein_err *err);
+			  rein_spec **out, rein_err *err);
 
 void rein_spec_free(rein_spec *s);
 

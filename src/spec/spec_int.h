@@ -10,8 +10,7 @@ typedef struct loader {
 	const char *path;  /* for messages */
 	json_t *files;     /* bundle "files" object */
 	rein_script *sb;
-	rein_diags *d;
-	rein_err *err;
+	rein_diags *d;     /* collected here, attached to the caller's error at the end */
 	rein_spec *spec;
 	char *wf;          /* "PATH/workflow.yaml" */
 	const char *cur;   /* the file diagnostics point into (wf or a contract) */

@@ -75,7 +75,8 @@ int rein_tools_lock(rein_io *io, const rein_spec *spec, json_t **out, rein_err *
 				if ((rc = list_server(io, sv, &listed[t->server], &proto, err)) != REIN_OK) {
 					rein_err e2 = {0};
 					rein_err_set(&e2, rc, "MCP server '%s': %s", sv->name, err->msg);
-					*err = e2;
+					rein_err_clear(err); /* re-worded: the server's name first */
+					rein_err_set(err, e2.code, "%s", e2.msg);
 					goto out;
 				}
 				rein_free(proto);

@@ -353,17 +353,13 @@ static void http_done(void *ud, const rein_http_resp *resp)
 		     je.text, je.line, je.column, ex);
 		goto out;
 	}
-	if (tool->output) {
-		rein_schema_errors errs = {0};
-		if (!rein_schema_validate(tool->output, body, &errs)) {
-			char *detail = rein_schema_errors_format(&errs);
-			fail(&o, "schema", false, false, "response does not match the output schema: %s",
-			     detail ? detail : "?");
-			rein_free(detail);
-			rein_schema_errors_free(&errs);
-			json_decref(body);
-			goto out;
-		}
+	rein_err se = {0};
+	if (rein_schema_check(tool->output, body, &se, "response does not match the output schema") !=
+	    REIN_OK) {
+		fail(&o, "schema", false, false, "%s", se.msg);
+		rein_err_clear(&se);
+		json_decref(body);
+		goto out;
 	}
 	o.ok = true;
 	o.result = body;
@@ -438,17 +434,14 @@ static void mcp_done(void *ud, const rein_mcp_result *res)
 	json_t *result = res->structured ? json_incref((json_t *)res->structured)
 					 : json_pack("{s:O?}", "content", (json_t *)res->content);
 	rein_schema *out_schema = tool->output ? tool->output : lt ? lt->output : NULL;
-	if (result && out_schema) {
-		rein_schema_errors errs = {0};
-		if (!rein_schema_validate(out_schema, result, &errs)) {
-			char *detail = rein_schema_errors_format(&errs);
-			fail(&o, "schema", false, false, "result does not match the output schema: %s",
-			     detail ? detail : "?");
-			rein_free(detail);
-			rein_schema_errors_free(&errs);
-			json_decref(result);
-			goto out;
-		}
+	rein_err se = {0};
+	if (result &&
+	    rein_schema_check(out_schema, result, &se, "result does not match the output schema") !=
+		    REIN_OK) {
+		fail(&o, "schema", false, false, "%s", se.msg);
+		rein_err_clear(&se);
+		json_decref(result);
+		goto out;
 	}
 	if (result == NULL) {
 		fail(&o, "nomem", true, false, "out of memory");
@@ -477,16 +470,12 @@ static void mcp_send(attempt *at)
 		fail(&o, "unknown_tool", false, false, "the MCP server has no tool '%s'", tool->mcp_tool);
 		goto now;
 	}
-	if (tool->input == NULL && lt->input) { /* the server's own contract */
-		rein_schema_errors errs = {0};
-		if (!rein_schema_validate(lt->input, at->sent, &errs)) {
-			char *detail = rein_schema_errors_format(&errs);
-			fail(&o, "arguments", false, false,
-			     "arguments do not match the server's input schema: %s", detail ? detail : "?");
-			rein_free(detail);
-			rein_schema_errors_free(&errs);
-			goto now;
-		}
+	if (tool->input == NULL && lt->input && /* the server's own contract */
+	    rein_schema_check(lt->input, at->sent, &e,
+			      "arguments do not match the server's input schema") != REIN_OK) {
+		fail(&o, "arguments", false, false, "%s", e.msg);
+		rein_err_clear(&e);
+		goto now;
 	}
 	at->started = rein_clock_now(at->tx->clock);
 	if (rein_mcp_call_tool(c->m, tool->mcp_tool, at->sent, tool->timeout_ms, mcp_done, at, &at->mc,
@@ -537,7 +526,8 @@ static void mcp_listed(void *ud, const rein_mcp_result *res)
 	rein_free(q);
 }
 
-static mcp_conn *conn_for(rein_tools *tx, const rein_spec *spec, int server, char *why, size_t wlen)
+/* The connection for a server, opened on first use; NULL (out of memory) with err. */
+static mcp_conn *conn_for(rein_tools *tx, const rein_spec *spec, int server, rein_err *err)
 {
 	const rein_mcp_server_spec *sv = &spec->servers[server];
 	char key[160];
@@ -552,7 +542,7 @@ static mcp_conn *conn_for(rein_tools *tx, const rein_spec *spec, int server, cha
 		rein_free(c);
 		if (v)
 			tx->conns = v;
-		snprintf(why, wlen, "out of memory");
+		rein_err_set(err, REIN_ENOMEM, "out of memory");
 		return NULL;
 	}
 	tx->conns = v;
@@ -595,11 +585,11 @@ static int mcp_call(rein_tools *tx, const rein_spec *spec, attempt *at, const ch
 		    const json_t *args, rein_tool_outcome *o)
 {
 	const rein_tool *tool = at->tool;
-	char why[256];
-	mcp_conn *c = conn_for(tx, spec, tool->server, why, sizeof why);
+	rein_err e = {0};
+	mcp_conn *c = conn_for(tx, spec, tool->server, &e);
 	if (c == NULL) {
 		fail(o, "unavailable", true, false, "MCP server %s: %s", spec->servers[tool->server].name,
-		     why);
+		     e.msg);
 		return -1;
 	}
 	if ((at->sent = json_deep_copy(args)) == NULL) {
@@ -667,23 +657,26 @@ void rein_tools_shutdown(rein_tools *tx)
 	tx->nconns = 0;
 }
 
-/* Looks a secret up; returns a new string or NULL with why. */
-static char *secret_value(const rein_secret_ref *s, char *why, size_t wlen)
+/* Looks a secret up; returns a new string or NULL with err. */
+static char *secret_value(const rein_secret_ref *s, rein_err *err)
 {
 	if (s->env) {
 		const char *v = getenv(s->env);
 		if (v == NULL || *v == '\0') {
-			snprintf(why, wlen, "secret '%s' is not set (environment variable %s)", s->name,
-				 s->env);
+			rein_err_set(err, REIN_ENOTFOUND, "secret '%s' is not set (environment variable %s)",
+				     s->name, s->env);
 			return NULL;
 		}
-		return rein_strdup(v);
+		char *copy = rein_strdup(v);
+		if (copy == NULL)
+			rein_err_set(err, REIN_ENOMEM, "out of memory");
+		return copy;
 	}
 	char *text = NULL;
 	size_t len = 0;
 	rein_err e = {0};
 	if (rein_file_read(s->file, &text, &len, &e) != REIN_OK) {
-		snprintf(why, wlen, "secret '%s' cannot be read from %s", s->name, s->file);
+		rein_err_set(err, e.code, "secret '%s' cannot be read from %s", s->name, s->file);
 		return NULL;
 	}
 	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
@@ -693,10 +686,10 @@ static char *secret_value(const rein_secret_ref *s, char *why, size_t wlen)
 
 /*
  * Expands ${env.X}, ${secret.X} and ${args.X} in tmpl. url_encode escapes
- * argument values (for URLs). Returns a new string or NULL with why.
+ * argument values (for URLs). Returns a new string or NULL with err.
  */
 static char *expand(attempt *at, const rein_tool *tool, const char *tmpl, const json_t *args,
-		    bool url_encode, char *why, size_t wlen)
+		    bool url_encode, rein_err *err)
 {
 	rein_buf b = {0};
 	const char *p = tmpl;
@@ -718,14 +711,15 @@ static char *expand(attempt *at, const rein_tool *tool, const char *tmpl, const 
 		if (strncmp(name, "env.", 4) == 0) {
 			const char *v = getenv(name + 4);
 			if (v == NULL) {
-				snprintf(why, wlen, "environment variable %s is not set", name + 4);
+				rein_err_set(err, REIN_ENOTFOUND, "environment variable %s is not set",
+					     name + 4);
 				goto fail;
 			}
 			val = rein_strdup(v);
 		} else if (strncmp(name, "secret.", 7) == 0) {
 			for (size_t i = 0; i < tool->nsecrets; i++)
 				if (strcmp(tool->secrets[i].name, name + 7) == 0)
-					val = secret_value(&tool->secrets[i], why, wlen);
+					val = secret_value(&tool->secrets[i], err);
 			if (val == NULL)
 				goto fail;
 			if (at->nsecrets < 16)
@@ -736,11 +730,12 @@ static char *expand(attempt *at, const rein_tool *tool, const char *tmpl, const 
 			      : json_is_string(a) ? rein_strdup(json_string_value(a))
 						  : rein_json_dump(a);
 		} else {
-			snprintf(why, wlen, "unknown reference ${%s} (use env., secret. or args.)", name);
+			rein_err_set(err, REIN_EINVAL,
+				     "unknown reference ${%s} (use env., secret. or args.)", name);
 			goto fail;
 		}
 		if (val == NULL) {
-			snprintf(why, wlen, "out of memory");
+			rein_err_set(err, REIN_ENOMEM, "out of memory");
 			goto fail;
 		}
 		if (url_encode && strncmp(name, "args.", 5) == 0) {
@@ -753,8 +748,10 @@ static char *expand(attempt *at, const rein_tool *tool, const char *tmpl, const 
 		rein_free(val);
 		p = close + 1;
 	}
-	if (b.p == NULL && rein_buf_puts(&b, "") != REIN_OK)
+	if (b.p == NULL && rein_buf_puts(&b, "") != REIN_OK) {
+		rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto fail;
+	}
 	return b.p;
 fail:
 	rein_buf_free(&b);
@@ -771,7 +768,7 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *k
 	json_t *sent = NULL;
 	rein_http_header hdrs[40];
 	size_t nh = 0;
-	char why[512] = "";
+	rein_err xe = {0}; /* why a template did not expand */
 	int rc = REIN_OK;
 	if (at == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -812,8 +809,8 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *k
 	}
 	if (tool->idem == REIN_IDEM_ARG)
 		json_object_set_new(sent, tool->idem_name, json_string(key));
-	if ((url = expand(at, tool, tool->url, sent, true, why, sizeof why)) == NULL) {
-		fail(&o, "config", false, false, "url: %s", why);
+	if ((url = expand(at, tool, tool->url, sent, true, &xe)) == NULL) {
+		fail(&o, "config", false, false, "url: %s", xe.msg);
 		goto now_done;
 	}
 	hdrs[nh++] = (rein_http_header){"Content-Type", "application/json"};
@@ -821,9 +818,8 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *k
 	if (tool->idem == REIN_IDEM_HEADER)
 		hdrs[nh++] = (rein_http_header){tool->idem_name, key};
 	for (size_t i = 0; i < tool->nheaders && i < 32; i++) {
-		if ((hv[i] = expand(at, tool, tool->headers[i].value, sent, false, why, sizeof why)) ==
-		    NULL) {
-			fail(&o, "config", false, false, "header %s: %s", tool->headers[i].key, why);
+		if ((hv[i] = expand(at, tool, tool->headers[i].value, sent, false, &xe)) == NULL) {
+			fail(&o, "config", false, false, "header %s: %s", tool->headers[i].key, xe.msg);
 			goto now_done;
 		}
 		hdrs[nh++] = (rein_http_header){tool->headers[i].key, hv[i]};

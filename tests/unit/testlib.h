@@ -28,14 +28,13 @@ static inline rein_spec *spec_from_yaml(rein_script *sb, const char *yaml)
 {
 	json_t *bundle = json_pack("{s:{s:s}}", "files", "workflow.yaml", yaml);
 	rein_spec *spec = NULL;
-	rein_diags d = {0};
 	rein_err e = {0};
-	int rc = rein_spec_load_bundle(bundle, "t", sb, &spec, &d, &e);
+	int rc = rein_spec_load_bundle(bundle, "t", sb, &spec, &e);
 	if (rc != REIN_OK) {
-		rein_diags_print(&d, stderr);
+		rein_diags_print(&e.diags, stderr);
 		fprintf(stderr, "spec: %s\n", e.msg);
 	}
-	rein_diags_free(&d);
+	rein_err_clear(&e);
 	json_decref(bundle);
 	assert_int_equal(rc, REIN_OK);
 	return spec;
