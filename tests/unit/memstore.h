@@ -438,12 +438,18 @@ static inline int ms_claim_due(void *be, const rein_claim_req *req, rein_run_row
 		k = req->limit;
 	/* the rows as before the claim, then the claim (all or nothing) */
 	char **owners = rein_calloc(k + 1, sizeof *owners);
-	int rc = owners ? ms_rows_out(v, k, rows, n, err) : ms_oom(err);
+	rein_run_row *got = NULL;
+	size_t ngot = 0;
+	int rc = owners ? ms_rows_out(v, k, &got, &ngot, err) : ms_oom(err);
 	for (size_t i = 0; rc == REIN_OK && i < k; i++)
 		if ((owners[i] = rein_strdup(req->owner)) == NULL) {
-			rein_run_rows_free(*rows, k);
+			rein_run_rows_free(got, ngot);
 			rc = ms_oom(err);
 		}
+	if (rc == REIN_OK) {
+		*rows = got;
+		*n = ngot;
+	}
 	for (size_t i = 0; i < k; i++) {
 		if (rc == REIN_OK) {
 			rein_free(v[i]->lease_owner);
