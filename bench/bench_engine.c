@@ -287,18 +287,18 @@ static long verify(const scenario *sc, rein_runner *rn, char (*ids)[64], const c
 
 	rein_store *st = NULL;
 	rein_err e = {0};
-	if (rein_store_open_sqlite(db, NULL, &st, &e) != REIN_OK) {
+	if (rein_store_open(db, NULL, &st, &e) != REIN_OK) {
 		fprintf(stderr, "bench: %s: reopen %s: %s\n", sc->name, db, e.msg);
 		return problems + 1;
 	}
 	count_ctx c = {.st = st, .verify_chain = verify_chain};
 	long other = 0;
-	if (rein_store_run_list(st, REIN_RUN_SUCCEEDED, count_row, &c, &e) != REIN_OK) {
+	if (rein_store_run_each(st, REIN_RUN_SUCCEEDED, count_row, &c, &e) != REIN_OK) {
 		fprintf(stderr, "bench: %s: run list: %s\n", sc->name, e.msg);
 		problems++;
 	}
 	count_ctx all = {0};
-	if (rein_store_run_list(st, -1, count_row, &all, &e) == REIN_OK)
+	if (rein_store_run_each(st, -1, count_row, &all, &e) == REIN_OK)
 		other = all.rows - c.rows;
 	if (c.rows != sc->runs || c.bad_output || c.bad_seq || c.bad_chain || other) {
 		fprintf(stderr,
@@ -337,7 +337,7 @@ static long run_scenario(const scenario *sc, const rein_spec *spec, rein_script 
 	}
 	/* default options: WAL, synchronous=FULL; the runner as the CLI sets it up */
 	rein_runner_opts ro = {.commit_thread = !bench_sync, .max_batch = bench_max_batch};
-	if (rein_store_open_sqlite(db, NULL, &st, &e) != REIN_OK ||
+	if (rein_store_open(db, NULL, &st, &e) != REIN_OK ||
 	    rein_runner_new(st, sb, &ro, &rn, &e) != REIN_OK) {
 		fprintf(stderr, "bench: %s: %s\n", sc->name, e.msg);
 		goto out;

@@ -165,7 +165,7 @@ int main(int argc, char **argv)
 	int status = 1;
 	snprintf(db, sizeof db, "%s/rein.db", dir);
 	if (rein_script_new(&sb) != REIN_OK || rein_spec_load_dir(wf, sb, &spec, &e) != REIN_OK ||
-	    rein_store_open_sqlite(db, NULL, &st, &e) != REIN_OK ||
+	    rein_store_open(db, NULL, &st, &e) != REIN_OK ||
 	    rein_runner_new(st, sb, NULL, &rn, &e) != REIN_OK) {
 		rein_diags_print(&e.diags, stderr);
 		fprintf(stderr, "bench_tools: %s\n", e.msg);

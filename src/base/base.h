@@ -189,6 +189,13 @@ int rein_file_read(const char *path, char **out, size_t *len, rein_err *err);
 
 #define REIN_HASH_LEN 32
 void rein_sha256(const void *data, size_t n, uint8_t out[REIN_HASH_LEN]);
+/* Incremental SHA-256 on the caller's stack: never allocates, cannot fail. */
+typedef struct rein_sha256_ctx {
+	_Alignas(8) unsigned char opaque[112];
+} rein_sha256_ctx;
+void rein_sha256_init(rein_sha256_ctx *c);
+void rein_sha256_update(rein_sha256_ctx *c, const void *data, size_t n);
+void rein_sha256_final(rein_sha256_ctx *c, uint8_t out[REIN_HASH_LEN]);
 void rein_hmac_sha256(const void *key, size_t klen, const void *data, size_t n,
 		      uint8_t out[REIN_HASH_LEN]);
 /* Writes 2*n hex digits and a NUL into out. */

@@ -1,5 +1,10 @@
 /* SHA-256 and HMAC-SHA-256 through libcrypto, and hex encoding. */
+/* the low-level SHA256_* calls are deprecated in OpenSSL 3 but are the only
+ * ones that keep their state on the caller's stack (EVP allocates it) */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
 #include "base.h"
+
+#include <assert.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -18,6 +23,20 @@ void rein_sha256(const void *data, size_t n, uint8_t out[REIN_HASH_LEN])
 	if (sha256_md == NULL || sha256_ctx == NULL || !EVP_DigestInit_ex2(sha256_ctx, sha256_md, NULL) ||
 	    !EVP_DigestUpdate(sha256_ctx, data, n) || !EVP_DigestFinal_ex(sha256_ctx, out, NULL))
 		SHA256(data, n, out); /* the slow path cannot fail */
+}
+
+static_assert(sizeof(rein_sha256_ctx) >= sizeof(SHA256_CTX), "rein_sha256_ctx too small");
+
+void rein_sha256_init(rein_sha256_ctx *c) { SHA256_Init((SHA256_CTX *)(void *)c->opaque); }
+
+void rein_sha256_update(rein_sha256_ctx *c, const void *data, size_t n)
+{
+	SHA256_Update((SHA256_CTX *)(void *)c->opaque, data, n);
+}
+
+void rein_sha256_final(rein_sha256_ctx *c, uint8_t out[REIN_HASH_LEN])
+{
+	SHA256_Final(out, (SHA256_CTX *)(void *)c->opaque);
 }
 
 void rein_hmac_sha256(const void *key, size_t klen, const void *data, size_t n,

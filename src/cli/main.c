@@ -86,7 +86,7 @@ static int exit_for(rein_status s)
 static int open_store(const char *db, rein_store **st)
 {
 	rein_err e = {0};
-	if (rein_store_open_sqlite(db, NULL, st, &e) != REIN_OK) {
+	if (rein_store_open(db, NULL, st, &e) != REIN_OK) {
 		fprintf(stderr, "%s: cannot open store: %s\n", prog, e.msg);
 		return EXIT_FAILED;
 	}
@@ -545,7 +545,7 @@ static json_t *row_json(const rein_run_row *r)
 	}
 	if (r->lease_owner)
 		json_object_set_new(o, "lease_owner", json_string(r->lease_owner));
-	if (r->cancel_requested)
+	if (r->mail)
 		json_object_set_new(o, "cancel_requested", json_true());
 	return o;
 }
@@ -740,7 +740,7 @@ static int cmd_runs(int argc, char **argv, const char *db)
 		goto out;
 	if (!as_json)
 		printf("%-32s %-12s %-24s %s\n", "RUN", "STATUS", "WORKFLOW", "UPDATED");
-	if (rein_store_run_list(st, status, list_one, arr, &e) != REIN_OK) {
+	if (rein_store_run_each(st, status, list_one, arr, &e) != REIN_OK) {
 		fprintf(stderr, "%s runs: %s\n", prog, e.msg);
 		goto out;
 	}
@@ -822,7 +822,7 @@ static int cmd_audit(int argc, char **argv, const char *db)
 		}
 		audit_one(&c, &row);
 		rein_run_row_clear(&row);
-	} else if (rein_store_run_list(st, -1, audit_one, &c, &e) != REIN_OK) {
+	} else if (rein_store_run_each(st, -1, audit_one, &c, &e) != REIN_OK) {
 		fprintf(stderr, "%s audit: %s\n", prog, e.msg);
 		goto out;
 	}

@@ -587,22 +587,20 @@ static active *find_active(rein_runner *rn, const char *id)
 	return NULL;
 }
 
-int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
+/* Resumes the run of row (as read from the store; claimed: already leased to
+ * us by claim_due, row.lease_owner the previous holder). */
+static int resume_row(rein_runner *rn, const rein_run_row *rowp, bool claimed, rein_err *err)
 {
-	assert(rn->fly == NULL); /* the store is ours: no batch is out (see flush) */
-	rein_run_row row = {0};
+	const rein_run_row row = *rowp;
+	const char *id = row.id;
 	active *a = NULL;
 	int rc;
-	if (find_active(rn, id))
-		return REIN_OK;
-	if ((rc = rein_store_run_get(rn->st, id, &row, err)) != REIN_OK)
-		goto out;
 	int64_t t = now(rn);
 	bool ended = row.status >= REIN_RUN_SUCCEEDED;
-	char *prev = row.lease_owner;
+	const char *prev = row.lease_owner;
 	bool abandoned = false;
 	if (!ended && prev && strcmp(prev, rn->owner) != 0) {
-		if (row.lease_expires > t && rein_owner_alive(prev)) {
+		if (!claimed && row.lease_expires > t && rein_owner_alive(prev)) {
 			rc = rein_err_set(err, REIN_ECONFLICT, "run %s is being advanced by %s", id,
 					  prev);
 			goto out;
@@ -624,7 +622,7 @@ int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
 	a->inserted = true;
 	a->created_at = row.created_at;
 	a->state = A_RUN;
-	a->cancel = row.cancel_requested;
+	a->cancel = row.mail; /* today only a cancel puts mail (rein_store_cancel_request) */
 	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
 		rein_err_set(err, rc, "out of memory");
 		goto out;
@@ -644,8 +642,9 @@ int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
 						   : rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = rein_store_lease_claim(rn->st, id, prev, rn->owner, t + rn->o.lease_ms, err)) !=
-	    REIN_OK)
+	if (!claimed &&
+	    (rc = rein_store_lease_claim(rn->st, id, prev, rn->owner, t + rn->o.lease_ms, err)) !=
+		    REIN_OK)
 		goto out;
 	if ((rc = add_active(rn, a)) != REIN_OK) {
 		rein_err_set(err, rc, "out of memory");
@@ -660,45 +659,74 @@ int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
 	a = NULL;
 out:
 	active_free(a);
+	return rc;
+}
+
+int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
+{
+	assert(rn->fly == NULL); /* the store is ours: no batch is out (see flush) */
+	rein_run_row row = {0};
+	int rc = REIN_OK;
+	if (find_active(rn, id))
+		return REIN_OK;
+	if ((rc = rein_store_run_get(rn->st, id, &row, err)) == REIN_OK)
+		rc = resume_row(rn, &row, false, err);
 	rein_run_row_clear(&row);
 	return rc;
 }
 
-typedef struct due_ctx {
-	rein_runner *rn;
-	int64_t horizon;
-	void (*on_error)(void *ud, const char *run, const char *why);
-	void *ud;
-	int errors;
-} due_ctx;
+static bool owner_alive(void *ud, const char *owner) { return rein_owner_alive(owner); }
 
-static int resume_if_due(void *ud, const rein_run_row *row)
-{
-	due_ctx *c = ud;
-	if (row->status != REIN_RUN_RUNNING && row->status != REIN_RUN_WAITING)
-		return 0;
-	if (row->status == REIN_RUN_WAITING && row->wake_at > c->horizon)
-		return 0;
-	rein_err e = {0};
-	int rc = rein_runner_resume(c->rn, row->id, &e);
-	if (rc == REIN_ECONFLICT)
-		return 0; /* a live worker has it */
-	if (rc != REIN_OK) {
-		c->errors++;
-		if (c->on_error)
-			c->on_error(c->ud, row->id, e.msg);
-	}
-	return 0;
-}
+#define DUE_PAGE 256
 
+/* Claims the due runs a page at a time (claim_due leases them to us) and
+ * resumes each; one that cannot be resumed gets its previous lease back. A
+ * full page in which nothing could be resumed ends the sweep (runs that keep
+ * failing do not make it spin). */
 int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
 			   void (*on_error)(void *ud, const char *run, const char *why), void *ud,
 			   int *errors, rein_err *err)
 {
-	due_ctx c = {.rn = rn, .horizon = horizon, .on_error = on_error, .ud = ud};
-	int rc = rein_store_run_list(rn->st, -1, resume_if_due, &c, err);
+	assert(rn->fly == NULL);
+	int nerr = 0, rc = REIN_OK;
+	rein_run_row *rows = NULL;
+	size_t n = 0;
+	for (;;) {
+		int64_t t = now(rn);
+		rein_claim_req q = {.owner = rn->owner, .now = t, .horizon = horizon,
+				    .lease_until = t + rn->o.lease_ms, .limit = DUE_PAGE,
+				    .alive = owner_alive};
+		if ((rc = rein_store_claim_due(rn->st, &q, &rows, &n, err)) != REIN_OK)
+			break;
+		size_t resumed = 0;
+		for (size_t i = 0; i < n; i++) {
+			rein_err e = {0};
+			bool here = find_active(rn, rows[i].id) != NULL; /* parked here */
+			int r = here ? REIN_OK : resume_row(rn, &rows[i], true, &e);
+			if (r == REIN_OK && !here) {
+				resumed++;
+				continue;
+			}
+			/* not taken on here: give the lease back as it was */
+			rein_err e2 = {0};
+			if (here || find_active(rn, rows[i].id) == NULL)
+				rein_store_lease_claim(rn->st, rows[i].id, rn->owner,
+						       rows[i].lease_owner, rows[i].lease_expires, &e2);
+			if (r != REIN_OK && r != REIN_ECONFLICT) {
+				nerr++;
+				if (on_error)
+					on_error(ud, rows[i].id, e.msg);
+			}
+		}
+		bool more = n == DUE_PAGE && resumed > 0;
+		rein_run_rows_free(rows, n);
+		rows = NULL;
+		n = 0;
+		if (!more)
+			break;
+	}
 	if (errors)
-		*errors = c.errors;
+		*errors = nerr;
 	return rc;
 }
 
@@ -1074,7 +1102,7 @@ static void check_cancels(rein_runner *rn)
 			continue;
 		rein_run_row row = {0};
 		rein_err e = {0};
-		if (rein_store_run_get(rn->st, a->id, &row, &e) == REIN_OK && row.cancel_requested) {
+		if (rein_store_run_get(rn->st, a->id, &row, &e) == REIN_OK && row.mail) {
 			a->cancel = true;
 			for (ticket *tk = a->tickets; tk; tk = tk->next)
 				rein_tools_cancel(rn->tx, tk);

@@ -4,6 +4,7 @@
  * SQLite and PostgreSQL), and chain verification.
  */
 #include "store.h"
+#include "store_sqlite.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -26,54 +27,38 @@ void rein_run_row_clear(rein_run_row *r)
 	memset(r, 0, sizeof *r);
 }
 
-static uint8_t *put64(uint8_t *b, int64_t v)
+static void put64(uint8_t b[8], int64_t v)
 {
 	for (int i = 0; i < 8; i++)
 		b[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
-	return b + 8;
 }
 
 void rein_event_chain_hash(const rein_event_row *ev, uint8_t out[REIN_HASH_LEN])
 {
-	/* one flat buffer: hashing never allocates, so it cannot fail */
-	size_t tl = strlen(ev->type) + 1;
+	/* streamed field by field: hashing never allocates, so it cannot fail */
 	const char *step = ev->step ? ev->step : "";
-	size_t sl = strlen(step) + 1;
-	uint8_t small[512], *buf = small;
-	size_t n = REIN_HASH_LEN + 8 + tl + sl + 8 + REIN_HASH_LEN;
-	uint8_t *big = NULL;
-	if (n > sizeof small) {
-		big = malloc(n); /* type/step names are short; this is the rare case */
-		if (big == NULL)
-			abort();
-		buf = big;
-	}
-	uint8_t *p = buf;
-	memcpy(p, ev->prev_hash, REIN_HASH_LEN);
-	p += REIN_HASH_LEN;
-	p = put64(p, ev->seq);
-	memcpy(p, ev->type, tl);
-	p += tl;
-	memcpy(p, step, sl);
-	p += sl;
-	p = put64(p, ev->at);
-	memcpy(p, ev->payload_hash, REIN_HASH_LEN);
-	rein_sha256(buf, n, out);
-	free(big);
+	uint8_t seq[8], at[8];
+	put64(seq, ev->seq);
+	put64(at, ev->at);
+	rein_sha256_ctx c;
+	rein_sha256_init(&c);
+	rein_sha256_update(&c, ev->prev_hash, REIN_HASH_LEN);
+	rein_sha256_update(&c, seq, sizeof seq);
+	rein_sha256_update(&c, ev->type, strlen(ev->type) + 1);
+	rein_sha256_update(&c, step, strlen(step) + 1);
+	rein_sha256_update(&c, at, sizeof at);
+	rein_sha256_update(&c, ev->payload_hash, REIN_HASH_LEN);
+	rein_sha256_final(&c, out);
 }
 
 void rein_event_genesis(const char *run_id, uint8_t out[REIN_HASH_LEN])
 {
 	static const char tag[] = "rein.run"; /* with its NUL */
-	size_t n = strlen(run_id);
-	uint8_t small[128], *buf = n + sizeof tag <= sizeof small ? small : malloc(n + sizeof tag);
-	if (buf == NULL)
-		abort();
-	memcpy(buf, tag, sizeof tag);
-	memcpy(buf + sizeof tag, run_id, n);
-	rein_sha256(buf, n + sizeof tag, out);
-	if (buf != small)
-		free(buf);
+	rein_sha256_ctx c;
+	rein_sha256_init(&c);
+	rein_sha256_update(&c, tag, sizeof tag);
+	rein_sha256_update(&c, run_id, strlen(run_id));
+	rein_sha256_final(&c, out);
 }
 
 void rein_event_hash(rein_event_row *ev)
@@ -83,11 +68,47 @@ void rein_event_hash(rein_event_row *ev)
 	rein_event_chain_hash(ev, ev->hash);
 }
 
+void rein_run_rows_free(rein_run_row *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++)
+		rein_run_row_clear(&rows[i]);
+	rein_free(rows);
+}
+
+void rein_inbox_rows_free(rein_inbox_row *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++) {
+		rein_free((char *)rows[i].run_id);
+		rein_free((char *)rows[i].id);
+		rein_free((char *)rows[i].type);
+		rein_free((char *)rows[i].data);
+		rein_free((char *)rows[i].sender);
+	}
+	rein_free(rows);
+}
+
+int rein_store_open(const char *url, const rein_store_opts *opts, rein_store **out,
+		    rein_err *err)
+{
+	assert(url != NULL && out != NULL);
+	if (strncmp(url, "sqlite:", 7) == 0)
+		return rein_store_open_sqlite(url + 7, opts, out, err);
+	if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+		return rein_err_set(err, REIN_EINVAL,
+				    "%s: PostgreSQL stores are not supported yet (use sqlite:PATH)",
+				    url);
+	if (strstr(url, "://") != NULL)
+		return rein_err_set(err, REIN_EINVAL,
+				    "%s: unknown store URL (use sqlite:PATH, or a file path)", url);
+	return rein_store_open_sqlite(url, opts, out, err);
+}
+
 int rein_store_wrap(const rein_store_ops *ops, void *be, rein_store **out)
 {
 	rein_store *s = rein_malloc(sizeof *s);
 	if (s == NULL)
 		return REIN_ENOMEM;
+	assert(ops != NULL);
 	s->ops = ops;
 	s->be = be;
 	*out = s;
@@ -122,10 +143,11 @@ int rein_store_run_insert(rein_store *s, const rein_run_row *row, rein_err *err)
 	return s->ops->run_insert(s->be, row, err);
 }
 
-int rein_store_run_update(rein_store *s, const rein_run_row *row, const char *owner, bool *cancel,
+int rein_store_run_update(rein_store *s, const rein_run_row *row, const char *owner, bool *mail,
 			  rein_err *err)
 {
-	return s->ops->run_update(s->be, row, owner, cancel, err);
+	assert(row != NULL && row->id[0] != '\0');
+	return s->ops->run_update(s->be, row, owner, mail, err);
 }
 
 int rein_store_run_get(rein_store *s, const char *id, rein_run_row *row, rein_err *err)
@@ -133,9 +155,44 @@ int rein_store_run_get(rein_store *s, const char *id, rein_run_row *row, rein_er
 	return s->ops->run_get(s->be, id, row, err);
 }
 
-int rein_store_run_list(rein_store *s, int status, rein_run_cb cb, void *ud, rein_err *err)
+int rein_store_run_list(rein_store *s, const rein_run_query *q, rein_run_row **rows, size_t *n,
+			rein_err *err)
 {
-	return s->ops->run_list(s->be, status, cb, ud, err);
+	assert(q != NULL && q->limit >= 1 && rows != NULL && n != NULL);
+	return s->ops->run_list(s->be, q, rows, n, err);
+}
+
+#define RUN_PAGE 256
+
+int rein_store_run_each(rein_store *s, int status, rein_run_cb cb, void *ud, rein_err *err)
+{
+	rein_run_query q = {.status = status, .limit = RUN_PAGE};
+	rein_run_row *rows = NULL;
+	size_t n = 0;
+	char after[sizeof rows->id];
+	int rc;
+	for (;;) {
+		if ((rc = rein_store_run_list(s, &q, &rows, &n, err)) != REIN_OK)
+			goto out;
+		for (size_t i = 0; i < n; i++) {
+			int x = cb(ud, &rows[i]);
+			if (x != 0) {
+				rc = x < 0 ? x : REIN_OK;
+				goto out;
+			}
+		}
+		if (n < q.limit)
+			goto out;
+		snprintf(after, sizeof after, "%s", rows[n - 1].id);
+		q.after_id = after;
+		q.after_created = rows[n - 1].created_at;
+		rein_run_rows_free(rows, n);
+		rows = NULL;
+		n = 0;
+	}
+out:
+	rein_run_rows_free(rows, n);
+	return rc;
 }
 
 int rein_store_lease_claim(rein_store *s, const char *id, const char *expect_owner,
@@ -144,9 +201,37 @@ int rein_store_lease_claim(rein_store *s, const char *id, const char *expect_own
 	return s->ops->lease_claim(s->be, id, expect_owner, owner, expires, err);
 }
 
+int rein_store_claim_due(rein_store *s, const rein_claim_req *req, rein_run_row **rows, size_t *n,
+			 rein_err *err)
+{
+	assert(req != NULL && req->owner != NULL && req->limit >= 1 && rows && n);
+	return s->ops->claim_due(s->be, req, rows, n, err);
+}
+
+int rein_store_inbox_put(rein_store *s, const rein_inbox_row *msg, bool *dup, rein_err *err)
+{
+	assert(msg != NULL && msg->run_id && msg->id && msg->type);
+	return s->ops->inbox_put(s->be, msg, dup, err);
+}
+
+int rein_store_inbox_list(rein_store *s, const char *run_id, rein_inbox_row **out, size_t *n,
+			  rein_err *err)
+{
+	assert(run_id != NULL && out != NULL && n != NULL);
+	return s->ops->inbox_list(s->be, run_id, out, n, err);
+}
+
+int rein_store_inbox_drained(rein_store *s, const char *run_id, int64_t upto_seq, rein_err *err)
+{
+	assert(run_id != NULL);
+	return s->ops->inbox_drained(s->be, run_id, upto_seq, err);
+}
+
 int rein_store_cancel_request(rein_store *s, const char *id, rein_err *err)
 {
-	return s->ops->cancel_request(s->be, id, err);
+	rein_inbox_row msg = {.run_id = id, .id = "cancel", .type = "cancel",
+			      .at = rein_clock_now(&rein_clock_system)};
+	return rein_store_inbox_put(s, &msg, NULL, err);
 }
 
 int rein_store_event_append(rein_store *s, const rein_event_row *ev, rein_err *err)

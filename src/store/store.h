@@ -1,7 +1,9 @@
 /*
- * store: the durable event log behind one table of operations. SQLite is the
- * embedded backend; PostgreSQL implements the same table later without the
- * engine noticing.
+ * store: the durable event log behind one table of operations
+ * (rein_store_ops). A backend implements that table from this header alone:
+ * SQLite is the embedded one (store_sqlite.h), PostgreSQL comes later, and
+ * the tests run the same suite over an in-memory backend and a
+ * fault-injecting wrapper (tests/unit/memstore.h, tests/unit/faultstore.h).
  *
  * Events are append-only. Each event's hash chains to the run's previous one:
  *
@@ -11,12 +13,34 @@
  * with prev_hash for seq 1 the run's genesis, SHA-256("rein.run\0" || run
  * id), which binds the chain to its run (payloads need not repeat the id, so
  * equal payloads of different runs are stored once), and payload_hash =
- * SHA-256(payload JSON text). Payloads live in a content-addressed table, so a retention job can
- * purge a payload without breaking the chain.
+ * SHA-256(payload JSON text). Payloads live in a content-addressed table, so a
+ * retention job can purge a payload without breaking the chain.
  *
- * Writes happen between rein_store_begin and rein_store_commit; the runner
- * batches many runs' events into one transaction (group commit) and commits
- * only at durability barriers.
+ * Transactions. rein_store_begin opens one write transaction on the handle;
+ * every operation called until commit or rollback is part of it, and sees
+ * what the transaction wrote so far (read-your-writes: run_get, events_load,
+ * inbox_list inside a transaction return its own uncommitted rows). Nothing
+ * of it is visible to other handles before commit. A failed commit has rolled
+ * back. Operations marked "autocommits" make their own transaction and must
+ * not be called inside one (REIN_EINVAL); operations marked "in a transaction"
+ * require one (REIN_EINVAL otherwise); the others (no mark) commit on their
+ * own outside a transaction and join it inside. The runner batches many
+ * runs' events into one transaction (group commit) and commits only at
+ * durability barriers.
+ *
+ * Strings and ownership. Every const char * an operation takes is borrowed
+ * for the call only: the backend copies what it keeps. Rows the store returns
+ * own all their strings (freed by rein_run_row_clear, rein_run_rows_free,
+ * rein_inbox_rows_free), except the rein_event_row handed to an events_load
+ * callback, whose strings are valid during that callback only.
+ *
+ * Errors: REIN_OK or a negative rein_err code set in *err (which may be NULL)
+ * with a message; out-parameters are written only on success. REIN_ENOTFOUND
+ * for an unknown run or spec, REIN_ECONFLICT for a lease held elsewhere or a
+ * duplicate key, REIN_EIO for the backend's own failures, REIN_ENOMEM.
+ *
+ * Threads: one thread at a time uses a handle (the runner may hand it to its
+ * commit thread and back under its own lock).
  */
 #ifndef REIN_STORE_H
 #define REIN_STORE_H
@@ -25,10 +49,16 @@
 
 typedef struct rein_store rein_store;
 
+/*
+ * One run. id and version are inline; every char * field is owned by the row
+ * when the store filled it (run_get, run_list, claim_due: free with
+ * rein_run_row_clear), and borrowed for the call when the caller passes a row
+ * in (run_insert, run_update never keep or free the caller's pointers).
+ */
 typedef struct rein_run_row {
 	char id[64];
-	char *workflow;
-	char version[65];
+	char *workflow;      /* the workflow's name */
+	char version[65];    /* the spec's content hash */
 	int status;          /* rein_status */
 	int64_t created_at, updated_at;
 	int64_t wake_at;     /* waiting: earliest timer, else 0 */
@@ -37,12 +67,17 @@ typedef struct rein_run_row {
 	int64_t last_seq;
 	uint8_t last_hash[REIN_HASH_LEN];
 	char *output;        /* JSON text once ended, else NULL */
-	char *reason;
-	bool cancel_requested;
+	char *reason;        /* NULL unless ended with one */
+	bool mail;           /* the run's inbox holds undrained entries (read only:
+				set by inbox_put, cleared by inbox_drained) */
 } rein_run_row;
 
+/* Frees the row's owned strings and zeroes it; accepts NULL. */
 void rein_run_row_clear(rein_run_row *r);
+/* Clears and frees an array of n rows from run_list or claim_due; accepts NULL. */
+void rein_run_rows_free(rein_run_row *rows, size_t n);
 
+/* One event. All strings are borrowed (see events_load for their lifetime). */
 typedef struct rein_event_row {
 	const char *run_id;
 	int64_t seq;
@@ -59,13 +94,61 @@ typedef struct rein_event_row {
 void rein_event_genesis(const char *run_id, uint8_t out[REIN_HASH_LEN]);
 /* Computes payload_hash (from payload) and hash (from the rest) of ev. */
 void rein_event_hash(rein_event_row *ev);
-/* Recomputes ev->hash from its fields (payload_hash as stored) into out. */
+/* Recomputes ev->hash from its fields (payload_hash as stored) into out.
+ * Streams the fields into the digest: never allocates, cannot fail. */
 void rein_event_chain_hash(const rein_event_row *ev, uint8_t out[REIN_HASH_LEN]);
+
+/*
+ * One entry of a run's inbox: something from outside the run (a cancel, a
+ * signal with data, an approval) waiting to be drained into its log. Passed
+ * to inbox_put, the strings are borrowed and seq is ignored; returned by
+ * inbox_list, the row owns them (rein_inbox_rows_free).
+ */
+typedef struct rein_inbox_row {
+	const char *run_id;
+	int64_t seq;        /* arrival order in the run's inbox, from 1; set by the store */
+	const char *id;     /* chosen by the sender; unique per run (idempotency) */
+	const char *type;   /* "cancel", "signal", ... */
+	const char *data;   /* JSON text or NULL */
+	const char *sender; /* who sent it, or NULL */
+	int64_t at;         /* ms since the epoch, the sender's clock */
+} rein_inbox_row;
+
+void rein_inbox_rows_free(rein_inbox_row *rows, size_t n);
+
+/* Which page of runs run_list returns: newest first (created_at descending,
+ * then id ascending), after the cursor (after_id NULL: from the newest). */
+typedef struct rein_run_query {
+	int status;            /* rein_status, or -1 for any */
+	const char *after_id;  /* the last row of the previous page, or NULL */
+	int64_t after_created; /* that row's created_at */
+	size_t limit;          /* rows at most, >= 1 */
+} rein_run_query;
+
+/* Tells whether the holder of a lease is alive (e.g. rein_owner_alive for a
+ * process on this host). Must not use the store. */
+typedef bool (*rein_owner_alive_fn)(void *ud, const char *owner);
+
+/* What claim_due claims; see rein_store_claim_due. */
+typedef struct rein_claim_req {
+	const char *owner;       /* who takes the leases */
+	int64_t now;             /* a lease with lease_expires <= now is expired */
+	int64_t horizon;         /* waiting runs with wake_at <= horizon are due */
+	int64_t lease_until;     /* the new leases' lease_expires */
+	size_t limit;            /* runs at most, >= 1 */
+	rein_owner_alive_fn alive; /* NULL: every unexpired lease is live */
+	void *alive_ud;
+} rein_claim_req;
 
 typedef int (*rein_event_cb)(void *ud, const rein_event_row *ev);
 typedef int (*rein_run_cb)(void *ud, const rein_run_row *row);
 
-/* The table of operations a backend implements; see store.c for contracts. */
+/*
+ * The table of operations a backend implements: each has the contract of the
+ * rein_store_ function of the same name below (be is the backend's handle).
+ * Every entry is required. close releases the handle (rolling back an open
+ * transaction); rollback never fails and accepts "no transaction".
+ */
 typedef struct rein_store_ops {
 	void (*close)(void *be);
 	int (*begin)(void *be, rein_err *err);
@@ -75,60 +158,147 @@ typedef struct rein_store_ops {
 			rein_err *err);
 	int (*spec_get)(void *be, const char *version, char **bundle, rein_err *err);
 	int (*run_insert)(void *be, const rein_run_row *row, rein_err *err);
-	int (*run_update)(void *be, const rein_run_row *row, const char *owner, bool *cancel,
+	int (*run_update)(void *be, const rein_run_row *row, const char *owner, bool *mail,
 			  rein_err *err);
 	int (*run_get)(void *be, const char *id, rein_run_row *row, rein_err *err);
-	int (*run_list)(void *be, int status, rein_run_cb cb, void *ud, rein_err *err);
+	int (*run_list)(void *be, const rein_run_query *q, rein_run_row **rows, size_t *n,
+			rein_err *err);
 	int (*lease_claim)(void *be, const char *id, const char *expect_owner, const char *owner,
 			   int64_t expires, rein_err *err);
-	int (*cancel_request)(void *be, const char *id, rein_err *err);
+	int (*claim_due)(void *be, const rein_claim_req *req, rein_run_row **rows, size_t *n,
+			 rein_err *err);
 	int (*event_append)(void *be, const rein_event_row *ev, rein_err *err);
 	int (*events_load)(void *be, const char *run_id, rein_event_cb cb, void *ud, rein_err *err);
+	int (*inbox_put)(void *be, const rein_inbox_row *msg, bool *dup, rein_err *err);
+	int (*inbox_list)(void *be, const char *run_id, rein_inbox_row **out, size_t *n,
+			  rein_err *err);
+	int (*inbox_drained)(void *be, const char *run_id, int64_t upto_seq, rein_err *err);
 } rein_store_ops;
 
 typedef struct rein_store_opts {
-	bool no_sync; /* PRAGMA synchronous=NORMAL instead of FULL (tests only) */
+	bool no_sync; /* SQLite: synchronous=NORMAL instead of FULL (tests only) */
 } rein_store_opts;
 
-/* Opens (creating if needed) a SQLite store in WAL mode. Caller closes. */
-int rein_store_open_sqlite(const char *path, const rein_store_opts *opts, rein_store **out,
-			   rein_err *err);
-/* Wraps any backend (e.g. a fault-injecting one in tests). */
+/*
+ * Opens (creating if needed) the store named by url: "sqlite:PATH", or a bare
+ * PATH (also SQLite, as `--db PATH`). "postgres://..." and any other
+ * "scheme://" are refused with REIN_EINVAL and a message saying so. opts may
+ * be NULL. Caller closes with rein_store_close.
+ */
+int rein_store_open(const char *url, const rein_store_opts *opts, rein_store **out,
+		    rein_err *err);
+/* Makes a store of any backend: ops is borrowed for the store's life, be is
+ * owned by it (ops->close(be) at rein_store_close). REIN_ENOMEM only. */
 int rein_store_wrap(const rein_store_ops *ops, void *be, rein_store **out);
+/* Closes the backend (rolling back an open transaction) and frees s; accepts NULL. */
 void rein_store_close(rein_store *s);
 
+/* Opens a write transaction. REIN_EINVAL inside one. */
 int rein_store_begin(rein_store *s, rein_err *err);
+/* Makes the transaction durable (SQLite: fsync unless no_sync). On failure
+ * the transaction has been rolled back. REIN_EINVAL outside one. */
 int rein_store_commit(rein_store *s, rein_err *err);
+/* Abandons the transaction's writes; a no-op outside one. */
 void rein_store_rollback(rein_store *s);
 
+/* Stores a spec bundle (JSON text) under its version; a version already
+ * stored is left as it is (no error). */
 int rein_store_spec_put(rein_store *s, const char *version, const char *name, const char *bundle,
 			rein_err *err);
-/* *bundle: JSON text, caller frees. REIN_ENOTFOUND if unknown. */
+/* *bundle: JSON text, caller frees with rein_free. REIN_ENOTFOUND if unknown. */
 int rein_store_spec_get(rein_store *s, const char *version, char **bundle, rein_err *err);
+/* Inserts a new run with every field of row (mail starts false).
+ * REIN_ECONFLICT when the id exists. */
 int rein_store_run_insert(rein_store *s, const rein_run_row *row, rein_err *err);
 /*
- * Updates status, wake_at, lease, last seq/hash, output, reason, updated_at of
- * row->id, only while the lease is held by owner (NULL: unconditionally).
- * REIN_ECONFLICT when the lease is gone. *cancel (may be NULL) tells whether a
- * cancel was requested meanwhile.
+ * Updates status, updated_at, wake_at, lease_owner, lease_expires, last_seq,
+ * last_hash, output and reason of row->id, only while the lease is held by
+ * owner (NULL: unconditionally); workflow, version, created_at and mail are
+ * not written. REIN_ECONFLICT when the lease is gone (or the run unknown).
+ * *mail (may be NULL) gets the run's mail flag as of this update, so the
+ * holder hears of new inbox entries in the commit it makes anyway.
  */
-int rein_store_run_update(rein_store *s, const rein_run_row *row, const char *owner, bool *cancel,
+int rein_store_run_update(rein_store *s, const rein_run_row *row, const char *owner, bool *mail,
 			  rein_err *err);
 /* Fills row (caller clears it). REIN_ENOTFOUND if unknown. */
 int rein_store_run_get(rein_store *s, const char *id, rein_run_row *row, rein_err *err);
-/* Calls cb for each run (status -1: all), newest first. */
-int rein_store_run_list(rein_store *s, int status, rein_run_cb cb, void *ud, rein_err *err);
+/*
+ * One page of runs in the order of rein_run_query. *rows: an array of *n <=
+ * q->limit rows (NULL when 0), caller frees with rein_run_rows_free; fewer than
+ * limit means the last page. Calls nothing back, and leaves no cursor open:
+ * the caller may use the store between pages.
+ */
+int rein_store_run_list(rein_store *s, const rein_run_query *q, rein_run_row **rows, size_t *n,
+			rein_err *err);
+/*
+ * Calls cb for each run with that status (-1: all), newest first, a page at a
+ * time through run_list: cb may use the store (no cursor is open while it
+ * runs). Stops at cb's first non-zero return (negative: returned as the
+ * error).
+ */
+int rein_store_run_each(rein_store *s, int status, rein_run_cb cb, void *ud, rein_err *err);
 /*
  * Takes the lease of run id for owner until expires, provided it is still held
- * by expect_owner (NULL: free). REIN_ECONFLICT otherwise. Autocommits.
+ * by expect_owner (NULL: free). REIN_ECONFLICT otherwise. owner NULL releases
+ * the lease.
  */
 int rein_store_lease_claim(rein_store *s, const char *id, const char *expect_owner,
 			   const char *owner, int64_t expires, rein_err *err);
-int rein_store_cancel_request(rein_store *s, const char *id, rein_err *err);
+/*
+ * Finds runs ready to advance and leases them to req->owner until
+ * req->lease_until, in one transaction (autocommits): runs that are running,
+ * or waiting with wake_at <= req->horizon, whose lease is free, expired
+ * (lease_expires <= req->now) or held by an owner req->alive says is dead.
+ * Runs already leased to req->owner and unexpired are not returned. At most
+ * req->limit runs, running ones first, then by wake_at, then by id. *rows
+ * (array of *n, caller frees with rein_run_rows_free) holds each run as it was
+ * BEFORE the claim: lease_owner is the previous holder (NULL: it was free), so
+ * the caller can tell an abandoned run. Every returned run is leased to owner
+ * when this returns; a run claimed by another worker concurrently is skipped,
+ * never returned to both (PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, then
+ * one UPDATE; SQLite: under BEGIN IMMEDIATE). req->alive is called with no
+ * cursor open on the store, for leases that are unexpired.
+ */
+int rein_store_claim_due(rein_store *s, const rein_claim_req *req, rein_run_row **rows, size_t *n,
+			 rein_err *err);
+/*
+ * Appends one event (seq = the run's next, ev->hash already computed with
+ * rein_event_hash). The run must exist (REIN_ENOTFOUND); a seq already stored
+ * is REIN_ECONFLICT (possibly only at commit: a backend may hold appends until
+ * then). Does not touch the run row: run_update records last_seq/last_hash.
+ */
 int rein_store_event_append(rein_store *s, const rein_event_row *ev, rein_err *err);
-/* Calls cb for each event of the run in seq order; stops on a non-zero return. */
+/* Calls cb for each event of the run in seq order (none for an unknown run);
+ * stops on a non-zero return (negative: returned as the error). The row and
+ * its strings are valid during the callback only. cb must not use the store
+ * (a cursor may be open). */
 int rein_store_events_load(rein_store *s, const char *run_id, rein_event_cb cb, void *ud,
 			   rein_err *err);
+
+/*
+ * Appends msg to run msg->run_id's inbox and sets the run's mail flag. A
+ * second put of the same (run, id) changes nothing and sets *dup (may be
+ * NULL; false otherwise). msg->seq is ignored: the store numbers entries in
+ * arrival order. REIN_ENOTFOUND for an unknown run. Autocommits (it is called
+ * by other processes, e.g. `rein cancel`). Works on ended runs too (the
+ * entries are never drained).
+ */
+int rein_store_inbox_put(rein_store *s, const rein_inbox_row *msg, bool *dup, rein_err *err);
+/* The run's undrained entries in arrival (seq) order: *out an array of *n
+ * (NULL when 0; an unknown run has none), caller frees with
+ * rein_inbox_rows_free. */
+int rein_store_inbox_list(rein_store *s, const char *run_id, rein_inbox_row **out, size_t *n,
+			  rein_err *err);
+/*
+ * In a transaction (the one that appends the events recording the entries in
+ * the run's log, so both commit or neither): marks the run's entries with seq
+ * <= upto_seq drained, and clears the mail flag when no undrained entry is
+ * left. Drained entries are kept (a later put of the same id is still a dup).
+ */
+int rein_store_inbox_drained(rein_store *s, const char *run_id, int64_t upto_seq, rein_err *err);
+/* Puts the inbox entry {id "cancel", type "cancel"} for run id (a repeated
+ * cancel is not an error). Autocommits. REIN_ENOTFOUND for an unknown run. */
+int rein_store_cancel_request(rein_store *s, const char *id, rein_err *err);
 
 /*
  * Recomputes the chain of one run: every hash, every link, every payload

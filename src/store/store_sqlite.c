@@ -1,7 +1,7 @@
 /*
  * The SQLite backend: WAL mode, synchronous=FULL (a commit survives power
- * loss), prepared statements kept for the life of the handle. Every write
- * passes a fault point so tests can make the Nth one fail.
+ * loss), prepared statements kept for the life of the handle. (Write
+ * faults for tests come from a wrapper backend: tests/unit/faultstore.h.)
  *
  * Events appended inside a transaction are held here and written when the
  * transaction commits (or when many are held, or before events are read back):
@@ -17,7 +17,7 @@
  * rolled back, it is forgotten. A failed write of held events fails the
  * call that triggered it (an append, or the commit, which then rolls back).
  */
-#include "store.h"
+#include "store_sqlite.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +32,13 @@ enum {
 	Q_RUN_GET,
 	Q_RUN_LIST,
 	Q_LEASE,
-	Q_CANCEL,
+	Q_DUE,
+	Q_INBOX_PUT,
+	Q_INBOX_MARK,
+	Q_RUN_EXISTS,
+	Q_INBOX_LIST,
+	Q_INBOX_DRAIN,
+	Q_INBOX_UNMARK,
 	Q_PAYLOAD_PUT,
 	Q_EVENT_PUT,
 	Q_EVENTS_LOAD,
@@ -59,8 +65,15 @@ enum {
  * where SQLite splits a full leaf by starting a new one (a commit writes one
  * or two event pages, not the three to five of a text-keyed index). The view
  * event_log shows events with their run's text id, for people with sqlite3.
+ * A run's inbox entries are keyed (run, seq), unique on (run, id); drained
+ * ones are kept so that a repeated id stays a duplicate. runs.mail is 1
+ * while the run has undrained entries.
  */
-#define STORE_VERSION 2
+#define RUN_COLS "id, workflow, version, status, created_at, updated_at, wake_at, " \
+		 "lease_owner, lease_expires, last_seq, last_hash, output, reason, mail"
+/*
+ */
+#define STORE_VERSION 3 /* 3: the inbox table, runs.mail for cancel_requested */
 #define SEQ_BITS 24
 #define SEQ_MAX ((INT64_C(1) << SEQ_BITS) - 1)
 
@@ -75,17 +88,28 @@ static const char *const sql[Q_COUNT] = {
 			 "lease_owner = ?5, lease_expires = ?6, last_seq = ?7, last_hash = ?8, "
 			 "output = ?9, reason = ?10 "
 			 "WHERE id = ?1 AND (?11 IS NULL OR lease_owner = ?11) "
-			 "RETURNING cancel_requested",
-	[Q_RUN_GET] = "SELECT id, workflow, version, status, created_at, updated_at, wake_at, "
-		      "lease_owner, lease_expires, last_seq, last_hash, output, reason, "
-		      "cancel_requested FROM runs WHERE id = ?1",
-	[Q_RUN_LIST] = "SELECT id, workflow, version, status, created_at, updated_at, wake_at, "
-		       "lease_owner, lease_expires, last_seq, last_hash, output, reason, "
-		       "cancel_requested FROM runs WHERE ?1 IS NULL OR status = ?1 "
-		       "ORDER BY created_at DESC, id",
+			 "RETURNING mail",
+	[Q_RUN_GET] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
+	[Q_RUN_LIST] = "SELECT " RUN_COLS " FROM runs WHERE (?1 IS NULL OR status = ?1) "
+		       "AND (?2 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id > ?2)) "
+		       "ORDER BY created_at DESC, id LIMIT ?4",
 	[Q_LEASE] = "UPDATE runs SET lease_owner = ?3, lease_expires = ?4 "
 		    "WHERE id = ?1 AND lease_owner IS ?2",
-	[Q_CANCEL] = "UPDATE runs SET cancel_requested = 1 WHERE id = ?1",
+	/* through runs_by_status; our own live leases are never candidates */
+	[Q_DUE] = "SELECT " RUN_COLS " FROM runs WHERE (status = 'running' OR "
+		  "(status = 'waiting' AND wake_at <= ?1)) AND (lease_owner IS NULL OR "
+		  "lease_expires <= ?2 OR lease_owner <> ?3) ORDER BY status, wake_at, id",
+	[Q_INBOX_PUT] = "INSERT INTO inbox(run, seq, id, type, data, sender, at) SELECT ?1, "
+			"coalesce((SELECT max(seq) FROM inbox WHERE run = ?1), 0) + 1, "
+			"?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1) "
+			"ON CONFLICT DO NOTHING",
+	[Q_INBOX_MARK] = "UPDATE runs SET mail = 1 WHERE id = ?1",
+	[Q_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
+	[Q_INBOX_LIST] = "SELECT seq, id, type, data, sender, at FROM inbox "
+			 "WHERE run = ?1 AND drained = 0 ORDER BY seq",
+	[Q_INBOX_DRAIN] = "UPDATE inbox SET drained = 1 WHERE run = ?1 AND seq <= ?2 AND drained = 0",
+	[Q_INBOX_UNMARK] = "UPDATE runs SET mail = EXISTS (SELECT 1 FROM inbox WHERE run = ?1 "
+			   "AND drained = 0) WHERE id = ?1",
 	[Q_PAYLOAD_PUT] = "INSERT OR IGNORE INTO payloads(hash, body) VALUES (?1, ?2)",
 	[Q_EVENT_PUT] = "INSERT INTO events(k, type, step, at, payload_hash, prev_hash, hash) "
 			"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -129,13 +153,17 @@ static const char schema_sql[] =
 	" wake_at INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,"
 	" lease_expires INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0,"
 	" last_hash BLOB, output TEXT, reason TEXT,"
-	" cancel_requested INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+	" mail INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status, wake_at)"
 	" WHERE status IN ('running', 'waiting');"
 	"CREATE TABLE IF NOT EXISTS events("
 	" k INTEGER PRIMARY KEY, type TEXT NOT NULL, step TEXT,"
 	" at INTEGER NOT NULL, payload_hash BLOB NOT NULL, prev_hash BLOB NOT NULL,"
 	" hash BLOB NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS inbox("
+	" run TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,"
+	" data TEXT, sender TEXT, at INTEGER NOT NULL, drained INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY(run, seq), UNIQUE(run, id)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS payloads(hash BLOB PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;"
 	"CREATE TRIGGER IF NOT EXISTS events_append_only_u BEFORE UPDATE ON events"
 	" BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
@@ -278,13 +306,6 @@ static int event_key(sq *b, const rein_event_row *ev, int64_t *k, rein_err *err)
 	return rc;
 }
 
-static int write_fault(rein_err *err)
-{
-	if (rein_fault_hit(REIN_FAULT_WRITE))
-		return rein_err_set(err, REIN_EFAULT, "sqlite: injected write fault");
-	return REIN_OK;
-}
-
 /* Forgets the held events; a large batch's buffers are not kept for the next. */
 static void held_clear(sq *b)
 {
@@ -342,6 +363,8 @@ static int step_done(sq *b, sqlite3_stmt *s, rein_err *err, const char *what);
 static int sq_begin(void *be, rein_err *err)
 {
 	sq *b = be;
+	if (b->in_tx)
+		return rein_err_set(err, REIN_EINVAL, "sqlite: begin inside a transaction");
 	held_clear(b);
 	sqlite3_stmt *s = stmt(b, Q_BEGIN, err);
 	int rc = s ? step_done(b, s, err, "begin") : REIN_EIO;
@@ -371,9 +394,9 @@ static void sq_rollback(void *be)
 static int sq_commit(void *be, rein_err *err)
 {
 	sq *b = be;
-	int rc = write_fault(err);
-	if (rc == REIN_OK)
-		rc = held_write(b, err);
+	if (!b->in_tx)
+		return rein_err_set(err, REIN_EINVAL, "sqlite: commit outside a transaction");
+	int rc = held_write(b, err);
 	if (rc == REIN_OK) {
 		sqlite3_stmt *s = stmt(b, Q_COMMIT, err);
 		rc = s ? step_done(b, s, err, "commit") : REIN_EIO;
@@ -401,10 +424,9 @@ static int sq_spec_put(void *be, const char *version, const char *name, const ch
 		       rein_err *err)
 {
 	sq *b = be;
-	int rc = write_fault(err);
-	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_SPEC_PUT, err) : NULL;
+	sqlite3_stmt *s = stmt(b, Q_SPEC_PUT, err);
 	if (s == NULL)
-		return rc ? rc : REIN_EIO;
+		return REIN_EIO;
 	sqlite3_bind_text(s, 1, version, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, bundle, -1, SQLITE_STATIC);
@@ -474,10 +496,10 @@ static int rid_take(sq *b, int64_t *rid, rein_err *err)
 static int sq_run_insert(void *be, const rein_run_row *row, rein_err *err)
 {
 	sq *b = be;
-	int rc = write_fault(err);
-	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_RUN_INSERT, err) : NULL;
+	int rc;
+	sqlite3_stmt *s = stmt(b, Q_RUN_INSERT, err);
 	if (s == NULL)
-		return rc ? rc : REIN_EIO;
+		return REIN_EIO;
 	sqlite3_bind_text(s, 1, row->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, row->workflow ? row->workflow : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, row->version, -1, SQLITE_STATIC);
@@ -500,14 +522,14 @@ static int sq_run_insert(void *be, const rein_run_row *row, rein_err *err)
 	return rc;
 }
 
-static int sq_run_update(void *be, const rein_run_row *row, const char *owner, bool *cancel,
+static int sq_run_update(void *be, const rein_run_row *row, const char *owner, bool *mail,
 			 rein_err *err)
 {
 	sq *b = be;
-	int rc = write_fault(err);
-	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_RUN_UPDATE, err) : NULL;
+	int rc;
+	sqlite3_stmt *s = stmt(b, Q_RUN_UPDATE, err);
 	if (s == NULL)
-		return rc ? rc : REIN_EIO;
+		return REIN_EIO;
 	sqlite3_bind_text(s, 1, row->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, rein_status_name(row->status), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, row->updated_at);
@@ -521,8 +543,8 @@ static int sq_run_update(void *be, const rein_run_row *row, const char *owner, b
 	bind_text_or_null(s, 11, owner);
 	int r = sqlite3_step(s);
 	if (r == SQLITE_ROW) {
-		if (cancel)
-			*cancel = sqlite3_column_int(s, 0) != 0;
+		if (mail)
+			*mail = sqlite3_column_int(s, 0) != 0;
 		r = sqlite3_step(s);
 		rc = r == SQLITE_DONE ? REIN_OK : db_err(b, err, "run update");
 	} else if (r == SQLITE_DONE) {
@@ -564,7 +586,7 @@ static int read_row(sqlite3_stmt *s, rein_run_row *row)
 		memcpy(row->last_hash, sqlite3_column_blob(s, 10), REIN_HASH_LEN);
 	row->output = col_dup(s, 11, &oom);
 	row->reason = col_dup(s, 12, &oom);
-	row->cancel_requested = sqlite3_column_int(s, 13) != 0;
+	row->mail = sqlite3_column_int(s, 13) != 0;
 	if (oom) {
 		rein_run_row_clear(row);
 		return REIN_ENOMEM;
@@ -591,43 +613,68 @@ static int sq_run_get(void *be, const char *id, rein_run_row *row, rein_err *err
 	return rc;
 }
 
-static int sq_run_list(void *be, int status, rein_run_cb cb, void *ud, rein_err *err)
+/* Steps s to the end, reading each row into a growing array. */
+static int rows_read(sq *b, sqlite3_stmt *s, rein_run_row **rows, size_t *n, size_t limit,
+		     rein_err *err, const char *what)
+{
+	rein_run_row *v = NULL;
+	size_t m = 0, cap = 0;
+	int r = SQLITE_DONE, rc = REIN_OK;
+	while (m < limit && (r = sqlite3_step(s)) == SQLITE_ROW) {
+		if (m == cap) {
+			size_t c = cap ? 2 * cap : 16;
+			rein_run_row *w = rein_realloc(v, c * sizeof *w);
+			if (w == NULL) {
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				goto out;
+			}
+			v = w;
+			cap = c;
+		}
+		if (read_row(s, &v[m]) != REIN_OK) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
+		}
+		m++;
+	}
+	if (m < limit && r != SQLITE_DONE)
+		rc = db_err(b, err, what);
+out:
+	sqlite3_reset(s);
+	if (rc != REIN_OK) {
+		rein_run_rows_free(v, m);
+		return rc;
+	}
+	*rows = v;
+	*n = m;
+	return REIN_OK;
+}
+
+static int sq_run_list(void *be, const rein_run_query *q, rein_run_row **rows, size_t *n,
+		       rein_err *err)
 {
 	sq *b = be;
-	sqlite3_stmt *s = NULL;
-	/* a fresh statement: callbacks may use the store */
-	if (sqlite3_prepare_v2(b->db, sql[Q_RUN_LIST], -1, &s, NULL) != SQLITE_OK)
-		return db_err(b, err, "run list");
-	if (status >= 0)
-		sqlite3_bind_text(s, 1, rein_status_name(status), -1, SQLITE_STATIC);
-	int r, rc = REIN_OK;
-	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-		rein_run_row row;
-		if (read_row(s, &row) != REIN_OK) {
-			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
-			break;
-		}
-		int x = cb(ud, &row);
-		rein_run_row_clear(&row);
-		if (x != 0) {
-			rc = x < 0 ? x : REIN_OK;
-			break;
-		}
-	}
-	if (rc == REIN_OK && r != SQLITE_ROW && r != SQLITE_DONE)
-		rc = db_err(b, err, "run list");
-	sqlite3_finalize(s);
-	return rc;
+	sqlite3_stmt *s = stmt(b, Q_RUN_LIST, err);
+	if (s == NULL)
+		return REIN_EIO;
+	if (q->status >= 0)
+		sqlite3_bind_text(s, 1, rein_status_name(q->status), -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 1);
+	bind_text_or_null(s, 2, q->after_id);
+	sqlite3_bind_int64(s, 3, q->after_created);
+	sqlite3_bind_int64(s, 4, q->limit > INT64_MAX ? INT64_MAX : (int64_t)q->limit);
+	return rows_read(b, s, rows, n, q->limit, err, "run list");
 }
 
 static int sq_lease(void *be, const char *id, const char *expect, const char *owner,
 		    int64_t expires, rein_err *err)
 {
 	sq *b = be;
-	int rc = write_fault(err);
-	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_LEASE, err) : NULL;
+	int rc;
+	sqlite3_stmt *s = stmt(b, Q_LEASE, err);
 	if (s == NULL)
-		return rc ? rc : REIN_EIO;
+		return REIN_EIO;
 	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
 	bind_text_or_null(s, 2, expect);
 	bind_text_or_null(s, 3, owner);
@@ -639,17 +686,186 @@ static int sq_lease(void *be, const char *id, const char *expect, const char *ow
 	return REIN_OK;
 }
 
-static int sq_cancel(void *be, const char *id, rein_err *err)
+/* Runs BEGIN IMMEDIATE for an operation that autocommits. */
+static int auto_begin(sq *b, const char *what, rein_err *err)
+{
+	if (b->in_tx)
+		return rein_err_set(err, REIN_EINVAL, "sqlite: %s autocommits: not inside a transaction",
+				    what);
+	return sq_begin(b, err);
+}
+
+static int auto_end(sq *b, int rc, rein_err *err)
+{
+	if (rc == REIN_OK)
+		return sq_commit(b, err);
+	sq_rollback(b);
+	return rc;
+}
+
+static int sq_claim_due(void *be, const rein_claim_req *req, rein_run_row **rows, size_t *n,
+			rein_err *err)
 {
 	sq *b = be;
-	int rc = write_fault(err);
-	sqlite3_stmt *s = rc == REIN_OK ? stmt(b, Q_CANCEL, err) : NULL;
-	if (s == NULL)
-		return rc ? rc : REIN_EIO;
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-	if ((rc = step_done(b, s, err, "cancel")) != REIN_OK)
+	rein_run_row *cand = NULL, *got = NULL;
+	size_t nc = 0, ng = 0;
+	int rc = auto_begin(b, "claim_due", err);
+	if (rc != REIN_OK)
 		return rc;
-	return sqlite3_changes(b->db) ? REIN_OK : rein_err_set(err, REIN_ENOTFOUND, "no run %s", id);
+	sqlite3_stmt *s = stmt(b, Q_DUE, err);
+	if (s == NULL) {
+		rc = REIN_EIO;
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, req->horizon);
+	sqlite3_bind_int64(s, 2, req->now);
+	sqlite3_bind_text(s, 3, req->owner, -1, SQLITE_STATIC);
+	/* every candidate first: alive() runs with no cursor open */
+	if ((rc = rows_read(b, s, &cand, &nc, SIZE_MAX, err, "claim due")) != REIN_OK)
+		goto out;
+	if ((got = rein_calloc(nc ? nc : 1, sizeof *got)) == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nc && ng < req->limit; i++) {
+		rein_run_row *r = &cand[i];
+		bool live = r->lease_owner && r->lease_expires > req->now &&
+			    (req->alive == NULL || req->alive(req->alive_ud, r->lease_owner));
+		if (live)
+			continue;
+		if ((rc = sq_lease(b, r->id, r->lease_owner, req->owner, req->lease_until, err)) !=
+		    REIN_OK)
+			goto out;
+		got[ng++] = *r;
+		memset(r, 0, sizeof *r); /* moved */
+	}
+out:
+	rein_run_rows_free(cand, nc);
+	rc = auto_end(b, rc, err);
+	if (rc != REIN_OK) {
+		rein_run_rows_free(got, ng);
+		return rc;
+	}
+	*rows = got;
+	*n = ng;
+	return REIN_OK;
+}
+
+static int sq_inbox_put(void *be, const rein_inbox_row *msg, bool *dup, rein_err *err)
+{
+	sq *b = be;
+	int rc = auto_begin(b, "inbox put", err);
+	if (rc != REIN_OK)
+		return rc;
+	bool added = false;
+	sqlite3_stmt *s = stmt(b, Q_INBOX_PUT, err);
+	if (s == NULL) {
+		rc = REIN_EIO;
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, msg->run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, msg->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, msg->type, -1, SQLITE_STATIC);
+	bind_text_or_null(s, 4, msg->data);
+	bind_text_or_null(s, 5, msg->sender);
+	sqlite3_bind_int64(s, 6, msg->at);
+	if ((rc = step_done(b, s, err, "inbox put")) != REIN_OK)
+		goto out;
+	added = sqlite3_changes(b->db) > 0;
+	if (!added) { /* a duplicate, or no such run */
+		if ((s = stmt(b, Q_RUN_EXISTS, err)) == NULL) {
+			rc = REIN_EIO;
+			goto out;
+		}
+		sqlite3_bind_text(s, 1, msg->run_id, -1, SQLITE_STATIC);
+		int r = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (r == SQLITE_DONE)
+			rc = rein_err_set(err, REIN_ENOTFOUND, "no run %s", msg->run_id);
+		else if (r != SQLITE_ROW)
+			rc = db_err(b, err, "inbox put");
+		goto out;
+	}
+	if ((s = stmt(b, Q_INBOX_MARK, err)) == NULL) {
+		rc = REIN_EIO;
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, msg->run_id, -1, SQLITE_STATIC);
+	rc = step_done(b, s, err, "inbox put");
+out:
+	rc = auto_end(b, rc, err);
+	if (rc == REIN_OK && dup)
+		*dup = !added;
+	return rc;
+}
+
+static int sq_inbox_list(void *be, const char *run_id, rein_inbox_row **out, size_t *n,
+			 rein_err *err)
+{
+	sq *b = be;
+	rein_inbox_row *v = NULL;
+	size_t m = 0, cap = 0;
+	int r, rc = REIN_OK;
+	sqlite3_stmt *s = stmt(b, Q_INBOX_LIST, err);
+	if (s == NULL)
+		return REIN_EIO;
+	sqlite3_bind_text(s, 1, run_id, -1, SQLITE_STATIC);
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		if (m == cap) {
+			size_t c = cap ? 2 * cap : 8;
+			rein_inbox_row *w = rein_realloc(v, c * sizeof *w);
+			if (w == NULL) {
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				goto out;
+			}
+			v = w;
+			cap = c;
+		}
+		bool oom = false;
+		rein_inbox_row *e = &v[m++];
+		memset(e, 0, sizeof *e);
+		e->seq = sqlite3_column_int64(s, 0);
+		e->at = sqlite3_column_int64(s, 5);
+		e->run_id = rein_strdup(run_id);
+		e->id = col_dup(s, 1, &oom);
+		e->type = col_dup(s, 2, &oom);
+		e->data = col_dup(s, 3, &oom);
+		e->sender = col_dup(s, 4, &oom);
+		if (oom || e->run_id == NULL) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (r != SQLITE_DONE)
+		rc = db_err(b, err, "inbox list");
+out:
+	sqlite3_reset(s);
+	if (rc != REIN_OK) {
+		rein_inbox_rows_free(v, m);
+		return rc;
+	}
+	*out = v;
+	*n = m;
+	return REIN_OK;
+}
+
+static int sq_inbox_drained(void *be, const char *run_id, int64_t upto_seq, rein_err *err)
+{
+	sq *b = be;
+	if (!b->in_tx)
+		return rein_err_set(err, REIN_EINVAL, "sqlite: inbox drained outside a transaction");
+	sqlite3_stmt *s = stmt(b, Q_INBOX_DRAIN, err);
+	if (s == NULL)
+		return REIN_EIO;
+	sqlite3_bind_text(s, 1, run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, upto_seq);
+	int rc = step_done(b, s, err, "inbox drained");
+	if (rc != REIN_OK)
+		return rc;
+	if ((s = stmt(b, Q_INBOX_UNMARK, err)) == NULL)
+		return REIN_EIO;
+	sqlite3_bind_text(s, 1, run_id, -1, SQLITE_STATIC);
+	return step_done(b, s, err, "inbox drained");
 }
 
 /* Writes one event now (outside a transaction, or a batch's remainder). */
@@ -874,9 +1090,9 @@ out:
 static int sq_event_append(void *be, const rein_event_row *ev, rein_err *err)
 {
 	sq *b = be;
-	int rc = write_fault(err);
+	int rc;
 	int64_t k = 0;
-	if (rc != REIN_OK || (rc = event_key(b, ev, &k, err)) != REIN_OK)
+	if ((rc = event_key(b, ev, &k, err)) != REIN_OK)
 		return rc;
 	if (!b->in_tx)
 		return event_write(b, ev, k, true, err);
@@ -943,9 +1159,12 @@ static const rein_store_ops sqlite_ops = {
 	.run_get = sq_run_get,
 	.run_list = sq_run_list,
 	.lease_claim = sq_lease,
-	.cancel_request = sq_cancel,
+	.claim_due = sq_claim_due,
 	.event_append = sq_event_append,
 	.events_load = sq_events_load,
+	.inbox_put = sq_inbox_put,
+	.inbox_list = sq_inbox_list,
+	.inbox_drained = sq_inbox_drained,
 };
 
 static int64_t query_int(sq *b, const char *q)

@@ -71,7 +71,7 @@ static inline void sim_run_all(sim *s, const char *prefix)
 	for (int round = 0; round < 2000 && finished < s->n; round++) {
 		rein_store *st;
 		rein_runner *rn;
-		assert_int_equal(rein_store_open_sqlite(s->db, &(rein_store_opts){.no_sync = true}, &st, &err), REIN_OK);
+		assert_int_equal(rein_store_open(s->db, &(rein_store_opts){.no_sync = true}, &st, &err), REIN_OK);
 		assert_int_equal(rein_runner_new(st, s->sb, &o, &rn, &err), REIN_OK);
 		int rc = REIN_OK;
 		if (!started) {
@@ -131,7 +131,7 @@ static inline void sim_check(sim *s, sim_check_fn check, void *ud)
 {
 	rein_store *st;
 	rein_err err = {0};
-	assert_int_equal(rein_store_open_sqlite(s->db, NULL, &st, &err), REIN_OK);
+	assert_int_equal(rein_store_open(s->db, NULL, &st, &err), REIN_OK);
 	for (int i = 0; i < s->n; i++) {
 		rein_run_row row = {0};
 		int64_t bad = 0;

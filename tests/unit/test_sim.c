@@ -203,7 +203,7 @@ static void run_once(const char *db, rein_script *sb, const rein_spec *spec, con
 	char id[64] = "";
 	bool started = false, done = false;
 	for (int attempt = 0; attempt < 5000 && !done; attempt++) {
-		assert_int_equal(rein_store_open_sqlite(db, &(rein_store_opts){.no_sync = true}, &st, &err), REIN_OK);
+		assert_int_equal(rein_store_open(db, &(rein_store_opts){.no_sync = true}, &st, &err), REIN_OK);
 		assert_int_equal(rein_runner_new(st, sb, &o, &rn, &err), REIN_OK);
 		int rc;
 		rein_err_clear(&err);
@@ -234,7 +234,7 @@ static void run_once(const char *db, rein_script *sb, const rein_spec *spec, con
 		s.clock.now += 10; /* time passes while the process restarts */
 	}
 	assert_true(done);
-	assert_int_equal(rein_store_open_sqlite(db, NULL, &st, &err), REIN_OK);
+	assert_int_equal(rein_store_open(db, NULL, &st, &err), REIN_OK);
 	int64_t bad = 0;
 	if (rein_store_verify_run(st, "run_sim", &bad, &err) != REIN_OK)
 		fail_msg("seed %" PRIu64 ": %s", seed, err.msg);

@@ -1,0 +1,629 @@
+/*
+ * An in-memory store backend written from store.h alone (header-only,
+ * static), to prove the interface backend-neutral: test_store.c runs the same
+ * suite over it and over SQLite.
+ *
+ * The data (memdb) belongs to the test and outlives the handles opened on it,
+ * so "close and reopen" works as with a file. A transaction is a deep copy of
+ * the data taken at begin: rollback puts the copy back, commit drops it (both
+ * without allocating). Every allocation goes through rein_malloc, so the
+ * allocation-fault sweep reaches this backend too; each write op allocates
+ * everything before it changes anything.
+ */
+#ifndef REIN_MEMSTORE_H
+#define REIN_MEMSTORE_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+
+typedef struct mem_ev {
+	int64_t seq, at;
+	char *type, *step, *payload;
+	uint8_t payload_hash[REIN_HASH_LEN], prev_hash[REIN_HASH_LEN], hash[REIN_HASH_LEN];
+} mem_ev;
+
+typedef struct mem_msg {
+	int64_t seq, at;
+	char *id, *type, *data, *sender;
+	bool drained;
+} mem_msg;
+
+typedef struct mem_run {
+	rein_run_row row; /* owns its strings */
+	mem_ev *ev;
+	size_t nev, evcap;
+	mem_msg *in;
+	size_t nin, incap;
+} mem_run;
+
+typedef struct mem_spec {
+	char *version, *name, *bundle;
+} mem_spec;
+
+typedef struct memdb {
+	mem_run *runs;
+	size_t nruns, runcap;
+	mem_spec *specs;
+	size_t nspecs, speccap;
+} memdb;
+
+typedef struct memstore {
+	memdb *db;    /* borrowed: the test's */
+	memdb *saved; /* inside a transaction: the data as at begin */
+} memstore;
+
+static inline char *ms_dup(const char *s, bool *oom)
+{
+	if (s == NULL)
+		return NULL;
+	char *d = rein_strdup(s);
+	if (d == NULL)
+		*oom = true;
+	return d;
+}
+
+static inline void ms_run_free(mem_run *r)
+{
+	rein_run_row_clear(&r->row);
+	for (size_t i = 0; i < r->nev; i++) {
+		rein_free(r->ev[i].type);
+		rein_free(r->ev[i].step);
+		rein_free(r->ev[i].payload);
+	}
+	rein_free(r->ev);
+	for (size_t i = 0; i < r->nin; i++) {
+		rein_free(r->in[i].id);
+		rein_free(r->in[i].type);
+		rein_free(r->in[i].data);
+		rein_free(r->in[i].sender);
+	}
+	rein_free(r->in);
+	memset(r, 0, sizeof *r);
+}
+
+/* Empties db (keeps the struct). */
+static inline void memdb_clear(memdb *db)
+{
+	if (db == NULL)
+		return;
+	for (size_t i = 0; i < db->nruns; i++)
+		ms_run_free(&db->runs[i]);
+	rein_free(db->runs);
+	for (size_t i = 0; i < db->nspecs; i++) {
+		rein_free(db->specs[i].version);
+		rein_free(db->specs[i].name);
+		rein_free(db->specs[i].bundle);
+	}
+	rein_free(db->specs);
+	memset(db, 0, sizeof *db);
+}
+
+static inline void memdb_free(memdb *db)
+{
+	memdb_clear(db);
+	rein_free(db);
+}
+
+/* A deep copy of a row's strings into d; false on out of memory (d cleared). */
+static inline bool ms_row_copy(rein_run_row *d, const rein_run_row *s)
+{
+	bool oom = false;
+	*d = *s;
+	d->workflow = ms_dup(s->workflow, &oom);
+	d->lease_owner = ms_dup(s->lease_owner, &oom);
+	d->output = ms_dup(s->output, &oom);
+	d->reason = ms_dup(s->reason, &oom);
+	if (oom)
+		rein_run_row_clear(d);
+	return !oom;
+}
+
+static inline memdb *memdb_copy(const memdb *db)
+{
+	bool oom = false;
+	memdb *c = rein_calloc(1, sizeof *c);
+	if (c == NULL)
+		return NULL;
+	if (db->nruns && (c->runs = rein_calloc(db->nruns, sizeof *c->runs)) == NULL)
+		goto fail;
+	c->runcap = db->nruns;
+	for (size_t i = 0; i < db->nruns; i++) {
+		const mem_run *s = &db->runs[i];
+		mem_run *d = &c->runs[i];
+		c->nruns = i + 1; /* freed with the copy from here on */
+		if (!ms_row_copy(&d->row, &s->row))
+			goto fail;
+		if (s->nev && (d->ev = rein_calloc(s->nev, sizeof *d->ev)) == NULL)
+			goto fail;
+		d->evcap = s->nev;
+		for (size_t j = 0; j < s->nev; j++, d->nev++) {
+			d->ev[j] = s->ev[j];
+			d->ev[j].type = ms_dup(s->ev[j].type, &oom);
+			d->ev[j].step = ms_dup(s->ev[j].step, &oom);
+			d->ev[j].payload = ms_dup(s->ev[j].payload, &oom);
+		}
+		if (s->nin && (d->in = rein_calloc(s->nin, sizeof *d->in)) == NULL)
+			goto fail;
+		d->incap = s->nin;
+		for (size_t j = 0; j < s->nin; j++, d->nin++) {
+			d->in[j] = s->in[j];
+			d->in[j].id = ms_dup(s->in[j].id, &oom);
+			d->in[j].type = ms_dup(s->in[j].type, &oom);
+			d->in[j].data = ms_dup(s->in[j].data, &oom);
+			d->in[j].sender = ms_dup(s->in[j].sender, &oom);
+		}
+		if (oom)
+			goto fail;
+	}
+	if (db->nspecs && (c->specs = rein_calloc(db->nspecs, sizeof *c->specs)) == NULL)
+		goto fail;
+	c->speccap = db->nspecs;
+	for (size_t i = 0; i < db->nspecs; i++, c->nspecs++) {
+		c->specs[i].version = ms_dup(db->specs[i].version, &oom);
+		c->specs[i].name = ms_dup(db->specs[i].name, &oom);
+		c->specs[i].bundle = ms_dup(db->specs[i].bundle, &oom);
+	}
+	if (oom)
+		goto fail;
+	return c;
+fail:
+	memdb_free(c);
+	return NULL;
+}
+
+static inline int ms_oom(rein_err *err) { return rein_err_set(err, REIN_ENOMEM, "out of memory"); }
+
+/* Grows *v (of *cap elements of size sz) to hold n + 1. */
+static inline bool ms_grow(void **v, size_t *cap, size_t n, size_t sz)
+{
+	if (n < *cap)
+		return true;
+	size_t c = *cap ? 2 * *cap : 8;
+	void *w = rein_realloc(*v, c * sz);
+	if (w == NULL)
+		return false;
+	*v = w;
+	*cap = c;
+	return true;
+}
+
+static inline mem_run *ms_find(memdb *db, const char *id)
+{
+	for (size_t i = 0; i < db->nruns; i++)
+		if (strcmp(db->runs[i].row.id, id) == 0)
+			return &db->runs[i];
+	return NULL;
+}
+
+static inline void ms_close(void *be)
+{
+	memstore *m = be;
+	if (m->saved) { /* roll back */
+		memdb_clear(m->db);
+		*m->db = *m->saved;
+		rein_free(m->saved);
+	}
+	rein_free(m);
+}
+
+static inline int ms_begin(void *be, rein_err *err)
+{
+	memstore *m = be;
+	if (m->saved)
+		return rein_err_set(err, REIN_EINVAL, "mem: begin inside a transaction");
+	if ((m->saved = memdb_copy(m->db)) == NULL)
+		return ms_oom(err);
+	return REIN_OK;
+}
+
+static inline void ms_rollback(void *be)
+{
+	memstore *m = be;
+	if (m->saved == NULL)
+		return;
+	memdb_clear(m->db);
+	*m->db = *m->saved;
+	rein_free(m->saved);
+	m->saved = NULL;
+}
+
+static inline int ms_commit(void *be, rein_err *err)
+{
+	memstore *m = be;
+	if (m->saved == NULL)
+		return rein_err_set(err, REIN_EINVAL, "mem: commit outside a transaction");
+	memdb_free(m->saved);
+	m->saved = NULL;
+	return REIN_OK;
+}
+
+static inline int ms_spec_put(void *be, const char *version, const char *name,
+			      const char *bundle, rein_err *err)
+{
+	memdb *db = ((memstore *)be)->db;
+	for (size_t i = 0; i < db->nspecs; i++)
+		if (strcmp(db->specs[i].version, version) == 0)
+			return REIN_OK;
+	bool oom = false;
+	mem_spec sp = {ms_dup(version, &oom), ms_dup(name, &oom), ms_dup(bundle, &oom)};
+	if (oom || !ms_grow((void **)&db->specs, &db->speccap, db->nspecs, sizeof sp)) {
+		rein_free(sp.version);
+		rein_free(sp.name);
+		rein_free(sp.bundle);
+		return ms_oom(err);
+	}
+	db->specs[db->nspecs++] = sp;
+	return REIN_OK;
+}
+
+static inline int ms_spec_get(void *be, const char *version, char **bundle, rein_err *err)
+{
+	memdb *db = ((memstore *)be)->db;
+	for (size_t i = 0; i < db->nspecs; i++)
+		if (strcmp(db->specs[i].version, version) == 0) {
+			char *b = rein_strdup(db->specs[i].bundle);
+			if (b == NULL)
+				return ms_oom(err);
+			*bundle = b;
+			return REIN_OK;
+		}
+	return rein_err_set(err, REIN_ENOTFOUND, "no workflow version %s in the store", version);
+}
+
+static inline int ms_run_insert(void *be, const rein_run_row *row, rein_err *err)
+{
+	memdb *db = ((memstore *)be)->db;
+	if (ms_find(db, row->id))
+		return rein_err_set(err, REIN_ECONFLICT, "mem: run %s exists", row->id);
+	mem_run r = {0};
+	if (!ms_row_copy(&r.row, row))
+		return ms_oom(err);
+	if (r.row.workflow == NULL && (r.row.workflow = rein_strdup("")) == NULL) {
+		rein_run_row_clear(&r.row);
+		return ms_oom(err);
+	}
+	r.row.mail = false;
+	if (!ms_grow((void **)&db->runs, &db->runcap, db->nruns, sizeof r)) {
+		rein_run_row_clear(&r.row);
+		return ms_oom(err);
+	}
+	db->runs[db->nruns++] = r;
+	return REIN_OK;
+}
+
+static inline int ms_run_update(void *be, const rein_run_row *row, const char *owner, bool *mail,
+				rein_err *err)
+{
+	memdb *db = ((memstore *)be)->db;
+	mem_run *r = ms_find(db, row->id);
+	if (r == NULL || (owner && (r->row.lease_owner == NULL ||
+				    strcmp(r->row.lease_owner, owner) != 0)))
+		return rein_err_set(err, REIN_ECONFLICT, "run %s: lease lost", row->id);
+	bool oom = false;
+	char *lo = ms_dup(row->lease_owner, &oom), *out = ms_dup(row->output, &oom),
+	     *why = ms_dup(row->reason, &oom);
+	if (oom) {
+		rein_free(lo);
+		rein_free(out);
+		rein_free(why);
+		return ms_oom(err);
+	}
+	rein_free(r->row.lease_owner);
+	rein_free(r->row.output);
+	rein_free(r->row.reason);
+	r->row.lease_owner = lo;
+	r->row.output = out;
+	r->row.reason = why;
+	r->row.status = row->status;
+	r->row.updated_at = row->updated_at;
+	r->row.wake_at = row->wake_at;
+	r->row.lease_expires = row->lease_expires;
+	r->row.last_seq = row->last_seq;
+	memcpy(r->row.last_hash, row->last_hash, REIN_HASH_LEN);
+	if (mail)
+		*mail = r->row.mail;
+	return REIN_OK;
+}
+
+static inline int ms_run_get(void *be, const char *id, rein_run_row *row, rein_err *err)
+{
+	mem_run *r = ms_find(((memstore *)be)->db, id);
+	if (r == NULL)
+		return rein_err_set(err, REIN_ENOTFOUND, "no run %s", id);
+	return ms_row_copy(row, &r->row) ? REIN_OK : ms_oom(err);
+}
+
+/* Newest first, then id ascending (the order of run_list). */
+static inline int ms_cmp_list(const void *x, const void *y)
+{
+	const rein_run_row *a = *(const rein_run_row *const *)x, *b = *(const rein_run_row *const *)y;
+	if (a->created_at != b->created_at)
+		return a->created_at > b->created_at ? -1 : 1;
+	return strcmp(a->id, b->id);
+}
+
+/* Running first, then by wake_at, then id (the order of claim_due). */
+static inline int ms_cmp_due(const void *x, const void *y)
+{
+	const rein_run_row *a = *(const rein_run_row *const *)x, *b = *(const rein_run_row *const *)y;
+	if (a->status != b->status)
+		return a->status < b->status ? -1 : 1;
+	if (a->wake_at != b->wake_at)
+		return a->wake_at < b->wake_at ? -1 : 1;
+	return strcmp(a->id, b->id);
+}
+
+/* Copies the rows of v (n pointers) into a new array. */
+static inline int ms_rows_out(rein_run_row *const *v, size_t n, rein_run_row **rows, size_t *nout,
+			      rein_err *err)
+{
+	rein_run_row *o = n ? rein_calloc(n, sizeof *o) : NULL;
+	if (n && o == NULL)
+		return ms_oom(err);
+	for (size_t i = 0; i < n; i++)
+		if (!ms_row_copy(&o[i], v[i])) {
+			rein_run_rows_free(o, i);
+			return ms_oom(err);
+		}
+	*rows = o;
+	*nout = n;
+	return REIN_OK;
+}
+
+static inline int ms_run_list(void *be, const rein_run_query *q, rein_run_row **rows, size_t *n,
+			      rein_err *err)
+{
+	memdb *db = ((memstore *)be)->db;
+	rein_run_row **v = rein_calloc(db->nruns + 1, sizeof *v);
+	if (v == NULL)
+		return ms_oom(err);
+	size_t m = 0;
+	for (size_t i = 0; i < db->nruns; i++) {
+		rein_run_row *r = &db->runs[i].row;
+		if (q->status >= 0 && r->status != q->status)
+			continue;
+		if (q->after_id && !(r->created_at < q->after_created ||
+				     (r->created_at == q->after_created && strcmp(r->id, q->after_id) > 0)))
+			continue;
+		v[m++] = r;
+	}
+	qsort(v, m, sizeof *v, ms_cmp_list);
+	int rc = ms_rows_out(v, m < q->limit ? m : q->limit, rows, n, err);
+	rein_free(v);
+	return rc;
+}
+
+static inline int ms_lease_claim(void *be, const char *id, const char *expect, const char *owner,
+				 int64_t expires, rein_err *err)
+{
+	mem_run *r = ms_find(((memstore *)be)->db, id);
+	const char *cur = r ? r->row.lease_owner : NULL;
+	if (r == NULL || (expect == NULL) != (cur == NULL) || (expect && strcmp(expect, cur) != 0))
+		return rein_err_set(err, REIN_ECONFLICT, "run %s is leased by another worker", id);
+	bool oom = false;
+	char *o = ms_dup(owner, &oom);
+	if (oom)
+		return ms_oom(err);
+	rein_free(r->row.lease_owner);
+	r->row.lease_owner = o;
+	r->row.lease_expires = expires;
+	return REIN_OK;
+}
+
+static inline int ms_claim_due(void *be, const rein_claim_req *req, rein_run_row **rows,
+			       size_t *n, rein_err *err)
+{
+	memstore *m = be;
+	if (m->saved)
+		return rein_err_set(err, REIN_EINVAL, "mem: claim_due autocommits: not inside a transaction");
+	memdb *db = m->db;
+	rein_run_row **v = rein_calloc(db->nruns + 1, sizeof *v);
+	if (v == NULL)
+		return ms_oom(err);
+	size_t k = 0;
+	for (size_t i = 0; i < db->nruns; i++) {
+		rein_run_row *r = &db->runs[i].row;
+		bool due = r->status == REIN_RUN_RUNNING ||
+			   (r->status == REIN_RUN_WAITING && r->wake_at <= req->horizon);
+		bool live = r->lease_owner && r->lease_expires > req->now &&
+			    (strcmp(r->lease_owner, req->owner) == 0 || req->alive == NULL ||
+			     req->alive(req->alive_ud, r->lease_owner));
+		if (due && !live)
+			v[k++] = r;
+	}
+	qsort(v, k, sizeof *v, ms_cmp_due);
+	if (k > req->limit)
+		k = req->limit;
+	/* the rows as before the claim, then the claim (all or nothing) */
+	char **owners = rein_calloc(k + 1, sizeof *owners);
+	rein_run_row *got = NULL;
+	size_t ngot = 0;
+	int rc = owners ? ms_rows_out(v, k, &got, &ngot, err) : ms_oom(err);
+	for (size_t i = 0; rc == REIN_OK && i < k; i++)
+		if ((owners[i] = rein_strdup(req->owner)) == NULL) {
+			rein_run_rows_free(got, ngot);
+			rc = ms_oom(err);
+		}
+	if (rc == REIN_OK) {
+		*rows = got;
+		*n = ngot;
+	}
+	for (size_t i = 0; i < k; i++) {
+		if (rc == REIN_OK) {
+			rein_free(v[i]->lease_owner);
+			v[i]->lease_owner = owners[i];
+			v[i]->lease_expires = req->lease_until;
+		} else {
+			rein_free(owners[i]);
+		}
+	}
+	rein_free(owners);
+	rein_free(v);
+	return rc;
+}
+
+static inline int ms_event_append(void *be, const rein_event_row *ev, rein_err *err)
+{
+	mem_run *r = ms_find(((memstore *)be)->db, ev->run_id);
+	if (r == NULL)
+		return rein_err_set(err, REIN_ENOTFOUND, "no run %s", ev->run_id);
+	for (size_t i = 0; i < r->nev; i++)
+		if (r->ev[i].seq == ev->seq)
+			return rein_err_set(err, REIN_ECONFLICT, "run %s: event %lld exists",
+					    ev->run_id, (long long)ev->seq);
+	bool oom = false;
+	mem_ev e = {.seq = ev->seq, .at = ev->at, .type = ms_dup(ev->type, &oom),
+		    .step = ms_dup(ev->step, &oom), .payload = ms_dup(ev->payload ? ev->payload : "", &oom)};
+	memcpy(e.payload_hash, ev->payload_hash, REIN_HASH_LEN);
+	memcpy(e.prev_hash, ev->prev_hash, REIN_HASH_LEN);
+	memcpy(e.hash, ev->hash, REIN_HASH_LEN);
+	if (oom || !ms_grow((void **)&r->ev, &r->evcap, r->nev, sizeof e)) {
+		rein_free(e.type);
+		rein_free(e.step);
+		rein_free(e.payload);
+		return ms_oom(err);
+	}
+	size_t at = r->nev; /* kept in seq order */
+	while (at > 0 && r->ev[at - 1].seq > e.seq)
+		at--;
+	memmove(&r->ev[at + 1], &r->ev[at], (r->nev - at) * sizeof e);
+	r->ev[at] = e;
+	r->nev++;
+	return REIN_OK;
+}
+
+static inline int ms_events_load(void *be, const char *run_id, rein_event_cb cb, void *ud,
+				 rein_err *err)
+{
+	mem_run *r = ms_find(((memstore *)be)->db, run_id);
+	for (size_t i = 0; r && i < r->nev; i++) {
+		const mem_ev *e = &r->ev[i];
+		rein_event_row ev = {.run_id = run_id, .seq = e->seq, .type = e->type,
+				     .step = e->step, .at = e->at, .payload = e->payload};
+		memcpy(ev.payload_hash, e->payload_hash, REIN_HASH_LEN);
+		memcpy(ev.prev_hash, e->prev_hash, REIN_HASH_LEN);
+		memcpy(ev.hash, e->hash, REIN_HASH_LEN);
+		int x = cb(ud, &ev);
+		if (x != 0)
+			return x < 0 ? x : REIN_OK;
+	}
+	return REIN_OK;
+}
+
+static inline int ms_inbox_put(void *be, const rein_inbox_row *msg, bool *dup, rein_err *err)
+{
+	memstore *m = be;
+	if (m->saved)
+		return rein_err_set(err, REIN_EINVAL, "mem: inbox put autocommits: not inside a transaction");
+	mem_run *r = ms_find(m->db, msg->run_id);
+	if (r == NULL)
+		return rein_err_set(err, REIN_ENOTFOUND, "no run %s", msg->run_id);
+	for (size_t i = 0; i < r->nin; i++)
+		if (strcmp(r->in[i].id, msg->id) == 0) {
+			if (dup)
+				*dup = true;
+			return REIN_OK;
+		}
+	bool oom = false;
+	mem_msg e = {.seq = r->nin ? r->in[r->nin - 1].seq + 1 : 1, .at = msg->at,
+		     .id = ms_dup(msg->id, &oom), .type = ms_dup(msg->type, &oom),
+		     .data = ms_dup(msg->data, &oom), .sender = ms_dup(msg->sender, &oom)};
+	if (oom || !ms_grow((void **)&r->in, &r->incap, r->nin, sizeof e)) {
+		rein_free(e.id);
+		rein_free(e.type);
+		rein_free(e.data);
+		rein_free(e.sender);
+		return ms_oom(err);
+	}
+	r->in[r->nin++] = e;
+	r->row.mail = true;
+	if (dup)
+		*dup = false;
+	return REIN_OK;
+}
+
+static inline int ms_inbox_list(void *be, const char *run_id, rein_inbox_row **out, size_t *n,
+				rein_err *err)
+{
+	mem_run *r = ms_find(((memstore *)be)->db, run_id);
+	size_t k = 0;
+	for (size_t i = 0; r && i < r->nin; i++)
+		k += !r->in[i].drained;
+	rein_inbox_row *v = k ? rein_calloc(k, sizeof *v) : NULL;
+	if (k && v == NULL)
+		return ms_oom(err);
+	size_t j = 0;
+	bool oom = false;
+	for (size_t i = 0; r && i < r->nin; i++) {
+		const mem_msg *e = &r->in[i];
+		if (e->drained)
+			continue;
+		v[j++] = (rein_inbox_row){.run_id = ms_dup(run_id, &oom), .seq = e->seq,
+					  .id = ms_dup(e->id, &oom), .type = ms_dup(e->type, &oom),
+					  .data = ms_dup(e->data, &oom),
+					  .sender = ms_dup(e->sender, &oom), .at = e->at};
+	}
+	if (oom) {
+		rein_inbox_rows_free(v, j);
+		return ms_oom(err);
+	}
+	*out = v;
+	*n = k;
+	return REIN_OK;
+}
+
+static inline int ms_inbox_drained(void *be, const char *run_id, int64_t upto_seq, rein_err *err)
+{
+	memstore *m = be;
+	if (m->saved == NULL)
+		return rein_err_set(err, REIN_EINVAL, "mem: inbox drained outside a transaction");
+	mem_run *r = ms_find(m->db, run_id);
+	if (r == NULL)
+		return REIN_OK;
+	bool left = false;
+	for (size_t i = 0; i < r->nin; i++) {
+		if (r->in[i].seq <= upto_seq)
+			r->in[i].drained = true;
+		left |= !r->in[i].drained;
+	}
+	r->row.mail = left;
+	return REIN_OK;
+}
+
+static const rein_store_ops memstore_ops = {
+	.close = ms_close,
+	.begin = ms_begin,
+	.commit = ms_commit,
+	.rollback = ms_rollback,
+	.spec_put = ms_spec_put,
+	.spec_get = ms_spec_get,
+	.run_insert = ms_run_insert,
+	.run_update = ms_run_update,
+	.run_get = ms_run_get,
+	.run_list = ms_run_list,
+	.lease_claim = ms_lease_claim,
+	.claim_due = ms_claim_due,
+	.event_append = ms_event_append,
+	.events_load = ms_events_load,
+	.inbox_put = ms_inbox_put,
+	.inbox_list = ms_inbox_list,
+	.inbox_drained = ms_inbox_drained,
+};
+
+/* A new handle on db (borrowed: it must outlive the store). */
+static inline int memstore_open(memdb *db, rein_store **out, rein_err *err)
+{
+	memstore *m = rein_calloc(1, sizeof *m);
+	if (m == NULL)
+		return ms_oom(err);
+	m->db = db;
+	if (rein_store_wrap(&memstore_ops, m, out) != REIN_OK) {
+		rein_free(m);
+		return ms_oom(err);
+	}
+	return REIN_OK;
+}
+
+#endif
