@@ -58,7 +58,11 @@ for t in "$B"/tests/test_*; do
 		if [ "$seed" = random ]; then
 			( cd "$ROOT" && "$t" ) >"$log" 2>&1
 		else
-			( cd "$ROOT" && REIN_SEED=$seed "$t" ) >"$log" 2>&1
+			# test_sim runs one workflow for a given seed unless told: run a
+			# batch (seed, seed+1, ...) so that crashes are injected
+			( cd "$ROOT" && export REIN_SEED=$seed &&
+				{ [ "$name" != test_sim ] || export REIN_SIM_N=${REIN_SIM_N:-100}; } &&
+				"$t" ) >"$log" 2>&1
 		fi
 		st=$?
 		[ $st -ne 0 ] && tail -n 40 "$log"
