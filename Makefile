@@ -35,7 +35,7 @@ CLI_OBJ_A := $(CLI_SRC:%.c=$(A)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(A)/tests/%)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(A)/tools/%)
 
-.PHONY: all deps test demo fuzz bench clean check-build asan
+.PHONY: all deps test demo fuzz fuzz-smoke check-src bench clean check-build asan
 
 all: $(B)/rein $(B)/librein.a
 
@@ -74,9 +74,20 @@ $(A)/tools/%: tests/tools/%.c $(TOOL_LIB) tests/tools/loopback.h $(A)/librein.a
 
 asan: $(A)/rein $(UNIT_BIN) $(TOOL_BIN)
 
-test: deps
+# the source checks (layering, banned calls), the suite, then each fuzz target
+# for FUZZ_SECONDS over its seed corpus
+FUZZ_SECONDS ?= 10
+test: deps check-src
 	@$(MAKE) --no-print-directory -j2 asan
 	@tests/run.sh $(A)
+	@$(MAKE) --no-print-directory -j2 $(FUZZ_BIN)
+	@scripts/fuzz-smoke.sh $(F) $(FUZZ_SECONDS)
+
+check-src:
+	@python3 scripts/check-src.py
+
+fuzz-smoke: fuzz
+	@scripts/fuzz-smoke.sh $(F) $(FUZZ_SECONDS)
 
 demo: deps
 	@$(MAKE) --no-print-directory -j2 all $(B)/tools/toolserver
@@ -90,7 +101,11 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(F)/%)
 
 $(F)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(CFLAGS_F) -c $< -o $@
+	clang $(CFLAGS_F) -MMD -MP -c $< -o $@
+
+# the objects are only prerequisites of the pattern rule below, which makes
+# them intermediate: without this make deletes them after each build
+.SECONDARY: $(LIB_OBJ_F)
 
 $(F)/%: fuzz/%.c $(LIB_OBJ_F)
 	clang $(CFLAGS_F) -fsanitize=fuzzer -o $@ $< $(LIB_OBJ_F) $(PKG_LIBS)

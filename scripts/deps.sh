@@ -2,7 +2,7 @@
 # Installs the Debian packages rein needs to build and test, when they are
 # missing. As root it runs apt-get; otherwise it names what is missing and fails.
 set -eu
-PKGS="build-essential pkg-config clang libjansson-dev libyaml-dev libsqlite3-dev liblua5.4-dev libuv1-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev sqlite3"
+PKGS="build-essential pkg-config clang libclang-rt-dev python3 libjansson-dev libyaml-dev libsqlite3-dev liblua5.4-dev libuv1-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev sqlite3"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

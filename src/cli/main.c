@@ -131,7 +131,7 @@ static void print_result(const rein_run_result *r)
 	if (s)
 		puts(s);
 	fflush(stdout);
-	free(s);
+	rein_free(s);
 	json_decref(o);
 }
 
@@ -231,18 +231,48 @@ static int load_spec(const char *dir, rein_script *sb, rein_spec **spec)
 	return rc == REIN_OK ? EXIT_OK : EXIT_USAGE;
 }
 
+static const char input_head[] = "input does not match the input schema";
+
+/*
+ * Prints a schema mismatch of the input, as the library words it ("HEAD:
+ * POINTER: message (keyword)", one per line, later lines possibly without the
+ * head), one line per error as WHERE:1:1: HEAD: POINTER: message (keyword).
+ */
+static void print_input_errors(const char *where, const char *msg)
+{
+	size_t hl = strlen(input_head);
+	while (*msg) {
+		size_t n = strcspn(msg, "\n");
+		const char *l = msg;
+		int ln = (int)n;
+		if (n >= hl + 2 && strncmp(l, input_head, hl) == 0 && l[hl] == ':' && l[hl + 1] == ' ') {
+			l += hl + 2;
+			ln -= (int)hl + 2;
+		}
+		if (ln > 0)
+			fprintf(stderr, "%s:1:1: %s: %s%.*s\n", where, input_head, *l == ':' ? "/" : "",
+				ln, l);
+		msg += n;
+		if (*msg == '\n')
+			msg++;
+	}
+}
+
 /* Validates input against the spec; prints problems as WHERE:1:1: POINTER: msg. */
 static int check_input(const rein_spec *spec, const json_t *input, const char *where)
 {
-	rein_schema_errors errs = {0};
-	if (spec->input_schema == NULL || rein_schema_validate(spec->input_schema, input, &errs))
-		return EXIT_OK;
-	for (size_t i = 0; i < errs.n; i++)
-		fprintf(stderr, "%s:1:1: input does not match the input schema: %s: %s (%s)\n", where,
-			*errs.v[i].pointer ? errs.v[i].pointer : "/", errs.v[i].message,
-			errs.v[i].keyword);
-	rein_schema_errors_free(&errs);
-	return EXIT_USAGE;
+	rein_err e = {0};
+	int ex = EXIT_OK;
+	int rc = rein_schema_check(spec->input_schema, input, &e, "%s", input_head);
+	if (rc == REIN_ESCHEMA) {
+		print_input_errors(where, e.msg);
+		ex = EXIT_USAGE;
+	} else if (rc != REIN_OK) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		ex = EXIT_FAILED;
+	}
+	rein_err_clear(&e);
+	return ex;
 }
 
 static int cmd_validate(int argc, char **argv, const char *db)
@@ -360,14 +390,18 @@ static int cmd_run(int argc, char **argv, const char *db)
 		ex = EXIT_USAGE;
 		goto out;
 	}
-	if ((ex = check_input(spec, input, where)) != EXIT_OK)
-		goto out;
 	if ((ex = worker_open(&w, db, max_wait, "run")) != EXIT_OK)
 		goto out;
 	ex = EXIT_FAILED;
+	/* rein_runner_start checks the input against the input schema */
 	if (rein_runner_start(w.rn, spec, input, NULL, id, &e) != REIN_OK ||
 	    rein_runner_flush(w.rn, &e) != REIN_OK) { /* the start is acknowledged: durable */
-		fprintf(stderr, "%s run: %s\n", prog, e.msg);
+		if (e.code == REIN_ESCHEMA) {
+			print_input_errors(where, e.msg);
+			ex = EXIT_USAGE; /* nothing started */
+		} else {
+			fprintf(stderr, "%s run: %s\n", prog, e.msg);
+		}
 		goto out;
 	}
 	if (isatty(2))
@@ -488,87 +522,48 @@ static int cmd_cancel(int argc, char **argv, const char *db)
 	int ex0 = one_run_args(argc, argv, "cancel", usage_cancel, &db, &id);
 	if (ex0 >= 0)
 		return ex0;
-	worker w = {0};
+	rein_script *sb = NULL;
+	rein_store *st = NULL;
+	rein_run_result r = {0};
 	rein_err e = {0};
-	int ex = worker_open(&w, db, 0, "cancel");
-	if (ex != EXIT_OK)
-		goto out;
-	rein_runner *rn = w.rn;
-	int rc = rein_runner_resume(rn, id, &e);
-	if (rc == REIN_ECONFLICT) {
-		rein_err_clear(&e);
-		if (rein_store_cancel_request(w.st, id, &e) != REIN_OK)
-			goto err;
-		printf("{\"run\":\"%s\",\"status\":\"running\",\"cancel_requested\":true}\n", id);
-		ex = EXIT_OK;
+	bool requested = false;
+	rein_runner_opts o = {.on_event = isatty(2) ? progress : NULL};
+	int ex = EXIT_FAILED;
+	if (rein_script_new(&sb) != REIN_OK) {
+		fprintf(stderr, "%s cancel: out of memory\n", prog);
 		goto out;
 	}
-	if (rc != REIN_OK)
-		goto err;
-	if (rein_runner_active(rn) > 0 &&
-	    (rein_runner_cancel(rn, id, &e) != REIN_OK || rein_runner_drive(rn, &e) != REIN_OK))
-		goto err;
-	ex = EXIT_OK;
-	drain_results(rn, false, &ex);
-	goto out;
-err:
-	fprintf(stderr, "%s cancel: %s\n", prog, e.msg);
-	ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
+	if (open_store(db_path(db), &st) != EXIT_OK)
+		goto out;
+	if (rein_cancel_request(st, sb, &o, id, &r, &requested, &e) != REIN_OK) {
+		fprintf(stderr, "%s cancel: %s\n", prog, e.msg);
+		ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
+		goto out;
+	}
+	if (requested) {
+		printf("{\"run\":\"%s\",\"status\":\"running\",\"cancel_requested\":true}\n", id);
+		ex = EXIT_OK;
+	} else {
+		print_result(&r);
+		ex = exit_for(r.status);
+	}
 out:
-	worker_close(&w);
+	rein_run_result_clear(&r);
+	rein_store_close(st);
+	rein_script_free(sb);
 	return ex;
 }
 
 /* ---- show, events, runs ------------------------------------------------------ */
 
-static json_t *row_json(const rein_run_row *r)
-{
-	char created[32], updated[32];
-	rein_time_format(r->created_at, created);
-	rein_time_format(r->updated_at, updated);
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "run", r->id, "workflow",
-			      r->workflow ? r->workflow : "", "version", r->version, "status",
-			      rein_status_name(r->status), "created_at", created, "updated_at",
-			      updated, "events", (json_int_t)r->last_seq);
-	if (o == NULL)
-		return NULL;
-	if (r->output) {
-		json_t *out = json_loads(r->output, JSON_DECODE_ANY, NULL);
-		json_object_set_new(o, "output", out ? out : json_null());
-	}
-	if (r->reason)
-		json_object_set_new(o, "reason", json_string(r->reason));
-	if (r->wake_at && r->status == REIN_RUN_WAITING) {
-		char w[32];
-		rein_time_format(r->wake_at, w);
-		json_object_set_new(o, "wake_at", json_string(w));
-	}
-	if (r->lease_owner)
-		json_object_set_new(o, "lease_owner", json_string(r->lease_owner));
-	if (r->mail)
-		json_object_set_new(o, "cancel_requested", json_true());
-	return o;
-}
-
-static json_t *event_json(const rein_event_row *ev)
-{
-	char at[32], hash[65];
-	rein_time_format(ev->at, at);
-	rein_hex(ev->hash, REIN_HASH_LEN, hash);
-	json_t *data = ev->payload ? json_loads(ev->payload, JSON_DECODE_ANY, NULL) : NULL;
-	return json_pack("{s:I, s:s, s:s?, s:s, s:o, s:s}", "seq", (json_int_t)ev->seq, "type",
-			 ev->type, "step", ev->step, "at", at, "data", data ? data : json_null(),
-			 "hash", hash);
-}
-
 static int print_event(void *ud, const rein_event_row *ev)
 {
 	(void)ud;
-	json_t *o = event_json(ev);
+	json_t *o = rein_event_row_json(ev);
 	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	if (s)
 		puts(s);
-	free(s);
+	rein_free(s);
 	json_decref(o);
 	return 0;
 }
@@ -581,7 +576,7 @@ typedef struct show_ctx {
 static int collect_event(void *ud, const rein_event_row *ev)
 {
 	show_ctx *c = ud;
-	json_array_append_new(c->events, event_json(ev));
+	json_array_append_new(c->events, rein_event_row_json(ev));
 	return 0;
 }
 
@@ -620,13 +615,13 @@ static int cmd_show(int argc, char **argv, const char *db)
 		ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
 		goto out;
 	}
-	o = row_json(&row);
+	o = rein_run_row_json(&row);
 	if (as_json) {
 		json_object_set(o, "event_log", c.events);
 		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		if (s)
 			puts(s);
-		free(s);
+		rein_free(s);
 	} else {
 		printf("run       %s\nworkflow  %s (version %.12s)\nstatus    %s\n", row.id,
 		       row.workflow, row.version, rein_status_name(row.status));
@@ -646,7 +641,7 @@ static int cmd_show(int argc, char **argv, const char *db)
 			       json_string_value(json_object_get(ev, "at")),
 			       json_string_value(json_object_get(ev, "type")), step ? step : "-",
 			       data ? data : "");
-			free(data);
+			rein_free(data);
 		}
 	}
 	ex = EXIT_OK;
@@ -700,7 +695,7 @@ static int list_one(void *ud, const rein_run_row *row)
 {
 	json_t *arr = ud;
 	if (arr) {
-		json_array_append_new(arr, row_json(row));
+		json_array_append_new(arr, rein_run_row_json(row));
 	} else {
 		char t[32];
 		rein_time_format(row->updated_at, t);
@@ -748,7 +743,7 @@ static int cmd_runs(int argc, char **argv, const char *db)
 		char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		if (s)
 			puts(s);
-		free(s);
+		rein_free(s);
 	}
 	ex = EXIT_OK;
 out:
@@ -767,27 +762,13 @@ static const char usage_audit[] =
 	"hash, and the run's recorded last hash. Exit 0 when all verify; exit 1 naming\n"
 	"the run and the sequence number of the first mismatch.\n";
 
-typedef struct audit_ctx {
-	rein_store *st;
-	int runs, bad;
-	int64_t events;
-} audit_ctx;
-
-static int audit_one(void *ud, const rein_run_row *row)
+static void audit_bad(void *ud, const char *run, int64_t bad, const char *why)
 {
-	audit_ctx *c = ud;
-	rein_err e = {0};
-	int64_t bad = 0;
-	c->runs++;
-	c->events += row->last_seq;
-	if (rein_store_verify_run(c->st, row->id, &bad, &e) != REIN_OK) {
-		c->bad++;
-		if (bad)
-			printf("MISMATCH run %s seq %lld: %s\n", row->id, (long long)bad, e.msg);
-		else
-			printf("ERROR run %s: %s\n", row->id, e.msg);
-	}
-	return 0;
+	(void)ud;
+	if (bad)
+		printf("MISMATCH run %s seq %lld: %s\n", run, (long long)bad, why);
+	else
+		printf("ERROR run %s: %s\n", run, why);
 }
 
 static int cmd_audit(int argc, char **argv, const char *db)
@@ -808,21 +789,27 @@ static int cmd_audit(int argc, char **argv, const char *db)
 		return usage_error("audit", "unexpected argument '%s'", argv[optind + 1]);
 	rein_store *st = NULL;
 	rein_err e = {0};
-	audit_ctx c = {0};
+	rein_verify_stats c = {0};
 	int ex = EXIT_FAILED;
 	if (open_store(db_path(db), &st) != EXIT_OK)
 		goto out;
-	c.st = st;
 	if (optind == argc - 1) {
 		rein_run_row row = {0};
+		int64_t bad = 0;
 		if (rein_store_run_get(st, argv[optind], &row, &e) != REIN_OK) {
 			fprintf(stderr, "%s audit: %s\n", prog, e.msg);
 			ex = EXIT_USAGE;
 			goto out;
 		}
-		audit_one(&c, &row);
+		c.runs = 1;
+		c.events = row.last_seq;
+		rein_err_clear(&e);
+		if (rein_store_verify_run(st, row.id, &bad, &e) != REIN_OK) {
+			c.bad = 1;
+			audit_bad(NULL, row.id, bad, e.msg);
+		}
 		rein_run_row_clear(&row);
-	} else if (rein_store_run_each(st, -1, audit_one, &c, &e) != REIN_OK) {
+	} else if (rein_store_verify_all(st, audit_bad, NULL, &c, &e) != REIN_OK) {
 		fprintf(stderr, "%s audit: %s\n", prog, e.msg);
 		goto out;
 	}

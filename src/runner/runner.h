@@ -113,4 +113,16 @@ size_t rein_runner_active(const rein_runner *rn);
 /* True when owner (as written by rein_runner_owner) names a live process on this host. */
 bool rein_owner_alive(const char *owner);
 
+/*
+ * The cancel protocol (control.c). Cancels run id of store: if no live worker
+ * holds it, takes it over with a runner of its own (opts may be NULL), ends
+ * it as cancelled and writes its result to *res (caller clears), *requested
+ * false; a run that has already ended is left as it is and its result
+ * written the same way. If a live worker holds it, records the request in the
+ * store for that worker to act on at its next commit: *requested true, *res
+ * untouched. REIN_ENOTFOUND when unknown.
+ */
+int rein_cancel_request(rein_store *store, rein_script *sandbox, const rein_runner_opts *opts,
+			const char *id, rein_run_result *res, bool *requested, rein_err *err);
+
 #endif

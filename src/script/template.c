@@ -78,8 +78,9 @@ static int append_text(rein_buf *b, const json_t *v)
 	case JSON_REAL: {
 		/* Like Lua's tostring: %.14g, and a float keeps a ".0". */
 		snprintf(num, sizeof num, "%.14g", json_real_value(v));
-		if (strspn(num, "-0123456789") == strlen(num))
-			strcat(num, ".0");
+		size_t len = strlen(num);
+		if (strspn(num, "-0123456789") == len && len + 3 <= sizeof num)
+			memcpy(num + len, ".0", 3);
 		return rein_buf_puts(b, num);
 	}
 	case JSON_TRUE:

@@ -307,4 +307,31 @@ int rein_store_cancel_request(rein_store *s, const char *id, rein_err *err);
  */
 int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, rein_err *err);
 
+/* ---- views and audit (view.c, verify.c) ---- */
+
+/*
+ * The JSON view of a run row: {run, workflow, version, status, created_at,
+ * updated_at, events[, output][, reason][, wake_at][, lease_owner]
+ * [, cancel_requested]}. The view of an event row: {seq, type, step, at, data,
+ * hash}. New references the caller owns; NULL when out of memory.
+ */
+json_t *rein_run_row_json(const rein_run_row *r);
+json_t *rein_event_row_json(const rein_event_row *ev);
+
+typedef struct rein_verify_stats {
+	int runs, bad;  /* runs verified, runs whose chain did not verify */
+	int64_t events; /* events covered (sum of last_seq) */
+} rein_verify_stats;
+/* A run whose chain did not verify: bad_seq its first bad event (0: not an
+ * event, e.g. the row's last hash or a read error); why borrowed for the call. */
+typedef void (*rein_verify_cb)(void *ud, const char *run_id, int64_t bad_seq, const char *why);
+/*
+ * Verifies every run's chain (rein_store_verify_run), calling cb (may be NULL)
+ * for each one that fails; *stats written on REIN_OK. A failed chain is not an
+ * error of this call: REIN_OK with stats->bad > 0. Lists the runs first and
+ * verifies after the listing has ended (no reentry under an open cursor).
+ */
+int rein_store_verify_all(rein_store *s, rein_verify_cb cb, void *ud, rein_verify_stats *stats,
+			  rein_err *err);
+
 #endif

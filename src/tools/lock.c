@@ -140,7 +140,7 @@ static const char *type_text(const json_t *schema, char *buf, size_t n)
 		return "any";
 	char *s = json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY);
 	snprintf(buf, n, "%s", s ? s : "?");
-	free(s);
+	rein_free(s); /* jansson allocates through rein_malloc (mem.c) */
 	return buf;
 }
 

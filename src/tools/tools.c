@@ -409,10 +409,9 @@ static void mcp_done(void *ud, const rein_mcp_result *res)
 		json_array_foreach(res->content, i, item)
 		{
 			const char *t = json_string_value(json_object_get(item, "text"));
-			if (t && strlen(text) + strlen(t) + 2 < sizeof text) {
-				strcat(text, t);
-				strcat(text, " ");
-			}
+			size_t len = strlen(text);
+			if (t && len + strlen(t) + 2 < sizeof text)
+				snprintf(text + len, sizeof text - len, "%s ", t);
 		}
 		fail(&o, "tool_error", false, false, "the tool reported an error: %s", text);
 		goto out;

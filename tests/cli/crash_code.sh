@@ -4,7 +4,8 @@
 
 "$REIN" run "$WF/slow" >run.out 2>run.err &
 pid=$!
-sleep 0.8
+# the run is started (durable) and into its long step: crunch runs for seconds
+wait_until 30 "the run to be started" has_run running
 kill -0 $pid 2>/dev/null || fail "rein run ended before the kill (step too short?)"
 kill -9 $pid
 wait $pid 2>/dev/null

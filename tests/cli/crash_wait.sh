@@ -7,7 +7,8 @@ want=$(json_get "$OUT" 'json.dumps(j["output"], sort_keys=True)')
 
 "$REIN" run "$WF/timer" >run.out 2>run.err &
 pid=$!
-sleep 1.2
+# the run has reached its 3 s wait (durable: status waiting)
+wait_until 30 "the run to wait on its timer" has_run waiting
 kill -0 $pid 2>/dev/null || fail "rein run ended before the kill"
 kill -9 $pid
 wait $pid 2>/dev/null

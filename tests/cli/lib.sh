@@ -26,3 +26,29 @@ import json, sys, collections
 c = collections.Counter(json.loads(l)["step"] for l in sys.stdin if json.loads(l)["type"] == "step.completed")
 for k in sorted(c): print(k, c[k])'
 }
+
+# skip WHY: this scenario cannot run here; tests/run.sh prints SKIP (a failure
+# under CI=true).
+skip() { echo "skip: $*"; exit 77; }
+
+# wait_until SECONDS WHAT CMD...: runs CMD every 0.1 s until it succeeds;
+# fails the scenario naming WHAT if it has not within SECONDS. The way to
+# reach a precondition (never sleep a fixed time and hope).
+wait_until() {
+	_secs=$1
+	_what=$2
+	shift 2
+	_tries=$((_secs * 10))
+	while ! "$@" >/dev/null 2>&1; do
+		_tries=$((_tries - 1))
+		[ $_tries -gt 0 ] || fail "timed out after ${_secs}s waiting for $_what"
+		sleep 0.1
+	done
+}
+
+# first_run [STATUS]: the id of the newest run (with that status), or nothing
+first_run() { "$REIN" runs ${1:+--status "$1"} --json | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j[0]["run"] if j else "")'; }
+# has_run [STATUS]: true when a run (with that status) exists
+has_run() { [ -n "$(first_run "$@")" ]; }
+# has_event RUN TYPE: true when the run has an event of that type
+has_event() { "$REIN" events "$1" | grep -q "\"type\":\"$2\""; }

@@ -5,12 +5,9 @@
 . "$ROOT/tests/cli/toollib.sh"
 "$REIN" run "$WF/slowtool" --input '{"mode": "delay:8000"}' >run.out 2>run.err &
 pid=$!
-for i in $(seq 1 50); do
-	run=$("$REIN" runs --json | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j[0]["run"] if j else "")')
-	[ -n "$run" ] && "$REIN" events "$run" | grep -q tool.intent && break
-	sleep 0.1
-done
-[ -n "$run" ] || fail "no run"
+wait_until 30 "the run to be started" has_run
+run=$(first_run)
+wait_until 30 "the tool call to be out" has_event "$run" tool.intent
 expect_exit 0 "$REIN" cancel "$run"
 [ "$(json_get "$OUT" 'j["cancel_requested"]')" = True ] || fail "$OUT"
 wait $pid

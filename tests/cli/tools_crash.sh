@@ -7,7 +7,9 @@
 crash_run() { # WORKFLOW: starts a run whose call takes 3 s and kills it mid-call
 	"$REIN" run "$WF/$1" --input '{"mode": "delay:3000"}' >run.out 2>run.err &
 	pid=$!
-	sleep 1.2
+	# the intent is durable: the call is out (it takes 3 s)
+	wait_until 30 "the run to be started" has_run running
+	wait_until 30 "the tool call to be out" has_event "$(first_run running)" tool.intent
 	kill -0 $pid 2>/dev/null || fail "rein run ended before the kill"
 	kill -9 $pid
 	wait $pid 2>/dev/null
@@ -34,7 +36,10 @@ expect_exit 6 "$REIN" resume "$run"
 [ "$(json_get "$OUT" 'j["status"]')" = needs_review ] || fail "$OUT"
 json_get "$OUT" 'j["reason"]' | grep -q "not sent again" || fail "$OUT"
 [ "$(json_get "$OUT" 'j["output"]["args"]["mode"]')" = "delay:3000" ] || fail "evidence: $OUT"
-sleep 2.2 # the first request completes at the server meanwhile
+# the first request completes at the server (a delayed answer counts even
+# though its client is gone); then no second one may have come
+first_effect() { [ "$(json_get "$(stats)" 'j["effects_total"]')" -ge 1 ]; }
+wait_until 30 "the first request to complete at the tool server" first_effect
 [ "$(json_get "$(stats)" 'j["requests"]')" = 1 ] || fail "the call was sent again: $(stats)"
 expect_exit 0 "$REIN" audit verify
 ok "crash between intent and result"

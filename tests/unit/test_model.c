@@ -596,11 +596,13 @@ static void call_ok(fixture *fx, int prov, const char *turns, const json_t *req,
 static void text_usage_cost(fixture *fx, int prov, int stream, json_t *req)
 {
 	got g;
+	int64_t t0 = rein_clock_now(&rein_clock_system);
 	call_ok(fx, prov,
 		"[{\"text\": \"Hello there, world\", \"model\": \"exact-model-2024-11\","
 		" \"usage\": {\"input\": 120, \"output\": 30, \"cached\": 100,"
 		" \"reasoning\": 7}}]",
 		req, &g);
+	int64_t t1 = rein_clock_now(&rein_clock_system);
 	json_t *r = g.response;
 	assert_member(r, "text", "Hello there, world");
 	assert_member(r, "model", "exact-model-2024-11");
@@ -614,7 +616,9 @@ static void text_usage_cost(fixture *fx, int prov, int stream, json_t *req)
 	assert_int_equal(u.reasoning, prov == 0 ? 7 : 0); /* Anthropic does not say */
 	/* 20 * 2.5 + 100 * 1.25 + 30 * 10 per million */
 	assert_true(fabs(json_real_value(json_object_get(r, "cost_usd")) - 475e-6) < 1e-12);
-	assert_true(json_integer_value(json_object_get(r, "latency_ms")) >= 0);
+	/* the latency is of this call: within the time the test waited for it */
+	assert_true(json_is_integer(json_object_get(r, "latency_ms")));
+	assert_in_range(json_integer_value(json_object_get(r, "latency_ms")), 0, t1 - t0 + 1);
 	assert_int_equal(json_is_true(json_object_get(r, "streamed")), stream);
 	char want_hash[REIN_MODEL_HASH_HEX];
 	assert_int_equal(rein_model_request_hash(req, want_hash, NULL), REIN_OK);

@@ -1,0 +1,1 @@
+input.x + #steps.fetch.output.items * 2
