@@ -32,6 +32,10 @@
  *   model.route     STEP  {from, to, reason}    (the next tier: a failure or the budget)
  *   tool.refused    STEP  {call_id, tool, error}  (agent: a proposed call refused, told to the model)
  *   tool.result     STEP  {call_id, tool, out | error}  (agent: a call's outcome, back to the model)
+ *   model.breaker   STEP  {...}                 (the provider's breaker: informational)
+ *   inbox.received  -     {id, type, data, sender, at}   (an external event, drained from
+ *                          the run's inbox; type "cancel" {reason?} ends the run
+ *                          cancelled at the next poll; other types are ignored for now)
  */
 #ifndef REIN_ENGINE_H
 #define REIN_ENGINE_H
