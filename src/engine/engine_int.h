@@ -1,9 +1,12 @@
 /*
  * Internal to engine: the run state (threads, spend) and the pieces the
  * engine's files share. engine.c holds the core (routing, parallel joins,
- * timers, apply/poll); engine_tool.c tool calls (intents, retries,
- * fallbacks); engine_model.c llm and agent steps (requests, repair turns,
- * budgets, the tool-calling loop).
+ * timers, the inbox, apply/poll); engine_propose.c the one path of a
+ * proposed tool call (parse, validate, policy, risk, budget -> tool.intent)
+ * and the one retry machine of tool and model calls; engine_tool.c tool
+ * calls after the intent (attempts, ambiguity, fallbacks); engine_model.c
+ * llm and agent steps (requests, repair turns, budgets, the tool-calling
+ * loop).
  */
 #ifndef REIN_ENGINE_INT_H
 #define REIN_ENGINE_INT_H
