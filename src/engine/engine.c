@@ -10,6 +10,7 @@
 
 void rein_cmd_clear(rein_cmd *c)
 {
+	assert(c != NULL);
 	json_decref(c->data);
 	memset(c, 0, sizeof *c);
 }
@@ -746,6 +747,7 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 
 rein_status rein_run_status(const rein_run *r)
 {
+	assert(r != NULL);
 	if (r->ended)
 		return r->status;
 	if (r->ending)
@@ -761,14 +763,39 @@ rein_status rein_run_status(const rein_run *r)
 	return REIN_RUN_RUNNING;
 }
 
-const json_t *rein_run_output(const rein_run *r) { return r->ended ? r->output : NULL; }
-const char *rein_run_reason(const rein_run *r) { return r->reason; }
-const char *rein_run_id(const rein_run *r) { return r->id; }
-const rein_spec *rein_run_spec(const rein_run *r) { return r->spec; }
-int64_t rein_run_steps_taken(const rein_run *r) { return r->steps_taken; }
+const json_t *rein_run_output(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->ended ? r->output : NULL;
+}
+
+const char *rein_run_reason(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->reason;
+}
+
+const char *rein_run_id(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->id;
+}
+
+const rein_spec *rein_run_spec(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->spec;
+}
+
+int64_t rein_run_steps_taken(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->steps_taken;
+}
 
 int64_t rein_run_wake_at(const rein_run *r)
 {
+	assert(r != NULL);
 	int64_t due = 0;
 	if (r->ended)
 		return 0;

@@ -75,7 +75,10 @@ void rein_run_free(rein_run *r);
 /*
  * Folds one event into the state. data is borrowed. Returns REIN_ECORRUPT
  * (detail in err) when the event does not fit the state, e.g. a completion for
- * a step that is not running: the log and the spec disagree.
+ * a step that is not running: the log and the spec disagree. REIN_ENOMEM when
+ * memory runs out (the state is then unusable: free it and replay the log).
+ * In the debug (asan) build the state's invariants are checked after every
+ * event (rein_run_check); a broken one is REIN_ECORRUPT.
  */
 int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
 		   const json_t *data, rein_err *err);
