@@ -6,15 +6,18 @@
  * parallel fan-out, the end) are made while folding events.
  */
 #include "engine_int.h"
+#include "schema.h"
 
 void rein_cmd_clear(rein_cmd *c)
 {
+	assert(c != NULL);
 	json_decref(c->data);
 	memset(c, 0, sizeof *c);
 }
 
 int rein_run_new(const rein_spec *spec, rein_script *sandbox, const char *id, rein_run **out)
 {
+	assert(spec != NULL && sandbox != NULL && id != NULL && out != NULL);
 	rein_run *r = rein_calloc(1, sizeof *r);
 	if (r == NULL)
 		return REIN_ENOMEM;
@@ -122,6 +125,7 @@ static json_t *make_vars(rein_run *r)
 int engine_eval_template(rein_run *r, const json_t *tmpl, const json_t *out, json_t **res,
 			 rein_err *err)
 {
+	assert(r != NULL && res != NULL);
 	rein_script_ctx ctx;
 	json_t *vars = make_vars(r);
 	if (vars == NULL)
@@ -139,23 +143,29 @@ char *engine_json_text(const json_t *j)
 	return rein_json_dump(j);
 }
 
-void engine_set_str(char **dst, const char *s)
+int engine_set_str(char **dst, const char *s)
 {
+	assert(dst != NULL);
 	rein_free(*dst);
 	*dst = s ? rein_strdup(s) : NULL;
+	return s && *dst == NULL ? REIN_ENOMEM : REIN_OK;
 }
 
-/* Decides the run ends (the first decision wins). */
-void engine_decide_end(rein_run *r, rein_status st, const char *reason, json_t *output)
+int engine_decide_end(rein_run *r, rein_status st, const char *reason, json_t *output)
 {
+	assert(r != NULL && st >= REIN_RUN_SUCCEEDED);
 	if (r->ending || r->ended) {
 		json_decref(output);
-		return;
+		return REIN_OK;
+	}
+	if (engine_set_str(&r->end_reason, reason) != REIN_OK) {
+		json_decref(output);
+		return REIN_ENOMEM;
 	}
 	r->ending = true;
 	r->end_status = st;
-	engine_set_str(&r->end_reason, reason);
 	r->end_output = output;
+	return REIN_OK;
 }
 
 static int new_thread(rein_run *r, int parent, int branch)
@@ -212,6 +222,7 @@ static int branch_done(rein_run *r, int t, rein_err *err)
 /* The step on thread t completed with out: remember it and follow `next`. */
 int engine_route(rein_run *r, int t, json_t *out, rein_err *err)
 {
+	assert(r != NULL && t >= 0 && (size_t)t < r->nth && r->th[t].step >= 0);
 	int s = r->th[t].step;
 	const rein_step *st = &r->spec->steps[s];
 	json_decref(r->outs[s]);
@@ -256,8 +267,10 @@ int engine_route(rein_run *r, int t, json_t *out, rein_err *err)
 /* The step on thread t failed: take its on_fail path, or fail the run. */
 int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err)
 {
+	assert(r != NULL && t >= 0 && (size_t)t < r->nth && msg != NULL);
 	const rein_step *st = &r->spec->steps[r->th[t].step];
-	engine_set_str(&r->last_error, msg);
+	if (engine_set_str(&r->last_error, msg) != REIN_OK)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	if (st->optional && strncmp(msg, "budget:", 7) == 0)
 		return engine_route(r, t, json_null(), err); /* the degrade path: skip it */
 	if (st->on_fail >= 0)
@@ -267,10 +280,12 @@ int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err)
 	 * for a human, not a broken run */
 	bool escalate = st->kind == REIN_STEP_LLM || st->kind == REIN_STEP_AGENT ||
 			strncmp(msg, "budget:", 7) == 0;
-	engine_decide_end(r, escalate ? REIN_RUN_ESCALATED : REIN_RUN_FAILED, reason, json_null());
+	int rc = reason ? engine_decide_end(r, escalate ? REIN_RUN_ESCALATED : REIN_RUN_FAILED,
+					    reason, json_null())
+			: REIN_ENOMEM;
 	rein_free(reason);
 	r->th[t].state = T_DONE;
-	return REIN_OK;
+	return rc == REIN_OK ? rc : rein_err_set(err, rc, "out of memory");
 }
 
 static int enter_end(rein_run *r, int t, const rein_step *st, rein_err *err)
@@ -288,47 +303,50 @@ static int enter_end(rein_run *r, int t, const rein_step *st, rein_err *err)
 	if (st->reason && (rc = engine_eval_template(r, st->reason, r->th[t].last, &reason, &e)) != REIN_OK)
 		goto bad;
 	if (st->end_status == REIN_RUN_SUCCEEDED && r->spec->output_schema) {
-		rein_schema_errors errs = {0};
-		if (!rein_schema_validate(r->spec->output_schema, out, &errs)) {
-			char *detail = rein_schema_errors_format(&errs);
-			char *msg = rein_sprintf("output does not match the output schema: %s",
-						 detail ? detail : "?");
-			rein_schema_errors_free(&errs);
-			rein_free(detail);
-			engine_decide_end(r, REIN_RUN_FAILED, msg, out);
+		char *msg = NULL;
+		rc = rein_schema_check(r->spec->output_schema, out, &msg,
+				       "output does not match the output schema");
+		if (rc == REIN_ESCHEMA) {
+			rc = engine_decide_end(r, REIN_RUN_FAILED, msg, out);
 			rein_free(msg);
 			json_decref(reason);
-			return REIN_OK;
+			return rc == REIN_OK ? rc : rein_err_set(err, rc, "out of memory");
 		}
+		if (rc != REIN_OK)
+			goto bad;
 	}
 	char *rtext = reason ? engine_json_text(reason) : NULL;
-	engine_decide_end(r, st->end_status, rtext, out);
+	rc = reason && rtext == NULL ? REIN_ENOMEM : engine_decide_end(r, st->end_status, rtext, out);
+	if (reason && rtext == NULL)
+		json_decref(out);
 	rein_free(rtext);
 	json_decref(reason);
-	return REIN_OK;
+	return rc == REIN_OK ? rc : rein_err_set(err, rc, "out of memory");
 bad:
 	json_decref(out);
 	json_decref(reason);
 	if (rc == REIN_ENOMEM)
 		return rein_err_set(err, rc, "out of memory");
 	char *msg = rein_sprintf("end step '%s': %s", st->name, e.msg);
-	engine_decide_end(r, REIN_RUN_FAILED, msg, json_null());
+	rc = msg ? engine_decide_end(r, REIN_RUN_FAILED, msg, json_null()) : REIN_ENOMEM;
 	rein_free(msg);
-	return REIN_OK;
+	return rc == REIN_OK ? rc : rein_err_set(err, rc, "out of memory");
 }
 
 /* Thread t enters step target. */
 static int enter(rein_run *r, int t, int target, rein_err *err)
 {
+	assert(r != NULL && t >= 0 && (size_t)t < r->nth);
+	assert(target >= 0 && (size_t)target < r->spec->nsteps);
 	const rein_step *st = &r->spec->steps[target];
 	r->steps_taken++;
 	if (r->steps_taken > r->spec->max_steps) {
 		char *msg = rein_sprintf("budget: max_steps %lld exceeded entering '%s'",
 					 (long long)r->spec->max_steps, st->name);
-		engine_decide_end(r, REIN_RUN_FAILED, msg, json_null());
+		int rc = msg ? engine_decide_end(r, REIN_RUN_FAILED, msg, json_null()) : REIN_ENOMEM;
 		rein_free(msg);
 		r->th[t].state = T_DONE;
-		return REIN_OK;
+		return rc == REIN_OK ? rc : rein_err_set(err, rc, "out of memory");
 	}
 	r->visits[target]++;
 	r->th[t].step = target;
@@ -354,7 +372,8 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 		th->in_doubt = false;
 		json_decref(th->args);
 		th->args = NULL;
-		engine_set_str(&th->error, NULL);
+		rein_free(th->error);
+		th->error = NULL;
 		return REIN_OK;
 	}
 	case REIN_STEP_LLM:
@@ -377,7 +396,8 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 		th->msgs = NULL;
 		json_decref(th->args);
 		th->args = NULL;
-		engine_set_str(&th->error, NULL);
+		rein_free(th->error);
+		th->error = NULL;
 		return REIN_OK;
 	}
 	case REIN_STEP_END:
@@ -402,6 +422,7 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 /* The live thread currently at step s, or -1. */
 int engine_thread_at(const rein_run *r, int s)
 {
+	assert(r != NULL);
 	for (size_t i = r->nth; i-- > 0;)
 		if (r->th[i].step == s && r->th[i].state != T_DONE && r->th[i].state != T_JOIN)
 			return (int)i;
@@ -410,6 +431,7 @@ int engine_thread_at(const rein_run *r, int s)
 
 int engine_emit(rein_cmd *c, const char *type, int step, json_t *data, rein_err *err)
 {
+	assert(c != NULL && type != NULL && c->kind == REIN_CMD_NONE);
 	if (data == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	c->kind = REIN_CMD_EMIT;
@@ -421,8 +443,8 @@ int engine_emit(rein_cmd *c, const char *type, int step, json_t *data, rein_err 
 
 /* ---- apply -------------------------------------------------------------- */
 
-int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
-		   const json_t *data, rein_err *err)
+static int apply_event(rein_run *r, const char *type, const char *step, int64_t at,
+		       const json_t *data, rein_err *err)
 {
 	if (strcmp(type, "run.resumed") == 0)
 		return REIN_OK;
@@ -461,9 +483,12 @@ int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
 		r->status = (rein_status)s;
 		json_t *o = json_object_get(data, "output");
 		r->output = json_incref(o ? o : json_null());
-		engine_set_str(&r->reason, json_string_value(json_object_get(data, "reason")));
+		if (engine_set_str(&r->reason, json_string_value(json_object_get(data, "reason"))) != REIN_OK)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 		return REIN_OK;
 	}
+	if (strcmp(type, "inbox.received") == 0)
+		return engine_apply_inbox(r, data, err);
 	int s = step ? rein_spec_step(r->spec, step) : -1;
 	int t = s >= 0 ? engine_thread_at(r, s) : -1;
 	if (t < 0)
@@ -488,11 +513,14 @@ int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
 		if (out == NULL)
 			out = json_null();
 		char *why = NULL;
-		if (st->kind == REIN_STEP_TOOL && st->out_schema && !engine_check_output(st, out, &why)) {
-			int rc = why ? engine_step_error(r, t, why, err) : REIN_ENOMEM;
+		int rc = st->kind == REIN_STEP_TOOL ? engine_check_output(st, out, &why) : REIN_OK;
+		if (rc == REIN_ESCHEMA) {
+			rc = engine_step_error(r, t, why, err);
 			rein_free(why);
 			return rc;
 		}
+		if (rc != REIN_OK)
+			return rein_err_set(err, rc, "out of memory");
 		return engine_route(r, t, out, err);
 	}
 	if (strcmp(type, "step.failed") == 0) {
@@ -518,11 +546,44 @@ int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
 	return rein_err_set(err, REIN_ECORRUPT, "run %s: unknown event type '%s'", r->id, type);
 }
 
+int engine_apply_inbox(rein_run *r, const json_t *data, rein_err *err)
+{
+	assert(r != NULL && r->started && !r->ended);
+	const char *type = json_string_value(json_object_get(data, "type"));
+	if (type == NULL)
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: inbox.received without a type", r->id);
+	if (strcmp(type, "cancel") == 0) {
+		/* honoured at once: the next poll ends the run, whatever is pending */
+		const json_t *d = json_object_get(data, "data");
+		const char *reason = json_string_value(json_object_get(d, "reason"));
+		if (engine_decide_end(r, REIN_RUN_CANCELLED, reason ? reason : "cancelled",
+				      json_null()) != REIN_OK)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	}
+	/* other types (signals, approvals) are recorded in the log and ignored for now */
+	return REIN_OK;
+}
+
+int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
+		   const json_t *data, rein_err *err)
+{
+	assert(r != NULL && type != NULL);
+	int rc = apply_event(r, type, step, at, data, err);
+#if ENGINE_CHECKS
+	/* the contract executes: after every event the state is consistent */
+	rein_err ce = {0};
+	if (rc == REIN_OK && !rein_run_check(r, &ce))
+		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: after %s: %s", r->id, type, ce.msg);
+#endif
+	return rc;
+}
+
 /* ---- poll --------------------------------------------------------------- */
 
 
 int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 {
+	assert(r != NULL && cmd != NULL);
 	memset(cmd, 0, sizeof *cmd);
 	cmd->step = -1;
 	if (r->ended || !r->started)
@@ -538,8 +599,10 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 		char *msg = rein_sprintf("timeout: the run exceeded timeout_s %lld",
 					 (long long)(r->spec->timeout_ms / 1000));
 		int rc = engine_emit(cmd, "run.ended", -1,
-			      json_pack("{s:s, s:s?, s:n}", "status", "failed", "reason", msg, "output"),
-			      err);
+				     msg ? json_pack("{s:s, s:s, s:n}", "status", "failed", "reason", msg,
+						     "output")
+					 : NULL,
+				     err);
 		rein_free(msg);
 		return rc;
 	}
@@ -549,27 +612,25 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 		thread *t = &r->th[i];
 		int s = t->step;
 		const rein_step *st = s >= 0 ? &r->spec->steps[s] : NULL;
+		int rc = REIN_OK;
 		if (st && st->kind == REIN_STEP_AGENT && t->phase == 1) {
-			int k = t->state == T_TOOLS ? engine_step_time_gate(r, (int)i, now, cmd, err) : 0;
-			if (k == 0)
-				k = t->state == T_TOOLS ? engine_poll_agent_tools(r, (int)i, cmd, err)
-							: engine_poll_tool(r, (int)i, now, cmd, &due, &busy, err);
-			if (k != 0)
-				return k < 0 ? k : REIN_OK;
-			continue;
+			if (t->state == T_TOOLS)
+				rc = engine_step_time_gate(r, (int)i, now, cmd, err);
+			if (rc == REIN_OK && cmd->kind == REIN_CMD_NONE)
+				rc = t->state == T_TOOLS
+					     ? engine_poll_agent_tools(r, (int)i, cmd, err)
+					     : engine_poll_tool(r, (int)i, now, cmd, &due, &busy, err);
+		} else if (st && (st->kind == REIN_STEP_LLM || st->kind == REIN_STEP_AGENT)) {
+			rc = engine_poll_llm(r, (int)i, now, cmd, &due, &busy, err);
+		} else if (st && st->kind == REIN_STEP_TOOL) {
+			rc = engine_poll_tool(r, (int)i, now, cmd, &due, &busy, err);
+		} else {
+			goto other;
 		}
-		if (st && (st->kind == REIN_STEP_LLM || st->kind == REIN_STEP_AGENT)) {
-			int k = engine_poll_llm(r, (int)i, now, cmd, &due, &busy, err);
-			if (k != 0)
-				return k < 0 ? k : REIN_OK;
-			continue;
-		}
-		if (st && st->kind == REIN_STEP_TOOL) {
-			int k = engine_poll_tool(r, (int)i, now, cmd, &due, &busy, err);
-			if (k != 0)
-				return k < 0 ? k : REIN_OK;
-			continue;
-		}
+		if (rc != REIN_OK || cmd->kind != REIN_CMD_NONE)
+			return rc;
+		continue;
+	other:
 		switch (t->state) {
 		case T_READY:
 			if (st->kind == REIN_STEP_CODE) {
@@ -584,7 +645,7 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 			} else { /* wait: work out when */
 				json_t *secs = NULL;
 				rein_err e = {0};
-				int rc = engine_eval_template(r, st->wait_seconds, t->last, &secs, &e);
+				rc = engine_eval_template(r, st->wait_seconds, t->last, &secs, &e);
 				if (rc == REIN_ENOMEM)
 					return rein_err_set(err, rc, "out of memory");
 				if (rc != REIN_OK || !json_is_number(secs) ||
@@ -593,8 +654,8 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 						"wait seconds: %s",
 						rc != REIN_OK ? e.msg : "not a number between 0 and 1e9");
 					json_decref(secs);
-					rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s?}", "error", msg),
-						  err);
+					rc = engine_emit(cmd, "step.failed", s,
+							 msg ? json_pack("{s:s}", "error", msg) : NULL, err);
 					rein_free(msg);
 					return rc;
 				}
@@ -629,21 +690,17 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 	return REIN_OK;
 }
 
-/* Checks a step's output against its schema; on a mismatch *why says where. */
-bool engine_check_output(const rein_step *st, const json_t *out, char **why)
+int engine_check_output(const rein_step *st, const json_t *out, char **why)
 {
-	rein_schema_errors errs = {0};
-	if (rein_schema_validate(st->out_schema, out, &errs))
-		return true;
-	char *detail = rein_schema_errors_format(&errs);
-	*why = rein_sprintf("output does not match the step's output schema: %s", detail ? detail : "?");
-	rein_free(detail);
-	rein_schema_errors_free(&errs);
-	return false;
+	assert(st != NULL && why != NULL);
+	return rein_schema_check(st->out_schema, out, why,
+				 "output does not match the step's output schema");
 }
 
 int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_err *err)
 {
+	assert(r != NULL && type != NULL && data != NULL);
+	assert(step >= 0 && (size_t)step < r->spec->nsteps);
 	char *msgbuf = NULL;
 	const rein_step *st = &r->spec->steps[step];
 	int t = engine_thread_at(r, step);
@@ -672,12 +729,12 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 		else
 			msg = rein_sprintf("%s: %s", st->code_origin, e.msg);
 		*type = "step.failed";
-		*data = json_pack("{s:s?}", "error", msg);
+		*data = msg ? json_pack("{s:s}", "error", msg) : NULL;
 		rein_free(msg);
-	} else if (st->out_schema && !engine_check_output(st, out, &msgbuf)) {
+	} else if ((rc = engine_check_output(st, out, &msgbuf)) != REIN_OK) {
 		json_decref(out);
 		*type = "step.failed";
-		*data = json_pack("{s:s?}", "error", msgbuf);
+		*data = rc == REIN_ESCHEMA ? json_pack("{s:s}", "error", msgbuf) : NULL;
 		rein_free(msgbuf);
 	} else {
 		*type = "step.completed";
@@ -690,6 +747,7 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 
 rein_status rein_run_status(const rein_run *r)
 {
+	assert(r != NULL);
 	if (r->ended)
 		return r->status;
 	if (r->ending)
@@ -705,14 +763,39 @@ rein_status rein_run_status(const rein_run *r)
 	return REIN_RUN_RUNNING;
 }
 
-const json_t *rein_run_output(const rein_run *r) { return r->ended ? r->output : NULL; }
-const char *rein_run_reason(const rein_run *r) { return r->reason; }
-const char *rein_run_id(const rein_run *r) { return r->id; }
-const rein_spec *rein_run_spec(const rein_run *r) { return r->spec; }
-int64_t rein_run_steps_taken(const rein_run *r) { return r->steps_taken; }
+const json_t *rein_run_output(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->ended ? r->output : NULL;
+}
+
+const char *rein_run_reason(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->reason;
+}
+
+const char *rein_run_id(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->id;
+}
+
+const rein_spec *rein_run_spec(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->spec;
+}
+
+int64_t rein_run_steps_taken(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->steps_taken;
+}
 
 int64_t rein_run_wake_at(const rein_run *r)
 {
+	assert(r != NULL);
 	int64_t due = 0;
 	if (r->ended)
 		return 0;
@@ -727,6 +810,7 @@ int64_t rein_run_wake_at(const rein_run *r)
 
 bool rein_run_check(const rein_run *r, rein_err *err)
 {
+	assert(r != NULL);
 	if (r->ending || r->ended)
 		return true; /* a failed branch leaves its join open on purpose */
 	for (size_t i = 0; i < r->nth; i++) {

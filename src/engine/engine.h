@@ -32,6 +32,10 @@
  *   model.route     STEP  {from, to, reason}    (the next tier: a failure or the budget)
  *   tool.refused    STEP  {call_id, tool, error}  (agent: a proposed call refused, told to the model)
  *   tool.result     STEP  {call_id, tool, out | error}  (agent: a call's outcome, back to the model)
+ *   model.breaker   STEP  {...}                 (the provider's breaker: informational)
+ *   inbox.received  -     {id, type, data, sender, at}   (an external event, drained from
+ *                          the run's inbox; type "cancel" {reason?} ends the run
+ *                          cancelled at the next poll; other types are ignored for now)
  */
 #ifndef REIN_ENGINE_H
 #define REIN_ENGINE_H
@@ -71,7 +75,10 @@ void rein_run_free(rein_run *r);
 /*
  * Folds one event into the state. data is borrowed. Returns REIN_ECORRUPT
  * (detail in err) when the event does not fit the state, e.g. a completion for
- * a step that is not running: the log and the spec disagree.
+ * a step that is not running: the log and the spec disagree. REIN_ENOMEM when
+ * memory runs out (the state is then unusable: free it and replay the log).
+ * In the debug (asan) build the state's invariants are checked after every
+ * event (rein_run_check); a broken one is REIN_ECORRUPT.
  */
 int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
 		   const json_t *data, rein_err *err);

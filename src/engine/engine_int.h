@@ -1,13 +1,17 @@
 /*
  * Internal to engine: the run state (threads, spend) and the pieces the
  * engine's files share. engine.c holds the core (routing, parallel joins,
- * timers, apply/poll); engine_tool.c tool calls (intents, retries,
- * fallbacks); engine_model.c llm and agent steps (requests, repair turns,
- * budgets, the tool-calling loop).
+ * timers, the inbox, apply/poll); engine_propose.c the one path of a
+ * proposed tool call (parse, validate, policy, risk, budget -> tool.intent)
+ * and the one retry machine of tool and model calls; engine_tool.c tool
+ * calls after the intent (attempts, ambiguity, fallbacks); engine_model.c
+ * llm and agent steps (requests, repair turns, budgets, the tool-calling
+ * loop).
  */
 #ifndef REIN_ENGINE_INT_H
 #define REIN_ENGINE_INT_H
 
+#include <assert.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -93,34 +97,141 @@ struct rein_run {
 	char *last_error;
 };
 
+/*
+ * Conventions of the engine_* functions below: those that return int return
+ * REIN_OK or an error code (REIN_ENOMEM, REIN_ECORRUPT, REIN_EINVAL) with the
+ * detail in err. The poll functions (engine_poll_*, engine_*_gate,
+ * engine_propose, engine_retry_poll) fill cmd only when they have something
+ * for the caller: on REIN_OK, cmd->kind != REIN_CMD_NONE says they did (cmd
+ * arrives cleared). ti is always a valid thread index of r.
+ */
+
+/* Evaluates a template against the run (input, steps, run, why) with out as
+ * `out`; *res is a new reference. REIN_ENOMEM, or a script error in err. */
 int engine_eval_template(rein_run *r, const json_t *tmpl, const json_t *out, json_t **res,
 			 rein_err *err);
+/* A string's text, or the JSON of anything else; NULL when out of memory. */
 char *engine_json_text(const json_t *j);
-void engine_set_str(char **dst, const char *s);
-void engine_decide_end(rein_run *r, rein_status st, const char *reason, json_t *output);
+/* Replaces *dst with a copy of s (NULL clears it). REIN_ENOMEM leaves *dst NULL. */
+int engine_set_str(char **dst, const char *s);
+/* Decides the run ends with st (the first decision wins); steals output.
+ * REIN_ENOMEM when the reason cannot be copied. */
+int engine_decide_end(rein_run *r, rein_status st, const char *reason, json_t *output);
+/* The step on thread t completed with out (borrowed): remember it, follow `next`. */
 int engine_route(rein_run *r, int t, json_t *out, rein_err *err);
+/* The step on thread t failed with msg: its on_fail path, or the run's end. */
 int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err);
+/* The live thread at step s, or -1. */
 int engine_thread_at(const rein_run *r, int s);
+/* Fills c with an EMIT of type (static) for step, stealing data; a NULL data
+ * is out of memory (REIN_ENOMEM, c untouched). */
 int engine_emit(rein_cmd *c, const char *type, int step, json_t *data, rein_err *err);
+/* The tool thread t is calling (its step's, or a fallback), or NULL. */
 const rein_tool *engine_cur_tool(const rein_run *r, const thread *t);
+/* The idempotency key of t's current call, derived from run, step, visit (and
+ * the agent's turn and call index): the same across retries and resumes. */
 void engine_make_key(const rein_run *r, const thread *t, char out[80]);
+/* The full-jitter delay before t's next attempt under policy p (deterministic). */
 int64_t engine_backoff_ms(const rein_run *r, const thread *t, const rein_retry_policy *p);
+/* {tool, key, args, attempts, last_error} of t's call, for a human; NULL if OOM. */
 json_t *engine_evidence(const rein_run *r, const thread *t);
+/* Folds a tool.* or breaker.* event into thread ti (a tool or agent step). */
 int engine_apply_tool(rein_run *r, int ti, const char *type, int64_t at, const json_t *data,
 		      rein_err *err);
+/* What thread ti on a tool step (or an agent's accepted call) needs at now;
+ * lowers *due to a pending wake-up, sets *busy when an EXEC is outstanding. */
 int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due, bool *busy,
 		     rein_err *err);
+/* The step's own wall-time budget: past it, cmd is the step.failed {budget}. */
 int engine_step_time_gate(rein_run *r, int ti, int64_t now, rein_cmd *cmd, rein_err *err);
+/* What thread ti on an llm step (or an agent talking to its model) needs at now. */
 int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due, bool *busy,
 		    rein_err *err);
+/* Folds a model.* event into thread ti (an llm or agent step). */
 int engine_apply_llm(rein_run *r, int ti, const char *type, int64_t at, const json_t *data,
 		     rein_err *err);
+/* An agent's call was handled (tool.result or tool.refused): the model is told. */
 int engine_agent_tool_done(rein_run *r, int ti, const char *type, const json_t *data,
 			   rein_err *err);
+/* The model answered an agent turn (resp borrowed): its calls or its final answer. */
 int engine_agent_answer(rein_run *r, int ti, const json_t *resp, rein_err *err);
+/* The next proposed call of the agent's last answer, through engine_propose. */
 int engine_poll_agent_tools(rein_run *r, int ti, rein_cmd *cmd, rein_err *err);
-bool engine_check_output(const rein_step *st, const json_t *out, char **why);
+/* Checks out against the step's output schema: REIN_OK, REIN_ESCHEMA with
+ * *why (caller frees) saying where, or REIN_ENOMEM. */
+int engine_check_output(const rein_step *st, const json_t *out, char **why);
+/* cmd: the decided backoff of t as an event of type (tool.backoff or model.backoff). */
 int engine_emit_backoff(rein_cmd *cmd, const char *type, const thread *t, int64_t now,
 			rein_err *err);
+
+/* ---- the path of a proposed tool call (engine_propose.c) ------------------ */
+
+/* Where a proposed call comes from, and so where a refusal goes. */
+enum {
+	ENGINE_FROM_STEP = 1, /* a tool step: refused -> step.failed (its on_fail path) */
+	ENGINE_FROM_AGENT,    /* an agent's call: refused -> tool.refused, told to the model */
+};
+
+/*
+ * Takes the proposed call of thread ti through DESIGN section 4, steps 1-5,
+ * in order: (1) parse it and resolve the tool, (2) validate the arguments
+ * against the contract's input schema, (3) policy (engine_policy_gate),
+ * (4) risk tier (engine_risk_gate), (5) budgets (max_tool_calls of the step
+ * and of the run). cmd is then the tool.intent {tool, key, args, call_id?},
+ * or the refusal: for ENGINE_FROM_STEP a step.failed {error[, budget]}, for
+ * ENGINE_FROM_AGENT a tool.refused {call_id, tool, error} (a spent budget
+ * fails the step either way). Always fills cmd on REIN_OK.
+ */
+int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err);
+
+/* Step 3, policy: REIN_OK with *deny NULL to allow the call of tool (index)
+ * with args, or with *deny (caller frees) the reason it is refused. Today
+ * every call is allowed; the governance issue fills it in. */
+int engine_policy_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,
+		       rein_err *err);
+/* Step 4, risk tier: REIN_OK with *deny NULL to proceed now. Today every tier
+ * proceeds; approvals will hold medium and high ones here. */
+int engine_risk_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,
+		     rein_err *err);
+
+/* ---- the retry machine (engine_propose.c), shared by tools and models ----- */
+
+/* One effect's retry parameters: which events, which policy. */
+typedef struct engine_retry {
+	const char *backoff_type;        /* "tool.backoff" or "model.backoff" (static) */
+	const rein_retry_policy *policy; /* attempts, backoff, total time */
+	bool explain;                    /* the error says why no retry followed */
+	/* optional: checked before an attempt after a backoff (fills cmd to stop it) */
+	int (*gate)(rein_run *r, int ti, rein_cmd *cmd, rein_err *err);
+} engine_retry;
+
+/* An attempt of thread t failed (X.attempt, data borrowed, at its time):
+ * decides a backoff (T_BACKOFF with the delay) or giving up (T_GIVEUP, with
+ * t->error the reason). REIN_ENOMEM when the error cannot be kept. */
+int engine_retry_failed(rein_run *r, thread *t, const engine_retry *rp, int64_t at,
+			const json_t *data, rein_err *err);
+/* X.backoff was applied: t sleeps until its due_at (T_SLEEPING). */
+void engine_retry_sleep(thread *t, const json_t *data);
+/* Polls a thread in T_BACKOFF (emit the backoff) or T_SLEEPING (when due,
+ * the gate, then the next attempt as an EXEC; else lowers *due). */
+int engine_retry_poll(rein_run *r, int ti, const engine_retry *rp, int64_t now, rein_cmd *cmd,
+		      int64_t *due, rein_err *err);
+
+/* ---- inbox ------------------------------------------------------------------ */
+
+/* Folds an inbox.received {id, type, data, sender, at}: a cancel decides the
+ * run ends cancelled; other types are recorded and ignored for now. */
+int engine_apply_inbox(rein_run *r, const json_t *data, rein_err *err);
+
+/*
+ * Debug builds check the run's invariants (rein_run_check) after every apply.
+ * The asan build is the debug build: the release build defines no NDEBUG
+ * today, and the check must not cost the benchmarks.
+ */
+#if !defined(NDEBUG) && (defined(__SANITIZE_ADDRESS__) || defined(REIN_DEBUG))
+#define ENGINE_CHECKS 1
+#else
+#define ENGINE_CHECKS 0
+#endif
 
 #endif

@@ -14,6 +14,7 @@ const rein_tool *engine_cur_tool(const rein_run *r, const thread *t)
  * gets the same key across retries and across a crash and resume. */
 void engine_make_key(const rein_run *r, const thread *t, char out[80])
 {
+	assert(r != NULL && t != NULL && t->step >= 0 && out != NULL);
 	char buf[600];
 	uint8_t h[REIN_HASH_LEN];
 	char hex[2 * REIN_HASH_LEN + 1];
@@ -35,6 +36,7 @@ void engine_make_key(const rein_run *r, const thread *t, char out[80])
  * seeded by the call and the attempt, so a replay decides the same. */
 int64_t engine_backoff_ms(const rein_run *r, const thread *t, const rein_retry_policy *p)
 {
+	assert(r != NULL && t != NULL && p != NULL && t->attempts >= 1);
 	int64_t cap = p->base_ms;
 	for (int i = 1; i < t->attempts && cap < p->max_delay_ms; i++)
 		cap *= 2;
@@ -62,6 +64,7 @@ json_t *engine_evidence(const rein_run *r, const thread *t)
 int engine_apply_tool(rein_run *r, int ti, const char *type, int64_t at, const json_t *data,
 		      rein_err *err)
 {
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && type != NULL);
 	thread *t = &r->th[ti];
 	const rein_step *st = &r->spec->steps[t->step];
 	if (st->kind != REIN_STEP_TOOL && st->kind != REIN_STEP_AGENT)
@@ -100,50 +103,30 @@ int engine_apply_tool(rein_run *r, int ti, const char *type, int64_t at, const j
 		/* an attempt after a backoff starts when due, without an event of its own */
 		if (t->state != T_CALL && t->state != T_SLEEPING)
 			goto order;
-		t->attempts++;
-		t->issued = false;
-		t->in_doubt = false;
-		const char *e = json_string_value(json_object_get(data, "error"));
-		engine_set_str(&t->error, e ? e : "failed");
-		bool transient = json_is_true(json_object_get(data, "transient"));
-		bool ambiguous = json_is_true(json_object_get(data, "ambiguous"));
-		json_t *ra = json_object_get(data, "retry_after_ms");
-		if (ambiguous && tool->idem == REIN_IDEM_NONE) {
+		if (json_is_true(json_object_get(data, "ambiguous")) && tool->idem == REIN_IDEM_NONE) {
 			/* it may have happened, and the tool cannot dedupe a retry */
-			char *why = rein_sprintf("tool '%s': the outcome of call %s is unknown (%s) and "
-						 "the tool does not honour idempotency keys",
-						 tool->name, t->key, t->error);
-			engine_decide_end(r, REIN_RUN_NEEDS_REVIEW, why, engine_evidence(r, t));
+			const char *e = json_string_value(json_object_get(data, "error"));
+			t->attempts++;
+			t->issued = false;
+			t->in_doubt = false;
+			int rc = engine_set_str(&t->error, e ? e : "failed");
+			char *why = rc == REIN_OK ? rein_sprintf(
+						"tool '%s': the outcome of call %s is unknown (%s) and "
+						"the tool does not honour idempotency keys",
+						tool->name, t->key, t->error) : NULL;
+			json_t *ev = why ? engine_evidence(r, t) : NULL;
+			rc = ev ? engine_decide_end(r, REIN_RUN_NEEDS_REVIEW, why, ev) : REIN_ENOMEM;
 			rein_free(why);
 			t->state = T_DONE;
-			return REIN_OK;
+			return rc == REIN_OK ? rc : rein_err_set(err, rc, "out of memory");
 		}
-		if (transient && t->attempts < tool->retry.max_attempts) {
-			int64_t delay = json_is_integer(ra) && json_integer_value(ra) >= 0
-						? json_integer_value(ra)
-						: engine_backoff_ms(r, t, &tool->retry);
-			if (at + delay - t->intent_at <= tool->retry.max_total_ms) {
-				t->delay_ms = delay;
-				t->state = T_BACKOFF;
-				return REIN_OK;
-			}
-			char *why = rein_sprintf("%s; no retry: the next attempt would start after "
-						 "max_total_s", t->error);
-			engine_set_str(&t->error, why);
-			rein_free(why);
-		} else if (transient) {
-			char *why = rein_sprintf("%s (after %d attempts)", t->error, t->attempts);
-			engine_set_str(&t->error, why);
-			rein_free(why);
-		}
-		t->state = T_GIVEUP;
-		return REIN_OK;
+		return engine_retry_failed(r, t, &(engine_retry){.policy = &tool->retry, .explain = true},
+					   at, data, err);
 	}
 	if (strcmp(type, "tool.backoff") == 0) {
 		if (t->state != T_BACKOFF)
 			goto order;
-		t->due = json_integer_value(json_object_get(data, "due_at"));
-		t->state = T_SLEEPING;
+		engine_retry_sleep(t, data);
 		return REIN_OK;
 	}
 	if (strcmp(type, "tool.fallback") == 0) {
@@ -173,68 +156,26 @@ order:
 			    st->name);
 }
 
-/* The decided backoff as an event (tool.backoff or model.backoff): 1, or an error. */
 int engine_emit_backoff(rein_cmd *cmd, const char *type, const thread *t, int64_t now,
 			rein_err *err)
 {
-	int rc = engine_emit(cmd, type, t->step,
-			     json_pack("{s:i, s:I, s:I}", "attempt", t->attempts, "delay_ms",
-				       (json_int_t)t->delay_ms, "due_at", (json_int_t)(now + t->delay_ms)),
-			     err);
-	return rc == REIN_OK ? 1 : rc;
+	assert(cmd != NULL && type != NULL && t != NULL && t->state == T_BACKOFF);
+	return engine_emit(cmd, type, t->step,
+			   json_pack("{s:i, s:I, s:I}", "attempt", t->attempts, "delay_ms",
+				     (json_int_t)t->delay_ms, "due_at", (json_int_t)(now + t->delay_ms)),
+			   err);
 }
 
-/* poll for a thread on a tool step; returns 1 when cmd was filled. */
 int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due, bool *busy,
 		     rein_err *err)
 {
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && cmd != NULL && due && busy);
 	thread *t = &r->th[ti];
 	const rein_tool *tool = engine_cur_tool(r, t);
 	int s = t->step, rc;
 	switch (t->state) {
-	case T_READY: { /* build and check the arguments, then record the intent */
-		const rein_step *st = &r->spec->steps[s];
-		json_t *args = NULL;
-		rein_err e = {0};
-		rc = engine_eval_template(r, st->args, t->last, &args, &e);
-		if (rc == REIN_ENOMEM)
-			return rein_err_set(err, rc, "out of memory");
-		char *msg = NULL;
-		if (rc != REIN_OK) {
-			msg = rein_sprintf("arguments: %s", e.msg);
-		} else if (!json_is_object(args)) {
-			msg = rein_sprintf("arguments must be an object");
-		} else if (tool->input) {
-			rein_schema_errors errs = {0};
-			if (!rein_schema_validate(tool->input, args, &errs)) {
-				char *detail = rein_schema_errors_format(&errs);
-				msg = rein_sprintf("arguments do not match the input schema of '%s': %s",
-						   tool->name, detail ? detail : "");
-				rein_free(detail);
-			}
-			rein_schema_errors_free(&errs);
-		}
-		if (msg) {
-			json_decref(args);
-			rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s}", "error", msg), err);
-			rein_free(msg);
-			return rc == REIN_OK ? 1 : rc;
-		}
-		if (r->spec->max_tool_calls && r->tool_calls >= r->spec->max_tool_calls) {
-			json_decref(args);
-			char *why = rein_sprintf("budget: max_tool_calls %lld reached",
-						 (long long)r->spec->max_tool_calls);
-			rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s?, s:b}", "error", why, "budget", 1),
-				  err);
-			rein_free(why);
-			return rc == REIN_OK ? 1 : rc;
-		}
-		char key[80];
-		engine_make_key(r, t, key);
-		rc = engine_emit(cmd, "tool.intent", s,
-			  json_pack("{s:s, s:s, s:o}", "tool", tool->name, "key", key, "args", args), err);
-		return rc == REIN_OK ? 1 : rc;
-	}
+	case T_READY: /* the step's call, through the one path of a proposed call */
+		return engine_propose(r, ti, ENGINE_FROM_STEP, cmd, err);
 	case T_CALL:
 		if (t->in_doubt) {
 			if (tool->idem == REIN_IDEM_NONE) {
@@ -244,11 +185,12 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 					tool->name, t->key);
 				json_t *ev = engine_evidence(r, t);
 				rc = engine_emit(cmd, "run.ended", -1,
-					  json_pack("{s:s, s:s?, s:o?}", "status", "needs_review", "reason",
-						    why, "output", ev),
+					  why && ev ? json_pack("{s:s, s:s, s:O}", "status", "needs_review",
+							       "reason", why, "output", ev) : NULL,
 					  err);
 				rein_free(why);
-				return rc == REIN_OK ? 1 : rc;
+				json_decref(ev);
+				return rc;
 			}
 			rc = engine_emit(cmd, "tool.attempt", s,
 				  json_pack("{s:i, s:s, s:s, s:b, s:b}", "attempt", t->attempts + 1,
@@ -256,29 +198,20 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 					    "the process stopped during the call", "transient", 1,
 					    "ambiguous", 1),
 				  err);
-			return rc == REIN_OK ? 1 : rc;
+			return rc;
 		}
 		if (t->issued) {
 			*busy = true;
-			return 0;
+			return REIN_OK;
 		}
 		t->issued = true;
 		cmd->kind = REIN_CMD_EXEC;
 		cmd->step = s;
-		return 1;
+		return REIN_OK;
 	case T_BACKOFF:
-		return engine_emit_backoff(cmd, "tool.backoff", t, now, err);
 	case T_SLEEPING:
-		if (now >= t->due) {
-			t->state = T_CALL;
-			t->issued = true;
-			cmd->kind = REIN_CMD_EXEC;
-			cmd->step = s;
-			return 1;
-		}
-		if (t->due < *due)
-			*due = t->due;
-		return 0;
+		return engine_retry_poll(r, ti, &(engine_retry){.backoff_type = "tool.backoff"}, now, cmd,
+					 due, err);
 	case T_GIVEUP:
 		if (r->spec->steps[s].kind == REIN_STEP_AGENT) { /* the model hears of it */
 			const char *id = json_string_value(json_object_get(json_array_get(t->calls, t->idx), "id"));
@@ -286,7 +219,7 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 				  json_pack("{s:s?, s:s, s:s?}", "call_id", id, "tool", tool->name, "error",
 					    t->error),
 				  err);
-			return rc == REIN_OK ? 1 : rc;
+			return rc;
 		}
 		switch (tool->fallback) {
 		case REIN_FALLBACK_UNAVAILABLE:
@@ -295,7 +228,7 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 					    tool->name, "result", "unavailable", 1, "tool", tool->name,
 					    "error", t->error),
 				  err);
-			return rc == REIN_OK ? 1 : rc;
+			return rc;
 		case REIN_FALLBACK_TOOL:
 			if (t->fb_depth < (int)r->spec->ntools) {
 				rc = engine_emit(cmd, "tool.fallback", s,
@@ -303,39 +236,41 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 						    "to", r->spec->tools[tool->fallback_tool].name, "error",
 						    t->error),
 					  err);
-				return rc == REIN_OK ? 1 : rc;
+				return rc;
 			}
 			break;
 		case REIN_FALLBACK_CACHED:
 			if (t->issued) {
 				*busy = true;
-				return 0;
+				return REIN_OK;
 			}
 			t->issued = true; /* the runner answers with tool.fallback {cached} */
 			cmd->kind = REIN_CMD_EXEC;
 			cmd->step = s;
-			return 1;
+			return REIN_OK;
 		default:
 			break;
 		}
 		{
 			char *msg = rein_sprintf("tool '%s': %s", tool->name, t->error ? t->error : "failed");
-			rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s?}", "error", msg), err);
+			rc = engine_emit(cmd, "step.failed", s, msg ? json_pack("{s:s}", "error", msg) : NULL,
+					 err);
 			rein_free(msg);
-			return rc == REIN_OK ? 1 : rc;
+			return rc;
 		}
 	case T_FALLEN:
 		rc = engine_emit(cmd, "step.completed", s,
 			  json_pack("{s:O, s:s}", "out", t->result, "fallback",
 				    tool->fallback == REIN_FALLBACK_CACHED ? "cached" : "unavailable"),
 			  err);
-		return rc == REIN_OK ? 1 : rc;
+		return rc;
 	}
-	return 0;
+	return REIN_OK;
 }
 
 int rein_run_tool_call(const rein_run *r, int step, rein_tool_call *call)
 {
+	assert(r != NULL && call != NULL);
 	int ti = engine_thread_at(r, step);
 	if (ti < 0)
 		return REIN_EINVAL;
@@ -351,6 +286,7 @@ int rein_run_tool_call(const rein_run *r, int step, rein_tool_call *call)
 
 void rein_run_recovered(rein_run *r, int64_t now)
 {
+	assert(r != NULL);
 	for (size_t i = 0; i < r->nth; i++) {
 		thread *t = &r->th[i];
 		if (t->state == T_CALL || (t->state == T_SLEEPING && t->due <= now)) {

@@ -168,11 +168,10 @@ static int expand_string(rein_script *s, const char *str, const rein_script_ctx 
 		goto out;
 	if ((rc = rein_buf_puts(&b, p)) != REIN_OK)
 		goto oom;
+	/* the pieces are valid UTF-8 cut at ASCII delimiters: a failure is memory */
 	v = json_stringn(b.p, b.len);
-	if (v == NULL) {
-		rc = rein_err_set(err, REIN_ESCRIPT, "template result is not valid UTF-8");
-		goto out;
-	}
+	if (v == NULL)
+		goto oom;
 	goto out;
 oom:
 	rc = rein_err_set(err, REIN_ENOMEM, "out of memory expanding template");

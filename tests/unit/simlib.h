@@ -3,7 +3,9 @@
  * (test_sim_tools.c, test_sim_models.c): many runs in flight in one runner,
  * the process "dying" at random event boundaries, the store reopened and
  * every unfinished run resumed, until all have ended. Header-only, like
- * testlib.h.
+ * testlib.h. The simulators run in the asan build, where the engine checks
+ * its invariants (rein_run_check) after every event it applies and turns a
+ * broken one into an error: sim_run_all fails on it.
  */
 #ifndef REIN_SIMLIB_H
 #define REIN_SIMLIB_H

@@ -186,6 +186,9 @@ static void check_replay(drive *d)
 	rein_err err = {0};
 	assert_int_equal(rein_run_status(r), rein_run_status(d->run));
 	assert_true(json_equal(rein_run_output(r), rein_run_output(d->run)));
+	const char *r1 = rein_run_reason(r), *r2 = rein_run_reason(d->run);
+	assert_true((r1 == NULL && r2 == NULL) || (r1 && r2 && strcmp(r1, r2) == 0));
+	assert_int_equal(rein_run_steps_taken(r), rein_run_steps_taken(d->run));
 	rein_cmd c;
 	assert_int_equal(rein_run_poll(r, d->now, &c, &err), REIN_OK);
 	assert_int_equal(c.kind, REIN_CMD_NONE);
@@ -237,7 +240,10 @@ typedef struct run_case {
 		const char *type, *step; /* events of type at step (NULL: at any step) */
 		int n;
 	} counts[3];
-	bool replay; /* the events fold into a fresh run with the same end */
+	/* Every case replays by default: its events fold into a fresh run that
+	 * reaches the same state and decides nothing more. A case that cannot
+	 * says why here. */
+	const char *no_replay;
 } run_case;
 
 /* Drives c's run to its end and checks it; d is left for more checks, the
@@ -260,7 +266,7 @@ static void run_case_check(drive *d, const run_case *c)
 		assert_non_null(strstr(rein_run_reason(d->run), c->reason_has[i]));
 	for (size_t i = 0; i < 3 && c->counts[i].type != NULL; i++)
 		assert_int_equal(count(d, c->counts[i].type, c->counts[i].step), c->counts[i].n);
-	if (c->replay)
+	if (c->no_replay == NULL)
 		check_replay(d);
 }
 
@@ -285,7 +291,7 @@ static void test_routing(void **state)
 			       "  small: { end: escalated, reason: 'small: ${steps.a.out.v}' }\n";
 	const run_case cases[] = {
 		{.what = "big", .yaml = y, .input = "{\"v\": 11}", .status = REIN_RUN_SUCCEEDED,
-		 .output = "{\"size\":\"big\",\"v\":11}", .replay = true},
+		 .output = "{\"size\":\"big\",\"v\":11}"},
 		{.what = "small: the default output is the previous one", .yaml = y,
 		 .input = "{\"v\": 3}", .status = REIN_RUN_ESCALATED, .reason = "small: 3",
 		 .output = "{\"v\":3}"},
@@ -311,7 +317,7 @@ static void test_parallel_join(void **state)
 	drive d;
 	run_case_check(&d, &(const run_case){
 		.what = "11 + 14", .yaml = y, .input = "{}", .status = REIN_RUN_SUCCEEDED,
-		.output = "25", .replay = true,
+		.output = "25",
 		.counts = {{"step.completed", "fan", 1}, {"step.completed", "r1", 1},
 			   {"timer.fired", NULL, 2}}});
 	/* the branches' timers ran side by side: 5 s, not 7 s, of virtual time */
@@ -328,8 +334,7 @@ static void test_wait_timer(void **state)
 	drive d;
 	run_case_check(&d, &(const run_case){
 		.what = "1.5 s", .yaml = y, .input = "{\"s\": 1.5}", .status = REIN_RUN_SUCCEEDED,
-		.output = "{\"waited_ms\": 1500}", .counts = {{"timer.scheduled", "w", 1}},
-		.replay = true});
+		.output = "{\"waited_ms\": 1500}", .counts = {{"timer.scheduled", "w", 1}}});
 	/* due_at = schedule time + 1500 ms */
 	for (size_t i = 0; i < d.n; i++)
 		if (strcmp(d.evs[i].type, "timer.scheduled") == 0)
@@ -354,7 +359,7 @@ static void test_loop_bounds(void **state)
 			 "  giveup: { end: escalated, reason: '${why}' }\n",
 		 .input = "{}", .status = REIN_RUN_ESCALATED,
 		 .reason = "step 'poll' exceeded max_visits 3",
-		 .counts = {{"step.completed", "poll", 3}}, .replay = true},
+		 .counts = {{"step.completed", "poll", 3}}},
 		{.what = "without on_fail: the run fails; max_steps stops a bounded but long loop",
 		 .yaml = "rein: 1\nname: l2\nbudgets: { max_steps: 10 }\nsteps:\n"
 			 "  poll: { code: 'return 1', max_visits: 100, next: poll }\n",
@@ -374,7 +379,7 @@ static void test_timeout(void **state)
 					      "  w: { wait: 60, next: done }\n"
 					      "  done: { end: succeeded }\n",
 		.input = "{}", .status = REIN_RUN_FAILED,
-		.reason = "timeout: the run exceeded timeout_s 10", .replay = true});
+		.reason = "timeout: the run exceeded timeout_s 10"});
 	assert_int_equal(d.now, 1000000 + 10000);
 	drive_free(&d);
 }
@@ -389,8 +394,7 @@ static void test_step_errors(void **state)
 			"  a: { code: 'return input.x.y', on_fail: recover, next: done }\n"
 			"  recover: { code: 'return { recovered = why }', next: done }\n"
 			"  done: { end: succeeded }\n",
-		.input = "{}", .status = REIN_RUN_SUCCEEDED, .counts = {{"step.failed", "a", 1}},
-		.replay = true});
+		.input = "{}", .status = REIN_RUN_SUCCEEDED, .counts = {{"step.failed", "a", 1}}});
 	const char *why = json_string_value(json_object_get(rein_run_output(d.run), "recovered"));
 	assert_non_null(why);
 	assert_non_null(strstr(why, "t/workflow.yaml:4:")); /* the spec file and line */
@@ -499,7 +503,7 @@ static void test_tool_retries(void **state)
 	run_case_check(&d, &(const run_case){
 		.what = "retried to success", .yaml = TOOL_WF("header", ""), .input = AMOUNT_10,
 		.tools = (const char *const[]){"503", "timeout", "ok", NULL},
-		.status = REIN_RUN_SUCCEEDED, .replay = true,
+		.status = REIN_RUN_SUCCEEDED,
 		.counts = {{"tool.intent", "pay", 1}, {"tool.attempt", "pay", 2},
 			   {"tool.backoff", "pay", 2}}});
 	/* the same key for every attempt, and the result is the third attempt's */
@@ -600,7 +604,7 @@ static void test_tool_fallbacks(void **state)
 		.what = "fallback: another tool, under a key of its own",
 		.yaml = TOOL_WF("header", "fallback: { tool: backup }"), .input = AMOUNT_10,
 		.tools = (const char *const[]){"400", "ok", NULL}, .status = REIN_RUN_SUCCEEDED,
-		.counts = {{"tool.intent", NULL, 2}}, .replay = true});
+		.counts = {{"tool.intent", NULL, 2}}});
 	const char *k1 = json_string_value(json_object_get(event_data(&d, "tool.intent", 0), "key"));
 	const char *k2 = json_string_value(json_object_get(event_data(&d, "tool.intent", 1), "key"));
 	assert_string_equal(json_string_value(json_object_get(event_data(&d, "tool.intent", 1), "tool")), "backup");
@@ -640,10 +644,303 @@ static void test_llm_budgets(void **state)
 		 .input = "{}", .models = (const char *const[]){"fail:10000", "{\"a\": 1}", NULL},
 		 .status = REIN_RUN_ESCALATED,
 		 .reason_has = {"budget: the step's timeout_s 5 passed"},
-		 .counts = {{"model.call", "ask", 0}}, .replay = true},
+		 .counts = {{"model.call", "ask", 0}}},
 	};
 	run_cases(cases, NCASES(cases));
 	mscript = NULL;
+}
+
+/* Polls and obeys (EMITs applied, EXECs answered from the scripts) until the
+ * run asks to sleep; the clock does not move. */
+static void obey_until_sleep(drive *d)
+{
+	rein_err err = {0};
+	for (int guard = 0; guard < 100; guard++) {
+		rein_cmd c;
+		assert_int_equal(rein_run_poll(d->run, d->now, &c, &err), REIN_OK);
+		if (c.kind == REIN_CMD_SLEEP)
+			return;
+		assert_true(c.kind == REIN_CMD_EMIT || c.kind == REIN_CMD_EXEC);
+		if (c.kind == REIN_CMD_EMIT) {
+			record_apply(d, c.type, c.step, c.data);
+			rein_cmd_clear(&c);
+		} else {
+			answer_tool(d, c.step);
+		}
+	}
+	fail_msg("the run never slept");
+}
+
+/* An inbox entry as the runner will drain it into the log. */
+static void deliver(drive *d, const char *type, const char *data)
+{
+	json_t *iev = json_pack("{s:s, s:s, s:o, s:s, s:I}", "id", "inbox-1", "type", type, "data",
+			       J(data), "sender", "test", "at", (json_int_t)d->now);
+	record_apply(d, "inbox.received", -1, iev);
+	json_decref(iev);
+}
+
+/* A cancel from the inbox ends the run at the next poll, whatever is pending:
+ * nothing more is executed. Unknown types are recorded and ignored. */
+static void test_inbox_cancel(void **state)
+{
+	(void)state;
+	static const char *wait_wf = "rein: 1\nname: ic\nsteps:\n"
+				     "  w: { wait: 60, next: done }\n"
+				     "  done: { end: succeeded }\n";
+	struct {
+		const char *what, *yaml, *input;
+		const char *const *tools;
+		const char *data, *reason;
+	} cases[] = {
+		{"a timer pending", wait_wf, "{}", NULL, "{\"reason\": \"the customer withdrew\"}",
+		 "the customer withdrew"},
+		{"a tool call between attempts", TOOL_WF("header", ""), AMOUNT_10,
+		 (const char *const[]){"503", "ok", NULL}, "{}", "cancelled"},
+	};
+	for (size_t i = 0; i < NCASES(cases); i++) {
+		fprintf(stderr, "  case: cancel with %s\n", cases[i].what);
+		script = cases[i].tools;
+		script_pos = 0;
+		drive d = {0};
+		assert_int_equal(rein_script_new(&d.sb), REIN_OK);
+		d.spec = spec_from_yaml(d.sb, cases[i].yaml);
+		d.now = 1000000;
+		assert_int_equal(rein_run_new(d.spec, d.sb, "run_test", &d.run), REIN_OK);
+		json_t *start = json_pack("{s:o}", "input", J(cases[i].input));
+		record_apply(&d, "run.started", -1, start);
+		json_decref(start);
+		obey_until_sleep(&d);
+		assert_int_equal(rein_run_status(d.run), REIN_RUN_WAITING);
+		deliver(&d, "signal", "{\"n\": 1}"); /* recorded, ignored */
+		assert_int_equal(rein_run_status(d.run), REIN_RUN_WAITING);
+		deliver(&d, "cancel", cases[i].data);
+		int attempts = count(&d, "tool.attempt", NULL);
+		rein_cmd c;
+		rein_err err = {0};
+		assert_int_equal(rein_run_poll(d.run, d.now, &c, &err), REIN_OK);
+		assert_int_equal(c.kind, REIN_CMD_EMIT);
+		assert_string_equal(c.type, "run.ended");
+		assert_string_equal(json_string_value(json_object_get(c.data, "status")), "cancelled");
+		record_apply(&d, c.type, c.step, c.data);
+		rein_cmd_clear(&c);
+		assert_int_equal(rein_run_status(d.run), REIN_RUN_CANCELLED);
+		assert_string_equal(rein_run_reason(d.run), cases[i].reason);
+		assert_int_equal(rein_run_poll(d.run, d.now + 100000, &c, &err), REIN_OK);
+		assert_int_equal(c.kind, REIN_CMD_NONE);
+		assert_int_equal(count(&d, "tool.attempt", NULL), attempts); /* nothing more ran */
+		check_replay(&d);
+		drive_free(&d);
+	}
+	script = NULL;
+}
+
+/* ---- allocation faults -------------------------------------------------- */
+
+/* An llm step, an agent that calls a tool, a tool step retried once. */
+static const char *const SWEEP_WF =
+	"rein: 1\nname: sw\n"
+	"models: { m: { provider: replay, model: x, retry: { max_attempts: 2 } } }\n"
+	"tools:\n"
+	"  look:\n"
+	"    http: { url: 'http://127.0.0.1:9/look' }\n"
+	"    effect: read\n"
+	"    idempotency: header\n"
+	"    retry: { max_attempts: 2, base_ms: 10 }\n"
+	"    input: { type: object, required: [q], properties: { q: { type: string } } }\n"
+	"steps:\n"
+	"  ask: { llm: { model: m, system: 'be brief', prompt: 'q: ${input.q}', output: { type: object, required: [a] } }, next: hunt }\n"
+	"  hunt: { agent: { model: m, prompt: 'find ${steps.ask.out.a}', tools: [look], max_turns: 3 }, next: pay }\n"
+	"  pay: { tool: look, args: { q: '${input.q}' }, next: done }\n"
+	"  done: { end: succeeded, output: '${ { got = steps.pay.out.q, said = steps.hunt.out } }' }\n";
+
+typedef struct sweep {
+	long left;  /* engine allocations before the one that fails; 0: none fails */
+	bool fired; /* it failed */
+} sweep;
+
+/* Faults count only inside the engine: the driver's own allocations never fail. */
+static void sw_arm(sweep *sw)
+{
+	if (sw->left > 0)
+		rein_fault_arm(REIN_FAULT_ALLOC, sw->left);
+}
+
+static void sw_disarm(sweep *sw)
+{
+	if (sw->left <= 0)
+		return;
+	long seen = rein_fault_count(REIN_FAULT_ALLOC);
+	rein_fault_arm(REIN_FAULT_ALLOC, 0);
+	if (seen >= sw->left) {
+		sw->fired = true;
+		sw->left = 0;
+	} else {
+		sw->left -= seen;
+	}
+}
+
+/* The answer to an EXEC of step, the nth model or tool EXEC of the run. */
+static void sweep_answer(const rein_spec *spec, rein_run *run, int step, int nmodel, int ntool,
+			 const char **type, json_t **data)
+{
+	const rein_step *st = &spec->steps[step];
+	if (rein_run_effect(run, step) == REIN_STEP_LLM) {
+		*type = "model.call";
+		json_t *resp = st->kind == REIN_STEP_LLM ? J("{\"text\": \"{}\", \"output\": {\"a\": \"x\"}}")
+			       : nmodel == 2 ? J("{\"tool_calls\": [{\"id\": \"c1\", \"name\": \"look\", "
+						"\"arguments\": {\"q\": \"k\"}}]}")
+					     : J("{\"text\": \"found it\"}");
+		*data = json_pack("{s:{s:i, s:i}, s:f, s:o}", "usage", "input", 10, "output", 5,
+				  "cost_usd", 0.001, "response", resp);
+		return;
+	}
+	rein_tool_call call;
+	assert_int_equal(rein_run_tool_call(run, step, &call), REIN_OK);
+	if (st->kind == REIN_STEP_AGENT) {
+		*type = "tool.result";
+		*data = json_pack("{s:s, s:s, s:{s:b}}", "call_id", "c1", "tool", "look", "out", "found", 1);
+	} else if (ntool == 1) { /* the tool step's first attempt: a 503, retried */
+		*type = "tool.attempt";
+		*data = json_pack("{s:i, s:s, s:s, s:b, s:b}", "attempt", call.attempt, "outcome",
+				  "http_503", "error", "HTTP 503", "transient", 1, "ambiguous", 0);
+	} else {
+		*type = "step.completed";
+		*data = json_pack("{s:O}", "out", call.args);
+	}
+}
+
+/*
+ * Drives SWEEP_WF with sw's fault armed around every engine call. events
+ * gets [type, step, data] of each event applied, requests the canonical text
+ * of each model request handed out. Returns REIN_OK when the run ended, else
+ * the engine's error (err says what).
+ */
+static int sweep_drive(rein_script *sb, const rein_spec *spec, sweep *sw, json_t *events,
+		       json_t *requests, rein_status *status, rein_err *err)
+{
+	rein_run *run = NULL;
+	int64_t now = 1000000;
+	int nmodel = 0, ntool = 0;
+	const char *type = "run.started";
+	json_t *data = J("{\"input\": {\"q\": \"k\"}}");
+	int step = -1, rc;
+	sw_arm(sw);
+	rc = rein_run_new(spec, sb, "run_sw", &run);
+	sw_disarm(sw);
+	if (rc != REIN_OK)
+		rein_err_set(err, rc, "rein_run_new");
+	for (int guard = 0; rc == REIN_OK && guard < 200; guard++) {
+		if (data) { /* apply the event, then record it */
+			const char *sname = step >= 0 ? spec->steps[step].name : NULL;
+			sw_arm(sw);
+			rc = rein_run_apply(run, type, sname, now, data, err);
+			sw_disarm(sw);
+			if (rc == REIN_OK)
+				json_array_append_new(events, json_pack("[s, s?, O]", type, sname, data));
+			json_decref(data);
+			data = NULL;
+			continue;
+		}
+		rein_cmd c;
+		sw_arm(sw);
+		rc = rein_run_poll(run, now, &c, err);
+		sw_disarm(sw);
+		if (rc != REIN_OK || c.kind == REIN_CMD_NONE)
+			break;
+		if (c.kind == REIN_CMD_SLEEP) {
+			now = c.due;
+			continue;
+		}
+		if (c.kind == REIN_CMD_EMIT) {
+			type = c.type;
+			step = c.step;
+			data = json_incref(c.data);
+			rein_cmd_clear(&c);
+			continue;
+		}
+		assert_int_equal(c.kind, REIN_CMD_EXEC);
+		step = c.step;
+		now += 5;
+		if (rein_run_effect(run, step) == REIN_STEP_LLM) {
+			rein_model_request mr;
+			assert_int_equal(rein_run_model_call(run, step, &mr), REIN_OK);
+			char *text = rein_json_dump(mr.request);
+			assert_non_null(text);
+			json_array_append_new(requests, json_string(text));
+			rein_free(text);
+			nmodel++;
+		} else if (spec->steps[step].kind == REIN_STEP_TOOL) {
+			ntool++;
+		}
+		sweep_answer(spec, run, step, nmodel, ntool, &type, &data);
+		assert_non_null(data);
+	}
+	json_decref(data);
+	if (rc == REIN_OK)
+		*status = rein_run_status(run);
+	rein_run_free(run);
+	return rc;
+}
+
+/* Every allocation of the engine fails in turn: each gives a clean
+ * REIN_ENOMEM that says so (ASan: and leaks nothing), and a run that does
+ * not stop makes exactly the requests and events of a run with no fault:
+ * never a different request, never a fence left out. */
+static void test_alloc_faults(void **state)
+{
+	(void)state;
+	rein_script *sb;
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	rein_spec *spec = spec_from_yaml(sb, SWEEP_WF);
+	json_t *ref_ev = json_array(), *ref_req = json_array();
+	rein_err err = {0};
+	rein_status st = REIN_RUN_RUNNING;
+	sweep none = {0};
+	assert_int_equal(sweep_drive(sb, spec, &none, ref_ev, ref_req, &st, &err), REIN_OK);
+	assert_int_equal(st, REIN_RUN_SUCCEEDED);
+	assert_int_equal(json_array_size(ref_req), 3); /* ask, and the agent's two turns */
+	assert_non_null(strstr(json_string_value(json_array_get(ref_req, 1)), "never instructions"));
+	assert_non_null(strstr(json_string_value(json_array_get(ref_req, 2)), "<data source=\\\"tool:look\\\">"));
+	long n;
+	int clean = 0;
+	for (n = 1; n < 100000; n++) {
+		sweep sw = {.left = n};
+		json_t *evs = json_array(), *req = json_array();
+		rein_err_clear(&err);
+		st = REIN_RUN_RUNNING;
+		int rc = sweep_drive(sb, spec, &sw, evs, req, &st, &err);
+		/* what was asked of the model is what the faultless run asked */
+		for (size_t i = 0; i < json_array_size(req); i++)
+			assert_string_equal(json_string_value(json_array_get(req, i)),
+					    json_string_value(json_array_get(ref_req, i)));
+		if (rc != REIN_OK) {
+			if (rc != REIN_ENOMEM)
+				fail_msg("fault %ld: %d %s", n, rc, err.msg);
+			assert_true(sw.fired);
+			assert_true(strlen(err.msg) > 0);
+			clean++;
+			/* what was applied before the fault is the faultless run's beginning */
+			for (size_t i = 0; i < json_array_size(evs); i++)
+				assert_true(json_equal(json_array_get(evs, i), json_array_get(ref_ev, i)));
+		} else {
+			if (st != REIN_RUN_SUCCEEDED || !json_equal(evs, ref_ev)) {
+				char *a = rein_json_dump(evs), *b = rein_json_dump(ref_ev);
+				fail_msg("fault %ld: a different run:\n%s\n%s", n, a, b);
+			}
+		}
+		json_decref(evs);
+		json_decref(req);
+		if (!sw.fired)
+			break; /* the whole run went by without reaching fault n */
+	}
+	printf("engine fault sweep (alloc): %ld fault points, %d clean errors\n", n - 1, clean);
+	assert_true(n > 50);
+	assert_true(clean > 0);
+	json_decref(ref_ev);
+	json_decref(ref_req);
+	rein_spec_free(spec);
+	rein_script_free(sb);
 }
 
 int main(void)
@@ -657,6 +954,7 @@ int main(void)
 		cmocka_unit_test(test_step_output_schema), cmocka_unit_test(test_llm_budgets),
 		cmocka_unit_test(test_tool_retries),  cmocka_unit_test(test_tool_ambiguity),
 		cmocka_unit_test(test_tool_crash_in_flight), cmocka_unit_test(test_tool_fallbacks),
+		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_alloc_faults),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,239 @@
+/*
+ * The one path of a proposed tool call (DESIGN section 4, steps 1-5) and the
+ * one retry machine. A tool step and an agent's call both become a
+ * tool.intent here, or are refused here; the policy gate, approvals and the
+ * kill switch each land as one call in engine_propose. Tool calls and model
+ * calls share the machine that turns a failed attempt into a backoff, a
+ * sleep and the next attempt, or a give-up.
+ */
+#include "engine_int.h"
+#include "schema.h"
+
+int engine_policy_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,
+		       rein_err *err)
+{
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && deny != NULL);
+	assert(tool >= 0 && (size_t)tool < r->spec->ntools && args != NULL);
+	(void)err;
+	*deny = NULL; /* every call is allowed until the policy layer decides */
+	return REIN_OK;
+}
+
+int engine_risk_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,
+		     rein_err *err)
+{
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && deny != NULL);
+	assert(tool >= 0 && (size_t)tool < r->spec->ntools && args != NULL);
+	(void)err;
+	*deny = NULL; /* every tier proceeds until approvals exist */
+	return REIN_OK;
+}
+
+/* Step 1 for an agent's call: the tool it names, among those the step allows.
+ * *why (caller frees) when there is none; REIN_ENOMEM. */
+static int resolve_agent_tool(const rein_run *r, const rein_step *st, const char *name, int *tool,
+			      char **why)
+{
+	*tool = -1;
+	for (size_t i = 0; name && i < st->nallow; i++)
+		if (strcmp(r->spec->tools[st->allow[i]].name, name) == 0)
+			*tool = st->allow[i];
+	if (*tool >= 0)
+		return REIN_OK;
+	rein_buf names = {0};
+	int rc = REIN_OK;
+	for (size_t i = 0; i < st->nallow && rc == REIN_OK; i++)
+		rc = rein_buf_printf(&names, "%s%s", i ? ", " : "", r->spec->tools[st->allow[i]].name);
+	if (rc == REIN_OK) {
+		*why = rein_sprintf("there is no tool '%s' here; the tools you may call are: %s",
+				    name ? name : "?", names.p ? names.p : "(none)");
+		rc = *why ? REIN_OK : REIN_ENOMEM;
+	}
+	rein_buf_free(&names);
+	return rc;
+}
+
+/* Step 5: the step's and the run's max_tool_calls; *why when spent. */
+static int tool_budget(const rein_run *r, const thread *t, char **why)
+{
+	const rein_step *st = &r->spec->steps[t->step];
+	if (st->b_tool_calls && t->s_tools >= st->b_tool_calls)
+		*why = rein_sprintf("budget: the step's max_tool_calls %lld reached",
+				    (long long)st->b_tool_calls);
+	else if (r->spec->max_tool_calls && r->tool_calls >= r->spec->max_tool_calls)
+		*why = rein_sprintf("budget: max_tool_calls %lld reached",
+				    (long long)r->spec->max_tool_calls);
+	else
+		return REIN_OK;
+	return *why ? REIN_OK : REIN_ENOMEM;
+}
+
+int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err)
+{
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && cmd != NULL);
+	assert(origin == ENGINE_FROM_STEP || origin == ENGINE_FROM_AGENT);
+	thread *t = &r->th[ti];
+	const rein_step *st = &r->spec->steps[t->step];
+	int s = t->step, tool = -1, rc = REIN_OK;
+	json_t *args = NULL; /* owned */
+	const char *call_id = NULL;
+	char *why = NULL;
+	bool agent = origin == ENGINE_FROM_AGENT;
+	/* 1. parse the proposal and resolve the tool */
+	if (agent) {
+		const json_t *call = json_array_get(t->calls, t->idx);
+		const char *name = json_string_value(json_object_get(call, "name"));
+		call_id = json_string_value(json_object_get(call, "id"));
+		if ((rc = resolve_agent_tool(r, st, name, &tool, &why)) != REIN_OK || why)
+			goto refuse;
+		args = json_incref(json_object_get(call, "arguments"));
+		if (args == NULL) {
+			const char *pe = json_string_value(json_object_get(call, "arguments_error"));
+			why = rein_sprintf("the arguments are not valid JSON: %s", pe ? pe : "?");
+			goto refuse;
+		}
+	} else {
+		rein_err e = {0};
+		tool = t->tool;
+		assert(tool >= 0);
+		rc = engine_eval_template(r, st->args, t->last, &args, &e);
+		if (rc == REIN_ENOMEM)
+			goto out;
+		if (rc != REIN_OK) {
+			rc = REIN_OK;
+			why = rein_sprintf("arguments: %s", e.msg);
+			goto refuse;
+		}
+		if (!json_is_object(args)) {
+			why = rein_sprintf("arguments must be an object");
+			goto refuse;
+		}
+	}
+	const rein_tool *tl = &r->spec->tools[tool];
+	/* 2. the arguments against the contract's input schema */
+	rc = rein_schema_check(tl->input, args, &why,
+			       agent ? "the arguments do not match the input schema of '%s'"
+				     : "arguments do not match the input schema of '%s'",
+			       tl->name);
+	if (rc != REIN_ESCHEMA && rc != REIN_OK)
+		goto out;
+	rc = REIN_OK;
+	if (why)
+		goto refuse;
+	/* 3. policy, 4. risk tier */
+	if ((rc = engine_policy_gate(r, ti, tool, args, &why, err)) != REIN_OK || why)
+		goto refuse;
+	if ((rc = engine_risk_gate(r, ti, tool, args, &why, err)) != REIN_OK || why)
+		goto refuse;
+	/* 5. budgets: a spent one ends the step, whoever proposed */
+	if ((rc = tool_budget(r, t, &why)) != REIN_OK)
+		goto out;
+	if (why) {
+		rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s, s:b}", "error", why, "budget", 1),
+				 err);
+		goto out;
+	}
+	char key[80];
+	engine_make_key(r, t, key);
+	rc = engine_emit(cmd, "tool.intent", s,
+			 json_pack("{s:s, s:s, s:O, s:s?}", "tool", tl->name, "key", key, "args", args,
+				   "call_id", call_id),
+			 err);
+	goto out;
+refuse:
+	if (rc != REIN_OK)
+		goto out;
+	if (why == NULL) {
+		rc = REIN_ENOMEM;
+		goto out;
+	}
+	if (agent) {
+		const json_t *call = json_array_get(t->calls, t->idx);
+		rc = engine_emit(cmd, "tool.refused", s,
+				 json_pack("{s:s?, s:s?, s:s}", "call_id", call_id, "tool",
+					   json_string_value(json_object_get(call, "name")), "error", why),
+				 err);
+	} else {
+		rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s}", "error", why), err);
+	}
+out:
+	if (rc == REIN_ENOMEM)
+		rein_err_set(err, rc, "out of memory"); /* the first error wins */
+	json_decref(args);
+	rein_free(why);
+	return rc;
+}
+
+/* ---- the retry machine ---------------------------------------------------- */
+
+int engine_retry_failed(rein_run *r, thread *t, const engine_retry *rp, int64_t at,
+			const json_t *data, rein_err *err)
+{
+	assert(r != NULL && t != NULL && rp != NULL && rp->policy != NULL);
+	assert(t->state == T_CALL || t->state == T_SLEEPING);
+	const rein_retry_policy *p = rp->policy;
+	char *why = NULL;
+	t->attempts++;
+	t->issued = false;
+	t->in_doubt = false;
+	const char *e = json_string_value(json_object_get(data, "error"));
+	if (engine_set_str(&t->error, e ? e : "failed") != REIN_OK)
+		goto oom;
+	bool transient = json_is_true(json_object_get(data, "transient"));
+	const json_t *ra = json_object_get(data, "retry_after_ms");
+	if (transient && t->attempts < p->max_attempts) {
+		int64_t delay = json_is_integer(ra) && json_integer_value(ra) >= 0
+					? json_integer_value(ra)
+					: engine_backoff_ms(r, t, p);
+		if (at + delay - t->intent_at <= p->max_total_ms) {
+			t->delay_ms = delay;
+			t->state = T_BACKOFF;
+			return REIN_OK;
+		}
+		if (rp->explain)
+			why = rein_sprintf("%s; no retry: the next attempt would start after max_total_s",
+					   t->error);
+	} else if (transient && rp->explain) {
+		why = rein_sprintf("%s (after %d attempts)", t->error, t->attempts);
+	}
+	if (rp->explain && transient && (why == NULL || engine_set_str(&t->error, why) != REIN_OK))
+		goto oom;
+	rein_free(why);
+	t->state = T_GIVEUP;
+	return REIN_OK;
+oom:
+	rein_free(why);
+	return rein_err_set(err, REIN_ENOMEM, "out of memory");
+}
+
+void engine_retry_sleep(thread *t, const json_t *data)
+{
+	assert(t != NULL && t->state == T_BACKOFF);
+	t->due = json_integer_value(json_object_get(data, "due_at"));
+	t->state = T_SLEEPING;
+}
+
+int engine_retry_poll(rein_run *r, int ti, const engine_retry *rp, int64_t now, rein_cmd *cmd,
+		      int64_t *due, rein_err *err)
+{
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && rp != NULL && cmd != NULL);
+	thread *t = &r->th[ti];
+	assert(t->state == T_BACKOFF || t->state == T_SLEEPING);
+	if (t->state == T_BACKOFF)
+		return engine_emit_backoff(cmd, rp->backoff_type, t, now, err);
+	if (now < t->due) {
+		if (t->due < *due)
+			*due = t->due;
+		return REIN_OK;
+	}
+	if (rp->gate) {
+		int rc = rp->gate(r, ti, cmd, err);
+		if (rc != REIN_OK || cmd->kind != REIN_CMD_NONE)
+			return rc;
+	}
+	t->state = T_CALL;
+	t->issued = true;
+	cmd->kind = REIN_CMD_EXEC;
+	cmd->step = t->step;
+	return REIN_OK;
+}
