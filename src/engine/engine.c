@@ -6,6 +6,8 @@
  * parallel fan-out, the end) are made while folding events.
  */
 #include "engine_int.h"
+
+#include <stdarg.h>
 #include "schema.h"
 
 void rein_cmd_clear(rein_cmd *c)
@@ -304,7 +306,7 @@ static int enter_end(rein_run *r, int t, const rein_step *st, rein_err *err)
 		goto bad;
 	if (st->end_status == REIN_RUN_SUCCEEDED && r->spec->output_schema) {
 		char *msg = NULL;
-		rc = rein_schema_check(r->spec->output_schema, out, &msg,
+		rc = engine_schema_check(r->spec->output_schema, out, &msg,
 				       "output does not match the output schema");
 		if (rc == REIN_ESCHEMA) {
 			rc = engine_decide_end(r, REIN_RUN_FAILED, msg, out);
@@ -690,10 +692,28 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 	return REIN_OK;
 }
 
+int engine_schema_check(const rein_schema *s, const json_t *inst, char **why, const char *what, ...)
+{
+	assert(why != NULL && what != NULL);
+	if (s == NULL)
+		return REIN_OK;
+	char head[512];
+	va_list ap;
+	va_start(ap, what);
+	vsnprintf(head, sizeof head, what, ap);
+	va_end(ap);
+	rein_err e = {0};
+	int rc = rein_schema_check(s, inst, &e, "%s", head);
+	if (rc == REIN_ESCHEMA && (*why = rein_strdup(e.msg)) == NULL)
+		rc = REIN_ENOMEM;
+	rein_err_clear(&e);
+	return rc;
+}
+
 int engine_check_output(const rein_step *st, const json_t *out, char **why)
 {
 	assert(st != NULL && why != NULL);
-	return rein_schema_check(st->out_schema, out, why,
+	return engine_schema_check(st->out_schema, out, why,
 				 "output does not match the step's output schema");
 }
 

@@ -234,4 +234,12 @@ int engine_apply_inbox(rein_run *r, const json_t *data, rein_err *err);
 #define ENGINE_CHECKS 0
 #endif
 
+/*
+ * rein_schema_check for the engine's messages, which become event text: on a
+ * mismatch REIN_ESCHEMA and *why (caller frees) "<what>: POINTER: message
+ * (keyword)" lines; REIN_OK on a match (or s NULL); REIN_ENOMEM.
+ */
+int engine_schema_check(const rein_schema *s, const json_t *inst, char **why, const char *what, ...)
+	__attribute__((format(printf, 4, 5)));
+
 #endif

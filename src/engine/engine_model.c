@@ -21,7 +21,7 @@ static int answer_problem(const rein_schema *schema, const json_t *o, char **pro
 {
 	char *why = NULL;
 	*problem = NULL;
-	int rc = rein_schema_check(schema, o, &why, "%s", "");
+	int rc = engine_schema_check(schema, o, &why, "%s", "");
 	if (rc != REIN_ESCHEMA)
 		return rc;
 	/* "<what>: errors" with an empty what: the errors alone */

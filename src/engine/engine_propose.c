@@ -111,7 +111,7 @@ int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err
 	}
 	const rein_tool *tl = &r->spec->tools[tool];
 	/* 2. the arguments against the contract's input schema */
-	rc = rein_schema_check(tl->input, args, &why,
+	rc = engine_schema_check(tl->input, args, &why,
 			       agent ? "the arguments do not match the input schema of '%s'"
 				     : "arguments do not match the input schema of '%s'",
 			       tl->name);
