@@ -66,7 +66,7 @@ static void env_on_commit(void *ud, const rein_event_row *rows, size_t n)
 	on_commit(&((env *)ud)->h, rows, n);
 }
 
-static rein_runner *open_runner(env *e, rein_store *st, rein_script *sb, bool thread)
+static rein_runner *open_runner_on(env *e, rein_store *st, rein_script *sb, bool thread)
 {
 	rein_runner_opts o = {.clock = &e->clock.clock, .max_wait_ms = 3600000,
 			      .sleep_ms = advance_clock, .on_event = env_on_event,
@@ -131,6 +131,46 @@ static void assert_heard_is_store(const heard *h, rein_store *st)
 	assert_int_equal(total, h->n);
 }
 
+/* A store in a fresh directory, a sandbox, the workflow, hooks that listen. */
+typedef struct fixture {
+	char *dir;
+	env *e;
+	rein_script *sb;
+	rein_store *st;
+	rein_spec *spec;
+} fixture;
+
+static void fx_open(fixture *f)
+{
+	char db[512];
+	rein_err err = {0};
+	memset(f, 0, sizeof *f);
+	f->dir = temp_dir();
+	snprintf(db, sizeof db, "%s/rein.db", f->dir);
+	f->e = calloc(1, sizeof *f->e);
+	assert_non_null(f->e);
+	rein_manual_clock_init(&f->e->clock, 1700000000000);
+	assert_int_equal(rein_script_new(&f->sb), REIN_OK);
+	f->spec = spec_from_yaml(f->sb, wf);
+	assert_int_equal(rein_store_open_sqlite(db, &(rein_store_opts){.no_sync = true}, &f->st, &err),
+			 REIN_OK);
+}
+
+static void fx_close(fixture *f)
+{
+	rein_store_close(f->st);
+	rein_spec_free(f->spec);
+	rein_script_free(f->sb);
+	free(f->e);
+	rm_rf(f->dir);
+	free(f->dir);
+}
+
+static rein_runner *open_runner(fixture *f, bool thread)
+{
+	return open_runner_on(f->e, f->st, f->sb, thread);
+}
+
 /* Starts two runs and drives them; returns drive's code. */
 static int start_two(rein_runner *rn, const rein_spec *spec)
 {
@@ -166,32 +206,18 @@ static void test_on_commit_matches_store(void **state)
 {
 	(void)state;
 	for (int thread = 0; thread < 2; thread++) {
-		char *dir = temp_dir(), db[512];
-		snprintf(db, sizeof db, "%s/rein.db", dir);
-		env *e = calloc(1, sizeof *e);
-		rein_manual_clock_init(&e->clock, 1700000000000);
-		rein_script *sb = NULL;
-		rein_store *st = NULL;
-		rein_err err = {0};
-		assert_int_equal(rein_script_new(&sb), REIN_OK);
-		rein_spec *spec = spec_from_yaml(sb, wf);
-		assert_int_equal(rein_store_open_sqlite(db, &(rein_store_opts){.no_sync = true}, &st, &err),
-				 REIN_OK);
-		rein_runner *rn = open_runner(e, st, sb, thread);
-		assert_int_equal(start_two(rn, spec), REIN_OK);
+		fixture f;
+		fx_open(&f);
+		rein_runner *rn = open_runner(&f, thread);
+		assert_int_equal(start_two(rn, f.spec), REIN_OK);
 		assert_int_equal(drain_succeeded(rn), 2);
 		rein_runner_free(rn);
-		assert_true(e->h.n > 0);
-		assert_int_equal(e->h.n, e->h.appended); /* nothing lost: all heard */
+		assert_true(f.e->h.n > 0);
+		assert_int_equal(f.e->h.n, f.e->h.appended); /* nothing lost: all heard */
 		if (thread)
-			assert_true(e->h.calls > 1); /* several commits, the thread's among them */
-		assert_heard_is_store(&e->h, st);
-		rein_store_close(st);
-		rein_spec_free(spec);
-		rein_script_free(sb);
-		free(e);
-		rm_rf(dir);
-		free(dir);
+			assert_true(f.e->h.calls > 1); /* several commits, the thread's among them */
+		assert_heard_is_store(&f.e->h, f.st);
+		fx_close(&f);
 	}
 }
 
@@ -205,43 +231,30 @@ static void test_on_commit_after_write_fault(void **state)
 	(void)state;
 	int n, lost = 0;
 	for (n = 1; n < 2000; n++) {
-		char *dir = temp_dir(), db[512];
-		snprintf(db, sizeof db, "%s/rein.db", dir);
-		env *e = calloc(1, sizeof *e);
-		rein_manual_clock_init(&e->clock, 1700000000000);
-		rein_script *sb = NULL;
-		rein_store *st = NULL;
+		fixture f;
+		fx_open(&f);
 		rein_err err = {0};
-		assert_int_equal(rein_script_new(&sb), REIN_OK);
-		rein_spec *spec = spec_from_yaml(sb, wf);
-		assert_int_equal(rein_store_open_sqlite(db, &(rein_store_opts){.no_sync = true}, &st, &err),
-				 REIN_OK);
-		rein_runner *rn = open_runner(e, st, sb, false);
+		rein_runner *rn = open_runner(&f, false);
 		rein_fault_arm(REIN_FAULT_WRITE, n);
-		int rc = start_two(rn, spec);
+		int rc = start_two(rn, f.spec);
 		bool fired = rein_fault_count(REIN_FAULT_WRITE) >= n;
 		rein_fault_arm(REIN_FAULT_WRITE, 0);
 		drain_succeeded(rn);
 		rein_runner_free(rn);
-		assert_heard_is_store(&e->h, st); /* before the resume: nothing lost heard */
-		if (rc != REIN_OK && e->h.appended > e->h.n)
+		assert_heard_is_store(&f.e->h, f.st); /* before the resume: nothing lost heard */
+		if (rc != REIN_OK && f.e->h.appended > f.e->h.n)
 			lost++;
 		/* resume what the store has; the runs end, and all heard is the store */
-		rn = open_runner(e, st, sb, false);
+		rn = open_runner(&f, false);
 		ids x = {0};
-		assert_int_equal(rein_store_run_list(st, -1, collect, &x, &err), REIN_OK);
+		assert_int_equal(rein_store_run_list(f.st, -1, collect, &x, &err), REIN_OK);
 		for (int i = 0; i < x.n; i++)
 			assert_int_equal(rein_runner_resume(rn, x.v[i], &err), REIN_OK);
 		assert_int_equal(rein_runner_drive(rn, &err), REIN_OK);
 		drain_succeeded(rn);
 		rein_runner_free(rn);
-		assert_heard_is_store(&e->h, st);
-		rein_store_close(st);
-		rein_spec_free(spec);
-		rein_script_free(sb);
-		free(e);
-		rm_rf(dir);
-		free(dir);
+		assert_heard_is_store(&f.e->h, f.st);
+		fx_close(&f);
 		if (!fired)
 			break; /* the whole scenario ran without reaching fault n */
 	}
