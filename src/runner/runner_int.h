@@ -15,7 +15,7 @@
 
 enum { A_RUN = 1, A_PARK_END, A_PARK_WAIT, A_SLEEP, A_BUSY };
 
-/* One tool attempt in flight, owned by the io callback. When the run is
+/* One tool or model attempt in flight, owned by its callback. When the run is
  * dropped first, the ticket is marked dead and the callback only frees it. */
 typedef struct ticket {
 	struct rein_runner *rn;
@@ -104,7 +104,7 @@ struct rein_runner {
 	rein_tools *tx;
 	dispatch *dq; /* tool attempts waiting for the barrier */
 	size_t ndq, dqcap;
-	rein_model_router *router; /* created on the first model call, with io */
+	rein_model_router *router; /* model policy; created with io, at the first dispatch */
 	/* group commit: two batches, at most one in flight on the commit thread */
 	batch bt[2];
 	int cur;          /* the batch made last */
