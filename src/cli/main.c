@@ -135,13 +135,16 @@ static void print_result(const rein_run_result *r)
 	json_decref(o);
 }
 
-/* Progress on stderr when it is a terminal. */
-static void progress(void *ud, const rein_event_row *ev)
+/* Progress on stderr when it is a terminal: the events as they become
+ * durable (on_commit), so it never shows one the log does not have. */
+static void progress(void *ud, const rein_event_row *rows, size_t n)
 {
 	(void)ud;
-	char t[32];
-	rein_time_format(ev->at, t);
-	fprintf(stderr, "  %s  %-16s %s\n", t + 11, ev->type, ev->step ? ev->step : "");
+	for (size_t i = 0; i < n; i++) {
+		char t[32];
+		rein_time_format(rows[i].at, t);
+		fprintf(stderr, "  %s  %-16s %s\n", t + 11, rows[i].type, rows[i].step ? rows[i].step : "");
+	}
 }
 
 /* What run, resume and cancel drive runs with: a sandbox, the store, a runner. */
@@ -169,7 +172,7 @@ static int worker_open(worker *w, const char *db, int64_t max_wait_ms, const cha
 	rein_runner_opts o = {
 		.max_wait_ms = max_wait_ms,
 		.commit_thread = true, /* large batches commit while the next is computed */
-		.on_event = isatty(2) ? progress : NULL,
+		.on_commit = isatty(2) ? progress : NULL,
 	};
 	if (worker_script(w, cmd) != EXIT_OK)
 		return EXIT_FAILED;
@@ -527,7 +530,7 @@ static int cmd_cancel(int argc, char **argv, const char *db)
 	rein_run_result r = {0};
 	rein_err e = {0};
 	bool requested = false;
-	rein_runner_opts o = {.on_event = isatty(2) ? progress : NULL};
+	rein_runner_opts o = {.on_commit = isatty(2) ? progress : NULL};
 	int ex = EXIT_FAILED;
 	if (rein_script_new(&sb) != REIN_OK) {
 		fprintf(stderr, "%s cancel: out of memory\n", prog);

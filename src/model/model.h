@@ -54,6 +54,7 @@
 
 #include "base.h"
 #include "io.h"
+#include "spec.h"
 
 /* ---- usage and cost -------------------------------------------------- */
 
@@ -167,5 +168,78 @@ int rein_model_call(rein_io *io, rein_model_provider *provider, const json_t *re
  */
 int rein_model_record(json_t *recording, const json_t *request, const json_t *response,
 		      rein_err *err);
+
+/* ---- the router: tiers to providers ---------------------------------- */
+
+/*
+ * Model policy for the runner, one per runner: a spec's tier (`models:`)
+ * resolves to a provider built once per (workflow version, tier) from the
+ * tier's configuration, ${env.X} resolved and the environment's defaults
+ * filled (OPENAI_BASE_URL, OPENAI_API_KEY, ANTHROPIC_BASE_URL; a replay
+ * tier's file or from_run); a tier that names no model takes its provider's
+ * usual one. A tier with cache: true answers a request it has answered before
+ * from the router's cache; with REIN_RECORD set in the environment when the
+ * router is made, every answered exchange is recorded and the file written
+ * (merged with what it holds) when the router is freed. Each provider has a
+ * circuit breaker with its tier's policy (spec: `breaker:`; docs/models.md):
+ * `failures` transient failures in a row (within `window_ms` when set) open
+ * it, after `cooldown_ms` one call goes through as the probe, a success closes
+ * it; its transitions come back as model.breaker events.
+ *
+ * The router never appends anything: a call's outcome comes back as the
+ * events to record (rein_model_routed), and the caller records them on the
+ * run that asked.
+ */
+typedef struct rein_model_router rein_model_router;
+
+typedef struct rein_model_router_opts {
+	const rein_clock *clock; /* the breakers' clock; NULL: the system clock */
+	/* For a replay tier's from_run: calls each(each_ud, type, payload) for
+	 * every event of run, in order. NULL: from_run is refused. */
+	int (*history)(void *ud, const char *run,
+		       void (*each)(void *each_ud, const char *type, const char *payload),
+		       void *each_ud, rein_err *err);
+	void *ud;
+} rein_model_router_opts;
+
+/* The events one call's outcome asks to record, in order: a model.breaker
+ * {state, provider} when the breaker changed, then model.call or
+ * model.attempt. Types are static strings; data is owned by the value (NULL
+ * data: out of memory building it). */
+typedef struct rein_model_routed {
+	size_t n;
+	struct {
+		const char *type;
+		json_t *data;
+	} ev[2];
+} rein_model_routed;
+
+void rein_model_routed_clear(rein_model_routed *rt);
+
+/* A call's completion: rt is valid during the callback only. Return true
+ * when the outcome is recorded (the run still wants it): only then is the
+ * answer cached and recorded for REIN_RECORD. */
+typedef bool (*rein_model_routed_cb)(void *ud, const rein_model_routed *rt);
+
+/* opts may be NULL. Caller frees with rein_model_router_free, after the io
+ * loop has completed every call (rein_io_free does). */
+int rein_model_router_new(const rein_model_router_opts *opts, rein_model_router **out,
+			  rein_err *err);
+void rein_model_router_free(rein_model_router *r);
+
+/*
+ * One attempt of request (normalized, borrowed for this call) for tier of
+ * spec (borrowed until the call completes). On REIN_OK either *now holds the
+ * events of an answer given without waiting (a cache hit; a configuration
+ * or a request the provider refuses; an open breaker) and cb never runs, or
+ * now->n is 0 and cb runs exactly once from the io loop. Caller clears *now.
+ * An error return (out of memory) sends nothing.
+ */
+int rein_model_router_call(rein_model_router *r, rein_io *io, const rein_spec *spec, int tier,
+			   const json_t *request, int attempt, rein_model_routed_cb cb, void *ud,
+			   rein_model_routed *now, rein_err *err);
+
+/* Calls out (cb not yet run). */
+size_t rein_model_router_inflight(const rein_model_router *r);
 
 #endif

@@ -1,14 +1,11 @@
 /*
- * The runner: commands → actions, leases, and group commit. See runner.h.
+ * The runner: commands → actions, leases, batching. Group commit is in
+ * commit.c, model policy in the model layer's router. See runner.h.
  */
-#include "runner.h"
-
-#include "model.h"
-#include "tools.h"
+#include "runner_int.h"
 
 #include <assert.h>
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,135 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { A_RUN = 1, A_PARK_END, A_PARK_WAIT, A_SLEEP, A_BUSY };
-
-/* One tool attempt in flight, owned by the io callback. When the run is
- * dropped first, the ticket is marked dead and the callback only frees it. */
-typedef struct ticket {
-	struct rein_runner *rn;
-	struct active *a;
-	int step;
-	int attempt;
-	bool dead;
-	const char *provider; /* model calls: the provider's type (static) */
-	bool unnamed;         /* model calls: the tier named no model */
-	rein_model_provider *mp; /* model calls: for the breaker */
-	struct ticket *next;
-} ticket;
-
-typedef struct active {
-	rein_run *run;
-	const rein_spec *spec;
-	char id[64];
-	int64_t seq;
-	uint8_t last_hash[REIN_HASH_LEN];
-	int64_t created_at;
-	int state;
-	int64_t wake_at;
-	bool inserted; /* the row exists in the store (or is on its way there) */
-	bool gone;     /* released: freed once the batch is compacted */
-	int64_t row_seq;     /* last_seq of the row last written */
-	int64_t lease_until; /* lease expiry in the row last written */
-	bool cancel;
-	int inflight;     /* tool attempts out */
-	ticket *tickets;
-} active;
-
-typedef struct dispatch {
-	active *a;
-	int step;
-} dispatch;
-
-typedef struct pending {
-	active *a;
-	rein_event_row row;
-	char *payload;
-} pending;
-
-/* A run's row in a batch, as the run was when the batch was made. */
-typedef struct brow {
-	active *a;
-	rein_run_row row; /* output and reason owned */
-	bool insert;      /* a new run: INSERT, else UPDATE under our lease */
-	bool leaving;     /* the row releases the lease: the run leaves at completion */
-	int state;        /* a->state when the batch was made */
-	bool cancel;      /* out: a cancel was requested meanwhile */
-} brow;
-
-/* One transaction's worth: made on the runner's thread, executed there or on
- * the commit thread, completed on the runner's thread. */
-typedef struct batch {
-	pending *ev;
-	size_t nev, evcap;
-	brow *rows;
-	size_t nrows, rowcap;
-	struct bspec {
-		char version[65];
-		const char *name;
-		char *bundle;
-	} *specs;
-	size_t nspecs, specscap;
-	int rc; /* out */
-	rein_err err;
-} batch;
-
-struct rein_runner {
-	rein_store *st;
-	rein_script *sb;
-	rein_runner_opts o;
-	char owner[160];
-	active **runs;
-	size_t n, cap;
-	pending *ev;
-	size_t nev, evcap;
-	rein_spec **owned; /* specs rebuilt from bundles */
-	size_t nowned, ownedcap;
-	char (*stored)[65]; /* versions written to the store by this runner */
-	size_t nstored, storedcap;
-	rein_run_result *res;
-	size_t nres, rescap, reshead;
-	bool crashed;
-	rein_io *io; /* created on the first tool call */
-	int cb_rc;   /* an error inside an io callback, reported by drive */
-	rein_err cb_err;
-	rein_tools *tx;
-	dispatch *dq; /* tool attempts waiting for the barrier */
-	size_t ndq, dqcap;
-	/* model providers, one per (workflow version, tier), built on first use */
-	struct provider_slot {
-		char key[160];
-		rein_model_provider *p;
-		/* the provider's circuit breaker: 5 transient failures in a row open
-		 * it for 30 s, then one probe call decides */
-		int fails;
-		bool open, probing;
-		int64_t opened_at;
-	} *providers;
-	size_t nproviders;
-	json_t *model_cache; /* request hash → response, for tiers with cache: true */
-	json_t *recording;   /* REIN_RECORD: every exchange, written as a replay file */
-	size_t model_inflight;
-	/* group commit: two batches, at most one in flight on the commit thread */
-	batch bt[2];
-	int cur;          /* the batch made last */
-	batch *fly;       /* in flight, or NULL */
-	struct committer {
-		pthread_t th;
-		pthread_mutex_t mu;
-		pthread_cond_t cv;
-		batch *job; /* to execute; NULL when idle */
-		bool done, stop, started;
-	} cm;
-};
-
 void rein_run_result_clear(rein_run_result *r)
 {
 	json_decref(r->output);
 	rein_free(r->reason);
 	memset(r, 0, sizeof *r);
 }
-
-static int64_t now(rein_runner *rn) { return rein_clock_now(rn->o.clock); }
 
 static void sys_sleep(void *ud, int64_t ms)
 {
@@ -228,7 +102,7 @@ int rein_runner_new(rein_store *store, rein_script *sandbox, const rein_runner_o
 	return REIN_OK;
 }
 
-static void active_free(active *a)
+void runner_active_free(active *a)
 {
 	if (a) {
 		for (ticket *t = a->tickets; t; t = t->next)
@@ -245,67 +119,13 @@ static void drop_pending(rein_runner *rn)
 	rn->nev = 0;
 }
 
-static void batch_drop(batch *b)
+void runner_drop_all(rein_runner *rn)
 {
-	for (size_t i = 0; i < b->nev; i++)
-		rein_free(b->ev[i].payload);
-	b->nev = 0;
-	for (size_t i = 0; i < b->nrows; i++) {
-		rein_free(b->rows[i].row.output);
-		rein_free(b->rows[i].row.reason);
-	}
-	b->nrows = 0;
-	for (size_t i = 0; i < b->nspecs; i++)
-		rein_free(b->specs[i].bundle);
-	b->nspecs = 0;
-}
-
-static void batch_free(batch *b)
-{
-	batch_drop(b);
-	rein_free(b->ev);
-	rein_free(b->rows);
-	rein_free(b->specs);
-}
-
-/* Waits for the batch in flight on the commit thread; returns it (or NULL). */
-static batch *flush_wait(rein_runner *rn)
-{
-	batch *b = rn->fly;
-	if (b == NULL)
-		return NULL;
-	pthread_mutex_lock(&rn->cm.mu);
-	while (!rn->cm.done)
-		pthread_cond_wait(&rn->cm.cv, &rn->cm.mu);
-	pthread_mutex_unlock(&rn->cm.mu);
-	rn->fly = NULL;
-	return b;
-}
-
-/*
- * Is a batch still being committed, and may the runner go on without
- * waiting? Then what it appends meanwhile joins the next batch (group commit:
- * the batch grows while the disk is busy), up to 16 times max_batch.
- */
-static bool fly_busy(rein_runner *rn)
-{
-	if (rn->fly == NULL || rn->nev >= 16 * rn->o.max_batch)
-		return false;
-	pthread_mutex_lock(&rn->cm.mu);
-	bool busy = !rn->cm.done;
-	pthread_mutex_unlock(&rn->cm.mu);
-	return busy;
-}
-
-static void drop_all(rein_runner *rn)
-{
-	batch *f = flush_wait(rn); /* its outcome no longer matters */
-	if (f)
-		batch_drop(f);
+	runner_commit_settle(rn);
 	drop_pending(rn);
 	rn->ndq = 0;
 	for (size_t i = 0; i < rn->n; i++)
-		active_free(rn->runs[i]);
+		runner_active_free(rn->runs[i]);
 	rn->n = 0;
 }
 
@@ -313,40 +133,13 @@ void rein_runner_free(rein_runner *rn)
 {
 	if (rn == NULL)
 		return;
-	drop_all(rn);
-	if (rn->cm.started) {
-		pthread_mutex_lock(&rn->cm.mu);
-		rn->cm.stop = true;
-		pthread_cond_broadcast(&rn->cm.cv);
-		pthread_mutex_unlock(&rn->cm.mu);
-		pthread_join(rn->cm.th, NULL);
-		pthread_mutex_destroy(&rn->cm.mu);
-		pthread_cond_destroy(&rn->cm.cv);
-	}
-	batch_free(&rn->bt[0]);
-	batch_free(&rn->bt[1]);
+	runner_drop_all(rn);
+	runner_commit_free(rn);
 	rein_tools_shutdown(rn->tx); /* MCP servers close while the loop still runs */
 	/* model calls still out report cancelled to dead tickets inside io_free */
 	rein_io_free(rn->io);        /* cancels calls still out: their tickets are dead */
 	rein_tools_free(rn->tx);
-	if (rn->recording && getenv("REIN_RECORD")) {
-		/* merge with what the file already holds: several runs, one replay file */
-		const char *path = getenv("REIN_RECORD");
-		json_t *old = json_load_file(path, 0, NULL);
-		if (json_is_object(old)) {
-			json_t *seq = json_object_get(old, "$sequence");
-			json_array_extend(seq, json_object_get(rn->recording, "$sequence"));
-			json_object_update_missing(rn->recording, old);
-			json_object_set(rn->recording, "$sequence", seq);
-		}
-		json_decref(old);
-		json_dump_file(rn->recording, path, JSON_INDENT(2) | JSON_SORT_KEYS);
-	}
-	for (size_t i = 0; i < rn->nproviders; i++)
-		rein_model_provider_free(rn->providers[i].p);
-	rein_free(rn->providers);
-	json_decref(rn->model_cache);
-	json_decref(rn->recording);
+	rein_model_router_free(rn->router); /* after io: the calls out are done */
 	rein_free(rn->dq);
 	rein_free(rn->ev);
 	rein_free(rn->runs);
@@ -363,7 +156,7 @@ void rein_runner_free(rein_runner *rn)
 const char *rein_runner_owner(const rein_runner *rn) { return rn->owner; }
 size_t rein_runner_active(const rein_runner *rn) { return rn->n; }
 
-static int grow(void **v, size_t *cap, size_t need, size_t size)
+int runner_grow(void **v, size_t *cap, size_t need, size_t size)
 {
 	if (need <= *cap)
 		return REIN_OK;
@@ -378,9 +171,9 @@ static int grow(void **v, size_t *cap, size_t need, size_t size)
 	return REIN_OK;
 }
 
-static int push_result(rein_runner *rn, active *a)
+int runner_push_result(rein_runner *rn, active *a)
 {
-	if (grow((void **)&rn->res, &rn->rescap, rn->nres + 1, sizeof *rn->res) != REIN_OK)
+	if (runner_grow((void **)&rn->res, &rn->rescap, rn->nres + 1, sizeof *rn->res) != REIN_OK)
 		return REIN_ENOMEM;
 	rein_run_result *r = &rn->res[rn->nres];
 	memset(r, 0, sizeof *r);
@@ -412,7 +205,7 @@ static int append_at(rein_runner *rn, active *a, const char *type, int step,
 	int rc;
 	char *payload = rein_json_dump(data);
 	if (payload == NULL ||
-	    grow((void **)&rn->ev, &rn->evcap, rn->nev + 1, sizeof *rn->ev) != REIN_OK) {
+	    runner_grow((void **)&rn->ev, &rn->evcap, rn->nev + 1, sizeof *rn->ev) != REIN_OK) {
 		rein_free(payload);
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
@@ -446,12 +239,12 @@ static int append_at(rein_runner *rn, active *a, const char *type, int step,
 static int append(rein_runner *rn, active *a, const char *type, int step, const json_t *data,
 		  rein_err *err)
 {
-	return append_at(rn, a, type, step, data, now(rn), err);
+	return append_at(rn, a, type, step, data, runner_now(rn), err);
 }
 
 static int add_active(rein_runner *rn, active *a)
 {
-	if (grow((void **)&rn->runs, &rn->cap, rn->n + 1, sizeof *rn->runs) != REIN_OK)
+	if (runner_grow((void **)&rn->runs, &rn->cap, rn->n + 1, sizeof *rn->runs) != REIN_OK)
 		return REIN_ENOMEM;
 	rn->runs[rn->n++] = a;
 	return REIN_OK;
@@ -484,7 +277,7 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 	}
 	a->spec = spec;
 	a->state = A_RUN;
-	a->created_at = now(rn);
+	a->created_at = runner_now(rn);
 	rein_event_genesis(a->id, a->last_hash);
 	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
 		rein_err_set(err, rc, "out of memory");
@@ -510,7 +303,7 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 	return rc; /* on failure the run stays held and is dropped at the next error/flush */
 fail:
 	json_decref(data);
-	active_free(a);
+	runner_active_free(a);
 	return rc;
 }
 
@@ -533,7 +326,7 @@ static const rein_spec *spec_for(rein_runner *rn, const char *version, rein_err 
 		rein_err_set(err, le.code, "%s", le.msg);
 		goto out;
 	}
-	if (grow((void **)&rn->owned, &rn->ownedcap, rn->nowned + 1, sizeof *rn->owned) != REIN_OK) {
+	if (runner_grow((void **)&rn->owned, &rn->ownedcap, rn->nowned + 1, sizeof *rn->owned) != REIN_OK) {
 		rein_spec_free(spec);
 		spec = NULL;
 		rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -595,7 +388,7 @@ static int resume_row(rein_runner *rn, const rein_run_row *rowp, bool claimed, r
 	const char *id = row.id;
 	active *a = NULL;
 	int rc;
-	int64_t t = now(rn);
+	int64_t t = runner_now(rn);
 	bool ended = row.status >= REIN_RUN_SUCCEEDED;
 	const char *prev = row.lease_owner;
 	bool abandoned = false;
@@ -638,7 +431,7 @@ static int resume_row(rein_runner *rn, const rein_run_row *rowp, bool claimed, r
 	}
 	rein_run_recovered(a->run, t);
 	if (ended) { /* nothing to do: report it */
-		rc = push_result(rn, a) == REIN_OK ? REIN_OK
+		rc = runner_push_result(rn, a) == REIN_OK ? REIN_OK
 						   : rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -658,7 +451,7 @@ static int resume_row(rein_runner *rn, const rein_run_row *rowp, bool claimed, r
 	}
 	a = NULL;
 out:
-	active_free(a);
+	runner_active_free(a);
 	return rc;
 }
 
@@ -692,7 +485,7 @@ int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
 	rein_run_row *rows = NULL;
 	size_t n = 0;
 	for (;;) {
-		int64_t t = now(rn);
+		int64_t t = runner_now(rn);
 		rein_claim_req q = {.owner = rn->owner, .now = t, .horizon = horizon,
 				    .lease_until = t + rn->o.lease_ms, .limit = DUE_PAGE,
 				    .alive = owner_alive};
@@ -745,279 +538,6 @@ int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err)
 	return rein_store_cancel_request(rn->st, id, err);
 }
 
-static bool spec_stored(rein_runner *rn, const char *version)
-{
-	for (size_t i = 0; i < rn->nstored; i++)
-		if (strcmp(rn->stored[i], version) == 0)
-			return true;
-	return false;
-}
-
-/* Fills the run row for a's current state. */
-static int row_for(rein_runner *rn, active *a, bool leaving, rein_run_row *row, int64_t t)
-{
-	memset(row, 0, sizeof *row);
-	snprintf(row->id, sizeof row->id, "%s", a->id);
-	row->workflow = a->spec->name;
-	snprintf(row->version, sizeof row->version, "%s", a->spec->version);
-	row->status = rein_run_status(a->run);
-	row->created_at = a->created_at;
-	row->updated_at = t;
-	row->wake_at = rein_run_wake_at(a->run);
-	row->lease_owner = leaving ? NULL : rn->owner;
-	row->lease_expires = leaving ? 0 : t + rn->o.lease_ms;
-	row->last_seq = a->seq;
-	memcpy(row->last_hash, a->last_hash, REIN_HASH_LEN);
-	const json_t *o = rein_run_output(a->run);
-	if (o && (row->output = rein_json_dump(o)) == NULL)
-		return REIN_ENOMEM;
-	row->reason = (char *)rein_run_reason(a->run);
-	return REIN_OK;
-}
-
-/* Will a leave the runner at this flush? */
-static bool leaving(rein_runner *rn, active *a, int64_t t)
-{
-	if (a->inflight > 0)
-		return false;
-	if (a->state == A_PARK_END)
-		return true;
-	if (a->state == A_PARK_WAIT)
-		return a->wake_at - t > rn->o.max_wait_ms;
-	return false;
-}
-
-/* Does a run need its row written in this batch? */
-static bool row_due(rein_runner *rn, active *a, bool leave, int64_t t)
-{
-	return !a->inserted || a->seq != a->row_seq || leave || a->state == A_PARK_END ||
-	       a->state == A_PARK_WAIT || a->lease_until - t <= rn->o.lease_ms / 2;
-}
-
-/*
- * Makes a batch of everything not yet durable: the pending events (moved, not
- * copied), the specs of new runs, and the row of every run that changed since
- * its row was last written (or whose lease is half gone).
- */
-static int batch_make(rein_runner *rn, batch *b, int64_t t, rein_err *err)
-{
-	pending *ev = b->ev;
-	size_t cap = b->evcap;
-	b->ev = rn->ev;
-	b->evcap = rn->evcap;
-	b->nev = rn->nev;
-	rn->ev = ev;
-	rn->evcap = cap;
-	rn->nev = 0;
-	for (size_t i = 0; i < rn->n; i++) {
-		active *a = rn->runs[i];
-		/* a run to be cancelled keeps its lease: it ends here */
-		bool leave = leaving(rn, a, t) && !(a->cancel && a->state == A_PARK_WAIT);
-		if (!row_due(rn, a, leave, t))
-			continue;
-		if (!a->inserted && !spec_stored(rn, a->spec->version)) {
-			if (grow((void **)&b->specs, &b->specscap, b->nspecs + 1, sizeof *b->specs) !=
-				    REIN_OK ||
-			    grow((void **)&rn->stored, &rn->storedcap, rn->nstored + 1,
-				 sizeof *rn->stored) != REIN_OK)
-				return rein_err_set(err, REIN_ENOMEM, "out of memory");
-			struct bspec *sp = &b->specs[b->nspecs];
-			if ((sp->bundle = rein_json_dump(a->spec->bundle)) == NULL)
-				return rein_err_set(err, REIN_ENOMEM, "out of memory");
-			snprintf(sp->version, sizeof sp->version, "%s", a->spec->version);
-			sp->name = a->spec->name;
-			b->nspecs++;
-			snprintf(rn->stored[rn->nstored++], 65, "%s", a->spec->version);
-		}
-		if (grow((void **)&b->rows, &b->rowcap, b->nrows + 1, sizeof *b->rows) != REIN_OK)
-			return rein_err_set(err, REIN_ENOMEM, "out of memory");
-		brow *r = &b->rows[b->nrows];
-		if (row_for(rn, a, leave, &r->row, t) != REIN_OK)
-			return rein_err_set(err, REIN_ENOMEM, "out of memory");
-		if (r->row.reason && (r->row.reason = rein_strdup(r->row.reason)) == NULL) {
-			rein_free(r->row.output);
-			return rein_err_set(err, REIN_ENOMEM, "out of memory");
-		}
-		b->nrows++;
-		r->a = a;
-		r->insert = !a->inserted;
-		r->leaving = leave;
-		r->state = a->state;
-		r->cancel = false;
-		a->inserted = true;
-		a->row_seq = a->seq;
-		a->lease_until = leave ? 0 : t + rn->o.lease_ms;
-	}
-	return REIN_OK;
-}
-
-/* One transaction: specs, new runs, events, then the other rows. Touches only
- * the batch and the store, so it may run on the commit thread. */
-static int batch_execute(rein_store *st, batch *b, const char *owner, rein_err *err)
-{
-	int rc = rein_store_begin(st, err);
-	if (rc != REIN_OK)
-		return rc;
-	for (size_t i = 0; i < b->nspecs && rc == REIN_OK; i++)
-		rc = rein_store_spec_put(st, b->specs[i].version, b->specs[i].name, b->specs[i].bundle,
-					 err);
-	for (size_t i = 0; i < b->nrows && rc == REIN_OK; i++)
-		if (b->rows[i].insert)
-			rc = rein_store_run_insert(st, &b->rows[i].row, err);
-	for (size_t i = 0; i < b->nev && rc == REIN_OK; i++)
-		rc = rein_store_event_append(st, &b->ev[i].row, err);
-	for (size_t i = 0; i < b->nrows && rc == REIN_OK; i++)
-		if (!b->rows[i].insert)
-			rc = rein_store_run_update(st, &b->rows[i].row, owner, &b->rows[i].cancel, err);
-	if (rc != REIN_OK) {
-		rein_store_rollback(st);
-		return rc;
-	}
-	return rein_store_commit(st, err);
-}
-
-/* After the batch's transaction: release the runs that left, wake the ones
- * that wait a short while. On failure, forget everything held: memory is
- * ahead of the store, and the store is the truth. */
-static int batch_complete(rein_runner *rn, batch *b, rein_err *err)
-{
-	int rc = b->rc;
-	if (rc != REIN_OK) {
-		rein_err_set(err, rc, "%s", b->err.msg);
-		batch_drop(b);
-		rn->nstored = 0; /* the specs may have been rolled back */
-		drop_all(rn);
-		return rc;
-	}
-	bool gone = false;
-	for (size_t i = 0; i < b->nrows; i++) {
-		brow *r = &b->rows[i];
-		active *a = r->a;
-		if (r->cancel && rein_run_status(a->run) < REIN_RUN_SUCCEEDED)
-			a->cancel = true;
-		if (r->leaving && a->cancel && a->state == A_PARK_WAIT) {
-			/* the cancel came back with the row that gave the lease up:
-			 * take it again and end the run here (if nobody took it) */
-			rein_err e = {0};
-			int64_t t = now(rn);
-			if (rein_store_lease_claim(rn->st, a->id, NULL, rn->owner, t + rn->o.lease_ms,
-						   &e) == REIN_OK) {
-				a->lease_until = t + rn->o.lease_ms;
-				a->state = A_RUN;
-				continue;
-			}
-		}
-		if (r->leaving) {
-			if (push_result(rn, a) != REIN_OK) {
-				/* the store is fine; keep the run held */
-				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
-				continue;
-			}
-			a->gone = gone = true;
-		} else if (r->state == A_PARK_WAIT && a->state == A_PARK_WAIT) {
-			a->state = a->cancel ? A_RUN : A_SLEEP;
-		}
-	}
-	batch_drop(b);
-	if (gone) {
-		size_t keep = 0;
-		for (size_t i = 0; i < rn->n; i++) {
-			if (rn->runs[i]->gone)
-				active_free(rn->runs[i]);
-			else
-				rn->runs[keep++] = rn->runs[i];
-		}
-		rn->n = keep;
-	}
-	return rc;
-}
-
-static void *committer_main(void *ud)
-{
-	rein_runner *rn = ud;
-	struct committer *c = &rn->cm;
-	pthread_mutex_lock(&c->mu);
-	for (;;) {
-		while (c->job == NULL && !c->stop)
-			pthread_cond_wait(&c->cv, &c->mu);
-		batch *b = c->job;
-		if (b == NULL)
-			break;
-		pthread_mutex_unlock(&c->mu);
-		b->rc = batch_execute(rn->st, b, rn->owner, &b->err);
-		pthread_mutex_lock(&c->mu);
-		c->job = NULL;
-		c->done = true;
-		pthread_cond_broadcast(&c->cv);
-	}
-	pthread_mutex_unlock(&c->mu);
-	return NULL;
-}
-
-/* Starts the commit thread once; false when it cannot run (then commit here). */
-static bool committer_ready(rein_runner *rn)
-{
-	struct committer *c = &rn->cm;
-	if (c->started)
-		return true;
-	if (pthread_mutex_init(&c->mu, NULL) != 0)
-		return false;
-	if (pthread_cond_init(&c->cv, NULL) != 0) {
-		pthread_mutex_destroy(&c->mu);
-		return false;
-	}
-	if (pthread_create(&c->th, NULL, committer_main, rn) != 0) {
-		pthread_cond_destroy(&c->cv);
-		pthread_mutex_destroy(&c->mu);
-		return false;
-	}
-	c->started = true;
-	return true;
-}
-
-/*
- * Commits what is pending. With async (and opts.commit_thread), the
- * transaction runs on the commit thread while this one goes on advancing
- * other runs; nothing in that batch is released, and no effect goes out,
- * until it is complete, which the next flush waits for first.
- */
-static int flush(rein_runner *rn, bool async, rein_err *err)
-{
-	int rc = REIN_OK;
-	batch *done = flush_wait(rn);
-	if (done && (rc = batch_complete(rn, done, err)) != REIN_OK)
-		return rc;
-	int64_t t = now(rn);
-	bool dirty = rn->nev > 0;
-	for (size_t i = 0; i < rn->n && !dirty; i++) {
-		const active *a = rn->runs[i];
-		dirty = a->state == A_PARK_END || a->state == A_PARK_WAIT ||
-			(a->inserted && a->lease_until - t <= rn->o.lease_ms / 2); /* renew */
-	}
-	if (!dirty)
-		return REIN_OK;
-	rn->cur ^= 1;
-	batch *b = &rn->bt[rn->cur];
-	if ((rc = batch_make(rn, b, t, err)) != REIN_OK) {
-		batch_drop(b);
-		rn->nstored = 0; /* specs marked stored by this batch were not */
-		drop_all(rn);
-		return rc;
-	}
-	if (async && rn->o.commit_thread && committer_ready(rn)) {
-		pthread_mutex_lock(&rn->cm.mu);
-		rn->cm.job = b;
-		rn->cm.done = false;
-		pthread_cond_broadcast(&rn->cm.cv);
-		pthread_mutex_unlock(&rn->cm.mu);
-		rn->fly = b;
-		return REIN_OK;
-	}
-	b->rc = batch_execute(rn->st, b, rn->owner, &b->err);
-	return batch_complete(rn, b, err);
-}
-
-int rein_runner_flush(rein_runner *rn, rein_err *err) { return flush(rn, false, err); }
 
 /* An attempt's outcome: recorded as events on its run, which runs again. */
 /* A call's ticket comes back: unhooked from its run (false when the run was
@@ -1111,332 +631,83 @@ static void check_cancels(rein_runner *rn)
 	}
 }
 
-static json_t *expand_json(const json_t *j)
+/* Records what the router says a model call came to (out of memory when it
+ * could not build an event). */
+static int record_routed(rein_runner *rn, active *a, int step, const rein_model_routed *rt,
+			 rein_err *err)
 {
-	if (json_is_string(j)) {
-		char *s = rein_expand_env(json_string_value(j));
-		json_t *r = s ? json_string(s) : NULL;
-		rein_free(s);
-		return r;
-	}
-	if (json_is_object(j)) {
-		json_t *o = json_object();
-		const char *k;
-		json_t *v;
-		json_object_foreach((json_t *)j, k, v)
-			json_object_set_new(o, k, strcmp(k, "responses") == 0 ? json_incref(v) : expand_json(v));
-		return o;
-	}
-	return json_incref((json_t *)j);
+	int rc = REIN_OK;
+	for (size_t i = 0; i < rt->n && rc == REIN_OK; i++)
+		rc = rt->ev[i].data ? append(rn, a, rt->ev[i].type, step, rt->ev[i].data, err)
+				    : rein_err_set(err, REIN_ENOMEM, "out of memory");
+	return rc;
 }
 
-/* A model.call event of an earlier run, as the normalized response it recorded. */
-static int collect_answer(void *ud, const rein_event_row *ev)
-{
-	json_t *seq = ud;
-	if (strcmp(ev->type, "model.call") != 0 || ev->payload == NULL)
-		return 0;
-	json_t *d = json_loads(ev->payload, 0, NULL);
-	json_t *resp = d ? json_deep_copy(json_object_get(d, "response")) : NULL;
-	if (resp) {
-		json_object_set(resp, "model", json_object_get(d, "model"));
-		json_object_set(resp, "usage", json_object_get(d, "usage"));
-		json_array_append_new(seq, resp);
-	}
-	json_decref(d);
-	return 0;
-}
-
-static rein_model_provider *provider_for(rein_runner *rn, const rein_spec *spec, int tier,
-					 rein_err *err)
-{
-	char key[160];
-	snprintf(key, sizeof key, "%.64s/%.80s", spec->version, spec->tiers[tier].name);
-	for (size_t i = 0; i < rn->nproviders; i++)
-		if (strcmp(rn->providers[i].key, key) == 0)
-			return rn->providers[i].p;
-	json_t *cfg = expand_json(spec->tiers[tier].config);
-	rein_model_provider *p = NULL;
-	if (cfg == NULL) {
-		rein_err_set(err, REIN_ENOMEM, "out of memory");
-		return NULL;
-	}
-	const char *type = json_string_value(json_object_get(cfg, "type"));
-	/* two environment variables point a workflow at a real endpoint: the
-	 * provider and its key; the rest has defaults */
-	if (type && strcmp(type, "openai") == 0) {
-		if (!json_object_get(cfg, "base_url") || !*json_string_value(json_object_get(cfg, "base_url")))
-			json_object_set_new(cfg, "base_url", json_string(getenv("OPENAI_BASE_URL") ? getenv("OPENAI_BASE_URL") : "https://api.openai.com/v1"));
-		if (!json_object_get(cfg, "api_key_env"))
-			json_object_set_new(cfg, "api_key_env", json_string("OPENAI_API_KEY"));
-	} else if (type && strcmp(type, "anthropic") == 0) {
-		if (!json_object_get(cfg, "base_url") || !*json_string_value(json_object_get(cfg, "base_url")))
-			json_object_set_new(cfg, "base_url", json_string(getenv("ANTHROPIC_BASE_URL") ? getenv("ANTHROPIC_BASE_URL") : "https://api.anthropic.com"));
-	} else if (type && strcmp(type, "replay") == 0) {
-		json_object_del(cfg, "base_url");
-		const char *file = json_string_value(json_object_get(cfg, "file"));
-		if (file && *file && !json_object_get(cfg, "responses")) {
-			char *text = NULL;
-			size_t len = 0;
-			json_t *j = NULL;
-			if (rein_file_read(file, &text, &len, err) == REIN_OK)
-				j = rein_json_parse(text, len, err);
-			rein_free(text);
-			if (j == NULL) {
-				json_decref(cfg);
-				return NULL;
-			}
-			json_object_set_new(cfg, "responses", j);
-		}
-		json_object_del(cfg, "file");
-		/* or the answers an earlier run got, in the order it got them */
-		const char *from = json_string_value(json_object_get(cfg, "from_run"));
-		if (from && *from) {
-			json_t *seq = json_array();
-			if (seq == NULL || rein_store_events_load(rn->st, from, collect_answer, seq, err) != REIN_OK) {
-				json_decref(seq);
-				json_decref(cfg);
-				return NULL;
-			}
-			json_object_set_new(cfg, "responses", seq);
-			json_object_set_new(cfg, "on_miss", json_string("sequence"));
-		}
-	}
-	json_object_del(cfg, "from_run");
-	if (!type || strcmp(type, "replay") != 0) {
-		json_object_del(cfg, "file");
-		json_object_del(cfg, "responses");
-		json_object_del(cfg, "on_miss");
-	}
-	json_object_del(cfg, "model");
-	json_object_del(cfg, "stream");
-	if (json_object_get(cfg, "base_url") && !*json_string_value(json_object_get(cfg, "base_url")))
-		json_object_del(cfg, "base_url");
-	int rc = rein_model_provider_new(cfg, &p, err);
-	json_decref(cfg);
-	if (rc != REIN_OK)
-		return NULL;
-	struct provider_slot *v = rein_realloc(rn->providers, (rn->nproviders + 1) * sizeof *v);
-	if (v == NULL) {
-		rein_model_provider_free(p);
-		rein_err_set(err, REIN_ENOMEM, "out of memory");
-		return NULL;
-	}
-	rn->providers = v;
-	memset(&v[rn->nproviders], 0, sizeof v[rn->nproviders]);
-	snprintf(v[rn->nproviders].key, sizeof v[rn->nproviders].key, "%s", key);
-	v[rn->nproviders++].p = p;
-	return p;
-}
-
-/* The record of one answered model call. */
-static json_t *model_call_event(const active *a, int tier, const char *provider,
-				const json_t *request, const json_t *resp, bool cached)
-{
-	const rein_model_tier *t = &a->spec->tiers[tier];
-	char hash[REIN_MODEL_HASH_HEX] = "";
-	rein_err e = {0};
-	rein_model_request_hash(request, hash, &e);
-	json_t *r = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "text", json_object_get(resp, "text"),
-			      "output", json_object_get(resp, "output"), "output_error",
-			      json_object_get(resp, "output_error"), "tool_calls",
-			      json_object_get(resp, "tool_calls"), "finish_reason",
-			      json_object_get(resp, "finish_reason"));
-	json_t *d = json_pack("{s:s, s:s?, s:O?, s:s, s:O?, s:O?, s:O?, s:O?, s:o, s:b}", "tier",
-			      t->name, "provider", provider, "model", json_object_get(resp, "model"),
-			      "request_hash", hash, "latency_ms", json_object_get(resp, "latency_ms"),
-			      "ttft_ms", json_object_get(resp, "ttft_ms"), "usage",
-			      json_object_get(resp, "usage"), "cost_usd", json_object_get(resp, "cost_usd"),
-			      "response", r, "cached", cached);
-	return d;
-}
-
-static void model_done(void *ud, rein_model_outcome *o)
+static bool model_done(void *ud, const rein_model_routed *rt)
 {
 	ticket *tk = ud;
 	rein_runner *rn = tk->rn;
 	if (!ticket_back(tk))
-		return;
+		return false;
 	active *a = tk->a;
-	rn->model_inflight--;
-	int step = tk->step, attempt = tk->attempt;
-	const char *tk_provider = tk->provider;
-	bool unnamed = tk->unnamed;
-	struct provider_slot *slot = NULL;
-	for (size_t i = 0; i < rn->nproviders; i++)
-		if (rn->providers[i].p == tk->mp)
-			slot = &rn->providers[i];
+	int step = tk->step;
 	rein_free(tk);
-	const char *transition = NULL;
-	if (slot) {
-		slot->probing = false;
-		if (o->ok) {
-			if (slot->open)
-				transition = "closed";
-			slot->open = false;
-			slot->fails = 0;
-		} else if (o->transient && (slot->open || ++slot->fails >= 5)) {
-			transition = "opened";
-			slot->open = true;
-			slot->opened_at = now(rn);
-		}
-	}
 	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED || rn->cb_rc != REIN_OK)
-		return;
-	rein_model_request call;
-	json_t *d = NULL;
-	int rc = rein_run_model_call(a->run, step, &call);
-	if (rc == REIN_OK && o->ok) {
-		d = model_call_event(a, call.tier, tk_provider, call.request, o->response, false);
-		const rein_model_tier *t = &a->spec->tiers[call.tier];
-		if (t->cache && rn->model_cache)
-			json_object_set(rn->model_cache, o->request_hash, o->response);
-		if (rn->recording) {
-			/* a tier that named no model is recorded without one, so the
-			 * replay of the same workflow finds it by its hash */
-			json_t *rq = json_deep_copy(call.request);
-			if (rq && !unnamed) {
-				char *m = rein_expand_env(json_string_value(json_object_get(rq, "model")) ?: "");
-				json_object_set_new(rq, "model", json_string(m ? m : ""));
-				rein_free(m);
-			}
-			if (rq && unnamed)
-				json_object_set_new(rq, "model", json_string("default"));
-			if (rq)
-				rein_model_record(rn->recording, rq, o->response, &rn->cb_err);
-			json_decref(rq);
-		}
-	} else if (rc == REIN_OK) {
-		char ev[1024] = "";
-		if (o->evidence)
-			snprintf(ev, sizeof ev, "%.*s", (int)(o->evidence_len < 1000 ? o->evidence_len : 1000),
-				 o->evidence);
-		d = json_pack("{s:i, s:s, s:s, s:b, s:I}", "attempt", attempt, "outcome",
-			      o->outcome ? o->outcome : "other", "error", o->error, "transient",
-			      o->transient, "latency_ms", (json_int_t)o->latency_ms);
-		if (d && o->status)
-			json_object_set_new(d, "status", json_integer(o->status));
-		if (d && o->retry_after_ms >= 0)
-			json_object_set_new(d, "retry_after_ms", json_integer(o->retry_after_ms));
-		if (d && o->evidence)
-			json_object_set_new(d, "evidence", json_string(ev));
-	}
-	if (rc == REIN_OK && transition) {
-		json_t *b = json_pack("{s:s, s:s?}", "state", transition, "provider", tk_provider);
-		rc = b ? append(rn, a, "model.breaker", step, b, &rn->cb_err) : REIN_ENOMEM;
-		json_decref(b);
-	}
-	if (rc == REIN_OK)
-		rc = d ? append(rn, a, o->ok ? "model.call" : "model.attempt", step, d, &rn->cb_err)
-		       : rein_err_set(&rn->cb_err, REIN_ENOMEM, "out of memory");
-	json_decref(d);
+		return false; /* ended meanwhile (cancelled): the outcome has nowhere to go */
+	int rc = record_routed(rn, a, step, rt, &rn->cb_err);
 	if (rc != REIN_OK)
 		rn->cb_rc = rc;
 	if (a->state == A_BUSY)
 		a->state = A_RUN;
+	return true;
 }
 
-/* Sends one model call (or answers it from the cache). */
+/* The events of an earlier run, for a replay tier's from_run. */
+typedef struct history_ctx {
+	void (*each)(void *ud, const char *type, const char *payload);
+	void *ud;
+} history_ctx;
+
+static int history_one(void *ud, const rein_event_row *ev)
+{
+	history_ctx *c = ud;
+	c->each(c->ud, ev->type, ev->payload);
+	return 0;
+}
+
+static int history(void *ud, const char *run,
+		   void (*each)(void *each_ud, const char *type, const char *payload),
+		   void *each_ud, rein_err *err)
+{
+	rein_runner *rn = ud;
+	history_ctx c = {each, each_ud};
+	return rein_store_events_load(rn->st, run, history_one, &c, err);
+}
+
+/* Asks the router for one model call for the step's tier. */
 static int dispatch_model(rein_runner *rn, active *a, int step, rein_err *err)
 {
 	rein_model_request call;
 	if (rein_run_model_call(a->run, step, &call) != REIN_OK)
 		return rein_err_set(err, REIN_EINVAL, "run %s: no model call at step %d", a->id, step);
-	const rein_model_tier *t = &a->spec->tiers[call.tier];
-	int rc = REIN_OK;
-	json_t *req = json_deep_copy(call.request);
-	if (req == NULL)
-		return rein_err_set(err, REIN_ENOMEM, "out of memory");
-	char *model = rein_expand_env(json_string_value(json_object_get(req, "model")) ?: "");
-	json_object_set_new(req, "model", json_string(model ? model : ""));
-	rein_free(model);
-	bool unnamed = !*json_string_value(json_object_get(req, "model"));
-	/* real providers stream (so the time to the first token is known) unless
-	 * the tier says stream: false */
-	json_t *sflag = json_object_get(t->config, "stream");
-	json_object_set_new(req, "stream", json_boolean(sflag == NULL || json_is_true(sflag)));
-	if (t->cache) {
-		char hash[REIN_MODEL_HASH_HEX];
-		rein_err e = {0};
-		if (rn->model_cache == NULL)
-			rn->model_cache = json_object();
-		const json_t *hit = rein_model_request_hash(call.request, hash, &e) == REIN_OK
-					    ? json_object_get(rn->model_cache, hash)
-					    : NULL;
-		if (hit) {
-			json_t *d = model_call_event(a, call.tier, "cache", call.request, hit, true);
-			rc = d ? append(rn, a, "model.call", step, d, err)
-			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
-			json_decref(d);
-			json_decref(req);
-			a->state = A_RUN;
-			return rc;
-		}
-	}
-	rein_model_provider *p = provider_for(rn, a->spec, call.tier, err);
-	if (p && unnamed) { /* a tier that names no model takes its provider's usual one */
-		const char *type = rein_model_provider_type(p);
-		json_object_set_new(req, "model",
-				    json_string(strcmp(type, "anthropic") == 0 ? "claude-sonnet-4-20250514"
-						: strcmp(type, "openai") == 0      ? "gpt-4o-mini-2024-07-18"
-										   : "default"));
-	}
-	if (p == NULL) {
-		/* a configuration the provider refuses: a permanent failure of this tier */
-		json_t *d = json_pack("{s:i, s:s, s:s, s:b}", "attempt", call.attempt, "outcome", "config",
-				      "error", err->msg, "transient", 0);
-		rein_err_clear(err);
-		rc = d ? append(rn, a, "model.attempt", step, d, err)
-		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
-		json_decref(d);
-		json_decref(req);
-		a->state = A_RUN;
-		return rc;
-	}
-	struct provider_slot *slot = NULL;
-	for (size_t i = 0; i < rn->nproviders; i++)
-		if (rn->providers[i].p == p)
-			slot = &rn->providers[i];
-	if (slot && slot->open) {
-		if (now(rn) - slot->opened_at >= 30000 && !slot->probing) {
-			slot->probing = true; /* half-open: this call is the probe */
-		} else {
-			json_t *d = json_pack("{s:i, s:s, s:s, s:b}", "attempt", call.attempt, "outcome",
-					      "breaker_open", "error", "the provider's circuit breaker is open",
-					      "transient", 0);
-			rc = d ? append(rn, a, "model.attempt", step, d, err)
-			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
-			json_decref(d);
-			json_decref(req);
-			a->state = A_RUN;
-			return rc;
-		}
-	}
 	ticket *tk = rein_calloc(1, sizeof *tk);
-	if (tk == NULL) {
-		json_decref(req);
+	if (tk == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	*tk = (ticket){.rn = rn, .a = a, .step = step, .attempt = call.attempt, .next = a->tickets};
+	rein_model_routed now = {0};
+	int rc = rein_model_router_call(rn->router, rn->io, a->spec, call.tier, call.request,
+					call.attempt, model_done, tk, &now, err);
+	if (rc == REIN_OK && now.n == 0) { /* sent: the ticket comes back in model_done */
+		a->tickets = tk;
+		a->inflight++;
+		return REIN_OK;
 	}
-	*tk = (ticket){.rn = rn, .a = a, .step = step, .attempt = call.attempt, .next = a->tickets,
-		       .provider = rein_model_provider_type(p), .unnamed = unnamed, .mp = p};
-	a->tickets = tk;
-	a->inflight++;
-	rn->model_inflight++;
-	if ((rc = rein_model_call(rn->io, p, req, model_done, tk, err)) != REIN_OK) {
-		a->tickets = tk->next;
-		a->inflight--;
-		rn->model_inflight--;
-		rein_free(tk);
-		/* a request the provider refuses is the workflow's error */
-		json_t *d = json_pack("{s:i, s:s, s:s, s:b}", "attempt", call.attempt, "outcome",
-				      "invalid_request", "error", err->msg, "transient", 0);
-		rein_err_clear(err);
-		rc = d ? append(rn, a, "model.attempt", step, d, err)
-		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
-		json_decref(d);
+	rein_free(tk);
+	if (rc == REIN_OK) { /* answered at once */
+		rc = record_routed(rn, a, step, &now, err);
 		a->state = A_RUN;
 	}
-	json_decref(req);
+	rein_model_routed_clear(&now);
 	return rc;
 }
 
@@ -1452,8 +723,12 @@ static int dispatch_all(rein_runner *rn, rein_err *err)
 		if (rn->io == NULL && ((rc = rein_io_new(&rn->io, err)) != REIN_OK ||
 				       (rc = rein_tools_new(rn->io, rn->o.clock, &rn->tx, err)) != REIN_OK))
 			return rc;
-		if (rn->recording == NULL && getenv("REIN_RECORD"))
-			rn->recording = json_object();
+		if (rn->router == NULL &&
+		    (rc = rein_model_router_new(&(rein_model_router_opts){.clock = rn->o.clock,
+									  .history = history,
+									  .ud = rn},
+						&rn->router, err)) != REIN_OK)
+			return rc;
 		if (rein_run_effect(a->run, step) == REIN_STEP_LLM) {
 			rc = dispatch_model(rn, a, step, err);
 			continue;
@@ -1515,7 +790,7 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 		}
 		/* what the engine decides at t is stamped t: one clock reading, or a
 		 * timer due at t + 3 s could record that it was set to wait 2,999 ms */
-		int64_t t = now(rn);
+		int64_t t = runner_now(rn);
 		if ((rc = rein_run_poll(a->run, t, &cmd, err)) != REIN_OK)
 			return rc;
 		switch (cmd.kind) {
@@ -1539,7 +814,7 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 			if (rein_run_effect(a->run, cmd.step) == REIN_STEP_TOOL ||
 			    rein_run_effect(a->run, cmd.step) == REIN_STEP_LLM) {
 				/* an effect: it goes out after the next commit */
-				if (grow((void **)&rn->dq, &rn->dqcap, rn->ndq + 1, sizeof *rn->dq) != REIN_OK)
+				if (runner_grow((void **)&rn->dq, &rn->dqcap, rn->ndq + 1, sizeof *rn->dq) != REIN_OK)
 					return rein_err_set(err, REIN_ENOMEM, "out of memory");
 				rn->dq[rn->ndq++] = (dispatch){a, cmd.step};
 				break;
@@ -1553,8 +828,8 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 		}
 		if (rc != REIN_OK)
 			return rc;
-		if (rn->nev >= rn->o.max_batch && !fly_busy(rn) &&
-		    (rc = flush(rn, true, err)) != REIN_OK)
+		if (rn->nev >= rn->o.max_batch && !runner_fly_busy(rn) &&
+		    (rc = runner_flush(rn, true, err)) != REIN_OK)
 			return rc;
 	}
 	return REIN_OK;
@@ -1575,13 +850,13 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 		}
 		/* the barrier: everything parked, and every intent, becomes durable
 		 * together; only then do the effects go out */
-		if ((rc = rein_runner_flush(rn, err)) != REIN_OK)
+		if ((rc = runner_flush(rn, false, err)) != REIN_OK)
 			return rc;
 		if ((rc = dispatch_all(rn, err)) != REIN_OK)
 			goto fail;
 		if (ran)
 			continue;
-		int64_t t = now(rn), next = INT64_MAX;
+		int64_t t = runner_now(rn), next = INT64_MAX;
 		bool busy = false;
 		for (size_t i = 0; i < rn->n; i++) {
 			if (rn->runs[i]->state == A_SLEEP && rn->runs[i]->wake_at < next)
@@ -1591,7 +866,7 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 		if (next == INT64_MAX && !busy)
 			return REIN_OK; /* nothing held */
 		if (rn->io && (rein_io_inflight(rn->io) > 0 || rein_tools_inflight(rn->tx) > 0 ||
-			       rn->model_inflight > 0)) {
+			       rein_model_router_inflight(rn->router) > 0)) {
 			/* outcomes arrive as events from the callbacks; at least once
 			 * a second, look for cancels asked by other processes */
 			int64_t wait = next == INT64_MAX ? 1000 : (next > t ? next - t : 0);
@@ -1608,7 +883,7 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 			int64_t nap = next - t;
 			rn->o.sleep_ms(rn->o.ud, nap > rn->o.lease_ms / 2 ? rn->o.lease_ms / 2 : nap);
 		}
-		t = now(rn);
+		t = runner_now(rn);
 		for (size_t i = 0; i < rn->n; i++)
 			if (rn->runs[i]->state == A_SLEEP && rn->runs[i]->wake_at <= t)
 				rn->runs[i]->state = A_RUN;
@@ -1618,6 +893,6 @@ fail:
 	 * problem (or a simulated crash): memory may be ahead of the store, so
 	 * forget every held run; the store keeps their last durable state and
 	 * `resume` continues from it. */
-	drop_all(rn);
+	runner_drop_all(rn);
 	return rc;
 }

@@ -1,11 +1,14 @@
 /*
- * runner: drives runs. It turns the engine's commands into actions (run a
- * code step, sleep until a timer, append an event), holds each run it
- * advances under a lease in the store, and makes events durable in groups:
- * many runs' events share one transaction, committed only at a durability
- * barrier (a run ends or suspends, a run is started by a caller who will be
- * told its id, or the batch grows large). The blocking `rein run` is a loop
- * over this same machinery.
+ * runner: drives runs, and does only that. It turns the engine's commands
+ * into actions (run a code step, sleep until a timer, append an event, send
+ * a tool call to the tools layer or a model call to the model layer's
+ * router, which owns providers, caching, recording and the provider
+ * breaker), holds each run it advances under a lease in the store, and
+ * batches what it appends: many runs' events share one transaction (group
+ * commit, commit.c), committed only at a durability barrier (a run ends or
+ * suspends, a run is started by a caller who will be told its id, effects
+ * are about to go out, or the batch grows large). The blocking `rein run` is
+ * a loop over this same machinery.
  */
 #ifndef REIN_RUNNER_H
 #define REIN_RUNNER_H
@@ -26,8 +29,19 @@ typedef struct rein_runner_opts {
 				    0: 1,024 with commit_thread, else 50,000 */
 	/* Sleeps ms milliseconds (NULL: nanosleep). The simulator advances a manual clock. */
 	void (*sleep_ms)(void *ud, int64_t ms);
-	/* Called for each event appended (progress output); may be NULL. */
+	/* Called for each event appended, before it is applied and before it is
+	 * durable (live progress); may be NULL. It may show events that are then
+	 * lost: after a store error they are forgotten, and a resume makes them
+	 * again, with other times. What must match the log listens to on_commit. */
 	void (*on_event)(void *ud, const rein_event_row *ev);
+	/* Called after each commit with the events it made durable, n >= 1 at a
+	 * time, in commit order (a run's in seq order), also for the commits of
+	 * the commit thread: always on the caller's thread, from inside
+	 * rein_runner_drive, rein_runner_flush or rein_runner_free, so a listener
+	 * needs no locking. Every event
+	 * it reports is in the store; an event the store lost is never reported.
+	 * The rows (and their strings) are valid during the call only. May be NULL. */
+	void (*on_commit)(void *ud, const rein_event_row *rows, size_t n);
 	void *ud;
 	/* Test hook: called after each event is appended, before it is applied; a
 	 * non-zero return makes the runner stop as if the process died. */

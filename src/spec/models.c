@@ -5,7 +5,8 @@
  *     small: { provider: openai, model: gpt-4o-mini-2024-07-18, fallback: large,
  *              price: { input: 0.15, output: 0.6, cached: 0.075 } }
  *     large: { provider: anthropic, model: claude-sonnet-4-20250514 }
- *     recorded: { provider: replay, file: recordings/run.json }
+ *     recorded: { provider: replay, file: recordings/run.json,
+ *                 breaker: { failures: 5, window_s: 60, cooldown_s: 30 } }
  *   trace: { store_prompts: false }
  *
  * A tier's provider configuration is kept as JSON for the model layer (see
@@ -22,7 +23,7 @@
 static const char *const tier_keys[] = {
 	"provider", "model",      "base_url",  "api_key_env", "headers",  "timeout_s",
 	"price",    "max_tokens", "retry",     "fallback",    "file",     "on_miss",
-	"cache",    "max_tokens_field", "anthropic_version", "stream", "from_run", NULL};
+	"cache",    "max_tokens_field", "anthropic_version", "stream", "from_run", "breaker", NULL};
 
 static bool number(loader *L, const ynode *n, const char *what, double min, double *out)
 {
@@ -43,6 +44,7 @@ static void load_tier(loader *L, rein_model_tier *t, const ynode *n, const ynode
 	t->fallback = -1;
 	t->max_tokens = 1024;
 	t->retry = (rein_retry_policy){3, 500, 20000, 120000};
+	t->breaker = (rein_breaker_policy){5, 0, 30000};
 	if (!spec_want_type(L, n, YNODE_MAP, "a model tier"))
 		return;
 	spec_check_keys(L, n, "a model tier", tier_keys);
@@ -108,6 +110,8 @@ static void load_tier(loader *L, rein_model_tier *t, const ynode *n, const ynode
 		if ((p = ynode_get(v, "max_total_s")) && spec_want_int(L, p, "max_total_s", 1, &x))
 			t->retry.max_total_ms = x * 1000;
 	}
+	if ((v = ynode_get(n, "breaker")))
+		spec_load_breaker(L, &t->breaker, v);
 	if ((v = ynode_get(n, "cache")) && v->type == YNODE_SCALAR)
 		t->cache = strcmp(v->str, "true") == 0;
 	if ((v = ynode_get(n, "stream")) && v->type == YNODE_SCALAR)

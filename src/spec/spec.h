@@ -40,7 +40,7 @@ typedef struct rein_retry_policy {
 
 typedef struct rein_breaker_policy {
 	int failures;        /* transient failures within window that open it; default 5 */
-	int64_t window_ms;   /* default 60,000 */
+	int64_t window_ms;   /* default 60,000 (model tiers: 0, no window) */
 	int64_t cooldown_ms; /* open → half-open after; default 30,000 */
 } rein_breaker_policy;
 
@@ -92,6 +92,8 @@ typedef struct rein_model_tier {
 	double price_in, price_out, price_cached; /* USD per million tokens */
 	int64_t max_tokens; /* default for calls (1024) */
 	bool cache;       /* serve repeated identical requests from a cache */
+	rein_breaker_policy breaker; /* the provider's; default 5 in a row (window_ms 0:
+					no window), cooldown 30,000 */
 } rein_model_tier;
 
 typedef struct rein_mcp_server_spec {

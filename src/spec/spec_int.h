@@ -39,6 +39,9 @@ void spec_tools_free(rein_spec *s);
 
 /* models.c: the `models:` and `trace:` sections, and `llm` steps. */
 void spec_load_models(loader *L, const ynode *n);
+/* tools.c: a `breaker: {failures, window_s, cooldown_s}` mapping into b (keeps b's
+ * defaults for the keys it lacks): tools and model tiers. */
+void spec_load_breaker(loader *L, rein_breaker_policy *b, const ynode *n);
 void spec_load_trace(loader *L, const ynode *n);
 void spec_load_llm_step(loader *L, rein_step *st, const ynode *kind);
 void spec_load_agent_step(loader *L, rein_step *st, const ynode *kind);

@@ -54,7 +54,7 @@ static void load_retry(loader *L, rein_tool *t, const ynode *n)
 		t->retry.max_total_ms = x * 1000;
 }
 
-static void load_breaker(loader *L, rein_tool *t, const ynode *n)
+void spec_load_breaker(loader *L, rein_breaker_policy *b, const ynode *n)
 {
 	static const char *const keys[] = {"failures", "window_s", "cooldown_s", NULL};
 	if (!spec_want_type(L, n, YNODE_MAP, "breaker"))
@@ -63,11 +63,11 @@ static void load_breaker(loader *L, rein_tool *t, const ynode *n)
 	const ynode *v;
 	int64_t x;
 	if ((v = ynode_get(n, "failures")) && spec_want_int(L, v, "failures", 1, &x))
-		t->breaker.failures = (int)x;
+		b->failures = (int)x;
 	if ((v = ynode_get(n, "window_s")) && spec_want_int(L, v, "window_s", 1, &x))
-		t->breaker.window_ms = x * 1000;
+		b->window_ms = x * 1000;
 	if ((v = ynode_get(n, "cooldown_s")) && spec_want_int(L, v, "cooldown_s", 1, &x))
-		t->breaker.cooldown_ms = x * 1000;
+		b->cooldown_ms = x * 1000;
 }
 
 static void load_http(loader *L, rein_tool *t, const ynode *n)
@@ -239,7 +239,7 @@ static void load_contract(loader *L, rein_tool *t, const ynode *n)
 	if ((v = ynode_get(n, "retry")))
 		load_retry(L, t, v);
 	if ((v = ynode_get(n, "breaker")))
-		load_breaker(L, t, v);
+		spec_load_breaker(L, &t->breaker, v);
 	if ((v = ynode_get(n, "secrets")))
 		load_secrets(L, t, v);
 	if ((v = ynode_get(n, "input")))

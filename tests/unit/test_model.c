@@ -1096,6 +1096,140 @@ static void test_call_alloc_faults(void **state)
 	rein_io_free(io);
 }
 
+/* ---- the router: a tier's breaker ---------------------------------------- */
+
+typedef struct routed_seen {
+	bool done;
+	size_t n;
+	char type[2][32];
+	char detail[2][64]; /* model.breaker: state; model.attempt: outcome */
+} routed_seen;
+
+static void routed_copy(routed_seen *s, const rein_model_routed *rt)
+{
+	s->n = rt->n;
+	for (size_t i = 0; i < rt->n; i++) {
+		assert_non_null(rt->ev[i].data);
+		snprintf(s->type[i], sizeof s->type[i], "%s", rt->ev[i].type);
+		const char *d = json_string_value(json_object_get(rt->ev[i].data, "state"));
+		if (d == NULL)
+			d = json_string_value(json_object_get(rt->ev[i].data, "outcome"));
+		snprintf(s->detail[i], sizeof s->detail[i], "%s", d ? d : "");
+	}
+}
+
+static bool routed_cb(void *ud, const rein_model_routed *rt)
+{
+	routed_seen *s = ud;
+	routed_copy(s, rt);
+	s->done = true;
+	return true;
+}
+
+/* One call of tier 0; waits for its outcome. *sent: it went to the provider. */
+static routed_seen route(rein_model_router *r, rein_io *io, const rein_spec *spec, bool *sent)
+{
+	routed_seen s = {0};
+	rein_model_routed now = {0};
+	rein_err err = {0};
+	json_t *req = J("{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+	assert_int_equal(rein_model_router_call(r, io, spec, 0, req, 1, routed_cb, &s, &now, &err),
+			 REIN_OK);
+	*sent = now.n == 0;
+	if (now.n) {
+		routed_copy(&s, &now);
+		rein_model_routed_clear(&now);
+	}
+	while (*sent && !s.done)
+		rein_io_wait(io, 1000);
+	json_decref(req);
+	return s;
+}
+
+/* breaker: under a tier sets its provider's breaker: 2 transient failures in
+ * a row open it, calls are refused until the cooldown, the probe's failure
+ * opens it again; a tier without one keeps the defaults (5 in a row, 30 s). */
+static void test_router_breaker(void **state)
+{
+	(void)state;
+	const char *yaml = "rein: 1\nname: br\nmodels:\n"
+			   "  a: { provider: replay, model: m, file: rec.json,\n"
+			   "       breaker: { failures: 2, cooldown_s: 10 } }\n"
+			   "  b: { provider: replay, model: m, file: rec.json }\n"
+			   "steps:\n  s: { llm: { model: a, prompt: hi }, next: done }\n"
+			   "  done: { end: succeeded }\n";
+	const char *fail = "{\"$error\": {\"outcome\": \"http_429\", \"transient\": true, "
+			   "\"status\": 429, \"error\": \"slow down\"}}";
+	char rec[1024];
+	snprintf(rec, sizeof rec, "[%s, %s, %s, %s]", fail, fail, fail, fail);
+	json_t *bundle = json_pack("{s:{s:s, s:s}}", "files", "workflow.yaml", yaml, "rec.json", rec);
+	rein_script *sb = NULL;
+	rein_spec *spec = NULL;
+	rein_err err = {0};
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	int rc = rein_spec_load_bundle(bundle, "t", sb, &spec, &err);
+	if (rc != REIN_OK)
+		rein_diags_print(&err.diags, stderr);
+	rein_err_clear(&err);
+	assert_int_equal(rc, REIN_OK);
+	assert_int_equal(spec->tiers[0].breaker.failures, 2);
+	assert_int_equal(spec->tiers[0].breaker.window_ms, 0);
+	assert_int_equal(spec->tiers[0].breaker.cooldown_ms, 10000);
+	assert_int_equal(spec->tiers[1].breaker.failures, 5);
+	assert_int_equal(spec->tiers[1].breaker.window_ms, 0);
+	assert_int_equal(spec->tiers[1].breaker.cooldown_ms, 30000);
+
+	rein_manual_clock clock;
+	rein_manual_clock_init(&clock, 1700000000000);
+	rein_io *io = NULL;
+	rein_model_router *r = NULL;
+	assert_int_equal(rein_io_new(&io, &err), REIN_OK);
+	assert_int_equal(rein_model_router_new(&(rein_model_router_opts){.clock = &clock.clock}, &r,
+					       &err), REIN_OK);
+	bool sent;
+	routed_seen s = route(r, io, spec, &sent);
+	assert_true(sent);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.type[0], "model.attempt");
+	assert_string_equal(s.detail[0], "http_429");
+	s = route(r, io, spec, &sent); /* the second in a row opens it */
+	assert_true(sent);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.type[0], "model.breaker");
+	assert_string_equal(s.detail[0], "opened");
+	assert_string_equal(s.type[1], "model.attempt");
+	clock.now += 9999; /* still cooling down: refused without a call */
+	s = route(r, io, spec, &sent);
+	assert_false(sent);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.detail[0], "breaker_open");
+	clock.now += 1; /* the probe goes out, fails: open again */
+	s = route(r, io, spec, &sent);
+	assert_true(sent);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.detail[0], "opened");
+	s = route(r, io, spec, &sent);
+	assert_false(sent);
+	assert_string_equal(s.detail[0], "breaker_open");
+	assert_int_equal(rein_model_router_inflight(r), 0);
+	rein_io_free(io);
+	rein_model_router_free(r);
+	rein_spec_free(spec);
+	json_decref(bundle);
+
+	/* a bad policy is the spec's error, with its place */
+	const char *bad = "rein: 1\nname: br\nmodels:\n"
+			  "  a: { provider: replay, model: m, breaker: { failures: 0, every: 3 } }\n"
+			  "steps:\n  done: { end: succeeded }\n";
+	bundle = json_pack("{s:{s:s}}", "files", "workflow.yaml", bad);
+	rein_err be = {0};
+	assert_int_not_equal(rein_spec_load_bundle(bundle, "t", sb, &spec, &be), REIN_OK);
+	assert_true(be.diags.n >= 2); /* failures >= 1, and the unknown key */
+	rein_err_clear(&be);
+	json_decref(bundle);
+	rein_script_free(sb);
+}
+
 int main(void)
 {
 	rein_init();
@@ -1110,6 +1244,7 @@ int main(void)
 		cmocka_unit_test(test_provider_config),
 		cmocka_unit_test(test_parse_alloc_faults),
 		cmocka_unit_test(test_call_alloc_faults),
+		cmocka_unit_test(test_router_breaker),
 	};
 	const struct CMUnitTest loopback[] = {
 		cmocka_unit_test_setup_teardown(test_text_usage_cost, fx_setup, fx_teardown),

@@ -1,0 +1,152 @@
+/*
+ * What the runner's files share (runner.c: commands → actions, leases,
+ * batching; commit.c: group commit and the commit thread). Not a public
+ * header: nothing outside src/runner includes it.
+ */
+#ifndef REIN_RUNNER_INT_H
+#define REIN_RUNNER_INT_H
+
+#include "runner.h"
+
+#include "model.h"
+#include "tools.h"
+
+#include <pthread.h>
+
+enum { A_RUN = 1, A_PARK_END, A_PARK_WAIT, A_SLEEP, A_BUSY };
+
+/* One tool or model attempt in flight, owned by its callback. When the run is
+ * dropped first, the ticket is marked dead and the callback only frees it. */
+typedef struct ticket {
+	struct rein_runner *rn;
+	struct active *a;
+	int step;
+	int attempt;
+	bool dead;
+	struct ticket *next;
+} ticket;
+
+typedef struct active {
+	rein_run *run;
+	const rein_spec *spec;
+	char id[64];
+	int64_t seq;
+	uint8_t last_hash[REIN_HASH_LEN];
+	int64_t created_at;
+	int state;
+	int64_t wake_at;
+	bool inserted; /* the row exists in the store (or is on its way there) */
+	bool gone;     /* released: freed once the batch is compacted */
+	int64_t row_seq;     /* last_seq of the row last written */
+	int64_t lease_until; /* lease expiry in the row last written */
+	bool cancel;
+	int inflight;     /* tool attempts out */
+	ticket *tickets;
+} active;
+
+typedef struct dispatch {
+	active *a;
+	int step;
+} dispatch;
+
+typedef struct pending {
+	active *a;
+	rein_event_row row;
+	char *payload;
+} pending;
+
+/* A run's row in a batch, as the run was when the batch was made. */
+typedef struct brow {
+	active *a;
+	rein_run_row row; /* output and reason owned */
+	bool insert;      /* a new run: INSERT, else UPDATE under our lease */
+	bool leaving;     /* the row releases the lease: the run leaves at completion */
+	int state;        /* a->state when the batch was made */
+	bool cancel;      /* out: a cancel was requested meanwhile */
+} brow;
+
+/* One transaction's worth: made on the runner's thread, executed there or on
+ * the commit thread, completed on the runner's thread. */
+typedef struct batch {
+	pending *ev;
+	size_t nev, evcap;
+	brow *rows;
+	size_t nrows, rowcap;
+	struct bspec {
+		char version[65];
+		const char *name;
+		char *bundle;
+	} *specs;
+	size_t nspecs, specscap;
+	int rc; /* out */
+	rein_err err;
+} batch;
+
+struct rein_runner {
+	rein_store *st;
+	rein_script *sb;
+	rein_runner_opts o;
+	char owner[160];
+	active **runs;
+	size_t n, cap;
+	pending *ev;
+	size_t nev, evcap;
+	rein_spec **owned; /* specs rebuilt from bundles */
+	size_t nowned, ownedcap;
+	char (*stored)[65]; /* versions written to the store by this runner */
+	size_t nstored, storedcap;
+	rein_run_result *res;
+	size_t nres, rescap, reshead;
+	bool crashed;
+	rein_io *io; /* created on the first tool call */
+	int cb_rc;   /* an error inside an io callback, reported by drive */
+	rein_err cb_err;
+	rein_tools *tx;
+	dispatch *dq; /* tool attempts waiting for the barrier */
+	size_t ndq, dqcap;
+	rein_model_router *router; /* model policy; created with io, at the first dispatch */
+	/* group commit: two batches, at most one in flight on the commit thread */
+	batch bt[2];
+	int cur;          /* the batch made last */
+	batch *fly;       /* in flight, or NULL */
+	struct committer {
+		pthread_t th;
+		pthread_mutex_t mu;
+		pthread_cond_t cv;
+		batch *job; /* to execute; NULL when idle */
+		bool done, stop, started;
+	} cm;
+};
+
+static inline int64_t runner_now(const rein_runner *rn) { return rein_clock_now(rn->o.clock); }
+
+/* runner.c */
+
+/* Grows *v (elements of size) to hold need; REIN_ENOMEM leaves it as it was. */
+int runner_grow(void **v, size_t *cap, size_t need, size_t size);
+/* Queues a's state as a result (rein_runner_result). */
+int runner_push_result(rein_runner *rn, active *a);
+void runner_active_free(active *a);
+/* Forgets every held run and every pending event (after a store error). */
+void runner_drop_all(rein_runner *rn);
+
+/* commit.c: group commit */
+
+/*
+ * Commits what is pending: the events, the specs of new runs, the rows of the
+ * runs that changed. With async (and opts.commit_thread) the transaction runs
+ * on the commit thread while this one goes on; nothing in that batch is
+ * released, and no effect goes out, until it is complete, which the next
+ * flush waits for first. After each commit, on this thread, opts.on_commit
+ * hears the committed events. On failure every held run is dropped.
+ */
+int runner_flush(rein_runner *rn, bool async, rein_err *err);
+/* Is a batch in flight that the runner may keep appending behind? */
+bool runner_fly_busy(rein_runner *rn);
+/* Waits for the batch in flight and hands its committed events to on_commit
+ * (its outcome no longer matters otherwise); used when dropping everything. */
+void runner_commit_settle(rein_runner *rn);
+/* Stops the commit thread and frees the batches (rein_runner_free). */
+void runner_commit_free(rein_runner *rn);
+
+#endif
