@@ -154,7 +154,8 @@ char *rein_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * the nth check of that kind from now fail (n >= 1), 0 disarms. rein_fault_hit
  * is called at each fault point and returns true when this one must fail.
  */
-enum { REIN_FAULT_ALLOC = 0, REIN_FAULT_WRITE = 1, REIN_FAULT_KINDS = 2 };
+/* Write faults are injected by a wrapping store backend (tests/unit/faultstore.h). */
+enum { REIN_FAULT_ALLOC = 0, REIN_FAULT_KINDS = 1 };
 void rein_fault_arm(int kind, long n);
 bool rein_fault_hit(int kind);
 /* How many checks of this kind were made since the last arm (for test sweeps). */

@@ -6,6 +6,7 @@
  * reported in all is the store's log, event for event.
  */
 #include "testlib.h"
+#include "faultstore.h"
 
 static const char *wf = "rein: 1\nname: four\nsteps:\n"
 			"  a: { code: 'return { n = input.n + 1 }', next: fan }\n"
@@ -138,6 +139,7 @@ typedef struct fixture {
 	rein_script *sb;
 	rein_store *st;
 	rein_spec *spec;
+	fault_plan plan; /* the store is wrapped by faultstore.h */
 } fixture;
 
 static void fx_open(fixture *f)
@@ -152,8 +154,10 @@ static void fx_open(fixture *f)
 	rein_manual_clock_init(&f->e->clock, 1700000000000);
 	assert_int_equal(rein_script_new(&f->sb), REIN_OK);
 	f->spec = spec_from_yaml(f->sb, wf);
-	assert_int_equal(rein_store_open(db, &(rein_store_opts){.no_sync = true}, &f->st, &err),
+	rein_store *inner = NULL;
+	assert_int_equal(rein_store_open(db, &(rein_store_opts){.no_sync = true}, &inner, &err),
 			 REIN_OK);
+	assert_int_equal(faultstore_wrap(inner, &f->plan, &f->st, &err), REIN_OK);
 }
 
 static void fx_close(fixture *f)
@@ -235,10 +239,10 @@ static void test_on_commit_after_write_fault(void **state)
 		fx_open(&f);
 		rein_err err = {0};
 		rein_runner *rn = open_runner(&f, false);
-		rein_fault_arm(REIN_FAULT_WRITE, n);
+		fault_plan_arm(&f.plan, FS_WRITES, n);
 		int rc = start_two(rn, f.spec);
-		bool fired = rein_fault_count(REIN_FAULT_WRITE) >= n;
-		rein_fault_arm(REIN_FAULT_WRITE, 0);
+		bool fired = f.plan.fired > 0;
+		fault_plan_arm(&f.plan, 0, 0);
 		drain_succeeded(rn);
 		rein_runner_free(rn);
 		assert_heard_is_store(&f.e->h, f.st); /* before the resume: nothing lost heard */
