@@ -558,7 +558,7 @@ int engine_apply_inbox(rein_run *r, const json_t *data, rein_err *err)
 		/* honoured at once: the next poll ends the run, whatever is pending */
 		const json_t *d = json_object_get(data, "data");
 		const char *reason = json_string_value(json_object_get(d, "reason"));
-		if (engine_decide_end(r, REIN_RUN_CANCELLED, reason ? reason : "cancelled",
+		if (engine_decide_end(r, REIN_RUN_CANCELLED, reason ? reason : "cancelled on request",
 				      json_null()) != REIN_OK)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
@@ -763,6 +763,12 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 	if (*data == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	return REIN_OK;
+}
+
+bool rein_run_ending(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->ending && !r->ended;
 }
 
 rein_status rein_run_status(const rein_run *r)

@@ -132,6 +132,9 @@ int rein_run_effect(const rein_run *r, int step);
 void rein_run_recovered(rein_run *r, int64_t now);
 
 rein_status rein_run_status(const rein_run *r);
+/* True once the engine has decided the run ends (the next poll emits
+ * run.ended): the executor sends nothing more for it. */
+bool rein_run_ending(const rein_run *r);
 /* The final output (borrowed), NULL until the run has ended. */
 const json_t *rein_run_output(const rein_run *r);
 const char *rein_run_reason(const rein_run *r);

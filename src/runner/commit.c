@@ -148,8 +148,8 @@ static int batch_make(rein_runner *rn, batch *b, int64_t t, rein_err *err)
 	rn->nev = 0;
 	for (size_t i = 0; i < rn->n; i++) {
 		active *a = rn->runs[i];
-		/* a run to be cancelled keeps its lease: it ends here */
-		bool leave = leaving(rn, a, t) && !(a->cancel && a->state == A_PARK_WAIT);
+		/* a run with mail keeps its lease: it reads its inbox here */
+		bool leave = leaving(rn, a, t) && !(a->mail && a->state == A_PARK_WAIT);
 		if (!row_due(rn, a, leave, t))
 			continue;
 		if (!a->inserted && !spec_stored(rn, a->spec->version)) {
@@ -180,7 +180,9 @@ static int batch_make(rein_runner *rn, batch *b, int64_t t, rein_err *err)
 		r->insert = !a->inserted;
 		r->leaving = leave;
 		r->state = a->state;
-		r->cancel = false;
+		r->mail = false;
+		r->drain_upto = a->drained > a->drained_row ? a->drained : 0;
+		a->drained_row = a->drained;
 		a->inserted = true;
 		a->row_seq = a->seq;
 		a->lease_until = leave ? 0 : t + rn->o.lease_ms;
@@ -203,9 +205,14 @@ static int batch_execute(rein_store *st, batch *b, const char *owner, rein_err *
 			rc = rein_store_run_insert(st, &b->rows[i].row, err);
 	for (size_t i = 0; i < b->nev && rc == REIN_OK; i++)
 		rc = rein_store_event_append(st, &b->ev[i].row, err);
+	/* inbox entries recorded in the log leave the inbox in the same
+	 * transaction as their events: drained exactly once */
+	for (size_t i = 0; i < b->nrows && rc == REIN_OK; i++)
+		if (b->rows[i].drain_upto > 0)
+			rc = rein_store_inbox_drained(st, b->rows[i].row.id, b->rows[i].drain_upto, err);
 	for (size_t i = 0; i < b->nrows && rc == REIN_OK; i++)
 		if (!b->rows[i].insert)
-			rc = rein_store_run_update(st, &b->rows[i].row, owner, &b->rows[i].cancel, err);
+			rc = rein_store_run_update(st, &b->rows[i].row, owner, &b->rows[i].mail, err);
 	if (rc != REIN_OK) {
 		rein_store_rollback(st);
 		return rc;
@@ -231,11 +238,11 @@ static int batch_complete(rein_runner *rn, batch *b, rein_err *err)
 	for (size_t i = 0; i < b->nrows; i++) {
 		brow *r = &b->rows[i];
 		active *a = r->a;
-		if (r->cancel && rein_run_status(a->run) < REIN_RUN_SUCCEEDED)
-			a->cancel = true;
-		if (r->leaving && a->cancel && a->state == A_PARK_WAIT) {
-			/* the cancel came back with the row that gave the lease up:
-			 * take it again and end the run here (if nobody took it) */
+		if (r->mail && rein_run_status(a->run) < REIN_RUN_SUCCEEDED)
+			a->mail = true;
+		if (r->leaving && a->mail && a->state == A_PARK_WAIT) {
+			/* mail came back with the row that gave the lease up: take
+			 * it again and read the inbox here (if nobody took it) */
 			rein_err e = {0};
 			int64_t t = runner_now(rn);
 			if (rein_store_lease_claim(rn->st, a->id, NULL, rn->owner, t + rn->o.lease_ms,
@@ -253,7 +260,7 @@ static int batch_complete(rein_runner *rn, batch *b, rein_err *err)
 			}
 			a->gone = gone = true;
 		} else if (r->state == A_PARK_WAIT && a->state == A_PARK_WAIT) {
-			a->state = a->cancel ? A_RUN : A_SLEEP;
+			a->state = a->mail ? A_RUN : A_SLEEP;
 		}
 	}
 	batch_drop(b);

@@ -415,7 +415,7 @@ static int resume_row(rein_runner *rn, const rein_run_row *rowp, bool claimed, r
 	a->inserted = true;
 	a->created_at = row.created_at;
 	a->state = A_RUN;
-	a->cancel = row.mail; /* today only a cancel puts mail (rein_store_cancel_request) */
+	a->mail = row.mail; /* drained before the run advances (drain_mail) */
 	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
 		rein_err_set(err, rc, "out of memory");
 		goto out;
@@ -526,16 +526,92 @@ int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
 int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err)
 {
 	assert(rn->fly == NULL);
-	active *a = find_active(rn, id);
+	/* a cancel is an inbox entry like any other: durable first, then
+	 * drained into the log and decided by the engine (drain_mail) */
+	int rc = rein_store_cancel_request(rn->st, id, err);
+	active *a = rc == REIN_OK ? find_active(rn, id) : NULL;
 	if (a) {
-		a->cancel = true;
+		a->mail = true;
 		if (a->state == A_SLEEP || a->state == A_PARK_WAIT)
 			a->state = A_RUN;
+	}
+	return rc;
+}
+
+/* Takes the dispatches of run a out of the queue: they must not go out. */
+static void withhold(rein_runner *rn, const active *a)
+{
+	size_t keep = 0;
+	for (size_t i = 0; i < rn->ndq; i++)
+		if (rn->dq[i].a != a)
+			rn->dq[keep++] = rn->dq[i];
+	rn->ndq = keep;
+}
+
+/*
+ * Records the run's undrained inbox entries in its log as inbox.received
+ * events, which the engine applies (a cancel decides the end). They leave
+ * the inbox in the transaction that makes these events durable (commit.c),
+ * so each is recorded exactly once, also across a crash. When the engine has
+ * decided the run ends, nothing the run wanted to send goes out: queued
+ * dispatches are withheld, calls in flight are cut short. The store is used
+ * here: no batch may be in flight.
+ */
+static int drain_mail(rein_runner *rn, active *a, rein_err *err)
+{
+	assert(rn->fly == NULL && a != NULL);
+	rein_inbox_row *m = NULL;
+	size_t n = 0;
+	a->mail = a->peek = false;
+	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED)
+		return REIN_OK;
+	int rc = rein_store_inbox_list(rn->st, a->id, &m, &n, err);
+	for (size_t i = 0; i < n && rc == REIN_OK; i++) {
+		if (m[i].seq <= a->drained)
+			continue; /* recorded already, its drain not yet committed */
+		json_t *data = NULL;
+		if (m[i].data) {
+			rein_err je = {0};
+			data = rein_json_parse(m[i].data, strlen(m[i].data), &je);
+			if (data == NULL && je.code == REIN_ENOMEM) {
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				break;
+			}
+			if (data == NULL) /* kept as text: the log takes what was sent */
+				data = json_string(m[i].data);
+		}
+		json_t *d = json_pack("{s:s, s:s, s:o?, s:s?, s:I}", "id", m[i].id, "type", m[i].type,
+				      "data", data, "sender", m[i].sender, "at", (json_int_t)m[i].at);
+		rc = d ? append(rn, a, "inbox.received", -1, d, err)
+		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+		json_decref(d);
+		if (rc == REIN_OK)
+			a->drained = m[i].seq;
+	}
+	rein_inbox_rows_free(m, n);
+	if (rc == REIN_OK && rein_run_ending(a->run)) {
+		withhold(rn, a);
 		for (ticket *tk = a->tickets; tk && rn->tx; tk = tk->next)
 			rein_tools_cancel(rn->tx, tk); /* calls out are cut short */
-		return REIN_OK;
+		if (a->state != A_BUSY || a->inflight == 0)
+			a->state = A_RUN;
 	}
-	return rein_store_cancel_request(rn->st, id, err);
+	return rc;
+}
+
+/* Drains the inbox of every held run that has mail or was just woken. */
+static int drain_all(rein_runner *rn, bool *any, rein_err *err)
+{
+	int rc = REIN_OK;
+	for (size_t i = 0; i < rn->n && rc == REIN_OK; i++) {
+		active *a = rn->runs[i];
+		if (!a->mail && !a->peek)
+			continue;
+		rc = drain_mail(rn, a, err);
+		if (any)
+			*any = true;
+	}
+	return rc;
 }
 
 
@@ -611,24 +687,15 @@ static void tool_done(void *ud, rein_tool_outcome *o)
 		a->state = A_RUN;
 }
 
-/* Runs held while their calls are out do not reach a commit, where cancel
- * requests are normally noticed: ask the store, and cut their calls short. */
-static void check_cancels(rein_runner *rn)
+/* Runs held while their calls are out do not reach a commit, where mail is
+ * normally noticed: look at their inboxes (a cancel cuts the calls short). */
+static int check_mail(rein_runner *rn, rein_err *err)
 {
 	assert(rn->fly == NULL);
-	for (size_t i = 0; i < rn->n; i++) {
-		active *a = rn->runs[i];
-		if (a->state != A_BUSY || a->cancel)
-			continue;
-		rein_run_row row = {0};
-		rein_err e = {0};
-		if (rein_store_run_get(rn->st, a->id, &row, &e) == REIN_OK && row.mail) {
-			a->cancel = true;
-			for (ticket *tk = a->tickets; tk; tk = tk->next)
-				rein_tools_cancel(rn->tx, tk);
-		}
-		rein_run_row_clear(&row);
-	}
+	for (size_t i = 0; i < rn->n; i++)
+		if (rn->runs[i]->state == A_BUSY)
+			rn->runs[i]->peek = true;
+	return drain_all(rn, NULL, err);
 }
 
 /* Records what the router says a model call came to (out of memory when it
@@ -779,15 +846,6 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 	int rc = REIN_OK;
 	for (int guard = 0; guard < 100000; guard++) {
 		rein_cmd cmd;
-		if (a->cancel && rein_run_status(a->run) < REIN_RUN_SUCCEEDED) {
-			json_t *d = json_pack("{s:s, s:s, s:n}", "status", "cancelled", "reason",
-					      "cancelled on request", "output");
-			rc = d ? append(rn, a, "run.ended", -1, d, err)
-			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
-			json_decref(d);
-			if (rc != REIN_OK)
-				return rc;
-		}
 		/* what the engine decides at t is stamped t: one clock reading, or a
 		 * timer due at t + 3 s could record that it was set to wait 2,999 ms */
 		int64_t t = runner_now(rn);
@@ -840,6 +898,10 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 	int rc = REIN_OK;
 	for (;;) {
 		bool ran = false;
+		/* no batch is out here: what reached the inbox is recorded before
+		 * the run takes another step (a cancel ends it at once) */
+		if ((rc = drain_all(rn, NULL, err)) != REIN_OK)
+			goto fail;
 		for (size_t i = 0; i < rn->n; i++) {
 			active *a = rn->runs[i];
 			if (a->state != A_RUN)
@@ -852,6 +914,16 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 		 * together; only then do the effects go out */
 		if ((rc = runner_flush(rn, false, err)) != REIN_OK)
 			return rc;
+		/* mail the commit reported is read before any effect leaves */
+		bool drained = false;
+		if ((rc = drain_all(rn, &drained, err)) != REIN_OK)
+			goto fail;
+		if (drained) {
+			/* what it recorded is durable before the effects go out */
+			if ((rc = runner_flush(rn, false, err)) != REIN_OK)
+				return rc;
+			ran = true;
+		}
 		if ((rc = dispatch_all(rn, err)) != REIN_OK)
 			goto fail;
 		if (ran)
@@ -870,8 +942,9 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 			/* outcomes arrive as events from the callbacks; at least once
 			 * a second, look for cancels asked by other processes */
 			int64_t wait = next == INT64_MAX ? 1000 : (next > t ? next - t : 0);
-			if (rein_io_wait(rn->io, wait > 1000 ? 1000 : wait) == 0)
-				check_cancels(rn);
+			if (rein_io_wait(rn->io, wait > 1000 ? 1000 : wait) == 0 &&
+			    (rc = check_mail(rn, err)) != REIN_OK)
+				goto fail;
 			if (rn->cb_rc != REIN_OK) {
 				rc = rn->cb_rc;
 				rn->cb_rc = REIN_OK;
@@ -885,8 +958,10 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 		}
 		t = runner_now(rn);
 		for (size_t i = 0; i < rn->n; i++)
-			if (rn->runs[i]->state == A_SLEEP && rn->runs[i]->wake_at <= t)
+			if (rn->runs[i]->state == A_SLEEP && rn->runs[i]->wake_at <= t) {
 				rn->runs[i]->state = A_RUN;
+				rn->runs[i]->peek = true; /* a cancel meanwhile wins over the timer */
+			}
 	}
 fail:
 	/* A step's failure is an event, so an error here is a store or memory

@@ -39,7 +39,10 @@ typedef struct active {
 	bool gone;     /* released: freed once the batch is compacted */
 	int64_t row_seq;     /* last_seq of the row last written */
 	int64_t lease_until; /* lease expiry in the row last written */
-	bool cancel;
+	bool mail;        /* the store holds inbox entries not yet in the log */
+	bool peek;        /* look at the inbox before advancing (a timer woke it) */
+	int64_t drained;     /* the last inbox seq recorded in the log (in memory) */
+	int64_t drained_row; /* ... as written with the run's row last batched */
 	int inflight;     /* tool attempts out */
 	ticket *tickets;
 } active;
@@ -62,7 +65,8 @@ typedef struct brow {
 	bool insert;      /* a new run: INSERT, else UPDATE under our lease */
 	bool leaving;     /* the row releases the lease: the run leaves at completion */
 	int state;        /* a->state when the batch was made */
-	bool cancel;      /* out: a cancel was requested meanwhile */
+	int64_t drain_upto; /* mark the inbox drained up to this seq (0: nothing) */
+	bool mail;        /* out: the inbox holds entries not yet drained */
 } brow;
 
 /* One transaction's worth: made on the runner's thread, executed there or on

@@ -696,7 +696,7 @@ static void test_inbox_cancel(void **state)
 		{"a timer pending", wait_wf, "{}", NULL, "{\"reason\": \"the customer withdrew\"}",
 		 "the customer withdrew"},
 		{"a tool call between attempts", TOOL_WF("header", ""), AMOUNT_10,
-		 (const char *const[]){"503", "ok", NULL}, "{}", "cancelled"},
+		 (const char *const[]){"503", "ok", NULL}, "{}", "cancelled on request"},
 	};
 	for (size_t i = 0; i < NCASES(cases); i++) {
 		fprintf(stderr, "  case: cancel with %s\n", cases[i].what);
