@@ -197,9 +197,18 @@ int rein_unhex(const char *in, uint8_t *out, size_t n);
 
 /* ---- JSON ------------------------------------------------------------ */
 
-/* Canonical compact encoding (sorted keys); caller frees with rein_free. */
+/*
+ * Canonical compact encoding (sorted keys); caller frees with rein_free.
+ * Reals are written in the shortest form that reads back to the same double
+ * (24.99, not 24.989999999999998). The one dump path: route every JSON text
+ * rein writes through it.
+ */
 char *rein_json_dump(const json_t *j);
-/* Parses text; on failure fills err with "line L col C: why" and returns NULL. */
+/*
+ * Parses text (any JSON value; strings may contain \u0000; duplicate keys are
+ * refused); on failure fills err with "line L col C: why" and returns NULL.
+ * The one parse path: whatever rein_json_dump writes, this reads back.
+ */
 json_t *rein_json_parse(const char *text, size_t len, rein_err *err);
 
 /* ---- clock and randomness -------------------------------------------- */

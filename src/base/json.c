@@ -6,13 +6,28 @@
  * That call is slow for the small payloads the runner dumps on every event
  * (a hashtable for loop detection, a key array and qsort per object, printf
  * per integer, a callback per token), so rein_json_dump has its own writer for
- * the common cases and hands the rest to jansson: reals (whose text comes from
- * "%.17g" plus jansson's touch-ups), strings that are not valid UTF-8 (jansson
- * fails or writes a partial key), and nesting deeper than MAX_DEPTH (which is
- * also how a cycle ends). tests/unit/test_json.c compares the two.
+ * the common cases and hands the rest to jansson: strings that are not valid
+ * UTF-8 (jansson fails or writes a partial key), and nesting deeper than
+ * MAX_DEPTH (which is also how a cycle ends). tests/unit/test_json.c compares
+ * the two.
+ *
+ * Reals are the one place rein differs from jansson on purpose: jansson writes
+ * "%.17g" (0.1 + 0.2 style noise: 24.99 comes out 24.989999999999998), rein
+ * writes the shortest of "%.15g", "%.16g", "%.17g" that strtod reads back to
+ * the same double, then jansson's touch-ups (a ".0" when the text would read
+ * as an integer, no '+' or leading zeros in the exponent). A double whose
+ * shortest form has k <= 15 digits comes out with exactly those k digits
+ * (%g drops trailing zeros; a subnormal, with fewer bits, starts the search
+ * at one digit: 5e-324). JSON_REAL_PRECISION is per dump, so the rare
+ * document left to jansson gets the largest precision any of its reals needs:
+ * every real still reads back exactly, some with more digits than needed.
  */
 #include "base.h"
 
+#include <assert.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,17 +184,54 @@ static void put_integer(wbuf *w, json_int_t v)
 	wb_put(w, tmp + i, sizeof tmp - i);
 }
 
-static char *jansson_dump(const json_t *j);
+/* The precision of the shortest "%.*g" text that reads back as d: 15, 16 or
+ * 17; from 1 for a subnormal, whose few bits need fewer digits than 15. */
+static int real_precision(double d, char *buf, size_t size)
+{
+	int prec = fabs(d) < DBL_MIN ? 1 : 15;
+	for (; prec < 17; prec++) {
+		snprintf(buf, size, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	return prec;
+}
+
+/* Writes the shortest text that reads back as d into buf[32]; returns its length. */
+static size_t real_text(double d, char buf[32])
+{
+	int prec = real_precision(d, buf, 32);
+	int n = snprintf(buf, 32, "%.*g", prec, d);
+	assert(n > 0 && n < 28);
+	size_t len = (size_t)n;
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] == ',') /* a locale's decimal comma */
+			buf[i] = '.';
+	if (strchr(buf, '.') == NULL && strchr(buf, 'e') == NULL) {
+		buf[len++] = '.';
+		buf[len++] = '0';
+		buf[len] = '\0';
+	}
+	char *e = strchr(buf, 'e');
+	if (e) { /* "1e+16" -> "1e16", "1e-07" -> "1e-7" */
+		char *start = e + 1, *end = start + 1;
+		if (*start == '-')
+			start++;
+		while (*end == '0')
+			end++;
+		if (end != start) {
+			memmove(start, end, len - (size_t)(end - buf) + 1);
+			len -= (size_t)(end - start);
+		}
+	}
+	return len;
+}
 
 static void put_real(wbuf *w, const json_t *j)
 {
-	char *s = jansson_dump(j);
-	if (s == NULL) {
-		w->oom = true;
-		return;
-	}
-	wb_put(w, s, strlen(s));
-	rein_free(s);
+	char buf[32];
+	size_t n = real_text(json_real_value(j), buf);
+	wb_put(w, buf, n);
 }
 
 typedef struct kv {
@@ -279,10 +331,38 @@ static void put_value(wbuf *w, const json_t *j, int depth)
 	}
 }
 
+/* The largest real_precision among the reals of j (15 when there are none). */
+static int max_precision(const json_t *j, int depth)
+{
+	if (depth > 4 * MAX_DEPTH) /* deeper (or a cycle): no walk, full precision */
+		return 17;
+	char buf[32];
+	int p = 15;
+	switch (json_typeof(j)) {
+	case JSON_REAL: p = real_precision(json_real_value(j), buf, sizeof buf); break;
+	case JSON_ARRAY:
+		for (size_t i = 0; i < json_array_size(j) && p < 17; i++) {
+			int q = max_precision(json_array_get(j, i), depth + 1);
+			p = q > p ? q : p;
+		}
+		break;
+	case JSON_OBJECT:
+		for (void *it = json_object_iter((json_t *)j); it && p < 17;
+		     it = json_object_iter_next((json_t *)j, it)) {
+			int q = max_precision(json_object_iter_value(it), depth + 1);
+			p = q > p ? q : p;
+		}
+		break;
+	default: break;
+	}
+	return p;
+}
+
 static char *jansson_dump(const json_t *j)
 {
 	rein_json_alloc_failed = false;
-	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY |
+				     JSON_REAL_PRECISION(max_precision(j, 0)));
 	if (s && rein_json_alloc_failed) { /* possibly truncated: see mem.c */
 		rein_free(s);
 		s = NULL;
@@ -321,7 +401,8 @@ char *rein_json_dump(const json_t *j)
 json_t *rein_json_parse(const char *text, size_t len, rein_err *err)
 {
 	json_error_t je;
-	json_t *j = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+	json_t *j = json_loadb(text, len,
+			       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	if (j == NULL)
 		rein_err_set(err, REIN_EINVAL, "line %d col %d: %s", je.line, je.column, je.text);
 	return j;

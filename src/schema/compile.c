@@ -407,8 +407,9 @@ static sc_resource *res_load(cctx *cc, const char *uri, int draft, unsigned voca
 		return r;
 	const char *builtin = schema_builtin(uri);
 	if (builtin) {
-		json_error_t je;
-		doc = json_loads(builtin, 0, &je);
+		rein_err perr = {0};
+		doc = rein_json_parse(builtin, strlen(builtin), &perr);
+		rein_err_clear(&perr);
 		if (doc == NULL) {
 			oom(cc);
 			goto out;
@@ -430,11 +431,11 @@ static sc_resource *res_load(cctx *cc, const char *uri, int draft, unsigned voca
 				oom(cc);
 			goto out;
 		}
-		json_error_t je;
-		doc = json_loadb(text, len, JSON_DECODE_ANY, &je);
+		rein_err perr = {0};
+		doc = rein_json_parse(text, len, &perr);
 		if (doc == NULL) {
-			fail(cc, REIN_ESCHEMA, NULL, "%s: line %d col %d: %s", path, je.line, je.column,
-			     je.text);
+			fail(cc, REIN_ESCHEMA, NULL, "%s: %s", path, perr.msg);
+			rein_err_clear(&perr);
 			goto out;
 		}
 	}
