@@ -184,6 +184,14 @@ char *rein_expand_env(const char *tmpl);
 
 /* Reads a whole file into *out (NUL-terminated); caller frees with rein_free. */
 int rein_file_read(const char *path, char **out, size_t *len, rein_err *err);
+/*
+ * Like rein_file_read on dir/rel, but only when the file's real path (every
+ * symlink resolved) lies inside dir's real path: a link to /etc/passwd, or
+ * one that climbs out with "..", is refused with REIN_EINVAL "resolves to
+ * PATH, outside DIR" (the caller names rel). REIN_ENOTFOUND when missing.
+ */
+int rein_file_read_within(const char *dir, const char *rel, char **out, size_t *len,
+			  rein_err *err);
 
 /* ---- hashing --------------------------------------------------------- */
 
