@@ -213,6 +213,17 @@ int rein_unhex(const char *in, uint8_t *out, size_t n);
  */
 char *rein_json_dump(const json_t *j);
 /*
+ * The same writer with jansson's encoding flags (JSON_INDENT(n), JSON_COMPACT,
+ * JSON_SORT_KEYS, JSON_ENCODE_ANY; without JSON_SORT_KEYS keys keep their
+ * insertion order, as with JSON_PRESERVE_ORDER): the text json_dumps(j, flags)
+ * would write, except that reals are shortest (JSON_ENSURE_ASCII,
+ * JSON_ESCAPE_SLASH and JSON_EMBED are left to jansson, with the largest
+ * precision any real of j needs). For display and files (tools
+ * lock, `rein show`); caller frees with rein_free. NULL on OOM or when j is
+ * not an object or array and JSON_ENCODE_ANY is not set.
+ */
+char *rein_json_dump_flags(const json_t *j, size_t flags);
+/*
  * Parses text (any JSON value; strings may contain \u0000; duplicate keys are
  * refused); on failure fills err with "line L col C: why" and returns NULL.
  * The one parse path: whatever rein_json_dump writes, this reads back.

@@ -43,7 +43,12 @@ typedef struct wbuf {
 	bool heap;
 	bool oom;     /* an allocation failed */
 	bool punt;    /* leave this document to jansson */
+	size_t flags; /* jansson's JSON_* encoding flags */
+	int indent;   /* JSON_INDENT(n): n, else 0 */
 } wbuf;
+
+/* jansson's dump_indent: a newline and indentation, or a space unless compact. */
+static void put_indent(wbuf *w, int depth, bool space);
 
 static bool wb_grow(wbuf *w, size_t extra)
 {
@@ -274,7 +279,9 @@ static void put_object(wbuf *w, const json_t *j, int depth)
 		keys[i].value = json_object_iter_value(it);
 	}
 	n = i;
-	if (n <= STACK_KEYS) { /* insertion sort: most objects have a few keys */
+	if (!(w->flags & JSON_SORT_KEYS)) {
+		/* insertion order, as jansson iterates */
+	} else if (n <= STACK_KEYS) { /* insertion sort: most objects have a few keys */
 		for (size_t a = 1; a < n; a++) {
 			kv t = keys[a];
 			size_t b = a;
@@ -288,13 +295,19 @@ static void put_object(wbuf *w, const json_t *j, int depth)
 		qsort(keys, n, sizeof *keys, kv_cmp);
 	}
 	wb_ch(w, '{');
+	put_indent(w, depth + 1, false);
 	for (i = 0; i < n && !w->oom && !w->punt; i++) {
-		if (i > 0)
+		if (i > 0) {
 			wb_ch(w, ',');
+			put_indent(w, depth + 1, true);
+		}
 		put_string(w, keys[i].key, keys[i].len);
 		wb_ch(w, ':');
+		if (!(w->flags & JSON_COMPACT))
+			wb_ch(w, ' ');
 		put_value(w, keys[i].value, depth + 1);
 	}
+	put_indent(w, depth, false);
 	wb_ch(w, '}');
 	if (keys != stack)
 		rein_free(keys);
@@ -318,11 +331,19 @@ static void put_value(wbuf *w, const json_t *j, int depth)
 	case JSON_ARRAY: {
 		size_t n = json_array_size(j);
 		wb_ch(w, '[');
+		if (n == 0) {
+			wb_ch(w, ']');
+			break;
+		}
+		put_indent(w, depth + 1, false);
 		for (size_t i = 0; i < n && !w->oom && !w->punt; i++) {
-			if (i > 0)
+			if (i > 0) {
 				wb_ch(w, ',');
+				put_indent(w, depth + 1, true);
+			}
 			put_value(w, json_array_get(j, i), depth + 1);
 		}
+		put_indent(w, depth, false);
 		wb_ch(w, ']');
 		break;
 	}
@@ -358,10 +379,24 @@ static int max_precision(const json_t *j, int depth)
 	return p;
 }
 
-static char *jansson_dump(const json_t *j)
+static void put_indent(wbuf *w, int depth, bool space)
+{
+	if (w->indent > 0) {
+		size_t n = (size_t)w->indent * (size_t)depth;
+		if (!wb_room(w, n + 1))
+			return;
+		w->p[w->len++] = '\n';
+		memset(w->p + w->len, ' ', n);
+		w->len += n;
+	} else if (space && !(w->flags & JSON_COMPACT)) {
+		wb_ch(w, ' ');
+	}
+}
+
+static char *jansson_dump(const json_t *j, size_t flags)
 {
 	rein_json_alloc_failed = false;
-	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY |
+	char *s = json_dumps(j, (flags & ~(size_t)JSON_REAL_PRECISION(31)) |
 				     JSON_REAL_PRECISION(max_precision(j, 0)));
 	if (s && rein_json_alloc_failed) { /* possibly truncated: see mem.c */
 		rein_free(s);
@@ -372,14 +407,22 @@ static char *jansson_dump(const json_t *j)
 
 char *rein_json_dump(const json_t *j)
 {
-	if (j == NULL)
+	return rein_json_dump_flags(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+char *rein_json_dump_flags(const json_t *j, size_t flags)
+{
+	if (j == NULL || (!(flags & JSON_ENCODE_ANY) && !json_is_object(j) && !json_is_array(j)))
 		return NULL;
 	char stackbuf[512];
-	wbuf w = {.p = stackbuf, .cap = sizeof stackbuf};
+	wbuf w = {.p = stackbuf, .cap = sizeof stackbuf, .flags = flags,
+		  .indent = (int)(flags & JSON_MAX_INDENT)};
+	/* rarely used escapes: left to jansson */
+	w.punt = (flags & (JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH | JSON_EMBED)) != 0;
 	put_value(&w, j, 0);
 	char *out = NULL;
 	if (w.punt) {
-		out = jansson_dump(j);
+		out = jansson_dump(j, flags);
 	} else if (!w.oom) {
 		if (w.heap) {
 			w.p[w.len] = '\0';

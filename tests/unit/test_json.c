@@ -14,9 +14,12 @@
 #include <limits.h>
 #include <math.h>
 
+#define CANON (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+static size_t g_flags = CANON; /* the flags reference() and check_same() use */
+
 static char *jansson_text(const json_t *j)
 {
-	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	char *s = json_dumps(j, g_flags);
 	char *r = s ? rein_strdup(s) : NULL;
 	rein_free(s);
 	return r;
@@ -123,6 +126,8 @@ static char *reference(const json_t *j)
 	enum { MAXR = 4096 };
 	static double vals[MAXR];
 	size_t nv = 0;
+	if (json_is_real(j) && !(g_flags & JSON_ENCODE_ANY))
+		return NULL;
 	if (json_is_real(j)) {
 		char buf[64];
 		expected_real(json_real_value(j), buf, sizeof buf);
@@ -151,7 +156,7 @@ static char *reference(const json_t *j)
 static void check_same(const json_t *j)
 {
 	char *want = reference(j);
-	char *got = rein_json_dump(j);
+	char *got = g_flags == CANON ? rein_json_dump(j) : rein_json_dump_flags(j, g_flags);
 	if ((want == NULL) != (got == NULL) || (want && strcmp(want, got) != 0)) {
 		fprintf(stderr, "want %.300s\ngot  %.300s\n", want ? want : "(null)", got ? got : "(null)");
 		fail();
@@ -309,6 +314,35 @@ static void test_random(void **state)
 		check_same(j);
 		json_decref(j);
 	}
+}
+
+/* rein_json_dump_flags against json_dumps with the same flags (display, files). */
+static void test_flags(void **state)
+{
+	static const size_t sets[] = {
+		JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY,
+		JSON_COMPACT | JSON_ENCODE_ANY,
+		JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENCODE_ANY,
+		JSON_ENCODE_ANY,
+		JSON_INDENT(4) | JSON_COMPACT | JSON_ENCODE_ANY,
+		JSON_COMPACT | JSON_PRESERVE_ORDER, /* no ENCODE_ANY: scalars give NULL */
+	};
+	for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+		g_flags = sets[k];
+		for (int i = 0; i < 3000; i++) {
+			json_t *j = rand_doc(0);
+			check_same(j);
+			json_decref(j);
+		}
+		check_text("{\"b\": [1, 2.5, {}], \"a\": {\"z\": [], \"y\": 24.99}}");
+		check_text("7");
+	}
+	g_flags = CANON;
+	json_t *j = json_pack("{s:f, s:[f]}", "amount", 24.99, "cost", 0.004621);
+	char *s = rein_json_dump_flags(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	assert_string_equal(s, "{\n  \"amount\": 24.99,\n  \"cost\": [\n    0.004621\n  ]\n}");
+	rein_free(s);
+	json_decref(j);
 }
 
 /* ---- what rein_json_dump leaves to jansson ------------------------------- */
@@ -494,6 +528,7 @@ int main(void)
 		cmocka_unit_test(test_fixed),
 		cmocka_unit_test(test_keys_with_nul),
 		cmocka_unit_test(test_random),
+		cmocka_unit_test(test_flags),
 		cmocka_unit_test(test_bad_utf8),
 		cmocka_unit_test(test_cycle_and_depth),
 		cmocka_unit_test(test_alloc_faults),
