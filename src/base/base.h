@@ -185,6 +185,14 @@ char *rein_expand_env(const char *tmpl);
 
 /* Reads a whole file into *out (NUL-terminated); caller frees with rein_free. */
 int rein_file_read(const char *path, char **out, size_t *len, rein_err *err);
+/*
+ * Like rein_file_read on dir/rel, but only when the file's real path (every
+ * symlink resolved) lies inside dir's real path: a link to /etc/passwd, or
+ * one that climbs out with "..", is refused with REIN_EINVAL "resolves to
+ * PATH, outside DIR" (the caller names rel). REIN_ENOTFOUND when missing.
+ */
+int rein_file_read_within(const char *dir, const char *rel, char **out, size_t *len,
+			  rein_err *err);
 
 /* ---- hashing --------------------------------------------------------- */
 
@@ -205,9 +213,29 @@ int rein_unhex(const char *in, uint8_t *out, size_t n);
 
 /* ---- JSON ------------------------------------------------------------ */
 
-/* Canonical compact encoding (sorted keys); caller frees with rein_free. */
+/*
+ * Canonical compact encoding (sorted keys); caller frees with rein_free.
+ * Reals are written in the shortest form that reads back to the same double
+ * (24.99, not 24.989999999999998). The one dump path: route every JSON text
+ * rein writes through it.
+ */
 char *rein_json_dump(const json_t *j);
-/* Parses text; on failure fills err with "line L col C: why" and returns NULL. */
+/*
+ * The same writer with jansson's encoding flags (JSON_INDENT(n), JSON_COMPACT,
+ * JSON_SORT_KEYS, JSON_ENCODE_ANY; without JSON_SORT_KEYS keys keep their
+ * insertion order, as with JSON_PRESERVE_ORDER): the text json_dumps(j, flags)
+ * would write, except that reals are shortest (JSON_ENSURE_ASCII,
+ * JSON_ESCAPE_SLASH and JSON_EMBED are left to jansson, with the largest
+ * precision any real of j needs). For display and files (tools
+ * lock, `rein show`); caller frees with rein_free. NULL on OOM or when j is
+ * not an object or array and JSON_ENCODE_ANY is not set.
+ */
+char *rein_json_dump_flags(const json_t *j, size_t flags);
+/*
+ * Parses text (any JSON value; strings may contain \u0000; duplicate keys are
+ * refused); on failure fills err with "line L col C: why" and returns NULL.
+ * The one parse path: whatever rein_json_dump writes, this reads back.
+ */
 json_t *rein_json_parse(const char *text, size_t len, rein_err *err);
 
 /* ---- clock and randomness -------------------------------------------- */

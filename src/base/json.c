@@ -6,13 +6,28 @@
  * That call is slow for the small payloads the runner dumps on every event
  * (a hashtable for loop detection, a key array and qsort per object, printf
  * per integer, a callback per token), so rein_json_dump has its own writer for
- * the common cases and hands the rest to jansson: reals (whose text comes from
- * "%.17g" plus jansson's touch-ups), strings that are not valid UTF-8 (jansson
- * fails or writes a partial key), and nesting deeper than MAX_DEPTH (which is
- * also how a cycle ends). tests/unit/test_json.c compares the two.
+ * the common cases and hands the rest to jansson: strings that are not valid
+ * UTF-8 (jansson fails or writes a partial key), and nesting deeper than
+ * MAX_DEPTH (which is also how a cycle ends). tests/unit/test_json.c compares
+ * the two.
+ *
+ * Reals are the one place rein differs from jansson on purpose: jansson writes
+ * "%.17g" (0.1 + 0.2 style noise: 24.99 comes out 24.989999999999998), rein
+ * writes the shortest of "%.15g", "%.16g", "%.17g" that strtod reads back to
+ * the same double, then jansson's touch-ups (a ".0" when the text would read
+ * as an integer, no '+' or leading zeros in the exponent). A double whose
+ * shortest form has k <= 15 digits comes out with exactly those k digits
+ * (%g drops trailing zeros; a subnormal, with fewer bits, starts the search
+ * at one digit: 5e-324). JSON_REAL_PRECISION is per dump, so the rare
+ * document left to jansson gets the largest precision any of its reals needs:
+ * every real still reads back exactly, some with more digits than needed.
  */
 #include "base.h"
 
+#include <assert.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +43,12 @@ typedef struct wbuf {
 	bool heap;
 	bool oom;     /* an allocation failed */
 	bool punt;    /* leave this document to jansson */
+	size_t flags; /* jansson's JSON_* encoding flags */
+	int indent;   /* JSON_INDENT(n): n, else 0 */
 } wbuf;
+
+/* jansson's dump_indent: a newline and indentation, or a space unless compact. */
+static void put_indent(wbuf *w, int depth, bool space);
 
 static bool wb_grow(wbuf *w, size_t extra)
 {
@@ -169,17 +189,54 @@ static void put_integer(wbuf *w, json_int_t v)
 	wb_put(w, tmp + i, sizeof tmp - i);
 }
 
-static char *jansson_dump(const json_t *j);
+/* The precision of the shortest "%.*g" text that reads back as d: 15, 16 or
+ * 17; from 1 for a subnormal, whose few bits need fewer digits than 15. */
+static int real_precision(double d, char *buf, size_t size)
+{
+	int prec = fabs(d) < DBL_MIN ? 1 : 15;
+	for (; prec < 17; prec++) {
+		snprintf(buf, size, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	return prec;
+}
+
+/* Writes the shortest text that reads back as d into buf[32]; returns its length. */
+static size_t real_text(double d, char buf[32])
+{
+	int prec = real_precision(d, buf, 32);
+	int n = snprintf(buf, 32, "%.*g", prec, d);
+	assert(n > 0 && n < 28);
+	size_t len = (size_t)n;
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] == ',') /* a locale's decimal comma */
+			buf[i] = '.';
+	if (strchr(buf, '.') == NULL && strchr(buf, 'e') == NULL) {
+		buf[len++] = '.';
+		buf[len++] = '0';
+		buf[len] = '\0';
+	}
+	char *e = strchr(buf, 'e');
+	if (e) { /* "1e+16" -> "1e16", "1e-07" -> "1e-7" */
+		char *start = e + 1, *end = start + 1;
+		if (*start == '-')
+			start++;
+		while (*end == '0')
+			end++;
+		if (end != start) {
+			memmove(start, end, len - (size_t)(end - buf) + 1);
+			len -= (size_t)(end - start);
+		}
+	}
+	return len;
+}
 
 static void put_real(wbuf *w, const json_t *j)
 {
-	char *s = jansson_dump(j);
-	if (s == NULL) {
-		w->oom = true;
-		return;
-	}
-	wb_put(w, s, strlen(s));
-	rein_free(s);
+	char buf[32];
+	size_t n = real_text(json_real_value(j), buf);
+	wb_put(w, buf, n);
 }
 
 typedef struct kv {
@@ -222,7 +279,9 @@ static void put_object(wbuf *w, const json_t *j, int depth)
 		keys[i].value = json_object_iter_value(it);
 	}
 	n = i;
-	if (n <= STACK_KEYS) { /* insertion sort: most objects have a few keys */
+	if (!(w->flags & JSON_SORT_KEYS)) {
+		/* insertion order, as jansson iterates */
+	} else if (n <= STACK_KEYS) { /* insertion sort: most objects have a few keys */
 		for (size_t a = 1; a < n; a++) {
 			kv t = keys[a];
 			size_t b = a;
@@ -236,13 +295,19 @@ static void put_object(wbuf *w, const json_t *j, int depth)
 		qsort(keys, n, sizeof *keys, kv_cmp);
 	}
 	wb_ch(w, '{');
+	put_indent(w, depth + 1, false);
 	for (i = 0; i < n && !w->oom && !w->punt; i++) {
-		if (i > 0)
+		if (i > 0) {
 			wb_ch(w, ',');
+			put_indent(w, depth + 1, true);
+		}
 		put_string(w, keys[i].key, keys[i].len);
 		wb_ch(w, ':');
+		if (!(w->flags & JSON_COMPACT))
+			wb_ch(w, ' ');
 		put_value(w, keys[i].value, depth + 1);
 	}
+	put_indent(w, depth, false);
 	wb_ch(w, '}');
 	if (keys != stack)
 		rein_free(keys);
@@ -266,11 +331,19 @@ static void put_value(wbuf *w, const json_t *j, int depth)
 	case JSON_ARRAY: {
 		size_t n = json_array_size(j);
 		wb_ch(w, '[');
+		if (n == 0) {
+			wb_ch(w, ']');
+			break;
+		}
+		put_indent(w, depth + 1, false);
 		for (size_t i = 0; i < n && !w->oom && !w->punt; i++) {
-			if (i > 0)
+			if (i > 0) {
 				wb_ch(w, ',');
+				put_indent(w, depth + 1, true);
+			}
 			put_value(w, json_array_get(j, i), depth + 1);
 		}
+		put_indent(w, depth, false);
 		wb_ch(w, ']');
 		break;
 	}
@@ -279,10 +352,52 @@ static void put_value(wbuf *w, const json_t *j, int depth)
 	}
 }
 
-static char *jansson_dump(const json_t *j)
+/* The largest real_precision among the reals of j (15 when there are none). */
+static int max_precision(const json_t *j, int depth)
+{
+	if (depth > 4 * MAX_DEPTH) /* deeper (or a cycle): no walk, full precision */
+		return 17;
+	char buf[32];
+	int p = 15;
+	switch (json_typeof(j)) {
+	case JSON_REAL: p = real_precision(json_real_value(j), buf, sizeof buf); break;
+	case JSON_ARRAY:
+		for (size_t i = 0; i < json_array_size(j) && p < 17; i++) {
+			int q = max_precision(json_array_get(j, i), depth + 1);
+			p = q > p ? q : p;
+		}
+		break;
+	case JSON_OBJECT:
+		for (void *it = json_object_iter((json_t *)j); it && p < 17;
+		     it = json_object_iter_next((json_t *)j, it)) {
+			int q = max_precision(json_object_iter_value(it), depth + 1);
+			p = q > p ? q : p;
+		}
+		break;
+	default: break;
+	}
+	return p;
+}
+
+static void put_indent(wbuf *w, int depth, bool space)
+{
+	if (w->indent > 0) {
+		size_t n = (size_t)w->indent * (size_t)depth;
+		if (!wb_room(w, n + 1))
+			return;
+		w->p[w->len++] = '\n';
+		memset(w->p + w->len, ' ', n);
+		w->len += n;
+	} else if (space && !(w->flags & JSON_COMPACT)) {
+		wb_ch(w, ' ');
+	}
+}
+
+static char *jansson_dump(const json_t *j, size_t flags)
 {
 	rein_json_alloc_failed = false;
-	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	char *s = json_dumps(j, (flags & ~(size_t)JSON_REAL_PRECISION(31)) |
+				     JSON_REAL_PRECISION(max_precision(j, 0)));
 	if (s && rein_json_alloc_failed) { /* possibly truncated: see mem.c */
 		rein_free(s);
 		s = NULL;
@@ -292,14 +407,22 @@ static char *jansson_dump(const json_t *j)
 
 char *rein_json_dump(const json_t *j)
 {
-	if (j == NULL)
+	return rein_json_dump_flags(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+char *rein_json_dump_flags(const json_t *j, size_t flags)
+{
+	if (j == NULL || (!(flags & JSON_ENCODE_ANY) && !json_is_object(j) && !json_is_array(j)))
 		return NULL;
 	char stackbuf[512];
-	wbuf w = {.p = stackbuf, .cap = sizeof stackbuf};
+	wbuf w = {.p = stackbuf, .cap = sizeof stackbuf, .flags = flags,
+		  .indent = (int)(flags & JSON_MAX_INDENT)};
+	/* rarely used escapes: left to jansson */
+	w.punt = (flags & (JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH | JSON_EMBED)) != 0;
 	put_value(&w, j, 0);
 	char *out = NULL;
 	if (w.punt) {
-		out = jansson_dump(j);
+		out = jansson_dump(j, flags);
 	} else if (!w.oom) {
 		if (w.heap) {
 			w.p[w.len] = '\0';
@@ -321,7 +444,8 @@ char *rein_json_dump(const json_t *j)
 json_t *rein_json_parse(const char *text, size_t len, rein_err *err)
 {
 	json_error_t je;
-	json_t *j = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+	json_t *j = json_loadb(text, len,
+			       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	if (j == NULL)
 		rein_err_set(err, REIN_EINVAL, "line %d col %d: %s", je.line, je.column, je.text);
 	return j;

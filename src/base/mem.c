@@ -6,6 +6,7 @@
  */
 #include "base.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,48 @@ out:
 	if (f)
 		fclose(f);
 	rein_buf_free(&b);
+	return rc;
+}
+
+int rein_file_read_within(const char *dir, const char *rel, char **out, size_t *len,
+			  rein_err *err)
+{
+	assert(dir != NULL && rel != NULL && out != NULL);
+	int rc = REIN_OK;
+	char *full = NULL, *real_dir = NULL, *real_file = NULL;
+	if ((full = rein_sprintf("%s/%s", dir, rel)) == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* realpath allocates with malloc: copied into rein_ memory below */
+	char *rd = realpath(dir, NULL), *rf = rd ? realpath(full, NULL) : NULL;
+	if (rd == NULL || rf == NULL) {
+		int e = errno;
+		free(rd);
+		rc = rein_err_set(err, e == ENOENT ? REIN_ENOTFOUND : REIN_EIO, "%s: %s", full,
+				  strerror(e));
+		goto out;
+	}
+	real_dir = rein_strdup(rd);
+	real_file = rein_strdup(rf);
+	free(rd);
+	free(rf);
+	if (real_dir == NULL || real_file == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t dl = strlen(real_dir);
+	bool inside = strncmp(real_file, real_dir, dl) == 0 &&
+		      (real_file[dl] == '/' || (dl == 1 && real_dir[0] == '/'));
+	if (!inside) {
+		rc = rein_err_set(err, REIN_EINVAL, "resolves to %s, outside %s", real_file, dir);
+		goto out;
+	}
+	rc = rein_file_read(real_file, out, len, err);
+out:
+	rein_free(full);
+	rein_free(real_dir);
+	rein_free(real_file);
 	return rc;
 }
 

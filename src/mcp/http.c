@@ -117,7 +117,9 @@ static void error_text(const rein_http_resp *r, char *out, size_t outlen)
 	out[0] = '\0';
 	if (r->body == NULL || r->body_len == 0)
 		return;
-	json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
+	rein_err perr = {0};
+	json_t *j = rein_json_parse(r->body, r->body_len, &perr);
+	rein_err_clear(&perr);
 	const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
 	if (msg)
 		snprintf(out, outlen, ": %s", msg);

@@ -260,12 +260,12 @@ void mcp_msg_classify(const json_t *obj, mcp_msg *out)
 
 int mcp_msg_parse(const char *text, size_t len, mcp_msg_cb cb, void *ud, rein_err *err)
 {
-	json_error_t je;
-	json_t *root = json_loadb(text, len, 0, &je);
+	rein_err perr = {0};
+	json_t *root = rein_json_parse(text, len, &perr);
 	int rc = REIN_OK;
 	if (root == NULL) {
-		rc = rein_err_set(err, REIN_EINVAL, "malformed JSON at col %d: %s", je.column,
-				  je.text);
+		rc = rein_err_set(err, REIN_EINVAL, "malformed JSON: %s", perr.msg);
+		rein_err_clear(&perr);
 		goto out;
 	}
 	if (json_is_object(root)) {

@@ -389,11 +389,9 @@ static int doc_add(cctx *cc, json_t *doc)
 }
 
 /* A path under dir for the URI tail rel, refusing ".." and absolute tails. */
-static char *map_path(const char *dir, const char *rel)
+static bool rel_ok(const char *rel)
 {
-	if (rel[0] == '/' || strstr(rel, "..") || strchr(rel, '?') || rel[0] == '\0')
-		return NULL;
-	return rein_sprintf("%s/%s", dir, rel);
+	return !(rel[0] == '/' || strstr(rel, "..") || strchr(rel, '?') || rel[0] == '\0');
 }
 
 /* Finds the resource for an absolute URI (no fragment), loading its document. */
@@ -407,34 +405,45 @@ static sc_resource *res_load(cctx *cc, const char *uri, int draft, unsigned voca
 		return r;
 	const char *builtin = schema_builtin(uri);
 	if (builtin) {
-		json_error_t je;
-		doc = json_loads(builtin, 0, &je);
+		rein_err perr = {0};
+		doc = rein_json_parse(builtin, strlen(builtin), &perr);
+		rein_err_clear(&perr);
 		if (doc == NULL) {
 			oom(cc);
 			goto out;
 		}
 	} else {
-		for (size_t i = 0; i < s->nmaps && path == NULL; i++) {
+		const char *dir = NULL, *rel = NULL;
+		for (size_t i = 0; i < s->nmaps && dir == NULL; i++) {
 			size_t pl = strlen(s->maps[i].prefix);
-			if (strncmp(uri, s->maps[i].prefix, pl) == 0)
-				path = map_path(s->maps[i].dir, uri + pl);
+			if (strncmp(uri, s->maps[i].prefix, pl) == 0 && rel_ok(uri + pl))
+				dir = s->maps[i].dir, rel = uri + pl;
 		}
-		if (path == NULL && s->base_dir && strncmp(uri, ROOT_PREFIX, strlen(ROOT_PREFIX)) == 0)
-			path = map_path(s->base_dir, uri + strlen(ROOT_PREFIX));
-		if (path == NULL)
+		if (dir == NULL && s->base_dir && strncmp(uri, ROOT_PREFIX, strlen(ROOT_PREFIX)) == 0 &&
+		    rel_ok(uri + strlen(ROOT_PREFIX)))
+			dir = s->base_dir, rel = uri + strlen(ROOT_PREFIX);
+		if (dir == NULL)
 			goto out;
+		if ((path = rein_sprintf("%s/%s", dir, rel)) == NULL) {
+			oom(cc);
+			goto out;
+		}
 		rein_err ferr = {0};
 		size_t len;
-		if (rein_file_read(path, &text, &len, &ferr) != REIN_OK) {
-			if (ferr.code == REIN_ENOMEM)
-				oom(cc);
+		/* on the real path: a symlink must not lead out of the mapped directory */
+		int frc = rein_file_read_within(dir, rel, &text, &len, &ferr);
+		if (frc == REIN_ENOMEM)
+			oom(cc);
+		else if (frc == REIN_EINVAL)
+			fail(cc, REIN_ESCHEMA, NULL, "%s %s", path, ferr.msg);
+		rein_err_clear(&ferr);
+		if (frc != REIN_OK)
 			goto out;
-		}
-		json_error_t je;
-		doc = json_loadb(text, len, JSON_DECODE_ANY, &je);
+		rein_err perr = {0};
+		doc = rein_json_parse(text, len, &perr);
 		if (doc == NULL) {
-			fail(cc, REIN_ESCHEMA, NULL, "%s: line %d col %d: %s", path, je.line, je.column,
-			     je.text);
+			fail(cc, REIN_ESCHEMA, NULL, "%s: %s", path, perr.msg);
+			rein_err_clear(&perr);
 			goto out;
 		}
 	}

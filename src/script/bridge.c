@@ -1,7 +1,13 @@
 /*
  * The JSON<->Lua bridge. JSON objects become plain tables, arrays become
  * tables tagged with one shared "array" metatable (so `[]` and `{}` survive a
- * round trip), null becomes a light-userdata sentinel. The way back is strict:
+ * round trip), null becomes nil: a script tests `x == nil` or `x or default`
+ * the same way whether a value is null or absent, and `when:` and templates
+ * agree. A null member of an object is therefore absent from its table, and a
+ * null element of an array is a hole: the array keeps its other indices, and
+ * on the way back a tagged array runs to its largest index, holes written as
+ * null (a trailing null is lost). `json.null`, a light-userdata sentinel,
+ * remains for a script that must write an explicit null. The way back is strict:
  * anything that has no faithful JSON form (functions, NaN, non-string keys,
  * cycles, absurd nesting) is an error that names where it was found.
  */
@@ -17,6 +23,11 @@ static const char array_mt_key;
 static const char null_tag;
 
 void script_push_null(lua_State *L) { lua_pushlightuserdata(L, (void *)&null_tag); }
+
+bool script_is_null(lua_State *L, int idx)
+{
+	return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == &null_tag;
+}
 
 void script_bridge_init(lua_State *L)
 {
@@ -91,7 +102,7 @@ static void push_json(lua_State *L, const json_t *j, int depth)
 		lua_pushboolean(L, 0);
 		break;
 	case JSON_NULL:
-		script_push_null(L);
+		lua_pushnil(L);
 		break;
 	}
 }
@@ -231,6 +242,10 @@ static json_t *object_to_json(struct conv *c, int idx)
 			json_decref(obj);
 			return conv_fail(c, REIN_ESCRIPT, "table key is not valid UTF-8");
 		}
+		if (memchr(k, '\0', klen)) { /* JSON allows it, but no reader (jansson) does */
+			json_decref(obj);
+			return conv_fail(c, REIN_ESCRIPT, "table key contains a NUL byte");
+		}
 		size_t old = path_push(c, k, klen, 0);
 		json_t *v = to_json(c, lua_gettop(L));
 		path_pop(c, old);
@@ -258,7 +273,20 @@ static json_t *table_to_json(struct conv *c, int idx)
 	json_t *res = NULL;
 	c->seen[c->depth++] = self;
 	if (is_array_tagged(L, idx)) {
-		res = array_to_json(c, idx, (lua_Integer)lua_rawlen(L, idx));
+		/* to the largest positive integer key: null elements are holes */
+		lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
+		lua_pushnil(L);
+		while (lua_next(L, idx)) {
+			if (lua_isinteger(L, -2) && lua_tointeger(L, -2) > n)
+				n = lua_tointeger(L, -2);
+			count++;
+			lua_pop(L, 1);
+		}
+		if (n > 2 * count + 1024) { /* json.array{[1e9] = 1} */
+			res = conv_fail(c, REIN_ESCRIPT, "array has too many holes (null elements)");
+			goto out;
+		}
+		res = array_to_json(c, idx, n);
 		goto out;
 	}
 	/* Untagged: keys exactly 1..n (n > 0) make an array, else an object. */

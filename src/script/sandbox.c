@@ -12,6 +12,7 @@
 
 #include <assert.h>
 #include <lauxlib.h>
+#include <stdatomic.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,8 @@
 #define POOL_CLASSES 16 /* blocks up to 256 bytes */
 #define POOL_MAX_BYTES ((size_t)1 << 20)
 
-enum { STOP_NONE = 0, STOP_BUDGET, STOP_MEMORY };
+enum { STOP_NONE = 0, STOP_BUDGET, STOP_MEMORY, STOP_DEADLINE };
+#define DEADLINE_EVERY 16 /* hook calls between two reads of the clock */
 
 struct rein_script {
 	lua_State *L;
@@ -38,6 +40,10 @@ struct rein_script {
 	uint64_t ticks_left; /* hook calls left before the budget is spent */
 	uint64_t step;       /* instructions between hook calls */
 	int stop;            /* STOP_*: which limit tripped in this evaluation */
+	int64_t deadline_ms; /* wall-clock limit of the running evaluation; 0 = none */
+	const rein_clock *clock;
+	uint32_t until_clock; /* hook calls before the next clock read */
+	atomic_bool interrupt; /* set by rein_script_interrupt, from any thread */
 	int cache_count;
 	bool busy; /* an evaluation is running: the sandbox is not reentrant */
 	const rein_script_ctx *ctx; /* the running evaluation's context */
@@ -158,11 +164,16 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar)
 	(void)ar;
 	rein_script *s = script_of(L);
 	if (s->stop == STOP_NONE) {
-		if (s->ticks_left > 0) {
+		if (atomic_load_explicit(&s->interrupt, memory_order_relaxed) ||
+		    (s->deadline_ms && s->until_clock-- == 0 &&
+		     (s->until_clock = DEADLINE_EVERY, rein_clock_now(s->clock) >= s->deadline_ms))) {
+			s->stop = STOP_DEADLINE;
+		} else if (s->ticks_left > 0) {
 			s->ticks_left--;
 			return;
+		} else {
+			s->stop = STOP_BUDGET;
 		}
-		s->stop = STOP_BUDGET;
 	}
 	/* From now on every instruction raises: pcall cannot swallow the limit. */
 	lua_sethook(L, sandbox_hook, LUA_MASKCOUNT, 1);
@@ -273,11 +284,20 @@ static int raise_stop(lua_State *L)
 	return lua_error(L);
 }
 
+double script_budget_left(lua_State *L)
+{
+	rein_script *s = script_of(L);
+	if (!s->busy || s->step == 0)
+		return 1e300;
+	return (double)s->ticks_left * (double)s->step;
+}
+
+
 /*
  * Charges work done inside a C library loop (where the count hook cannot
  * fire) against the instruction budget, one unit per element.
  */
-static void charge(lua_State *L, double units)
+void script_charge(lua_State *L, double units)
 {
 	rein_script *s = script_of(L);
 	if (!s->busy || s->step == 0 || units <= 0)
@@ -305,7 +325,7 @@ static int safe_move(lua_State *L)
 {
 	lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
 	if (e >= f)
-		charge(L, (double)e - (double)f + 1);
+		script_charge(L, (double)e - (double)f + 1);
 	return call_original(L);
 }
 
@@ -315,7 +335,7 @@ static int safe_concat(lua_State *L)
 	if (!lua_isnoneornil(L, 4)) {
 		lua_Integer i = luaL_optinteger(L, 3, 1), j = luaL_checkinteger(L, 4);
 		if (j >= i)
-			charge(L, (double)j - (double)i + 1);
+			script_charge(L, (double)j - (double)i + 1);
 	}
 	return call_original(L);
 }
@@ -326,7 +346,7 @@ static int safe_sort(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	double n = (double)lua_rawlen(L, 1);
 	if (n > 1)
-		charge(L, n * 2 * (1 + (double)(64 - __builtin_clzll((unsigned long long)n))));
+		script_charge(L, n * 2 * (1 + (double)(64 - __builtin_clzll((unsigned long long)n))));
 	return call_original(L);
 }
 
@@ -345,7 +365,7 @@ static int sandbox_setup(lua_State *L)
 {
 	static const char *const base_allowed[] = {
 		"assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall",
-		"select", "tonumber", "tostring", "type", "rawequal", "rawlen", "rawget",
+		"select", "tonumber", "type", "rawequal", "rawlen", "rawget",
 		"getmetatable", NULL,
 	};
 	static const char *const no_string[] = {"dump", NULL};
@@ -364,8 +384,8 @@ static int sandbox_setup(lua_State *L)
 	lua_setfield(L, lib, "setmetatable");
 	lua_pushliteral(L, LUA_VERSION);
 	lua_setfield(L, lib, "_VERSION");
-	script_push_null(L);
-	lua_setfield(L, lib, "null");
+	lua_pushcfunction(L, script_lua_tostring);
+	lua_setfield(L, lib, "tostring");
 
 	/* string: a sanitized copy backs both `string` and the string metatable. */
 	luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
@@ -373,6 +393,7 @@ static int sandbox_setup(lua_State *L)
 	lua_getfield(L, -1, "rep");
 	lua_pushcclosure(L, safe_rep, 1);
 	lua_setfield(L, -2, "rep");
+	script_guard_string(L);
 	lua_pushliteral(L, "");
 	lua_getmetatable(L, -1);
 	lua_pushvalue(L, -3);
@@ -670,6 +691,10 @@ static void set_limit_error(struct job *j)
 	if (s->stop == STOP_BUDGET)
 		j->rc = rein_err_set(j->err, REIN_ELIMIT, "instruction budget of %llu exceeded",
 				     (unsigned long long)s->budget);
+	else if (s->stop == STOP_DEADLINE && atomic_load(&s->interrupt))
+		j->rc = rein_err_set(j->err, REIN_ELIMIT, "evaluation interrupted");
+	else if (s->stop == STOP_DEADLINE)
+		j->rc = rein_err_set(j->err, REIN_ELIMIT, "time limit reached");
 	else
 		j->rc = rein_err_set(j->err, REIN_ELIMIT, "memory cap of %zu bytes exceeded",
 				     s->mem_cap);
@@ -695,6 +720,9 @@ static int eval_protected(lua_State *L)
 	s->mem_cap = lim && lim->memory_bytes ? lim->memory_bytes : DEFAULT_MEMORY;
 	uint64_t step = s->budget < HOOK_STEP ? s->budget : HOOK_STEP;
 	s->step = step;
+	s->deadline_ms = lim ? lim->deadline_ms : 0;
+	s->clock = lim && lim->clock ? lim->clock : &rein_clock_system;
+	s->until_clock = 0; /* the first hook call reads the clock */
 	s->ticks_left = s->budget / step;
 	s->stop = STOP_NONE;
 	s->ctx = j->ctx;
@@ -776,4 +804,10 @@ int rein_script_eval(rein_script *s, const char *src, int kind, const rein_scrip
 		json_decref(j.result);
 	}
 	return rc;
+}
+
+void rein_script_interrupt(rein_script *s, bool on)
+{
+	assert(s != NULL);
+	atomic_store(&s->interrupt, on);
 }

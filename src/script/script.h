@@ -21,6 +21,12 @@ enum {
 typedef struct rein_script_limits {
 	uint64_t instructions; /* VM instructions per evaluation; 0 = default (10,000,000) */
 	size_t memory_bytes;   /* bytes allocated beyond the baseline; 0 = default (32 MiB) */
+	/* Wall-clock limit: the evaluation fails with REIN_ELIMIT "time limit
+	 * reached" once clock (NULL: the system clock) reads deadline_ms or later,
+	 * checked every 16,000 instructions; 0 = none. For a step's or run's
+	 * timeout: pass the earlier of the two. */
+	int64_t deadline_ms;
+	const rein_clock *clock;
 } rein_script_limits;
 
 /*
@@ -76,6 +82,14 @@ int rein_script_eval(rein_script *s, const char *src, int kind, const rein_scrip
 int rein_script_template(rein_script *s, const json_t *tmpl, const rein_script_ctx *ctx,
 			 json_t **result, rein_err *err);
 
+/*
+ * While on, every evaluation of s fails at its next instruction-hook call
+ * (within about 1,000 instructions) with REIN_ELIMIT "evaluation interrupted",
+ * and pcall cannot catch it. Safe to call from another thread or a signal
+ * handler (an atomic flag), e.g. a timer or a cancel; the caller turns it off
+ * before the next evaluation that should run.
+ */
+void rein_script_interrupt(rein_script *s, bool on);
 /* Checks every ${expr} inside str compiles; err names the expression. */
 int rein_script_template_check(rein_script *s, const char *str, rein_err *err);
 

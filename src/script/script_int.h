@@ -20,7 +20,8 @@ void script_push_null(lua_State *L);
 
 /*
  * Pushes j as a Lua value (NULL: nil). Objects become tables, arrays become
- * tables tagged with the shared array metatable, null the sentinel. Raises a
+ * tables tagged with the shared array metatable, null becomes nil (a null
+ * member is absent, a null element a hole). Raises a
  * Lua error on OOM or absurd nesting, so call it only in protected mode.
  */
 void script_push_json(lua_State *L, const json_t *j);
@@ -33,6 +34,18 @@ void script_push_json(lua_State *L, const json_t *j);
  */
 int script_to_json(lua_State *L, int idx, json_t **out, rein_err *err);
 
+/* True when the value at idx is json.null. */
+bool script_is_null(lua_State *L, int idx);
+/* Pushes the deterministic text of the value at idx (no addresses). May raise. */
+void script_push_tostring(lua_State *L, int idx);
+/* The sandbox's tostring. */
+int script_lua_tostring(lua_State *L);
+/* Wraps find/match/gmatch/gsub/format of the string table on top (strguard.c). */
+void script_guard_string(lua_State *L);
+/* Instructions left in the running evaluation's budget (huge outside one). */
+double script_budget_left(lua_State *L);
+/* Charges units to the budget; raises the limit error when it is spent. */
+void script_charge(lua_State *L, double units);
 /* Marks the table at idx as a JSON array. Raises on bad argument. */
 int script_lua_array(lua_State *L);
 

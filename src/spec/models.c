@@ -308,7 +308,7 @@ void spec_load_agent_step(loader *L, rein_step *st, const ynode *n)
 		st->allow[st->nallow++] = ti;
 		const rein_tool *t = &L->spec->tools[ti];
 		json_t *params = t->input_doc ? json_incref(t->input_doc) : json_pack("{s:s}", "type", "object");
-		json_array_append_new(st->tool_defs, json_pack("{s:s, s:s?, s:o}", "name", t->name,
+		json_array_append_new(st->tool_defs, json_pack("{s:s, s:s*, s:o}", "name", t->name,
 							       "description", t->description,
 							       "parameters", params));
 	}

@@ -113,15 +113,19 @@ const char *spec_read_rel(loader *L, const ynode *n, const char *rel)
 		DIAG(L, n, "'%s': not in the recorded workflow bundle", rel);
 		return NULL;
 	}
-	char *full = rein_sprintf("%s/%s", L->dir, rel), *text = NULL;
+	char *text = NULL;
 	size_t len = 0;
 	rein_err e = {0};
 	const char *res = NULL;
-	if (full == NULL) {
+	/* containment on the real path: a symlink must not lead out of the directory */
+	int rc = rein_file_read_within(L->dir, rel, &text, &len, &e);
+	if (rc == REIN_ENOMEM) {
 		L->nomem = true;
 		goto out;
-	}
-	if (rein_file_read(full, &text, &len, &e) != REIN_OK) {
+	} else if (rc == REIN_EINVAL) {
+		DIAG(L, n, "'%s' %s: a workflow reads only files inside its directory", rel, e.msg);
+		goto out;
+	} else if (rc != REIN_OK) {
 		DIAG(L, n, "cannot read '%s': %s", rel, e.msg);
 		goto out;
 	}
@@ -136,7 +140,7 @@ const char *spec_read_rel(loader *L, const ynode *n, const char *rel)
 	}
 	res = json_string_value(s);
 out:
-	rein_free(full);
+	rein_err_clear(&e);
 	rein_free(text);
 	return res;
 }

@@ -138,7 +138,7 @@ static const char *type_text(const json_t *schema, char *buf, size_t n)
 	const json_t *t = json_object_get(schema, "type");
 	if (t == NULL)
 		return "any";
-	char *s = json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *s = rein_json_dump(t);
 	snprintf(buf, n, "%s", s ? s : "?");
 	rein_free(s); /* jansson allocates through rein_malloc (mem.c) */
 	return buf;

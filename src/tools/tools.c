@@ -343,14 +343,14 @@ static void http_done(void *ud, const rein_http_resp *resp)
 		fail(&o, code, transient, ambiguous, "HTTP %ld: %s", resp->status, ex);
 		goto out;
 	}
-	json_error_t je;
-	json_t *body = resp->body_len == 0
-			       ? json_null()
-			       : json_loadb(resp->body, resp->body_len, JSON_DECODE_ANY, &je);
+	rein_err perr = {0};
+	json_t *body = resp->body_len == 0 ? json_null()
+					   : rein_json_parse(resp->body, resp->body_len, &perr);
 	if (body == NULL) {
 		excerpt(resp->body, resp->body_len < 200 ? resp->body_len : 200, ex, sizeof ex);
-		fail(&o, "malformed", false, false, "response is not JSON (%s at line %d col %d); it began: %s",
-		     je.text, je.line, je.column, ex);
+		fail(&o, "malformed", false, false, "response is not JSON (%s); it began: %s",
+		     perr.msg, ex);
+		rein_err_clear(&perr);
 		goto out;
 	}
 	rein_err se = {0};

@@ -1,7 +1,10 @@
 /*
  * rein_json_dump against jansson's json_dumps(JSON_COMPACT | JSON_SORT_KEYS |
- * JSON_ENCODE_ANY), byte for byte: event hashes cover this text, so the two
- * must never differ. Hand-picked documents (escapes, UTF-8, key order, numbers
+ * JSON_ENCODE_ANY), byte for byte for documents without reals: event hashes
+ * cover this text. Reals are written in their shortest round-tripping form
+ * (jansson writes %.17g), so a document with reals must read back equal and
+ * each real is checked to be shortest (test_shortest_reals); reference()
+ * substitutes an independently computed shortest text into jansson's output. Hand-picked documents (escapes, UTF-8, key order, numbers
  * at their limits), many seeded random ones, the cases rein_json_dump leaves
  * to jansson (bad UTF-8, cycles, deep nesting), and failing allocations.
  */
@@ -11,21 +14,151 @@
 #include <limits.h>
 #include <math.h>
 
-static char *reference(const json_t *j)
+#define CANON (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+static size_t g_flags = CANON; /* the flags reference() and check_same() use */
+
+static char *jansson_text(const json_t *j)
 {
-	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	char *s = json_dumps(j, g_flags);
 	char *r = s ? rein_strdup(s) : NULL;
 	rein_free(s);
 	return r;
+}
+
+/*
+ * The expected text of a real, computed independently of json.c: the fewest
+ * significant digits k (1..17) whose "%.<k>g" reads back as d, written with
+ * "%.<max(k,15)>g" (so 100000.0 stays in fixed notation, as jansson writes it;
+ * a subnormal keeps its k) plus jansson's touch-ups.
+ */
+static void expected_real(double d, char *out, size_t n)
+{
+	char buf[400];
+	int k = 1;
+	for (; k < 17; k++) {
+		snprintf(buf, sizeof buf, "%.*g", k, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	int p = fabs(d) < DBL_MIN || k > 15 ? k : 15;
+	snprintf(buf, sizeof buf, "%.*g", p, d);
+	if (!strchr(buf, '.') && !strchr(buf, 'e'))
+		strcat(buf, ".0");
+	char *e = strchr(buf, 'e');
+	if (e) {
+		char *w = e + 1, *r = e + 1;
+		if (*r == '+')
+			r++;
+		else if (*r == '-')
+			*w++ = *r++;
+		while (*r == '0' && r[1])
+			r++;
+		memmove(w, r, strlen(r) + 1);
+	}
+	snprintf(out, n, "%s", buf);
+}
+
+/* Replaces every real in j (in place) by a string placeholder "\x01R<i>", recording it. */
+static void mark_reals(json_t *j, double *vals, size_t *nv, size_t max)
+{
+	char ph[32];
+	if (json_is_array(j)) {
+		for (size_t i = 0; i < json_array_size(j); i++) {
+			json_t *v = json_array_get(j, i);
+			if (json_is_real(v) && *nv < max) {
+				vals[*nv] = json_real_value(v);
+				snprintf(ph, sizeof ph, "\x01R%zu", (*nv)++);
+				json_array_set_new(j, i, json_string(ph));
+			} else {
+				mark_reals(v, vals, nv, max);
+			}
+		}
+	} else if (json_is_object(j)) {
+		for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it)) {
+			json_t *v = json_object_iter_value(it);
+			if (json_is_real(v) && *nv < max) {
+				vals[*nv] = json_real_value(v);
+				snprintf(ph, sizeof ph, "\x01R%zu", (*nv)++);
+				json_object_iter_set_new(j, it, json_string(ph));
+			} else {
+				mark_reals(v, vals, nv, max);
+			}
+		}
+	}
+}
+
+/* A deep copy that keeps keys with NUL bytes (json_deep_copy cuts them); NULL past depth 5000. */
+static json_t *copy_doc(json_t *j, int depth)
+{
+	if (depth > 5000)
+		return NULL;
+	json_t *c = NULL;
+	if (json_is_array(j)) {
+		c = json_array();
+		for (size_t i = 0; c && i < json_array_size(j); i++) {
+			json_t *v = copy_doc(json_array_get(j, i), depth + 1);
+			if (v == NULL) {
+				json_decref(c);
+				return NULL;
+			}
+			json_array_append_new(c, v);
+		}
+	} else if (json_is_object(j)) {
+		c = json_object();
+		for (void *it = json_object_iter(j); c && it; it = json_object_iter_next(j, it)) {
+			json_t *v = copy_doc(json_object_iter_value(it), depth + 1);
+			if (v == NULL) {
+				json_decref(c);
+				return NULL;
+			}
+			json_object_setn_new_nocheck(c, json_object_iter_key(it),
+						     json_object_iter_key_len(it), v);
+		}
+	} else {
+		c = json_incref(j);
+	}
+	return c;
+}
+
+/* jansson's text with each real written in its shortest form. */
+static char *reference(const json_t *j)
+{
+	enum { MAXR = 4096 };
+	static double vals[MAXR];
+	size_t nv = 0;
+	if (json_is_real(j) && !(g_flags & JSON_ENCODE_ANY))
+		return NULL;
+	if (json_is_real(j)) {
+		char buf[64];
+		expected_real(json_real_value(j), buf, sizeof buf);
+		return rein_strdup(buf);
+	}
+	json_t *copy = copy_doc((json_t *)j, 0);
+	if (copy == NULL) /* a cycle: jansson refuses it */
+		return jansson_text(j);
+	mark_reals(copy, vals, &nv, MAXR);
+	char *text = jansson_text(copy);
+	json_decref(copy);
+	for (size_t i = 0; text && i < nv; i++) {
+		char ph[32], real[64];
+		snprintf(ph, sizeof ph, "\"\\u0001R%zu\"", i);
+		expected_real(vals[i], real, sizeof real);
+		char *at = strstr(text, ph);
+		assert_non_null(at);
+		char *t = rein_sprintf("%.*s%s%s", (int)(at - text), text, real, at + strlen(ph));
+		rein_free(text);
+		text = t;
+	}
+	return text;
 }
 
 /* Both NULL, or the same bytes. */
 static void check_same(const json_t *j)
 {
 	char *want = reference(j);
-	char *got = rein_json_dump(j);
+	char *got = g_flags == CANON ? rein_json_dump(j) : rein_json_dump_flags(j, g_flags);
 	if ((want == NULL) != (got == NULL) || (want && strcmp(want, got) != 0)) {
-		fprintf(stderr, "want %s\ngot  %s\n", want ? want : "(null)", got ? got : "(null)");
+		fprintf(stderr, "want %.300s\ngot  %.300s\n", want ? want : "(null)", got ? got : "(null)");
 		fail();
 	}
 	rein_free(want);
@@ -183,6 +316,35 @@ static void test_random(void **state)
 	}
 }
 
+/* rein_json_dump_flags against json_dumps with the same flags (display, files). */
+static void test_flags(void **state)
+{
+	static const size_t sets[] = {
+		JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY,
+		JSON_COMPACT | JSON_ENCODE_ANY,
+		JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENCODE_ANY,
+		JSON_ENCODE_ANY,
+		JSON_INDENT(4) | JSON_COMPACT | JSON_ENCODE_ANY,
+		JSON_COMPACT | JSON_PRESERVE_ORDER, /* no ENCODE_ANY: scalars give NULL */
+	};
+	for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+		g_flags = sets[k];
+		for (int i = 0; i < 3000; i++) {
+			json_t *j = rand_doc(0);
+			check_same(j);
+			json_decref(j);
+		}
+		check_text("{\"b\": [1, 2.5, {}], \"a\": {\"z\": [], \"y\": 24.99}}");
+		check_text("7");
+	}
+	g_flags = CANON;
+	json_t *j = json_pack("{s:f, s:[f]}", "amount", 24.99, "cost", 0.004621);
+	char *s = rein_json_dump_flags(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	assert_string_equal(s, "{\n  \"amount\": 24.99,\n  \"cost\": [\n    0.004621\n  ]\n}");
+	rein_free(s);
+	json_decref(j);
+}
+
 /* ---- what rein_json_dump leaves to jansson ------------------------------- */
 
 static void test_bad_utf8(void **state)
@@ -229,6 +391,108 @@ static void test_cycle_and_depth(void **state)
 	assert_null(rein_json_dump(NULL));
 }
 
+/* The text of each real is the shortest "%.<p>g" (p = 1..17) that reads back. */
+static void check_shortest(double d)
+{
+	json_t *r = json_real(d);
+	char *got = rein_json_dump(r);
+	assert_non_null(got);
+	assert_true(strtod(got, NULL) == d);
+	int digits = 0; /* significant digits in got */
+	bool lead = true;
+	for (const char *c = got; *c && *c != 'e'; c++) {
+		if (*c >= '1' && *c <= '9')
+			lead = false;
+		if (*c >= '0' && *c <= '9' && !lead)
+			digits++;
+	}
+	/* a trailing ".0" jansson-style, or zeros of an integer part, are not digits */
+	for (const char *c = got + strlen(got); c > got && (c[-1] == '0' || c[-1] == '.') &&
+						  strchr(got, 'e') == NULL && strchr(got, '.');
+	     c--)
+		if (c[-1] == '0')
+			digits--;
+	for (int p = 1; p < digits; p++) {
+		char buf[400];
+		snprintf(buf, sizeof buf, "%.*g", p, d);
+		if (strtod(buf, NULL) == d) {
+			fprintf(stderr, "%s is not shortest: %s reads back too\n", got, buf);
+			fail();
+		}
+	}
+	rein_free(got);
+	json_decref(r);
+}
+
+static void test_shortest_reals(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} rows[] = {
+		{"24.99", "24.99"}, {"24.989999999999998", "24.99"},
+		{"0.0046210000000000001", "0.004621"}, {"0.1", "0.1"},
+		{"0.30000000000000004", "0.30000000000000004"}, {"1.0", "1.0"}, {"-0.0", "-0.0"},
+		{"100.0", "100.0"}, {"1e16", "1e16"}, {"1e22", "1e22"}, {"1e-7", "1e-7"},
+		{"5e-324", "5e-324"}, {"1.7976931348623157e308", "1.7976931348623157e308"},
+		{"3.141592653589793", "3.141592653589793"}, {"123456.5", "123456.5"},
+		{"[0.1, {\"a\": 2.5}]", "[0.1,{\"a\":2.5}]"},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		rein_err e = {0};
+		json_t *j = rein_json_parse(rows[i].in, strlen(rows[i].in), &e);
+		assert_non_null(j);
+		char *got = rein_json_dump(j);
+		assert_non_null(got);
+		if (strcmp(got, rows[i].out) != 0)
+			fail_msg("%s: got %s, want %s", rows[i].in, got, rows[i].out);
+		rein_free(got);
+		json_decref(j);
+	}
+	check_shortest(24.99);
+	check_shortest(0.1 + 0.2);
+	for (int i = 0; i < 20000; i++) {
+		double d;
+		uint64_t bits = rnd();
+		if (i % 2) {
+			memcpy(&d, &bits, sizeof d);
+			if (!isfinite(d))
+				continue;
+		} else {
+			d = (double)(bits % 1000000) / 100.0;
+		}
+		check_shortest(d);
+	}
+	/* a document left to jansson (deeper than rein's writer goes) still reads back */
+	json_t *deep = json_real(24.99);
+	for (int i = 0; i < 300; i++)
+		deep = json_pack("[o]", deep);
+	char *text = rein_json_dump(deep);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "24.99]"));
+	rein_free(text);
+	json_decref(deep);
+}
+
+/* What rein writes, rein reads: strings with NUL bytes included (issue 10 item 1). */
+static void test_parse_nul(void **state)
+{
+	rein_err e = {0};
+	json_t *j = rein_json_parse("{\"s\": \"a\\u0000b\"}", 17, &e);
+	if (j == NULL)
+		fail_msg("refused: %s", e.msg);
+	assert_int_equal(json_string_length(json_object_get(j, "s")), 3);
+	char *text = rein_json_dump(j);
+	json_t *back = rein_json_parse(text, strlen(text), &e);
+	assert_non_null(back);
+	assert_true(json_equal(j, back));
+	rein_free(text);
+	json_decref(back);
+	json_decref(j);
+	/* duplicate keys are still refused */
+	assert_null(rein_json_parse("{\"a\":1,\"a\":2}", 13, &e));
+	rein_err_clear(&e);
+}
+
 /* A failing allocation gives NULL, never a piece of the text. */
 static void test_alloc_faults(void **state)
 {
@@ -239,7 +503,7 @@ static void test_alloc_faults(void **state)
 		json_object_set_new(o, k, json_pack("{s:[i,f,s]}", "v", i, i / 3.0,
 						    "some text that makes the output long enough"));
 	}
-	char *want = reference(o);
+	char *want = rein_json_dump(o);
 	assert_non_null(want);
 	int failed = 0;
 	for (long n = 1; n < 200; n++) {
@@ -264,9 +528,12 @@ int main(void)
 		cmocka_unit_test(test_fixed),
 		cmocka_unit_test(test_keys_with_nul),
 		cmocka_unit_test(test_random),
+		cmocka_unit_test(test_flags),
 		cmocka_unit_test(test_bad_utf8),
 		cmocka_unit_test(test_cycle_and_depth),
 		cmocka_unit_test(test_alloc_faults),
+		cmocka_unit_test(test_shortest_reals),
+		cmocka_unit_test(test_parse_nul),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

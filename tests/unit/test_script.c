@@ -108,7 +108,7 @@ static const struct row results[] = {
 	{"{a = {b = {true, false}}}", E, REIN_OK, "{\"a\":{\"b\":[true,false]}}"},
 	{"input", E, REIN_OK,
 	 "{\"a\":2,\"amount\":7,\"b\":3.5,\"empty\":[],\"items\":[1,2,3],\"name\":\"ada\","
-	 "\"nothing\":null,\"obj\":{}}"},
+	 "\"obj\":{}}"}, /* a null member is nil in Lua: absent */
 	{"string.upper(input.name) .. ('x'):rep(2)", E, REIN_OK, "\"ADAxx\""},
 	{"math.floor(3.7) + math.max(1, 2)", E, REIN_OK, "5"},
 	{"2^53", E, REIN_OK, "9007199254740992.0"},
@@ -199,7 +199,8 @@ static void test_lazy_steps(void **state)
 	expect("1", E, REIN_OK, "1");
 	assert_int_equal(step_calls, 0); /* nothing resolved when not accessed */
 	expect("steps.nope == nil", E, REIN_OK, "true");
-	expect("steps.s2.out[2] == null and #steps.s2.out", E, REIN_OK, "2");
+	/* ["x", null]: the null is a hole, and a trailing hole is not counted */
+	expect("steps.s2.out[2] == nil and #steps.s2.out", E, REIN_OK, "1");
 	expect("steps.s1.out.category", E, REIN_OK, "\"refund\"");
 }
 
@@ -208,7 +209,8 @@ static void test_roundtrip(void **state)
 	(void)state;
 	static const char *const docs[] = {
 		"[]", "{}", "null", "[null, 1, 2.5, \"s\", true, false]",
-		"{\"a\": [], \"b\": {}, \"c\": [[]], \"d\": {\"e\": null}}",
+		"{\"a\": [], \"b\": {}, \"c\": [[]], \"d\": {\"e\": 1}}", "[1, null, 3]",
+		"[[null, null, {}]]",
 		"[{\"x\": [1, {\"y\": []}]}]", "-9007199254740993", "1e300", "\"a\\u0000b\"",
 		"{\"\": 1}",
 	};
@@ -225,6 +227,159 @@ static void test_roundtrip(void **state)
 		json_decref(r);
 		json_decref(in);
 	}
+}
+
+/* Issue 10 item 6: JSON null is nil wherever a script sees it. */
+static void test_null_is_nil(void **state)
+{
+	(void)state;
+	json_t *vars = J("{\"why\": null, \"n\": 0}");
+	json_t *steps = J("{\"skipped\": null, \"ok\": {\"decision\": \"yes\"}}");
+	const json_t *saved = g_steps;
+	g_steps = steps;
+	json_t *out = J("null");
+	static const struct {
+		const char *src, *want;
+	} rows[] = {
+		{"why or 'fallback'", "\"fallback\""},
+		{"why == nil", "true"},
+		{"why == null", "true"}, /* `null` is an unset global: nil */
+		{"type(why)", "\"nil\""},
+		{"out == nil and 'none' or 'some'", "\"none\""},
+		{"steps.skipped.out == nil", "true"},
+		{"(steps.skipped.out or {}).decision or 'default'", "\"default\""},
+		{"steps.ok.out.decision", "\"yes\""},
+		{"input.nothing or 'absent'", "\"absent\""},
+		{"json.null", "null"},            /* the explicit null for output */
+		{"{a = json.null}", "{\"a\":null}"},
+		{"tostring(json.null)", "\"null\""},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		rein_script_ctx c = make_ctx();
+		c.vars = vars;
+		c.out = out;
+		rein_err err = {0};
+		json_t *r = NULL;
+		if (rein_script_eval(S, rows[i].src, E, &c, &r, &err) != REIN_OK)
+			fail_msg("%s: %s", rows[i].src, err.msg);
+		char *d = rein_json_dump(r);
+		if (strcmp(d, rows[i].want) != 0)
+			fail_msg("%s: got %s, want %s", rows[i].src, d, rows[i].want);
+		rein_free(d);
+		json_decref(r);
+	}
+	/* a template and `when` agree on the same value */
+	rein_script_ctx c = make_ctx();
+	c.vars = vars;
+	json_t *tmpl = J("\"reason: ${why or 'fallback'}\""), *r = NULL;
+	rein_err err = {0};
+	assert_int_equal(rein_script_template(S, tmpl, &c, &r, &err), REIN_OK);
+	assert_string_equal(json_string_value(r), "reason: fallback");
+	json_decref(r);
+	json_decref(tmpl);
+	g_steps = saved;
+	json_decref(steps);
+	json_decref(vars);
+	json_decref(out);
+}
+
+/* Issue 10 item 1: strings with NUL bytes cross the bridge both ways. */
+static void test_nul_strings(void **state)
+{
+	(void)state;
+	expect("'a\\0b'", E, REIN_OK, "\"a\\u0000b\"");
+	json_t *in = J("{\"s\": \"x\\u0000y\"}");
+	rein_script_ctx c = {.input = in};
+	rein_err err = {0};
+	json_t *r = NULL;
+	assert_int_equal(rein_script_eval(S, "{n = #input.s, s = input.s .. '\\0'}", E, &c, &r, &err),
+			 REIN_OK);
+	char *d = rein_json_dump(r);
+	assert_string_equal(d, "{\"n\":3,\"s\":\"x\\u0000y\\u0000\"}");
+	/* and what was written reads back */
+	json_t *back = rein_json_parse(d, strlen(d), &err);
+	assert_non_null(back);
+	assert_true(json_equal(back, r));
+	json_decref(back);
+	rein_free(d);
+	json_decref(r);
+	/* a NUL in a key would be written but never read back: refused */
+	assert_int_equal(rein_script_eval(S, "{['a\\0b'] = 1}", E, &c, &r, &err), REIN_ESCRIPT);
+	assert_non_null(strstr(err.msg, "NUL"));
+	json_decref(in);
+}
+
+/* Issue 10 item 17: no process address reaches a script's output. */
+static void test_tostring_deterministic(void **state)
+{
+	(void)state;
+	expect("tostring({})", E, REIN_OK, "\"table\"");
+	expect("tostring(input.items)", E, REIN_OK, "\"array\"");
+	expect("tostring(print or tostring)", E, REIN_OK, "\"function\"");
+	expect("tostring(setmetatable({}, {__tostring = function() return 'T' end}))", E, REIN_OK,
+	       "\"T\"");
+	expect("tostring(setmetatable({}, {__name = 'Point'}))", E, REIN_OK, "\"Point\"");
+	expect("tostring(1.5) .. tostring(nil) .. tostring(true)", E, REIN_OK, "\"1.5niltrue\"");
+	expect("string.format('%s|%s|%5.1f', {}, 'x', 2)", E, REIN_OK, "\"table|x|  2.0\"");
+	expect("('%s'):format(input.obj)", E, REIN_OK, "\"table\"");
+	expect("string.format('%p', {})", E, REIN_ESCRIPT, "'%p' is not available");
+	expect("string.format('%d%%', 5)", E, REIN_OK, "\"5%\"");
+}
+
+/* Issue 10 item 5: pattern functions are bounded before they run in C. */
+static void test_pattern_bound(void **state)
+{
+	(void)state;
+	/* ordinary patterns on a large subject are fine */
+	expect("local s = ('word '):rep(20000) return select(2, s:gsub('%s+', ' '))", C, REIN_OK,
+	       "20000");
+	expect("local s = ('a=b '):rep(20000) local n = 0 for k, v in s:gmatch('(%w+)=(%w+)') do "
+	       "n = n + 1 end return n",
+	       C, REIN_OK, "20000");
+	expect("local s = ('x'):rep(100000) .. 'needle' return s:find('needle', 1, true)", C, REIN_OK,
+	       "100001");
+	expect("(('x'):rep(100000)):match('^(x+)$') ~= nil", E, REIN_OK, "true");
+	/* a pathological pattern is refused at once (it would run for minutes) */
+	expect("local s = ('a'):rep(100000) return s:find('.-.-.-.-.-b')", C, REIN_ESCRIPT,
+	       "pattern too costly");
+	expect("local s = ('a'):rep(200000) return s:match('a*a*a*b')", C, REIN_ESCRIPT,
+	       "pattern too costly");
+	/* quadratic work is charged to the budget: pcall cannot loop it for free */
+	expect("local s = ('a'):rep(3000) for i = 1, 100000 do pcall(string.find, s, 'a*b') end",
+	       C, REIN_ELIMIT, "instruction budget");
+	/* malformed patterns still get Lua's own message */
+	expect("('x'):find('[a')", E, REIN_ESCRIPT, "malformed pattern");
+	expect("('x'):gsub('%', '')", E, REIN_ESCRIPT, "malformed pattern");
+	expect("('(x)'):match('%b()')", E, REIN_OK, "\"(x)\"");
+}
+
+/* Issue 10 item 5: a wall-clock deadline and an interrupt end a long script. */
+static void test_deadline_and_interrupt(void **state)
+{
+	(void)state;
+	rein_manual_clock mc;
+	rein_manual_clock_init(&mc, 1000);
+	rein_script_ctx c = {.limits = {.instructions = 1000000000ull, .deadline_ms = 1000,
+					.clock = &mc.clock}};
+	rein_err err = {0};
+	json_t *r = NULL;
+	assert_int_equal(rein_script_eval(S, "while true do end", C, &c, &r, &err), REIN_ELIMIT);
+	assert_non_null(strstr(err.msg, "time limit reached"));
+	c.limits.deadline_ms = 2000; /* not reached: the script finishes */
+	assert_int_equal(rein_script_eval(S, "local n = 0 for i = 1, 1e5 do n = n + i end return n",
+					  C, &c, &r, &err),
+			 REIN_OK);
+	json_decref(r);
+	rein_err_clear(&err); /* the first error wins: start afresh */
+	rein_script_interrupt(S, true);
+	c.limits.deadline_ms = 0;
+	assert_int_equal(rein_script_eval(S, "while true do pcall(function() while true do end end) end",
+					  C, &c, &r, &err),
+			 REIN_ELIMIT);
+	rein_script_interrupt(S, false);
+	if (strstr(err.msg, "interrupted") == NULL)
+		fail_msg("message: %s", err.msg);
+	expect("1 + 1", E, REIN_OK, "2");
 }
 
 static void test_templates(void **state)
@@ -461,6 +616,11 @@ int main(void)
 		cmocka_unit_test(test_out_and_vars),
 		cmocka_unit_test(test_lazy_steps),
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_null_is_nil),
+		cmocka_unit_test(test_nul_strings),
+		cmocka_unit_test(test_tostring_deterministic),
+		cmocka_unit_test(test_pattern_bound),
+		cmocka_unit_test(test_deadline_and_interrupt),
 		cmocka_unit_test(test_templates),
 		cmocka_unit_test(test_escapes),
 		cmocka_unit_test(test_no_leak_between_evaluations),
