@@ -547,7 +547,17 @@ static bool alive_unless_dead(void *ud, const char *owner)
 	return strncmp(owner, "dead", 4) != 0;
 }
 
-/* Inserts a run row (autocommitted). */
+/* The version of the bundle "{}" (its SHA-256 in hex: what spec_get checks). */
+static const char *v1(void)
+{
+	static char hex[2 * REIN_HASH_LEN + 1];
+	uint8_t h[REIN_HASH_LEN];
+	rein_sha256("{}", 2, h);
+	rein_hex(h, REIN_HASH_LEN, hex);
+	return hex;
+}
+
+/* Inserts a run row (autocommitted), of version v1() with its bundle. */
 static void put_run(rein_store *st, const char *id, int status, int64_t created, int64_t wake,
 		    const char *owner, int64_t expires)
 {
@@ -555,10 +565,11 @@ static void put_run(rein_store *st, const char *id, int status, int64_t created,
 			    .wake_at = wake, .lease_owner = (char *)owner, .lease_expires = expires,
 			    .workflow = "w"};
 	snprintf(row.id, sizeof row.id, "%s", id);
-	snprintf(row.version, sizeof row.version, "v1");
+	snprintf(row.version, sizeof row.version, "%s", v1());
 	rein_event_genesis(id, row.last_hash);
 	rein_err err = {0};
 	assert_int_equal(rein_store_begin(st, &err), REIN_OK);
+	assert_int_equal(rein_store_spec_put(st, v1(), "w", "{}", &err), REIN_OK);
 	assert_int_equal(rein_store_run_insert(st, &row, &err), REIN_OK);
 	assert_int_equal(rein_store_commit(st, &err), REIN_OK);
 }
@@ -893,12 +904,12 @@ static int scenario(rein_store *st, rein_err *err)
 	rein_run_row row = {.status = REIN_RUN_RUNNING, .created_at = 1, .workflow = "w",
 			    .lease_owner = "me", .lease_expires = 5000};
 	snprintf(row.id, sizeof row.id, "f");
-	snprintf(row.version, sizeof row.version, "v1");
+	snprintf(row.version, sizeof row.version, "%s", v1());
 	rein_event_genesis("f", row.last_hash);
 	int rc;
 	if ((rc = rein_store_begin(st, err)) != REIN_OK)
 		return rc;
-	rc = rein_store_spec_put(st, "v1", "w", "{}", err);
+	rc = rein_store_spec_put(st, v1(), "w", "{}", err);
 	if (rc == REIN_OK)
 		rc = rein_store_run_insert(st, &row, err);
 	rein_event_row ev = {.run_id = "f", .seq = 1, .type = "run.started", .at = 1,
