@@ -1333,6 +1333,8 @@ int rein_store_open_sqlite(const char *path, const rein_store_opts *opts, rein_s
 	struct stat st;
 	if (must_exist && stat(path, &st) != 0)
 		return rein_err_set(err, REIN_ENOTFOUND, "no database at %s", path);
+	if (must_exist && S_ISREG(st.st_mode) && st.st_size == 0) /* opening would write it */
+		return rein_err_set(err, REIN_ENOTFOUND, "no database at %s (the file is empty)", path);
 	int64_t lost = wal_lost_frames(path);
 	sq *b = rein_calloc(1, sizeof *b);
 	if (b == NULL)
