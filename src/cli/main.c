@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base.h"
@@ -29,24 +31,32 @@ enum {
 
 static const char *prog = "rein";
 
+#ifndef REIN_VERSION
+#define REIN_VERSION "0.1.0-dev"
+#endif
+
 static const char usage_main[] =
-	"usage: rein [--db PATH] COMMAND [ARGS]\n"
+	"usage: rein [--db PATH] COMMAND [ARGS]   (rein --version: the version)\n"
 	"\n"
 	"rein runs LLM agent workflows as durable, explicit graphs.\n"
 	"\n"
 	"commands:\n"
-	"  run DIR [--input JSON|@FILE] [--max-wait S]   start a run and drive it\n"
+	"  run DIR [--input JSON|@FILE|@-] [--max-wait S]\n"
+	"                                                start a run and drive it\n"
 	"  resume [RUN | --all] [--max-wait S]           advance runs that are due or abandoned\n"
 	"  show RUN [--json]                             a run's state and steps\n"
-	"  events RUN                                    a run's events, one JSON object per line\n"
-	"  runs [--status S] [--json]                    list runs\n"
+	"  events RUN [--follow]                         a run's events, one JSON object per line\n"
+	"  runs [--status S] [--workflow W] [--since T] [--limit N] [--json]\n"
+	"                                                list runs\n"
 	"  cancel RUN                                    cancel a run\n"
 	"  validate DIR [--input JSON|@FILE]             check a workflow (and an input)\n"
-	"  audit verify [RUN]                            recompute the event hash chains\n"
+	"  audit verify [RUN]                            check the hash chains, rows, bundles\n"
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
 	"  tools lock DIR | tools check DIR              record / check the tools' schemas\n"
 	"\n"
 	"every command takes --db PATH (default $REIN_DB, else ./rein.db) and --help.\n"
+	"Only 'rein run' creates a database; every other command refuses a PATH that\n"
+	"holds none (\"no database at PATH\"), so a mistyped --db is an error.\n"
 	"\n"
 	"exit codes: 0 succeeded, 1 failed (or an error, message on stderr), 2 bad usage,\n"
 	"spec or input (nothing started), 3 escalated, 4 waiting, 5 cancelled, 6 needs_review.\n";
@@ -83,17 +93,51 @@ static int exit_for(rein_status s)
 	return EXIT_FAILED;
 }
 
-static int open_store(const char *db, rein_store **st)
+/* Opens the store at db; only a command that starts runs may create it
+ * (create false: "no database at PATH", exit 2, nothing done). */
+static int open_store(const char *db, bool create, rein_store **st)
 {
 	rein_err e = {0};
-	if (rein_store_open(db, NULL, st, &e) != REIN_OK) {
+	rein_store_opts o = {.must_exist = !create};
+	int ex = EXIT_OK;
+	int rc = rein_store_open(db, &o, st, &e);
+	if (rc == REIN_ENOTFOUND) {
+		fprintf(stderr, "%s: %s (--db PATH, else $REIN_DB, else ./rein.db; 'rein run' creates one)\n",
+			prog, e.msg);
+		ex = EXIT_USAGE;
+	} else if (rc != REIN_OK) {
 		fprintf(stderr, "%s: cannot open store: %s\n", prog, e.msg);
-		return EXIT_FAILED;
+		ex = EXIT_FAILED;
 	}
-	return EXIT_OK;
+	rein_err_clear(&e);
+	return ex;
 }
 
-/* --input JSON or @FILE; NULL: {} */
+/* Reads all of stdin into *text (NUL-terminated, caller frees). */
+static int read_stdin(char **text, size_t *len, rein_err *err)
+{
+	rein_buf b = {0};
+	char chunk[4096];
+	size_t n;
+	int rc = REIN_OK;
+	while (rc == REIN_OK && (n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+		rc = rein_buf_append(&b, chunk, n);
+	if (rc == REIN_OK)
+		rc = rein_buf_append(&b, "", 0); /* NUL-terminated even when empty */
+	if (rc != REIN_OK) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+	} else if (ferror(stdin)) {
+		rc = rein_err_set(err, REIN_EIO, "cannot read the standard input");
+	} else {
+		*len = b.len;
+		*text = b.p;
+		b.p = NULL;
+	}
+	rein_buf_free(&b);
+	return rc;
+}
+
+/* --input JSON, @FILE or @- (stdin); NULL: {} */
 static json_t *read_input(const char *arg, char *where, size_t wlen, rein_err *err)
 {
 	if (arg == NULL) {
@@ -103,8 +147,10 @@ static json_t *read_input(const char *arg, char *where, size_t wlen, rein_err *e
 	if (arg[0] == '@') {
 		char *text = NULL;
 		size_t len = 0;
-		snprintf(where, wlen, "%s", arg + 1);
-		if (rein_file_read(arg + 1, &text, &len, err) != REIN_OK)
+		bool in = strcmp(arg, "@-") == 0;
+		snprintf(where, wlen, "%s", in ? "<stdin>" : arg + 1);
+		if ((in ? read_stdin(&text, &len, err) : rein_file_read(arg + 1, &text, &len, err)) !=
+		    REIN_OK)
 			return NULL;
 		json_t *j = rein_json_parse(text, len, err);
 		rein_free(text);
@@ -164,9 +210,10 @@ static int worker_script(worker *w, const char *cmd)
 	return EXIT_OK;
 }
 
-/* Completes w (zeroed, or with its sandbox) on db: EXIT_OK, else an exit code
- * with the reason on stderr. */
-static int worker_open(worker *w, const char *db, int64_t max_wait_ms, const char *cmd)
+/* Completes w (zeroed, or with its sandbox) on db (created if create):
+ * EXIT_OK, else an exit code with the reason on stderr. */
+static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_ms,
+		       const char *cmd)
 {
 	rein_err e = {0};
 	rein_runner_opts o = {
@@ -176,8 +223,9 @@ static int worker_open(worker *w, const char *db, int64_t max_wait_ms, const cha
 	};
 	if (worker_script(w, cmd) != EXIT_OK)
 		return EXIT_FAILED;
-	if (open_store(db_path(db), &w->st) != EXIT_OK)
-		return EXIT_FAILED;
+	int ex = open_store(db_path(db), create, &w->st);
+	if (ex != EXIT_OK)
+		return ex;
 	if (rein_runner_new(w->st, w->sb, &o, &w->rn, &e) != REIN_OK) {
 		fprintf(stderr, "%s %s: %s\n", prog, cmd, e.msg);
 		return EXIT_FAILED;
@@ -224,9 +272,30 @@ static const char usage_validate[] =
 	"the input schema. Prints every problem as FILE:LINE:COL: message.\n"
 	"Exit 0 when valid, 2 when not.\n";
 
-static int load_spec(const char *dir, rein_script *sb, rein_spec **spec)
+/*
+ * The workflow directory an argument names: DIR itself, or the directory of
+ * DIR/workflow.yaml (or .yml) when given the file. into holds the result.
+ */
+static const char *workflow_dir(const char *arg, char *into, size_t n)
+{
+	struct stat st;
+	const char *base = strrchr(arg, '/');
+	base = base ? base + 1 : arg;
+	if (stat(arg, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (strcmp(base, "workflow.yaml") != 0 && strcmp(base, "workflow.yml") != 0))
+		return arg;
+	int len = (int)(base - arg);
+	while (len > 1 && arg[len - 1] == '/')
+		len--;
+	snprintf(into, n, "%.*s", len, len ? arg : ".");
+	return into;
+}
+
+static int load_spec(const char *arg, rein_script *sb, rein_spec **spec)
 {
 	rein_err e = {0};
+	char buf[4096];
+	const char *dir = workflow_dir(arg, buf, sizeof buf);
 	int rc = rein_spec_load_dir(dir, sb, spec, &e);
 	if (rc != REIN_OK)
 		rein_err_print(&e, dir, stderr);
@@ -329,11 +398,13 @@ out:
 /* ---- run and resume -------------------------------------------------------- */
 
 static const char usage_run[] =
-	"usage: rein run DIR [--input JSON|@FILE] [--max-wait SECONDS] [--db PATH]\n"
+	"usage: rein run DIR [--input JSON|@FILE|@-] [--max-wait SECONDS] [--db PATH]\n"
 	"\n"
-	"Starts a run of the workflow in DIR and drives it until it ends or waits on a\n"
-	"timer longer than --max-wait (default 60 s; shorter waits are slept through).\n"
-	"The input (default {}) must match the workflow's input schema.\n"
+	"Starts a run of the workflow in DIR (or DIR/workflow.yaml) and drives it until\n"
+	"it ends or waits on a timer longer than --max-wait (default 60 s; shorter\n"
+	"waits are slept through).\n"
+	"The input (default {}; @- reads it from stdin) must match the workflow's input\n"
+	"schema. The database (--db) is created if it does not exist.\n"
 	"Prints {\"run\": ID, \"status\": S, \"output\": ...} on stdout; progress goes to\n"
 	"stderr when it is a terminal.\n"
 	"\n"
@@ -393,7 +464,7 @@ static int cmd_run(int argc, char **argv, const char *db)
 		ex = EXIT_USAGE;
 		goto out;
 	}
-	if ((ex = worker_open(&w, db, max_wait, "run")) != EXIT_OK)
+	if ((ex = worker_open(&w, db, true, max_wait, "run")) != EXIT_OK)
 		goto out;
 	ex = EXIT_FAILED;
 	/* rein_runner_start checks the input against the input schema */
@@ -429,7 +500,8 @@ static const char usage_resume[] =
 	"died, or its lease expired), rebuilding it from its events. With --all, every\n"
 	"run that is due within --max-wait (default 60 s) or abandoned; one JSON object\n"
 	"per line, exit 0 when none failed. A run held by a live worker is skipped\n"
-	"(--all) or an error (RUN). Exit codes for one RUN are those of 'rein run'.\n";
+	"(--all) or an error (RUN). Exit codes for one RUN are those of 'rein run'.\n"
+	"The database must exist (a store that does not exist holds nothing to resume).\n";
 
 static void resume_error(void *ud, const char *run, const char *why)
 {
@@ -461,7 +533,8 @@ static int cmd_resume(int argc, char **argv, const char *db)
 		return usage_error("resume", "%s", "needs one RUN or --all");
 	worker w = {0};
 	rein_err e = {0};
-	int ex = worker_open(&w, db, max_wait, "resume"), errors = 0;
+	/* resume only advances runs a store holds: it never creates one */
+	int ex = worker_open(&w, db, false, max_wait, "resume"), errors = 0;
 	if (ex != EXIT_OK)
 		goto out;
 	rein_runner *rn = w.rn;
@@ -536,8 +609,9 @@ static int cmd_cancel(int argc, char **argv, const char *db)
 		fprintf(stderr, "%s cancel: out of memory\n", prog);
 		goto out;
 	}
-	if (open_store(db_path(db), &st) != EXIT_OK)
+	if ((ex = open_store(db_path(db), false, &st)) != EXIT_OK)
 		goto out;
+	ex = EXIT_FAILED;
 	if (rein_cancel_request(st, sb, &o, id, &r, &requested, &e) != REIN_OK) {
 		fprintf(stderr, "%s cancel: %s\n", prog, e.msg);
 		ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
@@ -583,10 +657,15 @@ static int collect_event(void *ud, const rein_event_row *ev)
 	return 0;
 }
 
-static const char usage_show[] = "usage: rein show RUN [--json] [--db PATH]\n"
-				 "\n"
-				 "Shows a run: status, output, and its events. --json prints one\n"
-				 "JSON object (the run and its events).\n";
+static const char usage_show[] =
+	"usage: rein show RUN [--json] [--db PATH]\n"
+	"\n"
+	"Shows a run: status, output, its timer (wake_at) when waiting, and its\n"
+	"events, each payload cut to 100 characters (a cut one ends with \"...\"; a\n"
+	"purged one reads {\"purged\":true}). --json prints one JSON object: the run\n"
+	"(as in 'rein runs --json', with event_count) and its events as \"events\".\n";
+
+enum { SHOW_WIDTH = 100 };
 
 static int cmd_show(int argc, char **argv, const char *db)
 {
@@ -610,8 +689,9 @@ static int cmd_show(int argc, char **argv, const char *db)
 	show_ctx c = {.events = json_array()};
 	json_t *o = NULL;
 	int ex = EXIT_FAILED;
-	if (open_store(db_path(db), &st) != EXIT_OK)
+	if ((ex = open_store(db_path(db), false, &st)) != EXIT_OK)
 		goto out;
+	ex = EXIT_FAILED;
 	if (rein_store_run_get(st, argv[optind], &row, &e) != REIN_OK ||
 	    rein_store_events_load(st, row.id, collect_event, &c, &e) != REIN_OK) {
 		fprintf(stderr, "%s show: %s\n", prog, e.msg);
@@ -620,7 +700,7 @@ static int cmd_show(int argc, char **argv, const char *db)
 	}
 	o = rein_run_row_json(&row);
 	if (as_json) {
-		json_object_set(o, "event_log", c.events);
+		json_object_set(o, "events", c.events);
 		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		if (s)
 			puts(s);
@@ -632,6 +712,11 @@ static int cmd_show(int argc, char **argv, const char *db)
 			printf("reason    %s\n", row.reason);
 		if (row.output)
 			printf("output    %s\n", row.output);
+		if (row.status == REIN_RUN_WAITING && row.wake_at) {
+			char t[32];
+			rein_time_format(row.wake_at, t);
+			printf("wake_at   %s\n", t);
+		}
 		printf("events    %lld\n\n", (long long)row.last_seq);
 		size_t i;
 		json_t *ev;
@@ -639,11 +724,12 @@ static int cmd_show(int argc, char **argv, const char *db)
 		{
 			const char *step = json_string_value(json_object_get(ev, "step"));
 			char *data = json_dumps(json_object_get(ev, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
-			printf("%4lld  %s  %-16s %-16s %.100s\n",
+			bool cut = data && strlen(data) > SHOW_WIDTH;
+			printf("%4lld  %s  %-16s %-16s %.*s%s\n",
 			       (long long)json_integer_value(json_object_get(ev, "seq")),
 			       json_string_value(json_object_get(ev, "at")),
 			       json_string_value(json_object_get(ev, "type")), step ? step : "-",
-			       data ? data : "");
+			       cut ? SHOW_WIDTH - 3 : SHOW_WIDTH, data ? data : "", cut ? "..." : "");
 			rein_free(data);
 		}
 	}
@@ -657,30 +743,70 @@ out:
 }
 
 static const char usage_events[] =
-	"usage: rein events RUN [--db PATH]\n"
+	"usage: rein events RUN [--follow] [--db PATH]\n"
 	"\n"
 	"Prints a run's events in order, one JSON object per line:\n"
-	"{\"seq\", \"type\", \"step\", \"at\", \"data\", \"hash\"}.\n";
+	"{\"seq\", \"type\", \"step\", \"at\", \"data\", \"hash\"} (a purged payload:\n"
+	"\"data\": {\"purged\": true} and \"purged\": true). --follow keeps printing new\n"
+	"events as they are committed (polling the store) and exits when the run ends\n"
+	"(exit by its status, as 'rein run'); without it, exit 0.\n";
+
+typedef struct follow_ctx {
+	int64_t after; /* the last seq printed */
+} follow_ctx;
+
+static int print_new_event(void *ud, const rein_event_row *ev)
+{
+	follow_ctx *f = ud;
+	if (ev->seq <= f->after)
+		return 0;
+	f->after = ev->seq;
+	print_event(NULL, ev);
+	fflush(stdout);
+	return 0;
+}
+
+static bool ended(int status) { return status != REIN_RUN_RUNNING && status != REIN_RUN_WAITING; }
 
 static int cmd_events(int argc, char **argv, const char *db)
 {
-	const char *id = NULL;
-	int ex0 = one_run_args(argc, argv, "events", usage_events, &db, &id);
-	if (ex0 >= 0)
-		return ex0;
+	static const struct option lo[] = {{"follow", no_argument, 0, 'f'},
+					   {"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	bool follow = false;
+	GETOPT_LOOP(argc, argv, ":f", lo, "events")
+	{
+	case 'f': follow = true; break;
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_events, stdout); return EXIT_OK;
+	BAD_OPTION("events", argv);
+	}
+	if (optind != argc - 1)
+		return usage_error("events", "%s", "needs exactly one RUN");
+	const char *id = argv[optind];
 	rein_store *st = NULL;
 	rein_run_row row = {0};
 	rein_err e = {0};
-	int ex = EXIT_FAILED;
-	if (open_store(db_path(db), &st) != EXIT_OK)
+	follow_ctx f = {0};
+	int ex = open_store(db_path(db), false, &st);
+	if (ex != EXIT_OK)
 		goto out;
-	if (rein_store_run_get(st, id, &row, &e) != REIN_OK ||
-	    rein_store_events_load(st, row.id, print_event, NULL, &e) != REIN_OK) {
-		fprintf(stderr, "%s events: %s\n", prog, e.msg);
-		ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
-		goto out;
+	for (;;) {
+		/* the row first: when it says ended, every event is already committed */
+		rein_run_row_clear(&row);
+		if (rein_store_run_get(st, id, &row, &e) != REIN_OK ||
+		    rein_store_events_load(st, row.id, print_new_event, &f, &e) != REIN_OK) {
+			fprintf(stderr, "%s events: %s\n", prog, e.msg);
+			ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
+			goto out;
+		}
+		if (!follow || ended(row.status))
+			break;
+		struct timespec ts = {0, 200 * 1000 * 1000}; /* poll every 0.2 s */
+		nanosleep(&ts, NULL);
 	}
-	ex = EXIT_OK;
+	ex = follow ? exit_for(row.status) : EXIT_OK;
 out:
 	rein_run_row_clear(&row);
 	rein_store_close(st);
@@ -688,40 +814,99 @@ out:
 }
 
 static const char usage_runs[] =
-	"usage: rein runs [--status S] [--json] [--db PATH]\n"
+	"usage: rein runs [--status S] [--workflow W] [--since TIME] [--limit N] [--json]\n"
+	"                 [--db PATH]\n"
 	"\n"
 	"Lists runs, newest first. --status keeps one status (running, waiting,\n"
-	"succeeded, failed, escalated, cancelled, needs_review); --json prints a JSON\n"
-	"array of run objects.\n";
+	"succeeded, failed, escalated, cancelled, needs_review); --workflow one workflow\n"
+	"(by name); --since the runs created at or after TIME (2026-01-31T12:00:00Z, or\n"
+	"an age: 90s, 30m, 2h, 7d); --limit at most N runs. --json prints a JSON array of\n"
+	"run objects.\n";
+
+typedef struct list_ctx {
+	json_t *arr;          /* --json: the array, else NULL */
+	const char *workflow; /* NULL: any */
+	int64_t since;        /* 0: any */
+	long limit, n;        /* 0: no limit */
+} list_ctx;
 
 static int list_one(void *ud, const rein_run_row *row)
 {
-	json_t *arr = ud;
-	if (arr) {
-		json_array_append_new(arr, rein_run_row_json(row));
+	list_ctx *l = ud;
+	if (l->since && row->created_at < l->since)
+		return 1; /* newest first: every later row is older */
+	if (l->workflow && (row->workflow == NULL || strcmp(row->workflow, l->workflow) != 0))
+		return 0;
+	if (l->arr) {
+		json_array_append_new(l->arr, rein_run_row_json(row));
 	} else {
 		char t[32];
 		rein_time_format(row->updated_at, t);
 		printf("%-32s %-12s %-24s %s\n", row->id, rein_status_name(row->status),
 		       row->workflow, t);
 	}
-	return 0;
+	return l->limit && ++l->n >= l->limit ? 1 : 0;
+}
+
+/* TIME as ms since the epoch: YYYY-MM-DDTHH:MM:SS[.mmm]Z (UTC) or an age
+ * (N followed by s, m, h or d) before now. */
+static bool parse_since(const char *t, int64_t now, int64_t *ms)
+{
+	char *end;
+	struct tm tm = {0};
+	long long v = strtoll(t, &end, 10);
+	if (end != t && v >= 0 && end[0] != '\0' && end[1] == '\0' && strchr("smhd", end[0])) {
+		int64_t unit = end[0] == 's' ? 1000 : end[0] == 'm' ? 60000
+			       : end[0] == 'h' ? 3600000 : 86400000;
+		*ms = now - (int64_t)v * unit;
+		return true;
+	}
+	const char *rest = strptime(t, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (rest == NULL)
+		return false;
+	long frac = 0;
+	if (rest[0] == '.') {
+		frac = strtol(rest + 1, &end, 10);
+		if (end - (rest + 1) != 3)
+			return false;
+		rest = end;
+	}
+	if (strcmp(rest, "Z") != 0 && strcmp(rest, "") != 0)
+		return false;
+	*ms = (int64_t)timegm(&tm) * 1000 + frac;
+	return true;
 }
 
 static int cmd_runs(int argc, char **argv, const char *db)
 {
 	static const struct option lo[] = {{"status", required_argument, 0, 's'},
+					   {"workflow", required_argument, 0, 'W'},
+					   {"since", required_argument, 0, 'S'},
+					   {"limit", required_argument, 0, 'n'},
 					   {"json", no_argument, 0, 'j'},
 					   {"db", required_argument, 0, 'd'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
 	int status = -1;
 	bool as_json = false;
+	list_ctx l = {0};
+	char *end;
 	GETOPT_LOOP(argc, argv, ":", lo, "runs")
 	{
 	case 's':
 		if ((status = rein_status_parse(optarg)) < 0)
 			return usage_error("runs", "unknown status '%s'", optarg);
+		break;
+	case 'W': l.workflow = optarg; break;
+	case 'S':
+		if (!parse_since(optarg, rein_clock_now(&rein_clock_system), &l.since))
+			return usage_error("runs", "--since needs a time (2026-01-31T12:00:00Z) or "
+						   "an age (30m), not '%s'", optarg);
+		break;
+	case 'n':
+		l.limit = strtol(optarg, &end, 10);
+		if (*optarg == '\0' || *end != '\0' || l.limit < 1)
+			return usage_error("runs", "--limit needs a count >= 1, not '%s'", optarg);
 		break;
 	case 'j': as_json = true; break;
 	case 'd': db = optarg; break;
@@ -732,25 +917,26 @@ static int cmd_runs(int argc, char **argv, const char *db)
 		return usage_error("runs", "unexpected argument '%s'", argv[optind]);
 	rein_store *st = NULL;
 	rein_err e = {0};
-	json_t *arr = as_json ? json_array() : NULL;
-	int ex = EXIT_FAILED;
-	if (open_store(db_path(db), &st) != EXIT_OK)
+	l.arr = as_json ? json_array() : NULL;
+	int ex = open_store(db_path(db), false, &st);
+	if (ex != EXIT_OK)
 		goto out;
+	ex = EXIT_FAILED;
 	if (!as_json)
 		printf("%-32s %-12s %-24s %s\n", "RUN", "STATUS", "WORKFLOW", "UPDATED");
-	if (rein_store_run_each(st, status, list_one, arr, &e) != REIN_OK) {
+	if (rein_store_run_each(st, status, list_one, &l, &e) != REIN_OK) {
 		fprintf(stderr, "%s runs: %s\n", prog, e.msg);
 		goto out;
 	}
-	if (arr) {
-		char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		if (s)
-			puts(s);
-		rein_free(s);
+	if (l.arr) {
+		char *js = json_dumps(l.arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		if (js)
+			puts(js);
+		rein_free(js);
 	}
 	ex = EXIT_OK;
 out:
-	json_decref(arr);
+	json_decref(l.arr);
 	rein_store_close(st);
 	return ex;
 }
@@ -762,13 +948,30 @@ static const char usage_audit[] =
 	"\n"
 	"Recomputes the hash chain of one run, or of every run: each event's hash\n"
 	"from its fields, each link to the previous event, each payload against its\n"
-	"hash, and the run's recorded last hash. Exit 0 when all verify; exit 1 naming\n"
-	"the run and the sequence number of the first mismatch.\n";
+	"hash, the run's recorded last seq and hash, its status, output and reason\n"
+	"against its run.ended event, and its workflow bundle against its version.\n"
+	"Without RUN also checks the store itself (transactions lost with a deleted\n"
+	"WAL file, a damaged database file). Exit 0 when all verify; exit 1 naming\n"
+	"the run and the sequence number of the first mismatch (MISMATCH), a bundle\n"
+	"that was changed (BUNDLE, once per run using it) or a store problem (STORE).\n";
 
 static void audit_bad(void *ud, const char *run, int64_t bad, const char *why)
 {
 	(void)ud;
-	if (bad)
+	/* the message repeats what the line says first: "run ID: [seq N: ]" */
+	size_t n = run ? strlen(run) : 0;
+	if (run && strncmp(why, "run ", 4) == 0 && strncmp(why + 4, run, n) == 0 &&
+	    strncmp(why + 4 + n, ": ", 2) == 0)
+		why += 6 + n;
+	char seq[32];
+	int k = snprintf(seq, sizeof seq, "seq %lld: ", (long long)bad);
+	if (bad && strncmp(why, seq, (size_t)k) == 0)
+		why += k;
+	if (run == NULL)
+		printf("STORE %s\n", why);
+	else if (strstr(why, "stored bundle of workflow version"))
+		printf("BUNDLE run %s: %s\n", run, why);
+	else if (bad)
 		printf("MISMATCH run %s seq %lld: %s\n", run, (long long)bad, why);
 	else
 		printf("ERROR run %s: %s\n", run, why);
@@ -793,9 +996,10 @@ static int cmd_audit(int argc, char **argv, const char *db)
 	rein_store *st = NULL;
 	rein_err e = {0};
 	rein_verify_stats c = {0};
-	int ex = EXIT_FAILED;
-	if (open_store(db_path(db), &st) != EXIT_OK)
+	int ex = open_store(db_path(db), false, &st);
+	if (ex != EXIT_OK)
 		goto out;
+	ex = EXIT_FAILED;
 	if (optind == argc - 1) {
 		rein_run_row row = {0};
 		int64_t bad = 0;
@@ -816,7 +1020,7 @@ static int cmd_audit(int argc, char **argv, const char *db)
 		fprintf(stderr, "%s audit: %s\n", prog, e.msg);
 		goto out;
 	}
-	if (c.bad == 0) {
+	if (c.bad == 0 && c.store_problems == 0) {
 		printf("ok: %d run(s), %lld event(s) verified\n", c.runs, (long long)c.events);
 		ex = EXIT_OK;
 	}
@@ -835,6 +1039,9 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(usage_main, stdout);
+			return EXIT_OK;
+		} else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+			printf("rein %s\n", REIN_VERSION);
 			return EXIT_OK;
 		} else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
 			db = argv[++i];
@@ -868,6 +1075,10 @@ int main(int argc, char **argv)
 		if (db)
 			setenv("REIN_DB", db, 1);
 		return rein_cmd_schema(cargc, cargv);
+	}
+	if (strcmp(cmd, "version") == 0) {
+		printf("rein %s\n", REIN_VERSION);
+		return EXIT_OK;
 	}
 	if (strcmp(cmd, "help") == 0) {
 		fputs(usage_main, stdout);

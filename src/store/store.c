@@ -133,9 +133,45 @@ int rein_store_spec_put(rein_store *s, const char *version, const char *name, co
 	return s->ops->spec_put(s->be, version, name, bundle, err);
 }
 
+/* Whether text hashes to version (lowercase hex SHA-256), the rule every
+ * bundle is stored under (store.h). */
+static bool bundle_matches(const char *version, const char *text)
+{
+	uint8_t h[REIN_HASH_LEN];
+	char hex[2 * REIN_HASH_LEN + 1];
+	rein_sha256(text, strlen(text), h);
+	rein_hex(h, REIN_HASH_LEN, hex);
+	return strcmp(hex, version) == 0;
+}
+
 int rein_store_spec_get(rein_store *s, const char *version, char **bundle, rein_err *err)
 {
-	return s->ops->spec_get(s->be, version, bundle, err);
+	assert(version != NULL && bundle != NULL);
+	char *text = NULL;
+	int rc = s->ops->spec_get(s->be, version, &text, err);
+	if (rc != REIN_OK)
+		goto out;
+	if (!bundle_matches(version, text)) {
+		rc = rein_err_set(err, REIN_ECORRUPT,
+				  "the stored bundle of workflow version %.12s does not match its "
+				  "hash (it was changed after it was stored)",
+				  version);
+		goto out;
+	}
+	*bundle = text;
+	text = NULL;
+out:
+	rein_free(text);
+	return rc;
+}
+
+int rein_store_check(rein_store *s, rein_problem_cb cb, void *ud, int *n, rein_err *err)
+{
+	int k = 0;
+	int rc = s->ops->check(s->be, cb, ud, &k, err);
+	if (rc == REIN_OK && n)
+		*n = k;
+	return rc;
 }
 
 int rein_store_run_insert(rein_store *s, const rein_run_row *row, rein_err *err)
@@ -251,6 +287,10 @@ typedef struct verify_state {
 	uint8_t prev[REIN_HASH_LEN];
 	int64_t bad_seq;
 	char why[256];
+	int64_t end_seq;  /* run.ended's seq, 0: none */
+	bool end_purged;  /* its payload was purged */
+	bool bad_bundle;
+	json_t *end;      /* its payload */
 } verify_state;
 
 static int verify_one(void *ud, const rein_event_row *ev)
@@ -288,6 +328,105 @@ static int verify_one(void *ud, const rein_event_row *ev)
 	return 0;
 }
 
+/* Copies the last event's seq, and of run.ended its payload (NULL: purged). */
+static int note_end(verify_state *v, const rein_event_row *ev)
+{
+	if (strcmp(ev->type, "run.ended") != 0)
+		return 0;
+	v->end_seq = ev->seq;
+	v->end_purged = ev->payload == NULL;
+	json_decref(v->end);
+	v->end = ev->payload ? json_loads(ev->payload, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+	if (ev->payload && v->end == NULL) {
+		v->bad_seq = ev->seq;
+		snprintf(v->why, sizeof v->why, "run.ended payload is not JSON");
+		return 1;
+	}
+	return 0;
+}
+
+static int verify_event(void *ud, const rein_event_row *ev)
+{
+	int rc = verify_one(ud, ev);
+	return rc ? rc : note_end(ud, ev);
+}
+
+/* Whether the row's text field (JSON text or a plain string, NULL: absent)
+ * says what the event's value says (NULL or JSON null: absent). */
+static bool same_output(const char *row_text, const json_t *ev)
+{
+	json_t *r = row_text ? json_loads(row_text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+	bool same;
+	if (r == NULL || json_is_null(r))
+		same = ev == NULL || json_is_null(ev);
+	else
+		same = ev != NULL && json_equal(r, (json_t *)ev);
+	json_decref(r);
+	return same;
+}
+
+static bool same_reason(const char *row_reason, const json_t *ev)
+{
+	const char *e = json_string_value(ev);
+	if (row_reason == NULL || e == NULL)
+		return row_reason == NULL && e == NULL;
+	return strcmp(row_reason, e) == 0;
+}
+
+/* Checks the row's status, output and reason against the log's run.ended. */
+static void check_row(verify_state *v, const rein_run_row *row)
+{
+	bool ended_row = row->status != REIN_RUN_RUNNING && row->status != REIN_RUN_WAITING;
+	if (v->end_seq == 0) {
+		if (ended_row) {
+			v->bad_seq = row->last_seq > 0 ? row->last_seq : 0;
+			snprintf(v->why, sizeof v->why,
+				 "the run row says %s but the log has no run.ended",
+				 rein_status_name(row->status));
+		}
+		return;
+	}
+	if (v->end_purged) {
+		/* the payload is gone: only the ended status can still be checked */
+		if (!ended_row) {
+			v->bad_seq = v->end_seq;
+			snprintf(v->why, sizeof v->why, "the run row says %s but the log has run.ended",
+				 rein_status_name(row->status));
+		}
+		return;
+	}
+	const char *st = json_string_value(json_object_get(v->end, "status"));
+	const char *what = NULL;
+	if (st == NULL || rein_status_parse(st) != row->status)
+		what = "status";
+	else if (!same_output(row->output, json_object_get(v->end, "output")))
+		what = "output";
+	else if (!same_reason(row->reason, json_object_get(v->end, "reason")))
+		what = "reason";
+	if (what) {
+		v->bad_seq = v->end_seq;
+		snprintf(v->why, sizeof v->why,
+			 "the run row's %s does not match run.ended (row: %s, log: %s)", what,
+			 rein_status_name(row->status), st ? st : "?");
+	}
+}
+
+/* The bundle of the run's version against its hash (REIN_ENOTFOUND: a run of
+ * a version the store does not hold is corrupt too). */
+static void check_bundle(rein_store *s, verify_state *v, const rein_run_row *row)
+{
+	char *text = NULL;
+	rein_err e = {0};
+	int rc = rein_store_spec_get(s, row->version, &text, &e);
+	if (rc == REIN_ECORRUPT || rc == REIN_ENOTFOUND) {
+		v->bad_seq = 0;
+		v->bad_bundle = true;
+		snprintf(v->why, sizeof v->why, "%.200s", e.msg);
+	}
+	rein_free(text);
+	rein_err_clear(&e);
+}
+
 int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, rein_err *err)
 {
 	rein_run_row row = {0};
@@ -296,7 +435,7 @@ int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, r
 	int rc = rein_store_run_get(s, run_id, &row, err);
 	if (rc != REIN_OK)
 		goto out;
-	rc = rein_store_events_load(s, run_id, verify_one, &v, err);
+	rc = rein_store_events_load(s, run_id, verify_event, &v, err);
 	if (rc != REIN_OK)
 		goto out;
 	if (v.bad_seq == 0 && v.expect_seq - 1 != row.last_seq) {
@@ -308,12 +447,20 @@ int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, r
 		snprintf(v.why, sizeof v.why, "the run's last hash does not match event %lld",
 			 (long long)row.last_seq);
 	}
+	if (v.bad_seq == 0)
+		check_row(&v, &row);
+	if (v.bad_seq == 0 && v.why[0] == '\0')
+		check_bundle(s, &v, &row);
 	if (v.bad_seq) {
 		*bad_seq = v.bad_seq;
 		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: seq %lld: %s", run_id,
 				  (long long)v.bad_seq, v.why);
+	} else if (v.why[0]) {
+		*bad_seq = 0;
+		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: %s", run_id, v.why);
 	}
 out:
+	json_decref(v.end);
 	rein_run_row_clear(&row);
 	return rc;
 }

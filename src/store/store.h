@@ -141,6 +141,7 @@ typedef struct rein_claim_req {
 } rein_claim_req;
 
 typedef int (*rein_event_cb)(void *ud, const rein_event_row *ev);
+typedef void (*rein_problem_cb)(void *ud, const char *problem);
 typedef int (*rein_run_cb)(void *ud, const rein_run_row *row);
 
 /*
@@ -173,17 +174,28 @@ typedef struct rein_store_ops {
 	int (*inbox_list)(void *be, const char *run_id, rein_inbox_row **out, size_t *n,
 			  rein_err *err);
 	int (*inbox_drained)(void *be, const char *run_id, int64_t upto_seq, rein_err *err);
+	int (*check)(void *be, rein_problem_cb cb, void *ud, int *n, rein_err *err);
 } rein_store_ops;
 
 typedef struct rein_store_opts {
-	bool no_sync; /* SQLite: synchronous=NORMAL instead of FULL (tests only) */
+	bool no_sync;    /* SQLite: synchronous=NORMAL instead of FULL (tests only) */
+	bool must_exist; /* never create a store: REIN_ENOTFOUND "no database at PATH"
+			    when there is none (what every command but `rein run`
+			    opens with, so a mistyped --db is an error, not a new
+			    empty store that verifies) */
 } rein_store_opts;
 
 /*
- * Opens (creating if needed) the store named by url: "sqlite:PATH", or a bare
- * PATH (also SQLite, as `--db PATH`). "postgres://..." and any other
- * "scheme://" are refused with REIN_EINVAL and a message saying so. opts may
- * be NULL. Caller closes with rein_store_close.
+ * Opens the store named by url: "sqlite:PATH", or a bare PATH (also SQLite,
+ * as `--db PATH`), creating it unless opts->must_exist. "postgres://..." and
+ * any other "scheme://" are refused with REIN_EINVAL and a message saying so.
+ * opts may be NULL (create if needed). Caller closes with rein_store_close.
+ *
+ * SQLite: the store is three files, PATH, PATH-wal and PATH-shm, and the WAL
+ * holds the last committed transactions until they are checkpointed into
+ * PATH: deleting it loses them. When an open finds PATH-shm recording WAL
+ * frames that were never checkpointed while PATH-wal is gone or shorter, it
+ * records the loss in the store (meta), where rein_store_check reports it.
  */
 int rein_store_open(const char *url, const rein_store_opts *opts, rein_store **out,
 		    rein_err *err);
@@ -205,7 +217,14 @@ void rein_store_rollback(rein_store *s);
  * stored is left as it is (no error). */
 int rein_store_spec_put(rein_store *s, const char *version, const char *name, const char *bundle,
 			rein_err *err);
-/* *bundle: JSON text, caller frees with rein_free. REIN_ENOTFOUND if unknown. */
+/*
+ * *bundle: JSON text, caller frees with rein_free. REIN_ENOTFOUND if unknown.
+ * The bundle is checked against its version on every load: version is the
+ * lowercase hex SHA-256 of the bundle text exactly as stored (the spec layer
+ * stores rein_json_dump of the bundle and hashes that same text, see
+ * rein_spec.version); a bundle that does not match is REIN_ECORRUPT ("the
+ * stored bundle of version V does not match its hash"), never returned.
+ */
 int rein_store_spec_get(rein_store *s, const char *version, char **bundle, rein_err *err);
 /* Inserts a new run with every field of row (mail starts false).
  * REIN_ECONFLICT when the id exists. */
@@ -302,8 +321,14 @@ int rein_store_cancel_request(rein_store *s, const char *id, rein_err *err);
 
 /*
  * Recomputes the chain of one run: every hash, every link, every payload
- * present against its hash, and the run row's last hash. On a mismatch returns
- * REIN_ECORRUPT with *bad_seq set to the first bad sequence number.
+ * present against its hash, and the run row's last seq and hash; then checks
+ * the row against the log: a run whose log holds run.ended must have that
+ * event's status, reason and output in its row (an output or reason purged
+ * from the event is not compared), a run without one must not have an ended
+ * status; and its workflow bundle against its version (rein_store_spec_get).
+ * On a mismatch returns REIN_ECORRUPT with *bad_seq set to the first bad
+ * sequence number (the seq of run.ended for a row that disagrees with it, 0
+ * when the row has no event to disagree with, or for the bundle).
  */
 int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, rein_err *err);
 
@@ -311,9 +336,12 @@ int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, r
 
 /*
  * The JSON view of a run row: {run, workflow, version, status, created_at,
- * updated_at, events[, output][, reason][, wake_at][, lease_owner]
- * [, cancel_requested]}. The view of an event row: {seq, type, step, at, data,
- * hash}. New references the caller owns; NULL when out of memory.
+ * updated_at, event_count[, output][, reason][, wake_at][, lease_owner]
+ * [, cancel_requested]} (`rein show --json` adds the list as "events"). The
+ * view of an event row: {seq, type, step, at, data, hash}, where data is the
+ * payload, or {"purged": true} with "purged": true beside it when a retention
+ * job removed the payload (a stored JSON null stays null, unmarked). New
+ * references the caller owns; NULL when out of memory.
  */
 json_t *rein_run_row_json(const rein_run_row *r);
 json_t *rein_event_row_json(const rein_event_row *ev);
@@ -321,17 +349,31 @@ json_t *rein_event_row_json(const rein_event_row *ev);
 typedef struct rein_verify_stats {
 	int runs, bad;  /* runs verified, runs whose chain did not verify */
 	int64_t events; /* events covered (sum of last_seq) */
+	int store_problems; /* problems of the store itself (rein_store_check) */
 } rein_verify_stats;
 /* A run whose chain did not verify: bad_seq its first bad event (0: not an
  * event, e.g. the row's last hash or a read error); why borrowed for the call. */
 typedef void (*rein_verify_cb)(void *ud, const char *run_id, int64_t bad_seq, const char *why);
 /*
- * Verifies every run's chain (rein_store_verify_run), calling cb (may be NULL)
- * for each one that fails; *stats written on REIN_OK. A failed chain is not an
- * error of this call: REIN_OK with stats->bad > 0. Lists the runs first and
+ * Verifies the store (rein_store_check: each problem is passed to cb with
+ * run_id NULL) and every run's chain (rein_store_verify_run), calling cb (may
+ * be NULL) for each one that fails; a bundle that does not match its version
+ * is named by cb once per run that uses it (why says which version). *stats
+ * written on REIN_OK. A failed chain is not an error of this call: REIN_OK
+ * with stats->bad > 0 (or store_problems > 0). Lists the runs first and
  * verifies after the listing has ended (no reentry under an open cursor).
  */
 int rein_store_verify_all(rein_store *s, rein_verify_cb cb, void *ud, rein_verify_stats *stats,
 			  rein_err *err);
+
+/*
+ * Checks the store as a whole for what no run's chain shows: committed
+ * transactions lost with a deleted SQLite WAL (recorded by the open that
+ * found it, so every later check reports it), and (SQLite) PRAGMA
+ * quick_check. Calls cb (may be NULL) with each problem (borrowed for the
+ * call); *n (may be NULL) gets their count. A problem is not an error of this
+ * call (REIN_OK); REIN_EIO when the check itself cannot run.
+ */
+int rein_store_check(rein_store *s, rein_problem_cb cb, void *ud, int *n, rein_err *err);
 
 #endif

@@ -19,8 +19,10 @@
  */
 #include "store_sqlite.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -1147,6 +1149,119 @@ static int sq_events_load(void *be, const char *run_id, rein_event_cb cb, void *
 	return rc;
 }
 
+/*
+ * What the last process on the store left in PATH-shm (the WAL index, in the
+ * layout of https://www.sqlite.org/walformat.html, native byte order): the
+ * WAL's frame count (mxFrame, offset 16 of the first of two equal 48-byte
+ * headers) and how many of them were checkpointed into PATH (nBackfill,
+ * offset 96). If frames that were never checkpointed are missing from
+ * PATH-wal (it was deleted, or is shorter than they need), their committed
+ * transactions are lost: returns how many frames, else 0. Read before SQLite
+ * opens the store, since the first connection rebuilds the index.
+ */
+static int64_t wal_lost_frames(const char *path)
+{
+	char shm[1100], wal[1100];
+	unsigned char h[100];
+	int64_t lost = 0;
+	FILE *f = NULL;
+	struct stat st;
+	snprintf(shm, sizeof shm, "%s-shm", path);
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	if ((f = fopen(shm, "rb")) == NULL || fread(h, 1, sizeof h, f) != sizeof h)
+		goto out;
+	if (memcmp(h, h + 48, 48) != 0 || h[12] != 1) /* torn or not initialised */
+		goto out;
+	uint32_t mx, backfill;
+	uint16_t szpage;
+	memcpy(&szpage, h + 14, 2);
+	memcpy(&mx, h + 16, 4);
+	memcpy(&backfill, h + 96, 4);
+	int64_t page = szpage == 1 ? 65536 : szpage;
+	if (mx <= backfill || page < 512)
+		goto out;
+	int64_t need = 32 + (int64_t)mx * (24 + page);
+	int64_t have = stat(wal, &st) == 0 ? (int64_t)st.st_size : 0;
+	if (have < need)
+		lost = (int64_t)mx - backfill;
+out:
+	if (f)
+		fclose(f);
+	return lost;
+}
+
+/* Records a loss found at open in meta, where sq_check finds it later. */
+static int wal_lost_record(sq *b, int64_t frames, rein_err *err)
+{
+	char q[200];
+	snprintf(q, sizeof q, "INSERT OR REPLACE INTO meta(k, v) VALUES ('wal_lost %lld', %lld)",
+		 (long long)rein_clock_now(&rein_clock_system), (long long)frames);
+	return sq_exec(b, q, err);
+}
+
+typedef struct check_ctx {
+	rein_problem_cb cb;
+	void *ud;
+	int n;
+} check_ctx;
+
+static void problem(check_ctx *c, const char *msg)
+{
+	c->n++;
+	if (c->cb)
+		c->cb(c->ud, msg);
+}
+
+static int sq_check(void *be, rein_problem_cb cb, void *ud, int *n, rein_err *err)
+{
+	sq *b = be;
+	check_ctx c = {cb, ud, 0};
+	sqlite3_stmt *s = NULL;
+	int rc = REIN_OK, r;
+	if (sqlite3_prepare_v2(b->db, "SELECT k, v FROM meta WHERE k LIKE 'wal_lost %' ORDER BY k",
+			       -1, &s, NULL) != SQLITE_OK) {
+		rc = db_err(b, err, "check");
+		goto out;
+	}
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		char t[32], msg[300];
+		long long at = strtoll((const char *)sqlite3_column_text(s, 0) + 9, NULL, 10);
+		rein_time_format(at, t);
+		snprintf(msg, sizeof msg,
+			 "committed transactions were lost: the store's WAL file (-wal) was "
+			 "deleted or cut while %lld of its frames were not yet in the database "
+			 "(found %s); runs started or advanced in them are gone or older",
+			 (long long)sqlite3_column_int64(s, 1), t);
+		problem(&c, msg);
+	}
+	if (r != SQLITE_DONE) {
+		rc = db_err(b, err, "check");
+		goto out;
+	}
+	sqlite3_finalize(s);
+	if (sqlite3_prepare_v2(b->db, "PRAGMA quick_check", -1, &s, NULL) != SQLITE_OK) {
+		rc = db_err(b, err, "check");
+		goto out;
+	}
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(s, 0);
+		if (t && strcmp(t, "ok") != 0) {
+			char msg[300];
+			snprintf(msg, sizeof msg, "the database file is damaged: %s", t);
+			problem(&c, msg);
+		}
+	}
+	if (r != SQLITE_DONE) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "the database file is damaged: %s", sqlite3_errmsg(b->db));
+		problem(&c, msg);
+	}
+	*n = c.n;
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
 static const rein_store_ops sqlite_ops = {
 	.close = sq_close,
 	.begin = sq_begin,
@@ -1165,6 +1280,7 @@ static const rein_store_ops sqlite_ops = {
 	.inbox_put = sq_inbox_put,
 	.inbox_list = sq_inbox_list,
 	.inbox_drained = sq_inbox_drained,
+	.check = sq_check,
 };
 
 static int64_t query_int(sq *b, const char *q)
@@ -1177,8 +1293,9 @@ static int64_t query_int(sq *b, const char *q)
 	return v;
 }
 
-/* Creates the schema in a new store; refuses a store of another version. */
-static int schema_ensure(sq *b, const char *path, rein_err *err)
+/* Creates the schema in a new store (unless must_exist); refuses a store of
+ * another version. */
+static int schema_ensure(sq *b, const char *path, bool must_exist, rein_err *err)
 {
 	int rc = sq_exec(b, "BEGIN IMMEDIATE", err);
 	if (rc != REIN_OK)
@@ -1187,6 +1304,9 @@ static int schema_ensure(sq *b, const char *path, rein_err *err)
 	int64_t tables = query_int(b, "SELECT count(*) FROM sqlite_schema WHERE name = 'runs'");
 	if (version < 0 || tables < 0) {
 		rc = db_err(b, err, "reading the schema version");
+	} else if (version == 0 && tables == 0 && must_exist) {
+		rc = rein_err_set(err, REIN_ENOTFOUND, "no database at %s (the file holds no rein store)",
+				  path);
 	} else if (version == 0 && tables == 0) {
 		char set[48];
 		snprintf(set, sizeof set, "PRAGMA user_version=%d", STORE_VERSION);
@@ -1209,6 +1329,13 @@ int rein_store_open_sqlite(const char *path, const rein_store_opts *opts, rein_s
 {
 	rein_init();
 	int rc = REIN_OK;
+	bool must_exist = opts && opts->must_exist;
+	struct stat st;
+	if (must_exist && stat(path, &st) != 0)
+		return rein_err_set(err, REIN_ENOTFOUND, "no database at %s", path);
+	if (must_exist && S_ISREG(st.st_mode) && st.st_size == 0) /* opening would write it */
+		return rein_err_set(err, REIN_ENOTFOUND, "no database at %s (the file is empty)", path);
+	int64_t lost = wal_lost_frames(path);
 	sq *b = rein_calloc(1, sizeof *b);
 	if (b == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -1216,7 +1343,8 @@ int rein_store_open_sqlite(const char *path, const rein_store_opts *opts, rein_s
 	 * commit thread and back under its own lock), so SQLite's per-call mutex
 	 * is not needed */
 	if (sqlite3_open_v2(path, &b->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    SQLITE_OPEN_READWRITE | (must_exist ? 0 : SQLITE_OPEN_CREATE) |
+				    SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		rc = rein_err_set(err, REIN_EIO, "%s: %s", path,
 				  b->db ? sqlite3_errmsg(b->db) : "cannot open");
@@ -1238,7 +1366,10 @@ int rein_store_open_sqlite(const char *path, const rein_store_opts *opts, rein_s
 		 opts && opts->no_sync ? "NORMAL" : "FULL");
 	int persist = 1;
 	sqlite3_file_control(b->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-	if ((rc = sq_exec(b, pragmas, err)) != REIN_OK || (rc = schema_ensure(b, path, err)) != REIN_OK)
+	if ((rc = sq_exec(b, pragmas, err)) != REIN_OK ||
+	    (rc = schema_ensure(b, path, must_exist, err)) != REIN_OK)
+		goto fail;
+	if (lost > 0 && (rc = wal_lost_record(b, lost, err)) != REIN_OK)
 		goto fail;
 	if ((rc = rein_store_wrap(&sqlite_ops, b, out)) != REIN_OK) {
 		rein_err_set(err, rc, "out of memory");

@@ -1,5 +1,6 @@
 /*
- * store audit: recomputes the hash chain of every run. The ids are listed
+ * store audit: checks the store as a whole (rein_store_check), then
+ * recomputes the hash chain of every run. The ids are listed
  * first and verified after the listing has ended, so a backend need not
  * reenter while a cursor is open.
  */
@@ -37,13 +38,29 @@ out:
 	return rc;
 }
 
+typedef struct problem_fwd {
+	rein_verify_cb cb;
+	void *ud;
+} problem_fwd;
+
+static void forward_problem(void *ud, const char *problem)
+{
+	problem_fwd *f = ud;
+	if (f->cb)
+		f->cb(f->ud, NULL, 0, problem);
+}
+
 int rein_store_verify_all(rein_store *s, rein_verify_cb cb, void *ud, rein_verify_stats *stats,
 			  rein_err *err)
 {
 	assert(s != NULL && stats != NULL);
 	id_list l = {0};
 	rein_verify_stats st = {0};
-	int rc = rein_store_run_each(s, -1, collect_id, &l, err);
+	problem_fwd fwd = {cb, ud};
+	int rc = rein_store_check(s, forward_problem, &fwd, &st.store_problems, err);
+	if (rc != REIN_OK)
+		goto out;
+	rc = rein_store_run_each(s, -1, collect_id, &l, err);
 	if (rc != REIN_OK)
 		goto out;
 	if (l.nomem) {

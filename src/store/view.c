@@ -23,7 +23,7 @@ json_t *rein_run_row_json(const rein_run_row *r)
 	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "run", r->id, "workflow",
 			      r->workflow ? r->workflow : "", "version", r->version, "status",
 			      rein_status_name(r->status), "created_at", created, "updated_at",
-			      updated, "events", (json_int_t)r->last_seq);
+			      updated, "event_count", (json_int_t)r->last_seq);
 	if (o == NULL)
 		goto out;
 	if (r->output) {
@@ -54,8 +54,15 @@ json_t *rein_event_row_json(const rein_event_row *ev)
 	char at[32], hash[2 * REIN_HASH_LEN + 1];
 	rein_time_format(ev->at, at);
 	rein_hex(ev->hash, REIN_HASH_LEN, hash);
-	json_t *data = ev->payload ? json_loads(ev->payload, JSON_DECODE_ANY, NULL) : NULL;
-	return json_pack("{s:I, s:s, s:s?, s:s, s:o, s:s}", "seq", (json_int_t)ev->seq, "type",
-			 ev->type, "step", ev->step, "at", at, "data", data ? data : json_null(),
-			 "hash", hash);
+	/* a purged payload says so: {"purged": true} as data, and "purged": true */
+	json_t *data = ev->payload ? json_loads(ev->payload, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)
+				   : json_pack("{s:b}", "purged", 1);
+	json_t *o = json_pack("{s:I, s:s, s:s?, s:s, s:o, s:s}", "seq", (json_int_t)ev->seq, "type",
+			      ev->type, "step", ev->step, "at", at, "data",
+			      data ? data : json_null(), "hash", hash);
+	if (o && ev->payload == NULL && set_new(o, "purged", json_true()) != REIN_OK) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o;
 }

@@ -22,7 +22,7 @@ assert evs[0]["data"]["input"] == {"n": 41}
 expect_exit 0 "$REIN" show "$run"
 printf '%s' "$OUT" | grep -q "status    succeeded" || fail "$OUT"
 expect_exit 0 "$REIN" show "$run" --json
-[ "$(json_get "$OUT" 'len(j["event_log"])')" = 3 ] || fail "$OUT"
+[ "$(json_get "$OUT" 'len(j["events"])')" = 3 ] || fail "$OUT"
 expect_exit 0 "$REIN" runs
 [ "$(printf '%s\n' "$OUT" | wc -l)" = 3 ] || fail "$OUT"
 

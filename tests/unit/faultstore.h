@@ -194,6 +194,12 @@ static inline int fs_inbox_drained(void *be, const char *run_id, int64_t upto, r
 	FS_CALL(FS_INBOX_DRAINED, "inbox drained", rein_store_inbox_drained(f->inner, run_id, upto, err));
 }
 
+static inline int fs_check(void *be, rein_problem_cb cb, void *ud, int *n, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "check", rein_store_check(f->inner, cb, ud, n, err));
+}
+
 static const rein_store_ops faultstore_ops = {
 	.close = fs_close,
 	.begin = fs_begin,
@@ -212,6 +218,7 @@ static const rein_store_ops faultstore_ops = {
 	.inbox_put = fs_inbox_put,
 	.inbox_list = fs_inbox_list,
 	.inbox_drained = fs_inbox_drained,
+	.check = fs_check,
 };
 
 /* Wraps inner (owned from now on, even on failure) with plan (borrowed). */

@@ -547,7 +547,17 @@ static bool alive_unless_dead(void *ud, const char *owner)
 	return strncmp(owner, "dead", 4) != 0;
 }
 
-/* Inserts a run row (autocommitted). */
+/* The version of the bundle "{}" (its SHA-256 in hex: what spec_get checks). */
+static const char *v1(void)
+{
+	static char hex[2 * REIN_HASH_LEN + 1];
+	uint8_t h[REIN_HASH_LEN];
+	rein_sha256("{}", 2, h);
+	rein_hex(h, REIN_HASH_LEN, hex);
+	return hex;
+}
+
+/* Inserts a run row (autocommitted), of version v1() with its bundle. */
 static void put_run(rein_store *st, const char *id, int status, int64_t created, int64_t wake,
 		    const char *owner, int64_t expires)
 {
@@ -555,10 +565,11 @@ static void put_run(rein_store *st, const char *id, int status, int64_t created,
 			    .wake_at = wake, .lease_owner = (char *)owner, .lease_expires = expires,
 			    .workflow = "w"};
 	snprintf(row.id, sizeof row.id, "%s", id);
-	snprintf(row.version, sizeof row.version, "v1");
+	snprintf(row.version, sizeof row.version, "%s", v1());
 	rein_event_genesis(id, row.last_hash);
 	rein_err err = {0};
 	assert_int_equal(rein_store_begin(st, &err), REIN_OK);
+	assert_int_equal(rein_store_spec_put(st, v1(), "w", "{}", &err), REIN_OK);
 	assert_int_equal(rein_store_run_insert(st, &row, &err), REIN_OK);
 	assert_int_equal(rein_store_commit(st, &err), REIN_OK);
 }
@@ -893,12 +904,12 @@ static int scenario(rein_store *st, rein_err *err)
 	rein_run_row row = {.status = REIN_RUN_RUNNING, .created_at = 1, .workflow = "w",
 			    .lease_owner = "me", .lease_expires = 5000};
 	snprintf(row.id, sizeof row.id, "f");
-	snprintf(row.version, sizeof row.version, "v1");
+	snprintf(row.version, sizeof row.version, "%s", v1());
 	rein_event_genesis("f", row.last_hash);
 	int rc;
 	if ((rc = rein_store_begin(st, err)) != REIN_OK)
 		return rc;
-	rc = rein_store_spec_put(st, "v1", "w", "{}", err);
+	rc = rein_store_spec_put(st, v1(), "w", "{}", err);
 	if (rc == REIN_OK)
 		rc = rein_store_run_insert(st, &row, err);
 	rein_event_row ev = {.run_id = "f", .seq = 1, .type = "run.started", .at = 1,
@@ -995,6 +1006,224 @@ static void test_store_write_faults(void **state)
 	assert_int_equal(errors, n - 1);
 }
 
+/* ---- audit and views, called directly ---- */
+
+/* Ends run id at seq with run.ended {status, reason, output}; the row gets
+ * row_status/row_output/row_reason (a tampered row when they differ). */
+static void end_run(rein_store *st, const char *id, int64_t seq, uint8_t prev[REIN_HASH_LEN],
+		    const char *status, const char *output, const char *reason, int row_status,
+		    const char *row_output, const char *row_reason)
+{
+	char payload[512];
+	snprintf(payload, sizeof payload, "{\"status\":\"%s\",\"reason\":%s%s%s,\"output\":%s}",
+		 status, reason ? "\"" : "", reason ? reason : "null", reason ? "\"" : "", output);
+	rein_err err = {0};
+	assert_int_equal(rein_store_begin(st, &err), REIN_OK);
+	append_event(st, id, seq, prev, "run.ended", payload);
+	rein_run_row row = {.status = row_status, .last_seq = seq, .output = (char *)row_output,
+			    .reason = (char *)row_reason};
+	snprintf(row.id, sizeof row.id, "%s", id);
+	memcpy(row.last_hash, prev, REIN_HASH_LEN);
+	assert_int_equal(rein_store_run_update(st, &row, "me", NULL, &err), REIN_OK);
+	assert_int_equal(rein_store_commit(st, &err), REIN_OK);
+}
+
+typedef struct bad_list {
+	int n, store;
+	char run[8][64];
+	int64_t seq[8];
+	char why[8][300];
+} bad_list;
+
+static void note_bad(void *ud, const char *run, int64_t seq, const char *why)
+{
+	bad_list *b = ud;
+	if (run == NULL) {
+		b->store++;
+		return;
+	}
+	assert_true(b->n < 8);
+	snprintf(b->run[b->n], 64, "%s", run);
+	b->seq[b->n] = seq;
+	snprintf(b->why[b->n], 300, "%s", why);
+	b->n++;
+}
+
+static int find_bad(const bad_list *b, const char *run)
+{
+	for (int i = 0; i < b->n; i++)
+		if (strcmp(b->run[i], run) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * rein_store_verify_all over runs that verify and runs whose row was rewritten
+ * behind the log's back (item 13): the status, the output, the reason, an
+ * ended row with no run.ended, a running row whose log ended; then a bundle
+ * that does not hash to its version (item 12), named for each run using it.
+ */
+static void test_verify_all(void **state)
+{
+	env *e = store_env(state);
+	rein_store *st = e->st;
+	rein_err err = {0};
+	rein_verify_stats stats = {0};
+	bad_list b = {0};
+	assert_int_equal(rein_store_verify_all(st, note_bad, &b, &stats, &err), REIN_OK);
+	assert_int_equal(stats.runs, 0);
+	const char *names[] = {"good", "status", "output", "reason", "noend", "notended", "scalar"};
+	uint8_t prev[7][REIN_HASH_LEN];
+	for (int i = 0; i < 7; i++) {
+		put_run(st, names[i], REIN_RUN_RUNNING, 10 + i, 0, "me", 5000);
+		rein_event_genesis(names[i], prev[i]);
+		assert_int_equal(rein_store_begin(st, &err), REIN_OK);
+		append_event(st, names[i], 1, prev[i], "run.started", "{}");
+		assert_int_equal(rein_store_commit(st, &err), REIN_OK);
+	}
+	end_run(st, "good", 2, prev[0], "escalated", "{\"a\":[1,2.5]}", "why", REIN_RUN_ESCALATED,
+		"{\"a\": [1, 2.5]}", "why"); /* the same JSON, spaced differently */
+	end_run(st, "status", 2, prev[1], "escalated", "null", "why", REIN_RUN_SUCCEEDED, NULL, "why");
+	end_run(st, "output", 2, prev[2], "succeeded", "{\"x\":1}", NULL, REIN_RUN_SUCCEEDED,
+		"{\"x\":2}", NULL);
+	end_run(st, "reason", 2, prev[3], "failed", "null", "boom", REIN_RUN_FAILED, NULL, "fine");
+	/* no run.ended, but the row says succeeded */
+	rein_run_row row = {.status = REIN_RUN_SUCCEEDED, .last_seq = 1, .output = "{}"};
+	snprintf(row.id, sizeof row.id, "noend");
+	memcpy(row.last_hash, prev[4], REIN_HASH_LEN);
+	assert_int_equal(rein_store_run_update(st, &row, NULL, NULL, &err), REIN_OK);
+	end_run(st, "notended", 2, prev[5], "cancelled", "null", NULL, REIN_RUN_RUNNING, NULL, NULL);
+	end_run(st, "scalar", 2, prev[6], "succeeded", "1", NULL, REIN_RUN_SUCCEEDED, "1", NULL);
+
+	assert_int_equal(rein_store_verify_all(st, note_bad, &b, &stats, &err), REIN_OK);
+	assert_int_equal(stats.runs, 7);
+	assert_int_equal(stats.events, 14 - 1);
+	assert_int_equal(stats.store_problems, 0);
+	assert_int_equal(b.store, 0);
+	assert_int_equal(stats.bad, 5);
+	assert_int_equal(b.n, 5);
+	assert_int_equal(find_bad(&b, "good"), -1);
+	assert_int_equal(find_bad(&b, "scalar"), -1);
+	const char *want[][2] = {{"status", "row's status does not match run.ended"},
+				 {"output", "row's output does not match run.ended"},
+				 {"reason", "row's reason does not match run.ended"},
+				 {"noend", "says succeeded but the log has no run.ended"},
+				 {"notended", "status does not match run.ended (row: running, log: cancelled)"}};
+	for (int i = 0; i < 5; i++) {
+		int k = find_bad(&b, want[i][0]);
+		assert_true(k >= 0);
+		if (strstr(b.why[k], want[i][1]) == NULL)
+			fail_msg("%s: %s", want[i][0], b.why[k]);
+		assert_int_equal(b.seq[k], strcmp(want[i][0], "noend") == 0 ? 1 : 2);
+	}
+	/* verify_run says the same, with the seq */
+	int64_t bad = 0;
+	assert_int_equal(rein_store_verify_run(st, "status", &bad, &err), REIN_ECORRUPT);
+	assert_int_equal(bad, 2);
+	rein_err_clear(&err);
+	assert_int_equal(rein_store_verify_run(st, "good", &bad, &err), REIN_OK);
+	store_env_free(e);
+
+	/* a bundle that does not hash to its version: spec_get refuses it, and
+	 * every run of that version is named */
+	e = store_env(state);
+	st = e->st;
+	memset(&b, 0, sizeof b);
+	assert_int_equal(rein_store_spec_put(st, v1(), "w", "{\"files\":{\"x\":\"os.exit()\"}}", &err),
+			 REIN_OK);
+	put_run(st, "one", REIN_RUN_RUNNING, 1, 0, "me", 5000); /* its spec_put keeps the first */
+	put_run(st, "two", REIN_RUN_RUNNING, 2, 0, "me", 5000);
+	char *text = NULL;
+	assert_int_equal(rein_store_spec_get(st, v1(), &text, &err), REIN_ECORRUPT);
+	assert_null(text);
+	assert_non_null(strstr(err.msg, "does not match its hash"));
+	rein_err_clear(&err);
+	assert_int_equal(rein_store_verify_all(st, note_bad, &b, &stats, &err), REIN_OK);
+	assert_int_equal(stats.bad, 2);
+	assert_true(find_bad(&b, "one") >= 0 && find_bad(&b, "two") >= 0);
+	char shortv[16];
+	snprintf(shortv, sizeof shortv, "%.12s", v1());
+	assert_non_null(strstr(b.why[0], shortv));
+	assert_int_equal(b.seq[0], 0);
+	store_env_free(e);
+}
+
+/* The JSON views: a run row's keys (event_count, not events), and an event
+ * whose payload was purged (marked) beside one whose payload is JSON null. */
+static void test_views(void **state)
+{
+	(void)state;
+	rein_run_row r = {.status = REIN_RUN_WAITING, .created_at = 1000, .updated_at = 2000,
+			  .wake_at = 3000, .last_seq = 4, .workflow = "w", .reason = NULL,
+			  .output = NULL, .lease_owner = "me", .mail = true};
+	snprintf(r.id, sizeof r.id, "run_v");
+	snprintf(r.version, sizeof r.version, "abc");
+	json_t *o = rein_run_row_json(&r);
+	assert_non_null(o);
+	assert_int_equal(json_integer_value(json_object_get(o, "event_count")), 4);
+	assert_null(json_object_get(o, "events"));
+	assert_string_equal(json_string_value(json_object_get(o, "status")), "waiting");
+	assert_string_equal(json_string_value(json_object_get(o, "wake_at")), "1970-01-01T00:00:03.000Z");
+	assert_true(json_is_true(json_object_get(o, "cancel_requested")));
+	assert_null(json_object_get(o, "output"));
+	json_decref(o);
+	r.status = REIN_RUN_SUCCEEDED;
+	r.output = "{\"n\": 1}";
+	r.mail = false;
+	o = rein_run_row_json(&r);
+	assert_null(json_object_get(o, "wake_at")); /* only while waiting */
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "output"), "n")), 1);
+	json_decref(o);
+
+	rein_event_row ev = {.run_id = "run_v", .seq = 2, .type = "step.completed", .step = "a",
+			     .at = 5, .payload = "null"};
+	o = rein_event_row_json(&ev);
+	assert_true(json_is_null(json_object_get(o, "data")));
+	assert_null(json_object_get(o, "purged"));
+	assert_int_equal(strlen(json_string_value(json_object_get(o, "hash"))), 64);
+	json_decref(o);
+	ev.payload = NULL; /* purged */
+	ev.step = NULL;
+	o = rein_event_row_json(&ev);
+	assert_true(json_is_true(json_object_get(json_object_get(o, "data"), "purged")));
+	assert_true(json_is_true(json_object_get(o, "purged")));
+	assert_true(json_is_null(json_object_get(o, "step")));
+	json_decref(o);
+}
+
+/* must_exist: a store that does not exist (or an empty file) is not created. */
+static void test_open_must_exist(void **state)
+{
+	(void)state;
+	char *dir = temp_dir();
+	char path[600], wal[620];
+	snprintf(path, sizeof path, "%s/typo.db", dir);
+	rein_store *st = NULL;
+	rein_err err = {0};
+	rein_store_opts o = {.must_exist = true};
+	assert_int_equal(rein_store_open(path, &o, &st, &err), REIN_ENOTFOUND);
+	assert_null(st);
+	assert_non_null(strstr(err.msg, "no database at"));
+	rein_err_clear(&err);
+	assert_int_equal(access(path, F_OK), -1);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(rein_store_open(path, &o, &st, &err), REIN_ENOTFOUND);
+	rein_err_clear(&err);
+	unlink(path);
+	assert_int_equal(rein_store_open(path, NULL, &st, &err), REIN_OK); /* creates it */
+	rein_store_close(st);
+	assert_int_equal(rein_store_open(path, &o, &st, &err), REIN_OK);
+	int n = -1;
+	assert_int_equal(rein_store_check(st, NULL, NULL, &n, &err), REIN_OK);
+	assert_int_equal(n, 0);
+	rein_store_close(st);
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	rm_rf(dir);
+	free(dir);
+}
+
 static void test_open_url(void **state)
 {
 	(void)state;
@@ -1050,6 +1279,9 @@ int main(void)
 		BOTH(test_run_list),
 		BOTH(test_inbox),
 		BOTH(test_store_write_faults),
+		BOTH(test_verify_all),
+		cmocka_unit_test(test_views),
+		cmocka_unit_test(test_open_must_exist),
 		cmocka_unit_test(test_open_url),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
