@@ -26,10 +26,15 @@ typedef enum rein_step_kind {
 
 /* ---- tool contracts (docs/tools.md) ---- */
 
-enum { REIN_TOOL_HTTP = 1, REIN_TOOL_MCP };
-enum { REIN_RISK_LOW = 0, REIN_RISK_MEDIUM, REIN_RISK_HIGH };
-enum { REIN_IDEM_NONE = 0, REIN_IDEM_HEADER, REIN_IDEM_ARG };
-enum { REIN_FALLBACK_NONE = 0, REIN_FALLBACK_UNAVAILABLE, REIN_FALLBACK_TOOL, REIN_FALLBACK_CACHED };
+typedef enum rein_tool_kind { REIN_TOOL_HTTP = 1, REIN_TOOL_MCP } rein_tool_kind;
+typedef enum rein_risk { REIN_RISK_LOW = 0, REIN_RISK_MEDIUM, REIN_RISK_HIGH } rein_risk;
+typedef enum rein_idem { REIN_IDEM_NONE = 0, REIN_IDEM_HEADER, REIN_IDEM_ARG } rein_idem;
+typedef enum rein_tool_fallback {
+	REIN_FALLBACK_NONE = 0,
+	REIN_FALLBACK_UNAVAILABLE,
+	REIN_FALLBACK_TOOL,
+	REIN_FALLBACK_CACHED
+} rein_tool_fallback;
 
 typedef struct rein_retry_policy {
 	int max_attempts;     /* including the first; default 3 */
@@ -59,16 +64,16 @@ typedef struct rein_tool {
 	char *name;
 	char *description;
 	char *origin; /* the file that defines it, for messages */
-	int kind;     /* REIN_TOOL_* */
+	rein_tool_kind kind;
 	bool write;   /* effect: write (else read) */
-	int risk;     /* REIN_RISK_* */
-	int idem;     /* REIN_IDEM_*: how the idempotency key travels */
+	rein_risk risk;
+	rein_idem idem;  /* how the idempotency key travels */
 	char *idem_name; /* the header or argument name */
 	int64_t timeout_ms;
 	size_t max_response_bytes;
 	rein_retry_policy retry;
 	rein_breaker_policy breaker;
-	int fallback;      /* REIN_FALLBACK_* */
+	rein_tool_fallback fallback;
 	int fallback_tool; /* tool index for REIN_FALLBACK_TOOL */
 	rein_schema *input, *output; /* NULL: none declared */
 	json_t *input_doc, *output_doc;
