@@ -208,7 +208,7 @@ static int branch_done(rein_run *r, int t, rein_err *err)
 	for (size_t i = 0; i < r->nth; i++) {
 		thread *c = &r->th[i];
 		if (c->parent == p && c->pgen == pt->gen && c->state == T_DONE) {
-			const char *bname = r->spec->steps[ps->branches[c->branch]].name;
+			const char *bname = r->spec->steps[ps->u.parallel.branches[c->branch]].name;
 			if (json_object_set(out, bname, c->result ? c->result : json_null()) != 0) {
 				json_decref(out);
 				return rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -273,7 +273,8 @@ int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err)
 	const rein_step *st = &r->spec->steps[r->th[t].step];
 	if (engine_set_str(&r->last_error, msg) != REIN_OK)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
-	if (st->optional && strncmp(msg, "budget:", 7) == 0)
+	const rein_step_model *m = rein_step_model_of(st);
+	if (m && m->optional && strncmp(msg, "budget:", 7) == 0)
 		return engine_route(r, t, json_null(), err); /* the degrade path: skip it */
 	if (st->on_fail >= 0)
 		return enter(r, t, st->on_fail, err);
@@ -296,15 +297,15 @@ static int enter_end(rein_run *r, int t, const rein_step *st, rein_err *err)
 	rein_err e = {0};
 	int rc = REIN_OK;
 	r->th[t].state = T_DONE;
-	if (st->output) {
-		if ((rc = engine_eval_template(r, st->output, r->th[t].last, &out, &e)) != REIN_OK)
+	if (st->u.end.output) {
+		if ((rc = engine_eval_template(r, st->u.end.output, r->th[t].last, &out, &e)) != REIN_OK)
 			goto bad;
 	} else {
 		out = json_incref(r->th[t].last ? r->th[t].last : json_null());
 	}
-	if (st->reason && (rc = engine_eval_template(r, st->reason, r->th[t].last, &reason, &e)) != REIN_OK)
+	if (st->u.end.reason && (rc = engine_eval_template(r, st->u.end.reason, r->th[t].last, &reason, &e)) != REIN_OK)
 		goto bad;
-	if (st->end_status == REIN_RUN_SUCCEEDED && r->spec->output_schema) {
+	if (st->u.end.status == REIN_RUN_SUCCEEDED && r->spec->output_schema) {
 		char *msg = NULL;
 		rc = engine_schema_check(r->spec->output_schema, out, &msg,
 				       "output does not match the output schema");
@@ -318,7 +319,7 @@ static int enter_end(rein_run *r, int t, const rein_step *st, rein_err *err)
 			goto bad;
 	}
 	char *rtext = reason ? engine_json_text(reason) : NULL;
-	rc = reason && rtext == NULL ? REIN_ENOMEM : engine_decide_end(r, st->end_status, rtext, out);
+	rc = reason && rtext == NULL ? REIN_ENOMEM : engine_decide_end(r, st->u.end.status, rtext, out);
 	if (reason && rtext == NULL)
 		json_decref(out);
 	rein_free(rtext);
@@ -368,7 +369,7 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 	case REIN_STEP_TOOL: {
 		thread *th = &r->th[t];
 		th->state = T_READY;
-		th->tool = st->tool;
+		th->tool = st->u.tool.tool;
 		th->fb_depth = 0;
 		th->attempts = 0;
 		th->in_doubt = false;
@@ -390,7 +391,7 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 		json_decref(th->calls);
 		th->calls = NULL;
 		th->state = T_READY;
-		th->tier = st->tier;
+		th->tier = rein_step_model_of(st)->tier;
 		th->repairs = 0;
 		th->attempts = 0;
 		th->in_doubt = false;
@@ -407,12 +408,12 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 	case REIN_STEP_PARALLEL:
 		r->th[t].state = T_JOIN;
 		r->th[t].gen++;
-		r->th[t].pending = (int)st->nbranches;
-		for (size_t i = 0; i < st->nbranches; i++) {
+		r->th[t].pending = (int)st->u.parallel.nbranches;
+		for (size_t i = 0; i < st->u.parallel.nbranches; i++) {
 			int c = new_thread(r, t, (int)i);
 			if (c < 0)
 				return rein_err_set(err, REIN_ENOMEM, "out of memory");
-			int rc = enter(r, c, st->branches[i], err);
+			int rc = enter(r, c, st->u.parallel.branches[i], err);
 			if (rc != REIN_OK)
 				return rc;
 		}
@@ -647,7 +648,7 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 			} else { /* wait: work out when */
 				json_t *secs = NULL;
 				rein_err e = {0};
-				rc = engine_eval_template(r, st->wait_seconds, t->last, &secs, &e);
+				rc = engine_eval_template(r, st->u.wait.seconds, t->last, &secs, &e);
 				if (rc == REIN_ENOMEM)
 					return rein_err_set(err, rc, "out of memory");
 				if (rc != REIN_OK || !json_is_number(secs) ||
@@ -713,7 +714,10 @@ int engine_schema_check(const rein_schema *s, const json_t *inst, char **why, co
 int engine_check_output(const rein_step *st, const json_t *out, char **why)
 {
 	assert(st != NULL && why != NULL);
-	return engine_schema_check(st->out_schema, out, why,
+	const rein_schema *s = st->kind == REIN_STEP_CODE   ? st->u.code.out_schema
+			       : st->kind == REIN_STEP_TOOL ? st->u.tool.out_schema
+							    : NULL;
+	return engine_schema_check(s, out, why,
 				 "output does not match the step's output schema");
 }
 
@@ -733,8 +737,8 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 				    "exec of step '%s' which is not active", st->name);
 	}
 	make_ctx(r, NULL, vars, &ctx);
-	ctx.limits = st->limits;
-	int rc = rein_script_eval(r->sb, st->code, REIN_SCRIPT_CHUNK, &ctx, &out, &e);
+	ctx.limits = st->u.code.limits;
+	int rc = rein_script_eval(r->sb, st->u.code.src, REIN_SCRIPT_CHUNK, &ctx, &out, &e);
 	json_decref(vars);
 	if (rc == REIN_ENOMEM) {
 		return rein_err_set(err, rc, "out of memory");
@@ -744,10 +748,10 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 		const char *rest = strstr(e.msg, ": ");
 		char *msg;
 		if (sscanf(e.msg, "line %d: ", &lual) == 1 && rest)
-			msg = rein_sprintf("%s:%d: %s", st->code_origin, st->code_line_offset + lual,
+			msg = rein_sprintf("%s:%d: %s", st->u.code.origin, st->u.code.line_offset + lual,
 					   rest + 2);
 		else
-			msg = rein_sprintf("%s: %s", st->code_origin, e.msg);
+			msg = rein_sprintf("%s: %s", st->u.code.origin, e.msg);
 		*type = "step.failed";
 		*data = msg ? json_pack("{s:s}", "error", msg) : NULL;
 		rein_free(msg);

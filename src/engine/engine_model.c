@@ -60,13 +60,14 @@ static int llm_request(rein_run *r, int ti, json_t **out, rein_err *err)
 	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && out != NULL);
 	thread *t = &r->th[ti];
 	const rein_step *st = &r->spec->steps[t->step];
+	const rein_step_model *mod = rein_step_model_of(st);
 	const rein_model_tier *tier = &r->spec->tiers[t->tier];
 	json_t *prompt = NULL, *system = NULL, *req = NULL;
 	char *ptext = NULL, *stext = NULL;
 	int rc;
-	if ((rc = engine_eval_template(r, st->prompt, t->last, &prompt, err)) != REIN_OK)
+	if ((rc = engine_eval_template(r, mod->prompt, t->last, &prompt, err)) != REIN_OK)
 		goto out;
-	if (st->system && (rc = engine_eval_template(r, st->system, t->last, &system, err)) != REIN_OK)
+	if (mod->system && (rc = engine_eval_template(r, mod->system, t->last, &system, err)) != REIN_OK)
 		goto out;
 	rc = REIN_ENOMEM;
 	if ((ptext = engine_json_text(prompt)) == NULL)
@@ -84,16 +85,16 @@ static int llm_request(rein_run *r, int ti, json_t **out, rein_err *err)
 	}
 	req = json_pack("{s:O, s:[{s:s, s:s}], s:I}", "model",
 			json_object_get(tier->config, "model"), "messages", "role", "user", "content",
-			ptext, "max_tokens", (json_int_t)st->max_tokens);
+			ptext, "max_tokens", (json_int_t)mod->max_tokens);
 	if (req == NULL || (stext && !set_new(req, "system", json_string(stext))))
 		goto out;
-	if (st->llm_schema_doc && (json_object_set(req, "output_schema", st->llm_schema_doc) != 0 ||
+	if (mod->schema_doc && (json_object_set(req, "output_schema", mod->schema_doc) != 0 ||
 				   !set_new(req, "output_name", json_string("final_answer"))))
 		goto out;
-	if (st->temperature >= 0 && !set_new(req, "temperature", json_real(st->temperature)))
+	if (mod->temperature >= 0 && !set_new(req, "temperature", json_real(mod->temperature)))
 		goto out;
-	if (st->kind == REIN_STEP_AGENT && json_array_size(st->tool_defs) > 0 &&
-	    json_object_set(req, "tools", st->tool_defs) != 0)
+	if (st->kind == REIN_STEP_AGENT && json_array_size(st->u.agent.tool_defs) > 0 &&
+	    json_object_set(req, "tools", st->u.agent.tool_defs) != 0)
 		goto out;
 	size_t i;
 	json_t *m;
@@ -174,8 +175,9 @@ static bool affordable(const rein_run *r, const thread *t, int64_t tokens, doubl
 {
 	const rein_spec *s = r->spec;
 	const rein_step *st = &s->steps[t->step];
-	return within("the step's ", st->b_model_calls, t->s_calls, st->b_tokens, t->s_tokens,
-		      st->b_cost_usd, t->s_cost, tokens, cost, why, wlen) &&
+	const rein_step_model *mod = rein_step_model_of(st);
+	return within("the step's ", mod->b_model_calls, t->s_calls, mod->b_tokens, t->s_tokens,
+		      mod->b_cost_usd, t->s_cost, tokens, cost, why, wlen) &&
 	       within("", s->max_model_calls, r->model_calls, s->max_tokens, r->spent_tokens,
 		      s->max_cost_usd, r->spent_cost, tokens, cost, why, wlen);
 }
@@ -185,10 +187,11 @@ int engine_step_time_gate(rein_run *r, int ti, int64_t now, rein_cmd *cmd, rein_
 	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && cmd != NULL);
 	thread *t = &r->th[ti];
 	const rein_step *st = &r->spec->steps[t->step];
-	if (!st->b_timeout_ms || !t->s_started || now - t->s_started <= st->b_timeout_ms)
+	const rein_step_model *mod = rein_step_model_of(st);
+	if (!mod->b_timeout_ms || !t->s_started || now - t->s_started <= mod->b_timeout_ms)
 		return REIN_OK;
 	char *why = rein_sprintf("budget: the step's timeout_s %lld passed",
-				 (long long)(st->b_timeout_ms / 1000));
+				 (long long)(mod->b_timeout_ms / 1000));
 	int rc = engine_emit(cmd, "step.failed", t->step,
 			     why ? json_pack("{s:s, s:b}", "error", why, "budget", 1) : NULL, err);
 	rein_free(why);
@@ -417,7 +420,7 @@ int engine_apply_llm(rein_run *r, int ti, const char *type, int64_t at, const js
 		json_t *out;
 		if (st->kind == REIN_STEP_AGENT)
 			return engine_agent_answer(r, ti, resp, err);
-		if (st->llm_schema_doc == NULL) {
+		if (rein_step_model_of(st)->schema_doc == NULL) {
 			const json_t *text = json_object_get(resp, "text");
 			out = json_incref(text ? (json_t *)text : json_null());
 		} else {
@@ -428,7 +431,7 @@ int engine_apply_llm(rein_run *r, int ti, const char *type, int64_t at, const js
 				problem = rein_sprintf("no structured answer (%s)", oe ? oe : "none given");
 				if (problem == NULL)
 					return rein_err_set(err, REIN_ENOMEM, "out of memory");
-			} else if (answer_problem(st->llm_schema, o, &problem) != REIN_OK) {
+			} else if (answer_problem(rein_step_model_of(st)->schema, o, &problem) != REIN_OK) {
 				return rein_err_set(err, REIN_ENOMEM, "out of memory");
 			}
 			if (problem) {
@@ -476,7 +479,7 @@ static int agent_next(rein_run *r, int ti, rein_err *err)
 		t->state = T_TOOLS;
 		return REIN_OK;
 	}
-	if (t->turns >= st->max_turns) {
+	if (t->turns >= st->u.agent.max_turns) {
 		char *why = rein_sprintf("max_turns: the model made %d turns without a final answer",
 					 t->turns);
 		int rc = why ? engine_step_error(r, ti, why, err) : REIN_ENOMEM;
@@ -569,14 +572,14 @@ int engine_agent_answer(rein_run *r, int ti, const json_t *resp, rein_err *err)
 		t->state = T_TOOLS;
 		return REIN_OK;
 	}
-	const json_t *o = st->llm_schema_doc ? json_object_get(resp, "output") : json_object_get(resp, "text");
+	const json_t *o = rein_step_model_of(st)->schema_doc ? json_object_get(resp, "output") : json_object_get(resp, "text");
 	char *problem = NULL;
 	if (o == NULL) {
 		const char *oe = json_string_value(json_object_get(resp, "output_error"));
 		problem = rein_sprintf("no final answer (%s)", oe ? oe : "none given");
 		if (problem == NULL)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
-	} else if (answer_problem(st->llm_schema, o, &problem) != REIN_OK) {
+	} else if (answer_problem(rein_step_model_of(st)->schema, o, &problem) != REIN_OK) {
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
 	if (problem == NULL) {
@@ -595,7 +598,7 @@ int engine_agent_answer(rein_run *r, int ti, const json_t *resp, rein_err *err)
 		rein_free(problem);
 		return rein_err_set(err, rc, "out of memory");
 	}
-	if (t->turns >= st->max_turns) {
+	if (t->turns >= st->u.agent.max_turns) {
 		char *why = rein_sprintf("max_turns: no valid final answer in %d turns (%s)", t->turns,
 					 problem);
 		rc = why ? engine_step_error(r, ti, why, err) : REIN_ENOMEM;

@@ -35,15 +35,15 @@ static int resolve_agent_tool(const rein_run *r, const rein_step *st, const char
 			      char **why)
 {
 	*tool = -1;
-	for (size_t i = 0; name && i < st->nallow; i++)
-		if (strcmp(r->spec->tools[st->allow[i]].name, name) == 0)
-			*tool = st->allow[i];
+	for (size_t i = 0; name && i < st->u.agent.nallow; i++)
+		if (strcmp(r->spec->tools[st->u.agent.allow[i]].name, name) == 0)
+			*tool = st->u.agent.allow[i];
 	if (*tool >= 0)
 		return REIN_OK;
 	rein_buf names = {0};
 	int rc = REIN_OK;
-	for (size_t i = 0; i < st->nallow && rc == REIN_OK; i++)
-		rc = rein_buf_printf(&names, "%s%s", i ? ", " : "", r->spec->tools[st->allow[i]].name);
+	for (size_t i = 0; i < st->u.agent.nallow && rc == REIN_OK; i++)
+		rc = rein_buf_printf(&names, "%s%s", i ? ", " : "", r->spec->tools[st->u.agent.allow[i]].name);
 	if (rc == REIN_OK) {
 		*why = rein_sprintf("there is no tool '%s' here; the tools you may call are: %s",
 				    name ? name : "?", names.p ? names.p : "(none)");
@@ -57,9 +57,11 @@ static int resolve_agent_tool(const rein_run *r, const rein_step *st, const char
 static int tool_budget(const rein_run *r, const thread *t, char **why)
 {
 	const rein_step *st = &r->spec->steps[t->step];
-	if (st->b_tool_calls && t->s_tools >= st->b_tool_calls)
+	const rein_step_model *m = rein_step_model_of(st); /* a tool step has no budget of its own */
+	int64_t cap = m ? m->b_tool_calls : 0;
+	if (cap && t->s_tools >= cap)
 		*why = rein_sprintf("budget: the step's max_tool_calls %lld reached",
-				    (long long)st->b_tool_calls);
+				    (long long)cap);
 	else if (r->spec->max_tool_calls && r->tool_calls >= r->spec->max_tool_calls)
 		*why = rein_sprintf("budget: max_tool_calls %lld reached",
 				    (long long)r->spec->max_tool_calls);
@@ -96,7 +98,7 @@ int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err
 		rein_err e = {0};
 		tool = t->tool;
 		assert(tool >= 0);
-		rc = engine_eval_template(r, st->args, t->last, &args, &e);
+		rc = engine_eval_template(r, st->u.tool.args, t->last, &args, &e);
 		if (rc == REIN_ENOMEM)
 			goto out;
 		if (rc != REIN_OK) {

@@ -14,6 +14,7 @@
  * call is made, so the same workflow can be pointed at a real endpoint with
  * environment variables.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,8 +221,9 @@ void spec_load_llm_step(loader *L, rein_step *st, const ynode *n)
 {
 	static const char *const keys[] = {"model", "system", "prompt", "output", "max_tokens",
 					   "temperature", NULL};
-	st->tier = -1;
-	st->temperature = -1;
+	rein_step_model *m = st->kind == REIN_STEP_AGENT ? &st->u.agent.model : &st->u.llm;
+	m->tier = -1;
+	m->temperature = -1;
 	if (!spec_want_type(L, n, YNODE_MAP, "llm"))
 		return;
 	spec_check_keys(L, n, "llm", keys);
@@ -231,32 +233,32 @@ void spec_load_llm_step(loader *L, rein_step *st, const ynode *n)
 	} else {
 		for (size_t i = 0; i < L->spec->ntiers; i++)
 			if (strcmp(L->spec->tiers[i].name, v->str) == 0)
-				st->tier = (int)i;
-		if (st->tier < 0)
+				m->tier = (int)i;
+		if (m->tier < 0)
 			DIAG(L, v, "model tier '%s' is not declared under models", v->str);
 	}
 	if ((v = ynode_get(n, "prompt")) == NULL)
 		DIAG(L, n, "llm needs 'prompt'");
 	else
-		st->prompt = load_text(L, v, "prompt");
+		m->prompt = load_text(L, v, "prompt");
 	if ((v = ynode_get(n, "system")))
-		st->system = load_text(L, v, "system");
+		m->system = load_text(L, v, "system");
 	if ((v = ynode_get(n, "output")))
-		st->llm_schema = spec_load_schema(L, v, "llm output", &st->llm_schema_doc);
+		m->schema = spec_load_schema(L, v, "llm output", &m->schema_doc);
 	int64_t x;
-	st->max_tokens = st->tier >= 0 ? L->spec->tiers[st->tier].max_tokens : 1024;
+	m->max_tokens = m->tier >= 0 ? L->spec->tiers[m->tier].max_tokens : 1024;
 	if ((v = ynode_get(n, "max_tokens")) && spec_want_int(L, v, "max_tokens", 1, &x))
-		st->max_tokens = x;
+		m->max_tokens = x;
 	double d;
 	if ((v = ynode_get(n, "temperature")) && number(L, v, "temperature", 0, &d))
-		st->temperature = d;
+		m->temperature = d;
 }
 
 void spec_load_agent_step(loader *L, rein_step *st, const ynode *n)
 {
 	static const char *const keys[] = {"model",      "system",      "prompt", "output",
 					   "max_tokens", "temperature", "tools",  "max_turns", NULL};
-	st->max_turns = 8;
+	st->u.agent.max_turns = 8;
 	if (!spec_want_type(L, n, YNODE_MAP, "agent"))
 		return;
 	spec_check_keys(L, n, "agent", keys);
@@ -282,8 +284,8 @@ void spec_load_agent_step(loader *L, rein_step *st, const ynode *n)
 	const ynode *v;
 	int64_t x;
 	if ((v = ynode_get(n, "max_turns")) && spec_want_int(L, v, "max_turns", 1, &x))
-		st->max_turns = (int)(x > 100 ? 100 : x);
-	if ((st->tool_defs = json_array()) == NULL) {
+		st->u.agent.max_turns = (int)(x > 100 ? 100 : x);
+	if ((st->u.agent.tool_defs = json_array()) == NULL) {
 		L->nomem = true;
 		return;
 	}
@@ -293,7 +295,7 @@ void spec_load_agent_step(loader *L, rein_step *st, const ynode *n)
 		DIAG(L, v, "agent tools must be a list of tool names");
 		return;
 	}
-	if ((st->allow = rein_calloc(v->n + 1, sizeof *st->allow)) == NULL) {
+	if ((st->u.agent.allow = rein_calloc(v->n + 1, sizeof *st->u.agent.allow)) == NULL) {
 		L->nomem = true;
 		return;
 	}
@@ -305,10 +307,10 @@ void spec_load_agent_step(loader *L, rein_step *st, const ynode *n)
 			     k->type == YNODE_SCALAR ? k->str : "?");
 			continue;
 		}
-		st->allow[st->nallow++] = ti;
+		st->u.agent.allow[st->u.agent.nallow++] = ti;
 		const rein_tool *t = &L->spec->tools[ti];
 		json_t *params = t->input_doc ? json_incref(t->input_doc) : json_pack("{s:s}", "type", "object");
-		json_array_append_new(st->tool_defs, json_pack("{s:s, s:s*, s:o}", "name", t->name,
+		json_array_append_new(st->u.agent.tool_defs, json_pack("{s:s, s:s*, s:o}", "name", t->name,
 							       "description", t->description,
 							       "parameters", params));
 	}
@@ -317,16 +319,36 @@ void spec_load_agent_step(loader *L, rein_step *st, const ynode *n)
 void spec_models_free(rein_spec *s)
 {
 	for (size_t i = 0; i < s->nsteps; i++) {
-		rein_free(s->steps[i].allow);
-		json_decref(s->steps[i].tool_defs);
-		json_decref(s->steps[i].system);
-		json_decref(s->steps[i].prompt);
-		json_decref(s->steps[i].llm_schema_doc);
-		rein_schema_free(s->steps[i].llm_schema);
+		rein_step *st = &s->steps[i];
+		if (st->kind == REIN_STEP_AGENT) {
+			rein_free(st->u.agent.allow);
+			json_decref(st->u.agent.tool_defs);
+		}
+		rein_step_model *m = NULL;
+		if (st->kind == REIN_STEP_LLM)
+			m = &st->u.llm;
+		else if (st->kind == REIN_STEP_AGENT)
+			m = &st->u.agent.model;
+		if (m) {
+			json_decref(m->system);
+			json_decref(m->prompt);
+			json_decref(m->schema_doc);
+			rein_schema_free(m->schema);
+		}
 	}
 	for (size_t i = 0; i < s->ntiers; i++) {
 		rein_free(s->tiers[i].name);
 		json_decref(s->tiers[i].config);
 	}
 	rein_free(s->tiers);
+}
+
+const rein_step_model *rein_step_model_of(const rein_step *st)
+{
+	assert(st != NULL);
+	if (st->kind == REIN_STEP_LLM)
+		return &st->u.llm;
+	if (st->kind == REIN_STEP_AGENT)
+		return &st->u.agent.model;
+	return NULL;
 }

@@ -310,7 +310,7 @@ static void load_next(loader *L, rein_step *st, const ynode *n)
 static void load_code(loader *L, rein_step *st, const ynode *n)
 {
 	const ynode *src = n, *file = NULL;
-	st->limits = L->spec->limits;
+	st->u.code.limits = L->spec->limits;
 	if (n->type == YNODE_MAP) {
 		static const char *const keys[] = {"source", "file", "instructions", "memory_kb",
 						   NULL};
@@ -320,9 +320,9 @@ static void load_code(loader *L, rein_step *st, const ynode *n)
 		const ynode *v;
 		int64_t x;
 		if ((v = ynode_get(n, "instructions")) && spec_want_int(L, v, "instructions", 1000, &x))
-			st->limits.instructions = (uint64_t)x;
+			st->u.code.limits.instructions = (uint64_t)x;
 		if ((v = ynode_get(n, "memory_kb")) && spec_want_int(L, v, "memory_kb", 64, &x))
-			st->limits.memory_bytes = (size_t)x * 1024;
+			st->u.code.limits.memory_bytes = (size_t)x * 1024;
 		if ((src == NULL) == (file == NULL)) {
 			DIAG(L, n, "code needs exactly one of 'source' or 'file'");
 			return;
@@ -336,11 +336,11 @@ static void load_code(loader *L, rein_step *st, const ynode *n)
 		const char *text = spec_read_rel(L, file, file->str);
 		if (text == NULL)
 			return;
-		st->code = rein_strdup(text);
-		st->code_origin = rein_sprintf("%s/%s", L->path, file->str);
-		st->code_line_offset = 0;
+		st->u.code.src = rein_strdup(text);
+		st->u.code.origin = rein_sprintf("%s/%s", L->path, file->str);
+		st->u.code.line_offset = 0;
 		rein_err e = {0};
-		if (st->code && rein_script_check(L->sb, st->code, REIN_SCRIPT_CHUNK, &e) != REIN_OK) {
+		if (st->u.code.src && rein_script_check(L->sb, st->u.code.src, REIN_SCRIPT_CHUNK, &e) != REIN_OK) {
 			char *fname = rein_sprintf("%s/%s", L->path, file->str);
 			if (fname)
 				lua_diag(L, fname, 1, 1, 0, "code", e.msg);
@@ -351,14 +351,14 @@ static void load_code(loader *L, rein_step *st, const ynode *n)
 			DIAG(L, src, "code must be Lua source text");
 			return;
 		}
-		st->code = rein_strdup(src->str);
-		st->code_line_offset = src->line + (src->block ? 1 : 0) - 1;
-		st->code_origin = rein_strdup(L->wf);
+		st->u.code.src = rein_strdup(src->str);
+		st->u.code.line_offset = src->line + (src->block ? 1 : 0) - 1;
+		st->u.code.origin = rein_strdup(L->wf);
 		rein_err e = {0};
-		if (st->code && rein_script_check(L->sb, st->code, REIN_SCRIPT_CHUNK, &e) != REIN_OK)
+		if (st->u.code.src && rein_script_check(L->sb, st->u.code.src, REIN_SCRIPT_CHUNK, &e) != REIN_OK)
 			lua_diag(L, L->wf, src->line, src->col, src->block ? 1 : 0, "code", e.msg);
 	}
-	if (st->code == NULL || st->code_origin == NULL)
+	if (st->u.code.src == NULL || st->u.code.origin == NULL)
 		L->nomem = true;
 }
 
@@ -389,7 +389,7 @@ static void load_wait(loader *L, rein_step *st, const ynode *n)
 		return;
 	}
 	spec_check_templates(L, v);
-	st->wait_seconds = j;
+	st->u.wait.seconds = j;
 }
 
 static void load_parallel(loader *L, rein_step *st, const ynode *n)
@@ -407,13 +407,13 @@ static void load_parallel(loader *L, rein_step *st, const ynode *n)
 		DIAG(L, b, "parallel branches must be a non-empty list of step names");
 		return;
 	}
-	if ((st->branches = rein_calloc(b->n, sizeof *st->branches)) == NULL) {
+	if ((st->u.parallel.branches = rein_calloc(b->n, sizeof *st->u.parallel.branches)) == NULL) {
 		L->nomem = true;
 		return;
 	}
-	st->nbranches = b->n;
+	st->u.parallel.nbranches = b->n;
 	for (size_t i = 0; i < b->n; i++)
-		st->branches[i] = spec_step_ref(L, b->kids[i], "branch");
+		st->u.parallel.branches[i] = spec_step_ref(L, b->kids[i], "branch");
 }
 
 static const char *const step_kinds[] = {"code",  "wait",  "parallel", "tool",
@@ -458,15 +458,15 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 		if (s != REIN_RUN_SUCCEEDED && s != REIN_RUN_FAILED && s != REIN_RUN_ESCALATED)
 			DIAG(L, kind, "end must be one of: succeeded, failed, escalated");
 		else
-			st->end_status = (rein_status)s;
+			st->u.end.status = (rein_status)s;
 		const ynode *v;
 		if ((v = ynode_get(val, "reason"))) {
 			spec_check_templates(L, v);
-			st->reason = spec_to_json(L, v);
+			st->u.end.reason = spec_to_json(L, v);
 		}
 		if ((v = ynode_get(val, "output"))) {
 			spec_check_templates(L, v);
-			st->output = spec_to_json(L, v);
+			st->u.end.output = spec_to_json(L, v);
 		}
 		return;
 	}
@@ -484,32 +484,42 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 	if ((v = ynode_get(val, "output"))) {
 		if (strcmp(kname, "code") != 0 && strcmp(kname, "tool") != 0)
 			DIAG(L, v, "output (a schema) only goes with code and tool steps");
+		else if (strcmp(kname, "code") == 0)
+			st->u.code.out_schema = spec_load_schema(L, v, "step output", NULL);
 		else
-			st->out_schema = spec_load_schema(L, v, "step output", NULL);
+			st->u.tool.out_schema = spec_load_schema(L, v, "step output", NULL);
 	}
+	/* budget and optional land in the model part; for another kind they are
+	 * still checked (into a scratch copy) so the diagnostics stay the same */
+	rein_step_model scratch = {0};
+	rein_step_model *m = &scratch;
+	if (strcmp(kname, "llm") == 0)
+		m = &st->u.llm;
+	else if (strcmp(kname, "agent") == 0)
+		m = &st->u.agent.model;
 	if ((v = ynode_get(val, "budget")) || (v = ynode_get(val, "optional"))) {
 		if (strcmp(kname, "llm") != 0 && strcmp(kname, "agent") != 0)
 			DIAG(L, v, "budget and optional go with llm and agent steps");
 	}
 	if ((v = ynode_get(val, "optional")) && v->type == YNODE_SCALAR)
-		st->optional = strcmp(v->str, "true") == 0;
+		m->optional = strcmp(v->str, "true") == 0;
 	if ((v = ynode_get(val, "budget")) && spec_want_type(L, v, YNODE_MAP, "budget")) {
 		static const char *const bk[] = {"max_tokens", "max_cost_usd", "max_model_calls",
 						 "max_tool_calls", "timeout_s", NULL};
 		spec_check_keys(L, v, "a step budget", bk);
 		const ynode *b;
 		if ((b = ynode_get(v, "max_tokens")) && spec_want_int(L, b, "max_tokens", 1, &x))
-			st->b_tokens = x;
+			m->b_tokens = x;
 		if ((b = ynode_get(v, "max_model_calls")) && spec_want_int(L, b, "max_model_calls", 1, &x))
-			st->b_model_calls = x;
+			m->b_model_calls = x;
 		if ((b = ynode_get(v, "max_tool_calls")) && spec_want_int(L, b, "max_tool_calls", 1, &x))
-			st->b_tool_calls = x;
+			m->b_tool_calls = x;
 		if ((b = ynode_get(v, "timeout_s")) && spec_want_int(L, b, "timeout_s", 1, &x))
-			st->b_timeout_ms = x * 1000;
+			m->b_timeout_ms = x * 1000;
 		if ((b = ynode_get(v, "max_cost_usd"))) {
 			json_t *j = b->type == YNODE_SCALAR ? ynode_scalar_json(b) : NULL;
 			if (json_is_number(j) && json_number_value(j) > 0)
-				st->b_cost_usd = json_number_value(j);
+				m->b_cost_usd = json_number_value(j);
 			else
 				DIAG(L, b, "max_cost_usd must be a number > 0");
 			json_decref(j);
@@ -584,9 +594,9 @@ static void assign_scope(loader *L, int *scope, int start, int sc, int *nscopes)
 			}
 		}
 		if (st->kind == REIN_STEP_PARALLEL)
-			for (size_t i = 0; i < st->nbranches; i++)
-				if (st->branches[i] >= 0)
-					assign_scope(L, scope, st->branches[i], ++*nscopes, nscopes);
+			for (size_t i = 0; i < st->u.parallel.nbranches; i++)
+				if (st->u.parallel.branches[i] >= 0)
+					assign_scope(L, scope, st->u.parallel.branches[i], ++*nscopes, nscopes);
 	}
 	rein_free(queue);
 }
@@ -791,16 +801,30 @@ void rein_spec_free(rein_spec *s)
 		for (size_t j = 0; j < st->nnext; j++)
 			rein_free(st->next[j].when);
 		rein_free(st->next);
-		rein_free(st->code);
-		rein_free(st->code_origin);
-		json_decref(st->wait_seconds);
-		rein_free(st->branches);
-		json_decref(st->reason);
-		json_decref(st->output);
-	}
-	for (size_t i = 0; i < s->nsteps; i++) {
-		json_decref(s->steps[i].args);
-		rein_schema_free(s->steps[i].out_schema);
+		switch (st->kind) {
+		case REIN_STEP_CODE:
+			rein_free(st->u.code.src);
+			rein_free(st->u.code.origin);
+			rein_schema_free(st->u.code.out_schema);
+			break;
+		case REIN_STEP_WAIT:
+			json_decref(st->u.wait.seconds);
+			break;
+		case REIN_STEP_PARALLEL:
+			rein_free(st->u.parallel.branches);
+			break;
+		case REIN_STEP_END:
+			json_decref(st->u.end.reason);
+			json_decref(st->u.end.output);
+			break;
+		case REIN_STEP_TOOL:
+			json_decref(st->u.tool.args);
+			rein_schema_free(st->u.tool.out_schema);
+			break;
+		case REIN_STEP_LLM:
+		case REIN_STEP_AGENT:
+			break; /* spec_models_free */
+		}
 	}
 	spec_tools_free(s);
 	spec_models_free(s);

@@ -26,10 +26,15 @@ typedef enum rein_step_kind {
 
 /* ---- tool contracts (docs/tools.md) ---- */
 
-enum { REIN_TOOL_HTTP = 1, REIN_TOOL_MCP };
-enum { REIN_RISK_LOW = 0, REIN_RISK_MEDIUM, REIN_RISK_HIGH };
-enum { REIN_IDEM_NONE = 0, REIN_IDEM_HEADER, REIN_IDEM_ARG };
-enum { REIN_FALLBACK_NONE = 0, REIN_FALLBACK_UNAVAILABLE, REIN_FALLBACK_TOOL, REIN_FALLBACK_CACHED };
+typedef enum rein_tool_kind { REIN_TOOL_HTTP = 1, REIN_TOOL_MCP } rein_tool_kind;
+typedef enum rein_risk { REIN_RISK_LOW = 0, REIN_RISK_MEDIUM, REIN_RISK_HIGH } rein_risk;
+typedef enum rein_idem { REIN_IDEM_NONE = 0, REIN_IDEM_HEADER, REIN_IDEM_ARG } rein_idem;
+typedef enum rein_tool_fallback {
+	REIN_FALLBACK_NONE = 0,
+	REIN_FALLBACK_UNAVAILABLE,
+	REIN_FALLBACK_TOOL,
+	REIN_FALLBACK_CACHED
+} rein_tool_fallback;
 
 typedef struct rein_retry_policy {
 	int max_attempts;     /* including the first; default 3 */
@@ -59,16 +64,16 @@ typedef struct rein_tool {
 	char *name;
 	char *description;
 	char *origin; /* the file that defines it, for messages */
-	int kind;     /* REIN_TOOL_* */
+	rein_tool_kind kind;
 	bool write;   /* effect: write (else read) */
-	int risk;     /* REIN_RISK_* */
-	int idem;     /* REIN_IDEM_*: how the idempotency key travels */
+	rein_risk risk;
+	rein_idem idem;  /* how the idempotency key travels */
 	char *idem_name; /* the header or argument name */
 	int64_t timeout_ms;
 	size_t max_response_bytes;
 	rein_retry_policy retry;
 	rein_breaker_policy breaker;
-	int fallback;      /* REIN_FALLBACK_* */
+	rein_tool_fallback fallback;
 	int fallback_tool; /* tool index for REIN_FALLBACK_TOOL */
 	rein_schema *input, *output; /* NULL: none declared */
 	json_t *input_doc, *output_doc;
@@ -110,50 +115,91 @@ typedef struct rein_next {
 	int target; /* step index */
 } rein_next;
 
+/*
+ * A step is its common fields and one member per kind in the union u, which
+ * kind selects; the members of the other kinds are not there. Each member owns
+ * what it points to (rein_spec_free frees it).
+ */
+
+/* code: a Lua chunk */
+typedef struct rein_step_code {
+	char *src;            /* the Lua chunk (inline or the file's content) */
+	char *origin;         /* the file it came from: "wf/workflow.yaml" or "wf/scripts/x.lua" */
+	int line_offset;      /* added to Lua's line numbers in messages */
+	rein_script_limits limits;
+	rein_schema *out_schema; /* the schema the step's output must match, NULL: none */
+} rein_step_code;
+
+/* wait: a number of seconds or a template giving one */
+typedef struct rein_step_wait {
+	json_t *seconds;
+} rein_step_wait;
+
+/* parallel: branch start steps */
+typedef struct rein_step_parallel {
+	int *branches;
+	size_t nbranches;
+} rein_step_parallel;
+
+/* end */
+typedef struct rein_step_end {
+	rein_status status;
+	json_t *reason; /* template or NULL */
+	json_t *output; /* template or NULL: the previous step's output */
+} rein_step_end;
+
+/* tool */
+typedef struct rein_step_tool {
+	int tool;      /* index into spec->tools */
+	json_t *args;  /* template for the arguments object */
+	rein_schema *out_schema; /* the schema the step's output must match, NULL: none */
+} rein_step_tool;
+
+/* llm, and the model part of agent */
+typedef struct rein_step_model {
+	int tier;
+	json_t *system, *prompt; /* template strings */
+	json_t *schema_doc;      /* the output schema asked from the model, or NULL */
+	rein_schema *schema;
+	int64_t max_tokens;
+	double temperature;      /* < 0: not sent */
+	/* the step's own budget (0: none) and what running out does */
+	int64_t b_tokens, b_model_calls, b_tool_calls, b_timeout_ms;
+	double b_cost_usd;
+	bool optional;           /* out of budget: skip the step (output null) */
+} rein_step_model;
+
+/* agent: a model in a loop with tools */
+typedef struct rein_step_agent {
+	rein_step_model model;   /* first: an agent is a model step and more */
+	int *allow;              /* the tools the model may call (indices) */
+	size_t nallow;
+	int max_turns;           /* model turns (default 8) */
+	json_t *tool_defs;       /* the tool definitions shown to the model */
+} rein_step_agent;
+
 typedef struct rein_step {
 	char *name;
-	rein_step_kind kind;
+	rein_step_kind kind;  /* 0 only in a spec that failed to load */
 	int line, col; /* where the step is defined */
 	rein_next *next; /* tried in order; none: the end of a parallel branch */
 	size_t nnext;
 	int on_fail;    /* step index, -1: the run fails */
 	int max_visits; /* 0: no bound of its own */
-	/* code */
-	char *code;           /* the Lua chunk (inline or the file's content) */
-	char *code_origin;    /* the file it came from: "wf/workflow.yaml" or "wf/scripts/x.lua" */
-	int code_line_offset; /* added to Lua's line numbers in messages */
-	rein_script_limits limits;
-	/* wait: a number of seconds or a template giving one */
-	json_t *wait_seconds;
-	/* parallel: branch start steps */
-	int *branches;
-	size_t nbranches;
-	/* end */
-	rein_status end_status;
-	json_t *reason; /* template or NULL */
-	json_t *output; /* template or NULL: the previous step's output */
-	/* tool */
-	int tool;      /* index into spec->tools */
-	json_t *args;  /* template for the arguments object */
-	/* code and tool: the schema the step's output must match, NULL: none */
-	rein_schema *out_schema;
-	/* llm */
-	int tier;
-	json_t *system, *prompt; /* template strings */
-	json_t *llm_schema_doc;  /* the output schema asked from the model, or NULL */
-	rein_schema *llm_schema;
-	int64_t max_tokens;
-	double temperature;      /* < 0: not sent */
-	/* agent (also uses the llm fields) */
-	int *allow;              /* the tools the model may call (indices) */
-	size_t nallow;
-	int max_turns;           /* model turns (default 8) */
-	json_t *tool_defs;       /* the tool definitions shown to the model */
-	/* llm and agent: the step's own budget (0: none) and what running out does */
-	int64_t b_tokens, b_model_calls, b_tool_calls, b_timeout_ms;
-	double b_cost_usd;
-	bool optional;           /* out of budget: skip the step (output null) */
+	union {
+		rein_step_code code;         /* REIN_STEP_CODE */
+		rein_step_wait wait;         /* REIN_STEP_WAIT */
+		rein_step_parallel parallel; /* REIN_STEP_PARALLEL */
+		rein_step_end end;           /* REIN_STEP_END */
+		rein_step_tool tool;         /* REIN_STEP_TOOL */
+		rein_step_model llm;         /* REIN_STEP_LLM */
+		rein_step_agent agent;       /* REIN_STEP_AGENT */
+	} u;
 } rein_step;
+
+/* The model part of an llm or agent step (&u.llm or &u.agent.model), NULL for
+ * the other kinds. */
+const rein_step_model *rein_step_model_of(const rein_step *st);
 
 typedef struct rein_spec {
 	char *name;

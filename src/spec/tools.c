@@ -412,23 +412,23 @@ out:
 
 void spec_load_tool_step(loader *L, rein_step *st, const ynode *kind, const ynode *val)
 {
-	st->tool = -1;
+	st->u.tool.tool = -1;
 	if (!scalar(L, kind, "tool"))
 		return;
-	st->tool = rein_spec_tool(L->spec, kind->str);
-	if (st->tool < 0)
+	st->u.tool.tool = rein_spec_tool(L->spec, kind->str);
+	if (st->u.tool.tool < 0)
 		DIAG(L, kind, "tool '%s' is not declared under tools", kind->str);
 	const ynode *args = ynode_get(val, "args");
 	if (args == NULL) {
-		st->args = json_object();
-		if (st->args == NULL)
+		st->u.tool.args = json_object();
+		if (st->u.tool.args == NULL)
 			L->nomem = true;
 		return;
 	}
 	if (!spec_want_type(L, args, YNODE_MAP, "args"))
 		return;
 	spec_check_templates(L, args);
-	st->args = spec_to_json(L, args);
+	st->u.tool.args = spec_to_json(L, args);
 }
 
 static void free_strv(char **v)
