@@ -80,19 +80,19 @@ static int check_stream(const rein_schema *s, FILE *in, const char *name)
 			status = 1;
 			continue;
 		}
-		rein_schema_errors errs = {0};
-		if (rein_schema_validate(s, doc, &errs)) {
+		rein_err se = {0};
+		if (rein_schema_check(s, doc, &se, "line %ld", lineno) == REIN_OK) {
 			puts("ok");
 		} else {
 			status = 1;
-			if (errs.n == 0)
+			if (se.schema.n == 0)
 				printf("line %ld: : document is invalid (out of memory for details)\n",
 				       lineno);
-			for (size_t i = 0; i < errs.n; i++)
-				printf("line %ld: %s: %s (%s)\n", lineno, errs.v[i].pointer,
-				       errs.v[i].message, errs.v[i].keyword);
+			for (size_t i = 0; i < se.schema.n; i++)
+				printf("line %ld: %s: %s (%s)\n", lineno, se.schema.v[i].pointer,
+				       se.schema.v[i].message, se.schema.v[i].keyword);
 		}
-		rein_schema_errors_free(&errs);
+		rein_err_clear(&se);
 		json_decref(doc);
 	}
 	if (ferror(in)) {

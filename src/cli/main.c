@@ -490,6 +490,7 @@ out:
 	worker_close(&w); /* the runner before the spec its runs use */
 	json_decref(input);
 	rein_spec_free(spec);
+	rein_err_clear(&e); /* a refused input leaves its schema errors attached */
 	return ex;
 }
 

@@ -256,17 +256,9 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 	int rc = REIN_OK;
 	active *a = NULL;
 	json_t *data = NULL;
-	if (spec->input_schema) {
-		rein_schema_errors errs = {0};
-		if (!rein_schema_validate(spec->input_schema, input, &errs)) {
-			char *detail = rein_schema_errors_format(&errs);
-			rc = rein_err_set(err, REIN_ESCHEMA, "input does not match the input schema: %s",
-					  detail ? detail : "");
-			rein_free(detail);
-			rein_schema_errors_free(&errs);
-			return rc;
-		}
-	}
+	if ((rc = rein_schema_check(spec->input_schema, input, err,
+				    "input does not match the input schema")) != REIN_OK)
+		return rc;
 	if ((a = rein_calloc(1, sizeof *a)) == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	if (id)

@@ -76,7 +76,8 @@ const char *rein_runner_owner(const rein_runner *rn);
 /*
  * Starts a run of spec (borrowed: keep it alive while the runner lives) with
  * input (borrowed). The input is checked against the spec's input schema
- * first: REIN_ESCHEMA with the errors in err, and nothing is started. id may
+ * first: REIN_ESCHEMA with the errors in err (listed in err->schema: release with
+ * rein_err_clear), and nothing is started. id may
  * be NULL (a new id is made); the run's id is written to id_out[64].
  * The start is durable only after the next rein_runner_flush or barrier.
  */
