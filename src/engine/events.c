@@ -91,6 +91,10 @@ int rein_event_type_find(const char *name)
 {
 	if (name == NULL)
 		return -1;
+	/* the engine's commands carry the table's own pointers: the hot path */
+	for (int i = 0; i < REIN_EV__COUNT; i++)
+		if (rein_event_defs[i].type == name)
+			return i;
 	for (int i = 0; i < REIN_EV__COUNT; i++)
 		if (strcmp(rein_event_defs[i].type, name) == 0)
 			return i;
