@@ -74,9 +74,8 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err);
 /*
  * Executes the work of an EXEC command for step (a code step's Lua), giving
  * the event to append: *type is the name of REIN_EV_STEP_COMPLETED or
- * REIN_EV_STEP_FAILED (static) and *data a
- * new reference. Only fails (non-zero) on out-of-memory; a script error is a
- * step.failed event.
+ * REIN_EV_STEP_FAILED (static) and *data a new reference. Only fails
+ * (non-zero) on out-of-memory; a script error is a step.failed event.
  */
 int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_err *err);
 

@@ -2,9 +2,12 @@
  * The table of event types (src/engine/events.c): names round-trip, every
  * row is well formed, rein_event_check accepts the payloads the code writes
  * and refuses, in words, a missing field, a wrong type and a misplaced step;
+ * the engine's dispatch families match the names;
  * an unknown type applied to a run is REIN_ECORRUPT in every build.
  */
 #include "testlib.h"
+
+#include "engine_int.h"
 
 /* Checks data (JSON text) as an event of type; the code, err.msg in msg. */
 static int check(const char *type, bool step, const char *data, char msg[1024])
@@ -31,6 +34,13 @@ static void test_round_trip(void **state)
 		snprintf(copy, sizeof copy, "%s", name);
 		assert_int_equal(rein_event_type_find(copy), i);
 		assert_string_equal(rein_event_name(rein_event_type_find(copy)), name);
+	}
+	/* the families the apply dispatches on are exactly the prefixes */
+	for (int i = 0; i < REIN_EV__COUNT; i++) {
+		const char *n = rein_event_name(i);
+		bool tool = strncmp(n, "tool.", 5) == 0 || strncmp(n, "breaker.", 8) == 0;
+		assert_int_equal(ENGINE_EV_TOOL(i), tool);
+		assert_int_equal(ENGINE_EV_MODEL(i), strncmp(n, "model.", 6) == 0);
 	}
 	assert_int_equal(rein_event_type_find("no.such"), -1);
 	assert_int_equal(rein_event_type_find("tool."), -1);
