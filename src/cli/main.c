@@ -53,6 +53,7 @@ static const char usage_main[] =
 	"  audit verify [RUN]                            check the hash chains, rows, bundles\n"
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
 	"  tools lock DIR | tools check DIR              record / check the tools' schemas\n"
+	"  event-types                                   the table of event types (docs/events.md)\n"
 	"\n"
 	"every command takes --db PATH (default $REIN_DB, else ./rein.db) and --help.\n"
 	"Only 'rein run' creates a database; every other command refuses a PATH that\n"
@@ -1072,6 +1073,8 @@ int main(int argc, char **argv)
 			return cmds[k].fn(cargc, cargv, db);
 	if (strcmp(cmd, "tools") == 0)
 		return rein_cmd_tools(cargc, cargv);
+	if (strcmp(cmd, "event-types") == 0)
+		return rein_cmd_event_types(cargc, cargv);
 	if (strcmp(cmd, "schema") == 0) {
 		if (db)
 			setenv("REIN_DB", db, 1);

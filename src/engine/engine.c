@@ -432,13 +432,13 @@ int engine_thread_at(const rein_run *r, int s)
 	return -1;
 }
 
-int engine_emit(rein_cmd *c, const char *type, int step, json_t *data, rein_err *err)
+int engine_emit(rein_cmd *c, rein_event_type type, int step, json_t *data, rein_err *err)
 {
-	assert(c != NULL && type != NULL && c->kind == REIN_CMD_NONE);
+	assert(c != NULL && type >= 0 && type < REIN_EV__COUNT && c->kind == REIN_CMD_NONE);
 	if (data == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	c->kind = REIN_CMD_EMIT;
-	c->type = type;
+	c->type = rein_event_name(type);
 	c->step = step;
 	c->data = data;
 	return REIN_OK;
@@ -446,12 +446,13 @@ int engine_emit(rein_cmd *c, const char *type, int step, json_t *data, rein_err 
 
 /* ---- apply -------------------------------------------------------------- */
 
-static int apply_event(rein_run *r, const char *type, const char *step, int64_t at,
+static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64_t at,
 		       const json_t *data, rein_err *err)
 {
-	if (strcmp(type, "run.resumed") == 0)
+	const char *type = rein_event_name(evt);
+	if (evt == REIN_EV_RUN_RESUMED)
 		return REIN_OK;
-	if (strcmp(type, "run.started") == 0) {
+	if (evt == REIN_EV_RUN_STARTED) {
 		if (r->started)
 			return rein_err_set(err, REIN_ECORRUPT, "run %s: second run.started", r->id);
 		r->started = true;
@@ -476,7 +477,7 @@ static int apply_event(rein_run *r, const char *type, const char *step, int64_t 
 		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s before run.started", r->id, type);
 	if (r->ended)
 		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s after run.ended", r->id, type);
-	if (strcmp(type, "run.ended") == 0) {
+	if (evt == REIN_EV_RUN_ENDED) {
 		const char *st = json_string_value(json_object_get(data, "status"));
 		int s = st ? rein_status_parse(st) : -1;
 		if (s < REIN_RUN_SUCCEEDED)
@@ -490,7 +491,7 @@ static int apply_event(rein_run *r, const char *type, const char *step, int64_t 
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 		return REIN_OK;
 	}
-	if (strcmp(type, "inbox.received") == 0)
+	if (evt == REIN_EV_INBOX_RECEIVED)
 		return engine_apply_inbox(r, data, err);
 	int s = step ? rein_spec_step(r->spec, step) : -1;
 	int t = s >= 0 ? engine_thread_at(r, s) : -1;
@@ -499,11 +500,11 @@ static int apply_event(rein_run *r, const char *type, const char *step, int64_t 
 				    r->id, type, step ? step : "");
 	thread *th = &r->th[t];
 	const rein_step *st = &r->spec->steps[s];
-	if (strncmp(type, "model.", 6) == 0)
-		return engine_apply_llm(r, t, type, at, data, err);
-	if (strncmp(type, "tool.", 5) == 0 || strncmp(type, "breaker.", 8) == 0)
-		return engine_apply_tool(r, t, type, at, data, err);
-	if (strcmp(type, "step.completed") == 0) {
+	if (ENGINE_EV_MODEL(evt))
+		return engine_apply_llm(r, t, evt, at, data, err);
+	if (ENGINE_EV_TOOL(evt))
+		return engine_apply_tool(r, t, evt, at, data, err);
+	if (evt == REIN_EV_STEP_COMPLETED) {
 		bool ok = (th->state == T_READY && st->kind == REIN_STEP_CODE) ||
 			  th->state == T_FIRED || th->state == T_JOINED ||
 			  ((st->kind == REIN_STEP_TOOL || st->kind == REIN_STEP_LLM ||
@@ -526,11 +527,11 @@ static int apply_event(rein_run *r, const char *type, const char *step, int64_t 
 			return rein_err_set(err, rc, "out of memory");
 		return engine_route(r, t, out, err);
 	}
-	if (strcmp(type, "step.failed") == 0) {
+	if (evt == REIN_EV_STEP_FAILED) {
 		const char *msg = json_string_value(json_object_get(data, "error"));
 		return engine_step_error(r, t, msg ? msg : "failed", err);
 	}
-	if (strcmp(type, "timer.scheduled") == 0) {
+	if (evt == REIN_EV_TIMER_SCHEDULED) {
 		if (th->state != T_READY || st->kind != REIN_STEP_WAIT)
 			return rein_err_set(err, REIN_ECORRUPT, "run %s: timer for '%s' out of order",
 					    r->id, step);
@@ -539,7 +540,7 @@ static int apply_event(rein_run *r, const char *type, const char *step, int64_t 
 		th->wait_ms = th->due - at;
 		return REIN_OK;
 	}
-	if (strcmp(type, "timer.fired") == 0) {
+	if (evt == REIN_EV_TIMER_FIRED) {
 		if (th->state != T_TIMER)
 			return rein_err_set(err, REIN_ECORRUPT, "run %s: timer.fired for '%s' out of order",
 					    r->id, step);
@@ -571,10 +572,19 @@ int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
 		   const json_t *data, rein_err *err)
 {
 	assert(r != NULL && type != NULL);
-	int rc = apply_event(r, type, step, at, data, err);
+	/* one look-up in the table, then the apply dispatches on the enum */
+	int evt = rein_event_type_find(type);
+	if (evt < 0)
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: unknown event type '%s'", r->id, type);
+#if ENGINE_CHECKS
+	rein_err ce = {0};
+	/* the table's reader: every payload applied in a debug build fits its row */
+	if (rein_event_check(type, step != NULL, data, &ce) != REIN_OK)
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s", r->id, ce.msg);
+#endif
+	int rc = apply_event(r, (rein_event_type)evt, step, at, data, err);
 #if ENGINE_CHECKS
 	/* the contract executes: after every event the state is consistent */
-	rein_err ce = {0};
 	if (rc == REIN_OK && !rein_run_check(r, &ce))
 		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: after %s: %s", r->id, type, ce.msg);
 #endif
@@ -596,12 +606,12 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 		if (put(&d, "status", json_string(rein_status_name(r->end_status))) &&
 		    put(&d, "reason", str_or_null(r->end_reason)))
 			put(&d, "output", r->end_output ? json_incref(r->end_output) : json_null());
-		return engine_emit(cmd, "run.ended", -1, d, err);
+		return engine_emit(cmd, REIN_EV_RUN_ENDED, -1, d, err);
 	}
 	if (r->deadline && now >= r->deadline) {
 		char *msg = rein_sprintf("timeout: the run exceeded timeout_s %lld",
 					 (long long)(r->spec->timeout_ms / 1000));
-		int rc = engine_emit(cmd, "run.ended", -1,
+		int rc = engine_emit(cmd, REIN_EV_RUN_ENDED, -1,
 				     msg ? json_pack("{s:s, s:s, s:n}", "status", "failed", "reason", msg,
 						     "output")
 					 : NULL,
@@ -657,28 +667,28 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 						"wait seconds: %s",
 						rc != REIN_OK ? e.msg : "not a number between 0 and 1e9");
 					json_decref(secs);
-					rc = engine_emit(cmd, "step.failed", s,
+					rc = engine_emit(cmd, REIN_EV_STEP_FAILED, s,
 							 msg ? json_pack("{s:s}", "error", msg) : NULL, err);
 					rein_free(msg);
 					return rc;
 				}
 				int64_t ms = (int64_t)(json_number_value(secs) * 1000.0);
 				json_decref(secs);
-				return engine_emit(cmd, "timer.scheduled", s,
+				return engine_emit(cmd, REIN_EV_TIMER_SCHEDULED, s,
 					    json_pack("{s:I}", "due_at", (json_int_t)(now + ms)), err);
 			}
 		case T_TIMER:
 			if (now >= t->due)
-				return engine_emit(cmd, "timer.fired", s, json_object(), err);
+				return engine_emit(cmd, REIN_EV_TIMER_FIRED, s, json_object(), err);
 			if (t->due < due)
 				due = t->due;
 			break;
 		case T_FIRED:
-			return engine_emit(cmd, "step.completed", s,
+			return engine_emit(cmd, REIN_EV_STEP_COMPLETED, s,
 				    json_pack("{s:{s:I}}", "out", "waited_ms", (json_int_t)t->wait_ms),
 				    err);
 		case T_JOINED:
-			return engine_emit(cmd, "step.completed", s, obj1("out", json_incref(t->result)),
+			return engine_emit(cmd, REIN_EV_STEP_COMPLETED, s, obj1("out", json_incref(t->result)),
 					   err);
 		default:
 			break;
@@ -752,16 +762,16 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 					   rest + 2);
 		else
 			msg = rein_sprintf("%s: %s", st->u.code.origin, e.msg);
-		*type = "step.failed";
+		*type = rein_event_name(REIN_EV_STEP_FAILED);
 		*data = msg ? json_pack("{s:s}", "error", msg) : NULL;
 		rein_free(msg);
 	} else if ((rc = engine_check_output(st, out, &msgbuf)) != REIN_OK) {
 		json_decref(out);
-		*type = "step.failed";
+		*type = rein_event_name(REIN_EV_STEP_FAILED);
 		*data = rc == REIN_ESCHEMA ? json_pack("{s:s}", "error", msgbuf) : NULL;
 		rein_free(msgbuf);
 	} else {
-		*type = "step.completed";
+		*type = rein_event_name(REIN_EV_STEP_COMPLETED);
 		*data = obj1("out", out);
 	}
 	if (*data == NULL)

@@ -9,38 +9,16 @@
  * sandbox, which is deterministic, so replaying the same events against the
  * same spec version rebuilds exactly the same state.
  *
- * Events (type, step, data):
- *   run.started     -     {input, workflow, version, id}
- *   step.completed  STEP  {out}
- *   step.failed     STEP  {error}
- *   timer.scheduled STEP  {due_at}           (ms since epoch)
- *   timer.fired     STEP  {}
- *   run.ended       -     {status, reason?, output?}
- *   run.resumed     -     {owner, previous_owner}   (informational)
- *   tool.intent     STEP  {tool, key, args}      (committed before the call)
- *   tool.attempt    STEP  {attempt, outcome, error, transient, ambiguous,
- *                          status?, retry_after_ms?, latency_ms?}   (a failed attempt)
- *   tool.backoff    STEP  {attempt, delay_ms, due_at}
- *   tool.fallback   STEP  {kind: unavailable|tool|cached, from, to?, result?}
- *   breaker.opened|half_open|closed  STEP  {tool, ...}   (informational)
- * A tool step completes with step.completed {out, attempt, status, latency_ms}.
- *   model.intent    STEP  {tier, provider, model, request_hash, estimate, params, request?}
- *   model.call      STEP  {tier, provider, model, request_hash, latency_ms, usage,
- *                          cost_usd, response}   (one call that answered)
- *   model.attempt   STEP  {attempt, outcome, error, transient, ...}  (a failed call)
- *   model.backoff   STEP  {attempt, delay_ms, due_at}
- *   model.route     STEP  {from, to, reason}    (the next tier: a failure or the budget)
- *   tool.refused    STEP  {call_id, tool, error}  (agent: a proposed call refused, told to the model)
- *   tool.result     STEP  {call_id, tool, out | error}  (agent: a call's outcome, back to the model)
- *   model.breaker   STEP  {...}                 (the provider's breaker: informational)
- *   inbox.received  -     {id, type, data, sender, at}   (an external event, drained from
- *                          the run's inbox; type "cancel" {reason?} ends the run
- *                          cancelled at the next poll; other types are ignored for now)
+ * The events a log can hold (type, whether it names a step, its payload) are
+ * the rows of one table, event_types.h / events.c: emit, compare and check
+ * by that table, never by a string literal. docs/events.md is generated from
+ * it (`rein event-types`).
  */
 #ifndef REIN_ENGINE_H
 #define REIN_ENGINE_H
 
 #include "base.h"
+#include "event_types.h"
 #include "script.h"
 #include "spec.h"
 
@@ -56,7 +34,7 @@ enum {
 
 typedef struct rein_cmd {
 	int kind;
-	const char *type; /* EMIT: the event type (static string) */
+	const char *type; /* EMIT: the event type, rein_event_name(REIN_EV_*) (static) */
 	int step;         /* EMIT/EXEC: the step index, -1 for run-level */
 	json_t *data;     /* EMIT: the event data, owned by the command */
 	int64_t due;      /* SLEEP */
@@ -77,8 +55,10 @@ void rein_run_free(rein_run *r);
  * (detail in err) when the event does not fit the state, e.g. a completion for
  * a step that is not running: the log and the spec disagree. REIN_ENOMEM when
  * memory runs out (the state is then unusable: free it and replay the log).
- * In the debug (asan) build the state's invariants are checked after every
- * event (rein_run_check); a broken one is REIN_ECORRUPT.
+ * A type that is not in the table (event_types.h) is REIN_ECORRUPT in every
+ * build. In the debug (asan) build every payload is read against its row
+ * (rein_event_check) and the state's invariants are checked after every
+ * event (rein_run_check); a misfit or a broken one is REIN_ECORRUPT.
  */
 int rein_run_apply(rein_run *r, const char *type, const char *step, int64_t at,
 		   const json_t *data, rein_err *err);
@@ -93,9 +73,9 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err);
 
 /*
  * Executes the work of an EXEC command for step (a code step's Lua), giving
- * the event to append: *type is "step.completed" or "step.failed" and *data a
- * new reference. Only fails (non-zero) on out-of-memory; a script error is a
- * step.failed event.
+ * the event to append: *type is the name of REIN_EV_STEP_COMPLETED or
+ * REIN_EV_STEP_FAILED (static) and *data a new reference. Only fails
+ * (non-zero) on out-of-memory; a script error is a step.failed event.
  */
 int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_err *err);
 

@@ -123,9 +123,9 @@ int engine_route(rein_run *r, int t, json_t *out, rein_err *err);
 int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err);
 /* The live thread at step s, or -1. */
 int engine_thread_at(const rein_run *r, int s);
-/* Fills c with an EMIT of type (static) for step, stealing data; a NULL data
- * is out of memory (REIN_ENOMEM, c untouched). */
-int engine_emit(rein_cmd *c, const char *type, int step, json_t *data, rein_err *err);
+/* Fills c with an EMIT of type (its name from the table) for step, stealing
+ * data; a NULL data is out of memory (REIN_ENOMEM, c untouched). */
+int engine_emit(rein_cmd *c, rein_event_type type, int step, json_t *data, rein_err *err);
 /* The tool thread t is calling (its step's, or a fallback), or NULL. */
 const rein_tool *engine_cur_tool(const rein_run *r, const thread *t);
 /* The idempotency key of t's current call, derived from run, step, visit (and
@@ -135,8 +135,11 @@ void engine_make_key(const rein_run *r, const thread *t, char out[80]);
 int64_t engine_backoff_ms(const rein_run *r, const thread *t, const rein_retry_policy *p);
 /* {tool, key, args, attempts, last_error} of t's call, for a human; NULL if OOM. */
 json_t *engine_evidence(const rein_run *r, const thread *t);
+/* The families of the table (event_types.h) the apply dispatches on. */
+#define ENGINE_EV_TOOL(evt) ((evt) >= REIN_EV_TOOL_INTENT && (evt) <= REIN_EV_BREAKER_CLOSED)
+#define ENGINE_EV_MODEL(evt) ((evt) >= REIN_EV_MODEL_INTENT && (evt) <= REIN_EV_MODEL_BREAKER)
 /* Folds a tool.* or breaker.* event into thread ti (a tool or agent step). */
-int engine_apply_tool(rein_run *r, int ti, const char *type, int64_t at, const json_t *data,
+int engine_apply_tool(rein_run *r, int ti, rein_event_type evt, int64_t at, const json_t *data,
 		      rein_err *err);
 /* What thread ti on a tool step (or an agent's accepted call) needs at now;
  * lowers *due to a pending wake-up, sets *busy when an EXEC is outstanding. */
@@ -148,10 +151,10 @@ int engine_step_time_gate(rein_run *r, int ti, int64_t now, rein_cmd *cmd, rein_
 int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due, bool *busy,
 		    rein_err *err);
 /* Folds a model.* event into thread ti (an llm or agent step). */
-int engine_apply_llm(rein_run *r, int ti, const char *type, int64_t at, const json_t *data,
+int engine_apply_llm(rein_run *r, int ti, rein_event_type evt, int64_t at, const json_t *data,
 		     rein_err *err);
 /* An agent's call was handled (tool.result or tool.refused): the model is told. */
-int engine_agent_tool_done(rein_run *r, int ti, const char *type, const json_t *data,
+int engine_agent_tool_done(rein_run *r, int ti, rein_event_type evt, const json_t *data,
 			   rein_err *err);
 /* The model answered an agent turn (resp borrowed): its calls or its final answer. */
 int engine_agent_answer(rein_run *r, int ti, const json_t *resp, rein_err *err);
@@ -161,7 +164,7 @@ int engine_poll_agent_tools(rein_run *r, int ti, rein_cmd *cmd, rein_err *err);
  * *why (caller frees) saying where, or REIN_ENOMEM. */
 int engine_check_output(const rein_step *st, const json_t *out, char **why);
 /* cmd: the decided backoff of t as an event of type (tool.backoff or model.backoff). */
-int engine_emit_backoff(rein_cmd *cmd, const char *type, const thread *t, int64_t now,
+int engine_emit_backoff(rein_cmd *cmd, rein_event_type type, const thread *t, int64_t now,
 			rein_err *err);
 
 /* ---- the path of a proposed tool call (engine_propose.c) ------------------ */
@@ -198,7 +201,7 @@ int engine_risk_gate(const rein_run *r, int ti, int tool, const json_t *args, ch
 
 /* One effect's retry parameters: which events, which policy. */
 typedef struct engine_retry {
-	const char *backoff_type;        /* "tool.backoff" or "model.backoff" (static) */
+	rein_event_type backoff_type;    /* REIN_EV_TOOL_BACKOFF or REIN_EV_MODEL_BACKOFF */
 	const rein_retry_policy *policy; /* attempts, backoff, total time */
 	bool explain;                    /* the error says why no retry followed */
 	/* optional: checked before an attempt after a backoff (fills cmd to stop it) */

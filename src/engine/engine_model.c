@@ -192,7 +192,7 @@ int engine_step_time_gate(rein_run *r, int ti, int64_t now, rein_cmd *cmd, rein_
 		return REIN_OK;
 	char *why = rein_sprintf("budget: the step's timeout_s %lld passed",
 				 (long long)(mod->b_timeout_ms / 1000));
-	int rc = engine_emit(cmd, "step.failed", t->step,
+	int rc = engine_emit(cmd, REIN_EV_STEP_FAILED, t->step,
 			     why ? json_pack("{s:s, s:b}", "error", why, "budget", 1) : NULL, err);
 	rein_free(why);
 	return rc;
@@ -212,14 +212,14 @@ static int llm_budget_gate(rein_run *r, int ti, rein_cmd *cmd, rein_err *err)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	if (affordable(r, t, tokens, cost, why, sizeof why))
 		return REIN_OK;
-	return engine_emit(cmd, "step.failed", t->step,
+	return engine_emit(cmd, REIN_EV_STEP_FAILED, t->step,
 			   json_pack("{s:s, s:b}", "error", why, "budget", 1), err);
 }
 
 /* The retry machine's parameters for thread t's model calls. */
 static engine_retry model_retry(const rein_run *r, const thread *t)
 {
-	return (engine_retry){.backoff_type = "model.backoff",
+	return (engine_retry){.backoff_type = REIN_EV_MODEL_BACKOFF,
 			      .policy = &r->spec->tiers[t->tier].retry,
 			      .gate = llm_budget_gate};
 }
@@ -244,7 +244,7 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 			if (rc == REIN_ENOMEM)
 				return rein_err_set(err, rc, "out of memory");
 			char *why = rein_sprintf("prompt: %s", e.msg);
-			rc = engine_emit(cmd, "step.failed", s, why ? json_pack("{s:s}", "error", why) : NULL,
+			rc = engine_emit(cmd, REIN_EV_STEP_FAILED, s, why ? json_pack("{s:s}", "error", why) : NULL,
 					 err);
 			rein_free(why);
 			return rc;
@@ -265,7 +265,7 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 					goto oom;
 				if (affordable(r, t, ft, fc, fwhy, sizeof fwhy)) {
 					json_decref(req);
-					rc = engine_emit(cmd, "model.route", s,
+					rc = engine_emit(cmd, REIN_EV_MODEL_ROUTE, s,
 						  json_pack("{s:s, s:s, s:s}", "from", tier->name, "to",
 							    r->spec->tiers[f].name, "reason", why),
 						  err);
@@ -273,7 +273,7 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 				}
 			}
 			json_decref(req);
-			rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s, s:b}", "error", why, "budget", 1),
+			rc = engine_emit(cmd, REIN_EV_STEP_FAILED, s, json_pack("{s:s, s:b}", "error", why, "budget", 1),
 				  err);
 			return rc;
 		}
@@ -300,7 +300,7 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 			d = NULL;
 		}
 		json_decref(req);
-		rc = engine_emit(cmd, "model.intent", s, d, err);
+		rc = engine_emit(cmd, REIN_EV_MODEL_INTENT, s, d, err);
 		return rc;
 	oom:
 		json_decref(req);
@@ -325,7 +325,7 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 	}
 	case T_GIVEUP:
 		if (tier->fallback >= 0) {
-			rc = engine_emit(cmd, "model.route", s,
+			rc = engine_emit(cmd, REIN_EV_MODEL_ROUTE, s,
 				  json_pack("{s:s, s:s, s:s?}", "from", tier->name, "to",
 					    r->spec->tiers[tier->fallback].name, "reason", t->error),
 				  err);
@@ -333,30 +333,31 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 		}
 		{
 			char *msg = rein_sprintf("model tier '%s': %s", tier->name, t->error ? t->error : "failed");
-			rc = engine_emit(cmd, "step.failed", s, msg ? json_pack("{s:s}", "error", msg) : NULL,
+			rc = engine_emit(cmd, REIN_EV_STEP_FAILED, s, msg ? json_pack("{s:s}", "error", msg) : NULL,
 					 err);
 			rein_free(msg);
 			return rc;
 		}
 	case T_FALLEN:
-		rc = engine_emit(cmd, "step.completed", s, json_pack("{s:O}", "out", t->result), err);
+		rc = engine_emit(cmd, REIN_EV_STEP_COMPLETED, s, json_pack("{s:O}", "out", t->result), err);
 		return rc;
 	}
 	return REIN_OK;
 }
 
-int engine_apply_llm(rein_run *r, int ti, const char *type, int64_t at, const json_t *data,
+int engine_apply_llm(rein_run *r, int ti, rein_event_type evt, int64_t at, const json_t *data,
 		     rein_err *err)
 {
-	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && type != NULL);
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && evt >= 0 && evt < REIN_EV__COUNT);
+	const char *type = rein_event_name(evt);
 	thread *t = &r->th[ti];
 	const rein_step *st = &r->spec->steps[t->step];
 	if (st->kind != REIN_STEP_LLM && st->kind != REIN_STEP_AGENT)
 		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s for '%s', not an llm step", r->id,
 				    type, st->name);
-	if (strcmp(type, "model.breaker") == 0)
+	if (evt == REIN_EV_MODEL_BREAKER)
 		return REIN_OK; /* the provider's breaker, process-wide: a record only */
-	if (strcmp(type, "model.route") == 0) {
+	if (evt == REIN_EV_MODEL_ROUTE) {
 		const char *to = json_string_value(json_object_get(data, "to"));
 		int f = -1;
 		for (size_t i = 0; to && i < r->spec->ntiers; i++)
@@ -369,7 +370,7 @@ int engine_apply_llm(rein_run *r, int ti, const char *type, int64_t at, const js
 		t->state = T_READY;
 		return REIN_OK;
 	}
-	if (strcmp(type, "model.intent") == 0) {
+	if (evt == REIN_EV_MODEL_INTENT) {
 		if (t->state != T_READY)
 			goto order;
 		json_t *req = NULL;
@@ -386,7 +387,7 @@ int engine_apply_llm(rein_run *r, int ti, const char *type, int64_t at, const js
 		t->state = T_CALL;
 		return REIN_OK;
 	}
-	if (strcmp(type, "model.attempt") == 0) {
+	if (evt == REIN_EV_MODEL_ATTEMPT) {
 		if (t->state != T_CALL && t->state != T_SLEEPING)
 			goto order;
 		r->model_calls++;
@@ -396,13 +397,13 @@ int engine_apply_llm(rein_run *r, int ti, const char *type, int64_t at, const js
 		engine_retry rp = model_retry(r, t);
 		return engine_retry_failed(r, t, &rp, at, data, err);
 	}
-	if (strcmp(type, "model.backoff") == 0) {
+	if (evt == REIN_EV_MODEL_BACKOFF) {
 		if (t->state != T_BACKOFF)
 			goto order;
 		engine_retry_sleep(t, data);
 		return REIN_OK;
 	}
-	if (strcmp(type, "model.call") == 0) {
+	if (evt == REIN_EV_MODEL_CALL) {
 		if (t->state != T_CALL && t->state != T_SLEEPING)
 			goto order;
 		t->issued = false;
@@ -491,12 +492,13 @@ static int agent_next(rein_run *r, int ti, rein_err *err)
 	return REIN_OK;
 }
 
-int engine_agent_tool_done(rein_run *r, int ti, const char *type, const json_t *data,
+int engine_agent_tool_done(rein_run *r, int ti, rein_event_type evt, const json_t *data,
 			   rein_err *err)
 {
-	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && type != NULL);
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && evt >= 0 && evt < REIN_EV__COUNT);
+	const char *type = rein_event_name(evt);
 	thread *t = &r->th[ti];
-	if (t->phase != 1 || (strcmp(type, "tool.refused") == 0 && t->state != T_TOOLS))
+	if (t->phase != 1 || (evt == REIN_EV_TOOL_REFUSED && t->state != T_TOOLS))
 		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s out of order", r->id, type);
 	const json_t *call = json_array_get(t->calls, t->idx);
 	const char *id = json_string_value(json_object_get(call, "id"));
@@ -505,7 +507,7 @@ int engine_agent_tool_done(rein_run *r, int ti, const char *type, const json_t *
 	char *content = NULL;
 	if (e) {
 		content = rein_sprintf("error: %s", e);
-		if (strcmp(type, "tool.refused") == 0)
+		if (evt == REIN_EV_TOOL_REFUSED)
 			t->refused++;
 	} else {
 		/* the result goes back fenced as data, never as instructions */

@@ -131,13 +131,13 @@ int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err
 	if ((rc = tool_budget(r, t, &why)) != REIN_OK)
 		goto out;
 	if (why) {
-		rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s, s:b}", "error", why, "budget", 1),
+		rc = engine_emit(cmd, REIN_EV_STEP_FAILED, s, json_pack("{s:s, s:b}", "error", why, "budget", 1),
 				 err);
 		goto out;
 	}
 	char key[80];
 	engine_make_key(r, t, key);
-	rc = engine_emit(cmd, "tool.intent", s,
+	rc = engine_emit(cmd, REIN_EV_TOOL_INTENT, s,
 			 json_pack("{s:s, s:s, s:O, s:s?}", "tool", tl->name, "key", key, "args", args,
 				   "call_id", call_id),
 			 err);
@@ -151,12 +151,12 @@ refuse:
 	}
 	if (agent) {
 		const json_t *call = json_array_get(t->calls, t->idx);
-		rc = engine_emit(cmd, "tool.refused", s,
+		rc = engine_emit(cmd, REIN_EV_TOOL_REFUSED, s,
 				 json_pack("{s:s?, s:s?, s:s}", "call_id", call_id, "tool",
 					   json_string_value(json_object_get(call, "name")), "error", why),
 				 err);
 	} else {
-		rc = engine_emit(cmd, "step.failed", s, json_pack("{s:s}", "error", why), err);
+		rc = engine_emit(cmd, REIN_EV_STEP_FAILED, s, json_pack("{s:s}", "error", why), err);
 	}
 out:
 	if (rc == REIN_ENOMEM)

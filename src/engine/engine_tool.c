@@ -61,21 +61,22 @@ json_t *engine_evidence(const rein_run *r, const thread *t)
 			 t->key, "args", t->args, "attempts", t->attempts, "last_error", t->error);
 }
 
-int engine_apply_tool(rein_run *r, int ti, const char *type, int64_t at, const json_t *data,
+int engine_apply_tool(rein_run *r, int ti, rein_event_type evt, int64_t at, const json_t *data,
 		      rein_err *err)
 {
-	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && type != NULL);
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && evt >= 0 && evt < REIN_EV__COUNT);
+	const char *type = rein_event_name(evt);
 	thread *t = &r->th[ti];
 	const rein_step *st = &r->spec->steps[t->step];
 	if (st->kind != REIN_STEP_TOOL && st->kind != REIN_STEP_AGENT)
 		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s for '%s', not a tool step", r->id,
 				    type, st->name);
-	if (strncmp(type, "breaker.", 8) == 0)
+	if (evt >= REIN_EV_BREAKER_OPENED && evt <= REIN_EV_BREAKER_CLOSED)
 		return REIN_OK; /* process-wide breaker transitions: a record only */
-	if (st->kind == REIN_STEP_AGENT && (strcmp(type, "tool.result") == 0 ||
-					    strcmp(type, "tool.refused") == 0))
-		return engine_agent_tool_done(r, ti, type, data, err);
-	if (st->kind == REIN_STEP_AGENT && strcmp(type, "tool.intent") == 0) {
+	if (st->kind == REIN_STEP_AGENT && (evt == REIN_EV_TOOL_RESULT ||
+					    evt == REIN_EV_TOOL_REFUSED))
+		return engine_agent_tool_done(r, ti, evt, data, err);
+	if (st->kind == REIN_STEP_AGENT && evt == REIN_EV_TOOL_INTENT) {
 		const char *name = json_string_value(json_object_get(data, "tool"));
 		t->tool = name ? rein_spec_tool(r->spec, name) : -1;
 		if (t->state != T_TOOLS || t->tool < 0)
@@ -83,7 +84,7 @@ int engine_apply_tool(rein_run *r, int ti, const char *type, int64_t at, const j
 		t->state = T_READY;
 	}
 	const rein_tool *tool = engine_cur_tool(r, t);
-	if (strcmp(type, "tool.intent") == 0) {
+	if (evt == REIN_EV_TOOL_INTENT) {
 		if (t->state != T_READY)
 			goto order;
 		const char *key = json_string_value(json_object_get(data, "key"));
@@ -99,7 +100,7 @@ int engine_apply_tool(rein_run *r, int ti, const char *type, int64_t at, const j
 		t->s_tools++;
 		return REIN_OK;
 	}
-	if (strcmp(type, "tool.attempt") == 0) {
+	if (evt == REIN_EV_TOOL_ATTEMPT) {
 		/* an attempt after a backoff starts when due, without an event of its own */
 		if (t->state != T_CALL && t->state != T_SLEEPING)
 			goto order;
@@ -123,13 +124,13 @@ int engine_apply_tool(rein_run *r, int ti, const char *type, int64_t at, const j
 		return engine_retry_failed(r, t, &(engine_retry){.policy = &tool->retry, .explain = true},
 					   at, data, err);
 	}
-	if (strcmp(type, "tool.backoff") == 0) {
+	if (evt == REIN_EV_TOOL_BACKOFF) {
 		if (t->state != T_BACKOFF)
 			goto order;
 		engine_retry_sleep(t, data);
 		return REIN_OK;
 	}
-	if (strcmp(type, "tool.fallback") == 0) {
+	if (evt == REIN_EV_TOOL_FALLBACK) {
 		if (t->state != T_GIVEUP)
 			goto order;
 		const char *kind = json_string_value(json_object_get(data, "kind"));
@@ -156,10 +157,11 @@ order:
 			    st->name);
 }
 
-int engine_emit_backoff(rein_cmd *cmd, const char *type, const thread *t, int64_t now,
+int engine_emit_backoff(rein_cmd *cmd, rein_event_type type, const thread *t, int64_t now,
 			rein_err *err)
 {
-	assert(cmd != NULL && type != NULL && t != NULL && t->state == T_BACKOFF);
+	assert(cmd != NULL && (type == REIN_EV_TOOL_BACKOFF || type == REIN_EV_MODEL_BACKOFF) && t != NULL &&
+	       t->state == T_BACKOFF);
 	return engine_emit(cmd, type, t->step,
 			   json_pack("{s:i, s:I, s:I}", "attempt", t->attempts, "delay_ms",
 				     (json_int_t)t->delay_ms, "due_at", (json_int_t)(now + t->delay_ms)),
@@ -184,7 +186,7 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 					"tool does not honour idempotency keys, so it is not sent again",
 					tool->name, t->key);
 				json_t *ev = engine_evidence(r, t);
-				rc = engine_emit(cmd, "run.ended", -1,
+				rc = engine_emit(cmd, REIN_EV_RUN_ENDED, -1,
 					  why && ev ? json_pack("{s:s, s:s, s:O}", "status", "needs_review",
 							       "reason", why, "output", ev) : NULL,
 					  err);
@@ -192,7 +194,7 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 				json_decref(ev);
 				return rc;
 			}
-			rc = engine_emit(cmd, "tool.attempt", s,
+			rc = engine_emit(cmd, REIN_EV_TOOL_ATTEMPT, s,
 				  json_pack("{s:i, s:s, s:s, s:b, s:b}", "attempt", t->attempts + 1,
 					    "outcome", "in_doubt", "error",
 					    "the process stopped during the call", "transient", 1,
@@ -210,12 +212,12 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 		return REIN_OK;
 	case T_BACKOFF:
 	case T_SLEEPING:
-		return engine_retry_poll(r, ti, &(engine_retry){.backoff_type = "tool.backoff"}, now, cmd,
+		return engine_retry_poll(r, ti, &(engine_retry){.backoff_type = REIN_EV_TOOL_BACKOFF}, now, cmd,
 					 due, err);
 	case T_GIVEUP:
 		if (r->spec->steps[s].kind == REIN_STEP_AGENT) { /* the model hears of it */
 			const char *id = json_string_value(json_object_get(json_array_get(t->calls, t->idx), "id"));
-			rc = engine_emit(cmd, "tool.result", s,
+			rc = engine_emit(cmd, REIN_EV_TOOL_RESULT, s,
 				  json_pack("{s:s?, s:s, s:s?}", "call_id", id, "tool", tool->name, "error",
 					    t->error),
 				  err);
@@ -223,7 +225,7 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 		}
 		switch (tool->fallback) {
 		case REIN_FALLBACK_UNAVAILABLE:
-			rc = engine_emit(cmd, "tool.fallback", s,
+			rc = engine_emit(cmd, REIN_EV_TOOL_FALLBACK, s,
 				  json_pack("{s:s, s:s, s:{s:b, s:s, s:s?}}", "kind", "unavailable", "from",
 					    tool->name, "result", "unavailable", 1, "tool", tool->name,
 					    "error", t->error),
@@ -231,7 +233,7 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 			return rc;
 		case REIN_FALLBACK_TOOL:
 			if (t->fb_depth < (int)r->spec->ntools) {
-				rc = engine_emit(cmd, "tool.fallback", s,
+				rc = engine_emit(cmd, REIN_EV_TOOL_FALLBACK, s,
 					  json_pack("{s:s, s:s, s:s, s:s?}", "kind", "tool", "from", tool->name,
 						    "to", r->spec->tools[tool->fallback_tool].name, "error",
 						    t->error),
@@ -253,13 +255,13 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 		}
 		{
 			char *msg = rein_sprintf("tool '%s': %s", tool->name, t->error ? t->error : "failed");
-			rc = engine_emit(cmd, "step.failed", s, msg ? json_pack("{s:s}", "error", msg) : NULL,
+			rc = engine_emit(cmd, REIN_EV_STEP_FAILED, s, msg ? json_pack("{s:s}", "error", msg) : NULL,
 					 err);
 			rein_free(msg);
 			return rc;
 		}
 	case T_FALLEN:
-		rc = engine_emit(cmd, "step.completed", s,
+		rc = engine_emit(cmd, REIN_EV_STEP_COMPLETED, s,
 			  json_pack("{s:O, s:s}", "out", t->result, "fallback",
 				    tool->fallback == REIN_FALLBACK_CACHED ? "cached" : "unavailable"),
 			  err);

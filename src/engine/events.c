@@ -9,7 +9,8 @@
  *
  * Field lists are "name:T" separated by spaces, T one of s (string), i
  * (integer), n (number), b (boolean), o (object), a (array), j (any JSON
- * value); a trailing '?' marks a field that may be absent or null. Fields not
+ * value, null included); a trailing '?' marks a field that may be absent or
+ * null (a j field without it must be present, null or not). Fields not
  * listed are allowed (a newer writer may add one); listed ones must have
  * their type.
  */
@@ -29,7 +30,7 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 	[REIN_EV_STEP_COMPLETED] = {"step.completed", "engine/runner", true,
 				    "out:j attempt:i? status:i? latency_ms:i? fallback:s?",
 				    "a step finished with this output (tool steps: the attempt that answered)"},
-	[REIN_EV_STEP_FAILED] = {"step.failed", "engine", true, "error:s? budget:b?",
+	[REIN_EV_STEP_FAILED] = {"step.failed", "engine", true, "error:s budget:b?",
 				 "a step failed; the run follows its on_fail or fails"},
 	[REIN_EV_TIMER_SCHEDULED] = {"timer.scheduled", "engine", true, "due_at:i",
 				     "a wait step parks the run until due_at (ms since the epoch)"},
@@ -40,7 +41,7 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 	[REIN_EV_TOOL_INTENT] = {"tool.intent", "engine", true, "tool:s key:s args:o call_id:s?",
 				 "a proposed call passed every check; recorded before it is sent"},
 	[REIN_EV_TOOL_ATTEMPT] = {"tool.attempt", "runner", true,
-				  "attempt:i outcome:s error:s? transient:b ambiguous:b? status:i? "
+				  "attempt:i outcome:s error:s transient:b ambiguous:b status:i? "
 				  "retry_after_ms:i? latency_ms:i?",
 				  "one attempt of a tool call failed"},
 	[REIN_EV_TOOL_BACKOFF] = {"tool.backoff", "engine", true, "attempt:i delay_ms:i due_at:i",
@@ -50,8 +51,10 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				   "a tool call gave up and its fallback answers instead"},
 	[REIN_EV_TOOL_REFUSED] = {"tool.refused", "engine", true, "call_id:s? tool:s? error:s",
 				  "an agent's proposed call was refused and the model told why"},
-	[REIN_EV_TOOL_RESULT] = {"tool.result", "runner", true, "call_id:s? tool:s out:j? error:s?",
-				 "an agent's tool call answered (or gave up); goes back to the model"},
+	[REIN_EV_TOOL_RESULT] = {"tool.result", "runner/engine", true,
+				 "call_id:s? tool:s? out:j? error:s? attempt:i? latency_ms:i? status:i?",
+				 "an agent's tool call answered (runner) or gave up (engine); goes back to "
+				 "the model"},
 	[REIN_EV_BREAKER_OPENED] = {"breaker.opened", "tools", true, "tool:s reason:s? failures:i? window_ms:i?",
 				    "a tool's circuit breaker opened (informational)"},
 	[REIN_EV_BREAKER_HALF_OPEN] = {"breaker.half_open", "tools", true, "tool:s",
@@ -59,15 +62,16 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 	[REIN_EV_BREAKER_CLOSED] = {"breaker.closed", "tools", true, "tool:s reason:s?",
 				    "a tool's breaker closed again (informational)"},
 	[REIN_EV_MODEL_INTENT] = {"model.intent", "engine", true,
-				  "tier:s provider:s? model:j? request_hash:s estimate:j? params:j? request:j?",
+				  "tier:s provider:s? model:j? request_hash:s estimate:o params:o tools_hash:s? "
+				  "request:o?",
 				  "a model call was decided; recorded before it is sent"},
-	[REIN_EV_MODEL_CALL] = {"model.call", "runner", true,
+	[REIN_EV_MODEL_CALL] = {"model.call", "model", true,
 				"tier:s provider:s? model:j? request_hash:s latency_ms:j? ttft_ms:j? "
 				"usage:j? cost_usd:j? response:o cached:b?",
 				"a model call answered"},
-	[REIN_EV_MODEL_ATTEMPT] = {"model.attempt", "runner", true,
-				   "attempt:i outcome:s error:s? transient:b status:i? retry_after_ms:i? "
-				   "latency_ms:i?",
+	[REIN_EV_MODEL_ATTEMPT] = {"model.attempt", "model", true,
+				   "attempt:i outcome:s error:s transient:b status:i? retry_after_ms:i? "
+				   "latency_ms:i? evidence:s?",
 				   "one attempt of a model call failed"},
 	[REIN_EV_MODEL_BACKOFF] = {"model.backoff", "engine", true, "attempt:i delay_ms:i due_at:i",
 				   "the engine decided to retry a model call after delay_ms"},
@@ -87,6 +91,10 @@ int rein_event_type_find(const char *name)
 {
 	if (name == NULL)
 		return -1;
+	/* the engine's commands carry the table's own pointers: the hot path */
+	for (int i = 0; i < REIN_EV__COUNT; i++)
+		if (rein_event_defs[i].type == name)
+			return i;
 	for (int i = 0; i < REIN_EV__COUNT; i++)
 		if (strcmp(rein_event_defs[i].type, name) == 0)
 			return i;
@@ -147,7 +155,7 @@ int rein_event_check(const char *type, bool has_step, const json_t *data, rein_e
 		bool optional = colon[2] == '?';
 		p = colon + (optional ? 3 : 2);
 		const json_t *v = json_object_get(data, name);
-		if (v == NULL || json_is_null(v)) {
+		if (v == NULL || (json_is_null(v) && t != 'j')) {
 			if (!optional)
 				return rein_err_set(err, REIN_ECORRUPT, "a %s event lacks its field '%s'",
 						    d->type, name);

@@ -9,6 +9,7 @@
  * the caller's business. See model.h.
  */
 #include "model.h"
+#include "engine.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -104,10 +105,10 @@ void rein_model_routed_clear(rein_model_routed *rt)
 }
 
 /* Adds one event to rt; a NULL data is out of memory (the caller says so). */
-static void routed_add(rein_model_routed *rt, const char *type, json_t *data)
+static void routed_add(rein_model_routed *rt, rein_event_type type, json_t *data)
 {
 	assert(rt->n < 2);
-	rt->ev[rt->n].type = type;
+	rt->ev[rt->n].type = rein_event_name(type);
 	rt->ev[rt->n++].data = data;
 }
 
@@ -115,7 +116,7 @@ static void routed_add(rein_model_routed *rt, const char *type, json_t *data)
 static void routed_refused(rein_model_routed *rt, int attempt, const char *outcome,
 			   const char *error)
 {
-	routed_add(rt, "model.attempt",
+	routed_add(rt, REIN_EV_MODEL_ATTEMPT,
 		   json_pack("{s:i, s:s, s:s, s:b}", "attempt", attempt, "outcome", outcome, "error",
 			     error, "transient", 0));
 }
@@ -143,7 +144,7 @@ static json_t *expand_json(const json_t *j)
 static void collect_answer(void *ud, const char *type, const char *payload)
 {
 	json_t *seq = ud;
-	if (strcmp(type, "model.call") != 0 || payload == NULL)
+	if (rein_event_type_find(type) != REIN_EV_MODEL_CALL || payload == NULL)
 		return;
 	json_t *d = json_loads(payload, 0, NULL);
 	json_t *resp = d ? json_deep_copy(json_object_get(d, "response")) : NULL;
@@ -326,10 +327,10 @@ static void call_done(void *ud, rein_model_outcome *o)
 	rein_model_routed rt = {0};
 	const char *transition = breaker_record(r, &r->slots[c->slot], o);
 	if (transition)
-		routed_add(&rt, "model.breaker",
+		routed_add(&rt, REIN_EV_MODEL_BREAKER,
 			   json_pack("{s:s, s:s?}", "state", transition, "provider", c->provider));
 	if (o->ok) {
-		routed_add(&rt, "model.call",
+		routed_add(&rt, REIN_EV_MODEL_CALL,
 			   model_call_event(c->tier, c->provider, c->request, o->response, false));
 	} else {
 		char ev[1024] = "";
@@ -345,7 +346,7 @@ static void call_done(void *ud, rein_model_outcome *o)
 			json_object_set_new(d, "retry_after_ms", json_integer(o->retry_after_ms));
 		if (d && o->evidence)
 			json_object_set_new(d, "evidence", json_string(ev));
-		routed_add(&rt, "model.attempt", d);
+		routed_add(&rt, REIN_EV_MODEL_ATTEMPT, d);
 	}
 	bool kept = c->cb(c->ud, &rt);
 	if (kept && o->ok) {
@@ -406,7 +407,7 @@ int rein_model_router_call(rein_model_router *r, rein_io *io, const rein_spec *s
 					    ? json_object_get(r->cache, hash)
 					    : NULL;
 		if (hit) {
-			routed_add(now, "model.call", model_call_event(t->name, "cache", request, hit, true));
+			routed_add(now, REIN_EV_MODEL_CALL, model_call_event(t->name, "cache", request, hit, true));
 			goto out;
 		}
 	}

@@ -288,7 +288,7 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto fail;
 	}
-	rc = append(rn, a, "run.started", -1, data, err);
+	rc = append(rn, a, rein_event_name(REIN_EV_RUN_STARTED), -1, data, err);
 	json_decref(data);
 	if (rc == REIN_OK)
 		snprintf(id_out, 64, "%s", a->id);
@@ -437,7 +437,7 @@ static int resume_row(rein_runner *rn, const rein_run_row *rowp, bool claimed, r
 	}
 	if (abandoned) {
 		json_t *d = json_pack("{s:s, s:s}", "owner", rn->owner, "previous_owner", prev);
-		rc = d ? append(rn, a, "run.resumed", -1, d, err)
+		rc = d ? append(rn, a, rein_event_name(REIN_EV_RUN_RESUMED), -1, d, err)
 		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
 		json_decref(d);
 	}
@@ -574,7 +574,7 @@ static int drain_mail(rein_runner *rn, active *a, rein_err *err)
 		}
 		json_t *d = json_pack("{s:s, s:s, s:o?, s:s?, s:I}", "id", m[i].id, "type", m[i].type,
 				      "data", data, "sender", m[i].sender, "at", (json_int_t)m[i].at);
-		rc = d ? append(rn, a, "inbox.received", -1, d, err)
+		rc = d ? append(rn, a, rein_event_name(REIN_EV_INBOX_RECEIVED), -1, d, err)
 		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
 		json_decref(d);
 		if (rc == REIN_OK)
@@ -643,13 +643,11 @@ static void tool_done(void *ud, rein_tool_outcome *o)
 	json_t *bev;
 	json_array_foreach(o->breaker, i, bev)
 	{
-		/* pending events keep their type pointer: use the static names */
-		static const char *const types[] = {"breaker.opened", "breaker.half_open",
-						    "breaker.closed"};
-		const char *type = json_string_value(json_object_get(bev, "type"));
-		for (size_t k = 0; k < 3; k++)
-			if (type && strcmp(type, types[k]) == 0 && rc == REIN_OK)
-				rc = append(rn, a, types[k], step, json_object_get(bev, "data"), err);
+		/* pending events keep their type pointer: use the table's names */
+		int k = rein_event_type_find(json_string_value(json_object_get(bev, "type")));
+		if ((k == REIN_EV_BREAKER_OPENED || k == REIN_EV_BREAKER_HALF_OPEN ||
+		     k == REIN_EV_BREAKER_CLOSED) && rc == REIN_OK)
+			rc = append(rn, a, rein_event_name(k), step, json_object_get(bev, "data"), err);
 	}
 	json_t *d;
 	bool agent = a->spec->steps[step].kind == REIN_STEP_AGENT;
@@ -669,7 +667,8 @@ static void tool_done(void *ud, rein_tool_outcome *o)
 	}
 	if (rc == REIN_OK)
 		rc = d ? append(rn, a,
-				o->ok ? (agent ? "tool.result" : "step.completed") : "tool.attempt",
+				rein_event_name(o->ok ? (agent ? REIN_EV_TOOL_RESULT : REIN_EV_STEP_COMPLETED)
+				      : REIN_EV_TOOL_ATTEMPT),
 				step, d, err)
 		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
 	json_decref(d);
@@ -799,7 +798,7 @@ static int dispatch_all(rein_runner *rn, rein_err *err)
 			const json_t *c = rein_tools_cached(rn->tx, a->spec, call.tool);
 			json_t *d = json_pack("{s:s, s:s, s:O?}", "kind", "cached", "from",
 					      a->spec->tools[call.tool].name, "result", (json_t *)c);
-			rc = d ? append(rn, a, "tool.fallback", step, d, err)
+			rc = d ? append(rn, a, rein_event_name(REIN_EV_TOOL_FALLBACK), step, d, err)
 			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
 			json_decref(d);
 			a->state = A_RUN;

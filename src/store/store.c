@@ -331,6 +331,8 @@ static int verify_one(void *ud, const rein_event_row *ev)
 /* Copies the last event's seq, and of run.ended its payload (NULL: purged). */
 static int note_end(verify_state *v, const rein_event_row *ev)
 {
+	/* the store sits beside the engine, not above it: the one event type it
+	 * reads is named here (src/engine/events.c has the table) */
 	if (strcmp(ev->type, "run.ended") != 0)
 		return 0;
 	v->end_seq = ev->seq;

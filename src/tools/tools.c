@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 
+#include "engine.h"
 #include "mcp.h"
 #include "schema.h"
 
@@ -136,12 +137,12 @@ const json_t *rein_tools_cached(rein_tools *tx, const rein_spec *spec, int tool)
 	return tx->br[i].cached;
 }
 
-static void breaker_event(rein_tool_outcome *o, const char *type, json_t *data)
+static void breaker_event(rein_tool_outcome *o, rein_event_type type, json_t *data)
 {
 	if (o->breaker == NULL)
 		o->breaker = json_array();
 	if (o->breaker && data)
-		json_array_append_new(o->breaker, json_pack("{s:s, s:o}", "type", type, "data", data));
+		json_array_append_new(o->breaker, json_pack("{s:s, s:o}", "type", rein_event_name(type), "data", data));
 	else
 		json_decref(data);
 }
@@ -158,7 +159,7 @@ static void breaker_record(rein_tools *tx, breaker *b, const rein_tool *tool, bo
 		b->nfails = 0;
 		if (b->state != BR_CLOSED) {
 			b->state = BR_CLOSED;
-			breaker_event(o, "breaker.closed",
+			breaker_event(o, REIN_EV_BREAKER_CLOSED,
 				      json_pack("{s:s, s:s}", "tool", tool->name, "reason", "probe succeeded"));
 		}
 		return;
@@ -168,7 +169,7 @@ static void breaker_record(rein_tools *tx, breaker *b, const rein_tool *tool, bo
 	if (b->state == BR_HALF_OPEN || (probe && b->state != BR_OPEN)) {
 		b->state = BR_OPEN;
 		b->opened_at = now;
-		breaker_event(o, "breaker.opened",
+		breaker_event(o, REIN_EV_BREAKER_OPENED,
 			      json_pack("{s:s, s:s}", "tool", tool->name, "reason", "probe failed"));
 		return;
 	}
@@ -189,7 +190,7 @@ static void breaker_record(rein_tools *tx, breaker *b, const rein_tool *tool, bo
 	if (b->state == BR_CLOSED && (int)b->nfails >= p->failures) {
 		b->state = BR_OPEN;
 		b->opened_at = now;
-		breaker_event(o, "breaker.opened",
+		breaker_event(o, REIN_EV_BREAKER_OPENED,
 			      json_pack("{s:s, s:i, s:I}", "tool", tool->name, "failures",
 					(int)b->nfails, "window_ms", (json_int_t)p->window_ms));
 	}
@@ -783,7 +784,7 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *k
 	int64_t now = rein_clock_now(tx->clock);
 	if (b->state == BR_OPEN && now - b->opened_at >= tool->breaker.cooldown_ms) {
 		b->state = BR_HALF_OPEN;
-		breaker_event(&o, "breaker.half_open", json_pack("{s:s}", "tool", tool->name));
+		breaker_event(&o, REIN_EV_BREAKER_HALF_OPEN, json_pack("{s:s}", "tool", tool->name));
 		b->probing = false;
 	}
 	if (b->state == BR_OPEN || (b->state == BR_HALF_OPEN && b->probing)) {

@@ -51,8 +51,9 @@ static void answer_tool(drive *d, int step)
 	rein_tool_call call;
 	assert_int_equal(rein_run_tool_call(d->run, step, &call), REIN_OK);
 	if (call.cached) {
-		json_t *data = J("{\"kind\": \"cached\", \"result\": {\"cached\": true}}");
-		record_apply(d, "tool.fallback", step, data);
+		json_t *data = json_pack("{s:s, s:s, s:{s:b}}", "kind", "cached", "from",
+					 d->spec->tools[call.tool].name, "result", "cached", 1);
+		record_apply(d, EV(TOOL_FALLBACK), step, data);
 		json_decref(data);
 		return;
 	}
@@ -62,9 +63,9 @@ static void answer_tool(drive *d, int step)
 		return;
 	}
 	json_t *data;
-	const char *type = "tool.attempt";
+	const char *type = EV(TOOL_ATTEMPT);
 	if (strcmp(what, "ok") == 0) {
-		type = "step.completed";
+		type = EV(STEP_COMPLETED);
 		data = json_pack("{s:{s:s, s:i}, s:i}", "out", "key", call.key, "attempt", call.attempt,
 				 "attempt", call.attempt);
 	} else if (strcmp(what, "timeout") == 0) {
@@ -96,14 +97,15 @@ static void answer_model(drive *d, int step)
 	assert_int_equal(rein_run_model_call(d->run, step, &call), REIN_OK);
 	const char *what = mscript && mscript[mscript_pos] ? mscript[mscript_pos++] : "{}";
 	json_t *data;
-	const char *type = "model.call";
+	const char *type = EV(MODEL_CALL);
 	if (strncmp(what, "fail:", 5) == 0) {
-		type = "model.attempt";
+		type = EV(MODEL_ATTEMPT);
 		data = json_pack("{s:i, s:s, s:s, s:b, s:I}", "attempt", call.attempt, "outcome", "http_429",
 				 "error", "HTTP 429", "transient", 1, "retry_after_ms", (json_int_t)atoi(what + 5));
 	} else {
-		data = json_pack("{s:{s:i, s:i}, s:f, s:{s:s, s:o}}", "usage", "input", 10, "output", 5,
-				 "cost_usd", 0.001, "response", "text", what, "output", J(what));
+		data = json_pack("{s:s, s:s, s:{s:i, s:i}, s:f, s:{s:s, s:o}}", "tier",
+				 d->spec->tiers[call.tier].name, "request_hash", "h", "usage", "input", 10,
+				 "output", 5, "cost_usd", 0.001, "response", "text", what, "output", J(what));
 	}
 	d->now += 5;
 	record_apply(d, type, step, data);
@@ -159,8 +161,8 @@ static void run_to_end(drive *d, const char *yaml, const char *input)
 	d->spec = spec_from_yaml(d->sb, yaml);
 	d->now = 1000000;
 	assert_int_equal(rein_run_new(d->spec, d->sb, "run_test", &d->run), REIN_OK);
-	json_t *start = json_pack("{s:o}", "input", J(input));
-	record_apply(d, "run.started", -1, start);
+	json_t *start = json_pack("{s:o, s:s, s:s}", "input", J(input), "workflow", "t", "version", "1");
+	record_apply(d, EV(RUN_STARTED), -1, start);
 	json_decref(start);
 	if (!obey(d, 400))
 		fail_msg("run did not end");
@@ -318,8 +320,8 @@ static void test_parallel_join(void **state)
 	run_case_check(&d, &(const run_case){
 		.what = "11 + 14", .yaml = y, .input = "{}", .status = REIN_RUN_SUCCEEDED,
 		.output = "25",
-		.counts = {{"step.completed", "fan", 1}, {"step.completed", "r1", 1},
-			   {"timer.fired", NULL, 2}}});
+		.counts = {{EV(STEP_COMPLETED), "fan", 1}, {EV(STEP_COMPLETED), "r1", 1},
+			   {EV(TIMER_FIRED), NULL, 2}}});
 	/* the branches' timers ran side by side: 5 s, not 7 s, of virtual time */
 	assert_true(d.now - 1000000 < 6000);
 	drive_free(&d);
@@ -334,10 +336,10 @@ static void test_wait_timer(void **state)
 	drive d;
 	run_case_check(&d, &(const run_case){
 		.what = "1.5 s", .yaml = y, .input = "{\"s\": 1.5}", .status = REIN_RUN_SUCCEEDED,
-		.output = "{\"waited_ms\": 1500}", .counts = {{"timer.scheduled", "w", 1}}});
+		.output = "{\"waited_ms\": 1500}", .counts = {{EV(TIMER_SCHEDULED), "w", 1}}});
 	/* due_at = schedule time + 1500 ms */
 	for (size_t i = 0; i < d.n; i++)
-		if (strcmp(d.evs[i].type, "timer.scheduled") == 0)
+		if (rein_event_type_find(d.evs[i].type) == REIN_EV_TIMER_SCHEDULED)
 			assert_int_equal(json_integer_value(json_object_get(d.evs[i].data, "due_at")),
 					 d.evs[i].at + 1500);
 	drive_free(&d);
@@ -359,13 +361,13 @@ static void test_loop_bounds(void **state)
 			 "  giveup: { end: escalated, reason: '${why}' }\n",
 		 .input = "{}", .status = REIN_RUN_ESCALATED,
 		 .reason = "step 'poll' exceeded max_visits 3",
-		 .counts = {{"step.completed", "poll", 3}}},
+		 .counts = {{EV(STEP_COMPLETED), "poll", 3}}},
 		{.what = "without on_fail: the run fails; max_steps stops a bounded but long loop",
 		 .yaml = "rein: 1\nname: l2\nbudgets: { max_steps: 10 }\nsteps:\n"
 			 "  poll: { code: 'return 1', max_visits: 100, next: poll }\n",
 		 .input = "{}", .status = REIN_RUN_FAILED,
 		 .reason = "budget: max_steps 10 exceeded entering 'poll'",
-		 .counts = {{"step.completed", "poll", 10}}},
+		 .counts = {{EV(STEP_COMPLETED), "poll", 10}}},
 	};
 	run_cases(cases, NCASES(cases));
 }
@@ -394,7 +396,7 @@ static void test_step_errors(void **state)
 			"  a: { code: 'return input.x.y', on_fail: recover, next: done }\n"
 			"  recover: { code: 'return { recovered = why }', next: done }\n"
 			"  done: { end: succeeded }\n",
-		.input = "{}", .status = REIN_RUN_SUCCEEDED, .counts = {{"step.failed", "a", 1}}});
+		.input = "{}", .status = REIN_RUN_SUCCEEDED, .counts = {{EV(STEP_FAILED), "a", 1}}});
 	const char *why = json_string_value(json_object_get(rein_run_output(d.run), "recovered"));
 	assert_non_null(why);
 	assert_non_null(strstr(why, "t/workflow.yaml:4:")); /* the spec file and line */
@@ -423,7 +425,7 @@ static void test_step_output_schema(void **state)
 		{.what = "does not match", .yaml = y, .input = "{\"n\": \"three\"}",
 		 .status = REIN_RUN_ESCALATED,
 		 .reason_has = {"output does not match the step's output schema: /n"},
-		 .counts = {{"step.completed", "a", 0}}},
+		 .counts = {{EV(STEP_COMPLETED), "a", 0}}},
 	};
 	run_cases(cases, NCASES(cases));
 }
@@ -457,12 +459,12 @@ static void test_corrupt_log(void **state)
 	assert_int_equal(rein_run_new(spec, sb, "run_c", &r), REIN_OK);
 	json_t *d = J("{\"out\": 1}");
 	/* before run.started */
-	assert_int_equal(rein_run_apply(r, "step.completed", "a", 1, d, &err), REIN_ECORRUPT);
-	json_t *s = J("{\"input\": {}}");
+	assert_int_equal(rein_run_apply(r, EV(STEP_COMPLETED), "a", 1, d, &err), REIN_ECORRUPT);
+	json_t *s = J("{\"input\": {}, \"workflow\": \"t\", \"version\": \"1\"}");
 	rein_err_clear(&err);
-	assert_int_equal(rein_run_apply(r, "run.started", NULL, 1, s, &err), REIN_OK);
+	assert_int_equal(rein_run_apply(r, EV(RUN_STARTED), NULL, 1, s, &err), REIN_OK);
 	/* b is not the active step */
-	assert_int_equal(rein_run_apply(r, "step.completed", "b", 2, d, &err), REIN_ECORRUPT);
+	assert_int_equal(rein_run_apply(r, EV(STEP_COMPLETED), "b", 2, d, &err), REIN_ECORRUPT);
 	assert_non_null(strstr(err.msg, "not active"));
 	rein_err_clear(&err);
 	assert_int_equal(rein_run_apply(r, "no.such.event", NULL, 2, d, &err), REIN_ECORRUPT);
@@ -504,35 +506,35 @@ static void test_tool_retries(void **state)
 		.what = "retried to success", .yaml = TOOL_WF("header", ""), .input = AMOUNT_10,
 		.tools = (const char *const[]){"503", "timeout", "ok", NULL},
 		.status = REIN_RUN_SUCCEEDED,
-		.counts = {{"tool.intent", "pay", 1}, {"tool.attempt", "pay", 2},
-			   {"tool.backoff", "pay", 2}}});
+		.counts = {{EV(TOOL_INTENT), "pay", 1}, {EV(TOOL_ATTEMPT), "pay", 2},
+			   {EV(TOOL_BACKOFF), "pay", 2}}});
 	/* the same key for every attempt, and the result is the third attempt's */
-	const char *key = json_string_value(json_object_get(event_data(&d, "tool.intent", 0), "key"));
+	const char *key = json_string_value(json_object_get(event_data(&d, EV(TOOL_INTENT), 0), "key"));
 	assert_non_null(key);
 	assert_string_equal(json_string_value(json_object_get(rein_run_output(d.run), "key")), key);
 	assert_int_equal(json_integer_value(json_object_get(rein_run_output(d.run), "attempt")), 3);
 	/* full jitter: each delay within [0, base * 2^(n-1)] */
-	assert_true(json_integer_value(json_object_get(event_data(&d, "tool.backoff", 0), "delay_ms")) <= 100);
-	assert_true(json_integer_value(json_object_get(event_data(&d, "tool.backoff", 1), "delay_ms")) <= 200);
+	assert_true(json_integer_value(json_object_get(event_data(&d, EV(TOOL_BACKOFF), 0), "delay_ms")) <= 100);
+	assert_true(json_integer_value(json_object_get(event_data(&d, EV(TOOL_BACKOFF), 1), "delay_ms")) <= 200);
 	drive_free(&d);
 
 	run_case_check(&d, &(const run_case){
 		.what = "Retry-After is honoured", .yaml = TOOL_WF("header", ""), .input = AMOUNT_10,
 		.tools = (const char *const[]){"429:1500", "ok", NULL}, .status = REIN_RUN_SUCCEEDED});
-	assert_int_equal(json_integer_value(json_object_get(event_data(&d, "tool.backoff", 0), "delay_ms")), 1500);
+	assert_int_equal(json_integer_value(json_object_get(event_data(&d, EV(TOOL_BACKOFF), 0), "delay_ms")), 1500);
 	drive_free(&d);
 
 	const run_case cases[] = {
 		{.what = "a 4xx is never retried", .yaml = TOOL_WF("header", ""), .input = AMOUNT_10,
 		 .tools = (const char *const[]){"400", NULL}, .status = REIN_RUN_FAILED,
-		 .counts = {{"tool.attempt", "pay", 1}, {"tool.backoff", "pay", 0}}},
+		 .counts = {{EV(TOOL_ATTEMPT), "pay", 1}, {EV(TOOL_BACKOFF), "pay", 0}}},
 		{.what = "attempts are capped", .yaml = TOOL_WF("header", ""), .input = AMOUNT_10,
 		 .tools = (const char *const[]){"503", "503", "503", "ok", NULL},
 		 .status = REIN_RUN_FAILED, .reason_has = {"after 3 attempts"},
-		 .counts = {{"tool.attempt", "pay", 3}}},
+		 .counts = {{EV(TOOL_ATTEMPT), "pay", 3}}},
 		{.what = "arguments that break the contract never leave",
 		 .yaml = TOOL_WF("header", ""), .input = "{\"amount\": 900}", .status = REIN_RUN_FAILED,
-		 .reason_has = {"/amount"}, .counts = {{"tool.intent", NULL, 0}}},
+		 .reason_has = {"/amount"}, .counts = {{EV(TOOL_INTENT), NULL, 0}}},
 	};
 	run_cases(cases, NCASES(cases));
 }
@@ -575,8 +577,8 @@ static void crash_and_recover(const char *yaml, rein_status want, int want_attem
 	rein_run_recovered(r, d.now);
 	obey(&d, 50);
 	assert_int_equal(rein_run_status(d.run), want);
-	assert_int_equal(count(&d, "tool.intent", NULL), 1);
-	assert_int_equal(count(&d, "tool.attempt", NULL), want_attempts);
+	assert_int_equal(count(&d, EV(TOOL_INTENT), NULL), 1);
+	assert_int_equal(count(&d, EV(TOOL_ATTEMPT), NULL), want_attempts);
 	drive_free(&d);
 }
 
@@ -596,7 +598,7 @@ static void test_tool_fallbacks(void **state)
 	run_case_check(&d, &(const run_case){
 		.what = "fallback: unavailable", .yaml = TOOL_WF("header", "fallback: unavailable"),
 		.input = AMOUNT_10, .tools = (const char *const[]){"400", NULL},
-		.status = REIN_RUN_SUCCEEDED, .counts = {{"tool.fallback", "pay", 1}}});
+		.status = REIN_RUN_SUCCEEDED, .counts = {{EV(TOOL_FALLBACK), "pay", 1}}});
 	assert_json_eq(json_object_get(rein_run_output(d.run), "unavailable"), "true");
 	drive_free(&d);
 
@@ -604,10 +606,10 @@ static void test_tool_fallbacks(void **state)
 		.what = "fallback: another tool, under a key of its own",
 		.yaml = TOOL_WF("header", "fallback: { tool: backup }"), .input = AMOUNT_10,
 		.tools = (const char *const[]){"400", "ok", NULL}, .status = REIN_RUN_SUCCEEDED,
-		.counts = {{"tool.intent", NULL, 2}}});
-	const char *k1 = json_string_value(json_object_get(event_data(&d, "tool.intent", 0), "key"));
-	const char *k2 = json_string_value(json_object_get(event_data(&d, "tool.intent", 1), "key"));
-	assert_string_equal(json_string_value(json_object_get(event_data(&d, "tool.intent", 1), "tool")), "backup");
+		.counts = {{EV(TOOL_INTENT), NULL, 2}}});
+	const char *k1 = json_string_value(json_object_get(event_data(&d, EV(TOOL_INTENT), 0), "key"));
+	const char *k2 = json_string_value(json_object_get(event_data(&d, EV(TOOL_INTENT), 1), "key"));
+	assert_string_equal(json_string_value(json_object_get(event_data(&d, EV(TOOL_INTENT), 1), "tool")), "backup");
 	assert_true(strncmp(k1, k2, strlen(k1)) == 0 && strcmp(k2 + strlen(k1), "-fb1") == 0);
 	drive_free(&d);
 
@@ -634,7 +636,7 @@ static void test_llm_budgets(void **state)
 			 "  done: { end: succeeded }\n",
 		 .input = "{}", .models = (const char *const[]){"{\"b\": 1}", "{\"a\": 1}", NULL},
 		 .status = REIN_RUN_SUCCEEDED, .output = "{\"skipped\": true}",
-		 .counts = {{"model.call", "ask", 1}}},
+		 .counts = {{EV(MODEL_CALL), "ask", 1}}},
 		{.what = "a step wall-time budget: a Retry-After past it ends the step escalated",
 		 .yaml = "rein: 1\nname: lt\n"
 			 "models: { m: { provider: replay, model: x, retry: { max_attempts: 5, max_total_s: 600 } } }\n"
@@ -644,7 +646,7 @@ static void test_llm_budgets(void **state)
 		 .input = "{}", .models = (const char *const[]){"fail:10000", "{\"a\": 1}", NULL},
 		 .status = REIN_RUN_ESCALATED,
 		 .reason_has = {"budget: the step's timeout_s 5 passed"},
-		 .counts = {{"model.call", "ask", 0}}},
+		 .counts = {{EV(MODEL_CALL), "ask", 0}}},
 	};
 	run_cases(cases, NCASES(cases));
 	mscript = NULL;
@@ -676,7 +678,7 @@ static void deliver(drive *d, const char *type, const char *data)
 {
 	json_t *iev = json_pack("{s:s, s:s, s:o, s:s, s:I}", "id", "inbox-1", "type", type, "data",
 			       J(data), "sender", "test", "at", (json_int_t)d->now);
-	record_apply(d, "inbox.received", -1, iev);
+	record_apply(d, EV(INBOX_RECEIVED), -1, iev);
 	json_decref(iev);
 }
 
@@ -707,20 +709,21 @@ static void test_inbox_cancel(void **state)
 		d.spec = spec_from_yaml(d.sb, cases[i].yaml);
 		d.now = 1000000;
 		assert_int_equal(rein_run_new(d.spec, d.sb, "run_test", &d.run), REIN_OK);
-		json_t *start = json_pack("{s:o}", "input", J(cases[i].input));
-		record_apply(&d, "run.started", -1, start);
+		json_t *start = json_pack("{s:o, s:s, s:s}", "input", J(cases[i].input), "workflow", "t",
+					   "version", "1");
+		record_apply(&d, EV(RUN_STARTED), -1, start);
 		json_decref(start);
 		obey_until_sleep(&d);
 		assert_int_equal(rein_run_status(d.run), REIN_RUN_WAITING);
 		deliver(&d, "signal", "{\"n\": 1}"); /* recorded, ignored */
 		assert_int_equal(rein_run_status(d.run), REIN_RUN_WAITING);
 		deliver(&d, "cancel", cases[i].data);
-		int attempts = count(&d, "tool.attempt", NULL);
+		int attempts = count(&d, EV(TOOL_ATTEMPT), NULL);
 		rein_cmd c;
 		rein_err err = {0};
 		assert_int_equal(rein_run_poll(d.run, d.now, &c, &err), REIN_OK);
 		assert_int_equal(c.kind, REIN_CMD_EMIT);
-		assert_string_equal(c.type, "run.ended");
+		assert_string_equal(c.type, EV(RUN_ENDED));
 		assert_string_equal(json_string_value(json_object_get(c.data, "status")), "cancelled");
 		record_apply(&d, c.type, c.step, c.data);
 		rein_cmd_clear(&c);
@@ -728,7 +731,7 @@ static void test_inbox_cancel(void **state)
 		assert_string_equal(rein_run_reason(d.run), cases[i].reason);
 		assert_int_equal(rein_run_poll(d.run, d.now + 100000, &c, &err), REIN_OK);
 		assert_int_equal(c.kind, REIN_CMD_NONE);
-		assert_int_equal(count(&d, "tool.attempt", NULL), attempts); /* nothing more ran */
+		assert_int_equal(count(&d, EV(TOOL_ATTEMPT), NULL), attempts); /* nothing more ran */
 		check_replay(&d);
 		drive_free(&d);
 	}
@@ -786,26 +789,29 @@ static void sweep_answer(const rein_spec *spec, rein_run *run, int step, int nmo
 {
 	const rein_step *st = &spec->steps[step];
 	if (rein_run_effect(run, step) == REIN_STEP_LLM) {
-		*type = "model.call";
+		*type = EV(MODEL_CALL);
 		json_t *resp = st->kind == REIN_STEP_LLM ? J("{\"text\": \"{}\", \"output\": {\"a\": \"x\"}}")
 			       : nmodel == 2 ? J("{\"tool_calls\": [{\"id\": \"c1\", \"name\": \"look\", "
 						"\"arguments\": {\"q\": \"k\"}}]}")
 					     : J("{\"text\": \"found it\"}");
-		*data = json_pack("{s:{s:i, s:i}, s:f, s:o}", "usage", "input", 10, "output", 5,
-				  "cost_usd", 0.001, "response", resp);
+		rein_model_request mc;
+		assert_int_equal(rein_run_model_call(run, step, &mc), REIN_OK);
+		*data = json_pack("{s:s, s:s, s:{s:i, s:i}, s:f, s:o}", "tier", spec->tiers[mc.tier].name,
+				  "request_hash", "h", "usage", "input", 10, "output", 5, "cost_usd", 0.001,
+				  "response", resp);
 		return;
 	}
 	rein_tool_call call;
 	assert_int_equal(rein_run_tool_call(run, step, &call), REIN_OK);
 	if (st->kind == REIN_STEP_AGENT) {
-		*type = "tool.result";
+		*type = EV(TOOL_RESULT);
 		*data = json_pack("{s:s, s:s, s:{s:b}}", "call_id", "c1", "tool", "look", "out", "found", 1);
 	} else if (ntool == 1) { /* the tool step's first attempt: a 503, retried */
-		*type = "tool.attempt";
+		*type = EV(TOOL_ATTEMPT);
 		*data = json_pack("{s:i, s:s, s:s, s:b, s:b}", "attempt", call.attempt, "outcome",
 				  "http_503", "error", "HTTP 503", "transient", 1, "ambiguous", 0);
 	} else {
-		*type = "step.completed";
+		*type = EV(STEP_COMPLETED);
 		*data = json_pack("{s:O}", "out", call.args);
 	}
 }
@@ -822,8 +828,8 @@ static int sweep_drive(rein_script *sb, const rein_spec *spec, sweep *sw, json_t
 	rein_run *run = NULL;
 	int64_t now = 1000000;
 	int nmodel = 0, ntool = 0;
-	const char *type = "run.started";
-	json_t *data = J("{\"input\": {\"q\": \"k\"}}");
+	const char *type = EV(RUN_STARTED);
+	json_t *data = J("{\"input\": {\"q\": \"k\"}, \"workflow\": \"t\", \"version\": \"1\"}");
 	int step = -1, rc;
 	sw_arm(sw);
 	rc = rein_run_new(spec, sb, "run_sw", &run);

@@ -1190,14 +1190,14 @@ static void test_router_breaker(void **state)
 	routed_seen s = route(r, io, spec, &sent);
 	assert_true(sent);
 	assert_int_equal(s.n, 1);
-	assert_string_equal(s.type[0], "model.attempt");
+	assert_string_equal(s.type[0], EV(MODEL_ATTEMPT));
 	assert_string_equal(s.detail[0], "http_429");
 	s = route(r, io, spec, &sent); /* the second in a row opens it */
 	assert_true(sent);
 	assert_int_equal(s.n, 2);
-	assert_string_equal(s.type[0], "model.breaker");
+	assert_string_equal(s.type[0], EV(MODEL_BREAKER));
 	assert_string_equal(s.detail[0], "opened");
-	assert_string_equal(s.type[1], "model.attempt");
+	assert_string_equal(s.type[1], EV(MODEL_ATTEMPT));
 	clock.now += 9999; /* still cooling down: refused without a call */
 	s = route(r, io, spec, &sent);
 	assert_false(sent);

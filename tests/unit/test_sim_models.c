@@ -79,15 +79,15 @@ static int add_spend(void *ud, const rein_event_row *ev)
 {
 	spend *s = ud;
 	json_t *d = json_loads(ev->payload, 0, NULL);
-	if (strcmp(ev->type, "model.call") == 0) {
+	if (rein_event_type_find(ev->type) == REIN_EV_MODEL_CALL) {
 		s->cost += json_number_value(json_object_get(d, "cost_usd"));
 		json_t *u = json_object_get(d, "usage");
 		s->tokens += json_integer_value(json_object_get(u, "input")) +
 			     json_integer_value(json_object_get(u, "output"));
 		s->model_calls++;
-	} else if (strcmp(ev->type, "model.attempt") == 0) {
+	} else if (rein_event_type_find(ev->type) == REIN_EV_MODEL_ATTEMPT) {
 		s->model_calls++;
-	} else if (strcmp(ev->type, "model.intent") == 0) {
+	} else if (rein_event_type_find(ev->type) == REIN_EV_MODEL_INTENT) {
 		json_t *e = json_object_get(d, "estimate");
 		double c = json_number_value(json_object_get(e, "cost_usd"));
 		int64_t t = json_integer_value(json_object_get(e, "tokens"));
@@ -95,7 +95,7 @@ static int add_spend(void *ud, const rein_event_row *ev)
 			s->max_est_cost = c;
 		if (t > s->max_est_tokens)
 			s->max_est_tokens = t;
-	} else if (strcmp(ev->type, "tool.intent") == 0) {
+	} else if (rein_event_type_find(ev->type) == REIN_EV_TOOL_INTENT) {
 		s->tool_calls++;
 	}
 	json_decref(d);

@@ -162,7 +162,7 @@ static int count_steps(void *ud, const rein_event_row *ev)
 	c->in_order &= ev->seq == c->last_seq + 1;
 	c->last_seq = ev->seq;
 	c->events++;
-	if (strcmp(ev->type, "step.completed") == 0 && ev->step && ev->step[0] >= 'a' &&
+	if (rein_event_type_find(ev->type) == REIN_EV_STEP_COMPLETED && ev->step && ev->step[0] >= 'a' &&
 	    ev->step[0] <= 'z' && ev->step[1] == '\0')
 		c->completed[ev->step[0] - 'a']++;
 	return 0;
@@ -912,7 +912,7 @@ static int scenario(rein_store *st, rein_err *err)
 	rc = rein_store_spec_put(st, v1(), "w", "{}", err);
 	if (rc == REIN_OK)
 		rc = rein_store_run_insert(st, &row, err);
-	rein_event_row ev = {.run_id = "f", .seq = 1, .type = "run.started", .at = 1,
+	rein_event_row ev = {.run_id = "f", .seq = 1, .type = EV(RUN_STARTED), .at = 1,
 			     .payload = "{}"};
 	memcpy(ev.prev_hash, row.last_hash, REIN_HASH_LEN);
 	rein_event_hash(&ev);

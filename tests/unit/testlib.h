@@ -23,6 +23,9 @@
 #include "spec.h"
 #include "store.h"
 
+/* The name in the log of event type REIN_EV_x (the table, event_types.h). */
+#define EV(x) rein_event_name(REIN_EV_##x)
+
 /* Compiles a spec from YAML text (as a one-file bundle); fails the test on error. */
 static inline rein_spec *spec_from_yaml(rein_script *sb, const char *yaml)
 {
@@ -79,7 +82,7 @@ static inline void assert_json_eq(const json_t *got, const char *want)
 static inline int count_completions(void *ud, const rein_event_row *ev)
 {
 	json_t *counts = ud;
-	if (strcmp(ev->type, "step.completed") == 0) {
+	if (rein_event_type_find(ev->type) == REIN_EV_STEP_COMPLETED) {
 		json_int_t n = json_integer_value(json_object_get(counts, ev->step));
 		json_object_set_new(counts, ev->step, json_integer(n + 1));
 	}
