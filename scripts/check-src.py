@@ -25,7 +25,7 @@ RANK = {
     "schema": 1, "script": 1,
     "spec": 2,
     "engine": 3, "store": 3, "io": 3,
-    "mcp": 4, "model": 4,
+    "mcp": 4, "model": 4, "trace": 4,
     "tools": 5,
     "runner": 6,
     "cli": 7,
