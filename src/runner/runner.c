@@ -868,7 +868,7 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 				rn->dq[rn->ndq++] = (dispatch){a, cmd.step};
 				break;
 			}
-			rc = rein_run_exec(a->run, cmd.step, &type, &data, err);
+			rc = rein_run_exec(a->run, cmd.step, rn->o.clock, &type, &data, err);
 			if (rc == REIN_OK)
 				rc = append(rn, a, type, cmd.step, data, err);
 			json_decref(data);

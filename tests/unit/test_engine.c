@@ -90,6 +90,8 @@ static void answer_tool(drive *d, int step)
  * "fail:MS" (a transient failure with Retry-After MS). */
 static const char *const *mscript;
 static int mscript_pos;
+/* The clock code steps' time limits are read against (NULL: none). */
+static const rein_clock *exec_clock;
 
 static void answer_model(drive *d, int step)
 {
@@ -146,7 +148,7 @@ static bool obey(drive *d, int max)
 		}
 		const char *type;
 		json_t *data;
-		assert_int_equal(rein_run_exec(d->run, c.step, &type, &data, &err), REIN_OK);
+		assert_int_equal(rein_run_exec(d->run, c.step, exec_clock, &type, &data, &err), REIN_OK);
 		d->now += 1;
 		record_apply(d, type, c.step, data);
 		json_decref(data);
@@ -325,6 +327,44 @@ static void test_parallel_join(void **state)
 	/* the branches' timers ran side by side: 5 s, not 7 s, of virtual time */
 	assert_true(d.now - 1000000 < 6000);
 	drive_free(&d);
+}
+
+/* A clock far past any deadline: a script that reads it is out of time. */
+static int64_t late_ms(void *ctx)
+{
+	(void)ctx;
+	return INT64_C(1) << 50;
+}
+
+static void test_code_timeout(void **state)
+{
+	(void)state;
+	static const rein_clock late = {late_ms, NULL};
+	/* a busy loop under a large instruction budget: the run's timeout_s
+	 * stops it, not the budget, and on_fail is not taken (the time is up) */
+	static const char *y =
+		"rein: 1\nname: t\nbudgets: { timeout_s: 1 }\nsteps:\n"
+		"  spin:\n"
+		"    code: { instructions: 50000000, source: 'local x = 0 while true do x = x + 1 end' }\n"
+		"    on_fail: caught\n"
+		"    next: done\n"
+		"  done: { end: succeeded }\n"
+		"  caught: { end: escalated, reason: 'caught: ${why}' }\n";
+	exec_clock = &late;
+	const run_case cases[] = {
+		{.what = "the run's deadline inside a code step", .yaml = y, .input = "{}",
+		 .status = REIN_RUN_FAILED,
+		 .reason = "timeout: the run exceeded timeout_s 1 while step 'spin' ran",
+		 .counts = {{EV(STEP_FAILED), "spin", 1}}},
+	};
+	run_cases(cases, NCASES(cases));
+	exec_clock = NULL;
+	/* without a clock (a pure caller) only the instruction budget holds */
+	const run_case pure[] = {
+		{.what = "no clock: the budget", .yaml = y, .input = "{}",
+		 .status = REIN_RUN_ESCALATED, .reason_has = {"caught: ", "instruction budget"}},
+	};
+	run_cases(pure, NCASES(pure));
 }
 
 static void test_wait_timer(void **state)
@@ -960,7 +1000,7 @@ int main(void)
 		cmocka_unit_test(test_step_output_schema), cmocka_unit_test(test_llm_budgets),
 		cmocka_unit_test(test_tool_retries),  cmocka_unit_test(test_tool_ambiguity),
 		cmocka_unit_test(test_tool_crash_in_flight), cmocka_unit_test(test_tool_fallbacks),
-		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_alloc_faults),
+		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_code_timeout), cmocka_unit_test(test_alloc_faults),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
