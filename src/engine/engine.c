@@ -63,6 +63,7 @@ void rein_run_free(rein_run *r)
 	rein_free(r->reason);
 	rein_free(r->end_reason);
 	rein_free(r->last_error);
+	rein_free(r->fail_reason);
 	rein_free(r);
 }
 
@@ -271,7 +272,10 @@ int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err)
 {
 	assert(r != NULL && t >= 0 && (size_t)t < r->nth && msg != NULL);
 	const rein_step *st = &r->spec->steps[r->th[t].step];
-	if (engine_set_str(&r->last_error, msg) != REIN_OK)
+	char *failed = rein_sprintf("step '%s' failed: %s", st->name, msg);
+	rein_free(r->fail_reason);
+	r->fail_reason = failed;
+	if (failed == NULL || engine_set_str(&r->last_error, msg) != REIN_OK)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	const rein_step_model *m = rein_step_model_of(st);
 	if (m && m->optional && strncmp(msg, "budget:", 7) == 0)
@@ -327,7 +331,12 @@ static int enter_end(rein_run *r, int t, const rein_step *st, rein_err *err)
 			goto bad;
 	}
 	char *rtext = reason ? engine_json_text(reason) : NULL;
-	rc = reason && rtext == NULL ? REIN_ENOMEM : engine_decide_end(r, st->u.end.status, rtext, out);
+	/* an end that is not a success and gives no reason: the step failure
+	 * that led here, if one did (else the run would say nothing of why) */
+	const char *why = rtext ? rtext
+		   : st->u.end.status != REIN_RUN_SUCCEEDED && !st->u.end.reason ? r->fail_reason
+										 : NULL;
+	rc = reason && rtext == NULL ? REIN_ENOMEM : engine_decide_end(r, st->u.end.status, why, out);
 	if (reason && rtext == NULL)
 		json_decref(out);
 	rein_free(rtext);

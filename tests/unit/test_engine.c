@@ -266,6 +266,8 @@ static void run_case_check(drive *d, const run_case *c)
 		assert_json_eq(rein_run_output(d->run), c->output);
 	if (c->reason != NULL)
 		assert_string_equal(rein_run_reason(d->run), c->reason);
+	if (c->reason_has[0] != NULL)
+		assert_non_null(rein_run_reason(d->run));
 	for (size_t i = 0; i < 2 && c->reason_has[i] != NULL; i++)
 		assert_non_null(strstr(rein_run_reason(d->run), c->reason_has[i]));
 	for (size_t i = 0; i < 3 && c->counts[i].type != NULL; i++)
@@ -450,6 +452,30 @@ static void test_step_errors(void **state)
 			  .input = "{}", .status = REIN_RUN_FAILED,
 			  .reason_has = {"step 'a' failed: when 'out.nope.deeper'"}},
 		  1);
+
+	/* an end without a reason reached through on_fail says which step failed
+	 * and why, through any steps between; a success says nothing */
+	const run_case ends[] = {
+		{.what = "on_fail to an end without a reason: the failure is the reason",
+		 .yaml = "rein: 1\nname: e3\nsteps:\n"
+			 "  a: { code: 'return 1', next: b }\n"
+			 "  b: { code: 'return input.x.y', on_fail: note, next: done }\n"
+			 "  note: { code: 'return 2', next: human }\n"
+			 "  human: { end: escalated }\n"
+			 "  done: { end: succeeded }\n",
+		 .input = "{}", .status = REIN_RUN_ESCALATED,
+		 .reason_has = {"step 'b' failed: ", "attempt to index"}},
+		{.what = "... but a success after a recovered failure has no reason",
+		 .yaml = "rein: 1\nname: e4\nsteps:\n"
+			 "  b: { code: 'return input.x.y', on_fail: done, next: done }\n"
+			 "  done: { end: succeeded }\n",
+		 .input = "{}", .status = REIN_RUN_SUCCEEDED},
+	};
+	run_cases(ends, NCASES(ends));
+	drive d2;
+	run_case_check(&d2, &ends[1]);
+	assert_null(rein_run_reason(d2.run));
+	drive_free(&d2);
 }
 
 static void test_step_output_schema(void **state)
