@@ -718,6 +718,50 @@ static void test_llm_budgets(void **state)
 	mscript = NULL;
 }
 
+/* model.intent records the model and provider the call uses, resolved from
+ * the environment when the workflow is loaded; a run rebuilt from its log
+ * calls the recorded model, whatever the environment says now. */
+static void test_llm_intent_model(void **state)
+{
+	(void)state;
+	setenv("REIN_TEST_MODEL_A", "model-a-2026-01-01", 1);
+	unsetenv("REIN_TEST_PROVIDER_A");
+	drive d;
+	run_case_check(&d, &(const run_case){
+		.what = "the intent names the resolved model",
+		.yaml = "rein: 1\nname: li\n"
+			"models: { m: { provider: '${env.REIN_TEST_PROVIDER_A:-replay}', model: '${env.REIN_TEST_MODEL_A:-}' } }\n"
+			"steps:\n"
+			"  ask: { llm: { model: m, prompt: hi }, next: done }\n"
+			"  done: { end: succeeded }\n",
+		.input = "{}", .status = REIN_RUN_SUCCEEDED,
+		.counts = {{EV(MODEL_INTENT), "ask", 1}}});
+	const json_t *intent = event_data(&d, EV(MODEL_INTENT), 0);
+	assert_string_equal(json_string_value(json_object_get(intent, "model")), "model-a-2026-01-01");
+	assert_string_equal(json_string_value(json_object_get(intent, "provider")), "replay");
+	/* rebuilt up to the intent, with another model recorded: that one is called */
+	rein_run *r = NULL;
+	rein_err err = {0};
+	assert_int_equal(rein_run_new(d.spec, d.sb, "run_test", &r), REIN_OK);
+	for (size_t i = 0; i < d.n; i++) {
+		json_t *data = json_deep_copy(d.evs[i].data);
+		bool is_intent = strcmp(d.evs[i].type, EV(MODEL_INTENT)) == 0;
+		if (is_intent)
+			json_object_set_new(data, "model", json_string("model-recorded"));
+		assert_int_equal(rein_run_apply(r, d.evs[i].type, d.evs[i].step, d.evs[i].at, data, &err),
+				 REIN_OK);
+		json_decref(data);
+		if (is_intent)
+			break;
+	}
+	rein_model_request call;
+	assert_int_equal(rein_run_model_call(r, rein_spec_step(d.spec, "ask"), &call), REIN_OK);
+	assert_string_equal(json_string_value(json_object_get(call.request, "model")), "model-recorded");
+	rein_run_free(r);
+	drive_free(&d);
+	unsetenv("REIN_TEST_MODEL_A");
+}
+
 /* Polls and obeys (EMITs applied, EXECs answered from the scripts) until the
  * run asks to sleep; the clock does not move. */
 static void obey_until_sleep(drive *d)
@@ -1023,7 +1067,7 @@ int main(void)
 		cmocka_unit_test(test_wait_timer),   cmocka_unit_test(test_loop_bounds),
 		cmocka_unit_test(test_timeout),      cmocka_unit_test(test_step_errors),
 		cmocka_unit_test(test_output_schema), cmocka_unit_test(test_corrupt_log),
-		cmocka_unit_test(test_step_output_schema), cmocka_unit_test(test_llm_budgets),
+		cmocka_unit_test(test_step_output_schema), cmocka_unit_test(test_llm_budgets), cmocka_unit_test(test_llm_intent_model),
 		cmocka_unit_test(test_tool_retries),  cmocka_unit_test(test_tool_ambiguity),
 		cmocka_unit_test(test_tool_crash_in_flight), cmocka_unit_test(test_tool_fallbacks),
 		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_code_timeout), cmocka_unit_test(test_alloc_faults),
