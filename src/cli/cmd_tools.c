@@ -83,15 +83,20 @@ int rein_cmd_tools(int argc, char **argv)
 		goto out;
 	}
 	if (!check) {
-		FILE *f = fopen(path, "w");
-		if (f == NULL || json_dumpf(cur, f, JSON_INDENT(2) | JSON_SORT_KEYS) != 0) {
+		char *text = rein_json_dump_flags(cur, JSON_INDENT(2) | JSON_SORT_KEYS);
+		FILE *f = text ? fopen(path, "w") : NULL;
+		if (f == NULL || fputs(text, f) == EOF || fputc('\n', f) == EOF) {
 			fprintf(stderr, "rein tools lock: cannot write %s\n", path);
 			if (f)
 				fclose(f);
+			rein_free(text);
 			goto out;
 		}
-		fputc('\n', f);
-		fclose(f);
+		rein_free(text);
+		if (fclose(f) != 0) {
+			fprintf(stderr, "rein tools lock: cannot write %s\n", path);
+			goto out;
+		}
 		printf("%s: %zu tool(s) locked\n", path, json_object_size(json_object_get(cur, "tools")));
 		ex = 0;
 		goto out;

@@ -174,7 +174,7 @@ static void print_result(const rein_run_result *r)
 		rein_time_format(r->wake_at, t);
 		json_object_set_new(o, "wake_at", json_string(t));
 	}
-	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	char *s = rein_json_dump_flags(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
 	if (s)
 		puts(s);
 	fflush(stdout);
@@ -639,7 +639,7 @@ static int print_event(void *ud, const rein_event_row *ev)
 {
 	(void)ud;
 	json_t *o = rein_event_row_json(ev);
-	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	char *s = o ? rein_json_dump_flags(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	if (s)
 		puts(s);
 	rein_free(s);
@@ -703,7 +703,7 @@ static int cmd_show(int argc, char **argv, const char *db)
 	o = rein_run_row_json(&row);
 	if (as_json) {
 		json_object_set(o, "events", c.events);
-		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		char *s = rein_json_dump_flags(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		if (s)
 			puts(s);
 		rein_free(s);
@@ -725,7 +725,7 @@ static int cmd_show(int argc, char **argv, const char *db)
 		json_array_foreach(c.events, i, ev)
 		{
 			const char *step = json_string_value(json_object_get(ev, "step"));
-			char *data = json_dumps(json_object_get(ev, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+			char *data = rein_json_dump_flags(json_object_get(ev, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
 			bool cut = data && strlen(data) > SHOW_WIDTH;
 			printf("%4lld  %s  %-16s %-16s %.*s%s\n",
 			       (long long)json_integer_value(json_object_get(ev, "seq")),
@@ -931,7 +931,7 @@ static int cmd_runs(int argc, char **argv, const char *db)
 		goto out;
 	}
 	if (l.arr) {
-		char *js = json_dumps(l.arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		char *js = rein_json_dump_flags(l.arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		if (js)
 			puts(js);
 		rein_free(js);

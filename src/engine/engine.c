@@ -63,6 +63,7 @@ void rein_run_free(rein_run *r)
 	rein_free(r->reason);
 	rein_free(r->end_reason);
 	rein_free(r->last_error);
+	rein_free(r->fail_reason);
 	rein_free(r);
 }
 
@@ -271,11 +272,22 @@ int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err)
 {
 	assert(r != NULL && t >= 0 && (size_t)t < r->nth && msg != NULL);
 	const rein_step *st = &r->spec->steps[r->th[t].step];
-	if (engine_set_str(&r->last_error, msg) != REIN_OK)
+	char *failed = rein_sprintf("step '%s' failed: %s", st->name, msg);
+	rein_free(r->fail_reason);
+	r->fail_reason = failed;
+	if (failed == NULL || engine_set_str(&r->last_error, msg) != REIN_OK)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	const rein_step_model *m = rein_step_model_of(st);
 	if (m && m->optional && strncmp(msg, "budget:", 7) == 0)
 		return engine_route(r, t, json_null(), err); /* the degrade path: skip it */
+	if (strncmp(msg, "timeout:", 8) == 0 && st->kind == REIN_STEP_CODE) {
+		/* the run's deadline passed inside a script: the run's time is up,
+		 * no on_fail path runs (rein_run_exec) */
+		r->th[t].state = T_DONE;
+		return engine_decide_end(r, REIN_RUN_FAILED, msg, json_null()) == REIN_OK
+			       ? REIN_OK
+			       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+	}
 	if (st->on_fail >= 0)
 		return enter(r, t, st->on_fail, err);
 	char *reason = rein_sprintf("step '%s' failed: %s", st->name, msg);
@@ -319,7 +331,12 @@ static int enter_end(rein_run *r, int t, const rein_step *st, rein_err *err)
 			goto bad;
 	}
 	char *rtext = reason ? engine_json_text(reason) : NULL;
-	rc = reason && rtext == NULL ? REIN_ENOMEM : engine_decide_end(r, st->u.end.status, rtext, out);
+	/* an end that is not a success and gives no reason: the step failure
+	 * that led here, if one did (else the run would say nothing of why) */
+	const char *why = rtext ? rtext
+		   : st->u.end.status != REIN_RUN_SUCCEEDED && !st->u.end.reason ? r->fail_reason
+										 : NULL;
+	rc = reason && rtext == NULL ? REIN_ENOMEM : engine_decide_end(r, st->u.end.status, why, out);
 	if (reason && rtext == NULL)
 		json_decref(out);
 	rein_free(rtext);
@@ -731,7 +748,8 @@ int engine_check_output(const rein_step *st, const json_t *out, char **why)
 				 "output does not match the step's output schema");
 }
 
-int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_err *err)
+int rein_run_exec(rein_run *r, int step, const rein_clock *clock, const char **type,
+		  json_t **data, rein_err *err)
 {
 	assert(r != NULL && type != NULL && data != NULL);
 	assert(step >= 0 && (size_t)step < r->spec->nsteps);
@@ -748,10 +766,20 @@ int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_
 	}
 	make_ctx(r, NULL, vars, &ctx);
 	ctx.limits = st->u.code.limits;
+	if (clock && r->deadline) { /* the run's time limit holds inside the script too */
+		ctx.limits.deadline_ms = r->deadline;
+		ctx.limits.clock = clock;
+	}
 	int rc = rein_script_eval(r->sb, st->u.code.src, REIN_SCRIPT_CHUNK, &ctx, &out, &e);
 	json_decref(vars);
 	if (rc == REIN_ENOMEM) {
 		return rein_err_set(err, rc, "out of memory");
+	} else if (rc == REIN_ELIMIT && ctx.limits.deadline_ms && strstr(e.msg, "time limit reached")) {
+		char *msg = rein_sprintf("timeout: the run exceeded timeout_s %lld while step '%s' ran",
+					 (long long)(r->spec->timeout_ms / 1000), st->name);
+		*type = rein_event_name(REIN_EV_STEP_FAILED);
+		*data = msg ? json_pack("{s:s}", "error", msg) : NULL;
+		rein_free(msg);
 	} else if (rc != REIN_OK) {
 		/* "line N: ..." from Lua becomes FILE:LINE of the spec or script */
 		int lual = 0;

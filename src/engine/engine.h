@@ -76,8 +76,19 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err);
  * the event to append: *type is the name of REIN_EV_STEP_COMPLETED or
  * REIN_EV_STEP_FAILED (static) and *data a new reference. Only fails
  * (non-zero) on out-of-memory; a script error is a step.failed event.
+ *
+ * clock is what the script's time limit is read against (the executor's
+ * clock, the one that stamps the events; the engine never reads one
+ * itself); NULL: no wall-clock limit, only the instruction budget. With a
+ * clock, a script still running when clock reaches the run's deadline
+ * (run.started + budgets.timeout_s) is stopped (checked every 16,000
+ * instructions) and the step fails with "timeout: the run exceeded
+ * timeout_s N while step 'S' ran", which ends the run failed with that
+ * reason (on_fail is not taken: the run's time is up). A replay applies the
+ * recorded step.failed; it never runs the script against a clock.
  */
-int rein_run_exec(rein_run *r, int step, const char **type, json_t **data, rein_err *err);
+int rein_run_exec(rein_run *r, int step, const rein_clock *clock, const char **type,
+		  json_t **data, rein_err *err);
 
 /* What an EXEC for a tool step asks for (all borrowed from the run state). */
 typedef struct rein_tool_call {

@@ -95,6 +95,9 @@ struct rein_run {
 	int64_t spent_tokens, model_calls, tool_calls;
 	double spent_cost;
 	char *last_error;
+	/* "step 'S' failed: <error>" of the last step failure: the reason of an
+	 * end step that gives none and does not succeed (enter_end) */
+	char *fail_reason;
 };
 
 /*

@@ -50,12 +50,13 @@ static int tell_model(thread *t, const json_t *o, const json_t *resp, const char
 }
 
 /*
- * Renders the step's request for the thread's current tier (deterministic).
+ * Renders the step's request for the thread's current tier (deterministic),
+ * for model (NULL: the tier's; a recorded intent's when one is applied).
  * Every piece is there or the whole fails with REIN_ENOMEM: a request under
  * memory pressure never differs from its replay, and the fence that marks
  * tool results as data is never left out.
  */
-static int llm_request(rein_run *r, int ti, json_t **out, rein_err *err)
+static int llm_request(rein_run *r, int ti, const json_t *model, json_t **out, rein_err *err)
 {
 	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && out != NULL);
 	thread *t = &r->th[ti];
@@ -84,7 +85,7 @@ static int llm_request(rein_run *r, int ti, json_t **out, rein_err *err)
 		stext = fenced;
 	}
 	req = json_pack("{s:O, s:[{s:s, s:s}], s:I}", "model",
-			json_object_get(tier->config, "model"), "messages", "role", "user", "content",
+			model ? model : json_object_get(tier->config, "model"), "messages", "role", "user", "content",
 			ptext, "max_tokens", (json_int_t)mod->max_tokens);
 	if (req == NULL || (stext && !set_new(req, "system", json_string(stext))))
 		goto out;
@@ -240,7 +241,7 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 	case T_READY: {
 		json_t *req = NULL;
 		rein_err e = {0};
-		if ((rc = llm_request(r, ti, &req, &e)) != REIN_OK) {
+		if ((rc = llm_request(r, ti, NULL, &req, &e)) != REIN_OK) {
 			if (rc == REIN_ENOMEM)
 				return rein_err_set(err, rc, "out of memory");
 			char *why = rein_sprintf("prompt: %s", e.msg);
@@ -374,7 +375,10 @@ int engine_apply_llm(rein_run *r, int ti, rein_event_type evt, int64_t at, const
 		if (t->state != T_READY)
 			goto order;
 		json_t *req = NULL;
-		int rc = llm_request(r, ti, &req, err);
+		/* the model the intent recorded is the one called, also after a
+		 * resume in another environment */
+		const json_t *model = json_object_get(data, "model");
+		int rc = llm_request(r, ti, json_is_string(model) ? model : NULL, &req, err);
 		if (rc != REIN_OK)
 			return rc;
 		json_decref(t->args);

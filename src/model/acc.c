@@ -52,10 +52,10 @@ static json_t *parse_args(const rein_buf *b, char *why, size_t wlen)
 		k++;
 	if (k == n)
 		return json_object();
-	json_error_t je;
-	json_t *j = json_loadb(p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+	rein_err je = {0};
+	json_t *j = rein_json_parse(p, n, &je);
 	if (j == NULL) {
-		snprintf(why, wlen, "arguments are not JSON: %s (col %d)", je.text, je.column);
+		snprintf(why, wlen, "arguments are not JSON: %.200s", je.msg);
 	} else if (!json_is_object(j)) {
 		snprintf(why, wlen, "arguments are not a JSON object");
 		json_decref(j);
@@ -130,11 +130,11 @@ json_t *model_acc_finish(model_acc *a, const model_shape *shape, const char *fin
 	if (!put(r, "text", text))
 		goto fail;
 	if (shape && shape->output_text) {
-		json_error_t je;
-		output = json_loadb(a->text.len ? a->text.p : "", a->text.len, JSON_DECODE_ANY, &je);
+		rein_err je = {0};
+		output = rein_json_parse(a->text.len ? a->text.p : "", a->text.len, &je);
 		if (output == NULL)
-			snprintf(output_why, sizeof output_why, "the answer is not JSON: %s",
-				 je.text);
+			snprintf(output_why, sizeof output_why, "the answer is not JSON: %.500s",
+				 je.msg);
 	} else if (shape && shape->output_tool && !output_found) {
 		snprintf(output_why, sizeof output_why, "the answer has no %s tool call",
 			 shape->output_tool);
@@ -180,7 +180,7 @@ void model_parsed_free(model_parsed *p)
 bool model_error_body(const char *body, size_t len, char *why, size_t wlen, char *type,
 		      size_t tlen)
 {
-	json_t *j = json_loadb(body ? body : "", len, 0, NULL);
+	json_t *j = rein_json_parse(body ? body : "", len, NULL);
 	json_t *e = json_object_get(j, "error");
 	bool found = false;
 	if (json_is_object(e)) {
@@ -202,12 +202,12 @@ bool model_error_body(const char *body, size_t len, char *why, size_t wlen, char
 
 json_t *model_whole_json(const char *body, size_t len, model_parsed *out)
 {
-	json_error_t je;
-	json_t *j = json_loadb(body, len, 0, &je);
+	rein_err je = {0};
+	json_t *j = rein_json_parse(body, len, &je);
 	if (j == NULL) {
 		/* a whole body that arrived complete (the io layer saw its end) */
 		out->kind = MODEL_PARSE_MALFORMED;
-		snprintf(out->why, sizeof out->why, "the body is not JSON: %s", je.text);
+		snprintf(out->why, sizeof out->why, "the body is not JSON: %.400s", je.msg);
 	} else if (model_error_body(body, len, out->why, sizeof out->why, out->err_type,
 				    sizeof out->err_type)) {
 		out->kind = MODEL_PARSE_ERROR;

@@ -43,7 +43,7 @@ static json_t *tool_use_input(const json_t *call)
 		return json_incref((json_t *)args);
 	/* arguments_raw that did not parse: the protocol needs an object */
 	const char *raw = json_string_value(json_object_get(call, "arguments_raw"));
-	json_t *j = raw ? json_loads(raw, 0, NULL) : NULL;
+	json_t *j = raw ? rein_json_parse(raw, strlen(raw), NULL) : NULL;
 	if (json_is_object(j))
 		return j;
 	json_decref(j);
@@ -307,13 +307,13 @@ static int on_event(void *ud, const char *event, const char *data, size_t len)
 	stream_state *st = ud;
 	if (st->done)
 		return 0;
-	json_error_t je;
-	json_t *j = json_loadb(data, len, 0, &je);
+	rein_err je = {0};
+	json_t *j = rein_json_parse(data, len, &je);
 	int rc = 0;
 	if (!json_is_object(j)) {
 		char why[256];
-		snprintf(why, sizeof why, "an event's data is not a JSON object: %s",
-			 j ? "(not an object)" : je.text);
+		snprintf(why, sizeof why, "an event's data is not a JSON object: %.180s",
+			 j ? "(not an object)" : je.msg);
 		rc = bad(st, why);
 		goto out;
 	}

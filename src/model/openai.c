@@ -236,12 +236,12 @@ static int on_event(void *ud, const char *event, const char *data, size_t len)
 		st->done = true;
 		return 0;
 	}
-	json_error_t je;
-	json_t *j = json_loadb(data, len, 0, &je);
+	rein_err je = {0};
+	json_t *j = rein_json_parse(data, len, &je);
 	if (!json_is_object(j)) {
 		st->out->kind = MODEL_PARSE_MALFORMED;
-		snprintf(st->out->why, sizeof st->out->why, "a stream chunk is not a JSON object: %s",
-			 j ? "(not an object)" : je.text);
+		snprintf(st->out->why, sizeof st->out->why, "a stream chunk is not a JSON object: %.400s",
+			 j ? "(not an object)" : je.msg);
 		goto fail;
 	}
 	if (model_error_body(data, len, st->out->why, sizeof st->out->why, st->out->err_type,

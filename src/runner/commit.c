@@ -353,7 +353,15 @@ int runner_flush(rein_runner *rn, bool async, rein_err *err)
 		return REIN_OK;
 	}
 	b->rc = batch_execute(rn->st, b, rn->owner, &b->err);
+	/* what a commit costs, for the adaptive barrier (runner_barrier_ms) */
+	int64_t took = runner_now(rn) - t;
+	rn->commit_ms = rn->commit_ms ? (3 * rn->commit_ms + took + 3) / 4 : took + 1;
 	return batch_complete(rn, b, err);
+}
+
+int64_t runner_barrier_ms(const rein_runner *rn)
+{
+	return rn->commit_ms > RUNNER_BARRIER_MIN_MS ? rn->commit_ms : RUNNER_BARRIER_MIN_MS;
 }
 
 int rein_runner_flush(rein_runner *rn, rein_err *err) { return runner_flush(rn, false, err); }

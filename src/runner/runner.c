@@ -868,10 +868,16 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 				rn->dq[rn->ndq++] = (dispatch){a, cmd.step};
 				break;
 			}
-			rc = rein_run_exec(a->run, cmd.step, &type, &data, err);
+			int64_t t0 = runner_now(rn);
+			rc = rein_run_exec(a->run, cmd.step, rn->o.clock, &type, &data, err);
 			if (rc == REIN_OK)
 				rc = append(rn, a, type, cmd.step, data, err);
 			json_decref(data);
+			/* the adaptive barrier: a step that cost more than a commit
+			 * is made durable now (on the commit thread, while the run
+			 * goes on), so a crash never makes a resume redo it */
+			if (rc == REIN_OK && runner_now(rn) - t0 > runner_barrier_ms(rn))
+				rc = runner_flush(rn, true, err);
 			break;
 		}
 		}

@@ -109,6 +109,8 @@ struct rein_runner {
 	dispatch *dq; /* tool attempts waiting for the barrier */
 	size_t ndq, dqcap;
 	rein_model_router *router; /* model policy; created with io, at the first dispatch */
+	int64_t commit_ms; /* what a synchronous commit costs (a moving average, ms): a
+			      code step that took longer is made durable at once */
 	/* group commit: two batches, at most one in flight on the commit thread */
 	batch bt[2];
 	int cur;          /* the batch made last */
@@ -135,6 +137,13 @@ void runner_active_free(active *a);
 void runner_drop_all(rein_runner *rn);
 
 /* commit.c: group commit */
+
+/* The adaptive barrier: a code step that ran longer than this (ms) is
+ * committed before the run goes on, so a crash never makes a resume repeat
+ * more work than a commit costs: the measured cost of a commit, and at
+ * least RUNNER_BARRIER_MIN_MS (microsecond steps never commit on their own). */
+#define RUNNER_BARRIER_MIN_MS 5
+int64_t runner_barrier_ms(const rein_runner *rn);
 
 /*
  * Commits what is pending: the events, the specs of new runs, the rows of the

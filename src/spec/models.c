@@ -10,9 +10,11 @@
  *   trace: { store_prompts: false }
  *
  * A tier's provider configuration is kept as JSON for the model layer (see
- * docs/models.md); strings may hold ${env.NAME:-default}, resolved when the
- * call is made, so the same workflow can be pointed at a real endpoint with
- * environment variables.
+ * docs/models.md); strings may hold ${env.NAME:-default}, so the same
+ * workflow can be pointed at a real endpoint with environment variables. The
+ * provider and model are resolved when the workflow is loaded (model.intent
+ * records them; a recorded one is what a resumed run calls), the rest when
+ * the call is made.
  */
 #include <assert.h>
 #include <math.h>
@@ -36,6 +38,18 @@ static bool number(loader *L, const ynode *n, const char *what, double min, doub
 		DIAG(L, n, "%s must be a number >= %g", what, min);
 	json_decref(j);
 	return ok;
+}
+
+/* s with ${env.X:-default} resolved, as a JSON string; NULL (L->nomem) when
+ * memory runs out. */
+static json_t *env_string(loader *L, const char *s)
+{
+	char *x = rein_expand_env(s);
+	json_t *j = x ? json_string(x) : NULL;
+	rein_free(x);
+	if (j == NULL)
+		L->nomem = true;
+	return j;
 }
 
 static void load_tier(loader *L, rein_model_tier *t, const ynode *n, const ynode **fallback)
@@ -62,12 +76,13 @@ static void load_tier(loader *L, rein_model_tier *t, const ynode *n, const ynode
 		if (!strstr(v->str, "${") && strcmp(v->str, "openai") != 0 &&
 		    strcmp(v->str, "anthropic") != 0 && strcmp(v->str, "replay") != 0)
 			DIAG(L, v, "provider must be openai, anthropic or replay (or ${env.X:-default})");
-		json_object_set_new(cfg, "type", json_string(v->str));
+		json_object_set_new(cfg, "type", env_string(L, v->str));
 	}
 	if ((v = ynode_get(n, "model")) == NULL || v->type != YNODE_SCALAR)
 		DIAG(L, v ? v : n, "model tier '%s' needs 'model' (the exact model name)", t->name);
-	else
-		json_object_set_new(cfg, "model", json_string(v->str));
+	else /* the provider and model are resolved here, once: model.intent
+	      * records the names the calls use */
+		json_object_set_new(cfg, "model", env_string(L, v->str));
 	static const char *const strs[] = {"base_url", "api_key_env", "on_miss", "max_tokens_field",
 					   "anthropic_version", "from_run", NULL};
 	for (const char *const *k = strs; *k; k++)

@@ -338,7 +338,7 @@ static int note_end(verify_state *v, const rein_event_row *ev)
 	v->end_seq = ev->seq;
 	v->end_purged = ev->payload == NULL;
 	json_decref(v->end);
-	v->end = ev->payload ? json_loads(ev->payload, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+	v->end = ev->payload ? rein_json_parse(ev->payload, strlen(ev->payload), NULL) : NULL;
 	if (ev->payload && v->end == NULL) {
 		v->bad_seq = ev->seq;
 		snprintf(v->why, sizeof v->why, "run.ended payload is not JSON");
@@ -357,7 +357,7 @@ static int verify_event(void *ud, const rein_event_row *ev)
  * says what the event's value says (NULL or JSON null: absent). */
 static bool same_output(const char *row_text, const json_t *ev)
 {
-	json_t *r = row_text ? json_loads(row_text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+	json_t *r = row_text ? rein_json_parse(row_text, strlen(row_text), NULL) : NULL;
 	bool same;
 	if (r == NULL || json_is_null(r))
 		same = ev == NULL || json_is_null(ev);

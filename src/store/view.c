@@ -4,6 +4,7 @@
  * later the HTTP API), so that they cannot drift apart.
  */
 #include <assert.h>
+#include <string.h>
 
 #include "store.h"
 
@@ -27,7 +28,7 @@ json_t *rein_run_row_json(const rein_run_row *r)
 	if (o == NULL)
 		goto out;
 	if (r->output) {
-		json_t *out = json_loads(r->output, JSON_DECODE_ANY, NULL);
+		json_t *out = rein_json_parse(r->output, strlen(r->output), NULL);
 		rc = set_new(o, "output", out ? out : json_null());
 	}
 	if (rc == REIN_OK && r->reason)
@@ -55,7 +56,7 @@ json_t *rein_event_row_json(const rein_event_row *ev)
 	rein_time_format(ev->at, at);
 	rein_hex(ev->hash, REIN_HASH_LEN, hash);
 	/* a purged payload says so: {"purged": true} as data, and "purged": true */
-	json_t *data = ev->payload ? json_loads(ev->payload, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)
+	json_t *data = ev->payload ? rein_json_parse(ev->payload, strlen(ev->payload), NULL)
 				   : json_pack("{s:b}", "purged", 1);
 	json_t *o = json_pack("{s:I, s:s, s:s?, s:s, s:o, s:s}", "seq", (json_int_t)ev->seq, "type",
 			      ev->type, "step", ev->step, "at", at, "data",

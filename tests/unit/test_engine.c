@@ -90,6 +90,8 @@ static void answer_tool(drive *d, int step)
  * "fail:MS" (a transient failure with Retry-After MS). */
 static const char *const *mscript;
 static int mscript_pos;
+/* The clock code steps' time limits are read against (NULL: none). */
+static const rein_clock *exec_clock;
 
 static void answer_model(drive *d, int step)
 {
@@ -146,7 +148,7 @@ static bool obey(drive *d, int max)
 		}
 		const char *type;
 		json_t *data;
-		assert_int_equal(rein_run_exec(d->run, c.step, &type, &data, &err), REIN_OK);
+		assert_int_equal(rein_run_exec(d->run, c.step, exec_clock, &type, &data, &err), REIN_OK);
 		d->now += 1;
 		record_apply(d, type, c.step, data);
 		json_decref(data);
@@ -264,6 +266,8 @@ static void run_case_check(drive *d, const run_case *c)
 		assert_json_eq(rein_run_output(d->run), c->output);
 	if (c->reason != NULL)
 		assert_string_equal(rein_run_reason(d->run), c->reason);
+	if (c->reason_has[0] != NULL)
+		assert_non_null(rein_run_reason(d->run));
 	for (size_t i = 0; i < 2 && c->reason_has[i] != NULL; i++)
 		assert_non_null(strstr(rein_run_reason(d->run), c->reason_has[i]));
 	for (size_t i = 0; i < 3 && c->counts[i].type != NULL; i++)
@@ -325,6 +329,44 @@ static void test_parallel_join(void **state)
 	/* the branches' timers ran side by side: 5 s, not 7 s, of virtual time */
 	assert_true(d.now - 1000000 < 6000);
 	drive_free(&d);
+}
+
+/* A clock far past any deadline: a script that reads it is out of time. */
+static int64_t late_ms(void *ctx)
+{
+	(void)ctx;
+	return INT64_C(1) << 50;
+}
+
+static void test_code_timeout(void **state)
+{
+	(void)state;
+	static const rein_clock late = {late_ms, NULL};
+	/* a busy loop under a large instruction budget: the run's timeout_s
+	 * stops it, not the budget, and on_fail is not taken (the time is up) */
+	static const char *y =
+		"rein: 1\nname: t\nbudgets: { timeout_s: 1 }\nsteps:\n"
+		"  spin:\n"
+		"    code: { instructions: 50000000, source: 'local x = 0 while true do x = x + 1 end' }\n"
+		"    on_fail: caught\n"
+		"    next: done\n"
+		"  done: { end: succeeded }\n"
+		"  caught: { end: escalated, reason: 'caught: ${why}' }\n";
+	exec_clock = &late;
+	const run_case cases[] = {
+		{.what = "the run's deadline inside a code step", .yaml = y, .input = "{}",
+		 .status = REIN_RUN_FAILED,
+		 .reason = "timeout: the run exceeded timeout_s 1 while step 'spin' ran",
+		 .counts = {{EV(STEP_FAILED), "spin", 1}}},
+	};
+	run_cases(cases, NCASES(cases));
+	exec_clock = NULL;
+	/* without a clock (a pure caller) only the instruction budget holds */
+	const run_case pure[] = {
+		{.what = "no clock: the budget", .yaml = y, .input = "{}",
+		 .status = REIN_RUN_ESCALATED, .reason_has = {"caught: ", "instruction budget"}},
+	};
+	run_cases(pure, NCASES(pure));
 }
 
 static void test_wait_timer(void **state)
@@ -410,6 +452,30 @@ static void test_step_errors(void **state)
 			  .input = "{}", .status = REIN_RUN_FAILED,
 			  .reason_has = {"step 'a' failed: when 'out.nope.deeper'"}},
 		  1);
+
+	/* an end without a reason reached through on_fail says which step failed
+	 * and why, through any steps between; a success says nothing */
+	const run_case ends[] = {
+		{.what = "on_fail to an end without a reason: the failure is the reason",
+		 .yaml = "rein: 1\nname: e3\nsteps:\n"
+			 "  a: { code: 'return 1', next: b }\n"
+			 "  b: { code: 'return input.x.y', on_fail: note, next: done }\n"
+			 "  note: { code: 'return 2', next: human }\n"
+			 "  human: { end: escalated }\n"
+			 "  done: { end: succeeded }\n",
+		 .input = "{}", .status = REIN_RUN_ESCALATED,
+		 .reason_has = {"step 'b' failed: ", "attempt to index"}},
+		{.what = "... but a success after a recovered failure has no reason",
+		 .yaml = "rein: 1\nname: e4\nsteps:\n"
+			 "  b: { code: 'return input.x.y', on_fail: done, next: done }\n"
+			 "  done: { end: succeeded }\n",
+		 .input = "{}", .status = REIN_RUN_SUCCEEDED},
+	};
+	run_cases(ends, NCASES(ends));
+	drive d2;
+	run_case_check(&d2, &ends[1]);
+	assert_null(rein_run_reason(d2.run));
+	drive_free(&d2);
 }
 
 static void test_step_output_schema(void **state)
@@ -650,6 +716,50 @@ static void test_llm_budgets(void **state)
 	};
 	run_cases(cases, NCASES(cases));
 	mscript = NULL;
+}
+
+/* model.intent records the model and provider the call uses, resolved from
+ * the environment when the workflow is loaded; a run rebuilt from its log
+ * calls the recorded model, whatever the environment says now. */
+static void test_llm_intent_model(void **state)
+{
+	(void)state;
+	setenv("REIN_TEST_MODEL_A", "model-a-2026-01-01", 1);
+	unsetenv("REIN_TEST_PROVIDER_A");
+	drive d;
+	run_case_check(&d, &(const run_case){
+		.what = "the intent names the resolved model",
+		.yaml = "rein: 1\nname: li\n"
+			"models: { m: { provider: '${env.REIN_TEST_PROVIDER_A:-replay}', model: '${env.REIN_TEST_MODEL_A:-}' } }\n"
+			"steps:\n"
+			"  ask: { llm: { model: m, prompt: hi }, next: done }\n"
+			"  done: { end: succeeded }\n",
+		.input = "{}", .status = REIN_RUN_SUCCEEDED,
+		.counts = {{EV(MODEL_INTENT), "ask", 1}}});
+	const json_t *intent = event_data(&d, EV(MODEL_INTENT), 0);
+	assert_string_equal(json_string_value(json_object_get(intent, "model")), "model-a-2026-01-01");
+	assert_string_equal(json_string_value(json_object_get(intent, "provider")), "replay");
+	/* rebuilt up to the intent, with another model recorded: that one is called */
+	rein_run *r = NULL;
+	rein_err err = {0};
+	assert_int_equal(rein_run_new(d.spec, d.sb, "run_test", &r), REIN_OK);
+	for (size_t i = 0; i < d.n; i++) {
+		json_t *data = json_deep_copy(d.evs[i].data);
+		bool is_intent = strcmp(d.evs[i].type, EV(MODEL_INTENT)) == 0;
+		if (is_intent)
+			json_object_set_new(data, "model", json_string("model-recorded"));
+		assert_int_equal(rein_run_apply(r, d.evs[i].type, d.evs[i].step, d.evs[i].at, data, &err),
+				 REIN_OK);
+		json_decref(data);
+		if (is_intent)
+			break;
+	}
+	rein_model_request call;
+	assert_int_equal(rein_run_model_call(r, rein_spec_step(d.spec, "ask"), &call), REIN_OK);
+	assert_string_equal(json_string_value(json_object_get(call.request, "model")), "model-recorded");
+	rein_run_free(r);
+	drive_free(&d);
+	unsetenv("REIN_TEST_MODEL_A");
 }
 
 /* Polls and obeys (EMITs applied, EXECs answered from the scripts) until the
@@ -957,10 +1067,10 @@ int main(void)
 		cmocka_unit_test(test_wait_timer),   cmocka_unit_test(test_loop_bounds),
 		cmocka_unit_test(test_timeout),      cmocka_unit_test(test_step_errors),
 		cmocka_unit_test(test_output_schema), cmocka_unit_test(test_corrupt_log),
-		cmocka_unit_test(test_step_output_schema), cmocka_unit_test(test_llm_budgets),
+		cmocka_unit_test(test_step_output_schema), cmocka_unit_test(test_llm_budgets), cmocka_unit_test(test_llm_intent_model),
 		cmocka_unit_test(test_tool_retries),  cmocka_unit_test(test_tool_ambiguity),
 		cmocka_unit_test(test_tool_crash_in_flight), cmocka_unit_test(test_tool_fallbacks),
-		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_alloc_faults),
+		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_code_timeout), cmocka_unit_test(test_alloc_faults),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -243,6 +243,29 @@ static const char *OA_STREAM =
 	"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":50,\"completion_tokens\":9,"
 	"\"prompt_tokens_details\":{\"cached_tokens\":20},\"completion_tokens_details\":{\"reasoning_tokens\":4}}}\n\n";
 
+/* What rein writes it reads back: a body or tool arguments with \u0000 in a
+ * string are JSON (the one parser, rein_json_parse), in both providers. */
+static void test_parse_nul(void **state)
+{
+	(void)state;
+	json_t *r = parse_ok(false,
+			     "{\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,"
+			     "\"message\":{\"role\":\"assistant\",\"content\":\"a\\u0000b\","
+			     "\"tool_calls\":[{\"id\":\"t1\",\"type\":\"function\",\"function\":{"
+			     "\"name\":\"f\",\"arguments\":\"{\\\"s\\\":\\\"x\\\\u0000y\\\"}\"}}]},"
+			     "\"finish_reason\":\"tool_calls\"}]}",
+			     false, NULL);
+	json_t *call = json_array_get(json_object_get(r, "tool_calls"), 0);
+	assert_null(json_object_get(call, "arguments_error"));
+	assert_int_equal(json_string_length(json_object_get(json_object_get(call, "arguments"), "s")), 3);
+	json_decref(r);
+	r = parse_ok(true,
+		     "{\"id\":\"m1\",\"model\":\"c\",\"content\":[{\"type\":\"text\",\"text\":\"a\\u0000b\"}],"
+		     "\"stop_reason\":\"end_turn\"}",
+		     false, NULL);
+	json_decref(r);
+}
+
 static void test_parse_openai(void **state)
 {
 	json_t *r = parse_ok(false,
@@ -1239,7 +1262,7 @@ int main(void)
 		cmocka_unit_test(test_render_anthropic),
 		cmocka_unit_test(test_request_check),
 		cmocka_unit_test(test_hash_and_cost),
-		cmocka_unit_test(test_parse_openai),
+		cmocka_unit_test(test_parse_openai), cmocka_unit_test(test_parse_nul),
 		cmocka_unit_test(test_parse_anthropic),
 		cmocka_unit_test(test_provider_config),
 		cmocka_unit_test(test_parse_alloc_faults),
