@@ -3,6 +3,7 @@
  * flags, calls the layer that does the work, and prints the result.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ enum {
 	EXIT_WAITING = 4,
 	EXIT_CANCELLED = 5,
 	EXIT_REVIEW = 6,
+	EXIT_STOPPED = 7, /* SIGTERM/SIGINT: the runs were released, resumable */
 };
 
 static const char *prog = "rein";
@@ -60,7 +62,9 @@ static const char usage_main[] =
 	"holds none (\"no database at PATH\"), so a mistyped --db is an error.\n"
 	"\n"
 	"exit codes: 0 succeeded, 1 failed (or an error, message on stderr), 2 bad usage,\n"
-	"spec or input (nothing started), 3 escalated, 4 waiting, 5 cancelled, 6 needs_review.\n";
+	"spec or input (nothing started), 3 escalated, 4 waiting, 5 cancelled, 6 needs_review,\n"
+	"7 stopped by SIGTERM/SIGINT (run, resume: the calls out were given --grace to\n"
+	"finish, the runs were released unfinished; 'rein resume' goes on with them).\n";
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
@@ -194,6 +198,28 @@ static void progress(void *ud, const rein_event_row *rows, size_t n)
 	}
 }
 
+/* Graceful stop: SIGTERM or SIGINT sets this, and the runner stops (see
+ * rein_runner_opts.stop); a second signal kills at once (SA_RESETHAND). */
+static volatile sig_atomic_t stop_signal;
+static int64_t grace_ms = 10000; /* --grace */
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_signal = 1;
+}
+
+static void stop_on_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_stop_signal;
+	sa.sa_flags = SA_RESETHAND; /* no SA_RESTART: sleeps end early */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
 /* What run, resume and cancel drive runs with: a sandbox, the store, a runner. */
 typedef struct {
 	rein_script *sb;
@@ -221,7 +247,10 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 		.max_wait_ms = max_wait_ms,
 		.commit_thread = true, /* large batches commit while the next is computed */
 		.on_commit = isatty(2) ? progress : NULL,
+		.stop = &stop_signal,
+		.stop_grace_ms = grace_ms,
 	};
+	stop_on_signals();
 	if (worker_script(w, cmd) != EXIT_OK)
 		return EXIT_FAILED;
 	int ex = open_store(db_path(db), create, &w->st);
@@ -399,7 +428,8 @@ out:
 /* ---- run and resume -------------------------------------------------------- */
 
 static const char usage_run[] =
-	"usage: rein run DIR [--input JSON|@FILE|@-] [--max-wait SECONDS] [--db PATH]\n"
+	"usage: rein run DIR [--input JSON|@FILE|@-] [--max-wait SECONDS] [--grace SECONDS]\n"
+	"                    [--db PATH]\n"
 	"\n"
 	"Starts a run of the workflow in DIR (or DIR/workflow.yaml) and drives it until\n"
 	"it ends or waits on a timer longer than --max-wait (default 60 s; shorter\n"
@@ -410,7 +440,21 @@ static const char usage_run[] =
 	"stderr when it is a terminal.\n"
 	"\n"
 	"exit: 0 succeeded, 1 failed, 2 bad usage/spec/input (nothing started),\n"
-	"3 escalated, 4 waiting, 5 cancelled, 6 needs_review.\n";
+	"3 escalated, 4 waiting, 5 cancelled, 6 needs_review, 7 stopped by a signal.\n"
+	"\n"
+	"SIGTERM or SIGINT stops it gracefully: no further step is taken and nothing\n"
+	"new is sent; calls already out get --grace seconds (default 10) to finish,\n"
+	"calls still out then are cut short and stay in doubt (a resume sends them\n"
+	"again with the same idempotency key, or stops in needs_review when the tool\n"
+	"does not honour keys); what happened is committed, the run's lease is\n"
+	"released, its status (running or waiting) printed, and rein exits 7.\n"
+	"'rein resume RUN' (or --all) goes on with it. A second signal kills at once.\n";
+
+/* --grace SECONDS: the graceful stop's grace period (run, resume). */
+static bool parse_grace(const char *arg)
+{
+	return parse_seconds(arg, &grace_ms);
+}
 
 static int drain_results(rein_runner *rn, bool all, int *worst)
 {
@@ -433,6 +477,7 @@ static int cmd_run(int argc, char **argv, const char *db)
 {
 	static const struct option lo[] = {{"input", required_argument, 0, 'i'},
 					   {"max-wait", required_argument, 0, 'w'},
+					   {"grace", required_argument, 0, 'g'},
 					   {"db", required_argument, 0, 'd'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
@@ -444,6 +489,10 @@ static int cmd_run(int argc, char **argv, const char *db)
 	case 'w':
 		if (!parse_seconds(optarg, &max_wait))
 			return usage_error("run", "--max-wait needs seconds, not '%s'", optarg);
+		break;
+	case 'g':
+		if (!parse_grace(optarg))
+			return usage_error("run", "--grace needs seconds, not '%s'", optarg);
 		break;
 	case 'd': db = optarg; break;
 	case 'h': fputs(usage_run, stdout); return EXIT_OK;
@@ -487,6 +536,11 @@ static int cmd_run(int argc, char **argv, const char *db)
 	}
 	ex = EXIT_OK;
 	drain_results(w.rn, false, &ex);
+	if (rein_runner_stopped(w.rn)) {
+		fprintf(stderr, "%s run: stopped by a signal; run %s released ('rein resume %s' "
+				"goes on)\n", prog, id, id);
+		ex = EXIT_STOPPED;
+	}
 out:
 	worker_close(&w); /* the runner before the spec its runs use */
 	json_decref(input);
@@ -496,14 +550,15 @@ out:
 }
 
 static const char usage_resume[] =
-	"usage: rein resume [RUN | --all] [--max-wait SECONDS] [--db PATH]\n"
+	"usage: rein resume [RUN | --all] [--max-wait SECONDS] [--grace SECONDS] [--db PATH]\n"
 	"\n"
 	"Advances a run that is due (its timer has come) or abandoned (its worker\n"
 	"died, or its lease expired), rebuilding it from its events. With --all, every\n"
 	"run that is due within --max-wait (default 60 s) or abandoned; one JSON object\n"
 	"per line, exit 0 when none failed. A run held by a live worker is skipped\n"
 	"(--all) or an error (RUN). Exit codes for one RUN are those of 'rein run'.\n"
-	"The database must exist (a store that does not exist holds nothing to resume).\n";
+	"The database must exist (a store that does not exist holds nothing to resume).\n"
+	"SIGTERM/SIGINT stop it gracefully as 'rein run' (see there; exit 7).\n";
 
 static void resume_error(void *ud, const char *run, const char *why)
 {
@@ -515,6 +570,7 @@ static int cmd_resume(int argc, char **argv, const char *db)
 {
 	static const struct option lo[] = {{"all", no_argument, 0, 'a'},
 					   {"max-wait", required_argument, 0, 'w'},
+					   {"grace", required_argument, 0, 'g'},
 					   {"db", required_argument, 0, 'd'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
@@ -526,6 +582,10 @@ static int cmd_resume(int argc, char **argv, const char *db)
 	case 'w':
 		if (!parse_seconds(optarg, &max_wait))
 			return usage_error("resume", "--max-wait needs seconds, not '%s'", optarg);
+		break;
+	case 'g':
+		if (!parse_grace(optarg))
+			return usage_error("resume", "--grace needs seconds, not '%s'", optarg);
 		break;
 	case 'd': db = optarg; break;
 	case 'h': fputs(usage_resume, stdout); return EXIT_OK;
@@ -553,6 +613,10 @@ static int cmd_resume(int argc, char **argv, const char *db)
 	drain_results(rn, all, &ex);
 	if (errors && ex == EXIT_OK)
 		ex = EXIT_FAILED;
+	if (rein_runner_stopped(rn)) {
+		fprintf(stderr, "%s resume: stopped by a signal; the runs were released\n", prog);
+		ex = EXIT_STOPPED;
+	}
 	goto out;
 err:
 	fprintf(stderr, "%s resume: %s\n", prog, e.msg);

@@ -154,6 +154,7 @@ void rein_runner_free(rein_runner *rn)
 }
 
 const char *rein_runner_owner(const rein_runner *rn) { return rn->owner; }
+bool rein_runner_stopped(const rein_runner *rn) { return rn->stopped; }
 size_t rein_runner_active(const rein_runner *rn) { return rn->n; }
 
 int runner_grow(void **v, size_t *cap, size_t need, size_t size)
@@ -884,18 +885,61 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 	return REIN_OK;
 }
 
+/* Calls out (tool attempts and model calls) of every held run. */
+static int inflight_all(const rein_runner *rn)
+{
+	int n = 0;
+	for (size_t i = 0; i < rn->n; i++)
+		n += rn->runs[i]->inflight;
+	return n;
+}
+
+/*
+ * The graceful stop (opts.stop): once the calls out have finished, or the
+ * grace period is over, cuts the rest short without an outcome (their
+ * tickets die: the intents stay without one, in doubt for a resume), then
+ * commits what is pending with every held run's row released. *done true
+ * when the runner has stopped.
+ */
+static int stop_check(rein_runner *rn, bool *done, rein_err *err)
+{
+	*done = false;
+	if (rn->o.stop == NULL || *rn->o.stop == 0)
+		return REIN_OK;
+	int64_t t = runner_now(rn);
+	if (!rn->stopping) {
+		rn->stopping = true;
+		rn->stop_by = t + (rn->o.stop_grace_ms > 0 ? rn->o.stop_grace_ms : 0);
+	}
+	if (inflight_all(rn) > 0 && t < rn->stop_by)
+		return REIN_OK;
+	rn->ndq = 0; /* nothing new goes out (the queue is empty between passes) */
+	for (size_t i = 0; i < rn->n; i++) {
+		active *a = rn->runs[i];
+		for (ticket *tk = a->tickets; tk; tk = tk->next)
+			tk->dead = true; /* the io layer frees it when the call ends */
+		a->tickets = NULL;
+		a->inflight = 0;
+	}
+	rn->stopped = true;
+	*done = true;
+	return runner_flush(rn, false, err);
+}
+
 int rein_runner_drive(rein_runner *rn, rein_err *err)
 {
 	int rc = REIN_OK;
 	for (;;) {
-		bool ran = false;
+		bool ran = false, stop = false;
+		if ((rc = stop_check(rn, &stop, err)) != REIN_OK || stop)
+			return rc;
 		/* no batch is out here: what reached the inbox is recorded before
 		 * the run takes another step (a cancel ends it at once) */
 		if ((rc = drain_all(rn, NULL, err)) != REIN_OK)
 			goto fail;
 		for (size_t i = 0; i < rn->n; i++) {
 			active *a = rn->runs[i];
-			if (a->state != A_RUN)
+			if (a->state != A_RUN || rn->stopping) /* stopping: no further step */
 				continue;
 			ran = true;
 			if ((rc = advance(rn, a, err)) != REIN_OK)
@@ -933,7 +977,8 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 			/* outcomes arrive as events from the callbacks; at least once
 			 * a second, look for cancels asked by other processes */
 			int64_t wait = next == INT64_MAX ? 1000 : (next > t ? next - t : 0);
-			if (rein_io_wait(rn->io, wait > 1000 ? 1000 : wait) == 0 &&
+			int64_t most = rn->o.stop ? 100 : 1000; /* a stop is seen soon */
+			if (rein_io_wait(rn->io, wait > most ? most : wait) == 0 &&
 			    (rc = check_mail(rn, err)) != REIN_OK)
 				goto fail;
 			if (rn->cb_rc != REIN_OK) {
@@ -944,8 +989,8 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 			}
 		} else if (next != INT64_MAX && next > t) {
 			/* wake at least every half lease to renew the leases held */
-			int64_t nap = next - t;
-			rn->o.sleep_ms(rn->o.ud, nap > rn->o.lease_ms / 2 ? rn->o.lease_ms / 2 : nap);
+			int64_t nap = next - t, most = rn->o.stop ? 100 : rn->o.lease_ms / 2;
+			rn->o.sleep_ms(rn->o.ud, nap > most ? most : nap);
 		}
 		t = runner_now(rn);
 		for (size_t i = 0; i < rn->n; i++)

@@ -13,6 +13,8 @@
 #ifndef REIN_RUNNER_H
 #define REIN_RUNNER_H
 
+#include <signal.h>
+
 #include "base.h"
 #include "engine.h"
 #include "script.h"
@@ -53,6 +55,18 @@ typedef struct rein_runner_opts {
 	 * caller may use the store between calls. Fault injection counts per
 	 * thread, so tests that sweep faults leave this off. */
 	bool commit_thread;
+	/* Graceful stop: when *stop (may be NULL) becomes non-zero (a signal
+	 * handler may set it), rein_runner_drive takes no further step of any
+	 * run and sends nothing new; calls already out get stop_grace_ms (0: none)
+	 * to finish, and their outcomes are recorded. Calls still out after that
+	 * are cut short without an outcome: their intents stay in the log with
+	 * none, which a resume treats as in doubt (sent again with the same key
+	 * when the tool honours keys, else needs_review). Then every held run's
+	 * row is written with its lease free (status running or waiting) so that
+	 * any worker can take it at once, its result is queued, and drive returns
+	 * REIN_OK; rein_runner_stopped says so. */
+	volatile sig_atomic_t *stop;
+	int64_t stop_grace_ms;
 } rein_runner_opts;
 
 typedef struct rein_run_result {
@@ -121,6 +135,10 @@ int rein_runner_drive(rein_runner *rn, rein_err *err);
 
 /* Pops the next finished or suspended run into *res; false when none. */
 bool rein_runner_result(rein_runner *rn, rein_run_result *res);
+
+/* True when a drive returned because opts.stop was set (see there): the runs
+ * it held were released, unfinished, for a later resume. */
+bool rein_runner_stopped(const rein_runner *rn);
 
 /* Number of runs held. */
 size_t rein_runner_active(const rein_runner *rn);
