@@ -428,8 +428,8 @@ out:
 /* ---- run and resume -------------------------------------------------------- */
 
 static const char usage_run[] =
-	"usage: rein run DIR [--input JSON|@FILE|@-] [--max-wait SECONDS] [--grace SECONDS]\n"
-	"                    [--db PATH]\n"
+	"usage: rein run DIR [--input JSON|@FILE|@-] [--id KEY] [--max-wait SECONDS]\n"
+	"                    [--grace SECONDS] [--db PATH]\n"
 	"\n"
 	"Starts a run of the workflow in DIR (or DIR/workflow.yaml) and drives it until\n"
 	"it ends or waits on a timer longer than --max-wait (default 60 s; shorter\n"
@@ -438,6 +438,14 @@ static const char usage_run[] =
 	"schema. The database (--db) is created if it does not exist.\n"
 	"Prints {\"run\": ID, \"status\": S, \"output\": ...} on stdout; progress goes to\n"
 	"stderr when it is a terminal.\n"
+	"\n"
+	"--id KEY starts the run idempotently: KEY (1 to 63 of A-Z a-z 0-9 . _ : -,\n"
+	"starting with a letter or digit; an order number, a ticket id) is the run's\n"
+	"id. When a run with that id exists, none is started: if it has ended, its\n"
+	"result is printed (exit by its status); if no live worker holds it, it is\n"
+	"driven like a new run; if another live worker holds it, its current status\n"
+	"is printed (exit 4). Its input is its own: the --input given is checked, not\n"
+	"compared. A KEY that names a run of another workflow is refused (exit 2).\n"
 	"\n"
 	"exit: 0 succeeded, 1 failed, 2 bad usage/spec/input (nothing started),\n"
 	"3 escalated, 4 waiting, 5 cancelled, 6 needs_review, 7 stopped by a signal.\n"
@@ -473,19 +481,67 @@ static int drain_results(rein_runner *rn, bool all, int *worst)
 	return n;
 }
 
+/* rein run --id KEY: starts run KEY, or takes the one that exists (see
+ * rein_runner_start_once), and drives it; the exit code. */
+static int run_keyed(worker *w, const rein_spec *spec, const json_t *input, const char *key,
+		     const char *where)
+{
+	rein_err e = {0};
+	rein_run_row row = {0};
+	bool existed = false;
+	int ex = EXIT_FAILED;
+	int rc = rein_runner_start_once(w->rn, spec, input, key, &existed, &e);
+	if (rc == REIN_ECONFLICT && existed &&
+	    rein_store_run_get(w->st, key, &row, NULL) == REIN_OK) {
+		/* another live worker advances it: its status as it is now */
+		rein_run_result r = {.status = row.status, .wake_at = row.wake_at};
+		snprintf(r.id, sizeof r.id, "%s", row.id);
+		print_result(&r);
+		fprintf(stderr, "%s run: %s\n", prog, e.msg);
+		ex = EXIT_WAITING;
+		goto out;
+	}
+	if (rc != REIN_OK) {
+		if (e.code == REIN_ESCHEMA)
+			print_input_errors(where, e.msg);
+		else
+			fprintf(stderr, "%s run: %s\n", prog, e.msg);
+		ex = rc == REIN_ESCHEMA || rc == REIN_EINVAL ? EXIT_USAGE : EXIT_FAILED;
+		goto out;
+	}
+	if (isatty(2))
+		fprintf(stderr, "run %s %s (%s)\n", key, existed ? "exists" : "started", spec->name);
+	if (rein_runner_drive(w->rn, &e) != REIN_OK) {
+		fprintf(stderr, "%s run: %s\n", prog, e.msg);
+		goto out;
+	}
+	ex = EXIT_OK;
+	drain_results(w->rn, false, &ex);
+	if (rein_runner_stopped(w->rn)) {
+		fprintf(stderr, "%s run: stopped by a signal; run %s released\n", prog, key);
+		ex = EXIT_STOPPED;
+	}
+out:
+	rein_run_row_clear(&row);
+	rein_err_clear(&e);
+	return ex;
+}
+
 static int cmd_run(int argc, char **argv, const char *db)
 {
 	static const struct option lo[] = {{"input", required_argument, 0, 'i'},
 					   {"max-wait", required_argument, 0, 'w'},
 					   {"grace", required_argument, 0, 'g'},
+					   {"id", required_argument, 0, 'k'},
 					   {"db", required_argument, 0, 'd'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
-	const char *input_arg = NULL;
+	const char *input_arg = NULL, *key = NULL;
 	int64_t max_wait = 60000;
 	GETOPT_LOOP(argc, argv, ":", lo, "run")
 	{
 	case 'i': input_arg = optarg; break;
+	case 'k': key = optarg; break;
 	case 'w':
 		if (!parse_seconds(optarg, &max_wait))
 			return usage_error("run", "--max-wait needs seconds, not '%s'", optarg);
@@ -517,6 +573,10 @@ static int cmd_run(int argc, char **argv, const char *db)
 	if ((ex = worker_open(&w, db, true, max_wait, "run")) != EXIT_OK)
 		goto out;
 	ex = EXIT_FAILED;
+	if (key) {
+		ex = run_keyed(&w, spec, input, key, where);
+		goto out;
+	}
 	/* rein_runner_start checks the input against the input schema */
 	if (rein_runner_start(w.rn, spec, input, NULL, id, &e) != REIN_OK ||
 	    rein_runner_flush(w.rn, &e) != REIN_OK) { /* the start is acknowledged: durable */

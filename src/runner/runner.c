@@ -461,6 +461,70 @@ int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
 	return rc;
 }
 
+/* A business key usable as a run id (rein_runner_start_once). */
+static bool key_valid(const char *key)
+{
+	size_t n = strlen(key);
+	if (n == 0 || n > 63 || !((key[0] >= 'a' && key[0] <= 'z') || (key[0] >= 'A' && key[0] <= 'Z') ||
+				  (key[0] >= '0' && key[0] <= '9')))
+		return false;
+	for (const char *p = key; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '.' || *p == '_' || *p == ':' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* The run key exists: the same workflow's is taken as resume takes it. */
+static int start_existing(rein_runner *rn, const rein_spec *spec, const char *key, rein_err *err)
+{
+	rein_run_row row = {0};
+	int rc = rein_store_run_get(rn->st, key, &row, err);
+	if (rc != REIN_OK)
+		goto out;
+	const char *name = spec->name ? spec->name : "";
+	if (strcmp(row.workflow ? row.workflow : "", name) != 0) {
+		rc = rein_err_set(err, REIN_EINVAL, "run %s exists as a run of workflow %s, not %s",
+				  key, row.workflow ? row.workflow : "?", name);
+		goto out;
+	}
+	rc = find_active(rn, key) ? REIN_OK : resume_row(rn, &row, false, err);
+out:
+	rein_run_row_clear(&row);
+	return rc;
+}
+
+int rein_runner_start_once(rein_runner *rn, const rein_spec *spec, const json_t *input,
+			   const char *key, bool *existed, rein_err *err)
+{
+	assert(rn->fly == NULL && key != NULL && existed != NULL);
+	rein_run_row row = {0};
+	char id[64];
+	int rc;
+	*existed = false;
+	if (!key_valid(key))
+		return rein_err_set(err, REIN_EINVAL, "run id '%s': 1 to 63 of A-Z a-z 0-9 . _ : - "
+				    "(starting with a letter or digit)", key);
+	if ((rc = rein_schema_check(spec->input_schema, input, err,
+				    "input does not match the input schema")) != REIN_OK)
+		return rc;
+	rc = find_active(rn, key) ? REIN_OK : rein_store_run_get(rn->st, key, &row, err);
+	rein_run_row_clear(&row);
+	if (rc == REIN_ENOTFOUND) {
+		rein_err_clear(err);
+		if ((rc = rein_runner_start(rn, spec, input, key, id, err)) == REIN_OK &&
+		    (rc = rein_runner_flush(rn, err)) == REIN_OK)
+			return REIN_OK;
+		if (rc != REIN_ECONFLICT) /* not a run started meanwhile by another */
+			return rc;
+		rein_err_clear(err);
+	} else if (rc != REIN_OK) {
+		return rc;
+	}
+	*existed = true;
+	return start_existing(rn, spec, key, err);
+}
+
 static bool owner_alive(void *ud, const char *owner) { return rein_owner_alive(owner); }
 
 #define DUE_PAGE 256

@@ -99,6 +99,22 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 		      char id_out[64], rein_err *err);
 
 /*
+ * Idempotent start: a run whose id is key (1 to 63 of A-Z a-z 0-9 . _ : -,
+ * starting with a letter or digit; else REIN_EINVAL), a business key such as
+ * an order number. The input is checked first, as rein_runner_start does.
+ * When no run has that id, starts one and makes the start durable
+ * (*existed false). When one exists (also one another process started at
+ * the same moment), nothing is started and *existed is true: a run of
+ * another workflow (by name) is REIN_EINVAL; otherwise it is taken as
+ * rein_runner_resume takes it: one that has ended is reported as a result,
+ * one no live worker holds is held (drive advances it), and one a live
+ * worker holds is REIN_ECONFLICT. The existing run keeps its own input and
+ * version: the input given here is not compared with it.
+ */
+int rein_runner_start_once(rein_runner *rn, const rein_spec *spec, const json_t *input,
+			   const char *key, bool *existed, rein_err *err);
+
+/*
  * Takes over run id from the store: claims its lease (free, expired, or held
  * by a process on this host that has died), rebuilds its state from its events
  * and records run.resumed when it took the run from a dead owner. A run that
