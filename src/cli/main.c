@@ -51,6 +51,8 @@ static const char usage_main[] =
 	"  runs [--status S] [--workflow W] [--since T] [--limit N] [--json]\n"
 	"                                                list runs\n"
 	"  cancel RUN                                    cancel a run\n"
+	"  review RUN --done JSON | --retry | --fail WHY [--as USER]\n"
+	"                                                resolve a needs_review run\n"
 	"  validate DIR [--input JSON|@FILE]             check a workflow (and an input)\n"
 	"  audit verify [RUN]                            check the hash chains, rows, bundles\n"
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
@@ -1157,6 +1159,98 @@ out:
 
 /* ---- main -------------------------------------------------------------------- */
 
+/* ---- review ---------------------------------------------------------------- */
+
+static const char usage_review[] =
+	"usage: rein review RUN (--done JSON|@FILE | --retry | --fail REASON) [--as USER]\n"
+	"                   [--max-wait SECONDS] [--db PATH]\n"
+	"\n"
+	"Resolves a run that stopped in needs_review over a tool call whose outcome is\n"
+	"unknown (its output is the evidence: tool, key, args, attempts, last_error):\n"
+	"  --done JSON   you checked: the effect happened, with this result (it must\n"
+	"                match the tool's output schema); the step completes with it\n"
+	"  --retry       send the call again with the same idempotency key\n"
+	"  --fail REASON the step fails with REASON and takes its on_fail\n"
+	"The resolution is recorded in the run's log with who did it (--as, default\n"
+	"$USER), then the run goes on and is driven like 'rein run' (same output and\n"
+	"exit codes). A run that is not needs_review, or a result that does not match,\n"
+	"is refused (exit 2) and nothing is recorded.\n";
+
+static int cmd_review(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"done", required_argument, 0, 'o'},
+					   {"retry", no_argument, 0, 'r'},
+					   {"fail", required_argument, 0, 'f'},
+					   {"as", required_argument, 0, 'u'},
+					   {"max-wait", required_argument, 0, 'w'},
+					   {"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	const char *done = NULL, *why = NULL, *by = getenv("USER");
+	int nact = 0;
+	bool retry = false;
+	int64_t max_wait = 60000;
+	GETOPT_LOOP(argc, argv, ":", lo, "review")
+	{
+	case 'o': done = optarg; nact++; break;
+	case 'r': retry = true; nact++; break;
+	case 'f': why = optarg; nact++; break;
+	case 'u': by = optarg; break;
+	case 'w':
+		if (!parse_seconds(optarg, &max_wait))
+			return usage_error("review", "--max-wait needs seconds, not '%s'", optarg);
+		break;
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_review, stdout); return EXIT_OK;
+	BAD_OPTION("review", argv);
+	}
+	if (optind != argc - 1)
+		return usage_error("review", "%s", "needs exactly one RUN");
+	if (nact != 1)
+		return usage_error("review", "%s", "needs one of --done JSON, --retry, --fail REASON");
+	if (why && *why == '\0')
+		return usage_error("review", "%s", "--fail needs a reason");
+	worker w = {0};
+	rein_err e = {0};
+	json_t *review = NULL, *result = NULL;
+	char where[512];
+	int ex = EXIT_USAGE;
+	if (done && (result = read_input(done, where, sizeof where, &e)) == NULL) {
+		fprintf(stderr, "%s: the result is not JSON: %s\n", where, e.msg);
+		goto out;
+	}
+	review = done ? json_pack("{s:s, s:O}", "action", "done", "result", result)
+	       : retry ? json_pack("{s:s}", "action", "retry")
+		       : json_pack("{s:s, s:s}", "action", "fail", "reason", why);
+	if (review == NULL) {
+		ex = EXIT_FAILED;
+		goto out;
+	}
+	if ((ex = worker_open(&w, db, false, max_wait, "review")) != EXIT_OK)
+		goto out;
+	if (rein_runner_review(w.rn, argv[optind], review, by && *by ? by : NULL, &e) != REIN_OK) {
+		fprintf(stderr, "%s review: %s\n", prog, e.msg);
+		ex = e.code == REIN_EINVAL || e.code == REIN_ESCHEMA || e.code == REIN_ENOTFOUND
+			     ? EXIT_USAGE : EXIT_FAILED;
+		goto out;
+	}
+	if (rein_runner_drive(w.rn, &e) != REIN_OK) {
+		fprintf(stderr, "%s review: %s\n", prog, e.msg);
+		ex = EXIT_FAILED;
+		goto out;
+	}
+	ex = EXIT_OK;
+	drain_results(w.rn, false, &ex);
+	if (rein_runner_stopped(w.rn))
+		ex = EXIT_STOPPED;
+out:
+	worker_close(&w);
+	json_decref(review);
+	json_decref(result);
+	rein_err_clear(&e);
+	return ex;
+}
+
 int main(int argc, char **argv)
 {
 	rein_init();
@@ -1195,6 +1289,8 @@ int main(int argc, char **argv)
 	for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++)
 		if (strcmp(cmd, cmds[k].name) == 0)
 			return cmds[k].fn(cargc, cargv, db);
+	if (strcmp(cmd, "review") == 0)
+		return cmd_review(cargc, cargv, db);
 	if (strcmp(cmd, "tools") == 0)
 		return rein_cmd_tools(cargc, cargv);
 	if (strcmp(cmd, "event-types") == 0)

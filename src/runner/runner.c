@@ -580,6 +580,92 @@ int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
 	return rc;
 }
 
+int rein_runner_review(rein_runner *rn, const char *id, const json_t *review, const char *by,
+		       rein_err *err)
+{
+	assert(rn->fly == NULL && id != NULL && review != NULL);
+	rein_run_row row = {0};
+	active *a = NULL;
+	json_t *d = NULL;
+	char *text = NULL;
+	bool leased = false;
+	int64_t t = runner_now(rn);
+	int rc = find_active(rn, id) ? rein_err_set(err, REIN_ECONFLICT, "run %s is held here", id)
+				     : rein_store_run_get(rn->st, id, &row, err);
+	if (rc != REIN_OK)
+		goto out;
+	if (row.status != REIN_RUN_NEEDS_REVIEW) {
+		rc = rein_err_set(err, REIN_EINVAL, "run %s is %s, not needs_review", id,
+				  rein_status_name(row.status));
+		goto out;
+	}
+	const rein_spec *spec = spec_for(rn, row.version, err);
+	if (spec == NULL) {
+		rc = err && err->code ? err->code : REIN_EIO;
+		goto out;
+	}
+	/* rebuilt from its log, as a resume does */
+	if ((a = rein_calloc(1, sizeof *a)) == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(a->id, sizeof a->id, "%s", id);
+	rein_event_genesis(a->id, a->last_hash);
+	a->spec = spec;
+	a->inserted = true;
+	a->created_at = row.created_at;
+	a->state = A_RUN;
+	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto out;
+	}
+	replay_ctx c = {.a = a, .err = err};
+	if ((rc = rein_store_events_load(rn->st, id, replay_one, &c, err)) != REIN_OK ||
+	    (rc = c.rc) != REIN_OK)
+		goto out;
+	if (a->seq != row.last_seq || memcmp(a->last_hash, row.last_hash, REIN_HASH_LEN) != 0) {
+		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: the log ends at seq %lld, the run row "
+				  "says %lld", id, (long long)a->seq, (long long)row.last_seq);
+		goto out;
+	}
+	if ((rc = rein_run_review_check(a->run, review, err)) != REIN_OK)
+		goto out;
+	if ((rc = rein_store_lease_claim(rn->st, id, row.lease_owner, rn->owner,
+					 t + rn->o.lease_ms, err)) != REIN_OK)
+		goto out;
+	leased = true;
+	char mid[64];
+	if ((d = json_deep_copy(review)) == NULL ||
+	    (by && json_object_set_new(d, "by", json_string(by)) != 0) ||
+	    (text = rein_json_dump(d)) == NULL || rein_random_id("review_", mid, sizeof mid) != REIN_OK) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	bool dup = false;
+	rein_inbox_row m = {.run_id = id, .id = mid, .type = "review", .data = text, .sender = by,
+			    .at = t};
+	if ((rc = rein_store_inbox_put(rn->st, &m, &dup, err)) != REIN_OK)
+		goto out;
+	if ((rc = add_active(rn, a)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto out; /* recorded: the next review of the run drains it */
+	}
+	a->mail = true; /* drained at the top of the next drive */
+	a->lease_until = t + rn->o.lease_ms;
+	a = NULL;
+	leased = false;
+out:
+	if (leased) { /* not taken on: the lease goes back */
+		rein_err e2 = {0};
+		rein_store_lease_claim(rn->st, id, rn->owner, row.lease_owner, row.lease_expires, &e2);
+	}
+	runner_active_free(a);
+	json_decref(d);
+	rein_free(text);
+	rein_run_row_clear(&row);
+	return rc;
+}
+
 int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err)
 {
 	assert(rn->fly == NULL);
@@ -620,7 +706,9 @@ static int drain_mail(rein_runner *rn, active *a, rein_err *err)
 	rein_inbox_row *m = NULL;
 	size_t n = 0;
 	a->mail = a->peek = false;
-	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED)
+	/* an ended run has nothing to read, but one in review its resolution */
+	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED &&
+	    rein_run_status(a->run) != REIN_RUN_NEEDS_REVIEW)
 		return REIN_OK;
 	int rc = rein_store_inbox_list(rn->st, a->id, &m, &n, err);
 	for (size_t i = 0; i < n && rc == REIN_OK; i++) {

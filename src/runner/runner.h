@@ -135,6 +135,19 @@ int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
 			   void (*on_error)(void *ud, const char *run, const char *why), void *ud,
 			   int *errors, rein_err *err);
 
+/*
+ * Resolves run id, which ended needs_review (rein_run_review_check says what
+ * review, a JSON object {action, result | reason}, may hold): checks the
+ * review against the run, takes the run's lease, records the review in the
+ * run's inbox as type "review" with data {action, result | reason, by} and
+ * sender by, and holds the run: the next drive records it, the engine
+ * reopens the run (run.reviewed) and it goes on. REIN_EINVAL / REIN_ESCHEMA
+ * when the run does not accept the review (nothing recorded), REIN_ECONFLICT
+ * when a live worker holds it, REIN_ENOTFOUND when unknown.
+ */
+int rein_runner_review(rein_runner *rn, const char *id, const json_t *review, const char *by,
+		       rein_err *err);
+
 /* Asks for run id to be cancelled: at once if this runner holds it. */
 int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err);
 
