@@ -3,6 +3,7 @@
  * flags, calls the layer that does the work, and prints the result.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ enum {
 	EXIT_WAITING = 4,
 	EXIT_CANCELLED = 5,
 	EXIT_REVIEW = 6,
+	EXIT_STOPPED = 7, /* SIGTERM/SIGINT: the runs were released, resumable */
 };
 
 static const char *prog = "rein";
@@ -49,6 +51,8 @@ static const char usage_main[] =
 	"  runs [--status S] [--workflow W] [--since T] [--limit N] [--json]\n"
 	"                                                list runs\n"
 	"  cancel RUN                                    cancel a run\n"
+	"  review RUN --done JSON | --retry | --fail WHY [--as USER]\n"
+	"                                                resolve a needs_review run\n"
 	"  validate DIR [--input JSON|@FILE]             check a workflow (and an input)\n"
 	"  audit verify [RUN]                            check the hash chains, rows, bundles\n"
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
@@ -60,7 +64,9 @@ static const char usage_main[] =
 	"holds none (\"no database at PATH\"), so a mistyped --db is an error.\n"
 	"\n"
 	"exit codes: 0 succeeded, 1 failed (or an error, message on stderr), 2 bad usage,\n"
-	"spec or input (nothing started), 3 escalated, 4 waiting, 5 cancelled, 6 needs_review.\n";
+	"spec or input (nothing started), 3 escalated, 4 waiting, 5 cancelled, 6 needs_review,\n"
+	"7 stopped by SIGTERM/SIGINT (run, resume: the calls out were given --grace to\n"
+	"finish, the runs were released unfinished; 'rein resume' goes on with them).\n";
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
@@ -194,6 +200,28 @@ static void progress(void *ud, const rein_event_row *rows, size_t n)
 	}
 }
 
+/* Graceful stop: SIGTERM or SIGINT sets this, and the runner stops (see
+ * rein_runner_opts.stop); a second signal kills at once (SA_RESETHAND). */
+static volatile sig_atomic_t stop_signal;
+static int64_t grace_ms = 10000; /* --grace */
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_signal = 1;
+}
+
+static void stop_on_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_stop_signal;
+	sa.sa_flags = SA_RESETHAND; /* no SA_RESTART: sleeps end early */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
 /* What run, resume and cancel drive runs with: a sandbox, the store, a runner. */
 typedef struct {
 	rein_script *sb;
@@ -221,7 +249,10 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 		.max_wait_ms = max_wait_ms,
 		.commit_thread = true, /* large batches commit while the next is computed */
 		.on_commit = isatty(2) ? progress : NULL,
+		.stop = &stop_signal,
+		.stop_grace_ms = grace_ms,
 	};
+	stop_on_signals();
 	if (worker_script(w, cmd) != EXIT_OK)
 		return EXIT_FAILED;
 	int ex = open_store(db_path(db), create, &w->st);
@@ -399,7 +430,8 @@ out:
 /* ---- run and resume -------------------------------------------------------- */
 
 static const char usage_run[] =
-	"usage: rein run DIR [--input JSON|@FILE|@-] [--max-wait SECONDS] [--db PATH]\n"
+	"usage: rein run DIR [--input JSON|@FILE|@-] [--id KEY] [--max-wait SECONDS]\n"
+	"                    [--grace SECONDS] [--db PATH]\n"
 	"\n"
 	"Starts a run of the workflow in DIR (or DIR/workflow.yaml) and drives it until\n"
 	"it ends or waits on a timer longer than --max-wait (default 60 s; shorter\n"
@@ -409,8 +441,30 @@ static const char usage_run[] =
 	"Prints {\"run\": ID, \"status\": S, \"output\": ...} on stdout; progress goes to\n"
 	"stderr when it is a terminal.\n"
 	"\n"
+	"--id KEY starts the run idempotently: KEY (1 to 63 of A-Z a-z 0-9 . _ : -,\n"
+	"starting with a letter or digit; an order number, a ticket id) is the run's\n"
+	"id. When a run with that id exists, none is started: if it has ended, its\n"
+	"result is printed (exit by its status); if no live worker holds it, it is\n"
+	"driven like a new run; if another live worker holds it, its current status\n"
+	"is printed (exit 4). Its input is its own: the --input given is checked, not\n"
+	"compared. A KEY that names a run of another workflow is refused (exit 2).\n"
+	"\n"
 	"exit: 0 succeeded, 1 failed, 2 bad usage/spec/input (nothing started),\n"
-	"3 escalated, 4 waiting, 5 cancelled, 6 needs_review.\n";
+	"3 escalated, 4 waiting, 5 cancelled, 6 needs_review, 7 stopped by a signal.\n"
+	"\n"
+	"SIGTERM or SIGINT stops it gracefully: no further step is taken and nothing\n"
+	"new is sent; calls already out get --grace seconds (default 10) to finish,\n"
+	"calls still out then are cut short and stay in doubt (a resume sends them\n"
+	"again with the same idempotency key, or stops in needs_review when the tool\n"
+	"does not honour keys); what happened is committed, the run's lease is\n"
+	"released, its status (running or waiting) printed, and rein exits 7.\n"
+	"'rein resume RUN' (or --all) goes on with it. A second signal kills at once.\n";
+
+/* --grace SECONDS: the graceful stop's grace period (run, resume). */
+static bool parse_grace(const char *arg)
+{
+	return parse_seconds(arg, &grace_ms);
+}
 
 static int drain_results(rein_runner *rn, bool all, int *worst)
 {
@@ -429,21 +483,74 @@ static int drain_results(rein_runner *rn, bool all, int *worst)
 	return n;
 }
 
+/* rein run --id KEY: starts run KEY, or takes the one that exists (see
+ * rein_runner_start_once), and drives it; the exit code. */
+static int run_keyed(worker *w, const rein_spec *spec, const json_t *input, const char *key,
+		     const char *where)
+{
+	rein_err e = {0};
+	rein_run_row row = {0};
+	bool existed = false;
+	int ex = EXIT_FAILED;
+	int rc = rein_runner_start_once(w->rn, spec, input, key, &existed, &e);
+	if (rc == REIN_ECONFLICT && existed &&
+	    rein_store_run_get(w->st, key, &row, NULL) == REIN_OK) {
+		/* another live worker advances it: its status as it is now */
+		rein_run_result r = {.status = row.status, .wake_at = row.wake_at};
+		snprintf(r.id, sizeof r.id, "%s", row.id);
+		print_result(&r);
+		fprintf(stderr, "%s run: %s\n", prog, e.msg);
+		ex = EXIT_WAITING;
+		goto out;
+	}
+	if (rc != REIN_OK) {
+		if (e.code == REIN_ESCHEMA)
+			print_input_errors(where, e.msg);
+		else
+			fprintf(stderr, "%s run: %s\n", prog, e.msg);
+		ex = rc == REIN_ESCHEMA || rc == REIN_EINVAL ? EXIT_USAGE : EXIT_FAILED;
+		goto out;
+	}
+	if (isatty(2))
+		fprintf(stderr, "run %s %s (%s)\n", key, existed ? "exists" : "started", spec->name);
+	if (rein_runner_drive(w->rn, &e) != REIN_OK) {
+		fprintf(stderr, "%s run: %s\n", prog, e.msg);
+		goto out;
+	}
+	ex = EXIT_OK;
+	drain_results(w->rn, false, &ex);
+	if (rein_runner_stopped(w->rn)) {
+		fprintf(stderr, "%s run: stopped by a signal; run %s released\n", prog, key);
+		ex = EXIT_STOPPED;
+	}
+out:
+	rein_run_row_clear(&row);
+	rein_err_clear(&e);
+	return ex;
+}
+
 static int cmd_run(int argc, char **argv, const char *db)
 {
 	static const struct option lo[] = {{"input", required_argument, 0, 'i'},
 					   {"max-wait", required_argument, 0, 'w'},
+					   {"grace", required_argument, 0, 'g'},
+					   {"id", required_argument, 0, 'k'},
 					   {"db", required_argument, 0, 'd'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
-	const char *input_arg = NULL;
+	const char *input_arg = NULL, *key = NULL;
 	int64_t max_wait = 60000;
 	GETOPT_LOOP(argc, argv, ":", lo, "run")
 	{
 	case 'i': input_arg = optarg; break;
+	case 'k': key = optarg; break;
 	case 'w':
 		if (!parse_seconds(optarg, &max_wait))
 			return usage_error("run", "--max-wait needs seconds, not '%s'", optarg);
+		break;
+	case 'g':
+		if (!parse_grace(optarg))
+			return usage_error("run", "--grace needs seconds, not '%s'", optarg);
 		break;
 	case 'd': db = optarg; break;
 	case 'h': fputs(usage_run, stdout); return EXIT_OK;
@@ -468,6 +575,10 @@ static int cmd_run(int argc, char **argv, const char *db)
 	if ((ex = worker_open(&w, db, true, max_wait, "run")) != EXIT_OK)
 		goto out;
 	ex = EXIT_FAILED;
+	if (key) {
+		ex = run_keyed(&w, spec, input, key, where);
+		goto out;
+	}
 	/* rein_runner_start checks the input against the input schema */
 	if (rein_runner_start(w.rn, spec, input, NULL, id, &e) != REIN_OK ||
 	    rein_runner_flush(w.rn, &e) != REIN_OK) { /* the start is acknowledged: durable */
@@ -487,6 +598,11 @@ static int cmd_run(int argc, char **argv, const char *db)
 	}
 	ex = EXIT_OK;
 	drain_results(w.rn, false, &ex);
+	if (rein_runner_stopped(w.rn)) {
+		fprintf(stderr, "%s run: stopped by a signal; run %s released ('rein resume %s' "
+				"goes on)\n", prog, id, id);
+		ex = EXIT_STOPPED;
+	}
 out:
 	worker_close(&w); /* the runner before the spec its runs use */
 	json_decref(input);
@@ -496,14 +612,15 @@ out:
 }
 
 static const char usage_resume[] =
-	"usage: rein resume [RUN | --all] [--max-wait SECONDS] [--db PATH]\n"
+	"usage: rein resume [RUN | --all] [--max-wait SECONDS] [--grace SECONDS] [--db PATH]\n"
 	"\n"
 	"Advances a run that is due (its timer has come) or abandoned (its worker\n"
 	"died, or its lease expired), rebuilding it from its events. With --all, every\n"
 	"run that is due within --max-wait (default 60 s) or abandoned; one JSON object\n"
 	"per line, exit 0 when none failed. A run held by a live worker is skipped\n"
 	"(--all) or an error (RUN). Exit codes for one RUN are those of 'rein run'.\n"
-	"The database must exist (a store that does not exist holds nothing to resume).\n";
+	"The database must exist (a store that does not exist holds nothing to resume).\n"
+	"SIGTERM/SIGINT stop it gracefully as 'rein run' (see there; exit 7).\n";
 
 static void resume_error(void *ud, const char *run, const char *why)
 {
@@ -515,6 +632,7 @@ static int cmd_resume(int argc, char **argv, const char *db)
 {
 	static const struct option lo[] = {{"all", no_argument, 0, 'a'},
 					   {"max-wait", required_argument, 0, 'w'},
+					   {"grace", required_argument, 0, 'g'},
 					   {"db", required_argument, 0, 'd'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
@@ -526,6 +644,10 @@ static int cmd_resume(int argc, char **argv, const char *db)
 	case 'w':
 		if (!parse_seconds(optarg, &max_wait))
 			return usage_error("resume", "--max-wait needs seconds, not '%s'", optarg);
+		break;
+	case 'g':
+		if (!parse_grace(optarg))
+			return usage_error("resume", "--grace needs seconds, not '%s'", optarg);
 		break;
 	case 'd': db = optarg; break;
 	case 'h': fputs(usage_resume, stdout); return EXIT_OK;
@@ -553,6 +675,10 @@ static int cmd_resume(int argc, char **argv, const char *db)
 	drain_results(rn, all, &ex);
 	if (errors && ex == EXIT_OK)
 		ex = EXIT_FAILED;
+	if (rein_runner_stopped(rn)) {
+		fprintf(stderr, "%s resume: stopped by a signal; the runs were released\n", prog);
+		ex = EXIT_STOPPED;
+	}
 	goto out;
 err:
 	fprintf(stderr, "%s resume: %s\n", prog, e.msg);
@@ -1033,6 +1159,98 @@ out:
 
 /* ---- main -------------------------------------------------------------------- */
 
+/* ---- review ---------------------------------------------------------------- */
+
+static const char usage_review[] =
+	"usage: rein review RUN (--done JSON|@FILE | --retry | --fail REASON) [--as USER]\n"
+	"                   [--max-wait SECONDS] [--db PATH]\n"
+	"\n"
+	"Resolves a run that stopped in needs_review over a tool call whose outcome is\n"
+	"unknown (its output is the evidence: tool, key, args, attempts, last_error):\n"
+	"  --done JSON   you checked: the effect happened, with this result (it must\n"
+	"                match the tool's output schema); the step completes with it\n"
+	"  --retry       send the call again with the same idempotency key\n"
+	"  --fail REASON the step fails with REASON and takes its on_fail\n"
+	"The resolution is recorded in the run's log with who did it (--as, default\n"
+	"$USER), then the run goes on and is driven like 'rein run' (same output and\n"
+	"exit codes). A run that is not needs_review, or a result that does not match,\n"
+	"is refused (exit 2) and nothing is recorded.\n";
+
+static int cmd_review(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"done", required_argument, 0, 'o'},
+					   {"retry", no_argument, 0, 'r'},
+					   {"fail", required_argument, 0, 'f'},
+					   {"as", required_argument, 0, 'u'},
+					   {"max-wait", required_argument, 0, 'w'},
+					   {"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	const char *done = NULL, *why = NULL, *by = getenv("USER");
+	int nact = 0;
+	bool retry = false;
+	int64_t max_wait = 60000;
+	GETOPT_LOOP(argc, argv, ":", lo, "review")
+	{
+	case 'o': done = optarg; nact++; break;
+	case 'r': retry = true; nact++; break;
+	case 'f': why = optarg; nact++; break;
+	case 'u': by = optarg; break;
+	case 'w':
+		if (!parse_seconds(optarg, &max_wait))
+			return usage_error("review", "--max-wait needs seconds, not '%s'", optarg);
+		break;
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_review, stdout); return EXIT_OK;
+	BAD_OPTION("review", argv);
+	}
+	if (optind != argc - 1)
+		return usage_error("review", "%s", "needs exactly one RUN");
+	if (nact != 1)
+		return usage_error("review", "%s", "needs one of --done JSON, --retry, --fail REASON");
+	if (why && *why == '\0')
+		return usage_error("review", "%s", "--fail needs a reason");
+	worker w = {0};
+	rein_err e = {0};
+	json_t *review = NULL, *result = NULL;
+	char where[512];
+	int ex = EXIT_USAGE;
+	if (done && (result = read_input(done, where, sizeof where, &e)) == NULL) {
+		fprintf(stderr, "%s: the result is not JSON: %s\n", where, e.msg);
+		goto out;
+	}
+	review = done ? json_pack("{s:s, s:O}", "action", "done", "result", result)
+	       : retry ? json_pack("{s:s}", "action", "retry")
+		       : json_pack("{s:s, s:s}", "action", "fail", "reason", why);
+	if (review == NULL) {
+		ex = EXIT_FAILED;
+		goto out;
+	}
+	if ((ex = worker_open(&w, db, false, max_wait, "review")) != EXIT_OK)
+		goto out;
+	if (rein_runner_review(w.rn, argv[optind], review, by && *by ? by : NULL, &e) != REIN_OK) {
+		fprintf(stderr, "%s review: %s\n", prog, e.msg);
+		ex = e.code == REIN_EINVAL || e.code == REIN_ESCHEMA || e.code == REIN_ENOTFOUND
+			     ? EXIT_USAGE : EXIT_FAILED;
+		goto out;
+	}
+	if (rein_runner_drive(w.rn, &e) != REIN_OK) {
+		fprintf(stderr, "%s review: %s\n", prog, e.msg);
+		ex = EXIT_FAILED;
+		goto out;
+	}
+	ex = EXIT_OK;
+	drain_results(w.rn, false, &ex);
+	if (rein_runner_stopped(w.rn))
+		ex = EXIT_STOPPED;
+out:
+	worker_close(&w);
+	json_decref(review);
+	json_decref(result);
+	rein_err_clear(&e);
+	return ex;
+}
+
 int main(int argc, char **argv)
 {
 	rein_init();
@@ -1071,6 +1289,8 @@ int main(int argc, char **argv)
 	for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++)
 		if (strcmp(cmd, cmds[k].name) == 0)
 			return cmds[k].fn(cargc, cargv, db);
+	if (strcmp(cmd, "review") == 0)
+		return cmd_review(cargc, cargv, db);
 	if (strcmp(cmd, "tools") == 0)
 		return rein_cmd_tools(cargc, cargv);
 	if (strcmp(cmd, "event-types") == 0)

@@ -60,6 +60,7 @@ void rein_run_free(rein_run *r)
 	json_decref(r->runinfo);
 	json_decref(r->output);
 	json_decref(r->end_output);
+	json_decref(r->review);
 	rein_free(r->reason);
 	rein_free(r->end_reason);
 	rein_free(r->last_error);
@@ -492,6 +493,8 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 	}
 	if (!r->started)
 		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s before run.started", r->id, type);
+	if (r->ended && (evt == REIN_EV_INBOX_RECEIVED || evt == REIN_EV_RUN_REVIEWED))
+		return engine_apply_ended(r, evt, at, data, err); /* a needs_review resolution */
 	if (r->ended)
 		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s after run.ended", r->id, type);
 	if (evt == REIN_EV_RUN_ENDED) {
@@ -616,6 +619,8 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 	assert(r != NULL && cmd != NULL);
 	memset(cmd, 0, sizeof *cmd);
 	cmd->step = -1;
+	if (r->ended && r->review)
+		return engine_poll_review(r, cmd, err);
 	if (r->ended || !r->started)
 		return REIN_OK;
 	if (r->ending) {

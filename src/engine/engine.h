@@ -122,6 +122,20 @@ int rein_run_effect(const rein_run *r, int step);
  */
 void rein_run_recovered(rein_run *r, int64_t now);
 
+/*
+ * Resolving a run that ended needs_review over a tool step's call (the
+ * evidence names its key). review is the inbox entry's data: {action, by?}
+ * and, by action, "done" {result} (the operator checked: the effect happened
+ * with this result, which must match the tool's output schema), "retry"
+ * (send the call again with the same idempotency key) or "fail" {reason}
+ * (the step fails with it and takes its on_fail). REIN_OK when the run would
+ * accept it; REIN_EINVAL (or REIN_ESCHEMA for a result) saying why not.
+ * Delivered as an inbox entry of type "review", it is applied as
+ * inbox.received; the next poll emits run.reviewed, which reopens the run.
+ * A review the run does not accept is recorded and changes nothing.
+ */
+int rein_run_review_check(const rein_run *r, const json_t *review, rein_err *err);
+
 rein_status rein_run_status(const rein_run *r);
 /* True once the engine has decided the run ends (the next poll emits
  * run.ended): the executor sends nothing more for it. */

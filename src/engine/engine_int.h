@@ -90,6 +90,7 @@ struct rein_run {
 	rein_status end_status;
 	json_t *end_output;
 	char *end_reason;
+	json_t *review; /* needs_review: an accepted resolution, run.reviewed to emit */
 	int64_t started_at, deadline, steps_taken;
 	/* what the run has spent, charged from recorded events */
 	int64_t spent_tokens, model_calls, tool_calls;
@@ -138,6 +139,11 @@ void engine_make_key(const rein_run *r, const thread *t, char out[80]);
 int64_t engine_backoff_ms(const rein_run *r, const thread *t, const rein_retry_policy *p);
 /* {tool, key, args, attempts, last_error} of t's call, for a human; NULL if OOM. */
 json_t *engine_evidence(const rein_run *r, const thread *t);
+/* A needs_review run's resolution (engine_tool.c): inbox.received of an
+ * ended run, run.reviewed, and the poll of an ended run. */
+int engine_apply_ended(rein_run *r, rein_event_type evt, int64_t at, const json_t *data,
+		       rein_err *err);
+int engine_poll_review(rein_run *r, rein_cmd *cmd, rein_err *err);
 /* The families of the table (event_types.h) the apply dispatches on. */
 #define ENGINE_EV_TOOL(evt) ((evt) >= REIN_EV_TOOL_INTENT && (evt) <= REIN_EV_BREAKER_CLOSED)
 #define ENGINE_EV_MODEL(evt) ((evt) >= REIN_EV_MODEL_INTENT && (evt) <= REIN_EV_MODEL_BREAKER)

@@ -186,6 +186,14 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 					"tool does not honour idempotency keys, so it is not sent again",
 					tool->name, t->key);
 				json_t *ev = engine_evidence(r, t);
+				/* the attempt that was out counts, with what is known of it */
+				if (ev && (json_object_set_new(ev, "attempts", json_integer(t->attempts + 1)) ||
+					   json_object_set_new(ev, "last_error", json_string(
+						t->error ? t->error : "the process stopped during the call; "
+						"its outcome is unknown")))) {
+					json_decref(ev);
+					ev = NULL;
+				}
 				rc = engine_emit(cmd, REIN_EV_RUN_ENDED, -1,
 					  why && ev ? json_pack("{s:s, s:s, s:O}", "status", "needs_review",
 							       "reason", why, "output", ev) : NULL,
@@ -297,4 +305,140 @@ void rein_run_recovered(rein_run *r, int64_t now)
 		}
 		t->issued = false;
 	}
+}
+
+/* ---- resolving needs_review (rein review) ---------------------------------- */
+
+/* The tool step thread whose call the needs_review evidence names, or -1. */
+static int review_thread(const rein_run *r)
+{
+	const char *key = json_string_value(json_object_get(r->output, "key"));
+	for (size_t i = 0; key && i < r->nth; i++) {
+		const thread *t = &r->th[i];
+		if (t->step >= 0 && r->spec->steps[t->step].kind == REIN_STEP_TOOL &&
+		    (t->state == T_CALL || t->state == T_DONE) && strcmp(t->key, key) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+int rein_run_review_check(const rein_run *r, const json_t *review, rein_err *err)
+{
+	assert(r != NULL && review != NULL);
+	if (!r->ended || r->status != REIN_RUN_NEEDS_REVIEW)
+		return rein_err_set(err, REIN_EINVAL, "run %s is %s, not needs_review", r->id,
+				    rein_status_name(rein_run_status(r)));
+	int ti = review_thread(r);
+	if (ti < 0)
+		return rein_err_set(err, REIN_EINVAL, "run %s: the call under review is not a tool "
+				    "step's (an agent's call cannot be reviewed)", r->id);
+	const rein_step *st = &r->spec->steps[r->th[ti].step];
+	const char *action = json_string_value(json_object_get(review, "action"));
+	if (action && strcmp(action, "done") == 0) {
+		const json_t *res = json_object_get(review, "result");
+		char *why = NULL;
+		const rein_tool *tool = engine_cur_tool(r, &r->th[ti]);
+		/* the tool's answer as the tool would have given it, then the step's */
+		int rc = res == NULL ? REIN_ESCHEMA
+			 : tool ? engine_schema_check(tool->output, res, &why,
+						      "does not match tool '%s''s output schema",
+						      tool->name)
+				: REIN_OK;
+		if (rc == REIN_OK && res)
+			rc = engine_check_output(st, res, &why);
+		if (rc == REIN_ESCHEMA)
+			rc = rein_err_set(err, REIN_ESCHEMA, "step '%s': the result %s", st->name,
+					  why ? why : "is missing (--done JSON)");
+		else if (rc != REIN_OK)
+			rc = rein_err_set(err, rc, "out of memory");
+		rein_free(why);
+		return rc;
+	}
+	if (action && strcmp(action, "retry") == 0)
+		return REIN_OK;
+	if (action && strcmp(action, "fail") == 0) {
+		const char *why = json_string_value(json_object_get(review, "reason"));
+		return why && *why ? REIN_OK
+				   : rein_err_set(err, REIN_EINVAL, "a failing review needs a reason");
+	}
+	return rein_err_set(err, REIN_EINVAL, "review action '%s': done, retry or fail",
+			    action ? action : "");
+}
+
+int engine_apply_ended(rein_run *r, rein_event_type evt, int64_t at, const json_t *data,
+		       rein_err *err)
+{
+	assert(r != NULL && r->ended);
+	if (evt == REIN_EV_INBOX_RECEIVED) {
+		const char *type = json_string_value(json_object_get(data, "type"));
+		const json_t *d = json_object_get(data, "data");
+		rein_err e = {0};
+		/* anything else reaching an ended run, or a review it does not
+		 * accept, is recorded and changes nothing */
+		if (type && strcmp(type, "review") == 0 && d && r->review == NULL &&
+		    rein_run_review_check(r, d, &e) == REIN_OK) {
+			const char *by = json_string_value(json_object_get(d, "by"));
+			if (by == NULL)
+				by = json_string_value(json_object_get(data, "sender"));
+			r->review = json_pack("{s:O, s:s?}", "review", (json_t *)d, "by", by);
+			if (r->review == NULL)
+				return rein_err_set(err, REIN_ENOMEM, "out of memory");
+		}
+		rein_err_clear(&e);
+		return REIN_OK;
+	}
+	assert(evt == REIN_EV_RUN_REVIEWED);
+	int ti = r->status == REIN_RUN_NEEDS_REVIEW ? review_thread(r) : -1;
+	const char *action = json_string_value(json_object_get(data, "action"));
+	if (ti < 0 || action == NULL)
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: run.reviewed for no call under review",
+				    r->id);
+	/* the run is open again, its end undecided */
+	json_decref(r->review);
+	r->review = NULL;
+	r->ended = r->ending = false;
+	r->status = REIN_RUN_RUNNING;
+	json_decref(r->output);
+	json_decref(r->end_output);
+	r->output = r->end_output = NULL;
+	rein_free(r->reason);
+	rein_free(r->end_reason);
+	r->reason = r->end_reason = NULL;
+	if (r->spec->timeout_ms) /* its time limit starts again with the review */
+		r->deadline = at + r->spec->timeout_ms;
+	thread *t = &r->th[ti];
+	t->state = T_CALL;
+	t->in_doubt = false;
+	t->issued = false;
+	if (strcmp(action, "done") == 0) {
+		json_t *res = json_object_get(data, "result");
+		return engine_route(r, ti, res ? res : json_null(), err);
+	}
+	if (strcmp(action, "fail") == 0) {
+		const char *why = json_string_value(json_object_get(data, "reason"));
+		const char *by = json_string_value(json_object_get(data, "by"));
+		char *msg = rein_sprintf("failed on review%s%s: %s", by ? " by " : "", by ? by : "",
+					 why ? why : "no reason given");
+		int rc = msg ? engine_step_error(r, ti, msg, err)
+			     : rein_err_set(err, REIN_ENOMEM, "out of memory");
+		rein_free(msg);
+		return rc;
+	}
+	return REIN_OK; /* retry: the next poll sends it again, same key */
+}
+
+int engine_poll_review(rein_run *r, rein_cmd *cmd, rein_err *err)
+{
+	assert(r != NULL && r->ended && r->review != NULL && cmd != NULL);
+	int ti = review_thread(r);
+	const json_t *rv = json_object_get(r->review, "review");
+	if (ti < 0)
+		return REIN_OK; /* checked when it was accepted */
+	json_t *d = json_pack("{s:O, s:s?, s:s}", "action", json_object_get(rv, "action"), "by",
+			      json_string_value(json_object_get(r->review, "by")), "key", r->th[ti].key);
+	if (d && json_object_get(rv, "result"))
+		json_object_set(d, "result", json_object_get(rv, "result"));
+	if (d && json_object_get(rv, "reason"))
+		json_object_set(d, "reason", json_object_get(rv, "reason"));
+	return engine_emit(cmd, REIN_EV_RUN_REVIEWED, r->th[ti].step, d, err);
 }

@@ -27,6 +27,10 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				 "a worker took the run over from an owner that is gone (informational)"},
 	[REIN_EV_RUN_ENDED] = {"run.ended", "engine", false, "status:s reason:s? output:j?",
 			       "the run ended: succeeded, failed, escalated, cancelled or needs_review"},
+	[REIN_EV_RUN_REVIEWED] = {"run.reviewed", "engine", true,
+				  "action:s by:s? key:s result:j? reason:s?",
+				  "an operator resolved a needs_review run's call (done with result, "
+				  "retry with the same key, or fail with reason): the run goes on"},
 	[REIN_EV_STEP_COMPLETED] = {"step.completed", "engine/runner", true,
 				    "out:j attempt:i? status:i? latency_ms:i? fallback:s?",
 				    "a step finished with this output (tool steps: the attempt that answered)"},

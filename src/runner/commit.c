@@ -117,7 +117,7 @@ static bool leaving(rein_runner *rn, active *a, int64_t t)
 {
 	if (a->inflight > 0)
 		return false;
-	if (a->state == A_PARK_END)
+	if (a->state == A_PARK_END || rn->stopped) /* stopped: every run is released */
 		return true;
 	if (a->state == A_PARK_WAIT)
 		return a->wake_at - t > rn->o.max_wait_ms;
@@ -240,7 +240,7 @@ static int batch_complete(rein_runner *rn, batch *b, rein_err *err)
 		active *a = r->a;
 		if (r->mail && rein_run_status(a->run) < REIN_RUN_SUCCEEDED)
 			a->mail = true;
-		if (r->leaving && a->mail && a->state == A_PARK_WAIT) {
+		if (r->leaving && a->mail && a->state == A_PARK_WAIT && !rn->stopped) {
 			/* mail came back with the row that gave the lease up: take
 			 * it again and read the inbox here (if nobody took it) */
 			rein_err e = {0};
@@ -327,7 +327,7 @@ int runner_flush(rein_runner *rn, bool async, rein_err *err)
 	if (done && (rc = batch_complete(rn, done, err)) != REIN_OK)
 		return rc;
 	int64_t t = runner_now(rn);
-	bool dirty = rn->nev > 0;
+	bool dirty = rn->nev > 0 || (rn->stopped && rn->n > 0); /* stopped: release all */
 	for (size_t i = 0; i < rn->n && !dirty; i++) {
 		const active *a = rn->runs[i];
 		dirty = a->state == A_PARK_END || a->state == A_PARK_WAIT ||

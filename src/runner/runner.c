@@ -154,6 +154,7 @@ void rein_runner_free(rein_runner *rn)
 }
 
 const char *rein_runner_owner(const rein_runner *rn) { return rn->owner; }
+bool rein_runner_stopped(const rein_runner *rn) { return rn->stopped; }
 size_t rein_runner_active(const rein_runner *rn) { return rn->n; }
 
 int runner_grow(void **v, size_t *cap, size_t need, size_t size)
@@ -460,6 +461,70 @@ int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
 	return rc;
 }
 
+/* A business key usable as a run id (rein_runner_start_once). */
+static bool key_valid(const char *key)
+{
+	size_t n = strlen(key);
+	if (n == 0 || n > 63 || !((key[0] >= 'a' && key[0] <= 'z') || (key[0] >= 'A' && key[0] <= 'Z') ||
+				  (key[0] >= '0' && key[0] <= '9')))
+		return false;
+	for (const char *p = key; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '.' || *p == '_' || *p == ':' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* The run key exists: the same workflow's is taken as resume takes it. */
+static int start_existing(rein_runner *rn, const rein_spec *spec, const char *key, rein_err *err)
+{
+	rein_run_row row = {0};
+	int rc = rein_store_run_get(rn->st, key, &row, err);
+	if (rc != REIN_OK)
+		goto out;
+	const char *name = spec->name ? spec->name : "";
+	if (strcmp(row.workflow ? row.workflow : "", name) != 0) {
+		rc = rein_err_set(err, REIN_EINVAL, "run %s exists as a run of workflow %s, not %s",
+				  key, row.workflow ? row.workflow : "?", name);
+		goto out;
+	}
+	rc = find_active(rn, key) ? REIN_OK : resume_row(rn, &row, false, err);
+out:
+	rein_run_row_clear(&row);
+	return rc;
+}
+
+int rein_runner_start_once(rein_runner *rn, const rein_spec *spec, const json_t *input,
+			   const char *key, bool *existed, rein_err *err)
+{
+	assert(rn->fly == NULL && key != NULL && existed != NULL);
+	rein_run_row row = {0};
+	char id[64];
+	int rc;
+	*existed = false;
+	if (!key_valid(key))
+		return rein_err_set(err, REIN_EINVAL, "run id '%s': 1 to 63 of A-Z a-z 0-9 . _ : - "
+				    "(starting with a letter or digit)", key);
+	if ((rc = rein_schema_check(spec->input_schema, input, err,
+				    "input does not match the input schema")) != REIN_OK)
+		return rc;
+	rc = find_active(rn, key) ? REIN_OK : rein_store_run_get(rn->st, key, &row, err);
+	rein_run_row_clear(&row);
+	if (rc == REIN_ENOTFOUND) {
+		rein_err_clear(err);
+		if ((rc = rein_runner_start(rn, spec, input, key, id, err)) == REIN_OK &&
+		    (rc = rein_runner_flush(rn, err)) == REIN_OK)
+			return REIN_OK;
+		if (rc != REIN_ECONFLICT) /* not a run started meanwhile by another */
+			return rc;
+		rein_err_clear(err);
+	} else if (rc != REIN_OK) {
+		return rc;
+	}
+	*existed = true;
+	return start_existing(rn, spec, key, err);
+}
+
 static bool owner_alive(void *ud, const char *owner) { return rein_owner_alive(owner); }
 
 #define DUE_PAGE 256
@@ -515,6 +580,92 @@ int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
 	return rc;
 }
 
+int rein_runner_review(rein_runner *rn, const char *id, const json_t *review, const char *by,
+		       rein_err *err)
+{
+	assert(rn->fly == NULL && id != NULL && review != NULL);
+	rein_run_row row = {0};
+	active *a = NULL;
+	json_t *d = NULL;
+	char *text = NULL;
+	bool leased = false;
+	int64_t t = runner_now(rn);
+	int rc = find_active(rn, id) ? rein_err_set(err, REIN_ECONFLICT, "run %s is held here", id)
+				     : rein_store_run_get(rn->st, id, &row, err);
+	if (rc != REIN_OK)
+		goto out;
+	if (row.status != REIN_RUN_NEEDS_REVIEW) {
+		rc = rein_err_set(err, REIN_EINVAL, "run %s is %s, not needs_review", id,
+				  rein_status_name(row.status));
+		goto out;
+	}
+	const rein_spec *spec = spec_for(rn, row.version, err);
+	if (spec == NULL) {
+		rc = err && err->code ? err->code : REIN_EIO;
+		goto out;
+	}
+	/* rebuilt from its log, as a resume does */
+	if ((a = rein_calloc(1, sizeof *a)) == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(a->id, sizeof a->id, "%s", id);
+	rein_event_genesis(a->id, a->last_hash);
+	a->spec = spec;
+	a->inserted = true;
+	a->created_at = row.created_at;
+	a->state = A_RUN;
+	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto out;
+	}
+	replay_ctx c = {.a = a, .err = err};
+	if ((rc = rein_store_events_load(rn->st, id, replay_one, &c, err)) != REIN_OK ||
+	    (rc = c.rc) != REIN_OK)
+		goto out;
+	if (a->seq != row.last_seq || memcmp(a->last_hash, row.last_hash, REIN_HASH_LEN) != 0) {
+		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: the log ends at seq %lld, the run row "
+				  "says %lld", id, (long long)a->seq, (long long)row.last_seq);
+		goto out;
+	}
+	if ((rc = rein_run_review_check(a->run, review, err)) != REIN_OK)
+		goto out;
+	if ((rc = rein_store_lease_claim(rn->st, id, row.lease_owner, rn->owner,
+					 t + rn->o.lease_ms, err)) != REIN_OK)
+		goto out;
+	leased = true;
+	char mid[64];
+	if ((d = json_deep_copy(review)) == NULL ||
+	    (by && json_object_set_new(d, "by", json_string(by)) != 0) ||
+	    (text = rein_json_dump(d)) == NULL || rein_random_id("review_", mid, sizeof mid) != REIN_OK) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	bool dup = false;
+	rein_inbox_row m = {.run_id = id, .id = mid, .type = "review", .data = text, .sender = by,
+			    .at = t};
+	if ((rc = rein_store_inbox_put(rn->st, &m, &dup, err)) != REIN_OK)
+		goto out;
+	if ((rc = add_active(rn, a)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto out; /* recorded: the next review of the run drains it */
+	}
+	a->mail = true; /* drained at the top of the next drive */
+	a->lease_until = t + rn->o.lease_ms;
+	a = NULL;
+	leased = false;
+out:
+	if (leased) { /* not taken on: the lease goes back */
+		rein_err e2 = {0};
+		rein_store_lease_claim(rn->st, id, rn->owner, row.lease_owner, row.lease_expires, &e2);
+	}
+	runner_active_free(a);
+	json_decref(d);
+	rein_free(text);
+	rein_run_row_clear(&row);
+	return rc;
+}
+
 int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err)
 {
 	assert(rn->fly == NULL);
@@ -555,7 +706,9 @@ static int drain_mail(rein_runner *rn, active *a, rein_err *err)
 	rein_inbox_row *m = NULL;
 	size_t n = 0;
 	a->mail = a->peek = false;
-	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED)
+	/* an ended run has nothing to read, but one in review its resolution */
+	if (rein_run_status(a->run) >= REIN_RUN_SUCCEEDED &&
+	    rein_run_status(a->run) != REIN_RUN_NEEDS_REVIEW)
 		return REIN_OK;
 	int rc = rein_store_inbox_list(rn->st, a->id, &m, &n, err);
 	for (size_t i = 0; i < n && rc == REIN_OK; i++) {
@@ -890,18 +1043,61 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 	return REIN_OK;
 }
 
+/* Calls out (tool attempts and model calls) of every held run. */
+static int inflight_all(const rein_runner *rn)
+{
+	int n = 0;
+	for (size_t i = 0; i < rn->n; i++)
+		n += rn->runs[i]->inflight;
+	return n;
+}
+
+/*
+ * The graceful stop (opts.stop): once the calls out have finished, or the
+ * grace period is over, cuts the rest short without an outcome (their
+ * tickets die: the intents stay without one, in doubt for a resume), then
+ * commits what is pending with every held run's row released. *done true
+ * when the runner has stopped.
+ */
+static int stop_check(rein_runner *rn, bool *done, rein_err *err)
+{
+	*done = false;
+	if (rn->o.stop == NULL || *rn->o.stop == 0)
+		return REIN_OK;
+	int64_t t = runner_now(rn);
+	if (!rn->stopping) {
+		rn->stopping = true;
+		rn->stop_by = t + (rn->o.stop_grace_ms > 0 ? rn->o.stop_grace_ms : 0);
+	}
+	if (inflight_all(rn) > 0 && t < rn->stop_by)
+		return REIN_OK;
+	rn->ndq = 0; /* nothing new goes out (the queue is empty between passes) */
+	for (size_t i = 0; i < rn->n; i++) {
+		active *a = rn->runs[i];
+		for (ticket *tk = a->tickets; tk; tk = tk->next)
+			tk->dead = true; /* the io layer frees it when the call ends */
+		a->tickets = NULL;
+		a->inflight = 0;
+	}
+	rn->stopped = true;
+	*done = true;
+	return runner_flush(rn, false, err);
+}
+
 int rein_runner_drive(rein_runner *rn, rein_err *err)
 {
 	int rc = REIN_OK;
 	for (;;) {
-		bool ran = false;
+		bool ran = false, stop = false;
+		if ((rc = stop_check(rn, &stop, err)) != REIN_OK || stop)
+			return rc;
 		/* no batch is out here: what reached the inbox is recorded before
 		 * the run takes another step (a cancel ends it at once) */
 		if ((rc = drain_all(rn, NULL, err)) != REIN_OK)
 			goto fail;
 		for (size_t i = 0; i < rn->n; i++) {
 			active *a = rn->runs[i];
-			if (a->state != A_RUN)
+			if (a->state != A_RUN || rn->stopping) /* stopping: no further step */
 				continue;
 			ran = true;
 			if ((rc = advance(rn, a, err)) != REIN_OK)
@@ -939,7 +1135,8 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 			/* outcomes arrive as events from the callbacks; at least once
 			 * a second, look for cancels asked by other processes */
 			int64_t wait = next == INT64_MAX ? 1000 : (next > t ? next - t : 0);
-			if (rein_io_wait(rn->io, wait > 1000 ? 1000 : wait) == 0 &&
+			int64_t most = rn->o.stop ? 100 : 1000; /* a stop is seen soon */
+			if (rein_io_wait(rn->io, wait > most ? most : wait) == 0 &&
 			    (rc = check_mail(rn, err)) != REIN_OK)
 				goto fail;
 			if (rn->cb_rc != REIN_OK) {
@@ -950,8 +1147,8 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 			}
 		} else if (next != INT64_MAX && next > t) {
 			/* wake at least every half lease to renew the leases held */
-			int64_t nap = next - t;
-			rn->o.sleep_ms(rn->o.ud, nap > rn->o.lease_ms / 2 ? rn->o.lease_ms / 2 : nap);
+			int64_t nap = next - t, most = rn->o.stop ? 100 : rn->o.lease_ms / 2;
+			rn->o.sleep_ms(rn->o.ud, nap > most ? most : nap);
 		}
 		t = runner_now(rn);
 		for (size_t i = 0; i < rn->n; i++)

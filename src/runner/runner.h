@@ -13,6 +13,8 @@
 #ifndef REIN_RUNNER_H
 #define REIN_RUNNER_H
 
+#include <signal.h>
+
 #include "base.h"
 #include "engine.h"
 #include "script.h"
@@ -53,6 +55,18 @@ typedef struct rein_runner_opts {
 	 * caller may use the store between calls. Fault injection counts per
 	 * thread, so tests that sweep faults leave this off. */
 	bool commit_thread;
+	/* Graceful stop: when *stop (may be NULL) becomes non-zero (a signal
+	 * handler may set it), rein_runner_drive takes no further step of any
+	 * run and sends nothing new; calls already out get stop_grace_ms (0: none)
+	 * to finish, and their outcomes are recorded. Calls still out after that
+	 * are cut short without an outcome: their intents stay in the log with
+	 * none, which a resume treats as in doubt (sent again with the same key
+	 * when the tool honours keys, else needs_review). Then every held run's
+	 * row is written with its lease free (status running or waiting) so that
+	 * any worker can take it at once, its result is queued, and drive returns
+	 * REIN_OK; rein_runner_stopped says so. */
+	volatile sig_atomic_t *stop;
+	int64_t stop_grace_ms;
 } rein_runner_opts;
 
 typedef struct rein_run_result {
@@ -85,6 +99,22 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 		      char id_out[64], rein_err *err);
 
 /*
+ * Idempotent start: a run whose id is key (1 to 63 of A-Z a-z 0-9 . _ : -,
+ * starting with a letter or digit; else REIN_EINVAL), a business key such as
+ * an order number. The input is checked first, as rein_runner_start does.
+ * When no run has that id, starts one and makes the start durable
+ * (*existed false). When one exists (also one another process started at
+ * the same moment), nothing is started and *existed is true: a run of
+ * another workflow (by name) is REIN_EINVAL; otherwise it is taken as
+ * rein_runner_resume takes it: one that has ended is reported as a result,
+ * one no live worker holds is held (drive advances it), and one a live
+ * worker holds is REIN_ECONFLICT. The existing run keeps its own input and
+ * version: the input given here is not compared with it.
+ */
+int rein_runner_start_once(rein_runner *rn, const rein_spec *spec, const json_t *input,
+			   const char *key, bool *existed, rein_err *err);
+
+/*
  * Takes over run id from the store: claims its lease (free, expired, or held
  * by a process on this host that has died), rebuilds its state from its events
  * and records run.resumed when it took the run from a dead owner. A run that
@@ -105,6 +135,19 @@ int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
 			   void (*on_error)(void *ud, const char *run, const char *why), void *ud,
 			   int *errors, rein_err *err);
 
+/*
+ * Resolves run id, which ended needs_review (rein_run_review_check says what
+ * review, a JSON object {action, result | reason}, may hold): checks the
+ * review against the run, takes the run's lease, records the review in the
+ * run's inbox as type "review" with data {action, result | reason, by} and
+ * sender by, and holds the run: the next drive records it, the engine
+ * reopens the run (run.reviewed) and it goes on. REIN_EINVAL / REIN_ESCHEMA
+ * when the run does not accept the review (nothing recorded), REIN_ECONFLICT
+ * when a live worker holds it, REIN_ENOTFOUND when unknown.
+ */
+int rein_runner_review(rein_runner *rn, const char *id, const json_t *review, const char *by,
+		       rein_err *err);
+
 /* Asks for run id to be cancelled: at once if this runner holds it. */
 int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err);
 
@@ -121,6 +164,10 @@ int rein_runner_drive(rein_runner *rn, rein_err *err);
 
 /* Pops the next finished or suspended run into *res; false when none. */
 bool rein_runner_result(rein_runner *rn, rein_run_result *res);
+
+/* True when a drive returned because opts.stop was set (see there): the runs
+ * it held were released, unfinished, for a later resume. */
+bool rein_runner_stopped(const rein_runner *rn);
 
 /* Number of runs held. */
 size_t rein_runner_active(const rein_runner *rn);

@@ -102,6 +102,9 @@ struct rein_runner {
 	rein_run_result *res;
 	size_t nres, rescap, reshead;
 	bool crashed;
+	bool stopping;       /* opts.stop was seen: no new step, no new call */
+	bool stopped;        /* ... and the held runs were released */
+	int64_t stop_by;     /* when the calls still out are cut short */
 	rein_io *io; /* created on the first tool call */
 	int cb_rc;   /* an error inside an io callback, reported by drive */
 	rein_err cb_err;
