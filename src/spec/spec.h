@@ -77,6 +77,7 @@ typedef struct rein_tool {
 	int fallback_tool; /* tool index for REIN_FALLBACK_TOOL */
 	rein_schema *input, *output; /* NULL: none declared */
 	json_t *input_doc, *output_doc;
+	bool input_locked; /* mcp: input is the one tools.lock recorded (no contract input) */
 	/* http */
 	char *method, *url; /* url may hold ${env.X} ${secret.X} ${args.X} */
 	rein_kv *headers;

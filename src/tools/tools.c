@@ -470,7 +470,7 @@ static void mcp_send(attempt *at)
 		fail(&o, "unknown_tool", false, false, "the MCP server has no tool '%s'", tool->mcp_tool);
 		goto now;
 	}
-	if (tool->input == NULL && lt->input && /* the server's own contract */
+	if ((tool->input == NULL || tool->input_locked) && lt->input && /* the server's own */
 	    rein_schema_check(lt->input, at->sent, &e,
 			      "arguments do not match the server's input schema") != REIN_OK) {
 		fail(&o, "arguments", false, false, "%s", e.msg);
