@@ -42,4 +42,6 @@ events_of "$bad" tool.attempt | grep -q '"transient": false' || fail "attempt no
 [ "$(json_get "$(stats)" 'j["requests"]')" = 1 ] || fail "server saw: $(stats)"
 expect_exit 0 "$REIN" resume --all
 expect_exit 0 "$REIN" audit verify
+# the intent records the tool's effect (docs/tools.md)
+events_of "$good" tool.intent | grep -q '"effect": "write"' || fail "no effect: $(events_of "$good" tool.intent)"
 ok "a CR/LF in a header fails its own run only"
