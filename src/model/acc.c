@@ -53,7 +53,7 @@ static json_t *parse_args(const rein_buf *b, char *why, size_t wlen)
 	if (k == n)
 		return json_object();
 	json_error_t je;
-	json_t *j = json_loadb(p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+	json_t *j = json_loadb(p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	if (j == NULL) {
 		snprintf(why, wlen, "arguments are not JSON: %s (col %d)", je.text, je.column);
 	} else if (!json_is_object(j)) {
@@ -131,7 +131,7 @@ json_t *model_acc_finish(model_acc *a, const model_shape *shape, const char *fin
 		goto fail;
 	if (shape && shape->output_text) {
 		json_error_t je;
-		output = json_loadb(a->text.len ? a->text.p : "", a->text.len, JSON_DECODE_ANY, &je);
+		output = json_loadb(a->text.len ? a->text.p : "", a->text.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
 		if (output == NULL)
 			snprintf(output_why, sizeof output_why, "the answer is not JSON: %s",
 				 je.text);
@@ -180,7 +180,7 @@ void model_parsed_free(model_parsed *p)
 bool model_error_body(const char *body, size_t len, char *why, size_t wlen, char *type,
 		      size_t tlen)
 {
-	json_t *j = json_loadb(body ? body : "", len, 0, NULL);
+	json_t *j = json_loadb(body ? body : "", len, JSON_ALLOW_NUL, NULL);
 	json_t *e = json_object_get(j, "error");
 	bool found = false;
 	if (json_is_object(e)) {
@@ -203,7 +203,7 @@ bool model_error_body(const char *body, size_t len, char *why, size_t wlen, char
 json_t *model_whole_json(const char *body, size_t len, model_parsed *out)
 {
 	json_error_t je;
-	json_t *j = json_loadb(body, len, 0, &je);
+	json_t *j = json_loadb(body, len, JSON_ALLOW_NUL, &je);
 	if (j == NULL) {
 		/* a whole body that arrived complete (the io layer saw its end) */
 		out->kind = MODEL_PARSE_MALFORMED;

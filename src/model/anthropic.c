@@ -43,7 +43,7 @@ static json_t *tool_use_input(const json_t *call)
 		return json_incref((json_t *)args);
 	/* arguments_raw that did not parse: the protocol needs an object */
 	const char *raw = json_string_value(json_object_get(call, "arguments_raw"));
-	json_t *j = raw ? json_loads(raw, 0, NULL) : NULL;
+	json_t *j = raw ? json_loads(raw, JSON_ALLOW_NUL, NULL) : NULL;
 	if (json_is_object(j))
 		return j;
 	json_decref(j);
@@ -308,7 +308,7 @@ static int on_event(void *ud, const char *event, const char *data, size_t len)
 	if (st->done)
 		return 0;
 	json_error_t je;
-	json_t *j = json_loadb(data, len, 0, &je);
+	json_t *j = json_loadb(data, len, JSON_ALLOW_NUL, &je);
 	int rc = 0;
 	if (!json_is_object(j)) {
 		char why[256];

@@ -295,7 +295,7 @@ static int on_event(void *ud, const char *event, const char *data, size_t len)
 		return 0;
 	}
 	json_error_t je;
-	json_t *j = json_loadb(data, len, 0, &je);
+	json_t *j = json_loadb(data, len, JSON_ALLOW_NUL, &je);
 	if (!json_is_object(j)) {
 		st->out->kind = MODEL_PARSE_MALFORMED;
 		snprintf(st->out->why, sizeof st->out->why, "a stream chunk is not a JSON object: %s",

@@ -146,7 +146,7 @@ static void collect_answer(void *ud, const char *type, const char *payload)
 	json_t *seq = ud;
 	if (rein_event_type_find(type) != REIN_EV_MODEL_CALL || payload == NULL)
 		return;
-	json_t *d = json_loads(payload, 0, NULL);
+	json_t *d = json_loads(payload, JSON_ALLOW_NUL, NULL);
 	json_t *resp = d ? json_deep_copy(json_object_get(d, "response")) : NULL;
 	if (resp) {
 		json_object_set(resp, "model", json_object_get(d, "model"));

@@ -235,7 +235,7 @@ int rein_spec_tool(const rein_spec *s, const char *name);
  * Loads DIR/workflow.yaml and every file it references. sandbox is borrowed to
  * check Lua compiles. Returns REIN_OK and *out, or REIN_ESPEC with every
  * problem attached to err as diagnostics (err->diags, in the order found; msg
- * reads "PATH/workflow.yaml: N problem(s)"), or another code with detail in
+ * is the first of them, "FILE:LINE:COL: what (and N more problems)"), or another code with detail in
  * err (out of memory; no diagnostics then). The caller calls rein_err_clear on
  * err afterwards; rein_err_print shows the diagnostics. Caller frees *out with
  * rein_spec_free.
