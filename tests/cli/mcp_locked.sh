@@ -38,6 +38,14 @@ echo "$reason" | grep -q "/content" || fail "no pointer to the argument: $reason
 case $reason in *"
 "*) fail "a newline in the reason: $reason" ;; esac
 [ -e "$FS_ROOT/note.txt" ] && fail "the file was written"
+# a missing argument: said at the root, without an empty pointer
+sed -i 's/, content: 42 }/ }/' wf/workflow.yaml
+expect_exit 1 "$REIN" run wf --input "{\"dir\": \"$FS_ROOT\"}"
+reason=$(json_get "$OUT" 'j["reason"]')
+echo "$reason" | grep -q "input schema of 'write': missing required property \"content\"" || fail "reason: $reason"
+echo "$reason" | grep -q ": : " && fail "an empty pointer: $reason"
+sed -i 's/\.txt'"'"'}" }/.txt'"'"'}", content: 42 }/' wf/workflow.yaml
+grep -q "content: 42" wf/workflow.yaml || fail "test setup: $(cat wf/workflow.yaml)"
 # good arguments still go through, and the lock still compares with the server
 sed -i 's/content: 42/content: "hello"/' wf/workflow.yaml
 expect_exit 0 "$REIN" run wf --input "{\"dir\": \"$FS_ROOT\"}"

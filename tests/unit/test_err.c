@@ -98,7 +98,7 @@ static void test_schema_attach(void **state)
 
 	assert_int_equal(rein_schema_check(s, bad, &e, "input of '%s'", "w"), REIN_ESCHEMA);
 	assert_int_equal(e.code, REIN_ESCHEMA);
-	assert_string_equal(e.msg, "input of 'w': : missing required property \"b\" (required)\n"
+	assert_string_equal(e.msg, "input of 'w': missing required property \"b\" (required)\n"
 				   "/a: expected integer, got string (type)");
 	assert_int_equal(e.schema.n, 2);
 	assert_string_equal(e.schema.v[1].pointer, "/a");
