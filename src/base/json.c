@@ -441,12 +441,23 @@ char *rein_json_dump_flags(const json_t *j, size_t flags)
 	return out;
 }
 
+/* jansson's words for the errors that name its internals, in a reader's */
+static const char *parse_words(const char *text)
+{
+	if (strstr(text, "maximum parsing depth"))
+		return "nested too deeply (more than 2048 levels of arrays and objects)";
+	if (strstr(text, "JSON_ALLOW_NUL"))
+		return "a \\u0000 (NUL) character is not accepted here";
+	return text;
+}
+
 json_t *rein_json_parse(const char *text, size_t len, rein_err *err)
 {
 	json_error_t je;
 	json_t *j = json_loadb(text, len,
 			       JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	if (j == NULL)
-		rein_err_set(err, REIN_EINVAL, "line %d col %d: %s", je.line, je.column, je.text);
+		rein_err_set(err, REIN_EINVAL, "line %d col %d: %s", je.line, je.column,
+			     parse_words(je.text));
 	return j;
 }

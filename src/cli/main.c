@@ -167,6 +167,21 @@ static json_t *read_input(const char *arg, char *where, size_t wlen, rein_err *e
 	return rein_json_parse(arg, strlen(arg), err);
 }
 
+/* Says why read_input failed: "FILE:LINE:COL: input is not JSON: why" for a
+ * parse error, else that the input could not be read. */
+static void input_error(const char *where, const rein_err *e)
+{
+	int line = 0, col = 0, n = 0;
+	if (e->code == REIN_EINVAL && sscanf(e->msg, "line %d col %d: %n", &line, &col, &n) == 2 &&
+	    n > 0)
+		fprintf(stderr, "%s:%d:%d: input is not JSON: %s\n", where, line, col > 0 ? col : 1,
+			e->msg + n);
+	else if (e->code == REIN_EINVAL)
+		fprintf(stderr, "%s: input is not JSON: %s\n", where, e->msg);
+	else
+		fprintf(stderr, "cannot read the input: %s\n", e->msg);
+}
+
 static void print_result(const rein_run_result *r)
 {
 	json_t *o = json_pack("{s:s, s:s, s:O?}", "run", r->id, "status", rein_status_name(r->status),
@@ -411,8 +426,7 @@ static int cmd_validate(int argc, char **argv, const char *db)
 		char where[512];
 		rein_err e = {0};
 		if ((input = read_input(input_arg, where, sizeof where, &e)) == NULL) {
-			fprintf(stderr, "%s:%s: input is not JSON: %s\n", where,
-				strncmp(e.msg, "line ", 5) == 0 ? "" : "1:1", e.msg);
+			input_error(where, &e);
 			ex = EXIT_USAGE;
 			goto out;
 		}
@@ -568,7 +582,7 @@ static int cmd_run(int argc, char **argv, const char *db)
 	    (ex = load_spec(argv[optind], w.sb, &spec)) != EXIT_OK)
 		goto out;
 	if ((input = read_input(input_arg, where, sizeof where, &e)) == NULL) {
-		fprintf(stderr, "%s: input is not JSON: %s\n", where, e.msg);
+		input_error(where, &e);
 		ex = EXIT_USAGE;
 		goto out;
 	}

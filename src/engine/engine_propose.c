@@ -138,8 +138,8 @@ int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err
 	char key[80];
 	engine_make_key(r, t, key);
 	rc = engine_emit(cmd, REIN_EV_TOOL_INTENT, s,
-			 json_pack("{s:s, s:s, s:O, s:s?}", "tool", tl->name, "key", key, "args", args,
-				   "call_id", call_id),
+			 json_pack("{s:s, s:s, s:O, s:s?, s:s}", "tool", tl->name, "key", key, "args", args,
+				   "call_id", call_id, "effect", tl->write ? "write" : "read"),
 			 err);
 	goto out;
 refuse:

@@ -42,7 +42,7 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 	[REIN_EV_INBOX_RECEIVED] = {"inbox.received", "runner", false,
 				    "id:s type:s data:j? sender:s? at:i",
 				    "an external event from the run's inbox (cancel, signal, approval)"},
-	[REIN_EV_TOOL_INTENT] = {"tool.intent", "engine", true, "tool:s key:s args:o call_id:s?",
+	[REIN_EV_TOOL_INTENT] = {"tool.intent", "engine", true, "tool:s key:s args:o call_id:s? effect:s?",
 				 "a proposed call passed every check; recorded before it is sent"},
 	[REIN_EV_TOOL_ATTEMPT] = {"tool.attempt", "runner", true,
 				  "attempt:i outcome:s error:s transient:b ambiguous:b status:i? "

@@ -391,7 +391,12 @@ int rein_http_start(rein_io *io, const rein_http_req *req, rein_http_cb cb, void
 		if (h->name == NULL || h->value == NULL || h->name[0] == '\0' ||
 		    strchr(h->name, ':') || !valid_header_text(h->name) ||
 		    !valid_header_text(h->value)) {
-			rc = rein_err_set(err, REIN_EINVAL, "bad request header %zu", i);
+			rc = h->name && h->name[0] && !strchr(h->name, ':') && valid_header_text(h->name) &&
+					     h->value
+				     ? rein_err_set(err, REIN_EINVAL,
+						    "request header %.100s's value contains a CR or LF character",
+						    h->name)
+				     : rein_err_set(err, REIN_EINVAL, "request header %zu has a bad name", i);
 			goto out;
 		}
 		if (strcasecmp(h->name, "expect") == 0)

@@ -58,6 +58,64 @@ static json_t *render_message(const json_t *m)
 	return out;
 }
 
+/*
+ * Whether OpenAI's strict structured outputs accept schema as it is: the root
+ * is an object, and every object schema inside says additionalProperties:
+ * false and lists each of its properties in required. rein never rewrites a
+ * schema to fit (making optional properties required changes what a valid
+ * answer is); a schema that does not fit is sent with strict: false and the
+ * answer is still validated (docs/models.md, "Structured output").
+ */
+static bool strict_fits(const json_t *s, bool root)
+{
+	if (json_is_boolean(s))
+		return !root;
+	if (!json_is_object(s))
+		return false;
+	const json_t *type = json_object_get(s, "type");
+	const json_t *props = json_object_get(s, "properties");
+	bool object = props != NULL || (json_is_string(type) && strcmp(json_string_value(type), "object") == 0);
+	if (root && !object)
+		return false;
+	if (object) {
+		if (!json_is_false(json_object_get(s, "additionalProperties")))
+			return false;
+		const json_t *req = json_object_get(s, "required");
+		const char *k;
+		const json_t *v;
+		json_object_foreach((json_t *)props, k, v) {
+			bool listed = false;
+			size_t i;
+			const json_t *r;
+			json_array_foreach(req, i, r)
+				listed |= json_is_string(r) && strcmp(json_string_value(r), k) == 0;
+			if (!listed || !strict_fits(v, false))
+				return false;
+		}
+	}
+	static const char *const one[] = {"items", "not", NULL};
+	for (size_t i = 0; one[i]; i++)
+		if (json_object_get(s, one[i]) && !strict_fits(json_object_get(s, one[i]), false))
+			return false;
+	static const char *const many[] = {"anyOf", "allOf", "oneOf", "prefixItems", NULL};
+	for (size_t i = 0; many[i]; i++) {
+		size_t j;
+		const json_t *v;
+		json_array_foreach(json_object_get(s, many[i]), j, v)
+			if (!strict_fits(v, false))
+				return false;
+	}
+	static const char *const maps[] = {"$defs", "definitions", NULL};
+	for (size_t i = 0; maps[i]; i++) {
+		const char *k;
+		const json_t *v;
+		json_object_foreach(json_object_get(s, maps[i]), k, v)
+			if (!strict_fits(v, false))
+				return false;
+	}
+	return true;
+}
+
 int model_openai_render(const json_t *req, const model_wire *w, json_t **body,
 			model_shape *shape, rein_err *err)
 {
@@ -104,7 +162,7 @@ int model_openai_render(const json_t *req, const model_wire *w, json_t **body,
 		const char *name = json_string_value(json_object_get(req, "output_name"));
 		json_t *rf = json_pack("{s:s,s:{s:s,s:O,s:b}}", "type", "json_schema",
 				       "json_schema", "name", name ? name : "final_answer",
-				       "schema", schema, "strict", 1);
+				       "schema", schema, "strict", strict_fits(schema, true));
 		if (rf == NULL || json_object_set_new(b, "response_format", rf) != 0)
 			goto nomem;
 		shape->output_text = true;

@@ -145,8 +145,10 @@ int rein_schema_check(const rein_schema *s, const json_t *instance, rein_err *er
 		brc = rein_buf_puts(&b, head);
 	}
 	for (size_t i = 0; i < errs.n && brc == REIN_OK; i++)
-		brc = rein_buf_printf(&b, "%s%s: %s (%s)", i ? "\n" : ": ", errs.v[i].pointer,
-				      errs.v[i].message, errs.v[i].keyword);
+		/* the root's pointer is "": said as no pointer, not as ": : " */
+		brc = rein_buf_printf(&b, "%s%s%s%s (%s)", i ? "\n" : ": ", errs.v[i].pointer,
+				      errs.v[i].pointer[0] ? ": " : "", errs.v[i].message,
+				      errs.v[i].keyword);
 	if (brc == REIN_OK && errs.n == 0)
 		brc = rein_buf_puts(&b, ": does not match");
 	if (brc != REIN_OK) {

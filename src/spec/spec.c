@@ -891,7 +891,14 @@ check:
 		goto out;
 	}
 	if (diags.n > 0) {
-		rc = rein_err_set_diags(err, &diags, REIN_ESPEC, "%s: %zu problem(s)", L.wf, diags.n);
+		/* the message alone (a caller that drops the list) still says what is wrong */
+		const rein_diag *d0 = &diags.v[0];
+		char more[48] = "";
+		if (diags.n > 1)
+			snprintf(more, sizeof more, " (and %zu more problem%s)", diags.n - 1,
+				 diags.n > 2 ? "s" : "");
+		rc = rein_err_set_diags(err, &diags, REIN_ESPEC, "%s:%d:%d: %s%s", d0->file, d0->line,
+					d0->col, d0->msg, more);
 		goto out;
 	}
 	if ((L.spec->bundle = json_pack("{s:O}", "files", L.files)) == NULL) {

@@ -77,6 +77,7 @@ typedef struct rein_tool {
 	int fallback_tool; /* tool index for REIN_FALLBACK_TOOL */
 	rein_schema *input, *output; /* NULL: none declared */
 	json_t *input_doc, *output_doc;
+	bool input_locked; /* mcp: input is the one tools.lock recorded (no contract input) */
 	/* http */
 	char *method, *url; /* url may hold ${env.X} ${secret.X} ${args.X} */
 	rein_kv *headers;
@@ -234,7 +235,7 @@ int rein_spec_tool(const rein_spec *s, const char *name);
  * Loads DIR/workflow.yaml and every file it references. sandbox is borrowed to
  * check Lua compiles. Returns REIN_OK and *out, or REIN_ESPEC with every
  * problem attached to err as diagnostics (err->diags, in the order found; msg
- * reads "PATH/workflow.yaml: N problem(s)"), or another code with detail in
+ * is the first of them, "FILE:LINE:COL: what (and N more problems)"), or another code with detail in
  * err (out of memory; no diagnostics then). The caller calls rein_err_clear on
  * err afterwards; rein_err_print shows the diagnostics. Caller frees *out with
  * rein_spec_free.

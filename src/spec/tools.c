@@ -333,6 +333,94 @@ void spec_load_servers(loader *L, const ynode *n)
 	}
 }
 
+/*
+ * The text of the workflow's tools.lock (borrowed from the bundle's files,
+ * where it is recorded), or NULL when there is none. A lock that cannot be
+ * read is reported.
+ */
+static const char *lock_text(loader *L)
+{
+	json_t *have = json_object_get(L->files, "tools.lock");
+	if (have || L->dir == NULL)
+		return json_string_value(have);
+	char *text = NULL;
+	size_t len = 0;
+	rein_err e = {0};
+	const char *res = NULL;
+	int rc = rein_file_read_within(L->dir, "tools.lock", &text, &len, &e);
+	if (rc == REIN_ENOMEM) {
+		L->nomem = true;
+	} else if (rc == REIN_OK) {
+		json_t *j = json_stringn(text, len);
+		if (j == NULL)
+			spec_diag(L, L->wf, 1, 1, "tools.lock is not valid UTF-8 text");
+		else if (json_object_set_new(L->files, "tools.lock", j) != 0)
+			L->nomem = true;
+		else
+			res = json_string_value(j);
+	} else if (rc != REIN_ENOTFOUND) {
+		spec_diag(L, L->wf, 1, 1, "cannot read tools.lock: %s", e.msg);
+	}
+	rein_err_clear(&e);
+	rein_free(text);
+	return res;
+}
+
+/*
+ * An MCP tool whose contract declares no input takes the input schema that
+ * `rein tools lock` recorded for it (server and tool name must match): the
+ * arguments are checked against it before the call and it is the definition
+ * the model is offered. The lock is part of the bundle, so of the version.
+ */
+static void load_locked_inputs(loader *L)
+{
+	rein_spec *s = L->spec;
+	bool want = false;
+	for (size_t i = 0; i < s->ntools; i++)
+		want |= s->tools[i].kind == REIN_TOOL_MCP && s->tools[i].input == NULL &&
+			s->tools[i].server >= 0;
+	const char *text = want ? lock_text(L) : NULL;
+	if (text == NULL)
+		return;
+	char where[600];
+	snprintf(where, sizeof where, "%s/tools.lock", L->path);
+	rein_err e = {0};
+	json_t *lock = rein_json_parse(text, strlen(text), &e);
+	if (lock == NULL) {
+		spec_diag(L, where, 1, 1, "tools.lock is not JSON (%s); run 'rein tools lock' again",
+			  e.msg);
+		return;
+	}
+	for (size_t i = 0; i < s->ntools; i++) {
+		rein_tool *t = &s->tools[i];
+		if (t->kind != REIN_TOOL_MCP || t->input != NULL || t->server < 0)
+			continue;
+		const json_t *entry = json_object_get(json_object_get(lock, "tools"), t->name);
+		const char *sv = json_string_value(json_object_get(entry, "server"));
+		const char *tn = json_string_value(json_object_get(entry, "tool"));
+		json_t *schema = json_object_get(json_object_get(entry, "input"), "schema");
+		if (sv == NULL || tn == NULL || strcmp(sv, s->servers[t->server].name) != 0 ||
+		    strcmp(tn, t->mcp_tool) != 0 || !json_is_object(schema))
+			continue; /* not locked, or locked for another tool: `tools check` says so */
+		char name[700];
+		snprintf(name, sizeof name, "%s#/tools/%s/input/schema", where, t->name);
+		rein_schema_opts o = {.name = name};
+		rein_err ce = {0};
+		if (rein_schema_compile(schema, &o, &t->input, &ce) != REIN_OK) {
+			if (ce.code == REIN_ENOMEM)
+				L->nomem = true;
+			else
+				spec_diag(L, where, 1, 1, "the locked input schema of tool '%s' is invalid: %s",
+					  t->name, ce.msg);
+			rein_err_clear(&ce);
+			continue;
+		}
+		t->input_doc = json_incref(schema);
+		t->input_locked = true;
+	}
+	json_decref(lock);
+}
+
 void spec_load_tools(loader *L, const ynode *n)
 {
 	rein_spec *s = L->spec;
@@ -400,6 +488,7 @@ void spec_load_tools(loader *L, const ynode *n)
 		if (fb)
 			load_fallback(L, &s->tools[i], fb);
 	}
+	load_locked_inputs(L);
 out:
 	L->cur = L->wf;
 	for (size_t i = 0; i < count; i++) {

@@ -1366,8 +1366,17 @@ int rein_store_open_sqlite(const char *path, const rein_store_opts *opts, rein_s
 		 opts && opts->no_sync ? "NORMAL" : "FULL");
 	int persist = 1;
 	sqlite3_file_control(b->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-	if ((rc = sq_exec(b, pragmas, err)) != REIN_OK ||
-	    (rc = schema_ensure(b, path, must_exist, err)) != REIN_OK)
+	if (sqlite3_exec(b->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
+		/* the first read of the file: say what is wrong with it, not the SQL */
+		int code = sqlite3_errcode(b->db);
+		rc = code == SQLITE_NOMEM ? rein_err_set(err, REIN_ENOMEM, "out of memory")
+		     : code == SQLITE_NOTADB
+			     ? rein_err_set(err, REIN_EIO, "%s is not a rein database (not an SQLite file)", path)
+			     : rein_err_set(err, REIN_EIO, "%s: cannot set the database up: %s", path,
+					    sqlite3_errmsg(b->db));
+		goto fail;
+	}
+	if ((rc = schema_ensure(b, path, must_exist, err)) != REIN_OK)
 		goto fail;
 	if (lost > 0 && (rc = wal_lost_record(b, lost, err)) != REIN_OK)
 		goto fail;

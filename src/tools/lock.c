@@ -67,7 +67,8 @@ int rein_tools_lock(rein_io *io, const rein_spec *spec, json_t **out, rein_err *
 	json_t *tools = json_object_get(lock, "tools");
 	for (size_t i = 0; i < spec->ntools; i++) {
 		const rein_tool *t = &spec->tools[i];
-		json_t *in = t->input_doc, *outs = t->output_doc, *entry;
+		/* a locked input is what the lock said, not the contract: ask again */
+		json_t *in = t->input_locked ? NULL : t->input_doc, *outs = t->output_doc, *entry;
 		if (t->kind == REIN_TOOL_MCP) {
 			const rein_mcp_server_spec *sv = &spec->servers[t->server];
 			if (listed[t->server] == NULL) {

@@ -470,7 +470,7 @@ static void mcp_send(attempt *at)
 		fail(&o, "unknown_tool", false, false, "the MCP server has no tool '%s'", tool->mcp_tool);
 		goto now;
 	}
-	if (tool->input == NULL && lt->input && /* the server's own contract */
+	if ((tool->input == NULL || tool->input_locked) && lt->input && /* the server's own */
 	    rein_schema_check(lt->input, at->sent, &e,
 			      "arguments do not match the server's input schema") != REIN_OK) {
 		fail(&o, "arguments", false, false, "%s", e.msg);
@@ -822,6 +822,13 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *k
 			fail(&o, "config", false, false, "header %s: %s", tool->headers[i].key, xe.msg);
 			goto now_done;
 		}
+		if (strpbrk(hv[i], "\r\n")) { /* a header injection: never sent, never retried */
+			fail(&o, "bad_request", false, false,
+			     "header %s's value contains a CR or LF character (from the call's "
+			     "arguments); the request was not sent",
+			     tool->headers[i].key);
+			goto now_done;
+		}
 		hdrs[nh++] = (rein_http_header){tool->headers[i].key, hv[i]};
 	}
 	bool has_body = strcmp(tool->method, "GET") != 0 && strcmp(tool->method, "DELETE") != 0;
@@ -839,8 +846,16 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *k
 		.timeout_ms = tool->timeout_ms,
 		.max_response_bytes = tool->max_response_bytes,
 	};
-	if ((rc = rein_http_start(tx->io, &req, http_done, at, &at->hc, err)) != REIN_OK)
+	rein_err he = {0};
+	if (rein_http_start(tx->io, &req, http_done, at, &at->hc, &he) != REIN_OK) {
+		/* out of memory stops the process; any other refusal is this call's */
+		if (he.code == REIN_ENOMEM)
+			rc = rein_err_set(err, he.code, "%s", he.msg);
+		else
+			fail(&o, "bad_request", false, false, "the request was not sent: %s", he.msg);
+		rein_err_clear(&he);
 		goto now_done;
+	}
 	fly_link(at);
 	tx->inflight++;
 	at->breaker = o.breaker; /* reported with the outcome */

@@ -98,7 +98,7 @@ static void test_schema_attach(void **state)
 
 	assert_int_equal(rein_schema_check(s, bad, &e, "input of '%s'", "w"), REIN_ESCHEMA);
 	assert_int_equal(e.code, REIN_ESCHEMA);
-	assert_string_equal(e.msg, "input of 'w': : missing required property \"b\" (required)\n"
+	assert_string_equal(e.msg, "input of 'w': missing required property \"b\" (required)\n"
 				   "/a: expected integer, got string (type)");
 	assert_int_equal(e.schema.n, 2);
 	assert_string_equal(e.schema.v[1].pointer, "/a");
@@ -146,9 +146,13 @@ static void test_spec_diags(void **state)
 	for (size_t i = 0; i < e.diags.n; i++)
 		assert_string_equal(e.diags.v[i].file, "wf/workflow.yaml");
 	assert_int_equal(e.diags.v[0].line, 2);
-	char want[64];
-	snprintf(want, sizeof want, "wf/workflow.yaml: %zu problem(s)", e.diags.n);
+	/* the message alone names the first problem (issue 10 item 25) */
+	char want[512];
+	snprintf(want, sizeof want, "wf/workflow.yaml:%d:%d: %s (and %zu more problem%s)",
+		 e.diags.v[0].line, e.diags.v[0].col, e.diags.v[0].msg, e.diags.n - 1,
+		 e.diags.n > 2 ? "s" : "");
 	assert_string_equal(e.msg, want);
+	assert_non_null(strstr(e.msg, "bogus"));
 	rein_err_clear(&e);
 
 	/* allocation faults: ESPEC with its list, or ENOMEM without one */

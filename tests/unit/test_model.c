@@ -114,10 +114,53 @@ static void test_render_openai(void **state)
 		"   \"description\": \"current weather\", \"strict\": true,"
 		"   \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}}}],"
 		" \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"final_answer\","
-		"   \"strict\": true,"
+		"   \"strict\": false,"
 		"   \"schema\": {\"type\": \"object\", \"properties\": {\"answer\": {\"type\": \"string\"}}}}}}");
 	json_decref(body);
 	json_decref(req);
+}
+
+/* Issue 10 item 24: strict only for a schema OpenAI's strict mode accepts as
+ * it is (additionalProperties: false, every property required, all the way
+ * down); any other schema is sent unchanged with strict: false. */
+static void test_render_openai_strict(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *schema;
+		bool strict;
+	} cases[] = {
+		{"{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\"}}}", false},
+		{"{\"type\": \"object\", \"additionalProperties\": false, \"required\": [\"a\"],"
+		 " \"properties\": {\"a\": {\"type\": \"string\"}}}", true},
+		{"{\"type\": \"object\", \"additionalProperties\": false, \"required\": [],"
+		 " \"properties\": {\"a\": {\"type\": \"string\"}}}", false},
+		{"{\"type\": \"object\", \"additionalProperties\": false, \"required\": [\"a\"],"
+		 " \"properties\": {\"a\": {\"type\": \"array\", \"items\": {\"type\": \"object\","
+		 " \"properties\": {\"b\": {}}}}}}", false},
+		{"{\"type\": \"object\", \"additionalProperties\": false, \"required\": [\"a\"],"
+		 " \"properties\": {\"a\": {\"type\": \"array\", \"items\": {\"type\": \"object\","
+		 " \"additionalProperties\": false, \"required\": [\"b\"], \"properties\": {\"b\": {}}}}}}",
+		 true},
+		{"{\"type\": \"string\"}", false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		json_t *req = json_pack("{s:s, s:[{s:s, s:s}], s:o}", "model", "m", "messages", "role",
+					"user", "content", "hi", "output_schema", J(cases[i].schema));
+		rein_err err = {0};
+		assert_int_equal(rein_model_request_check(req, &err), REIN_OK);
+		model_wire w = {.max_tokens_field = "max_completion_tokens"};
+		json_t *body = NULL;
+		model_shape shape;
+		assert_int_equal(model_openai_render(req, &w, &body, &shape, &err), REIN_OK);
+		const json_t *js = json_object_get(json_object_get(body, "response_format"), "json_schema");
+		if (json_is_true(json_object_get(js, "strict")) != cases[i].strict)
+			fail_msg("case %zu: strict should be %d", i, cases[i].strict);
+		/* the schema itself is never rewritten */
+		assert_true(json_equal(json_object_get(js, "schema"), json_object_get(req, "output_schema")));
+		json_decref(body);
+		json_decref(req);
+	}
 }
 
 static void test_render_anthropic(void **state)
@@ -1259,6 +1302,7 @@ int main(void)
 	const struct CMUnitTest pure[] = {
 		cmocka_unit_test(test_sse_splits),
 		cmocka_unit_test(test_render_openai),
+		cmocka_unit_test(test_render_openai_strict),
 		cmocka_unit_test(test_render_anthropic),
 		cmocka_unit_test(test_request_check),
 		cmocka_unit_test(test_hash_and_cost),
