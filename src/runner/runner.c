@@ -579,6 +579,8 @@ static int drain_mail(rein_runner *rn, active *a, rein_err *err)
 		json_decref(d);
 		if (rc == REIN_OK)
 			a->drained = m[i].seq;
+		if (rc == REIN_OK && a->state == A_SLEEP)
+			a->state = A_RUN; /* e.g. the signal it waits for: it goes on now */
 	}
 	rein_inbox_rows_free(m, n);
 	if (rc == REIN_OK && rein_run_ending(a->run)) {
@@ -884,6 +886,15 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 	return REIN_OK;
 }
 
+/* Does a run sleep here waiting for a signal (sent by another process)? */
+static bool signal_sleepers(const rein_runner *rn)
+{
+	for (size_t i = 0; i < rn->n; i++)
+		if (rn->runs[i]->state == A_SLEEP && rein_run_awaits_signal(rn->runs[i]->run))
+			return true;
+	return false;
+}
+
 int rein_runner_drive(rein_runner *rn, rein_err *err)
 {
 	int rc = REIN_OK;
@@ -943,15 +954,21 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 				goto fail;
 			}
 		} else if (next != INT64_MAX && next > t) {
-			/* wake at least every half lease to renew the leases held */
-			int64_t nap = next - t;
-			rn->o.sleep_ms(rn->o.ud, nap > rn->o.lease_ms / 2 ? rn->o.lease_ms / 2 : nap);
+			/* wake at least every half lease to renew the leases held,
+			 * and every second while a run waits for a signal */
+			int64_t nap = next - t, cap = rn->o.lease_ms / 2;
+			if (cap > 1000 && signal_sleepers(rn))
+				cap = 1000;
+			rn->o.sleep_ms(rn->o.ud, nap > cap ? cap : nap);
 		}
 		t = runner_now(rn);
 		for (size_t i = 0; i < rn->n; i++)
 			if (rn->runs[i]->state == A_SLEEP && rn->runs[i]->wake_at <= t) {
 				rn->runs[i]->state = A_RUN;
 				rn->runs[i]->peek = true; /* a cancel meanwhile wins over the timer */
+			} else if (rn->runs[i]->state == A_SLEEP &&
+				   rein_run_awaits_signal(rn->runs[i]->run)) {
+				rn->runs[i]->peek = true; /* its signal may be in the inbox */
 			}
 	}
 fail:

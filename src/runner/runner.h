@@ -140,4 +140,21 @@ bool rein_owner_alive(const char *owner);
 int rein_cancel_request(rein_store *store, rein_script *sandbox, const rein_runner_opts *opts,
 			const char *id, rein_run_result *res, bool *requested, rein_err *err);
 
+/*
+ * Sends the signal name with data (borrowed; NULL: null) to run id of store
+ * (control.c): the inbox entry {id: sig_id (NULL: a new random one), type
+ * "signal", data {name, data}, sender (may be NULL)}, which the worker holding
+ * the run drains into its log (or the next `resume` picks the run up for it).
+ * Checked first against the run's own workflow version: some wait step must
+ * wait for that signal (else REIN_EINVAL saying so), and data must match the
+ * schema of one such step that has one (else REIN_ESCHEMA, the errors
+ * attached to err as rein_schema_check does: release with rein_err_clear). A
+ * run that has ended takes no signal (REIN_EINVAL); REIN_ENOTFOUND when
+ * unknown. The signal id used goes to id_out[64]; *dup (may be NULL) is set
+ * when that id had been sent before: nothing changed, the signal counts once.
+ */
+int rein_signal_send(rein_store *store, rein_script *sandbox, const char *id, const char *name,
+		     const json_t *data, const char *sig_id, const char *sender, char id_out[64],
+		     bool *dup, rein_err *err);
+
 #endif
