@@ -105,6 +105,24 @@ int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
 			   void (*on_error)(void *ud, const char *run, const char *why), void *ud,
 			   int *errors, rein_err *err);
 
+/*
+ * Starts a new run that retries run old_id from its step `from`, reusing what
+ * the old run recorded before it: the new run's log begins with the old
+ * run's events up to (not including) the first event of that step's first
+ * visit, copied as events of the new run (new seq, new chain, stamped now,
+ * the same payloads; run.resumed left out), its run.started carrying
+ * retry_of {run, from}. The engine is then exactly where the old run was on
+ * entering the step, and goes on from there: no model or tool call recorded
+ * before it is made again. The new run is pinned to the OLD run's workflow
+ * version (the workflow as it is now plays no part). REIN_EINVAL (saying why)
+ * when the old run has not ended, or has no step `from`, or the step never
+ * ran in it; REIN_ENOTFOUND when unknown. The new run's id goes to id_out[64];
+ * the start is durable after the next rein_runner_flush, as with
+ * rein_runner_start. The store is used here: no batch may be in flight.
+ */
+int rein_runner_retry(rein_runner *rn, const char *old_id, const char *from, char id_out[64],
+		      rein_err *err);
+
 /* Asks for run id to be cancelled: at once if this runner holds it. */
 int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err);
 
