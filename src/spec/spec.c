@@ -375,8 +375,12 @@ static void load_wait_signal(loader *L, rein_step *st, const ynode *n, const yno
 	}
 	if ((st->u.wait.signal = rein_strdup(sig->str)) == NULL)
 		L->nomem = true;
-	if ((v = ynode_get(n, "timeout_s")) && spec_want_int(L, v, "timeout_s", 1, &x))
-		st->u.wait.timeout_ms = x * 1000;
+	if ((v = ynode_get(n, "timeout_s")) && spec_want_int(L, v, "timeout_s", 1, &x)) {
+		if (x > 1000000000)
+			DIAG(L, v, "timeout_s must be at most 1e9");
+		else
+			st->u.wait.timeout_ms = x * 1000;
+	}
 	if ((v = ynode_get(n, "schema")))
 		st->u.wait.schema = spec_load_schema(L, v, "signal", NULL);
 }
