@@ -53,6 +53,8 @@ static const char usage_main[] =
 	"  cancel RUN                                    cancel a run\n"
 	"  review RUN --done JSON | --retry | --fail WHY [--as USER]\n"
 	"                                                resolve a needs_review run\n"
+	"  signal RUN NAME [JSON] [--id ID]              send a signal to a run's wait step\n"
+	"  retry RUN --from STEP [--max-wait S]          a new run from STEP, reusing the steps before\n"
 	"  validate DIR [--input JSON|@FILE]             check a workflow (and an input)\n"
 	"  audit verify [RUN]                            check the hash chains, rows, bundles\n"
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
@@ -773,6 +775,155 @@ out:
 	return ex;
 }
 
+/* ---- signal ---------------------------------------------------------------- */
+
+static const char usage_signal[] =
+	"usage: rein signal RUN NAME [JSON|@FILE|@-] [--id ID] [--db PATH]\n"
+	"\n"
+	"Sends the signal NAME with the JSON data (default null) to RUN, for its\n"
+	"wait step { wait: { signal: NAME } } (docs/spec.md). The data is checked\n"
+	"first against the run's workflow: a wait step for NAME must exist, and the\n"
+	"data must match its schema (errors on stderr, exit 2, nothing sent). The\n"
+	"signal is recorded durably in the run's inbox and taken exactly once per\n"
+	"--id (default: a new random id): sending the same id again changes nothing\n"
+	"(\"duplicate\": true). A signal sent before the run reaches its wait is kept\n"
+	"until the wait takes it. The worker holding the run reads it within a\n"
+	"second; a run parked outside any process is taken up by 'rein resume --all'.\n"
+	"Prints {run, signal, id, duplicate}.\n"
+	"\n"
+	"exit: 0 sent (or a duplicate), 1 an error, 2 bad usage, an unknown run, a run\n"
+	"that has ended, no wait step for NAME, or data that does not match.\n";
+
+static int cmd_signal(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"id", required_argument, 0, 'i'},
+					   {"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	const char *sig_id = NULL;
+	GETOPT_LOOP(argc, argv, ":", lo, "signal")
+	{
+	case 'i': sig_id = optarg; break;
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_signal, stdout); return EXIT_OK;
+	BAD_OPTION("signal", argv);
+	}
+	if (optind + 2 != argc && optind + 3 != argc)
+		return usage_error("signal", "%s", "needs RUN NAME [JSON]");
+	if (sig_id && (sig_id[0] == '\0' || strlen(sig_id) > 63))
+		return usage_error("signal", "--id needs 1 to 63 characters, not '%s'", sig_id);
+	const char *id = argv[optind], *name = argv[optind + 1];
+	const char *arg = optind + 3 == argc ? argv[optind + 2] : NULL;
+	rein_script *sb = NULL;
+	rein_store *st = NULL;
+	json_t *data = NULL;
+	rein_err e = {0};
+	char where[512], sid[64];
+	bool dup = false;
+	int ex = EXIT_FAILED;
+	if (arg && (data = read_input(arg, where, sizeof where, &e)) == NULL) {
+		fprintf(stderr, "%s: the signal's data is not JSON: %s\n", where, e.msg);
+		ex = EXIT_USAGE;
+		goto out;
+	}
+	if (rein_script_new(&sb) != REIN_OK) {
+		fprintf(stderr, "%s signal: out of memory\n", prog);
+		goto out;
+	}
+	if ((ex = open_store(db_path(db), false, &st)) != EXIT_OK)
+		goto out;
+	const char *user = getenv("USER");
+	char sender[96];
+	snprintf(sender, sizeof sender, "cli:%s", user && *user ? user : "unknown");
+	if (rein_signal_send(st, sb, id, name, data, sig_id, sender, sid, &dup, &e) != REIN_OK) {
+		fprintf(stderr, "%s signal: %s\n", prog, e.msg);
+		ex = e.code == REIN_ENOTFOUND || e.code == REIN_EINVAL || e.code == REIN_ESCHEMA
+			     ? EXIT_USAGE
+			     : EXIT_FAILED;
+		goto out;
+	}
+	json_t *o = json_pack("{s:s, s:s, s:s, s:b}", "run", id, "signal", name, "id", sid,
+			      "duplicate", dup);
+	char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	ex = txt ? EXIT_OK : EXIT_FAILED;
+	if (txt)
+		puts(txt);
+	rein_free(txt);
+	json_decref(o);
+out:
+	rein_err_clear(&e);
+	json_decref(data);
+	rein_store_close(st);
+	rein_script_free(sb);
+	return ex;
+}
+
+/* ---- retry ----------------------------------------------------------------- */
+
+static const char usage_retry[] =
+	"usage: rein retry RUN --from STEP [--max-wait SECONDS] [--db PATH]\n"
+	"\n"
+	"Starts a new run that retries RUN (which has ended) from its step STEP and\n"
+	"drives it like 'rein run'. The new run reuses what RUN recorded before STEP:\n"
+	"its log begins with RUN's events up to STEP's first visit (copied), so no\n"
+	"model or tool call made before STEP is made again. It runs RUN's workflow\n"
+	"VERSION, not the directory as it is now. Its run.started records\n"
+	"retry_of {run, from} ('rein show' lists it). Prints the result as 'rein run'.\n"
+	"\n"
+	"exit: as 'rein run'; 2 also for an unknown RUN, a RUN that has not ended, or\n"
+	"a STEP it does not have or that never ran in it (nothing started).\n";
+
+static int cmd_retry(int argc, char **argv, const char *db)
+{
+	static const struct option lo[] = {{"from", required_argument, 0, 'f'},
+					   {"max-wait", required_argument, 0, 'w'},
+					   {"db", required_argument, 0, 'd'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	const char *from = NULL;
+	int64_t max_wait = 60000;
+	GETOPT_LOOP(argc, argv, ":", lo, "retry")
+	{
+	case 'f': from = optarg; break;
+	case 'w':
+		if (!parse_seconds(optarg, &max_wait))
+			return usage_error("retry", "--max-wait needs seconds, not '%s'", optarg);
+		break;
+	case 'd': db = optarg; break;
+	case 'h': fputs(usage_retry, stdout); return EXIT_OK;
+	BAD_OPTION("retry", argv);
+	}
+	if (optind != argc - 1)
+		return usage_error("retry", "%s", "needs exactly one RUN");
+	if (from == NULL)
+		return usage_error("retry", "%s", "needs --from STEP");
+	worker w = {0};
+	rein_err e = {0};
+	char id[64];
+	int ex = worker_open(&w, db, false, max_wait, "retry");
+	if (ex != EXIT_OK)
+		goto out;
+	ex = EXIT_FAILED;
+	if (rein_runner_retry(w.rn, argv[optind], from, id, &e) != REIN_OK ||
+	    rein_runner_flush(w.rn, &e) != REIN_OK) { /* the start is durable */
+		fprintf(stderr, "%s retry: %s\n", prog, e.msg);
+		ex = e.code == REIN_EINVAL || e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
+		goto out;
+	}
+	if (isatty(2))
+		fprintf(stderr, "run %s started (a retry of %s from '%s')\n", id, argv[optind], from);
+	if (rein_runner_drive(w.rn, &e) != REIN_OK) {
+		fprintf(stderr, "%s retry: %s\n", prog, e.msg);
+		goto out;
+	}
+	ex = EXIT_OK;
+	drain_results(w.rn, false, &ex);
+out:
+	worker_close(&w);
+	rein_err_clear(&e);
+	return ex;
+}
+
 /* ---- show, events, runs ------------------------------------------------------ */
 
 static int print_event(void *ud, const rein_event_row *ev)
@@ -841,6 +992,11 @@ static int cmd_show(int argc, char **argv, const char *db)
 		goto out;
 	}
 	o = rein_run_row_json(&row);
+	/* a retry names the run and step it retries (its run.started) */
+	json_t *retry_of = json_object_get(json_object_get(json_array_get(c.events, 0), "data"),
+					   "retry_of");
+	if (retry_of)
+		json_object_set(o, "retry_of", retry_of);
 	if (as_json) {
 		json_object_set(o, "events", c.events);
 		char *s = rein_json_dump_flags(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -852,6 +1008,10 @@ static int cmd_show(int argc, char **argv, const char *db)
 		       row.workflow, row.version, rein_status_name(row.status));
 		if (row.reason)
 			printf("reason    %s\n", row.reason);
+		if (retry_of)
+			printf("retry_of  %s from step '%s'\n",
+			       json_string_value(json_object_get(retry_of, "run")),
+			       json_string_value(json_object_get(retry_of, "from")));
 		if (row.output)
 			printf("output    %s\n", row.output);
 		if (row.status == REIN_RUN_WAITING && row.wake_at) {
@@ -1299,7 +1459,8 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **, const char *);
 	} cmds[] = {{"run", cmd_run},       {"resume", cmd_resume}, {"show", cmd_show},
 		    {"events", cmd_events}, {"runs", cmd_runs},     {"cancel", cmd_cancel},
-		    {"validate", cmd_validate}, {"audit", cmd_audit}};
+		    {"validate", cmd_validate}, {"audit", cmd_audit},
+		    {"signal", cmd_signal}, {"retry", cmd_retry}};
 	for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++)
 		if (strcmp(cmd, cmds[k].name) == 0)
 			return cmds[k].fn(cargc, cargv, db);

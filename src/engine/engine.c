@@ -65,6 +65,9 @@ void rein_run_free(rein_run *r)
 	rein_free(r->end_reason);
 	rein_free(r->last_error);
 	rein_free(r->fail_reason);
+	json_decref(r->signals);
+	json_decref(r->sig_seen);
+	json_decref(r->sig_refused);
 	rein_free(r);
 }
 
@@ -382,7 +385,8 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 	switch (st->kind) {
 	case REIN_STEP_CODE:
 	case REIN_STEP_WAIT:
-		r->th[t].state = T_READY;
+		r->th[t].state = st->kind == REIN_STEP_WAIT && st->u.wait.signal ? T_SIGNAL : T_READY;
+		r->th[t].due = 0;
 		return REIN_OK;
 	case REIN_STEP_TOOL: {
 		thread *th = &r->th[t];
@@ -513,6 +517,8 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 	}
 	if (evt == REIN_EV_INBOX_RECEIVED)
 		return engine_apply_inbox(r, data, err);
+	if (evt == REIN_EV_SIGNAL_REFUSED)
+		return engine_apply_refused(r, data, err);
 	int s = step ? rein_spec_step(r->spec, step) : -1;
 	int t = s >= 0 ? engine_thread_at(r, s) : -1;
 	if (t < 0)
@@ -525,6 +531,15 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 	if (ENGINE_EV_TOOL(evt))
 		return engine_apply_tool(r, t, evt, at, data, err);
 	if (evt == REIN_EV_STEP_COMPLETED) {
+		if (th->state == T_SIGNAL) {
+			const json_t *sout = NULL;
+			int rc = engine_signal_taken(r, t, data, &sout, err);
+			if (rc == REIN_OK) {
+				rc = engine_route(r, t, (json_t *)sout, err);
+				json_decref((json_t *)sout);
+			}
+			return rc;
+		}
 		bool ok = (th->state == T_READY && st->kind == REIN_STEP_CODE) ||
 			  th->state == T_FIRED || th->state == T_JOINED ||
 			  ((st->kind == REIN_STEP_TOOL || st->kind == REIN_STEP_LLM ||
@@ -551,6 +566,12 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 		const char *msg = json_string_value(json_object_get(data, "error"));
 		return engine_step_error(r, t, msg ? msg : "failed", err);
 	}
+	if (evt == REIN_EV_TIMER_SCHEDULED && th->state == T_SIGNAL && th->due == 0) {
+		th->due = json_integer_value(json_object_get(data, "due_at"));
+		return REIN_OK;
+	}
+	if (evt == REIN_EV_TIMER_FIRED && th->state == T_SIGNAL && th->due > 0)
+		return engine_signal_timeout(r, t, err);
 	if (evt == REIN_EV_TIMER_SCHEDULED) {
 		if (th->state != T_READY || st->kind != REIN_STEP_WAIT)
 			return rein_err_set(err, REIN_ECORRUPT, "run %s: timer for '%s' out of order",
@@ -584,7 +605,9 @@ int engine_apply_inbox(rein_run *r, const json_t *data, rein_err *err)
 				      json_null()) != REIN_OK)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
-	/* other types (signals, approvals) are recorded in the log and ignored for now */
+	if (strcmp(type, "signal") == 0)
+		return engine_apply_signal(r, data, err);
+	/* other types (approvals) are recorded in the log and ignored for now */
 	return REIN_OK;
 }
 
@@ -641,6 +664,9 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 		rein_free(msg);
 		return rc;
 	}
+	int rc0 = engine_poll_refused(r, cmd, err);
+	if (rc0 != REIN_OK || cmd->kind != REIN_CMD_NONE)
+		return rc0;
 	int64_t due = r->deadline ? r->deadline : INT64_MAX;
 	bool busy = false;
 	for (size_t i = 0; i < r->nth; i++) {
@@ -659,6 +685,8 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 			rc = engine_poll_llm(r, (int)i, now, cmd, &due, &busy, err);
 		} else if (st && st->kind == REIN_STEP_TOOL) {
 			rc = engine_poll_tool(r, (int)i, now, cmd, &due, &busy, err);
+		} else if (t->state == T_SIGNAL) {
+			rc = engine_poll_signal(r, (int)i, now, cmd, &due, err);
 		} else {
 			goto other;
 		}
@@ -827,11 +855,13 @@ rein_status rein_run_status(const rein_run *r)
 		return REIN_RUN_RUNNING;
 	for (size_t i = 0; i < r->nth; i++) {
 		int st = r->th[i].state;
-		if (st != T_TIMER && st != T_SLEEPING && st != T_DONE && st != T_JOIN)
+		if (st != T_TIMER && st != T_SLEEPING && st != T_DONE && st != T_JOIN &&
+		    st != T_SIGNAL)
 			return REIN_RUN_RUNNING;
 	}
 	for (size_t i = 0; i < r->nth; i++)
-		if (r->th[i].state == T_TIMER || r->th[i].state == T_SLEEPING)
+		if (r->th[i].state == T_TIMER || r->th[i].state == T_SLEEPING ||
+		    r->th[i].state == T_SIGNAL)
 			return REIN_RUN_WAITING;
 	return REIN_RUN_RUNNING;
 }
@@ -873,11 +903,14 @@ int64_t rein_run_wake_at(const rein_run *r)
 	if (r->ended)
 		return 0;
 	for (size_t i = 0; i < r->nth; i++)
-		if ((r->th[i].state == T_TIMER || r->th[i].state == T_SLEEPING) &&
+		if ((r->th[i].state == T_TIMER || r->th[i].state == T_SLEEPING ||
+		     (r->th[i].state == T_SIGNAL && r->th[i].due > 0)) &&
 		    (due == 0 || r->th[i].due < due))
 			due = r->th[i].due;
 	if (r->deadline && due && r->deadline < due)
 		due = r->deadline;
+	if (r->deadline && due == 0 && rein_run_awaits_signal(r))
+		due = r->deadline; /* a signal without a timeout: the run's own limit */
 	return due;
 }
 

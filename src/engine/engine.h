@@ -145,6 +145,9 @@ const json_t *rein_run_output(const rein_run *r);
 const char *rein_run_reason(const rein_run *r);
 const char *rein_run_id(const rein_run *r);
 const rein_spec *rein_run_spec(const rein_run *r);
+/* True while a wait step waits for a signal (the runner then looks at the
+ * run's inbox while it sleeps). */
+bool rein_run_awaits_signal(const rein_run *r);
 /* The earliest timer due (ms) while waiting, else 0. */
 int64_t rein_run_wake_at(const rein_run *r);
 /* Number of steps entered so far. */

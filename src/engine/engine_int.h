@@ -31,6 +31,7 @@ enum {
 	T_GIVEUP,    /* tool: no more attempts; fallback or failure to emit */
 	T_FALLEN,    /* tool: fallback result ready; step.completed to emit */
 	T_TOOLS,     /* agent: the model's tool calls to go through, one by one */
+	T_SIGNAL,    /* wait: for a signal (due: its timeout, 0 until scheduled) */
 };
 
 typedef struct thread {
@@ -99,6 +100,10 @@ struct rein_run {
 	/* "step 'S' failed: <error>" of the last step failure: the reason of an
 	 * end step that gives none and does not succeed (enter_end) */
 	char *fail_reason;
+	/* signals (engine_apply_inbox): received and not yet consumed by a wait,
+	 * by name: {NAME: [{id, data}, ...]} in arrival order; the ids seen;
+	 * the refusals still to record ([{id, name, error}]) */
+	json_t *signals, *sig_seen, *sig_refused;
 };
 
 /*
@@ -232,8 +237,27 @@ int engine_retry_poll(rein_run *r, int ti, const engine_retry *rp, int64_t now, 
 /* ---- inbox ------------------------------------------------------------------ */
 
 /* Folds an inbox.received {id, type, data, sender, at}: a cancel decides the
- * run ends cancelled; other types are recorded and ignored for now. */
+ * run ends cancelled; a signal {name, data} is kept by name until a wait step
+ * consumes it (once per id; data that does not match the schema of its wait
+ * step is queued for a signal.refused instead); other types are recorded and
+ * ignored for now. */
 int engine_apply_inbox(rein_run *r, const json_t *data, rein_err *err);
+/* What thread ti, waiting for a signal (T_SIGNAL), needs at now: the buffered
+ * signal as step.completed, the timeout's timer.scheduled or timer.fired. */
+int engine_poll_signal(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due,
+		       rein_err *err);
+/* The inbox.received of a signal (msg borrowed): kept, ignored or refused. */
+int engine_apply_signal(rein_run *r, const json_t *msg, rein_err *err);
+/* The oldest refusal not yet recorded, as a signal.refused (cmd untouched: none). */
+int engine_poll_refused(rein_run *r, rein_cmd *cmd, rein_err *err);
+/* A signal.refused was applied: the refusal it records is done. */
+int engine_apply_refused(rein_run *r, const json_t *data, rein_err *err);
+/* step.completed {out, signal} of thread ti in T_SIGNAL: the oldest signal of
+ * its name is consumed; *out a new reference to its data. */
+int engine_signal_taken(rein_run *r, int ti, const json_t *data, const json_t **out,
+			rein_err *err);
+/* timer.fired of thread ti in T_SIGNAL: the step fails, no signal came. */
+int engine_signal_timeout(rein_run *r, int ti, rein_err *err);
 
 /*
  * Debug builds check the run's invariants (rein_run_check) after every apply.

@@ -21,8 +21,9 @@
 #include "event_types.h"
 
 const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
-	[REIN_EV_RUN_STARTED] = {"run.started", "runner", false, "input:j workflow:s version:s",
-				 "a run began with this input, pinned to this workflow version"},
+	[REIN_EV_RUN_STARTED] = {"run.started", "runner", false, "input:j workflow:s version:s retry_of:o?",
+				 "a run began with this input, pinned to this workflow version (retry_of: "
+				 "{run, from}, a retry of that run from that step)"},
 	[REIN_EV_RUN_RESUMED] = {"run.resumed", "runner", false, "owner:s previous_owner:s?",
 				 "a worker took the run over from an owner that is gone (informational)"},
 	[REIN_EV_RUN_ENDED] = {"run.ended", "engine", false, "status:s reason:s? output:j?",
@@ -32,16 +33,21 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				  "an operator resolved a needs_review run's call (done with result, "
 				  "retry with the same key, or fail with reason): the run goes on"},
 	[REIN_EV_STEP_COMPLETED] = {"step.completed", "engine/runner", true,
-				    "out:j attempt:i? status:i? latency_ms:i? fallback:s?",
-				    "a step finished with this output (tool steps: the attempt that answered)"},
+				    "out:j attempt:i? status:i? latency_ms:i? fallback:s? signal:s?",
+				    "a step finished with this output (tool steps: the attempt that answered; "
+				    "a signal wait: the id of the signal it consumed)"},
 	[REIN_EV_STEP_FAILED] = {"step.failed", "engine", true, "error:s budget:b?",
 				 "a step failed; the run follows its on_fail or fails"},
 	[REIN_EV_TIMER_SCHEDULED] = {"timer.scheduled", "engine", true, "due_at:i",
-				     "a wait step parks the run until due_at (ms since the epoch)"},
+				     "a wait step parks the run until due_at (ms since the epoch; a signal "
+				     "wait: when it times out)"},
 	[REIN_EV_TIMER_FIRED] = {"timer.fired", "engine", true, "", "a wait step's timer is due"},
 	[REIN_EV_INBOX_RECEIVED] = {"inbox.received", "runner", false,
 				    "id:s type:s data:j? sender:s? at:i",
 				    "an external event from the run's inbox (cancel, signal, approval)"},
+	[REIN_EV_SIGNAL_REFUSED] = {"signal.refused", "engine", false, "id:s name:s? error:s",
+				    "a signal was not taken: its data does not match its wait step's "
+				    "schema, or it has no name; the run goes on waiting"},
 	[REIN_EV_TOOL_INTENT] = {"tool.intent", "engine", true, "tool:s key:s args:o call_id:s? effect:s?",
 				 "a proposed call passed every check; recorded before it is sent"},
 	[REIN_EV_TOOL_ATTEMPT] = {"tool.attempt", "runner", true,

@@ -732,6 +732,8 @@ static int drain_mail(rein_runner *rn, active *a, rein_err *err)
 		json_decref(d);
 		if (rc == REIN_OK)
 			a->drained = m[i].seq;
+		if (rc == REIN_OK && a->state == A_SLEEP)
+			a->state = A_RUN; /* e.g. the signal it waits for: it goes on now */
 	}
 	rein_inbox_rows_free(m, n);
 	if (rc == REIN_OK && rein_run_ending(a->run)) {
@@ -1084,6 +1086,15 @@ static int stop_check(rein_runner *rn, bool *done, rein_err *err)
 	return runner_flush(rn, false, err);
 }
 
+/* Does a run sleep here waiting for a signal (sent by another process)? */
+static bool signal_sleepers(const rein_runner *rn)
+{
+	for (size_t i = 0; i < rn->n; i++)
+		if (rn->runs[i]->state == A_SLEEP && rein_run_awaits_signal(rn->runs[i]->run))
+			return true;
+	return false;
+}
+
 int rein_runner_drive(rein_runner *rn, rein_err *err)
 {
 	int rc = REIN_OK;
@@ -1146,15 +1157,21 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 				goto fail;
 			}
 		} else if (next != INT64_MAX && next > t) {
-			/* wake at least every half lease to renew the leases held */
-			int64_t nap = next - t, most = rn->o.stop ? 100 : rn->o.lease_ms / 2;
-			rn->o.sleep_ms(rn->o.ud, nap > most ? most : nap);
+			/* wake at least every half lease to renew the leases held,
+			 * and every second while a run waits for a signal */
+			int64_t nap = next - t, cap = rn->o.stop ? 100 : rn->o.lease_ms / 2;
+			if (cap > 1000 && signal_sleepers(rn))
+				cap = 1000;
+			rn->o.sleep_ms(rn->o.ud, nap > cap ? cap : nap);
 		}
 		t = runner_now(rn);
 		for (size_t i = 0; i < rn->n; i++)
 			if (rn->runs[i]->state == A_SLEEP && rn->runs[i]->wake_at <= t) {
 				rn->runs[i]->state = A_RUN;
 				rn->runs[i]->peek = true; /* a cancel meanwhile wins over the timer */
+			} else if (rn->runs[i]->state == A_SLEEP &&
+				   rein_run_awaits_signal(rn->runs[i]->run)) {
+				rn->runs[i]->peek = true; /* its signal may be in the inbox */
 			}
 	}
 fail:
@@ -1163,5 +1180,149 @@ fail:
 	 * forget every held run; the store keeps their last durable state and
 	 * `resume` continues from it. */
 	runner_drop_all(rn);
+	return rc;
+}
+
+/* ---- retry from a step ----------------------------------------------------- */
+
+/* The old run's events, copied up to the first event of step `from`. */
+typedef struct retry_ctx {
+	const char *from;
+	json_t *evs; /* [[type, step|null, payload text], ...] before the cut */
+	bool cut;    /* the first event of `from` was found */
+	int rc;
+	rein_err *err;
+} retry_ctx;
+
+static int retry_collect(void *ud, const rein_event_row *ev)
+{
+	retry_ctx *c = ud;
+	if (ev->step && strcmp(ev->step, c->from) == 0) {
+		c->cut = true;
+		return 1; /* the rest is redone */
+	}
+	if (ev->payload == NULL) {
+		c->rc = rein_err_set(c->err, REIN_ECORRUPT, "seq %lld: its payload was purged",
+				     (long long)ev->seq);
+		return 1;
+	}
+	json_t *e = json_pack("[s, s?, s]", ev->type, ev->step, ev->payload);
+	if (e == NULL || json_array_append_new(c->evs, e) != 0) {
+		c->rc = rein_err_set(c->err, REIN_ENOMEM, "out of memory");
+		return 1;
+	}
+	return 0;
+}
+
+int rein_runner_retry(rein_runner *rn, const char *old_id, const char *from, char id_out[64],
+		      rein_err *err)
+{
+	assert(rn != NULL && old_id != NULL && from != NULL && id_out != NULL);
+	assert(rn->fly == NULL);
+	rein_run_row row = {0};
+	active *a = NULL, *held = NULL;
+	size_t n0 = 0;
+	json_t *data = NULL;
+	retry_ctx c = {.from = from, .evs = json_array(), .err = err};
+	int rc = c.evs ? rein_store_run_get(rn->st, old_id, &row, err)
+		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
+	if (rc != REIN_OK)
+		goto out;
+	if (row.status < REIN_RUN_SUCCEEDED) {
+		rc = rein_err_set(err, REIN_EINVAL,
+				  "run %s has not ended (%s): cancel it before retrying it", old_id,
+				  rein_status_name((rein_status)row.status));
+		goto out;
+	}
+	/* the old run's version, whatever the workflow directory holds now */
+	const rein_spec *spec = spec_for(rn, row.version, err);
+	if (spec == NULL) {
+		rc = err && err->code ? err->code : REIN_EIO;
+		goto out;
+	}
+	if (rein_spec_step(spec, from) < 0) {
+		rc = rein_err_set(err, REIN_EINVAL,
+				  "run %s: its workflow (version %.12s, which the retry uses) has no "
+				  "step '%s'", old_id, row.version, from);
+		goto out;
+	}
+	if ((rc = rein_store_events_load(rn->st, old_id, retry_collect, &c, err)) != REIN_OK ||
+	    (rc = c.rc) != REIN_OK)
+		goto out;
+	if (!c.cut || json_array_size(c.evs) == 0) {
+		rc = rein_err_set(err, REIN_EINVAL, "step '%s' never ran in run %s: nothing to retry "
+				  "from", from, old_id);
+		goto out;
+	}
+	if ((a = rein_calloc(1, sizeof *a)) == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = rein_random_id("run_", a->id, sizeof a->id)) != REIN_OK) {
+		rein_err_set(err, rc, "cannot make a run id");
+		goto out;
+	}
+	a->spec = spec;
+	a->state = A_RUN;
+	a->created_at = runner_now(rn);
+	rein_event_genesis(a->id, a->last_hash);
+	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto out;
+	}
+	if ((rc = add_active(rn, a)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto out;
+	}
+	held = a;
+	a = NULL;
+	n0 = rn->nev;
+	size_t i;
+	json_t *e;
+	json_array_foreach(c.evs, i, e)
+	{
+		const char *type = json_string_value(json_array_get(e, 0));
+		const char *step = json_string_value(json_array_get(e, 1));
+		const char *payload = json_string_value(json_array_get(e, 2));
+		int k = rein_event_type_find(type);
+		int s = step ? rein_spec_step(spec, step) : -1;
+		if (k < 0 || (step && s < 0)) {
+			rc = rein_err_set(err, REIN_ECORRUPT, "run %s: event %zu (%s) does not fit its "
+					  "workflow", old_id, i + 1, type);
+			goto out;
+		}
+		if (k == REIN_EV_RUN_RESUMED)
+			continue; /* about the old run's workers */
+		if ((data = rein_json_parse(payload, strlen(payload), err)) == NULL) {
+			rc = err && err->code ? err->code : REIN_ECORRUPT;
+			goto out;
+		}
+		if (k == REIN_EV_RUN_STARTED &&
+		    json_object_set_new(data, "retry_of",
+					json_pack("{s:s, s:s}", "run", old_id, "from", from)) != 0) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
+		}
+		/* pending events keep their type pointer: the table's names */
+		if ((rc = append(rn, held, rein_event_name(k), s, data, err)) != REIN_OK)
+			goto out;
+		json_decref(data);
+		data = NULL;
+	}
+	snprintf(id_out, 64, "%s", held->id);
+	held = NULL;
+out:
+	if (held) { /* not started after all: forget it and what it appended */
+		for (size_t j = n0; j < rn->nev; j++)
+			rein_free(rn->ev[j].payload);
+		rn->nev = n0;
+		assert(rn->n > 0 && rn->runs[rn->n - 1] == held);
+		rn->n--;
+		runner_active_free(held);
+	}
+	json_decref(data);
+	json_decref(c.evs);
+	runner_active_free(a);
+	rein_run_row_clear(&row);
 	return rc;
 }

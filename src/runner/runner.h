@@ -148,6 +148,24 @@ int rein_runner_resume_due(rein_runner *rn, int64_t horizon,
 int rein_runner_review(rein_runner *rn, const char *id, const json_t *review, const char *by,
 		       rein_err *err);
 
+/*
+ * Starts a new run that retries run old_id from its step `from`, reusing what
+ * the old run recorded before it: the new run's log begins with the old
+ * run's events up to (not including) the first event of that step's first
+ * visit, copied as events of the new run (new seq, new chain, stamped now,
+ * the same payloads; run.resumed left out), its run.started carrying
+ * retry_of {run, from}. The engine is then exactly where the old run was on
+ * entering the step, and goes on from there: no model or tool call recorded
+ * before it is made again. The new run is pinned to the OLD run's workflow
+ * version (the workflow as it is now plays no part). REIN_EINVAL (saying why)
+ * when the old run has not ended, or has no step `from`, or the step never
+ * ran in it; REIN_ENOTFOUND when unknown. The new run's id goes to id_out[64];
+ * the start is durable after the next rein_runner_flush, as with
+ * rein_runner_start. The store is used here: no batch may be in flight.
+ */
+int rein_runner_retry(rein_runner *rn, const char *old_id, const char *from, char id_out[64],
+		      rein_err *err);
+
 /* Asks for run id to be cancelled: at once if this runner holds it. */
 int rein_runner_cancel(rein_runner *rn, const char *id, rein_err *err);
 
@@ -186,5 +204,22 @@ bool rein_owner_alive(const char *owner);
  */
 int rein_cancel_request(rein_store *store, rein_script *sandbox, const rein_runner_opts *opts,
 			const char *id, rein_run_result *res, bool *requested, rein_err *err);
+
+/*
+ * Sends the signal name with data (borrowed; NULL: null) to run id of store
+ * (control.c): the inbox entry {id: sig_id (NULL: a new random one), type
+ * "signal", data {name, data}, sender (may be NULL)}, which the worker holding
+ * the run drains into its log (or the next `resume` picks the run up for it).
+ * Checked first against the run's own workflow version: some wait step must
+ * wait for that signal (else REIN_EINVAL saying so), and data must match the
+ * schema of one such step that has one (else REIN_ESCHEMA, the errors
+ * attached to err as rein_schema_check does: release with rein_err_clear). A
+ * run that has ended takes no signal (REIN_EINVAL); REIN_ENOTFOUND when
+ * unknown. The signal id used goes to id_out[64]; *dup (may be NULL) is set
+ * when that id had been sent before: nothing changed, the signal counts once.
+ */
+int rein_signal_send(rein_store *store, rein_script *sandbox, const char *id, const char *name,
+		     const json_t *data, const char *sig_id, const char *sender, char id_out[64],
+		     bool *dup, rein_err *err);
 
 #endif

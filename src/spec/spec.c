@@ -362,14 +362,44 @@ static void load_code(loader *L, rein_step *st, const ynode *n)
 		L->nomem = true;
 }
 
+/* wait: {signal: NAME, timeout_s: N?, schema: {...}?} */
+static void load_wait_signal(loader *L, rein_step *st, const ynode *n, const ynode *sig)
+{
+	const ynode *v;
+	int64_t x;
+	if (ynode_get(n, "seconds"))
+		DIAG(L, n, "wait takes one of 'seconds' or 'signal'");
+	if (sig->type != YNODE_SCALAR || sig->str[0] == '\0' || strlen(sig->str) > 128) {
+		DIAG(L, sig, "wait signal must be a name (1 to 128 characters)");
+		return;
+	}
+	if ((st->u.wait.signal = rein_strdup(sig->str)) == NULL)
+		L->nomem = true;
+	if ((v = ynode_get(n, "timeout_s")) && spec_want_int(L, v, "timeout_s", 1, &x)) {
+		if (x > 1000000000)
+			DIAG(L, v, "timeout_s must be at most 1e9");
+		else
+			st->u.wait.timeout_ms = x * 1000;
+	}
+	if ((v = ynode_get(n, "schema")))
+		st->u.wait.schema = spec_load_schema(L, v, "signal", NULL);
+}
+
 static void load_wait(loader *L, rein_step *st, const ynode *n)
 {
 	const ynode *v = n;
 	if (n->type == YNODE_MAP) {
-		static const char *const keys[] = {"seconds", NULL};
+		static const char *const keys[] = {"seconds", "signal", "timeout_s", "schema", NULL};
 		spec_check_keys(L, n, "wait", keys);
+		const ynode *sig = ynode_get(n, "signal");
+		if (sig) {
+			load_wait_signal(L, st, n, sig);
+			return;
+		}
+		if (ynode_get(n, "timeout_s") || ynode_get(n, "schema"))
+			DIAG(L, n, "wait: 'timeout_s' and 'schema' go with 'signal'");
 		if ((v = ynode_get(n, "seconds")) == NULL) {
-			DIAG(L, n, "wait needs 'seconds'");
+			DIAG(L, n, "wait needs 'seconds' or 'signal'");
 			return;
 		}
 	}
@@ -809,6 +839,8 @@ void rein_spec_free(rein_spec *s)
 			break;
 		case REIN_STEP_WAIT:
 			json_decref(st->u.wait.seconds);
+			rein_free(st->u.wait.signal);
+			rein_schema_free(st->u.wait.schema);
 			break;
 		case REIN_STEP_PARALLEL:
 			rein_free(st->u.parallel.branches);

@@ -131,9 +131,13 @@ typedef struct rein_step_code {
 	rein_schema *out_schema; /* the schema the step's output must match, NULL: none */
 } rein_step_code;
 
-/* wait: a number of seconds or a template giving one */
+/* wait: a number of seconds or a template giving one, or (signal set) until
+ * a signal of that name arrives (`rein signal`), within timeout_ms */
 typedef struct rein_step_wait {
-	json_t *seconds;
+	json_t *seconds;      /* NULL for a signal wait */
+	char *signal;         /* the signal's name, NULL for a timer wait */
+	int64_t timeout_ms;   /* signal: 0 waits without a limit */
+	rein_schema *schema;  /* signal: the data must match it, NULL: any data */
 } rein_step_wait;
 
 /* parallel: branch start steps */

@@ -266,7 +266,8 @@ int rein_store_lease_claim(rein_store *s, const char *id, const char *expect_own
 /*
  * Finds runs ready to advance and leases them to req->owner until
  * req->lease_until, in one transaction (autocommits): runs that are running,
- * or waiting with wake_at <= req->horizon, whose lease is free, expired
+ * or waiting with 0 < wake_at <= req->horizon (0: no timer), or waiting with
+ * mail (an inbox entry, e.g. a signal, to read), whose lease is free, expired
  * (lease_expires <= req->now) or held by an owner req->alive says is dead.
  * Runs already leased to req->owner and unexpired are not returned. At most
  * req->limit runs, running ones first, then by wake_at, then by id. *rows

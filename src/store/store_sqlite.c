@@ -99,7 +99,8 @@ static const char *const sql[Q_COUNT] = {
 		    "WHERE id = ?1 AND lease_owner IS ?2",
 	/* through runs_by_status; our own live leases are never candidates */
 	[Q_DUE] = "SELECT " RUN_COLS " FROM runs WHERE (status = 'running' OR "
-		  "(status = 'waiting' AND wake_at <= ?1)) AND (lease_owner IS NULL OR "
+		  "(status = 'waiting' AND ((wake_at > 0 AND wake_at <= ?1) OR mail = 1))) "
+		  "AND (lease_owner IS NULL OR "
 		  "lease_expires <= ?2 OR lease_owner <> ?3) ORDER BY status, wake_at, id",
 	[Q_INBOX_PUT] = "INSERT INTO inbox(run, seq, id, type, data, sender, at) SELECT ?1, "
 			"coalesce((SELECT max(seq) FROM inbox WHERE run = ?1), 0) + 1, "

@@ -426,7 +426,8 @@ static inline int ms_claim_due(void *be, const rein_claim_req *req, rein_run_row
 	for (size_t i = 0; i < db->nruns; i++) {
 		rein_run_row *r = &db->runs[i].row;
 		bool due = r->status == REIN_RUN_RUNNING ||
-			   (r->status == REIN_RUN_WAITING && r->wake_at <= req->horizon);
+			   (r->status == REIN_RUN_WAITING &&
+			    ((r->wake_at > 0 && r->wake_at <= req->horizon) || r->mail));
 		bool live = r->lease_owner && r->lease_expires > req->now &&
 			    (strcmp(r->lease_owner, req->owner) == 0 || req->alive == NULL ||
 			     req->alive(req->alive_ud, r->lease_owner));

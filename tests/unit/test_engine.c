@@ -848,6 +848,107 @@ static void test_inbox_cancel(void **state)
 	script = NULL;
 }
 
+/* A signal as the runner drains it: inbox.received {id, type signal, data {name, data}}. */
+static void send_signal(drive *d, const char *id, const char *name, const char *data)
+{
+	json_t *iev = json_pack("{s:s, s:s, s:{s:s, s:o}, s:s, s:I}", "id", id, "type", "signal",
+				"data", "name", name, "data", J(data), "sender", "test", "at",
+				(json_int_t)d->now);
+	record_apply(d, EV(INBOX_RECEIVED), -1, iev);
+	json_decref(iev);
+}
+
+static void start_run(drive *d, const char *yaml)
+{
+	*d = (drive){0};
+	assert_int_equal(rein_script_new(&d->sb), REIN_OK);
+	d->spec = spec_from_yaml(d->sb, yaml);
+	d->now = 1000000;
+	assert_int_equal(rein_run_new(d->spec, d->sb, "run_test", &d->run), REIN_OK);
+	json_t *start = json_pack("{s:o, s:s, s:s}", "input", J("{}"), "workflow", "t", "version", "1");
+	record_apply(d, EV(RUN_STARTED), -1, start);
+	json_decref(start);
+}
+
+/* wait: {signal}: the step's output is the signal's data, whether it came
+ * before or during the wait; each id is taken once; a timeout fails the step;
+ * data that does not match the schema is refused and the wait goes on. */
+static void test_signal_wait(void **state)
+{
+	(void)state;
+	static const char *y =
+		"rein: 1\nname: sig\nsteps:\n"
+		"  a: { code: 'return 1', next: w1 }\n"
+		"  w1: { wait: { signal: go, timeout_s: 60, schema: { type: object, required: [ok] } }, next: w2, on_fail: late }\n"
+		"  w2: { wait: { signal: go, timeout_s: 60 }, next: done, on_fail: late }\n"
+		"  done: { end: succeeded, output: '${ { a = steps.w1.out, b = steps.w2.out } }' }\n"
+		"  late: { end: escalated, reason: '${why}' }\n";
+	drive d;
+	rein_err err = {0};
+	rein_cmd c;
+
+	fprintf(stderr, "  case: during the wait, a refused payload, a duplicate id\n");
+	start_run(&d, y);
+	obey_until_sleep(&d);
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_WAITING);
+	assert_true(rein_run_awaits_signal(d.run));
+	assert_int_equal(rein_run_wake_at(d.run), d.now + 60000);
+	send_signal(&d, "bad", "go", "{\"x\": 1}");
+	assert_int_equal(rein_run_poll(d.run, d.now, &c, &err), REIN_OK);
+	assert_int_equal(c.kind, REIN_CMD_EMIT);
+	assert_string_equal(c.type, EV(SIGNAL_REFUSED));
+	assert_non_null(strstr(json_string_value(json_object_get(c.data, "error")),
+			       "does not match the schema of step 'w1'"));
+	assert_non_null(strstr(json_string_value(json_object_get(c.data, "error")), "ok"));
+	record_apply(&d, c.type, c.step, c.data);
+	rein_cmd_clear(&c);
+	obey_until_sleep(&d);
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_WAITING); /* still waiting */
+	d.now += 1000;
+	send_signal(&d, "s1", "go", "{\"ok\": 1}");
+	send_signal(&d, "s1", "go", "{\"ok\": 2}"); /* the same id again: taken once */
+	obey_until_sleep(&d);
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_WAITING); /* w2 waits */
+	send_signal(&d, "s2", "go", "\"second\"");
+	assert_true(obey(&d, 50));
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	assert_json_eq(rein_run_output(d.run), "{\"a\": {\"ok\": 1}, \"b\": \"second\"}");
+	assert_int_equal(count(&d, EV(SIGNAL_REFUSED), NULL), 1);
+	check_replay(&d);
+	drive_free(&d);
+
+	fprintf(stderr, "  case: signals before the wait are kept\n");
+	start_run(&d, y);
+	send_signal(&d, "e1", "go", "{\"ok\": \"early\"}");
+	send_signal(&d, "e2", "go", "[2]"); /* for w2, which has no schema */
+	send_signal(&d, "o1", "other", "3"); /* no wait for it: kept, unused */
+	assert_true(obey(&d, 50));
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	assert_json_eq(rein_run_output(d.run), "{\"a\": {\"ok\": \"early\"}, \"b\": [2]}");
+	assert_int_equal(count(&d, EV(TIMER_SCHEDULED), NULL), 0);
+	check_replay(&d);
+	drive_free(&d);
+
+	fprintf(stderr, "  case: no signal within the timeout\n");
+	start_run(&d, y);
+	assert_true(obey(&d, 50));
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_ESCALATED);
+	assert_string_equal(rein_run_reason(d.run), "no signal go within 60 s");
+	assert_int_equal(count(&d, EV(TIMER_FIRED), "w1"), 1);
+	check_replay(&d);
+	drive_free(&d);
+
+	fprintf(stderr, "  case: a log whose wait completes without a signal is corrupt\n");
+	start_run(&d, y);
+	obey_until_sleep(&d);
+	json_t *bad = json_pack("{s:i}", "out", 1);
+	assert_int_equal(rein_run_apply(d.run, EV(STEP_COMPLETED), "w1", d.now, bad, &err),
+			 REIN_ECORRUPT);
+	assert_non_null(strstr(err.msg, "without the signal"));
+	json_decref(bad);
+	drive_free(&d);
+}
+
 /* ---- allocation faults -------------------------------------------------- */
 
 /* An llm step, an agent that calls a tool, a tool step retried once. */
@@ -1070,7 +1171,8 @@ int main(void)
 		cmocka_unit_test(test_step_output_schema), cmocka_unit_test(test_llm_budgets), cmocka_unit_test(test_llm_intent_model),
 		cmocka_unit_test(test_tool_retries),  cmocka_unit_test(test_tool_ambiguity),
 		cmocka_unit_test(test_tool_crash_in_flight), cmocka_unit_test(test_tool_fallbacks),
-		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_code_timeout), cmocka_unit_test(test_alloc_faults),
+		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_code_timeout),
+		cmocka_unit_test(test_signal_wait), cmocka_unit_test(test_alloc_faults),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

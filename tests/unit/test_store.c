@@ -677,6 +677,37 @@ static void test_claim_due(void **state)
 	store_env_free(e);
 }
 
+/* A waiting run with mail is due whatever its timer (a signal arrived); a
+ * waiting run without a timer (wake_at 0) only when it has mail. */
+static void test_claim_due_mail(void **state)
+{
+	env *e = store_env(state);
+	rein_store *st = e->st;
+	rein_err err = {0};
+	put_run(st, "w1", REIN_RUN_WAITING, 1, 500000, NULL, 0); /* a timer far away */
+	put_run(st, "w2", REIN_RUN_WAITING, 2, 0, NULL, 0);      /* no timer at all */
+	rein_claim_req q = {.owner = "me", .now = 1000, .horizon = 2000, .lease_until = 9999,
+			    .limit = 10};
+	rein_run_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(rein_store_claim_due(st, &q, &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 0);
+	rein_run_rows_free(rows, n);
+	const char *runs[] = {"w1", "w2"};
+	for (int i = 0; i < 2; i++) {
+		rein_inbox_row m = {.run_id = runs[i], .id = "sig-1", .type = "signal",
+				    .data = "{\"name\":\"go\"}", .at = 1000};
+		assert_int_equal(rein_store_inbox_put(st, &m, NULL, &err), REIN_OK);
+	}
+	assert_int_equal(rein_store_claim_due(st, &q, &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 2);
+	assert_true(rows[0].mail && rows[1].mail);
+	rein_run_rows_free(rows, n);
+	lease_is(st, "w1", "me", 9999);
+	lease_is(st, "w2", "me", 9999);
+	store_env_free(e);
+}
+
 typedef struct each_ctx {
 	rein_store *st;
 	char ids[16][64];
@@ -1276,6 +1307,7 @@ int main(void)
 		BOTH(test_write_faults),
 		BOTH(test_alloc_faults),
 		BOTH(test_claim_due),
+		BOTH(test_claim_due_mail),
 		BOTH(test_run_list),
 		BOTH(test_inbox),
 		BOTH(test_store_write_faults),
