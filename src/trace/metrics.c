@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -808,7 +809,14 @@ static int fmt_num(rein_buf *b, double v)
 		return rein_buf_puts(b, "NaN");
 	if (v == floor(v) && fabs(v) < 1e15)
 		return rein_buf_printf(b, "%.0f", v);
-	return rein_buf_printf(b, "%.17g", v);
+	/* the shortest text that reads back as v (81.92, not 81.920000000000002) */
+	char t[40];
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(t, sizeof t, "%.*g", prec, v);
+		if (strtod(t, NULL) == v)
+			break;
+	}
+	return rein_buf_puts(b, t);
 }
 
 static int cmp_series(const void *a, const void *b)
