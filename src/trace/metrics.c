@@ -396,7 +396,8 @@ static int close_call(fold *f, size_t i, int64_t at, const char *outcome)
 	open_call *c = &f->calls[i];
 	int64_t d = at - c->start;
 	int rc = add(f, F_TOOL_CALLS, 1, "tool", c->tool, "outcome", outcome, NULL);
-	if (rc == REIN_OK)
+	/* a call in flight has no duration yet */
+	if (rc == REIN_OK && strcmp(outcome, "pending") != 0)
 		rc = add(f, F_TOOL_DURATION, d > 0 ? d / 1000.0 : 0, "tool", c->tool, "outcome", outcome, NULL);
 	rein_free(c->step);
 	rein_free(c->call_id);
