@@ -170,7 +170,8 @@ static int serve(const char *db, const char *addr)
 	fprintf(stderr, "rein metrics: stopping (%s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	ex = 0;
 out:
-	MHD_stop_daemon(d); /* waits for a scrape in progress */
+	if (d)
+		MHD_stop_daemon(d); /* finishes a scrape in progress */
 	rein_metrics_free(sv.m);
 	rein_store_close(sv.st);
 	pthread_mutex_destroy(&sv.lock);
