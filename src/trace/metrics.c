@@ -586,7 +586,8 @@ static int fold_event(fold *f, const char *type, const char *step, int64_t at, c
 		rc = on_breaker(f, "tool", jstr(d, "tool"), st, at);
 	} else if (strcmp(type, "model.breaker") == 0) {
 		const char *s = jstr(d, "state");
-		int st = same(s, "open") ? 1 : same(s, "half_open") || same(s, "half-open") ? 2 : 0;
+		/* the router records "opened" and "closed" (src/model/router.c) */
+		int st = same(s, "opened") || same(s, "open") ? 1 : s && strncmp(s, "half", 4) == 0 ? 2 : 0;
 		const char *p = jstr(d, "provider");
 		rc = on_breaker(f, "provider", p ? p : "", st, at);
 	} else if (strcmp(type, "policy.denied") == 0) {

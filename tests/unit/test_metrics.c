@@ -75,6 +75,7 @@ static const ev good[] = {
 	{"model.call", "a", 1600,
 	 "{\"tier\":\"t\",\"provider\":\"openai\",\"model\":\"m-resp\",\"latency_ms\":500,"
 	 "\"usage\":{\"input\":10,\"output\":5,\"cached\":4},\"cost_usd\":0.25,\"cached\":false}"},
+	{"model.breaker", "a", 1600, "{\"state\":\"opened\",\"provider\":\"openai\"}"},
 	{"step.completed", "a", 1700, "{\"out\":{}}"},
 	{"tool.intent", "b", 1800, "{\"tool\":\"t1\",\"key\":\"k\",\"args\":{}}"},
 	{"tool.attempt", "b", 1900, "{\"attempt\":1,\"outcome\":\"http_5xx\"}"},
@@ -157,6 +158,7 @@ static void test_families(void **state)
 	HAS(t, "rein_breaker_state{kind=\"tool\",name=\"t1\",state=\"open\"}", 1);
 	HAS(t, "rein_breaker_state{kind=\"tool\",name=\"t1\",state=\"closed\"}", 0);
 	HAS(t, "rein_breaker_transitions_total{kind=\"tool\",name=\"t1\",state=\"open\"}", 2);
+	HAS(t, "rein_breaker_state{kind=\"provider\",name=\"openai\",state=\"open\"}", 1);
 	/* no governance events in the table: no governance families */
 	assert_null(strstr(t, "rein_policy_denials_total"));
 	assert_non_null(strstr(t, "# TYPE rein_runs_total counter\n"));
@@ -185,7 +187,7 @@ static void test_reads_ended_runs_once(void **state)
 	char *t = collect(m, st);
 	HAS(t, "rein_metrics_scan_runs{kind=\"listed\"}", 2);
 	HAS(t, "rein_metrics_scan_runs{kind=\"read\"}", 2);
-	HAS(t, "rein_metrics_scan_events", 13);
+	HAS(t, "rein_metrics_scan_events", 14);
 	HAS(t, "rein_runs_active{workflow=\"w\",version=\"v1\",status=\"running\"}", 1);
 	HAS(t, "rein_tool_calls_total{workflow=\"w\",tool=\"t3\",outcome=\"pending\"}", 1);
 	rein_free(t);
