@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs the Debian packages rein needs to build and test, when they are
 # missing. As root it runs apt-get; otherwise it names what is missing and fails.
+# prometheus (prometheus and promtool) is for tests/cli/metrics.sh: promtool
+# checks `rein metrics` and a real server scrapes `rein metrics --serve`.
 set -eu
-PKGS="build-essential pkg-config clang libclang-rt-dev python3 libjansson-dev libyaml-dev libsqlite3-dev liblua5.4-dev libuv1-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev sqlite3"
+PKGS="build-essential pkg-config clang libclang-rt-dev python3 libjansson-dev libyaml-dev libsqlite3-dev liblua5.4-dev libuv1-dev libcurl4-openssl-dev libssl-dev libcmocka-dev libmicrohttpd-dev sqlite3 prometheus"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

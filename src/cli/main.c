@@ -60,6 +60,7 @@ static const char usage_main[] =
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
 	"  tools lock DIR | tools check DIR              record / check the tools' schemas\n"
 	"  event-types                                   the table of event types (docs/events.md)\n"
+	"  metrics [--serve ADDR:PORT]                   Prometheus metrics of the store\n"
 	"\n"
 	"every command takes --db PATH (default $REIN_DB, else ./rein.db) and --help.\n"
 	"Only 'rein run' creates a database; every other command refuses a PATH that\n"
@@ -1470,6 +1471,8 @@ int main(int argc, char **argv)
 		return rein_cmd_tools(cargc, cargv);
 	if (strcmp(cmd, "event-types") == 0)
 		return rein_cmd_event_types(cargc, cargv);
+	if (strcmp(cmd, "metrics") == 0)
+		return rein_cmd_metrics(cargc, cargv, db);
 	if (strcmp(cmd, "schema") == 0) {
 		if (db)
 			setenv("REIN_DB", db, 1);
