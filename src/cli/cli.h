@@ -5,5 +5,6 @@
 int rein_cmd_schema(int argc, char **argv);
 int rein_cmd_tools(int argc, char **argv);
 int rein_cmd_event_types(int argc, char **argv);
+int rein_cmd_trace(int argc, char **argv, const char *db);
 
 #endif

@@ -51,6 +51,7 @@ static const char usage_main[] =
 	"  cancel RUN                                    cancel a run\n"
 	"  validate DIR [--input JSON|@FILE]             check a workflow (and an input)\n"
 	"  audit verify [RUN]                            check the hash chains, rows, bundles\n"
+	"  trace RUN | trace export [--since T] [RUN...] a run's spans / send them over OTLP\n"
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
 	"  tools lock DIR | tools check DIR              record / check the tools' schemas\n"
 	"  event-types                                   the table of event types (docs/events.md)\n"
@@ -1075,6 +1076,8 @@ int main(int argc, char **argv)
 		return rein_cmd_tools(cargc, cargv);
 	if (strcmp(cmd, "event-types") == 0)
 		return rein_cmd_event_types(cargc, cargv);
+	if (strcmp(cmd, "trace") == 0)
+		return rein_cmd_trace(cargc, cargv, db);
 	if (strcmp(cmd, "schema") == 0) {
 		if (db)
 			setenv("REIN_DB", db, 1);
