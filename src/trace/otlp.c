@@ -35,7 +35,8 @@ static json_t *any_value(const json_t *v)
 		size_t i;
 		const json_t *x;
 		json_array_foreach(v, i, x) {
-			if (vals != NULL && json_array_append_new(vals, any_value(x)) != 0) {
+			json_t *y = vals ? any_value(x) : NULL;
+			if (vals != NULL && json_array_append_new(vals, y) != 0) {
 				json_decref(vals);
 				vals = NULL;
 			}
@@ -55,7 +56,7 @@ static json_t *key_values(const json_t *attrs)
 	const char *k;
 	const json_t *v;
 	json_object_foreach((json_t *)attrs, k, v) {
-		json_t *kv = json_pack("{s:s, s:o}", "key", k, "value", any_value(v));
+		json_t *kv = a ? json_pack("{s:s, s:o}", "key", k, "value", any_value(v)) : NULL;
 		if (a != NULL && json_array_append_new(a, kv) != 0) {
 			json_decref(a);
 			a = NULL;
@@ -81,7 +82,7 @@ static json_t *encode_span(const rein_trace *t, const rein_span *spans, size_t i
 	size_t k;
 	const json_t *e;
 	json_array_foreach(s->events, k, e) {
-		json_t *x = json_pack("{s:o, s:s, s:o}", "timeUnixNano",
+		json_t *x = events == NULL ? NULL : json_pack("{s:o, s:s, s:o}", "timeUnixNano",
 				      nanos(json_integer_value(json_object_get(e, "at"))), "name",
 				      json_string_value(json_object_get(e, "name")), "attributes",
 				      key_values(json_object_get(e, "attrs")));

@@ -99,10 +99,13 @@ static void span_id(const rein_trace *t, const char *role, int64_t seq, uint8_t 
 	memcpy(out, h, 8);
 }
 
+/* Sets attribute key of span i to v (stolen; i < 0: no span, v dropped). */
 static void set(rein_trace *t, int i, const char *key, json_t *v)
 {
-	if (i < 0 || v == NULL || json_object_set_new(t->spans[i].attrs, key, v) != 0)
-		t->oom = t->oom || i >= 0;
+	if (i < 0)
+		json_decref(v);
+	else if (v == NULL || json_object_set_new(t->spans[i].attrs, key, v) != 0)
+		t->oom = true;
 }
 
 static void set_s(rein_trace *t, int i, const char *key, const char *v)
@@ -422,7 +425,10 @@ static void tool_event(rein_trace *t, step_state *ss, rein_event_type type,
 		ss->tool = -1;
 	} else { /* breaker.opened / half_open / closed */
 		static const char *const k[] = {"tool", "reason", "failures", NULL};
-		span_event(t, on, rein_event_name(type), ev->at, pick(d, k));
+		const char *name = type == REIN_EV_BREAKER_OPENED      ? "rein.breaker.opened"
+				   : type == REIN_EV_BREAKER_HALF_OPEN ? "rein.breaker.half_open"
+								       : "rein.breaker.closed";
+		span_event(t, on, name, ev->at, pick(d, k));
 	}
 }
 
