@@ -13,6 +13,7 @@
 #include "base.h"
 #include "cli.h"
 #include "engine.h"
+#include "runner.h"
 #include "store.h"
 #include "trace.h"
 
@@ -286,4 +287,65 @@ int rein_cmd_trace(int argc, char **argv, const char *db)
 			    : show(st, argv[optind], as_json);
 	rein_store_close(st);
 	return ex;
+}
+
+/* ---- the online exporter of run and resume ------------------------------------ */
+
+/* The one exporter of this process (run and resume drive one runner), and
+ * the listener it was chained in front of. */
+static struct {
+	rein_otlp_exporter *x;
+	void (*next)(void *ud, const rein_event_row *rows, size_t n);
+	void *next_ud;
+} online;
+
+static void online_commit(void *ud, const rein_event_row *rows, size_t n)
+{
+	(void)ud;
+	rein_otlp_exporter_commit(online.x, rows, n);
+	if (online.next)
+		online.next(online.next_ud, rows, n);
+}
+
+void rein_cli_trace_attach(rein_runner_opts *o)
+{
+	const char *off = getenv("REIN_TRACE_EXPORT");
+	const char *a = getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+	const char *b = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+	if (online.x != NULL || (off && strcmp(off, "0") == 0) || !((a && *a) || (b && *b)))
+		return;
+	rein_otlp_cfg cfg = {0};
+	rein_err e = {0};
+	const char *qs = getenv("REIN_TRACE_QUEUE");
+	long q = qs && *qs ? strtol(qs, NULL, 10) : 256;
+	if (rein_otlp_cfg_env(&cfg, &e) == REIN_OK) {
+		/* short, so that a dead collector delays the exit little */
+		cfg.max_attempts = 3;
+		cfg.max_backoff_ms = 1000;
+		cfg.timeout_ms = 2000;
+		if (rein_otlp_exporter_new(&cfg, q >= 1 ? (size_t)q : 1, true, &online.x, &e) == REIN_OK) {
+			online.next = o->on_commit;
+			online.next_ud = o->ud;
+			o->on_commit = online_commit;
+			o->ud = NULL;
+		}
+	}
+	if (e.code != REIN_OK)
+		fprintf(stderr, "rein: traces are not exported: %s\n", e.msg);
+	rein_otlp_cfg_clear(&cfg);
+	rein_err_clear(&e);
+}
+
+void rein_cli_trace_detach(void)
+{
+	if (online.x == NULL)
+		return;
+	rein_otlp_exporter_stats s;
+	rein_otlp_exporter_free(online.x, 2000, &s);
+	online.x = NULL;
+	if (s.dropped || s.failed || s.skipped || s.http.spans_rejected)
+		fprintf(stderr,
+			"rein: traces: %ld exported, %ld failed, %ld dropped, %ld skipped, %ld span(s) "
+			"rejected (send them with 'rein trace export')\n",
+			s.exported, s.failed, s.dropped, s.skipped, s.http.spans_rejected);
 }

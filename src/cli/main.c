@@ -225,6 +225,7 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 	};
 	if (worker_script(w, cmd) != EXIT_OK)
 		return EXIT_FAILED;
+	rein_cli_trace_attach(&o);
 	int ex = open_store(db_path(db), create, &w->st);
 	if (ex != EXIT_OK)
 		return ex;
@@ -238,6 +239,7 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 static void worker_close(worker *w)
 {
 	rein_runner_free(w->rn);
+	rein_cli_trace_detach();
 	rein_store_close(w->st);
 	rein_script_free(w->sb);
 }

@@ -141,4 +141,46 @@ typedef struct rein_otlp_stats {
 int rein_otlp_post(const rein_otlp_cfg *cfg, const json_t *body, long nspans,
 		   rein_otlp_stats *stats, rein_err *err);
 
+/* ---- the online exporter (export.c) ----------------------------------------
+ *
+ * A handle fed from rein_runner_opts.on_commit: it folds each run's durable
+ * events into a trace on the caller's thread (no I/O) and, when a run ends,
+ * queues the finished trace for its own thread, which POSTs batches with
+ * rein_otlp_post. The queue holds at most queue_max traces: a trace that
+ * finds it full is dropped and counted (`rein trace export` sends it later),
+ * so an unreachable or slow collector never slows a run. A run whose
+ * run.started this handle did not see (resumed by this process) is skipped,
+ * and counted, for the same backfill.
+ */
+typedef struct rein_otlp_exporter rein_otlp_exporter;
+
+typedef struct rein_otlp_exporter_stats {
+	long queued;        /* traces queued */
+	long exported;      /* traces the collector accepted */
+	long dropped;       /* traces that found the queue full, or were left at free */
+	long skipped;       /* runs not seen from their start */
+	long failed;        /* traces whose request failed (after its retries) */
+	rein_otlp_stats http;
+} rein_otlp_exporter_stats;
+
+/*
+ * A new exporter posting to cfg (copied). threaded: a thread of its own
+ * posts as traces are queued; else only rein_otlp_exporter_flush posts (for
+ * tests). REIN_ENOMEM, or REIN_EIO when the thread cannot start.
+ */
+int rein_otlp_exporter_new(const rein_otlp_cfg *cfg, size_t queue_max, bool threaded,
+			   rein_otlp_exporter **out, rein_err *err);
+/* The on_commit listener (ud: the exporter). Never blocks on the network. */
+void rein_otlp_exporter_commit(void *ud, const rein_event_row *rows, size_t n);
+/* Posts what is queued now, on the caller's thread (blocking). */
+void rein_otlp_exporter_flush(rein_otlp_exporter *x);
+void rein_otlp_exporter_stats_get(rein_otlp_exporter *x, rein_otlp_exporter_stats *out);
+/*
+ * Stops the exporter: its thread posts what is queued for at most drain_ms
+ * more (what is left is counted dropped), then the handle is freed. *stats
+ * (may be NULL) gets the final counts. Accepts NULL.
+ */
+void rein_otlp_exporter_free(rein_otlp_exporter *x, int64_t drain_ms,
+			     rein_otlp_exporter_stats *stats);
+
 #endif

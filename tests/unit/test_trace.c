@@ -343,6 +343,47 @@ static void test_alloc_faults(void **state)
 	assert_true(done);
 }
 
+
+/* The online exporter's queue: bounded, drops counted; a run not seen from
+ * its start is skipped; a dead collector fails the batch, never the caller. */
+static void test_exporter_queue(void **state)
+{
+	rein_otlp_cfg cfg = {.url = "http://127.0.0.1:9/v1/traces", .max_attempts = 1,
+			     .max_backoff_ms = 10, .timeout_ms = 1000};
+	rein_otlp_exporter *x = NULL;
+	assert_int_equal(rein_otlp_exporter_new(&cfg, 2, false, &x, NULL), REIN_OK);
+	static const ev one[] = {{"run.started", NULL, "{\"workflow\":\"w\"}"},
+				 {"step.completed", "s", "{\"out\":1}"},
+				 {"run.ended", NULL, "{\"status\":\"succeeded\"}"}};
+	char id[32];
+	for (int r = 0; r < 3; r++) { /* three runs, their events interleaved in one commit */
+		rein_event_row rows[6];
+		for (int i = 0; i < 6; i++) {
+			snprintf(id, sizeof id, "run_%d%c", r, 'a' + i % 2);
+			rows[i] = (rein_event_row){.run_id = rein_strdup(id), .seq = i / 2 + 1,
+						   .type = one[i / 2].type, .step = one[i / 2].step,
+						   .at = 5, .payload = one[i / 2].payload};
+		}
+		rein_otlp_exporter_commit(x, rows, r == 2 ? 4 : 6);
+		for (int i = 0; i < 6; i++)
+			rein_free((char *)rows[i].run_id);
+	}
+	/* a resumed run: its first event here is not run.started */
+	rein_event_row late[] = {{.run_id = "run_z", .seq = 7, .type = "step.completed", .step = "s", .payload = "{}"},
+				 {.run_id = "run_z", .seq = 8, .type = "run.ended", .payload = "{\"status\":\"failed\"}"}};
+	rein_otlp_exporter_commit(x, late, 2);
+	rein_otlp_exporter_stats st;
+	rein_otlp_exporter_stats_get(x, &st);
+	assert_int_equal(st.queued, 2);
+	assert_int_equal(st.dropped, 2); /* 4 runs ended, seen whole; room for 2 */
+	assert_int_equal(st.skipped, 1);
+	rein_otlp_exporter_flush(x);
+	rein_otlp_exporter_free(x, 0, &st);
+	assert_int_equal(st.failed, 2);
+	assert_int_equal(st.exported, 0);
+	assert_int_equal(st.http.requests, 1);
+}
+
 int main(void)
 {
 	rein_init();
@@ -350,7 +391,7 @@ int main(void)
 		cmocka_unit_test(test_tree),     cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_encode),   cmocka_unit_test(test_refuses),
 		cmocka_unit_test(test_skeleton), cmocka_unit_test(test_cfg_env),
-		cmocka_unit_test(test_alloc_faults),
+		cmocka_unit_test(test_alloc_faults), cmocka_unit_test(test_exporter_queue),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
