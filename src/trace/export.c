@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "trace.h"
 
@@ -28,6 +29,7 @@ struct rein_otlp_exporter {
 	size_t qn, qmax;
 	bool stop;
 	int64_t deadline;
+	int64_t retry_at; /* after a failure: no request before (ms since the epoch) */
 	rein_otlp_exporter_stats st;
 	/* the runner's thread only */
 	pending *p;
@@ -50,7 +52,7 @@ static int cfg_copy(rein_otlp_cfg *dst, const rein_otlp_cfg *src)
 }
 
 /* Encodes and posts k traces (freed), then counts the outcome. */
-static void post_batch(rein_otlp_exporter *x, rein_trace **b, size_t k)
+static int post_batch(rein_otlp_exporter *x, rein_trace **b, size_t k)
 {
 	json_t *req = NULL;
 	rein_otlp_stats hs = {0};
@@ -76,6 +78,7 @@ static void post_batch(rein_otlp_exporter *x, rein_trace **b, size_t k)
 	x->st.http.spans_sent += hs.spans_sent;
 	x->st.http.spans_rejected += hs.spans_rejected;
 	pthread_mutex_unlock(&x->mu);
+	return rc;
 }
 
 /* Takes up to BATCH traces off the queue into b (mu held). */
@@ -94,15 +97,27 @@ static void *worker(void *arg)
 	rein_trace *b[BATCH];
 	pthread_mutex_lock(&x->mu);
 	for (;;) {
-		while (x->qn == 0 && !x->stop)
-			pthread_cond_wait(&x->cv, &x->mu);
-		if (x->qn == 0 ||
-		    (x->stop && rein_clock_now(&rein_clock_system) >= x->deadline))
+		int64_t now = rein_clock_now(&rein_clock_system);
+		if (x->stop && (x->qn == 0 || now >= x->deadline))
 			break;
+		if (x->qn == 0) {
+			pthread_cond_wait(&x->cv, &x->mu);
+			continue;
+		}
+		if (!x->stop && now < x->retry_at) {
+			/* a collector that failed is left alone for a while (the queue
+			 * holds or drops meanwhile), so a dead one costs no CPU */
+			struct timespec ts = {.tv_sec = x->retry_at / 1000,
+					      .tv_nsec = (x->retry_at % 1000) * 1000000};
+			pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+			continue;
+		}
 		size_t k = take(x, b);
 		pthread_mutex_unlock(&x->mu);
-		post_batch(x, b, k);
+		int rc = post_batch(x, b, k);
 		pthread_mutex_lock(&x->mu);
+		if (rc != REIN_OK)
+			x->retry_at = rein_clock_now(&rein_clock_system) + 1000;
 	}
 	pthread_mutex_unlock(&x->mu);
 	return NULL;
