@@ -33,6 +33,11 @@ static const char usage[] =
 	"               --batch N runs per request (default 8). Span ids derive from the\n"
 	"               run, so exporting twice sends the same spans again, never new ones.\n"
 	"\n"
+	"With OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) set, 'rein run' and\n"
+	"'rein resume' also export each run's spans as it ends (REIN_TRACE_EXPORT=0:\n"
+	"not), through a queue of REIN_TRACE_QUEUE traces (256) that drops, and says\n"
+	"so, rather than slow a run. See docs/observability.md.\n"
+	"\n"
 	"exit: 0 ok, 1 an error (the collector refused or is unreachable), 2 bad usage.\n";
 
 static int bad_usage(const char *what, const char *arg)
