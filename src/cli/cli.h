@@ -7,5 +7,13 @@ int rein_cmd_tools(int argc, char **argv);
 int rein_cmd_event_types(int argc, char **argv);
 /* db: the global --db flag, or NULL */
 int rein_cmd_metrics(int argc, char **argv, const char *db);
+int rein_cmd_trace(int argc, char **argv, const char *db);
+/* The online trace exporter (cmd_trace.c): when OTEL_EXPORTER_OTLP_ENDPOINT
+ * or _TRACES_ENDPOINT is set (and REIN_TRACE_EXPORT is not 0), attach chains
+ * it in front of o->on_commit; detach, after the runner is freed, drains and
+ * stops it. */
+struct rein_runner_opts;
+void rein_cli_trace_attach(struct rein_runner_opts *o);
+void rein_cli_trace_detach(void);
 
 #endif

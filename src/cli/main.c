@@ -57,6 +57,8 @@ static const char usage_main[] =
 	"  retry RUN --from STEP [--max-wait S]          a new run from STEP, reusing the steps before\n"
 	"  validate DIR [--input JSON|@FILE]             check a workflow (and an input)\n"
 	"  audit verify [RUN]                            check the hash chains, rows, bundles\n"
+	"  trace RUN [--json]                            a run's spans as a tree (or OTLP JSON)\n"
+	"  trace export [--since T] [RUN...]             send runs' spans to an OTLP collector\n"
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
 	"  tools lock DIR | tools check DIR              record / check the tools' schemas\n"
 	"  event-types                                   the table of event types (docs/events.md)\n"
@@ -273,6 +275,7 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 	stop_on_signals();
 	if (worker_script(w, cmd) != EXIT_OK)
 		return EXIT_FAILED;
+	rein_cli_trace_attach(&o);
 	int ex = open_store(db_path(db), create, &w->st);
 	if (ex != EXIT_OK)
 		return ex;
@@ -286,6 +289,7 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 static void worker_close(worker *w)
 {
 	rein_runner_free(w->rn);
+	rein_cli_trace_detach();
 	rein_store_close(w->st);
 	rein_script_free(w->sb);
 }
@@ -1473,6 +1477,8 @@ int main(int argc, char **argv)
 		return rein_cmd_event_types(cargc, cargv);
 	if (strcmp(cmd, "metrics") == 0)
 		return rein_cmd_metrics(cargc, cargv, db);
+	if (strcmp(cmd, "trace") == 0)
+		return rein_cmd_trace(cargc, cargv, db);
 	if (strcmp(cmd, "schema") == 0) {
 		if (db)
 			setenv("REIN_DB", db, 1);

@@ -1,0 +1,397 @@
+/*
+ * trace: events → spans as a pure function (derived ids, the tree, span
+ * events, errors, a cancel, a purged payload, events out of order), the
+ * OTLP/JSON encoding of its values, the exporter's configuration from the
+ * environment, and every allocation failing in turn.
+ */
+#include "testlib.h"
+#include "trace.h"
+
+typedef struct ev {
+	const char *type, *step, *payload;
+} ev;
+
+/* A tool step retried, given up with a fallback, the breaker opening; an
+ * agent with a chat, a tool call and a refusal; a wait; a cancel. */
+static const ev RUN[] = {
+	{"run.started", NULL, "{\"input\":{},\"workflow\":\"wf\",\"version\":\"v1\"}"},
+	{"tool.intent", "pay", "{\"tool\":\"refund\",\"key\":\"k1\",\"args\":{\"amount\":5}}"},
+	{"tool.attempt", "pay", "{\"attempt\":1,\"outcome\":\"http_503\",\"error\":\"busy\",\"transient\":true,\"ambiguous\":false,\"status\":503}"},
+	{"tool.backoff", "pay", "{\"attempt\":1,\"delay_ms\":20,\"due_at\":1020}"},
+	{"tool.attempt", "pay", "{\"attempt\":2,\"outcome\":\"timeout\",\"error\":\"slow\",\"transient\":true,\"ambiguous\":false}"},
+	{"breaker.opened", "pay", "{\"tool\":\"refund\",\"reason\":\"failures\",\"failures\":2}"},
+	{"tool.fallback", "pay", "{\"kind\":\"value\",\"from\":\"refund\",\"result\":{\"ok\":false}}"},
+	{"step.completed", "pay", "{\"out\":{\"ok\":false},\"fallback\":\"value\"}"},
+	{"model.intent", "agent", "{\"tier\":\"t\",\"provider\":\"openai\",\"model\":\"m-1\",\"request_hash\":\"h\",\"estimate\":{},\"params\":{\"max_tokens\":9,\"temperature\":0.5},\"tools_hash\":\"x\"}"},
+	{"model.call", "agent", "{\"tier\":\"t\",\"provider\":\"openai\",\"model\":\"m-1-2026\",\"request_hash\":\"h\",\"usage\":{\"input\":7,\"output\":3,\"cached\":2,\"reasoning\":1},\"cost_usd\":0.5,\"response\":{\"id\":\"r1\",\"finish_reason\":\"tool_calls\",\"text\":\"SECRET ANSWER\"}}"},
+	{"tool.refused", "agent", "{\"call_id\":\"c0\",\"tool\":\"nope\",\"error\":\"no such tool\"}"},
+	{"tool.intent", "agent", "{\"tool\":\"lookup\",\"key\":\"k2\",\"args\":{\"q\":\"SECRET ARG\"},\"call_id\":\"c1\"}"},
+	{"tool.result", "agent", "{\"out\":{\"v\":\"SECRET RESULT\"},\"attempt\":1,\"status\":200}"},
+	{"model.intent", "agent", "{\"tier\":\"t\",\"provider\":\"${env.P}\",\"model\":\"m-1\",\"request_hash\":\"h2\",\"estimate\":{},\"params\":{}}"},
+	{"model.attempt", "agent", "{\"attempt\":1,\"outcome\":\"http_500\",\"error\":\"boom\",\"transient\":false}"},
+	{"model.route", "agent", "{\"from\":\"t\",\"to\":\"u\",\"reason\":\"boom\"}"},
+	{"model.intent", "agent", "{\"tier\":\"u\",\"model\":\"m-2\",\"request_hash\":\"h3\",\"estimate\":{},\"params\":{}}"},
+	{"model.attempt", "agent", "{\"attempt\":1,\"outcome\":\"http_400\",\"error\":\"bad\",\"transient\":false}"},
+	{"step.failed", "agent", "{\"error\":\"model tier 'u': bad\"}"},
+	{"timer.scheduled", "pause", "{\"due_at\":5000}"},
+	{"inbox.received", NULL, "{\"id\":\"i1\",\"type\":\"cancel\",\"at\":1,\"sender\":\"ops\"}"},
+	{"run.ended", NULL, "{\"status\":\"cancelled\",\"reason\":\"cancelled by ops\"}"},
+};
+#define NRUN (sizeof RUN / sizeof *RUN)
+
+static int build(const char *run, const ev *evs, size_t n, rein_trace **out)
+{
+	rein_trace *t = rein_trace_new(run);
+	if (t == NULL)
+		return REIN_ENOMEM;
+	int rc = REIN_OK;
+	for (size_t i = 0; i < n && rc == REIN_OK; i++) {
+		rein_event_row r = {.run_id = run, .seq = (int64_t)i + 1, .type = evs[i].type,
+				    .step = evs[i].step, .at = 1000 + 10 * (int64_t)i,
+				    .payload = evs[i].payload};
+		rein_err e = {0};
+		rc = rein_trace_add(t, &r, &e);
+		rein_err_clear(&e);
+	}
+	if (rc != REIN_OK) {
+		rein_trace_free(t);
+		return rc;
+	}
+	*out = t;
+	return REIN_OK;
+}
+
+static const rein_span *find(const rein_trace *t, const char *name, int nth)
+{
+	size_t n;
+	const rein_span *s = rein_trace_spans(t, &n);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(s[i].name, name) == 0 && nth-- == 0)
+			return &s[i];
+	fail_msg("no span '%s'", name);
+	return NULL;
+}
+
+static const char *attr_s(const rein_span *s, const char *k)
+{
+	return json_string_value(json_object_get(s->attrs, k));
+}
+
+static void test_tree(void **state)
+{
+	rein_trace *t = NULL;
+	assert_int_equal(build("run_a", RUN, NRUN, &t), REIN_OK);
+	size_t n;
+	const rein_span *sp = rein_trace_spans(t, &n);
+	assert_int_equal(n, 10);
+	assert_true(rein_trace_ended(t));
+	/* the run: cancelled is an error, told by the inbox event */
+	assert_string_equal(sp[0].name, "invoke_workflow wf");
+	assert_int_equal(sp[0].parent, -1);
+	assert_int_equal(sp[0].status, REIN_STATUS_ERROR);
+	assert_string_equal(attr_s(&sp[0], "error.type"), "cancelled");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(sp[0].events, 0), "name")),
+			    "rein.inbox.received");
+	assert_true(sp[0].cost_usd == 0.5 && sp[0].in_tokens == 7 && sp[0].retries == 1);
+	/* the tool step and its call: attempts, backoff, breaker, fallback */
+	const rein_span *pay = find(t, "step pay", 0), *refund = find(t, "execute_tool refund", 0);
+	assert_int_equal(refund->parent, (int)(pay - sp));
+	assert_int_equal(refund->kind, REIN_SPAN_INTERNAL);
+	assert_int_equal(refund->status, REIN_STATUS_ERROR);
+	assert_string_equal(attr_s(refund, "error.type"), "timeout");
+	assert_int_equal(json_array_size(refund->events), 5);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(refund->events, 3), "name")),
+			    "rein.breaker.opened");
+	assert_int_equal(refund->retries, 1);
+	assert_int_equal(pay->status, REIN_STATUS_UNSET);
+	/* the agent: named so, two chats (the second failed and routed), a tool */
+	const rein_span *ag = find(t, "invoke_agent agent", 0);
+	assert_string_equal(attr_s(ag, "gen_ai.operation.name"), "invoke_agent");
+	assert_int_equal(ag->status, REIN_STATUS_ERROR);
+	assert_string_equal(attr_s(ag, "error.type"), "http_400");
+	const rein_span *c1 = find(t, "chat m-1", 0), *c2 = find(t, "chat m-1", 1),
+			*c3 = find(t, "chat m-2", 0);
+	assert_int_equal(c1->kind, REIN_SPAN_CLIENT);
+	assert_int_equal(c1->parent, (int)(ag - sp));
+	assert_string_equal(attr_s(c1, "gen_ai.provider.name"), "openai");
+	assert_string_equal(attr_s(c1, "gen_ai.response.model"), "m-1-2026");
+	assert_string_equal(attr_s(c1, "gen_ai.response.id"), "r1");
+	assert_int_equal(json_integer_value(json_object_get(c1->attrs, "gen_ai.usage.cache_read.input_tokens")), 2);
+	assert_int_equal(json_integer_value(json_object_get(c1->attrs, "gen_ai.usage.reasoning.output_tokens")), 1);
+	assert_int_equal(json_integer_value(json_object_get(c1->attrs, "gen_ai.request.max_tokens")), 9);
+	assert_null(json_object_get(c2->attrs, "gen_ai.provider.name")); /* a template is not a name */
+	assert_string_equal(attr_s(c2, "error.type"), "http_500");
+	assert_int_equal(c3->status, REIN_STATUS_ERROR);
+	const rein_span *lk = find(t, "execute_tool lookup", 0);
+	assert_string_equal(attr_s(lk, "gen_ai.tool.call.id"), "c1");
+	assert_int_equal(lk->status, REIN_STATUS_UNSET);
+	/* the wait was cut short by the end */
+	const rein_span *w = find(t, "wait pause", 0);
+	assert_false(w->open);
+	assert_int_equal(w->end_ms, 1000 + 10 * (int64_t)(NRUN - 1));
+	/* no message content anywhere */
+	json_t *req = NULL;
+	const rein_trace *one = t;
+	assert_int_equal(rein_otlp_encode(&one, 1, &req, NULL), REIN_OK);
+	char *text = rein_json_dump(req);
+	assert_null(strstr(text, "SECRET"));
+	rein_free(text);
+	json_decref(req);
+	/* the terminal view marks the failures */
+	rein_buf b = {0};
+	assert_int_equal(rein_trace_render(t, &b), REIN_OK);
+	if (getenv("SHOW")) fputs(b.p, stderr);
+	assert_non_null(strstr(b.p, "├─ invoke_agent agent"));
+	assert_non_null(strstr(b.p, "✗ FAILED http_400: model tier 'u': bad"));
+	rein_buf_free(&b);
+	rein_trace_free(t);
+}
+
+/* The same events give the same ids; another run other ids; the formula. */
+static void test_ids(void **state)
+{
+	rein_trace *a = NULL, *b = NULL, *c = NULL;
+	assert_int_equal(build("run_a", RUN, NRUN, &a), REIN_OK);
+	assert_int_equal(build("run_a", RUN, NRUN, &b), REIN_OK);
+	assert_int_equal(build("run_b", RUN, NRUN, &c), REIN_OK);
+	json_t *ja = NULL, *jb = NULL, *jc = NULL;
+	const rein_trace *x = a;
+	assert_int_equal(rein_otlp_encode(&x, 1, &ja, NULL), REIN_OK);
+	x = b;
+	assert_int_equal(rein_otlp_encode(&x, 1, &jb, NULL), REIN_OK);
+	x = c;
+	assert_int_equal(rein_otlp_encode(&x, 1, &jc, NULL), REIN_OK);
+	assert_true(json_equal(ja, jb));
+	assert_false(json_equal(ja, jc));
+	uint8_t h[REIN_HASH_LEN];
+	rein_sha256("rein.trace\0run_a", sizeof "rein.trace\0run_a" - 1, h);
+	assert_memory_equal(rein_trace_id(a), h, 16);
+	/* span id: role and the opening event's seq */
+	const char in[] = "rein.span\0run_a\0run\0\0\0\0\0\0\0\0\1";
+	rein_sha256(in, sizeof in - 1, h);
+	size_t n;
+	assert_memory_equal(rein_trace_spans(a, &n)[0].id, h, 8);
+	size_t k;
+	const rein_span *s = rein_trace_spans(a, &k);
+	for (size_t i = 0; i < k; i++)
+		for (size_t j = i + 1; j < k; j++)
+			assert_memory_not_equal(s[i].id, s[j].id, 8);
+	json_decref(ja);
+	json_decref(jb);
+	json_decref(jc);
+	rein_trace_free(a);
+	rein_trace_free(b);
+	rein_trace_free(c);
+}
+
+/* The OTLP/JSON forms: int64 as strings, doubles, arrays, enums, hex ids. */
+static void test_encode(void **state)
+{
+	rein_trace *t = NULL;
+	assert_int_equal(build("run_a", RUN, NRUN, &t), REIN_OK);
+	json_t *req = NULL;
+	const rein_trace *one = t;
+	assert_int_equal(rein_otlp_encode(&one, 1, &req, NULL), REIN_OK);
+	json_t *rs = json_array_get(json_object_get(req, "resourceSpans"), 0);
+	json_t *ss = json_array_get(json_object_get(rs, "scopeSpans"), 0);
+	assert_string_equal(json_string_value(json_object_get(ss, "schemaUrl")), REIN_TRACE_SCHEMA_URL);
+	json_t *spans = json_object_get(ss, "spans");
+	json_t *root = json_array_get(spans, 0);
+	assert_int_equal(strlen(json_string_value(json_object_get(root, "traceId"))), 32);
+	assert_int_equal(strlen(json_string_value(json_object_get(root, "spanId"))), 16);
+	assert_null(json_object_get(root, "parentSpanId"));
+	assert_string_equal(json_string_value(json_object_get(root, "startTimeUnixNano")), "1000000000");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "status"), "code")), 2);
+	size_t i;
+	json_t *sp;
+	bool saw_int = false, saw_arr = false;
+	json_array_foreach(spans, i, sp) {
+		if (i > 0)
+			assert_int_equal(strlen(json_string_value(json_object_get(sp, "parentSpanId"))), 16);
+		assert_true(json_is_integer(json_object_get(sp, "kind")));
+		size_t k;
+		json_t *kv;
+		json_array_foreach(json_object_get(sp, "attributes"), k, kv) {
+			const char *key = json_string_value(json_object_get(kv, "key"));
+			json_t *v = json_object_get(kv, "value");
+			if (strcmp(key, "gen_ai.usage.input_tokens") == 0) {
+				assert_string_equal(json_string_value(json_object_get(v, "intValue")), "7");
+				saw_int = true;
+			}
+			if (strcmp(key, "gen_ai.response.finish_reasons") == 0) {
+				json_t *vals = json_object_get(json_object_get(v, "arrayValue"), "values");
+				assert_string_equal(json_string_value(json_object_get(json_array_get(vals, 0), "stringValue")),
+						    "tool_calls");
+				saw_arr = true;
+			}
+			if (strcmp(key, "rein.cost_usd") == 0)
+				assert_true(json_real_value(json_object_get(v, "doubleValue")) == 0.5);
+		}
+	}
+	assert_true(saw_int && saw_arr);
+	json_decref(req);
+	rein_trace_free(t);
+}
+
+static void test_refuses(void **state)
+{
+	rein_trace *t = NULL;
+	static const ev first_not_start[] = {{"step.completed", "a", "{\"out\":1}"}};
+	assert_int_equal(build("r", first_not_start, 1, &t), REIN_ECORRUPT);
+	static const ev unknown[] = {{"run.started", NULL, "{}"}, {"no.such", NULL, "{}"}};
+	assert_int_equal(build("r", unknown, 2, &t), REIN_ECORRUPT);
+	static const ev after_end[] = {{"run.started", NULL, "{}"},
+				       {"run.ended", NULL, "{\"status\":\"succeeded\"}"},
+				       {"step.completed", "a", "{}"}};
+	assert_int_equal(build("r", after_end, 3, &t), REIN_ECORRUPT);
+	/* seq going back */
+	t = rein_trace_new("r");
+	rein_event_row r = {.run_id = "r", .seq = 2, .type = "run.started", .payload = "{}"};
+	assert_int_equal(rein_trace_add(t, &r, NULL), REIN_OK);
+	r.seq = 2;
+	r.type = "run.resumed";
+	assert_int_equal(rein_trace_add(t, &r, NULL), REIN_ECORRUPT);
+	rein_trace_free(t);
+}
+
+/* A purged payload (retention) still gives the skeleton; an open run's
+ * spans stay open with the last event's time. */
+static void test_skeleton(void **state)
+{
+	static const ev evs[] = {{"run.started", NULL, NULL},
+				 {"model.intent", "s", NULL},
+				 {"model.call", "s", NULL},
+				 {"step.completed", "s", NULL},
+				 {"tool.intent", "u", NULL}};
+	rein_trace *t = NULL;
+	assert_int_equal(build("r", evs, 5, &t), REIN_OK);
+	size_t n;
+	const rein_span *s = rein_trace_spans(t, &n);
+	assert_int_equal(n, 5);
+	assert_string_equal(s[0].name, "invoke_workflow ?");
+	assert_string_equal(s[2].name, "chat ?");
+	assert_false(s[2].open);
+	assert_true(s[0].open && s[4].open);
+	assert_int_equal(s[0].end_ms, 1040);
+	assert_false(rein_trace_ended(t));
+	rein_buf b = {0};
+	assert_int_equal(rein_trace_render(t, &b), REIN_OK);
+	assert_non_null(strstr(b.p, "(open)"));
+	rein_buf_free(&b);
+	rein_trace_free(t);
+}
+
+static void test_cfg_env(void **state)
+{
+	rein_otlp_cfg c = {0};
+	unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+	unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+	unsetenv("OTEL_EXPORTER_OTLP_HEADERS");
+	assert_int_equal(rein_otlp_cfg_env(&c, NULL), REIN_OK);
+	assert_string_equal(c.url, "http://localhost:4318/v1/traces");
+	rein_otlp_cfg_clear(&c);
+	setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1/", 1);
+	setenv("OTEL_EXPORTER_OTLP_HEADERS", " a = b%2Cc ,k=v=w", 1);
+	assert_int_equal(rein_otlp_cfg_env(&c, NULL), REIN_OK);
+	assert_string_equal(c.url, "http://c:1/v1/traces");
+	assert_int_equal(c.nheaders, 2);
+	assert_string_equal(c.headers[0], "a: b,c");
+	assert_string_equal(c.headers[1], "k: v=w");
+	rein_otlp_cfg_clear(&c);
+	setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:2/x", 1);
+	assert_int_equal(rein_otlp_cfg_env(&c, NULL), REIN_OK);
+	assert_string_equal(c.url, "http://t:2/x");
+	rein_otlp_cfg_clear(&c);
+	setenv("OTEL_EXPORTER_OTLP_HEADERS", "a=b%0d%0aEvil: 1", 1);
+	rein_err e = {0};
+	assert_int_equal(rein_otlp_cfg_env(&c, &e), REIN_EINVAL);
+	rein_err_clear(&e);
+	setenv("OTEL_EXPORTER_OTLP_HEADERS", "novalue", 1);
+	assert_int_equal(rein_otlp_cfg_env(&c, &e), REIN_EINVAL);
+	rein_err_clear(&e);
+	unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+	unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+	unsetenv("OTEL_EXPORTER_OTLP_HEADERS");
+}
+
+/* Every allocation failing in turn: a clean REIN_ENOMEM, no leak, and once
+ * the faults stop reaching, the whole trace. */
+static void test_alloc_faults(void **state)
+{
+	bool done = false;
+	for (long n = 1; !done && n < 5000; n++) {
+		rein_trace *t = NULL;
+		rein_fault_arm(REIN_FAULT_ALLOC, n);
+		int rc = build("run_a", RUN, NRUN, &t);
+		json_t *req = NULL;
+		rein_buf b = {0};
+		if (rc == REIN_OK) {
+			const rein_trace *one = t;
+			rc = rein_otlp_encode(&one, 1, &req, NULL);
+			if (rc == REIN_OK)
+				rc = rein_trace_render(t, &b);
+		}
+		done = rein_fault_count(REIN_FAULT_ALLOC) < n;
+		rein_fault_arm(REIN_FAULT_ALLOC, 0);
+		assert_true(rc == REIN_OK || rc == REIN_ENOMEM);
+		if (done)
+			assert_int_equal(rc, REIN_OK);
+		json_decref(req);
+		rein_buf_free(&b);
+		rein_trace_free(t);
+	}
+	assert_true(done);
+}
+
+
+/* The online exporter's queue: bounded, drops counted; a run not seen from
+ * its start is skipped; a dead collector fails the batch, never the caller. */
+static void test_exporter_queue(void **state)
+{
+	rein_otlp_cfg cfg = {.url = "http://127.0.0.1:9/v1/traces", .max_attempts = 1,
+			     .max_backoff_ms = 10, .timeout_ms = 1000};
+	rein_otlp_exporter *x = NULL;
+	assert_int_equal(rein_otlp_exporter_new(&cfg, 2, false, &x, NULL), REIN_OK);
+	static const ev one[] = {{"run.started", NULL, "{\"workflow\":\"w\"}"},
+				 {"step.completed", "s", "{\"out\":1}"},
+				 {"run.ended", NULL, "{\"status\":\"succeeded\"}"}};
+	char id[32];
+	for (int r = 0; r < 3; r++) { /* three runs, their events interleaved in one commit */
+		rein_event_row rows[6];
+		for (int i = 0; i < 6; i++) {
+			snprintf(id, sizeof id, "run_%d%c", r, 'a' + i % 2);
+			rows[i] = (rein_event_row){.run_id = rein_strdup(id), .seq = i / 2 + 1,
+						   .type = one[i / 2].type, .step = one[i / 2].step,
+						   .at = 5, .payload = one[i / 2].payload};
+		}
+		rein_otlp_exporter_commit(x, rows, r == 2 ? 4 : 6);
+		for (int i = 0; i < 6; i++)
+			rein_free((char *)rows[i].run_id);
+	}
+	/* a resumed run: its first event here is not run.started */
+	rein_event_row late[] = {{.run_id = "run_z", .seq = 7, .type = "step.completed", .step = "s", .payload = "{}"},
+				 {.run_id = "run_z", .seq = 8, .type = "run.ended", .payload = "{\"status\":\"failed\"}"}};
+	rein_otlp_exporter_commit(x, late, 2);
+	rein_otlp_exporter_stats st;
+	rein_otlp_exporter_stats_get(x, &st);
+	assert_int_equal(st.queued, 2);
+	assert_int_equal(st.dropped, 2); /* 4 runs ended, seen whole; room for 2 */
+	assert_int_equal(st.skipped, 1);
+	rein_otlp_exporter_flush(x);
+	rein_otlp_exporter_free(x, 0, &st);
+	assert_int_equal(st.failed, 2);
+	assert_int_equal(st.exported, 0);
+	assert_int_equal(st.http.requests, 1);
+}
+
+int main(void)
+{
+	rein_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tree),     cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_encode),   cmocka_unit_test(test_refuses),
+		cmocka_unit_test(test_skeleton), cmocka_unit_test(test_cfg_env),
+		cmocka_unit_test(test_alloc_faults), cmocka_unit_test(test_exporter_queue),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
