@@ -11,8 +11,7 @@ sh "$ROOT/tests/trace/setup.sh" >setup.log 2>&1 || skip "node/npm or protobufjs 
 REC="$ROOT/tests/trace/replay"
 export REIN_PROVIDER=replay
 trap 'kill $TS_PID ${PIDS:-} 2>/dev/null' EXIT
-PROTO="$ROOT/../shared/conformance/opentelemetry-proto"
-[ -d "$PROTO" ] || PROTO=/work/shared/conformance/opentelemetry-proto
+PROTO="$ROOT/tests/conformance/opentelemetry-proto" # v1.11.0, see its SOURCE
 [ -d "$PROTO" ] || skip "no opentelemetry-proto definitions"
 collector() { # PORTFILE ARGS...: starts a collector, its URL in $CURL_BASE
 	_pf=$1

@@ -7,7 +7,7 @@
 # resumes it and sent by the backfill.
 . "$ROOT/tests/cli/lib.sh"
 sh "$ROOT/tests/trace/setup.sh" >setup.log 2>&1 || skip "node/npm or protobufjs unavailable: $(tail -n 1 setup.log)"
-PROTO="$ROOT/../shared/conformance/opentelemetry-proto"
+PROTO="$ROOT/tests/conformance/opentelemetry-proto" # v1.11.0, see its SOURCE
 [ -d "$PROTO" ] || skip "no opentelemetry-proto definitions at $PROTO"
 REC="$ROOT/tests/trace/replay"
 export REIN_PROVIDER=replay

@@ -27,7 +27,7 @@ const opt = (name, dflt) => {
 	const i = args.indexOf(name);
 	return i >= 0 ? args[i + 1] : dflt;
 };
-const PROTO = opt('--proto', path.join(__dirname, '../../../shared/conformance/opentelemetry-proto'));
+const PROTO = opt('--proto', path.join(__dirname, '../conformance/opentelemetry-proto'));
 let failLeft = parseInt(opt('--fail', '0'), 10);
 let rejectOnce = parseInt(opt('--reject', '0'), 10);
 const portFile = opt('--port-file', null);
