@@ -7,5 +7,7 @@ int rein_cmd_tools(int argc, char **argv);
 int rein_cmd_event_types(int argc, char **argv);
 /* db: the global --db flag, or NULL */
 int rein_cmd_metrics(int argc, char **argv, const char *db);
+/* rein audit export RUN (argv[0] "export"); db: the store's path or NULL */
+int rein_cmd_audit_export(int argc, char **argv, const char *db);
 
 #endif
