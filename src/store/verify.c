@@ -158,8 +158,8 @@ static void verify_runs(rein_store *s, audit *l, store_anchor_ref *refs, rein_ve
 			   (r->nref == 0 || refs[r->ref0 + r->nref - 1].run_seq < r->last_seq)) {
 			char why[200];
 			snprintf(why, sizeof why,
-				 "anchor: the run gave its lease up at seq %lld but that head is not "
-				 "anchored (%s)",
+				 "anchor missing: the run gave its lease up at seq %lld (it ended or "
+				 "suspended) but that head is not anchored (%s)",
 				 (long long)r->last_seq,
 				 r->nref ? "its anchors stop before it" : "the run has no anchor");
 			st->bad++;
