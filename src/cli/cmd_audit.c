@@ -69,8 +69,10 @@ static json_t *entry_base(exp_ctx *x, const rein_event_row *ev)
 	return e;
 }
 
-/* The open tool call of step (and call_id, NULL: a tool step's), or -1. */
-static long find_open(exp_ctx *x, const char *step, const char *call_id)
+/* The open tool call of step with that call_id (NULL: a tool step's, whose
+ * intent has none; any: whatever it has, as a step has one call out at a
+ * time), or -1. */
+static long find_open(exp_ctx *x, const char *step, const char *call_id, bool any)
 {
 	size_t i;
 	json_t *o;
@@ -78,7 +80,7 @@ static long find_open(exp_ctx *x, const char *step, const char *call_id)
 		const char *s = json_string_value(json_object_get(o, "step"));
 		const char *c = json_string_value(json_object_get(o, "call_id"));
 		if (s && step && strcmp(s, step) == 0 &&
-		    ((c == NULL && call_id == NULL) || (c && call_id && strcmp(c, call_id) == 0)))
+		    (any || (c == NULL && call_id == NULL) || (c && call_id && strcmp(c, call_id) == 0)))
 			return (long)i;
 	}
 	return -1;
@@ -224,14 +226,14 @@ static int walk(void *ud, const rein_event_row *ev)
 		on_intent(x, ev, p);
 	} else if (strcmp(t, "tool.result") == 0) {
 		const char *cid = json_string_value(json_object_get(p, "call_id"));
-		if ((i = find_open(x, ev->step, cid)) >= 0)
+		if ((i = find_open(x, ev->step, cid, cid == NULL)) >= 0)
 			close_call(x, i, ev, p, json_object_get(p, "error") ? "error" : "ok");
 	} else if (strcmp(t, "tool.fallback") == 0) {
-		if ((i = find_open(x, ev->step, NULL)) >= 0)
+		if ((i = find_open(x, ev->step, NULL, true)) >= 0)
 			close_call(x, i, ev, p, "fallback");
 	} else if (strcmp(t, "step.completed") == 0 || strcmp(t, "step.failed") == 0) {
 		/* a tool step's call answers with its step's end */
-		if ((i = find_open(x, ev->step, NULL)) >= 0)
+		if ((i = find_open(x, ev->step, NULL, false)) >= 0)
 			close_call(x, i, ev, p, t[5] == 'c' ? "ok" : "error");
 	} else if (strcmp(t, "model.call") == 0) {
 		on_model_call(x, ev, p);
@@ -377,7 +379,7 @@ static void md_calls(FILE *f, const json_t *list, bool writes)
 	size_t i;
 	json_t *e;
 	if (json_array_size(list) == 0) {
-		fputs(writes ? "none recorded\n" : "nothing read\n", f);
+		fputs(writes ? "\nnone recorded\n" : "\nnothing read\n", f);
 		return;
 	}
 	const char *step = NULL;
@@ -461,9 +463,8 @@ static void md_render(FILE *f, const json_t *d)
 	fputs("\n## Approvals\n\n", f);
 	md_events(f, json_object_get(d, "approvals"), "data");
 	fputs("\n## Data read (by step, with its source)\n", f);
-	fputc('\n', f);
 	md_calls(f, json_object_get(d, "reads"), false);
-	fputs("\n## Writes and their results\n\n", f);
+	fputs("\n## Writes and their results\n", f);
 	md_calls(f, json_object_get(d, "writes"), true);
 	fprintf(f, "\n## Cost\n\n- %.6f USD over %lld model call(s), %lld input and %lld output tokens\n",
 		json_number_value(json_object_get(cost, "usd")),
