@@ -15,5 +15,7 @@ int rein_cmd_trace(int argc, char **argv, const char *db);
 struct rein_runner_opts;
 void rein_cli_trace_attach(struct rein_runner_opts *o);
 void rein_cli_trace_detach(void);
+/* rein audit export RUN (argv[0] "export"); db: the store's path or NULL */
+int rein_cmd_audit_export(int argc, char **argv, const char *db);
 
 #endif

@@ -59,6 +59,7 @@ static const char usage_main[] =
 	"  audit verify [RUN]                            check the hash chains, rows, bundles\n"
 	"  trace RUN [--json]                            a run's spans as a tree (or OTLP JSON)\n"
 	"  trace export [--since T] [RUN...]             send runs' spans to an OTLP collector\n"
+	"  audit export RUN [--format json|md]           the run's audit record, for a reviewer\n"
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
 	"  tools lock DIR | tools check DIR              record / check the tools' schemas\n"
 	"  event-types                                   the table of event types (docs/events.md)\n"
@@ -1252,15 +1253,21 @@ out:
 
 static const char usage_audit[] =
 	"usage: rein audit verify [RUN] [--db PATH]\n"
+	"       rein audit export RUN [--format json|md] [--db PATH]\n"
 	"\n"
 	"Recomputes the hash chain of one run, or of every run: each event's hash\n"
 	"from its fields, each link to the previous event, each payload against its\n"
 	"hash, the run's recorded last seq and hash, its status, output and reason\n"
-	"against its run.ended event, and its workflow bundle against its version.\n"
-	"Without RUN also checks the store itself (transactions lost with a deleted\n"
-	"WAL file, a damaged database file). Exit 0 when all verify; exit 1 naming\n"
-	"the run and the sequence number of the first mismatch (MISMATCH), a bundle\n"
-	"that was changed (BUNDLE, once per run using it) or a store problem (STORE).\n";
+	"against its run.ended event, and its workflow bundle against its version;\n"
+	"then the global anchor chain (docs/audit.md): each anchor's hash and link,\n"
+	"every anchored head a point of its run's chain, every run that ended or\n"
+	"suspended anchored at its head, and (without RUN) every anchored run still\n"
+	"in the store. Without RUN also checks the store itself (transactions lost\n"
+	"with a deleted WAL file, a damaged database file). Exit 0 when all verify;\n"
+	"exit 1 naming the run and the sequence number of the first mismatch\n"
+	"(MISMATCH), a bundle that was changed (BUNDLE, once per run using it), an\n"
+	"anchor that does not hold (ANCHOR, with the anchor's number) or a store\n"
+	"problem (STORE). 'audit export' prints one run's audit record.\n";
 
 static void audit_bad(void *ud, const char *run, int64_t bad, const char *why)
 {
@@ -1274,8 +1281,12 @@ static void audit_bad(void *ud, const char *run, int64_t bad, const char *why)
 	int k = snprintf(seq, sizeof seq, "seq %lld: ", (long long)bad);
 	if (bad && strncmp(why, seq, (size_t)k) == 0)
 		why += k;
-	if (run == NULL)
+	if (run == NULL && strncmp(why, "anchor ", 7) == 0)
+		printf("ANCHOR %s\n", why + 7);
+	else if (run == NULL)
 		printf("STORE %s\n", why);
+	else if (strncmp(why, "anchor", 6) == 0)
+		printf("ANCHOR run %s seq %lld: %s\n", run, (long long)bad, why);
 	else if (strstr(why, "stored bundle of workflow version"))
 		printf("BUNDLE run %s: %s\n", run, why);
 	else if (bad)
@@ -1289,6 +1300,8 @@ static int cmd_audit(int argc, char **argv, const char *db)
 	static const struct option lo[] = {{"db", required_argument, 0, 'd'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
+	if (argc > 1 && strcmp(argv[1], "export") == 0)
+		return rein_cmd_audit_export(argc - 1, argv + 1, db ? db : db_path(NULL));
 	GETOPT_LOOP(argc, argv, ":", lo, "audit")
 	{
 	case 'd': db = optarg; break;
@@ -1296,7 +1309,7 @@ static int cmd_audit(int argc, char **argv, const char *db)
 	BAD_OPTION("audit", argv);
 	}
 	if (optind >= argc || strcmp(argv[optind], "verify") != 0)
-		return usage_error("audit", "%s", "the only subcommand is 'verify'");
+		return usage_error("audit", "%s", "the subcommands are 'verify' and 'export'");
 	optind++;
 	if (optind < argc - 1)
 		return usage_error("audit", "unexpected argument '%s'", argv[optind + 1]);
@@ -1315,20 +1328,22 @@ static int cmd_audit(int argc, char **argv, const char *db)
 			ex = EXIT_USAGE;
 			goto out;
 		}
-		c.runs = 1;
-		c.events = row.last_seq;
+		(void)bad;
 		rein_err_clear(&e);
-		if (rein_store_verify_run(st, row.id, &bad, &e) != REIN_OK) {
-			c.bad = 1;
-			audit_bad(NULL, row.id, bad, e.msg);
-		}
 		rein_run_row_clear(&row);
+		if (rein_store_verify_one(st, argv[optind], audit_bad, NULL, &c, &e) != REIN_OK) {
+			fprintf(stderr, "%s audit: %s\n", prog, e.msg);
+			goto out;
+		}
 	} else if (rein_store_verify_all(st, audit_bad, NULL, &c, &e) != REIN_OK) {
 		fprintf(stderr, "%s audit: %s\n", prog, e.msg);
 		goto out;
 	}
-	if (c.bad == 0 && c.store_problems == 0) {
-		printf("ok: %d run(s), %lld event(s) verified\n", c.runs, (long long)c.events);
+	if (c.bad == 0 && c.store_problems == 0 && c.anchor_problems == 0) {
+		char head[2 * REIN_HASH_LEN + 1];
+		rein_hex(c.anchor_head, REIN_HASH_LEN, head);
+		printf("ok: %d run(s), %lld event(s) verified, %lld anchor(s); anchor head %s\n",
+		       c.runs, (long long)c.events, (long long)c.anchors, head);
 		ex = EXIT_OK;
 	}
 out:

@@ -213,6 +213,12 @@ static int batch_execute(rein_store *st, batch *b, const char *owner, rein_err *
 	for (size_t i = 0; i < b->nrows && rc == REIN_OK; i++)
 		if (!b->rows[i].insert)
 			rc = rein_store_run_update(st, &b->rows[i].row, owner, &b->rows[i].mail, err);
+	/* a run that ends or suspends (its row gives the lease up) anchors its
+	 * head in the global chain, in the same transaction as its events */
+	for (size_t i = 0; i < b->nrows && rc == REIN_OK; i++)
+		if (b->rows[i].leaving && b->rows[i].row.last_seq > 0)
+			rc = rein_store_anchor(st, b->rows[i].row.id, b->rows[i].row.last_seq,
+					       b->rows[i].row.last_hash, NULL, err);
 	if (rc != REIN_OK) {
 		rein_store_rollback(st);
 		return rc;

@@ -4,6 +4,7 @@
  * SQLite and PostgreSQL), and chain verification.
  */
 #include "store.h"
+#include "store_int.h"
 #include "store_sqlite.h"
 
 #include <assert.h>
@@ -66,6 +67,23 @@ void rein_event_hash(rein_event_row *ev)
 	const char *p = ev->payload ? ev->payload : "";
 	rein_sha256(p, strlen(p), ev->payload_hash);
 	rein_event_chain_hash(ev, ev->hash);
+}
+
+void rein_anchor_hash(const rein_anchor_row *a, uint8_t out[REIN_HASH_LEN])
+{
+	static const char tag[] = "rein.anchor"; /* with its NUL */
+	uint8_t seq[8], last[8];
+	put64(seq, a->seq);
+	put64(last, a->run_last_seq);
+	rein_sha256_ctx c;
+	rein_sha256_init(&c);
+	rein_sha256_update(&c, tag, sizeof tag);
+	rein_sha256_update(&c, a->prev_hash, REIN_HASH_LEN);
+	rein_sha256_update(&c, seq, sizeof seq);
+	rein_sha256_update(&c, a->run_id, strlen(a->run_id) + 1);
+	rein_sha256_update(&c, last, sizeof last);
+	rein_sha256_update(&c, a->run_head_hash, REIN_HASH_LEN);
+	rein_sha256_final(&c, out);
 }
 
 void rein_run_rows_free(rein_run_row *rows, size_t n)
@@ -282,6 +300,47 @@ int rein_store_events_load(rein_store *s, const char *run_id, rein_event_cb cb, 
 	return s->ops->events_load(s->be, run_id, cb, ud, err);
 }
 
+int rein_store_anchor_last(rein_store *s, rein_anchor_row *a, bool *found, rein_err *err)
+{
+	assert(a != NULL && found != NULL);
+	return s->ops->anchor_last(s->be, a, found, err);
+}
+
+int rein_store_anchor_append(rein_store *s, const rein_anchor_row *a, rein_err *err)
+{
+	assert(a != NULL && a->seq >= 1);
+	return s->ops->anchor_append(s->be, a, err);
+}
+
+int rein_store_anchors_load(rein_store *s, rein_anchor_cb cb, void *ud, rein_err *err)
+{
+	assert(cb != NULL);
+	return s->ops->anchors_load(s->be, cb, ud, err);
+}
+
+int rein_store_anchor(rein_store *s, const char *run_id, int64_t last_seq,
+		      const uint8_t head[REIN_HASH_LEN], rein_anchor_row *out, rein_err *err)
+{
+	assert(run_id != NULL && head != NULL && last_seq >= 1);
+	rein_anchor_row last = {0}, a = {0};
+	bool found = false;
+	if (strlen(run_id) >= sizeof a.run_id)
+		return rein_err_set(err, REIN_EINVAL, "run id too long to anchor: %.64s", run_id);
+	int rc = rein_store_anchor_last(s, &last, &found, err);
+	if (rc != REIN_OK)
+		return rc;
+	a.seq = found ? last.seq + 1 : 1;
+	if (found)
+		memcpy(a.prev_hash, last.hash, REIN_HASH_LEN);
+	snprintf(a.run_id, sizeof a.run_id, "%s", run_id);
+	a.run_last_seq = last_seq;
+	memcpy(a.run_head_hash, head, REIN_HASH_LEN);
+	rein_anchor_hash(&a, a.hash);
+	if ((rc = rein_store_anchor_append(s, &a, err)) == REIN_OK && out)
+		*out = a;
+	return rc;
+}
+
 typedef struct verify_state {
 	int64_t expect_seq;
 	uint8_t prev[REIN_HASH_LEN];
@@ -291,7 +350,33 @@ typedef struct verify_state {
 	bool end_purged;  /* its payload was purged */
 	bool bad_bundle;
 	json_t *end;      /* its payload */
+	const store_anchor_ref *refs; /* anchored heads, by run_seq */
+	size_t nrefs, ri;
 } verify_state;
+
+/* The anchored heads at ev's seq must be ev's hash. */
+static int check_refs(verify_state *v, const rein_event_row *ev)
+{
+	if (v->ri < v->nrefs && v->refs[v->ri].run_seq < ev->seq) {
+		/* below seq 1: no event of the run can match it */
+		v->bad_seq = ev->seq;
+		snprintf(v->why, sizeof v->why, "anchor %lld: anchors seq %lld, not a seq of the run",
+			 (long long)v->refs[v->ri].anchor, (long long)v->refs[v->ri].run_seq);
+		return 1;
+	}
+	for (; v->ri < v->nrefs && v->refs[v->ri].run_seq == ev->seq; v->ri++) {
+		if (memcmp(v->refs[v->ri].head, ev->hash, REIN_HASH_LEN) != 0) {
+			v->bad_seq = ev->seq;
+			snprintf(v->why, sizeof v->why,
+				 "anchor %lld: the anchored head of seq %lld is not the run's "
+				 "event %lld (the run's chain was rewritten after it was anchored)",
+				 (long long)v->refs[v->ri].anchor, (long long)ev->seq,
+				 (long long)ev->seq);
+			return 1;
+		}
+	}
+	return 0;
+}
 
 static int verify_one(void *ud, const rein_event_row *ev)
 {
@@ -323,6 +408,8 @@ static int verify_one(void *ud, const rein_event_row *ev)
 		snprintf(v->why, sizeof v->why, "event hash does not match its fields");
 		return 1;
 	}
+	if (v->nrefs && check_refs(v, ev))
+		return 1;
 	memcpy(v->prev, ev->hash, REIN_HASH_LEN);
 	v->expect_seq++;
 	return 0;
@@ -431,8 +518,14 @@ static void check_bundle(rein_store *s, verify_state *v, const rein_run_row *row
 
 int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, rein_err *err)
 {
+	return store_verify_run_refs(s, run_id, NULL, 0, bad_seq, err);
+}
+
+int store_verify_run_refs(rein_store *s, const char *run_id, const store_anchor_ref *refs,
+			  size_t n, int64_t *bad_seq, rein_err *err)
+{
 	rein_run_row row = {0};
-	verify_state v = {.expect_seq = 1};
+	verify_state v = {.expect_seq = 1, .refs = refs, .nrefs = n};
 	rein_event_genesis(run_id, v.prev);
 	int rc = rein_store_run_get(s, run_id, &row, err);
 	if (rc != REIN_OK)
@@ -448,6 +541,15 @@ int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, r
 		v.bad_seq = row.last_seq;
 		snprintf(v.why, sizeof v.why, "the run's last hash does not match event %lld",
 			 (long long)row.last_seq);
+	}
+	if (v.bad_seq == 0 && v.ri < v.nrefs) {
+		/* an anchor past the log's end: events were cut off */
+		v.bad_seq = v.expect_seq;
+		snprintf(v.why, sizeof v.why,
+			 "anchor %lld: anchors seq %lld but the log ends at seq %lld (events were "
+			 "removed after it was anchored)",
+			 (long long)v.refs[v.ri].anchor, (long long)v.refs[v.ri].run_seq,
+			 (long long)v.expect_seq - 1);
 	}
 	if (v.bad_seq == 0)
 		check_row(&v, &row);

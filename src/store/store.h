@@ -16,6 +16,19 @@
  * SHA-256(payload JSON text). Payloads live in a content-addressed table, so a
  * retention job can purge a payload without breaking the chain.
  *
+ * The runs' chains are anchored in one global chain: when a run ends or
+ * suspends (its row gives the lease up), the transaction that writes its
+ * last events and its row also appends an anchor {seq, run_id, run_last_seq,
+ * run_head_hash, prev_hash, hash} (rein_anchor_row, rein_anchor_hash):
+ *
+ *   hash = SHA-256( "rein.anchor" NUL || prev_hash[32] || be64(seq) ||
+ *                   run_id NUL || be64(run_last_seq) || run_head_hash[32] )
+ *
+ * with seq from 1 in append order and prev_hash the previous anchor's hash,
+ * 32 zero bytes for seq 1. So deleting a whole run (its row and its events)
+ * leaves anchors that name a run that is gone, and rewriting a run's chain
+ * consistently leaves anchored heads that are no longer on it.
+ *
  * Transactions. rein_store_begin opens one write transaction on the handle;
  * every operation called until commit or rollback is part of it, and sees
  * what the transaction wrote so far (read-your-writes: run_get, events_load,
@@ -98,6 +111,20 @@ void rein_event_hash(rein_event_row *ev);
  * Streams the fields into the digest: never allocates, cannot fail. */
 void rein_event_chain_hash(const rein_event_row *ev, uint8_t out[REIN_HASH_LEN]);
 
+/* One anchor of the global chain (see the formula above); all inline. */
+typedef struct rein_anchor_row {
+	int64_t seq;          /* from 1, append order */
+	char run_id[64];
+	int64_t run_last_seq; /* the run's last event when it was anchored */
+	uint8_t run_head_hash[REIN_HASH_LEN]; /* that event's hash */
+	uint8_t prev_hash[REIN_HASH_LEN];     /* the previous anchor's hash (seq 1: zeros) */
+	uint8_t hash[REIN_HASH_LEN];
+} rein_anchor_row;
+
+/* Computes a->hash from a's other fields (the formula above). Never
+ * allocates, cannot fail. */
+void rein_anchor_hash(const rein_anchor_row *a, uint8_t out[REIN_HASH_LEN]);
+
 /*
  * One entry of a run's inbox: something from outside the run (a cancel, a
  * signal with data, an approval) waiting to be drained into its log. Passed
@@ -143,6 +170,7 @@ typedef struct rein_claim_req {
 typedef int (*rein_event_cb)(void *ud, const rein_event_row *ev);
 typedef void (*rein_problem_cb)(void *ud, const char *problem);
 typedef int (*rein_run_cb)(void *ud, const rein_run_row *row);
+typedef int (*rein_anchor_cb)(void *ud, const rein_anchor_row *a);
 
 /*
  * The table of operations a backend implements: each has the contract of the
@@ -175,6 +203,13 @@ typedef struct rein_store_ops {
 			  rein_err *err);
 	int (*inbox_drained)(void *be, const char *run_id, int64_t upto_seq, rein_err *err);
 	int (*check)(void *be, rein_problem_cb cb, void *ud, int *n, rein_err *err);
+	/* the global anchor chain (rein_store_anchor, rein_store_anchors_load):
+	 * anchor_last sets *found false on an empty chain (a left untouched);
+	 * anchor_append is called in a transaction with a->seq the last + 1
+	 * (REIN_ECONFLICT for a seq already stored) */
+	int (*anchor_last)(void *be, rein_anchor_row *a, bool *found, rein_err *err);
+	int (*anchor_append)(void *be, const rein_anchor_row *a, rein_err *err);
+	int (*anchors_load)(void *be, rein_anchor_cb cb, void *ud, rein_err *err);
 } rein_store_ops;
 
 typedef struct rein_store_opts {
@@ -321,6 +356,27 @@ int rein_store_inbox_drained(rein_store *s, const char *run_id, int64_t upto_seq
 int rein_store_cancel_request(rein_store *s, const char *id, rein_err *err);
 
 /*
+ * In a transaction (the one that writes the run's last events and the row
+ * that gives its lease up, so both commit or neither): appends the anchor of
+ * run_id's head (its event last_seq, whose hash is head) to the global chain,
+ * after the chain's last anchor (read in the same transaction, so concurrent
+ * writers serialise on it). *out (may be NULL) gets the anchor. REIN_EINVAL
+ * outside a transaction.
+ */
+int rein_store_anchor(rein_store *s, const char *run_id, int64_t last_seq,
+		      const uint8_t head[REIN_HASH_LEN], rein_anchor_row *out, rein_err *err);
+/* In a transaction: appends a exactly as given (a->hash computed, a->seq the
+ * chain's last + 1, else REIN_ECONFLICT, possibly only at commit). For
+ * wrapping backends; the runner uses rein_store_anchor. */
+int rein_store_anchor_append(rein_store *s, const rein_anchor_row *a, rein_err *err);
+/* The chain's last anchor; *found false (a untouched) when there is none. */
+int rein_store_anchor_last(rein_store *s, rein_anchor_row *a, bool *found, rein_err *err);
+/* Calls cb for every anchor in seq order, as stored (nothing is checked);
+ * stops on a non-zero return (negative: returned as the error). cb must not
+ * use the store (a cursor may be open). */
+int rein_store_anchors_load(rein_store *s, rein_anchor_cb cb, void *ud, rein_err *err);
+
+/*
  * Recomputes the chain of one run: every hash, every link, every payload
  * present against its hash, and the run row's last seq and hash; then checks
  * the row against the log: a run whose log holds run.ended must have that
@@ -351,6 +407,11 @@ typedef struct rein_verify_stats {
 	int runs, bad;  /* runs verified, runs whose chain did not verify */
 	int64_t events; /* events covered (sum of last_seq) */
 	int store_problems; /* problems of the store itself (rein_store_check) */
+	int64_t anchors;    /* anchors in the global chain */
+	int anchor_problems; /* breaks of the anchor chain, anchors of runs that are gone */
+	uint8_t anchor_head[REIN_HASH_LEN]; /* the last anchor's hash (zeros: none) */
+	/* rein_store_verify_one: the run's latest anchor (0: none) and its run seq */
+	int64_t run_anchor, run_anchor_seq;
 } rein_verify_stats;
 /* A run whose chain did not verify: bad_seq its first bad event (0: not an
  * event, e.g. the row's last hash or a read error); why borrowed for the call. */
@@ -366,6 +427,21 @@ typedef void (*rein_verify_cb)(void *ud, const char *run_id, int64_t bad_seq, co
  */
 int rein_store_verify_all(rein_store *s, rein_verify_cb cb, void *ud, rein_verify_stats *stats,
 			  rein_err *err);
+/*
+ * The anchors, as part of verify_all (and of verify_one for one run): the
+ * global chain (each anchor's hash from its fields, its link to the one
+ * before, seqs 1..n without a gap; the first break is named, run_id NULL),
+ * every anchor's run exists (verify_all only: "anchor N: run X is not in the
+ * store"), every anchored head is a point of its run's chain (the run's event
+ * run_last_seq has hash run_head_hash: "anchor N: ..." with that seq), and
+ * every run whose row has given its lease up (it ended or suspended) with
+ * events has an anchor at or after its last seq ("... is not anchored").
+ * A problem of an anchor that names a run is reported for that run (why
+ * starts "anchor N: "), the others with run_id NULL (why "anchor N: ...").
+ * The anchors are held in memory during the check (about 100 bytes each).
+ */
+int rein_store_verify_one(rein_store *s, const char *run_id, rein_verify_cb cb, void *ud,
+			  rein_verify_stats *stats, rein_err *err);
 
 /*
  * Checks the store as a whole for what no run's chain shows: committed

@@ -48,6 +48,8 @@ enum {
 	Q_RID_CLAIM,
 	Q_BEGIN,
 	Q_COMMIT,
+	Q_ANCHOR_LAST,
+	Q_ANCHOR_PUT,
 	Q_COUNT
 };
 
@@ -69,13 +71,14 @@ enum {
  * event_log shows events with their run's text id, for people with sqlite3.
  * A run's inbox entries are keyed (run, seq), unique on (run, id); drained
  * ones are kept so that a repeated id stays a duplicate. runs.mail is 1
- * while the run has undrained entries.
+ * while the run has undrained entries. anchors is the global chain (store.h),
+ * keyed by its seq, append-only like events.
  */
 #define RUN_COLS "id, workflow, version, status, created_at, updated_at, wake_at, " \
 		 "lease_owner, lease_expires, last_seq, last_hash, output, reason, mail"
 /*
  */
-#define STORE_VERSION 3 /* 3: the inbox table, runs.mail for cancel_requested */
+#define STORE_VERSION 4 /* 3: the inbox table, runs.mail for cancel_requested; 4: anchors */
 #define SEQ_BITS 24
 #define SEQ_MAX ((INT64_C(1) << SEQ_BITS) - 1)
 
@@ -123,6 +126,10 @@ static const char *const sql[Q_COUNT] = {
 	[Q_RID_CLAIM] = "UPDATE meta SET v = v + ?1 WHERE k = 'next_rid' RETURNING v",
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
+	[Q_ANCHOR_LAST] = "SELECT seq, run_id, run_last_seq, run_head_hash, prev_hash, hash "
+			  "FROM anchors ORDER BY seq DESC LIMIT 1",
+	[Q_ANCHOR_PUT] = "INSERT INTO anchors(seq, run_id, run_last_seq, run_head_hash, prev_hash, "
+			 "hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 };
 
 /* "INSERT ... VALUES (?,...,?),(...)" with rows groups of cols parameters. */
@@ -172,6 +179,13 @@ static const char schema_sql[] =
 	" BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
 	"CREATE TRIGGER IF NOT EXISTS events_append_only_d BEFORE DELETE ON events"
 	" BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+	"CREATE TABLE IF NOT EXISTS anchors("
+	" seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, run_last_seq INTEGER NOT NULL,"
+	" run_head_hash BLOB NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL);"
+	"CREATE TRIGGER IF NOT EXISTS anchors_append_only_u BEFORE UPDATE ON anchors"
+	" BEGIN SELECT RAISE(ABORT, 'anchors are append-only'); END;"
+	"CREATE TRIGGER IF NOT EXISTS anchors_append_only_d BEFORE DELETE ON anchors"
+	" BEGIN SELECT RAISE(ABORT, 'anchors are append-only'); END;"
 	"CREATE VIEW IF NOT EXISTS event_log AS"
 	" SELECT r.id AS run_id, e.k & 16777215 AS seq, e.type, e.step, e.at, e.payload_hash,"
 	" e.prev_hash, e.hash, e.k FROM runs r JOIN events e"
@@ -207,6 +221,10 @@ typedef struct sq {
 	sqlite3_stmt *multi[2][MULTI_MAX + 1]; /* payloads, events: 2^j rows */
 	uint8_t (*known)[REIN_HASH_LEN];        /* KNOWN_SLOTS payload hashes */
 	unsigned int data_version;              /* after this handle's last commit */
+	/* inside a write transaction, once read or written: the last anchor
+	 * (the transaction holds the write lock, so nobody else appends) */
+	bool anc_known, anc_found;
+	rein_anchor_row anc;
 } sq;
 
 #define RID_SLOTS 32768 /* a power of two; at most half are used */
@@ -369,6 +387,7 @@ static int sq_begin(void *be, rein_err *err)
 	if (b->in_tx)
 		return rein_err_set(err, REIN_EINVAL, "sqlite: begin inside a transaction");
 	held_clear(b);
+	b->anc_known = false;
 	sqlite3_stmt *s = stmt(b, Q_BEGIN, err);
 	int rc = s ? step_done(b, s, err, "begin") : REIN_EIO;
 	if (rc == REIN_OK) {
@@ -391,6 +410,7 @@ static void sq_rollback(void *be)
 	known_forget(b);
 	b->rid_next = b->rid_end = 0;
 	held_clear(b);
+	b->anc_known = false;
 	b->in_tx = false;
 }
 
@@ -410,6 +430,7 @@ static int sq_commit(void *be, rein_err *err)
 	}
 	b->data_version = data_version(b);
 	held_clear(b);
+	b->anc_known = false;
 	b->in_tx = false;
 	return REIN_OK;
 }
@@ -1263,6 +1284,94 @@ out:
 	return rc;
 }
 
+static void read_anchor(sqlite3_stmt *s, rein_anchor_row *a)
+{
+	memset(a, 0, sizeof *a);
+	a->seq = sqlite3_column_int64(s, 0);
+	const char *id = (const char *)sqlite3_column_text(s, 1);
+	snprintf(a->run_id, sizeof a->run_id, "%s", id ? id : "");
+	a->run_last_seq = sqlite3_column_int64(s, 2);
+	copy_hash(s, 3, a->run_head_hash);
+	copy_hash(s, 4, a->prev_hash);
+	copy_hash(s, 5, a->hash);
+}
+
+static int sq_anchor_last(void *be, rein_anchor_row *a, bool *found, rein_err *err)
+{
+	sq *b = be;
+	if (b->in_tx && b->anc_known) {
+		if ((*found = b->anc_found))
+			*a = b->anc;
+		return REIN_OK;
+	}
+	sqlite3_stmt *s = stmt(b, Q_ANCHOR_LAST, err);
+	if (s == NULL)
+		return REIN_EIO;
+	int r = sqlite3_step(s), rc = REIN_OK;
+	if (r == SQLITE_ROW) {
+		read_anchor(s, a);
+		*found = true;
+	} else if (r == SQLITE_DONE) {
+		*found = false;
+	} else {
+		rc = db_err(b, err, "anchor last");
+	}
+	sqlite3_reset(s);
+	if (rc == REIN_OK && b->in_tx) {
+		b->anc_known = true;
+		if ((b->anc_found = *found))
+			b->anc = *a;
+	}
+	return rc;
+}
+
+static int sq_anchor_append(void *be, const rein_anchor_row *a, rein_err *err)
+{
+	sq *b = be;
+	if (!b->in_tx)
+		return rein_err_set(err, REIN_EINVAL, "sqlite: anchor append outside a transaction");
+	sqlite3_stmt *s = stmt(b, Q_ANCHOR_PUT, err);
+	if (s == NULL)
+		return REIN_EIO;
+	sqlite3_bind_int64(s, 1, a->seq);
+	sqlite3_bind_text(s, 2, a->run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, a->run_last_seq);
+	sqlite3_bind_blob(s, 4, a->run_head_hash, REIN_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 5, a->prev_hash, REIN_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 6, a->hash, REIN_HASH_LEN, SQLITE_STATIC);
+	int rc = step_done(b, s, err, "anchor append");
+	if (rc == REIN_OK) {
+		b->anc_known = b->anc_found = true;
+		b->anc = *a;
+	}
+	return rc;
+}
+
+static int sq_anchors_load(void *be, rein_anchor_cb cb, void *ud, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	int r, rc = REIN_OK;
+	if (sqlite3_prepare_v2(b->db,
+			       "SELECT seq, run_id, run_last_seq, run_head_hash, prev_hash, hash "
+			       "FROM anchors ORDER BY seq",
+			       -1, &s, NULL) != SQLITE_OK)
+		return db_err(b, err, "anchors load");
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		rein_anchor_row a;
+		read_anchor(s, &a);
+		int x = cb(ud, &a);
+		if (x != 0) {
+			rc = x < 0 ? x : REIN_OK;
+			break;
+		}
+	}
+	if (rc == REIN_OK && r != SQLITE_ROW && r != SQLITE_DONE)
+		rc = db_err(b, err, "anchors load");
+	sqlite3_finalize(s);
+	return rc;
+}
+
 static const rein_store_ops sqlite_ops = {
 	.close = sq_close,
 	.begin = sq_begin,
@@ -1282,6 +1391,9 @@ static const rein_store_ops sqlite_ops = {
 	.inbox_list = sq_inbox_list,
 	.inbox_drained = sq_inbox_drained,
 	.check = sq_check,
+	.anchor_last = sq_anchor_last,
+	.anchor_append = sq_anchor_append,
+	.anchors_load = sq_anchors_load,
 };
 
 static int64_t query_int(sq *b, const char *q)

@@ -27,10 +27,14 @@ enum {
 	FS_RUN_LIST = 1 << 12,
 	FS_EVENTS_LOAD = 1 << 13,
 	FS_INBOX_LIST = 1 << 14,
+	FS_ANCHOR_APPEND = 1 << 15,
+	FS_ANCHOR_READ = 1 << 16, /* anchor_last, anchors_load */
 	/* what the SQLite backend's write fault point used to cover, and more */
 	FS_WRITES = FS_COMMIT | FS_SPEC_PUT | FS_RUN_INSERT | FS_RUN_UPDATE | FS_LEASE |
-		    FS_CLAIM_DUE | FS_EVENT_APPEND | FS_INBOX_PUT | FS_INBOX_DRAINED,
-	FS_READS = FS_SPEC_GET | FS_RUN_GET | FS_RUN_LIST | FS_EVENTS_LOAD | FS_INBOX_LIST,
+		    FS_CLAIM_DUE | FS_EVENT_APPEND | FS_INBOX_PUT | FS_INBOX_DRAINED |
+		    FS_ANCHOR_APPEND,
+	FS_READS = FS_SPEC_GET | FS_RUN_GET | FS_RUN_LIST | FS_EVENTS_LOAD | FS_INBOX_LIST |
+		   FS_ANCHOR_READ,
 };
 
 /* The knobs, shared by the test and every wrapper made with them. */
@@ -200,6 +204,24 @@ static inline int fs_check(void *be, rein_problem_cb cb, void *ud, int *n, rein_
 	FS_CALL(0, "check", rein_store_check(f->inner, cb, ud, n, err));
 }
 
+static inline int fs_anchor_last(void *be, rein_anchor_row *a, bool *found, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(FS_ANCHOR_READ, "anchor last", rein_store_anchor_last(f->inner, a, found, err));
+}
+
+static inline int fs_anchor_append(void *be, const rein_anchor_row *a, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(FS_ANCHOR_APPEND, "anchor append", rein_store_anchor_append(f->inner, a, err));
+}
+
+static inline int fs_anchors_load(void *be, rein_anchor_cb cb, void *ud, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(FS_ANCHOR_READ, "anchors load", rein_store_anchors_load(f->inner, cb, ud, err));
+}
+
 static const rein_store_ops faultstore_ops = {
 	.close = fs_close,
 	.begin = fs_begin,
@@ -219,6 +241,9 @@ static const rein_store_ops faultstore_ops = {
 	.inbox_list = fs_inbox_list,
 	.inbox_drained = fs_inbox_drained,
 	.check = fs_check,
+	.anchor_last = fs_anchor_last,
+	.anchor_append = fs_anchor_append,
+	.anchors_load = fs_anchors_load,
 };
 
 /* Wraps inner (owned from now on, even on failure) with plan (borrowed). */

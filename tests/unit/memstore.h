@@ -47,6 +47,8 @@ typedef struct memdb {
 	size_t nruns, runcap;
 	mem_spec *specs;
 	size_t nspecs, speccap;
+	rein_anchor_row *anchors; /* the global chain, in seq order */
+	size_t nanchors, anchorcap;
 } memdb;
 
 typedef struct memstore {
@@ -97,6 +99,7 @@ static inline void memdb_clear(memdb *db)
 		rein_free(db->specs[i].bundle);
 	}
 	rein_free(db->specs);
+	rein_free(db->anchors);
 	memset(db, 0, sizeof *db);
 }
 
@@ -167,6 +170,12 @@ static inline memdb *memdb_copy(const memdb *db)
 	}
 	if (oom)
 		goto fail;
+	if (db->nanchors &&
+	    (c->anchors = rein_calloc(db->nanchors, sizeof *c->anchors)) == NULL)
+		goto fail;
+	if (db->nanchors)
+		memcpy(c->anchors, db->anchors, db->nanchors * sizeof *c->anchors);
+	c->nanchors = c->anchorcap = db->nanchors;
 	return c;
 fail:
 	memdb_free(c);
@@ -605,6 +614,42 @@ static inline int ms_check(void *be, rein_problem_cb cb, void *ud, int *n, rein_
 	return REIN_OK;
 }
 
+static inline int ms_anchor_last(void *be, rein_anchor_row *a, bool *found, rein_err *err)
+{
+	memdb *db = ((memstore *)be)->db;
+	(void)err;
+	if ((*found = db->nanchors > 0))
+		*a = db->anchors[db->nanchors - 1];
+	return REIN_OK;
+}
+
+static inline int ms_anchor_append(void *be, const rein_anchor_row *a, rein_err *err)
+{
+	memstore *m = be;
+	memdb *db = m->db;
+	if (m->saved == NULL)
+		return rein_err_set(err, REIN_EINVAL, "mem: anchor append outside a transaction");
+	if (a->seq != (int64_t)db->nanchors + 1)
+		return rein_err_set(err, REIN_ECONFLICT, "anchor %lld: the chain's next is %lld",
+				    (long long)a->seq, (long long)db->nanchors + 1);
+	if (!ms_grow((void **)&db->anchors, &db->anchorcap, db->nanchors, sizeof *a))
+		return ms_oom(err);
+	db->anchors[db->nanchors++] = *a;
+	return REIN_OK;
+}
+
+static inline int ms_anchors_load(void *be, rein_anchor_cb cb, void *ud, rein_err *err)
+{
+	memdb *db = ((memstore *)be)->db;
+	(void)err;
+	for (size_t i = 0; i < db->nanchors; i++) {
+		int x = cb(ud, &db->anchors[i]);
+		if (x != 0)
+			return x < 0 ? x : REIN_OK;
+	}
+	return REIN_OK;
+}
+
 static const rein_store_ops memstore_ops = {
 	.close = ms_close,
 	.begin = ms_begin,
@@ -624,6 +669,9 @@ static const rein_store_ops memstore_ops = {
 	.inbox_list = ms_inbox_list,
 	.inbox_drained = ms_inbox_drained,
 	.check = ms_check,
+	.anchor_last = ms_anchor_last,
+	.anchor_append = ms_anchor_append,
+	.anchors_load = ms_anchors_load,
 };
 
 /* A new handle on db (borrowed: it must outlive the store). */

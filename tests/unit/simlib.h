@@ -128,6 +128,12 @@ static inline void sim_run_all(sim *s, const char *prefix)
 /* What a test checks of one ended run, beyond its chain. */
 typedef void (*sim_check_fn)(sim *s, int i, rein_store *st, const rein_run_row *row, void *ud);
 
+static inline void sim_verify_bad(void *ud, const char *run, int64_t seq, const char *why)
+{
+	sim *s = ud;
+	fail_msg("seed %" PRIu64 ": run %s seq %lld: %s", s->seed, run ? run : "-", (long long)seq, why);
+}
+
 /* Counts the runs by status, verifies each chain and calls check on each run. */
 static inline void sim_check(sim *s, sim_check_fn check, void *ud)
 {
@@ -144,6 +150,11 @@ static inline void sim_check(sim *s, sim_check_fn check, void *ud)
 		check(s, i, st, &row, ud);
 		rein_run_row_clear(&row);
 	}
+	/* and the whole store: the anchor chain, every ended run anchored at its head */
+	rein_verify_stats vs = {0};
+	assert_int_equal(rein_store_verify_all(st, sim_verify_bad, s, &vs, &err), REIN_OK);
+	assert_int_equal(vs.bad + vs.anchor_problems + vs.store_problems, 0);
+	assert_true(vs.anchors >= s->n); /* every run ended, so each has an anchor */
 	rein_store_close(st);
 }
 

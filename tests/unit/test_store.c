@@ -1056,6 +1056,8 @@ static void end_run(rein_store *st, const char *id, int64_t seq, uint8_t prev[RE
 	snprintf(row.id, sizeof row.id, "%s", id);
 	memcpy(row.last_hash, prev, REIN_HASH_LEN);
 	assert_int_equal(rein_store_run_update(st, &row, "me", NULL, &err), REIN_OK);
+	/* the row gives the lease up: the head is anchored, as the runner does */
+	assert_int_equal(rein_store_anchor(st, id, seq, prev, NULL, &err), REIN_OK);
 	assert_int_equal(rein_store_commit(st, &err), REIN_OK);
 }
 
@@ -1179,6 +1181,257 @@ static void test_verify_all(void **state)
 	store_env_free(e);
 }
 
+/* ---- the global anchor chain ---- */
+
+/* The anchor hash by store.h's formula, written out byte for byte. */
+static void anchor_formula(const rein_anchor_row *a, uint8_t out[REIN_HASH_LEN])
+{
+	uint8_t buf[512];
+	size_t n = 0;
+	memcpy(buf, "rein.anchor", 12); /* with its NUL */
+	n = 12;
+	memcpy(buf + n, a->prev_hash, REIN_HASH_LEN);
+	n += REIN_HASH_LEN;
+	for (int i = 0; i < 8; i++)
+		buf[n++] = (uint8_t)((uint64_t)a->seq >> (56 - 8 * i));
+	memcpy(buf + n, a->run_id, strlen(a->run_id) + 1);
+	n += strlen(a->run_id) + 1;
+	for (int i = 0; i < 8; i++)
+		buf[n++] = (uint8_t)((uint64_t)a->run_last_seq >> (56 - 8 * i));
+	memcpy(buf + n, a->run_head_hash, REIN_HASH_LEN);
+	n += REIN_HASH_LEN;
+	rein_sha256(buf, n, out);
+}
+
+typedef struct anchor_list {
+	rein_anchor_row v[16];
+	int n;
+} anchor_list;
+
+static int take_anchors(void *ud, const rein_anchor_row *a)
+{
+	anchor_list *l = ud;
+	if (l->n < 16)
+		l->v[l->n++] = *a;
+	return 0;
+}
+
+/* Verifies a copy of db changed by tamper; returns the problems seen. */
+static bad_list verify_copy(const memdb *db, void (*tamper)(memdb *, const char *), const char *id,
+			    rein_verify_stats *stats)
+{
+	memdb *c = memdb_copy(db);
+	assert_non_null(c);
+	tamper(c, id);
+	rein_store *st = NULL;
+	rein_err err = {0};
+	assert_int_equal(memstore_open(c, &st, &err), REIN_OK);
+	bad_list b = {0};
+	assert_int_equal(rein_store_verify_all(st, note_bad, &b, stats, &err), REIN_OK);
+	rein_store_close(st);
+	memdb_free(c);
+	return b;
+}
+
+static mem_run *mem_find(memdb *db, const char *id)
+{
+	mem_run *r = ms_find(db, id);
+	assert_non_null(r);
+	return r;
+}
+
+/* Rehashes the run's events from index k on, and its row (a consistent
+ * rewrite that the run's chain alone cannot tell). */
+static void rechain(mem_run *r, size_t k)
+{
+	for (size_t j = k; j < r->nev; j++) {
+		mem_ev *e = &r->ev[j];
+		if (j > 0)
+			memcpy(e->prev_hash, r->ev[j - 1].hash, REIN_HASH_LEN);
+		rein_sha256(e->payload, strlen(e->payload), e->payload_hash);
+		rein_event_row ev = {.run_id = r->row.id, .seq = e->seq, .type = e->type,
+				     .step = e->step, .at = e->at};
+		memcpy(ev.payload_hash, e->payload_hash, REIN_HASH_LEN);
+		memcpy(ev.prev_hash, e->prev_hash, REIN_HASH_LEN);
+		rein_event_chain_hash(&ev, e->hash);
+	}
+	r->row.last_seq = r->nev ? r->ev[r->nev - 1].seq : 0;
+	if (r->nev)
+		memcpy(r->row.last_hash, r->ev[r->nev - 1].hash, REIN_HASH_LEN);
+}
+
+/* Rehashes the anchors from index k on (a consistent rewrite of the chain). */
+static void reanchor(memdb *db, size_t k)
+{
+	for (size_t j = k; j < db->nanchors; j++) {
+		if (j > 0)
+			memcpy(db->anchors[j].prev_hash, db->anchors[j - 1].hash, REIN_HASH_LEN);
+		rein_anchor_hash(&db->anchors[j], db->anchors[j].hash);
+	}
+}
+
+static void t_delete_run(memdb *db, const char *id)
+{
+	mem_run *r = mem_find(db, id);
+	size_t i = (size_t)(r - db->runs);
+	ms_run_free(r);
+	memmove(&db->runs[i], &db->runs[i + 1], (db->nruns - i - 1) * sizeof *r);
+	db->nruns--;
+}
+
+static void t_rewrite_run(memdb *db, const char *id)
+{
+	mem_run *r = mem_find(db, id);
+	char *p = r->ev[2].payload;
+	assert_true(strlen(p) > 2);
+	p[1] = p[1] == 'x' ? 'y' : 'x'; /* one byte of a payload, and every hash after it */
+	rechain(r, 2);
+}
+
+static void t_truncate_run(memdb *db, const char *id)
+{
+	mem_run *r = mem_find(db, id);
+	rein_free(r->ev[r->nev - 1].type);
+	rein_free(r->ev[r->nev - 1].step);
+	rein_free(r->ev[r->nev - 1].payload);
+	r->nev--;
+	rechain(r, r->nev);
+}
+
+static void t_anchor_byte(memdb *db, const char *id)
+{
+	(void)id;
+	db->anchors[1].run_head_hash[7] ^= 0x10;
+}
+
+static void t_anchor_rehashed(memdb *db, const char *id)
+{
+	(void)id;
+	db->anchors[1].run_head_hash[7] ^= 0x10;
+	reanchor(db, 1);
+}
+
+static void t_anchor_deleted(memdb *db, const char *id)
+{
+	(void)id;
+	memmove(&db->anchors[1], &db->anchors[2], (db->nanchors - 2) * sizeof *db->anchors);
+	db->nanchors--;
+}
+
+static void t_last_anchor_dropped(memdb *db, const char *id)
+{
+	(void)id;
+	db->nanchors--;
+}
+
+static bool why_has(const bad_list *b, const char *run, const char *text)
+{
+	for (int i = 0; i < b->n; i++)
+		if ((run == NULL || strcmp(b->run[i], run) == 0) && strstr(b->why[i], text))
+			return true;
+	return false;
+}
+
+/*
+ * The runner anchors each run's head when the run ends, in the global chain
+ * whose hashes follow store.h's formula byte for byte; verify_all checks the
+ * chain and every anchored head. Over the memory backend, tampering behind
+ * the store's back: a whole run deleted, a run's chain rewritten
+ * consistently (its own chain verifies), its last event cut off, one byte of
+ * an anchor, an anchor rewritten with the chain rehashed, an anchor deleted,
+ * the last anchor dropped: each is found and named.
+ */
+static void test_anchors(void **state)
+{
+	env e;
+	env_init(&e, state);
+	rein_err err = {0};
+	char id[3][64];
+	for (int i = 0; i < 3; i++) {
+		json_t *in = json_pack("{s:i}", "n", i);
+		assert_int_equal(rein_runner_start(e.rn, e.spec, in, NULL, id[i], &err), REIN_OK);
+		json_decref(in);
+	}
+	assert_int_equal(rein_runner_drive(e.rn, &err), REIN_OK);
+	rein_run_result r;
+	while (rein_runner_result(e.rn, &r))
+		rein_run_result_clear(&r);
+	anchor_list l = {0};
+	assert_int_equal(rein_store_anchors_load(e.st, take_anchors, &l, &err), REIN_OK);
+	assert_int_equal(l.n, 3); /* one per run that ended */
+	uint8_t prev[REIN_HASH_LEN] = {0};
+	for (int i = 0; i < l.n; i++) {
+		uint8_t h[REIN_HASH_LEN];
+		assert_int_equal(l.v[i].seq, i + 1);
+		assert_memory_equal(l.v[i].prev_hash, prev, REIN_HASH_LEN);
+		anchor_formula(&l.v[i], h);
+		assert_memory_equal(h, l.v[i].hash, REIN_HASH_LEN);
+		memcpy(prev, h, REIN_HASH_LEN);
+		rein_run_row row = {0};
+		assert_int_equal(rein_store_run_get(e.st, l.v[i].run_id, &row, &err), REIN_OK);
+		assert_int_equal(l.v[i].run_last_seq, row.last_seq);
+		assert_memory_equal(l.v[i].run_head_hash, row.last_hash, REIN_HASH_LEN);
+		rein_run_row_clear(&row);
+	}
+	rein_verify_stats stats = {0};
+	bad_list b = {0};
+	assert_int_equal(rein_store_verify_all(e.st, note_bad, &b, &stats, &err), REIN_OK);
+	assert_int_equal(stats.bad, 0);
+	assert_int_equal(stats.anchor_problems, 0);
+	assert_int_equal(b.n + b.store, 0);
+	assert_int_equal(stats.anchors, 3);
+	assert_memory_equal(stats.anchor_head, prev, REIN_HASH_LEN);
+	assert_int_equal(rein_store_verify_one(e.st, l.v[1].run_id, note_bad, &b, &stats, &err),
+			 REIN_OK);
+	assert_int_equal(stats.bad + stats.anchor_problems, 0);
+	assert_int_equal(stats.run_anchor, 2);
+	assert_int_equal(stats.run_anchor_seq, 10);
+	/* an anchor outside a transaction is refused */
+	assert_int_equal(rein_store_anchor(e.st, id[0], 10, prev, NULL, &err), REIN_EINVAL);
+	rein_err_clear(&err);
+	if (e.backend == BE_MEMORY) {
+		const char *a1 = l.v[1].run_id; /* the run of anchor 2 */
+		b = verify_copy(&e.mem, t_delete_run, a1, &stats);
+		assert_int_equal(stats.anchor_problems, 1);
+		assert_int_equal(stats.runs, 2);
+		assert_true(b.store == 1);
+		/* the rewritten run: its own chain verifies, its anchor does not */
+		int64_t bad = 0;
+		{
+			memdb *c = memdb_copy(&e.mem);
+			rein_store *st = NULL;
+			t_rewrite_run(c, a1);
+			assert_int_equal(memstore_open(c, &st, &err), REIN_OK);
+			assert_int_equal(rein_store_verify_run(st, a1, &bad, &err), REIN_OK);
+			rein_store_close(st);
+			memdb_free(c);
+		}
+		b = verify_copy(&e.mem, t_rewrite_run, a1, &stats);
+		assert_int_equal(stats.bad, 1);
+		assert_true(why_has(&b, a1, "anchor 2: the anchored head of seq 10 is not the run's"));
+		assert_int_equal(b.seq[0], 10);
+		b = verify_copy(&e.mem, t_truncate_run, a1, &stats);
+		assert_int_equal(stats.bad, 1);
+		assert_true(why_has(&b, a1, "anchor 2: anchors seq 10 but the log ends at seq 9"));
+		b = verify_copy(&e.mem, t_anchor_byte, a1, &stats);
+		assert_int_equal(stats.anchor_problems, 1);
+		assert_int_equal(b.store, 1);
+		b = verify_copy(&e.mem, t_anchor_rehashed, a1, &stats);
+		assert_int_equal(stats.anchor_problems, 0);
+		assert_int_equal(stats.bad, 1);
+		assert_true(why_has(&b, a1, "anchor 2: the anchored head of seq 10"));
+		b = verify_copy(&e.mem, t_anchor_deleted, a1, &stats);
+		assert_int_equal(stats.anchor_problems, 1); /* anchor 3: anchors are missing */
+		assert_int_equal(stats.bad, 1);            /* and a1's head is not anchored */
+		assert_true(why_has(&b, a1, "is not anchored"));
+		b = verify_copy(&e.mem, t_last_anchor_dropped, NULL, &stats);
+		assert_int_equal(stats.anchor_problems, 0);
+		assert_int_equal(stats.bad, 1);
+		assert_true(why_has(&b, l.v[2].run_id, "is not anchored (the run has no anchor)"));
+	}
+	env_free(&e);
+}
+
 /* The JSON views: a run row's keys (event_count, not events), and an event
  * whose payload was purged (marked) beside one whose payload is JSON null. */
 static void test_views(void **state)
@@ -1285,7 +1538,7 @@ static void test_open_url(void **state)
 		 "sqlite3 '%s' 'CREATE TABLE runs(id TEXT); PRAGMA user_version=2;' 2>/dev/null", old);
 	if (system(cmd) == 0) {
 		assert_int_equal(rein_store_open(old, NULL, &st, &err), REIN_EINVAL);
-		assert_non_null(strstr(err.msg, "store schema version 2, this rein reads version 3"));
+		assert_non_null(strstr(err.msg, "store schema version 2, this rein reads version 4"));
 	}
 	rm_rf(dir);
 	free(dir);
@@ -1312,6 +1565,7 @@ int main(void)
 		BOTH(test_inbox),
 		BOTH(test_store_write_faults),
 		BOTH(test_verify_all),
+		BOTH(test_anchors),
 		cmocka_unit_test(test_views),
 		cmocka_unit_test(test_open_must_exist),
 		cmocka_unit_test(test_open_url),
