@@ -7,5 +7,7 @@ int rein_cmd_tools(int argc, char **argv);
 int rein_cmd_event_types(int argc, char **argv);
 /* db: the global --db flag, or NULL */
 int rein_cmd_metrics(int argc, char **argv, const char *db);
+/* kill, unkill, kills (cmd names which); db as for metrics */
+int rein_cmd_kill(const char *cmd, int argc, char **argv, const char *db);
 
 #endif
