@@ -720,6 +720,38 @@ static void test_kill_held(void **state)
 	drive_free(&d);
 }
 
+/* The kill switch's --tenant reads run.started's requester.tenant; a shadow
+ * run is one whose run.started says so, or whose spec does. */
+static void test_run_tenant_shadow(void **state)
+{
+	(void)state;
+	rein_script *sb = NULL;
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	rein_spec *spec = spec_from_yaml(sb, TOOL_WF("header", ""));
+	const char *starts[] = {
+		"{\"input\": {}, \"workflow\": \"t\", \"version\": \"1\", \"shadow\": true, "
+		"\"requester\": {\"user\": \"ann\", \"tenant\": \"acme\"}}",
+		"{\"input\": {}, \"workflow\": \"t\", \"version\": \"1\"}"};
+	for (int i = 0; i < 2; i++) {
+		rein_run *r = NULL;
+		rein_err err = {0};
+		json_t *d = J(starts[i]);
+		assert_int_equal(rein_run_new(spec, sb, "run_t", &r), REIN_OK);
+		assert_int_equal(rein_run_apply(r, EV(RUN_STARTED), NULL, 1, d, &err), REIN_OK);
+		if (i == 0) {
+			assert_string_equal(rein_run_tenant(r), "acme");
+			assert_true(rein_run_shadow(r));
+		} else {
+			assert_null(rein_run_tenant(r));
+			assert_false(rein_run_shadow(r));
+		}
+		json_decref(d);
+		rein_run_free(r);
+	}
+	rein_spec_free(spec);
+	rein_script_free(sb);
+}
+
 static void test_tool_fallbacks(void **state)
 {
 	(void)state;
@@ -1227,7 +1259,8 @@ int main(void)
 {
 	rein_init();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_kill_held), cmocka_unit_test(test_routing),      cmocka_unit_test(test_parallel_join),
+		cmocka_unit_test(test_kill_held), cmocka_unit_test(test_run_tenant_shadow),
+		cmocka_unit_test(test_routing),      cmocka_unit_test(test_parallel_join),
 		cmocka_unit_test(test_wait_timer),   cmocka_unit_test(test_loop_bounds),
 		cmocka_unit_test(test_timeout),      cmocka_unit_test(test_step_errors),
 		cmocka_unit_test(test_output_schema), cmocka_unit_test(test_corrupt_log),
