@@ -537,7 +537,7 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 		return engine_apply_llm(r, t, evt, at, data, err);
 	if (ENGINE_EV_TOOL(evt))
 		return engine_apply_tool(r, t, evt, at, data, err);
-	if (evt == REIN_EV_KILL_HELD || evt == REIN_EV_KILL_LIFTED || evt == REIN_EV_TOOL_SHADOWED)
+	if (evt == REIN_EV_KILL_HELD || evt == REIN_EV_KILL_LIFTED)
 		return engine_apply_kill(r, t, evt, at, data, err);
 	if (evt == REIN_EV_STEP_COMPLETED) {
 		if (th->state == T_SIGNAL) {

@@ -73,6 +73,8 @@ int engine_apply_tool(rein_run *r, int ti, rein_event_type evt, int64_t at, cons
 				    type, st->name);
 	if (evt >= REIN_EV_BREAKER_OPENED && evt <= REIN_EV_BREAKER_CLOSED)
 		return REIN_OK; /* process-wide breaker transitions: a record only */
+	if (evt == REIN_EV_TOOL_SHADOWED)
+		return engine_apply_kill(r, ti, evt, at, data, err);
 	if (st->kind == REIN_STEP_AGENT && (evt == REIN_EV_TOOL_RESULT ||
 					    evt == REIN_EV_TOOL_REFUSED))
 		return engine_agent_tool_done(r, ti, evt, data, err);
