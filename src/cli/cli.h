@@ -17,5 +17,7 @@ void rein_cli_trace_attach(struct rein_runner_opts *o);
 void rein_cli_trace_detach(void);
 /* rein audit export RUN (argv[0] "export"); db: the store's path or NULL */
 int rein_cmd_audit_export(int argc, char **argv, const char *db);
+/* kill, unkill, kills (cmd names which); db as for metrics */
+int rein_cmd_kill(const char *cmd, int argc, char **argv, const char *db);
 
 #endif

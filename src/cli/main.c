@@ -55,6 +55,10 @@ static const char usage_main[] =
 	"                                                resolve a needs_review run\n"
 	"  signal RUN NAME [JSON] [--id ID]              send a signal to a run's wait step\n"
 	"  retry RUN --from STEP [--max-wait S]          a new run from STEP, reusing the steps before\n"
+	"  kill [--workflow W] [--tool T] [--tenant T] --reason TEXT\n"
+	"                                                stop covered write calls in every process\n"
+	"  unkill [--workflow W] [--tool T] [--tenant T] lift that switch\n"
+	"  kills [--json]                                the switches set\n"
 	"  validate DIR [--input JSON|@FILE]             check a workflow (and an input)\n"
 	"  audit verify [RUN]                            check the hash chains, rows, bundles\n"
 	"  trace RUN [--json]                            a run's spans as a tree (or OTLP JSON)\n"
@@ -225,6 +229,7 @@ static void progress(void *ud, const rein_event_row *rows, size_t n)
  * rein_runner_opts.stop); a second signal kills at once (SA_RESETHAND). */
 static volatile sig_atomic_t stop_signal;
 static int64_t grace_ms = 10000; /* --grace */
+static bool run_shadow;          /* rein run --shadow */
 
 static void on_stop_signal(int sig)
 {
@@ -272,6 +277,7 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 		.on_commit = isatty(2) ? progress : NULL,
 		.stop = &stop_signal,
 		.stop_grace_ms = grace_ms,
+		.shadow = run_shadow,
 	};
 	stop_on_signals();
 	if (worker_script(w, cmd) != EXIT_OK)
@@ -453,7 +459,7 @@ out:
 
 static const char usage_run[] =
 	"usage: rein run DIR [--input JSON|@FILE|@-] [--id KEY] [--max-wait SECONDS]\n"
-	"                    [--grace SECONDS] [--db PATH]\n"
+	"                    [--grace SECONDS] [--shadow] [--db PATH]\n"
 	"\n"
 	"Starts a run of the workflow in DIR (or DIR/workflow.yaml) and drives it until\n"
 	"it ends or waits on a timer longer than --max-wait (default 60 s; shorter\n"
@@ -470,6 +476,10 @@ static const char usage_run[] =
 	"driven like a new run; if another live worker holds it, its current status\n"
 	"is printed (exit 4). Its input is its own: the --input given is checked, not\n"
 	"compared. A KEY that names a run of another workflow is refused (exit 2).\n"
+	"\n"
+	"--shadow starts a shadow run: write calls go through contracts and checks,\n"
+	"are recorded as tool.shadowed (what would have been sent) and are not sent;\n"
+	"the step gets the contract's shadow result (docs/operations.md).\n"
 	"\n"
 	"exit: 0 succeeded, 1 failed, 2 bad usage/spec/input (nothing started),\n"
 	"3 escalated, 4 waiting, 5 cancelled, 6 needs_review, 7 stopped by a signal.\n"
@@ -557,6 +567,7 @@ static int cmd_run(int argc, char **argv, const char *db)
 					   {"max-wait", required_argument, 0, 'w'},
 					   {"grace", required_argument, 0, 'g'},
 					   {"id", required_argument, 0, 'k'},
+					   {"shadow", no_argument, 0, 'S'},
 					   {"db", required_argument, 0, 'd'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
@@ -566,6 +577,7 @@ static int cmd_run(int argc, char **argv, const char *db)
 	{
 	case 'i': input_arg = optarg; break;
 	case 'k': key = optarg; break;
+	case 'S': run_shadow = true; break;
 	case 'w':
 		if (!parse_seconds(optarg, &max_wait))
 			return usage_error("run", "--max-wait needs seconds, not '%s'", optarg);
@@ -1494,6 +1506,8 @@ int main(int argc, char **argv)
 		return rein_cmd_metrics(cargc, cargv, db);
 	if (strcmp(cmd, "trace") == 0)
 		return rein_cmd_trace(cargc, cargv, db);
+	if (strcmp(cmd, "kill") == 0 || strcmp(cmd, "unkill") == 0 || strcmp(cmd, "kills") == 0)
+		return rein_cmd_kill(cmd, cargc, cargv, db);
 	if (strcmp(cmd, "schema") == 0) {
 		if (db)
 			setenv("REIN_DB", db, 1);

@@ -62,6 +62,8 @@ void rein_run_free(rein_run *r)
 	json_decref(r->end_output);
 	json_decref(r->review);
 	rein_free(r->reason);
+	rein_free(r->kill_reason);
+	rein_free(r->tenant);
 	rein_free(r->end_reason);
 	rein_free(r->last_error);
 	rein_free(r->fail_reason);
@@ -490,6 +492,11 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 		r->started_at = at;
 		r->deadline = r->spec->timeout_ms ? at + r->spec->timeout_ms : 0;
+		r->shadow = r->spec->shadow || json_is_true(json_object_get(data, "shadow"));
+		const char *tenant = json_string_value(
+			json_object_get(json_object_get(data, "requester"), "tenant"));
+		if (tenant && engine_set_str(&r->tenant, tenant) != REIN_OK)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 		int t = new_thread(r, -1, 0);
 		if (t < 0)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -530,6 +537,8 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 		return engine_apply_llm(r, t, evt, at, data, err);
 	if (ENGINE_EV_TOOL(evt))
 		return engine_apply_tool(r, t, evt, at, data, err);
+	if (evt == REIN_EV_KILL_HELD || evt == REIN_EV_KILL_LIFTED)
+		return engine_apply_kill(r, t, evt, at, data, err);
 	if (evt == REIN_EV_STEP_COMPLETED) {
 		if (th->state == T_SIGNAL) {
 			const json_t *sout = NULL;
@@ -856,12 +865,12 @@ rein_status rein_run_status(const rein_run *r)
 	for (size_t i = 0; i < r->nth; i++) {
 		int st = r->th[i].state;
 		if (st != T_TIMER && st != T_SLEEPING && st != T_DONE && st != T_JOIN &&
-		    st != T_SIGNAL)
+		    st != T_SIGNAL && !(st == T_CALL && r->th[i].killed))
 			return REIN_RUN_RUNNING;
 	}
 	for (size_t i = 0; i < r->nth; i++)
 		if (r->th[i].state == T_TIMER || r->th[i].state == T_SLEEPING ||
-		    r->th[i].state == T_SIGNAL)
+		    r->th[i].state == T_SIGNAL || (r->th[i].state == T_CALL && r->th[i].killed))
 			return REIN_RUN_WAITING;
 	return REIN_RUN_RUNNING;
 }
@@ -875,6 +884,8 @@ const json_t *rein_run_output(const rein_run *r)
 const char *rein_run_reason(const rein_run *r)
 {
 	assert(r != NULL);
+	if (!r->ended && r->kill_reason && rein_run_status(r) == REIN_RUN_WAITING)
+		return r->kill_reason;
 	return r->reason;
 }
 
@@ -907,6 +918,9 @@ int64_t rein_run_wake_at(const rein_run *r)
 		     (r->th[i].state == T_SIGNAL && r->th[i].due > 0)) &&
 		    (due == 0 || r->th[i].due < due))
 			due = r->th[i].due;
+		else if (r->th[i].state == T_CALL && r->th[i].killed &&
+			 (due == 0 || r->th[i].kill_at + ENGINE_KILL_RECHECK_MS < due))
+			due = r->th[i].kill_at + ENGINE_KILL_RECHECK_MS; /* looked at again */
 	if (r->deadline && due && r->deadline < due)
 		due = r->deadline;
 	if (r->deadline && due == 0 && rein_run_awaits_signal(r))

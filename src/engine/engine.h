@@ -136,12 +136,35 @@ void rein_run_recovered(rein_run *r, int64_t now);
  */
 int rein_run_review_check(const rein_run *r, const json_t *review, rein_err *err);
 
+/*
+ * The kill switch and shadow mode (docs/operations.md). The runner checks the
+ * store's switches right before a write call goes out; a covered call is
+ * recorded as kill.held {tool, key, switch, reason} instead of being sent,
+ * and the run waits (status waiting, reason "killed: ...") until the runner
+ * records kill.lifted {tool, key}, after which the next poll asks for the
+ * same call again (same key). A held call is known not to have been sent: a
+ * resume does not take it as in doubt. While held, the poll sleeps
+ * ENGINE_KILL_RECHECK_MS at a time and the run's timer (rein_run_wake_at) is
+ * the hold's time plus that, so a released run is claimed and looked at again.
+ */
+/* True while step's call is held by a kill switch. */
+bool rein_run_killed(const rein_run *r, int step);
+/* A shadow run (run.started shadow: true, or the spec's shadow: true): no
+ * write call is sent; the runner records tool.shadowed and answers it with
+ * the contract's shadow result. */
+bool rein_run_shadow(const rein_run *r);
+/* run.started's requester.tenant (borrowed), or NULL: the kill switch's
+ * --tenant selector. */
+const char *rein_run_tenant(const rein_run *r);
+
 rein_status rein_run_status(const rein_run *r);
 /* True once the engine has decided the run ends (the next poll emits
  * run.ended): the executor sends nothing more for it. */
 bool rein_run_ending(const rein_run *r);
 /* The final output (borrowed), NULL until the run has ended. */
 const json_t *rein_run_output(const rein_run *r);
+/* The reason of the end; while a call is held by a kill switch (and the run
+ * waits), "killed: REASON (switch N)". */
 const char *rein_run_reason(const rein_run *r);
 const char *rein_run_id(const rein_run *r);
 const rein_spec *rein_run_spec(const rein_run *r);

@@ -54,6 +54,8 @@ typedef struct thread {
 	int64_t intent_at;
 	int64_t delay_ms; /* T_BACKOFF: the decided delay */
 	bool in_doubt;    /* rebuilt after a crash with an attempt unresolved */
+	bool killed;      /* T_CALL: held by a kill switch (kill.held), not sent */
+	int64_t kill_at;  /* ... since (the kill.held's time) */
 	char *error;      /* the last attempt's error */
 	/* llm */
 	int tier;         /* the tier being called */
@@ -104,6 +106,10 @@ struct rein_run {
 	 * by name: {NAME: [{id, data}, ...]} in arrival order; the ids seen;
 	 * the refusals still to record ([{id, name, error}]) */
 	json_t *signals, *sig_seen, *sig_refused;
+	/* the kill switch and shadow mode (engine_tool.c) */
+	char *kill_reason; /* "killed: ..." of the last kill.held, while one is held */
+	char *tenant;      /* run.started's requester.tenant, or NULL */
+	bool shadow;       /* run.started shadow, or the spec's shadow: true */
 };
 
 /*
@@ -180,6 +186,13 @@ int engine_check_output(const rein_step *st, const json_t *out, char **why);
 /* cmd: the decided backoff of t as an event of type (tool.backoff or model.backoff). */
 int engine_emit_backoff(rein_cmd *cmd, rein_event_type type, const thread *t, int64_t now,
 			rein_err *err);
+
+/* kill.held / kill.lifted / tool.shadowed on thread ti's call (T_CALL). */
+int engine_apply_kill(rein_run *r, int ti, rein_event_type evt, int64_t at, const json_t *data,
+		      rein_err *err);
+/* How often a call held by a kill switch is looked at again (ms): the run
+ * sleeps this long between two looks, and a released run's timer says so. */
+#define ENGINE_KILL_RECHECK_MS 1000
 
 /* ---- the path of a proposed tool call (engine_propose.c) ------------------ */
 

@@ -73,6 +73,8 @@ int engine_apply_tool(rein_run *r, int ti, rein_event_type evt, int64_t at, cons
 				    type, st->name);
 	if (evt >= REIN_EV_BREAKER_OPENED && evt <= REIN_EV_BREAKER_CLOSED)
 		return REIN_OK; /* process-wide breaker transitions: a record only */
+	if (evt == REIN_EV_TOOL_SHADOWED)
+		return engine_apply_kill(r, ti, evt, at, data, err);
 	if (st->kind == REIN_STEP_AGENT && (evt == REIN_EV_TOOL_RESULT ||
 					    evt == REIN_EV_TOOL_REFUSED))
 		return engine_agent_tool_done(r, ti, evt, data, err);
@@ -210,6 +212,12 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 				  err);
 			return rc;
 		}
+		if (t->killed) { /* held: looked at again in a while (the runner's kill.lifted) */
+			int64_t d = now + ENGINE_KILL_RECHECK_MS;
+			if (d < *due)
+				*due = d;
+			return REIN_OK;
+		}
 		if (t->issued) {
 			*busy = true;
 			return REIN_OK;
@@ -299,12 +307,63 @@ void rein_run_recovered(rein_run *r, int64_t now)
 	assert(r != NULL);
 	for (size_t i = 0; i < r->nth; i++) {
 		thread *t = &r->th[i];
-		if (t->state == T_CALL || (t->state == T_SLEEPING && t->due <= now)) {
+		if (t->state == T_CALL && t->killed) {
+			/* held by a switch: known not sent, not in doubt */
+		} else if (t->state == T_CALL || (t->state == T_SLEEPING && t->due <= now)) {
 			t->state = T_CALL;
 			t->in_doubt = true;
 		}
 		t->issued = false;
 	}
+}
+
+/* ---- the kill switch and shadow mode --------------------------------------- */
+
+int engine_apply_kill(rein_run *r, int ti, rein_event_type evt, int64_t at, const json_t *data,
+		      rein_err *err)
+{
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth);
+	thread *t = &r->th[ti];
+	const rein_step *st = &r->spec->steps[t->step];
+	const char *key = json_string_value(json_object_get(data, "key"));
+	if ((st->kind != REIN_STEP_TOOL && st->kind != REIN_STEP_AGENT) || t->state != T_CALL ||
+	    key == NULL || strcmp(key, t->key) != 0 ||
+	    (evt == REIN_EV_KILL_HELD && t->killed) || (evt == REIN_EV_KILL_LIFTED && !t->killed) ||
+	    (evt == REIN_EV_TOOL_SHADOWED && t->killed))
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s for '%s' out of order", r->id,
+				    rein_event_name(evt), st->name);
+	if (evt == REIN_EV_TOOL_SHADOWED)
+		return REIN_OK; /* a record: its answer follows as the call's outcome */
+	t->issued = false;
+	t->killed = evt == REIN_EV_KILL_HELD;
+	t->kill_at = at;
+	if (evt == REIN_EV_KILL_LIFTED)
+		return REIN_OK;
+	char *why = rein_sprintf("killed: %s (switch %lld)",
+				 json_string_value(json_object_get(data, "reason")),
+				 (long long)json_integer_value(json_object_get(data, "switch")));
+	rein_free(r->kill_reason);
+	r->kill_reason = why;
+	return why ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
+}
+
+bool rein_run_killed(const rein_run *r, int step)
+{
+	assert(r != NULL);
+	int ti = engine_thread_at(r, step);
+	return ti >= 0 && r->th[ti].state == T_CALL && r->th[ti].killed;
+}
+
+bool rein_run_shadow(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->shadow;
+}
+
+const char *rein_run_tenant(const rein_run *r)
+{
+	assert(r != NULL);
+	return r->tenant;
 }
 
 /* ---- resolving needs_review (rein review) ---------------------------------- */

@@ -21,9 +21,11 @@
 #include "event_types.h"
 
 const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
-	[REIN_EV_RUN_STARTED] = {"run.started", "runner", false, "input:j workflow:s version:s retry_of:o?",
+	[REIN_EV_RUN_STARTED] = {"run.started", "runner", false,
+				 "input:j workflow:s version:s retry_of:o? shadow:b?",
 				 "a run began with this input, pinned to this workflow version (retry_of: "
-				 "{run, from}, a retry of that run from that step)"},
+				 "{run, from}, a retry of that run from that step; shadow: true, no write "
+				 "call of the run is sent)"},
 	[REIN_EV_RUN_RESUMED] = {"run.resumed", "runner", false, "owner:s previous_owner:s?",
 				 "a worker took the run over from an owner that is gone (informational)"},
 	[REIN_EV_RUN_ENDED] = {"run.ended", "engine", false, "status:s reason:s? output:j?",
@@ -89,6 +91,15 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				 "the call moves to the next tier (a failure or the budget)"},
 	[REIN_EV_MODEL_BREAKER] = {"model.breaker", "model", true, "state:s provider:s?",
 				   "a provider's circuit breaker changed state (informational)"},
+	[REIN_EV_KILL_HELD] = {"kill.held", "runner", true, "tool:s key:s switch:i reason:s",
+			       "a kill switch covers this write call: it was not sent, and the run "
+			       "waits (killed) until the switch is lifted"},
+	[REIN_EV_KILL_LIFTED] = {"kill.lifted", "runner", true, "tool:s key:s",
+				 "no switch covers the held call any more: it goes out, with the same "
+				 "idempotency key"},
+	[REIN_EV_TOOL_SHADOWED] = {"tool.shadowed", "runner", true, "tool:s key:s args:o result:j",
+				   "shadow mode: the write call that would have been sent, not sent; "
+				   "result is what the step gets (the contract's shadow result)"},
 };
 
 const rein_event_def *rein_event_def_of(int type)

@@ -140,6 +140,7 @@ void rein_runner_free(rein_runner *rn)
 	rein_io_free(rn->io);        /* cancels calls still out: their tickets are dead */
 	rein_tools_free(rn->tx);
 	rein_model_router_free(rn->router); /* after io: the calls out are done */
+	runner_kill_free(rn);
 	rein_free(rn->dq);
 	rein_free(rn->ev);
 	rein_free(rn->runs);
@@ -243,6 +244,12 @@ static int append(rein_runner *rn, active *a, const char *type, int step, const 
 	return append_at(rn, a, type, step, data, runner_now(rn), err);
 }
 
+int runner_append(rein_runner *rn, active *a, const char *type, int step, const json_t *data,
+		  rein_err *err)
+{
+	return append(rn, a, type, step, data, err);
+}
+
 static int add_active(rein_runner *rn, active *a)
 {
 	if (runner_grow((void **)&rn->runs, &rn->cap, rn->n + 1, sizeof *rn->runs) != REIN_OK)
@@ -281,7 +288,8 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 	if (data && (json_object_set_new_nocheck(data, "workflow",
 						   json_string(spec->name ? spec->name : "")) ||
 		     json_object_set_new_nocheck(data, "version", json_string(spec->version)) ||
-		     json_object_set_nocheck(data, "input", (json_t *)input))) {
+		     json_object_set_nocheck(data, "input", (json_t *)input) ||
+		     (rn->o.shadow && json_object_set_new_nocheck(data, "shadow", json_true())))) {
 		json_decref(data);
 		data = NULL;
 	}
@@ -959,6 +967,15 @@ static int dispatch_all(rein_runner *rn, rein_err *err)
 			a->state = A_RUN;
 			continue;
 		}
+		/* the last look before the wire: shadow mode, the kill switch */
+		bool kept = false;
+		if (a->spec->tools[call.tool].write &&
+		    (rc = runner_write_gate(rn, a, step, &call, &kept, err)) != REIN_OK)
+			return rc;
+		if (kept) {
+			a->state = A_RUN;
+			continue;
+		}
 		ticket *tk = rein_calloc(1, sizeof *tk);
 		if (tk == NULL)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -1106,6 +1123,10 @@ int rein_runner_drive(rein_runner *rn, rein_err *err)
 		 * the run takes another step (a cancel ends it at once) */
 		if ((rc = drain_all(rn, NULL, err)) != REIN_OK)
 			goto fail;
+		for (size_t i = 0; i < rn->n && !rn->stopping; i++) /* the store is ours here too */
+			if (rn->runs[i]->state == A_RUN &&
+			    (rc = runner_kill_recheck(rn, rn->runs[i], err)) != REIN_OK)
+				goto fail;
 		for (size_t i = 0; i < rn->n; i++) {
 			active *a = rn->runs[i];
 			if (a->state != A_RUN || rn->stopping) /* stopping: no further step */

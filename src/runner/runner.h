@@ -25,6 +25,9 @@ typedef struct rein_runner rein_runner;
 
 typedef struct rein_runner_opts {
 	const rein_clock *clock; /* NULL: the system clock */
+	/* Runs started by this runner are shadow runs (run.started shadow: true,
+	 * kept across resumes): no write call is sent (docs/operations.md). */
+	bool shadow;
 	int64_t lease_ms;        /* lease length; 0: 60 s */
 	int64_t max_wait_ms;     /* timers due within this are slept through; 0: none */
 	size_t max_batch;        /* events per transaction before a forced commit;

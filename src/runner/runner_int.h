@@ -112,6 +112,12 @@ struct rein_runner {
 	dispatch *dq; /* tool attempts waiting for the barrier */
 	size_t ndq, dqcap;
 	rein_model_router *router; /* model policy; created with io, at the first dispatch */
+	/* the kill switches as of kill_ver (kill.c); reloaded when the store's
+	 * version differs from it, which is read before every write call */
+	rein_kill_row *kills;
+	size_t nkills;
+	int64_t kill_ver;
+	bool kill_loaded;
 	int64_t commit_ms; /* what a synchronous commit costs (a moving average, ms): a
 			      code step that took longer is made durable at once */
 	/* group commit: two batches, at most one in flight on the commit thread */
@@ -138,6 +144,27 @@ int runner_push_result(rein_runner *rn, active *a);
 void runner_active_free(active *a);
 /* Forgets every held run and every pending event (after a store error). */
 void runner_drop_all(rein_runner *rn);
+
+/* kill.c: the kill switch and shadow mode, before the wire */
+
+/*
+ * Decides whether write call `call` of run a's step may leave now (the store
+ * is ours: no batch in flight). A shadow run records tool.shadowed and the
+ * contract's shadow result as the call's outcome; a call a switch covers is
+ * recorded as kill.held. *kept true in both cases (nothing is sent; the run
+ * goes on advancing), false when the call may go out.
+ */
+int runner_write_gate(rein_runner *rn, active *a, int step, const rein_tool_call *call,
+		      bool *kept, rein_err *err);
+/* A run held by a switch: kill.lifted for each held call no switch covers now. */
+int runner_kill_recheck(rein_runner *rn, active *a, rein_err *err);
+/* Frees the cached switches (rein_runner_free). */
+void runner_kill_free(rein_runner *rn);
+
+/* The event plumbing kill.c shares with runner.c: appends type (a table name)
+ * for step with data (borrowed), stamped now. */
+int runner_append(rein_runner *rn, active *a, const char *type, int step, const json_t *data,
+		  rein_err *err);
 
 /* commit.c: group commit */
 

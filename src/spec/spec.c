@@ -744,7 +744,7 @@ static void compile(loader *L, const ynode *root)
 	static const char *const top[] = {"rein",   "name",    "description", "input",
 					  "output", "budgets", "limits",      "mcp_servers",
 					  "tools",  "models",  "trace",       "start",
-					  "steps",  NULL};
+					  "steps",  "shadow",  NULL};
 	if (root == NULL) {
 		spec_diag(L, L->wf, 1, 1, "the workflow file is empty");
 		return;
@@ -766,6 +766,12 @@ static void compile(loader *L, const ynode *root)
 		L->nomem = true;
 	if ((v = ynode_get(root, "description")) && v->type == YNODE_SCALAR)
 		s->description = rein_strdup(v->str);
+	if ((v = ynode_get(root, "shadow"))) {
+		if (v->type == YNODE_SCALAR && strcmp(v->str, "true") == 0)
+			s->shadow = true;
+		else if (v->type != YNODE_SCALAR || strcmp(v->str, "false") != 0)
+			DIAG(L, v, "shadow must be true or false");
+	}
 	s->max_steps = DEFAULT_MAX_STEPS;
 	if ((v = ynode_get(root, "budgets")))
 		load_budgets(L, v);

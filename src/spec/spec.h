@@ -78,6 +78,8 @@ typedef struct rein_tool {
 	rein_schema *input, *output; /* NULL: none declared */
 	json_t *input_doc, *output_doc;
 	bool input_locked; /* mcp: input is the one tools.lock recorded (no contract input) */
+	json_t *shadow;    /* `shadow:` what a write call answers in shadow mode (it
+			      matches output), or NULL: {"shadow": true} */
 	/* http */
 	char *method, *url; /* url may hold ${env.X} ${secret.X} ${args.X} */
 	rein_kv *headers;
@@ -230,6 +232,8 @@ typedef struct rein_spec {
 	int64_t max_tokens, max_model_calls, max_tool_calls;
 	double max_cost_usd;
 	bool store_prompts; /* trace.store_prompts: keep rendered prompts in events */
+	bool shadow;        /* `shadow: true`: every run is in shadow mode (no write
+			       call is sent; docs/operations.md) */
 } rein_spec;
 
 /* Index of the tool called name, or -1. */

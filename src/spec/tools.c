@@ -17,7 +17,8 @@
 
 static const char *const contract_keys[] = {
 	"description", "kind", "effect", "risk", "idempotency", "timeout_s", "max_response_kb",
-	"retry", "breaker", "fallback", "input", "output", "http", "secrets", "mcp", "tool", NULL};
+	"retry", "breaker", "fallback", "input", "output", "http", "secrets", "mcp", "tool",
+	"shadow", NULL};
 
 static char *dup_or_oom(loader *L, const char *s)
 {
@@ -248,6 +249,18 @@ static void load_contract(loader *L, rein_tool *t, const ynode *n)
 		DIAG(L, n, "http tool '%s' needs an 'input' schema", t->name);
 	if ((v = ynode_get(n, "output")))
 		t->output = spec_load_schema(L, v, "tool output", &t->output_doc);
+	if ((v = ynode_get(n, "shadow"))) { /* shadow mode's answer: checked now */
+		rein_err se = {0};
+		if (!t->write)
+			DIAG(L, v, "tool '%s' is a read tool: shadow mode calls it, so it has no "
+				   "shadow result", t->name);
+		else if ((t->shadow = spec_to_json(L, v)) != NULL && t->output &&
+			 rein_schema_check(t->output, t->shadow, &se,
+					   "tool '%s': its shadow result does not match its output "
+					   "schema", t->name) != REIN_OK)
+			DIAG(L, v, "%s", se.msg);
+		rein_err_clear(&se);
+	}
 	if (t->url)
 		check_secret_refs(L, t, ynode_get(http, "url"), t->url);
 	for (size_t i = 0; i < t->nheaders; i++)
@@ -539,6 +552,7 @@ void spec_tools_free(rein_spec *s)
 		rein_schema_free(t->output);
 		json_decref(t->input_doc);
 		json_decref(t->output_doc);
+		json_decref(t->shadow);
 		rein_free(t->method);
 		rein_free(t->url);
 		for (size_t j = 0; j < t->nheaders; j++) {

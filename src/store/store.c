@@ -288,6 +288,43 @@ int rein_store_cancel_request(rein_store *s, const char *id, rein_err *err)
 	return rein_store_inbox_put(s, &msg, NULL, err);
 }
 
+void rein_kill_rows_free(rein_kill_row *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++) {
+		rein_free((char *)rows[i].workflow);
+		rein_free((char *)rows[i].tool);
+		rein_free((char *)rows[i].tenant);
+		rein_free((char *)rows[i].reason);
+		rein_free((char *)rows[i].by);
+	}
+	rein_free(rows);
+}
+
+int rein_store_kill_set(rein_store *s, const rein_kill_row *k, int64_t *id, rein_err *err)
+{
+	assert(k != NULL && k->reason != NULL);
+	return s->ops->kill_set(s->be, k, id, err);
+}
+
+int rein_store_kill_lift(rein_store *s, const rein_kill_row *sel, int *n, rein_err *err)
+{
+	assert(sel != NULL);
+	return s->ops->kill_lift(s->be, sel, n, err);
+}
+
+int rein_store_kill_list(rein_store *s, int64_t *version, rein_kill_row **rows, size_t *n,
+			 rein_err *err)
+{
+	assert(version != NULL && rows != NULL && n != NULL);
+	return s->ops->kill_list(s->be, version, rows, n, err);
+}
+
+int rein_store_kill_version(rein_store *s, int64_t *version, rein_err *err)
+{
+	assert(version != NULL);
+	return s->ops->kill_version(s->be, version, err);
+}
+
 int rein_store_event_append(rein_store *s, const rein_event_row *ev, rein_err *err)
 {
 	assert(ev->seq >= 1 && ev->type != NULL);

@@ -167,6 +167,25 @@ typedef struct rein_claim_req {
 	void *alive_ud;
 } rein_claim_req;
 
+/*
+ * One kill switch (`rein kill`): no write call it covers leaves any process
+ * using the store while it is set. A NULL selector covers everything: a switch
+ * with workflow "pay" and tool NULL covers every write tool of runs of pay.
+ * Passed to kill_set / kill_lift the strings are borrowed and id ignored;
+ * returned by kill_list the row owns them (rein_kill_rows_free).
+ */
+typedef struct rein_kill_row {
+	int64_t id;           /* set by the store, from 1; kept across a re-kill */
+	const char *workflow; /* NULL: any workflow */
+	const char *tool;     /* NULL: any write tool */
+	const char *tenant;   /* NULL: any tenant, and runs without one */
+	const char *reason;
+	const char *by;       /* who set it, or NULL */
+	int64_t at;           /* ms since the epoch, the setter's clock */
+} rein_kill_row;
+
+void rein_kill_rows_free(rein_kill_row *rows, size_t n);
+
 typedef int (*rein_event_cb)(void *ud, const rein_event_row *ev);
 typedef void (*rein_problem_cb)(void *ud, const char *problem);
 typedef int (*rein_run_cb)(void *ud, const rein_run_row *row);
@@ -210,6 +229,11 @@ typedef struct rein_store_ops {
 	int (*anchor_last)(void *be, rein_anchor_row *a, bool *found, rein_err *err);
 	int (*anchor_append)(void *be, const rein_anchor_row *a, rein_err *err);
 	int (*anchors_load)(void *be, rein_anchor_cb cb, void *ud, rein_err *err);
+	int (*kill_set)(void *be, const rein_kill_row *k, int64_t *id, rein_err *err);
+	int (*kill_lift)(void *be, const rein_kill_row *sel, int *n, rein_err *err);
+	int (*kill_list)(void *be, int64_t *version, rein_kill_row **rows, size_t *n,
+			 rein_err *err);
+	int (*kill_version)(void *be, int64_t *version, rein_err *err);
 } rein_store_ops;
 
 typedef struct rein_store_opts {
@@ -354,6 +378,32 @@ int rein_store_inbox_drained(rein_store *s, const char *run_id, int64_t upto_seq
 /* Puts the inbox entry {id "cancel", type "cancel"} for run id (a repeated
  * cancel is not an error). Autocommits. REIN_ENOTFOUND for an unknown run. */
 int rein_store_cancel_request(rein_store *s, const char *id, rein_err *err);
+
+/* ---- the kill switch ------------------------------------------------------ */
+
+/*
+ * Sets the switch with k's selector (workflow, tool, tenant; NULL: any) and
+ * reason (required), by and at. A switch with exactly that selector already
+ * set keeps its id and takes the new reason, by and at. *id (may be NULL)
+ * gets the switch's id. Raises the kill version in the same transaction.
+ * Autocommits: once this returns, every later kill_version or kill_list on
+ * any handle sees the switch.
+ */
+int rein_store_kill_set(rein_store *s, const rein_kill_row *k, int64_t *id, rein_err *err);
+/* Lifts the switch with exactly sel's selector (sel->reason etc. ignored):
+ * *n (may be NULL) 1 when one was set, 0 otherwise. Raises the kill version
+ * when one was lifted. Lifted switches are kept (history), never listed
+ * again. Autocommits. */
+int rein_store_kill_lift(rein_store *s, const rein_kill_row *sel, int *n, rein_err *err);
+/* The switches set (id order) and *version, the kill version they are as of,
+ * read together (one snapshot). *rows: an array of *n (NULL when 0), caller
+ * frees with rein_kill_rows_free. */
+int rein_store_kill_list(rein_store *s, int64_t *version, rein_kill_row **rows, size_t *n,
+			 rein_err *err);
+/* The kill version: 0 for a store where no switch was ever set, raised by
+ * every kill_set and every kill_lift that lifted one. Cheap (one row), for a
+ * cache of kill_list to check at each dispatch. */
+int rein_store_kill_version(rein_store *s, int64_t *version, rein_err *err);
 
 /*
  * In a transaction (the one that writes the run's last events and the row

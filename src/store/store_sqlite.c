@@ -225,6 +225,7 @@ typedef struct sq {
 	 * (the transaction holds the write lock, so nobody else appends) */
 	bool anc_known, anc_found;
 	rein_anchor_row anc;
+	sqlite3_stmt *kill_v;                   /* kill_version, prepared once */
 } sq;
 
 #define RID_SLOTS 32768 /* a power of two; at most half are used */
@@ -355,6 +356,7 @@ static void sq_close(void *be)
 		for (int j = 0; j <= MULTI_MAX; j++)
 			sqlite3_finalize(b->multi[t][j]);
 	known_forget(b);
+	sqlite3_finalize(b->kill_v);
 	sqlite3_close(b->db);
 	rein_free(b->held);
 	rein_free(b->order);
@@ -1372,6 +1374,187 @@ static int sq_anchors_load(void *be, rein_anchor_cb cb, void *ud, rein_err *err)
 	return rc;
 }
 
+/* ---- the kill switch ---------------------------------------------------- */
+
+/* Created in every store this rein opens (new or not): one row per switch,
+ * lifted ones kept with lifted_at; meta 'kill_version' counts the changes. */
+static const char kills_sql[] =
+	"CREATE TABLE IF NOT EXISTS kills(id INTEGER PRIMARY KEY, workflow TEXT, tool TEXT,"
+	" tenant TEXT, reason TEXT NOT NULL, by TEXT, at INTEGER NOT NULL, lifted_at INTEGER);"
+	"INSERT OR IGNORE INTO meta(k, v) VALUES ('kill_version', 0);";
+
+#define KILL_SEL "workflow IS ?1 AND tool IS ?2 AND tenant IS ?3 AND lifted_at IS NULL"
+
+/* Prepares q into *s; REIN_EIO (or REIN_ENOMEM) with err otherwise. */
+static int kill_prep(sq *b, const char *q, sqlite3_stmt **s, rein_err *err)
+{
+	return sqlite3_prepare_v2(b->db, q, -1, s, NULL) == SQLITE_OK ? REIN_OK
+								     : db_err(b, err, "kill switch");
+}
+
+static void kill_bind_sel(sqlite3_stmt *s, const rein_kill_row *k)
+{
+	bind_text_or_null(s, 1, k->workflow);
+	bind_text_or_null(s, 2, k->tool);
+	bind_text_or_null(s, 3, k->tenant);
+}
+
+static int kill_bump(sq *b, rein_err *err)
+{
+	return sq_exec(b, "UPDATE meta SET v = v + 1 WHERE k = 'kill_version'", err);
+}
+
+static int sq_kill_set(void *be, const rein_kill_row *k, int64_t *id, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	int64_t got = 0;
+	int rc = auto_begin(b, "kill set", err);
+	if (rc != REIN_OK)
+		return rc;
+	if ((rc = kill_prep(b, "SELECT id FROM kills WHERE " KILL_SEL, &s, err)) != REIN_OK)
+		goto out;
+	kill_bind_sel(s, k);
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW)
+		got = sqlite3_column_int64(s, 0);
+	else if (r != SQLITE_DONE)
+		rc = db_err(b, err, "kill set");
+	sqlite3_finalize(s);
+	s = NULL;
+	if (rc != REIN_OK)
+		goto out;
+	if ((rc = kill_prep(b, got ? "UPDATE kills SET reason = ?4, by = ?5, at = ?6 WHERE id = ?7"
+				   : "INSERT INTO kills(workflow, tool, tenant, reason, by, at) "
+				     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+			    &s, err)) != REIN_OK)
+		goto out;
+	if (!got)
+		kill_bind_sel(s, k);
+	sqlite3_bind_text(s, 4, k->reason, -1, SQLITE_STATIC);
+	bind_text_or_null(s, 5, k->by);
+	sqlite3_bind_int64(s, 6, k->at);
+	if (got)
+		sqlite3_bind_int64(s, 7, got);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		rc = db_err(b, err, "kill set");
+		goto out;
+	}
+	if (!got)
+		got = sqlite3_last_insert_rowid(b->db);
+	rc = kill_bump(b, err);
+out:
+	sqlite3_finalize(s);
+	rc = auto_end(b, rc, err);
+	if (rc == REIN_OK && id)
+		*id = got;
+	return rc;
+}
+
+static int sq_kill_lift(void *be, const rein_kill_row *sel, int *n, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	int changed = 0;
+	int rc = auto_begin(b, "kill lift", err);
+	if (rc != REIN_OK)
+		return rc;
+	if ((rc = kill_prep(b, "UPDATE kills SET lifted_at = ?4 WHERE " KILL_SEL, &s, err)) !=
+	    REIN_OK)
+		goto out;
+	kill_bind_sel(s, sel);
+	sqlite3_bind_int64(s, 4, sel->at);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		rc = db_err(b, err, "kill lift");
+		goto out;
+	}
+	changed = sqlite3_changes(b->db);
+	if (changed > 0)
+		rc = kill_bump(b, err);
+out:
+	sqlite3_finalize(s);
+	rc = auto_end(b, rc, err);
+	if (rc == REIN_OK && n)
+		*n = changed;
+	return rc;
+}
+
+static int sq_kill_version(void *be, int64_t *version, rein_err *err)
+{
+	sq *b = be;
+	if (b->kill_v == NULL &&
+	    sqlite3_prepare_v3(b->db, "SELECT v FROM meta WHERE k = 'kill_version'", -1,
+			       SQLITE_PREPARE_PERSISTENT, &b->kill_v, NULL) != SQLITE_OK)
+		return db_err(b, err, "kill version");
+	int r = sqlite3_step(b->kill_v), rc = REIN_OK;
+	int64_t v = r == SQLITE_ROW ? sqlite3_column_int64(b->kill_v, 0) : 0;
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		rc = db_err(b, err, "kill version");
+	sqlite3_reset(b->kill_v);
+	if (rc == REIN_OK)
+		*version = v;
+	return rc;
+}
+
+static int sq_kill_list(void *be, int64_t *version, rein_kill_row **rows, size_t *n,
+			rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	rein_kill_row *v = NULL;
+	size_t m = 0, cap = 0;
+	int64_t ver = 0;
+	bool own = !b->in_tx; /* one read transaction: the rows and the version agree */
+	int rc = own ? sq_exec(b, "BEGIN", err) : REIN_OK;
+	if (rc != REIN_OK)
+		return rc;
+	if ((rc = sq_kill_version(b, &ver, err)) != REIN_OK ||
+	    (rc = kill_prep(b, "SELECT id, workflow, tool, tenant, reason, by, at FROM kills "
+			       "WHERE lifted_at IS NULL ORDER BY id", &s, err)) != REIN_OK)
+		goto out;
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		if (m == cap) {
+			size_t c = cap ? 2 * cap : 8;
+			rein_kill_row *w = rein_realloc(v, c * sizeof *w);
+			if (w == NULL) {
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				goto out;
+			}
+			v = w;
+			cap = c;
+		}
+		bool oom = false;
+		rein_kill_row *e = &v[m++];
+		memset(e, 0, sizeof *e);
+		e->id = sqlite3_column_int64(s, 0);
+		e->workflow = col_dup(s, 1, &oom);
+		e->tool = col_dup(s, 2, &oom);
+		e->tenant = col_dup(s, 3, &oom);
+		e->reason = col_dup(s, 4, &oom);
+		e->by = col_dup(s, 5, &oom);
+		e->at = sqlite3_column_int64(s, 6);
+		if (oom) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (r != SQLITE_DONE)
+		rc = db_err(b, err, "kill list");
+out:
+	sqlite3_finalize(s);
+	if (own)
+		sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL); /* read only: nothing to lose */
+	if (rc != REIN_OK) {
+		rein_kill_rows_free(v, m);
+		return rc;
+	}
+	*version = ver;
+	*rows = v;
+	*n = m;
+	return REIN_OK;
+}
+
 static const rein_store_ops sqlite_ops = {
 	.close = sq_close,
 	.begin = sq_begin,
@@ -1394,6 +1577,10 @@ static const rein_store_ops sqlite_ops = {
 	.anchor_last = sq_anchor_last,
 	.anchor_append = sq_anchor_append,
 	.anchors_load = sq_anchors_load,
+	.kill_set = sq_kill_set,
+	.kill_lift = sq_kill_lift,
+	.kill_list = sq_kill_list,
+	.kill_version = sq_kill_version,
 };
 
 static int64_t query_int(sq *b, const char *q)
@@ -1431,6 +1618,8 @@ static int schema_ensure(sq *b, const char *path, bool must_exist, rein_err *err
 				  "(a store from an earlier development build: start a new one)",
 				  path, (long long)(version ? version : 1), STORE_VERSION);
 	}
+	if (rc == REIN_OK) /* the kill switch's table, in new and existing stores */
+		rc = sq_exec(b, kills_sql, err);
 	if (rc == REIN_OK)
 		return sq_exec(b, "COMMIT", err);
 	sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);

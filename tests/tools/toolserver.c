@@ -31,6 +31,7 @@
  * counts. A delayed answer counts even when the client hung up meanwhile, as
  * a real API would have done the work.
  *   GET  /control/stats     {"requests":N,"by_key":{k:n},"effects":{k:n},"effects_total":N}
+ *   GET  /control/log       [{"at":ms since the epoch when it arrived,"key":k|null,"mode":m}]
  *   POST /control/reset     clears the counters
  *   POST /control/shutdown  exits
  */
@@ -71,6 +72,7 @@ struct conn {
 
 static uv_loop_t *loop;
 static json_t *by_key, *effects, *seq_nokey;
+static json_t *req_log; /* [{at, key, mode}] of every tool request, in arrival order */
 static long n_requests, effects_total;
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -337,7 +339,10 @@ static void handle_control(lb_conn *lc, lb_request *rq)
 				json_pack("{s:i,s:O,s:O,s:i}", "requests", (json_int_t)n_requests,
 					  "by_key", by_key, "effects", effects, "effects_total",
 					  (json_int_t)effects_total));
+	} else if (strcmp(path, "/control/log") == 0) {
+		lb_respond_json(lc, 200, NULL, json_incref(req_log));
 	} else if (strcmp(path, "/control/reset") == 0) {
+		json_array_clear(req_log);
 		json_object_clear(by_key);
 		json_object_clear(effects);
 		json_object_clear(seq_nokey);
@@ -377,6 +382,11 @@ static void on_request(lb_conn *lc, lb_request *rq)
 	r->http = rq;
 	r->key = lb_header(rq, "idempotency-key");
 	n_requests++;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	json_array_append_new(req_log, json_pack("{s:I, s:s?, s:s}", "at",
+						 (json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+						 "key", r->key, "mode", r->mode));
 	r->count = r->key ? counter_incr(by_key, r->key) : 1;
 	conn *c = (conn *)lc;
 	if (strncmp(r->mode, "seq:", 4) == 0)
@@ -406,6 +416,7 @@ int main(int argc, char **argv)
 	}
 	loop = uv_default_loop();
 	by_key = json_object();
+	req_log = json_array();
 	effects = json_object();
 	seq_nokey = json_object();
 

@@ -222,6 +222,32 @@ static inline int fs_anchors_load(void *be, rein_anchor_cb cb, void *ud, rein_er
 	FS_CALL(FS_ANCHOR_READ, "anchors load", rein_store_anchors_load(f->inner, cb, ud, err));
 }
 
+/* The kill switch passes through (it is not counted). */
+static inline int fs_kill_set(void *be, const rein_kill_row *k, int64_t *id, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "kill set", rein_store_kill_set(f->inner, k, id, err));
+}
+
+static inline int fs_kill_lift(void *be, const rein_kill_row *sel, int *n, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "kill lift", rein_store_kill_lift(f->inner, sel, n, err));
+}
+
+static inline int fs_kill_list(void *be, int64_t *version, rein_kill_row **rows, size_t *n,
+			       rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "kill list", rein_store_kill_list(f->inner, version, rows, n, err));
+}
+
+static inline int fs_kill_version(void *be, int64_t *version, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "kill version", rein_store_kill_version(f->inner, version, err));
+}
+
 static const rein_store_ops faultstore_ops = {
 	.close = fs_close,
 	.begin = fs_begin,
@@ -244,6 +270,10 @@ static const rein_store_ops faultstore_ops = {
 	.anchor_last = fs_anchor_last,
 	.anchor_append = fs_anchor_append,
 	.anchors_load = fs_anchors_load,
+	.kill_set = fs_kill_set,
+	.kill_lift = fs_kill_lift,
+	.kill_list = fs_kill_list,
+	.kill_version = fs_kill_version,
 };
 
 /* Wraps inner (owned from now on, even on failure) with plan (borrowed). */

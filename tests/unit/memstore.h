@@ -49,6 +49,9 @@ typedef struct memdb {
 	size_t nspecs, speccap;
 	rein_anchor_row *anchors; /* the global chain, in seq order */
 	size_t nanchors, anchorcap;
+	rein_kill_row *kills; /* the switches set, owning their strings */
+	size_t nkills, killcap;
+	int64_t kill_version, kill_next;
 } memdb;
 
 typedef struct memstore {
@@ -100,6 +103,7 @@ static inline void memdb_clear(memdb *db)
 	}
 	rein_free(db->specs);
 	rein_free(db->anchors);
+	rein_kill_rows_free(db->kills, db->nkills);
 	memset(db, 0, sizeof *db);
 }
 
@@ -176,6 +180,21 @@ static inline memdb *memdb_copy(const memdb *db)
 	if (db->nanchors)
 		memcpy(c->anchors, db->anchors, db->nanchors * sizeof *c->anchors);
 	c->nanchors = c->anchorcap = db->nanchors;
+	if (db->nkills && (c->kills = rein_calloc(db->nkills, sizeof *c->kills)) == NULL)
+		goto fail;
+	c->killcap = db->nkills;
+	c->kill_version = db->kill_version;
+	c->kill_next = db->kill_next;
+	for (size_t i = 0; i < db->nkills; i++, c->nkills++) {
+		const rein_kill_row *k = &db->kills[i];
+		c->kills[i] = (rein_kill_row){.id = k->id, .at = k->at,
+					      .workflow = ms_dup(k->workflow, &oom),
+					      .tool = ms_dup(k->tool, &oom),
+					      .tenant = ms_dup(k->tenant, &oom),
+					      .reason = ms_dup(k->reason, &oom), .by = ms_dup(k->by, &oom)};
+	}
+	if (oom)
+		goto fail;
 	return c;
 fail:
 	memdb_free(c);
@@ -650,6 +669,116 @@ static inline int ms_anchors_load(void *be, rein_anchor_cb cb, void *ud, rein_er
 	return REIN_OK;
 }
 
+/* ---- the kill switch ---- */
+
+static inline bool ms_str_is(const char *a, const char *b)
+{
+	return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+/* The index of the switch with k's selector, or -1. */
+static inline long ms_kill_find(const memdb *db, const rein_kill_row *k)
+{
+	for (size_t i = 0; i < db->nkills; i++)
+		if (ms_str_is(db->kills[i].workflow, k->workflow) &&
+		    ms_str_is(db->kills[i].tool, k->tool) && ms_str_is(db->kills[i].tenant, k->tenant))
+			return (long)i;
+	return -1;
+}
+
+static inline int ms_kill_set(void *be, const rein_kill_row *k, int64_t *id, rein_err *err)
+{
+	memstore *m = be;
+	if (m->saved)
+		return rein_err_set(err, REIN_EINVAL, "mem: kill set autocommits: not inside a transaction");
+	memdb *db = m->db;
+	long i = ms_kill_find(db, k);
+	bool oom = false;
+	rein_kill_row e = {.id = i >= 0 ? db->kills[i].id : db->kill_next + 1, .at = k->at,
+			   .workflow = ms_dup(k->workflow, &oom), .tool = ms_dup(k->tool, &oom),
+			   .tenant = ms_dup(k->tenant, &oom), .reason = ms_dup(k->reason, &oom),
+			   .by = ms_dup(k->by, &oom)};
+	if (oom || (i < 0 && !ms_grow((void **)&db->kills, &db->killcap, db->nkills, sizeof e))) {
+		rein_free((char *)e.workflow);
+		rein_free((char *)e.tool);
+		rein_free((char *)e.tenant);
+		rein_free((char *)e.reason);
+		rein_free((char *)e.by);
+		return ms_oom(err);
+	}
+	if (i >= 0) {
+		rein_kill_row old = db->kills[i];
+		db->kills[i] = e;
+		rein_free((char *)old.workflow);
+		rein_free((char *)old.tool);
+		rein_free((char *)old.tenant);
+		rein_free((char *)old.reason);
+		rein_free((char *)old.by);
+	} else {
+		db->kills[db->nkills++] = e;
+		db->kill_next = e.id;
+	}
+	db->kill_version++;
+	if (id)
+		*id = e.id;
+	return REIN_OK;
+}
+
+static inline int ms_kill_lift(void *be, const rein_kill_row *sel, int *n, rein_err *err)
+{
+	memstore *m = be;
+	if (m->saved)
+		return rein_err_set(err, REIN_EINVAL, "mem: kill lift autocommits: not inside a transaction");
+	memdb *db = m->db;
+	long i = ms_kill_find(db, sel);
+	if (i >= 0) {
+		rein_kill_row old = db->kills[i];
+		memmove(&db->kills[i], &db->kills[i + 1], (db->nkills - (size_t)i - 1) * sizeof old);
+		db->nkills--;
+		rein_free((char *)old.workflow);
+		rein_free((char *)old.tool);
+		rein_free((char *)old.tenant);
+		rein_free((char *)old.reason);
+		rein_free((char *)old.by);
+		db->kill_version++;
+	}
+	if (n)
+		*n = i >= 0;
+	return REIN_OK;
+}
+
+static inline int ms_kill_version(void *be, int64_t *version, rein_err *err)
+{
+	(void)err;
+	*version = ((memstore *)be)->db->kill_version;
+	return REIN_OK;
+}
+
+static inline int ms_kill_list(void *be, int64_t *version, rein_kill_row **rows, size_t *n,
+			       rein_err *err)
+{
+	const memdb *db = ((memstore *)be)->db;
+	size_t k = db->nkills;
+	rein_kill_row *v = k ? rein_calloc(k, sizeof *v) : NULL;
+	if (k && v == NULL)
+		return ms_oom(err);
+	bool oom = false;
+	for (size_t i = 0; i < k; i++) {
+		const rein_kill_row *e = &db->kills[i];
+		v[i] = (rein_kill_row){.id = e->id, .at = e->at, .workflow = ms_dup(e->workflow, &oom),
+				       .tool = ms_dup(e->tool, &oom), .tenant = ms_dup(e->tenant, &oom),
+				       .reason = ms_dup(e->reason, &oom), .by = ms_dup(e->by, &oom)};
+	}
+	if (oom) {
+		rein_kill_rows_free(v, k);
+		return ms_oom(err);
+	}
+	*version = db->kill_version;
+	*rows = v;
+	*n = k;
+	return REIN_OK;
+}
+
 static const rein_store_ops memstore_ops = {
 	.close = ms_close,
 	.begin = ms_begin,
@@ -672,6 +801,10 @@ static const rein_store_ops memstore_ops = {
 	.anchor_last = ms_anchor_last,
 	.anchor_append = ms_anchor_append,
 	.anchors_load = ms_anchors_load,
+	.kill_set = ms_kill_set,
+	.kill_lift = ms_kill_lift,
+	.kill_list = ms_kill_list,
+	.kill_version = ms_kill_version,
 };
 
 /* A new handle on db (borrowed: it must outlive the store). */

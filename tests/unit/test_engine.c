@@ -657,6 +657,101 @@ static void test_tool_crash_in_flight(void **state)
 	crash_and_recover(TOOL_WF("none", ""), REIN_RUN_NEEDS_REVIEW, 0);
 }
 
+/* The kill switch in the engine: a held call (kill.held) makes the run wait
+ * with reason killed and sleep ENGINE_KILL_RECHECK_MS at a time; a resume does
+ * not take it as in doubt (it was not sent, even for a tool without keys);
+ * kill.lifted asks for the same call again; held twice or lifted when not
+ * held is a corrupt log. */
+static void test_kill_held(void **state)
+{
+	(void)state;
+	static const char *const s1[] = {"crash", NULL}; /* stop at the EXEC */
+	script = s1;
+	script_pos = 0;
+	crashed = false;
+	drive d = {0};
+	rein_err err = {0};
+	run_to_end(&d, TOOL_WF("none", ""), AMOUNT_10);
+	assert_true(crashed);
+	crashed = false;
+	script = NULL;
+	int pay = rein_spec_step(d.spec, "pay");
+	rein_tool_call call;
+	assert_int_equal(rein_run_tool_call(d.run, pay, &call), REIN_OK);
+	char key[80]; /* the run's own is gone with it at the replay */
+	snprintf(key, sizeof key, "%s", call.key);
+	json_t *held = json_pack("{s:s, s:s, s:i, s:s}", "tool", "pay", "key", key, "switch", 7,
+				 "reason", "incident");
+	record_apply(&d, EV(KILL_HELD), pay, held);
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_WAITING);
+	assert_true(rein_run_killed(d.run, pay));
+	assert_string_equal(rein_run_reason(d.run), "killed: incident (switch 7)");
+	assert_int_equal(rein_run_wake_at(d.run), d.now + 1000);
+	rein_cmd c;
+	assert_int_equal(rein_run_poll(d.run, d.now + 5000, &c, &err), REIN_OK);
+	assert_int_equal(c.kind, REIN_CMD_SLEEP);
+	assert_int_equal(c.due, d.now + 5000 + 1000);
+	/* held again while held: the log is corrupt */
+	assert_int_equal(rein_run_apply(d.run, EV(KILL_HELD), "pay", d.now, held, &err), REIN_ECORRUPT);
+	rein_err_clear(&err);
+	json_decref(held);
+	/* a resume: not in doubt, still held */
+	rein_run *r = replay(&d);
+	rein_run_free(d.run);
+	d.run = r;
+	rein_run_recovered(r, d.now);
+	assert_int_equal(rein_run_status(r), REIN_RUN_WAITING);
+	assert_true(rein_run_killed(r, pay));
+	json_t *lifted = json_pack("{s:s, s:s}", "tool", "pay", "key", key);
+	d.now += 3000;
+	record_apply(&d, EV(KILL_LIFTED), pay, lifted);
+	assert_false(rein_run_killed(d.run, pay));
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_RUNNING);
+	assert_int_equal(rein_run_apply(d.run, EV(KILL_LIFTED), "pay", d.now, lifted, &err),
+			 REIN_ECORRUPT);
+	rein_err_clear(&err);
+	json_decref(lifted);
+	assert_true(obey(&d, 50)); /* sent again: the same key, once */
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	assert_string_equal(json_string_value(json_object_get(rein_run_output(d.run), "key")), key);
+	assert_int_equal(count(&d, EV(TOOL_INTENT), NULL), 1);
+	assert_int_equal(count(&d, EV(TOOL_ATTEMPT), NULL), 0);
+	check_replay(&d);
+	drive_free(&d);
+}
+
+/* The kill switch's --tenant reads run.started's requester.tenant; a shadow
+ * run is one whose run.started says so, or whose spec does. */
+static void test_run_tenant_shadow(void **state)
+{
+	(void)state;
+	rein_script *sb = NULL;
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	rein_spec *spec = spec_from_yaml(sb, TOOL_WF("header", ""));
+	const char *starts[] = {
+		"{\"input\": {}, \"workflow\": \"t\", \"version\": \"1\", \"shadow\": true, "
+		"\"requester\": {\"user\": \"ann\", \"tenant\": \"acme\"}}",
+		"{\"input\": {}, \"workflow\": \"t\", \"version\": \"1\"}"};
+	for (int i = 0; i < 2; i++) {
+		rein_run *r = NULL;
+		rein_err err = {0};
+		json_t *d = J(starts[i]);
+		assert_int_equal(rein_run_new(spec, sb, "run_t", &r), REIN_OK);
+		assert_int_equal(rein_run_apply(r, EV(RUN_STARTED), NULL, 1, d, &err), REIN_OK);
+		if (i == 0) {
+			assert_string_equal(rein_run_tenant(r), "acme");
+			assert_true(rein_run_shadow(r));
+		} else {
+			assert_null(rein_run_tenant(r));
+			assert_false(rein_run_shadow(r));
+		}
+		json_decref(d);
+		rein_run_free(r);
+	}
+	rein_spec_free(spec);
+	rein_script_free(sb);
+}
+
 static void test_tool_fallbacks(void **state)
 {
 	(void)state;
@@ -1164,6 +1259,7 @@ int main(void)
 {
 	rein_init();
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_kill_held), cmocka_unit_test(test_run_tenant_shadow),
 		cmocka_unit_test(test_routing),      cmocka_unit_test(test_parallel_join),
 		cmocka_unit_test(test_wait_timer),   cmocka_unit_test(test_loop_bounds),
 		cmocka_unit_test(test_timeout),      cmocka_unit_test(test_step_errors),

@@ -1544,6 +1544,73 @@ static void test_open_url(void **state)
 	free(dir);
 }
 
+/* The kill switch: set, re-set (same id), lift by exact selector, the
+ * version raised by every change, not inside a transaction. */
+static void test_kill_switch(void **state)
+{
+	env *e = store_env(state);
+	rein_store *st = e->st;
+	rein_err err = {0};
+	int64_t v0 = -1, v = -1, id1 = 0, id2 = 0, id3 = 0;
+	rein_kill_row *rows = NULL;
+	size_t n = 9;
+	assert_int_equal(rein_store_kill_version(st, &v0, &err), REIN_OK);
+	assert_int_equal(v0, 0);
+	assert_int_equal(rein_store_kill_list(st, &v, &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 0);
+	assert_null(rows);
+	rein_kill_row k = {.workflow = "pay", .reason = "incident 7", .by = "ann", .at = 5};
+	assert_int_equal(rein_store_kill_set(st, &k, &id1, &err), REIN_OK);
+	rein_kill_row t = {.tool = "refund", .reason = "bad refunds", .at = 6};
+	assert_int_equal(rein_store_kill_set(st, &t, &id2, &err), REIN_OK);
+	assert_true(id1 > 0 && id2 > id1);
+	k.reason = "incident 8";
+	assert_int_equal(rein_store_kill_set(st, &k, &id3, &err), REIN_OK);
+	assert_int_equal(id3, id1); /* the same selector: the same switch */
+	assert_int_equal(rein_store_kill_version(st, &v, &err), REIN_OK);
+	assert_int_equal(v, 3);
+	assert_int_equal(rein_store_kill_list(st, &v, &rows, &n, &err), REIN_OK);
+	assert_int_equal(v, 3);
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[0].workflow, "pay");
+	assert_null(rows[0].tool);
+	assert_null(rows[0].tenant);
+	assert_string_equal(rows[0].reason, "incident 8");
+	assert_string_equal(rows[0].by, "ann");
+	assert_string_equal(rows[1].tool, "refund");
+	assert_null(rows[1].by);
+	assert_int_equal(rows[1].at, 6);
+	rein_kill_rows_free(rows, n);
+	/* a lift names the exact selector: a wider or narrower one lifts nothing */
+	int lifted = 9;
+	rein_kill_row other = {.workflow = "pay", .tool = "refund"};
+	assert_int_equal(rein_store_kill_lift(st, &other, &lifted, &err), REIN_OK);
+	assert_int_equal(lifted, 0);
+	assert_int_equal(rein_store_kill_version(st, &v, &err), REIN_OK);
+	assert_int_equal(v, 3);
+	rein_kill_row sel = {.workflow = "pay"};
+	assert_int_equal(rein_store_kill_lift(st, &sel, &lifted, &err), REIN_OK);
+	assert_int_equal(lifted, 1);
+	assert_int_equal(rein_store_kill_list(st, &v, &rows, &n, &err), REIN_OK);
+	assert_int_equal(v, 4);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].tool, "refund");
+	rein_kill_rows_free(rows, n);
+	/* set and lift autocommit; list and version read inside a transaction */
+	assert_int_equal(rein_store_begin(st, &err), REIN_OK);
+	assert_int_equal(rein_store_kill_set(st, &k, NULL, &err), REIN_EINVAL);
+	rein_err_clear(&err);
+	assert_int_equal(rein_store_kill_lift(st, &t, NULL, &err), REIN_EINVAL);
+	rein_err_clear(&err);
+	assert_int_equal(rein_store_kill_list(st, &v, &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 1);
+	rein_kill_rows_free(rows, n);
+	rein_store_rollback(st);
+	assert_int_equal(rein_store_kill_version(st, &v, &err), REIN_OK);
+	assert_int_equal(v, 4);
+	store_env_free(e);
+}
+
 #define BOTH(t) cmocka_unit_test_prestate(t, &be_sqlite), cmocka_unit_test_prestate(t, &be_memory)
 
 int main(void)
@@ -1563,6 +1630,7 @@ int main(void)
 		BOTH(test_claim_due_mail),
 		BOTH(test_run_list),
 		BOTH(test_inbox),
+		BOTH(test_kill_switch),
 		BOTH(test_store_write_faults),
 		BOTH(test_verify_all),
 		BOTH(test_anchors),
