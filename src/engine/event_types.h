@@ -34,6 +34,7 @@ typedef enum rein_event_type {
 	REIN_EV_MODEL_BACKOFF,
 	REIN_EV_MODEL_ROUTE,
 	REIN_EV_MODEL_BREAKER,
+	REIN_EV_POLICY_DECISION,
 	REIN_EV__COUNT
 } rein_event_type;
 

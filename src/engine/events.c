@@ -21,9 +21,11 @@
 #include "event_types.h"
 
 const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
-	[REIN_EV_RUN_STARTED] = {"run.started", "runner", false, "input:j workflow:s version:s retry_of:o?",
+	[REIN_EV_RUN_STARTED] = {"run.started", "runner", false, "input:j workflow:s version:s retry_of:o? requester:o? org_policies:o?",
 				 "a run began with this input, pinned to this workflow version (retry_of: "
-				 "{run, from}, a retry of that run from that step)"},
+				 "{run, from}, a retry of that run from that step), for this requester "
+				 "({user, roles, tenant}), under these organisation policies ({version, "
+				 "rules}: the ones loaded when it started)"},
 	[REIN_EV_RUN_RESUMED] = {"run.resumed", "runner", false, "owner:s previous_owner:s?",
 				 "a worker took the run over from an owner that is gone (informational)"},
 	[REIN_EV_RUN_ENDED] = {"run.ended", "engine", false, "status:s reason:s? output:j?",
@@ -89,6 +91,13 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				 "the call moves to the next tier (a failure or the budget)"},
 	[REIN_EV_MODEL_BREAKER] = {"model.breaker", "model", true, "state:s provider:s?",
 				   "a provider's circuit breaker changed state (informational)"},
+	[REIN_EV_POLICY_DECISION] = {"policy.decision", "engine", true,
+				     "tool:s decision:s rules:a reasons:a policy_version:s "
+				     "workflow_version:s key:s call_id:s?",
+				     "the policies decided a proposed call (allow, deny or approve) by these "
+				     "rules for these reasons; policy_version: the organisation policies' "
+				     "content hash (none: none loaded), workflow_version: the workflow's "
+				     "(its own policies)"},
 };
 
 const rein_event_def *rein_event_def_of(int type)
