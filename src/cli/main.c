@@ -61,6 +61,7 @@ static const char usage_main[] =
 	"  tools lock DIR | tools check DIR              record / check the tools' schemas\n"
 	"  event-types                                   the table of event types (docs/events.md)\n"
 	"  metrics [--serve ADDR:PORT]                   Prometheus metrics of the store\n"
+	"  policy load FILE... | policy test FILE        organisation policies (docs/policy.md)\n"
 	"\n"
 	"every command takes --db PATH (default $REIN_DB, else ./rein.db) and --help.\n"
 	"Only 'rein run' creates a database; every other command refuses a PATH that\n"
@@ -222,6 +223,14 @@ static void progress(void *ud, const rein_event_row *rows, size_t n)
  * rein_runner_opts.stop); a second signal kills at once (SA_RESETHAND). */
 static volatile sig_atomic_t stop_signal;
 static int64_t grace_ms = 10000; /* --grace */
+static json_t *run_requester;    /* rein run --as/--role/--tenant */
+static json_t *run_roles;
+
+static void requester_free(void)
+{
+	json_decref(run_requester);
+	json_decref(run_roles);
+}
 
 static void on_stop_signal(int sig)
 {
@@ -269,6 +278,7 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 		.on_commit = isatty(2) ? progress : NULL,
 		.stop = &stop_signal,
 		.stop_grace_ms = grace_ms,
+		.requester = run_requester,
 	};
 	stop_on_signals();
 	if (worker_script(w, cmd) != EXIT_OK)
@@ -449,12 +459,15 @@ out:
 static const char usage_run[] =
 	"usage: rein run DIR [--input JSON|@FILE|@-] [--id KEY] [--max-wait SECONDS]\n"
 	"                    [--grace SECONDS] [--db PATH]\n"
+	"                    [--as USER] [--role ROLE]... [--tenant TENANT]\n"
 	"\n"
 	"Starts a run of the workflow in DIR (or DIR/workflow.yaml) and drives it until\n"
 	"it ends or waits on a timer longer than --max-wait (default 60 s; shorter\n"
 	"waits are slept through).\n"
 	"The input (default {}; @- reads it from stdin) must match the workflow's input\n"
 	"schema. The database (--db) is created if it does not exist.\n"
+	"--as, --role, --tenant: who requests the run (default: $USER, no roles, no\n"
+	"tenant), recorded in run.started and seen by policies (docs/policy.md).\n"
 	"Prints {\"run\": ID, \"status\": S, \"output\": ...} on stdout; progress goes to\n"
 	"stderr when it is a terminal.\n"
 	"\n"
@@ -553,12 +566,20 @@ static int cmd_run(int argc, char **argv, const char *db)
 					   {"grace", required_argument, 0, 'g'},
 					   {"id", required_argument, 0, 'k'},
 					   {"db", required_argument, 0, 'd'},
+					   {"as", required_argument, 0, 'A'},
+					   {"role", required_argument, 0, 'R'},
+					   {"tenant", required_argument, 0, 'T'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
-	const char *input_arg = NULL, *key = NULL;
+	const char *input_arg = NULL, *key = NULL, *as = NULL, *tenant = NULL;
 	int64_t max_wait = 60000;
+	run_roles = json_array();
+	atexit(requester_free);
 	GETOPT_LOOP(argc, argv, ":", lo, "run")
 	{
+	case 'A': as = optarg; break;
+	case 'R': json_array_append_new(run_roles, json_string(optarg)); break;
+	case 'T': tenant = optarg; break;
 	case 'i': input_arg = optarg; break;
 	case 'k': key = optarg; break;
 	case 'w':
@@ -573,6 +594,9 @@ static int cmd_run(int argc, char **argv, const char *db)
 	case 'h': fputs(usage_run, stdout); return EXIT_OK;
 	BAD_OPTION("run", argv);
 	}
+	if (as == NULL)
+		as = getenv("USER") && *getenv("USER") ? getenv("USER") : "unknown";
+	run_requester = json_pack("{s:s, s:O, s:s?}", "user", as, "roles", run_roles, "tenant", tenant);
 	if (optind != argc - 1)
 		return usage_error("run", "%s", "needs exactly one workflow directory");
 	worker w = {0};
@@ -1473,6 +1497,8 @@ int main(int argc, char **argv)
 		return rein_cmd_event_types(cargc, cargv);
 	if (strcmp(cmd, "metrics") == 0)
 		return rein_cmd_metrics(cargc, cargv, db);
+	if (strcmp(cmd, "policy") == 0)
+		return rein_cmd_policy(cargc, cargv, db_path(db));
 	if (strcmp(cmd, "schema") == 0) {
 		if (db)
 			setenv("REIN_DB", db, 1);
