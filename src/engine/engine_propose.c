@@ -57,9 +57,15 @@ int engine_policy_note(rein_run *r, rein_event_type evt, int64_t at, const json_
 	if (evt != REIN_EV_TOOL_INTENT || r->pol_hist == NULL)
 		return REIN_OK;
 	const char *eff = json_string_value(json_object_get(data, "effect"));
-	json_t *h = json_pack("{s:O?, s:b, s:I}", "tool", json_object_get(data, "tool"), "write",
-			      eff && strcmp(eff, "write") == 0, (json_int_t)at);
-	if (h == NULL || json_array_append_new(r->pol_hist, h) != 0)
+	const json_t *tool = json_object_get(data, "tool");
+	json_t *h = json_object();
+	if (h == NULL || json_object_set_new(h, "tool", tool ? json_incref((json_t *)tool) : json_null()) ||
+	    json_object_set_new(h, "write", json_boolean(eff && strcmp(eff, "write") == 0)) ||
+	    json_object_set_new(h, "at", json_integer(at))) {
+		json_decref(h);
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	}
+	if (json_array_append_new(r->pol_hist, h) != 0)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	return REIN_OK;
 }
