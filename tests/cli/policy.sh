@@ -61,3 +61,8 @@ expect_exit 0 "$REIN" policy test "$ROOT/tests/cli/policy/cases.yaml"
 echo "$OUT" | grep -q "4 cases, 0 failed" || fail "$OUT"
 expect_exit 1 "$REIN" policy test "$ROOT/tests/cli/policy/cases_bad.yaml"
 echo "$OUT" | grep -q "FAIL  over the cap" || fail "$OUT"
+
+# a condition over a field the tool's input schema does not have: found at validate
+cp -r "$PW" wfbad && sed -i 's/args.amount > 100/args.amout > 100/' wfbad/workflow.yaml
+expect_exit 2 "$REIN" validate wfbad
+grep -q "rule 'echo-cap': args.amout is not a field of tool 'echo'" stderr.txt || fail "$(cat stderr.txt)"
