@@ -309,11 +309,11 @@ void rein_policy_version(const json_t *rules, char out[65])
 /* Sets k to v (stolen) in o; false when either is NULL or it fails. */
 static bool put(json_t *o, const char *k, json_t *v)
 {
-	if (o == NULL || v == NULL || json_object_set_new(o, k, v) != 0) {
+	if (o == NULL || v == NULL) {
 		json_decref(v);
 		return false;
 	}
-	return true;
+	return json_object_set_new(o, k, v) == 0; /* steals v even when it fails */
 }
 
 /* `run` as a condition sees it: the run's {id, workflow, version} and the
@@ -339,10 +339,10 @@ static json_t *run_view(const rein_policy_call *c)
 			}
 		}
 	}
-	bool ok = put(v, "now", json_integer(c->now_ms)) && put(v, "hour", json_integer(sod / 3600)) &&
+	bool ok = put(v, "tool_calls", per) && put(v, "now", json_integer(c->now_ms)) && put(v, "hour", json_integer(sod / 3600)) &&
 		  put(v, "minute", json_integer(sod % 3600 / 60)) &&
 		  put(v, "weekday", json_integer((day + 4) % 7)) && put(v, "calls", json_integer(calls)) &&
-		  put(v, "writes", json_integer(writes)) && put(v, "tool_calls", per);
+		  put(v, "writes", json_integer(writes));
 	if (!ok) {
 		json_decref(v);
 		return NULL;

@@ -229,14 +229,61 @@ static void test_compile_errors(void **st)
 	assert_string_equal(rein_policy_decision_name(REIN_POLICY_APPROVE), "approve");
 }
 
+/* Fails the Nth allocation of a compile and an eval over every rule form,
+ * for each N until none is reached: a clean REIN_ENOMEM (or a fail-closed
+ * deny), never a crash or a leak (ASan). */
+static void test_alloc_faults(void **st)
+{
+	(void)st;
+	const char *rules =
+		"[{\"id\":\"cap\",\"effect\":\"deny\",\"tool\":[\"pay\",\"p*\"],\"when\":\"args.amount > 500\"},"
+		" {\"id\":\"rate\",\"effect\":\"approve\",\"access\":\"write\",\"risk\":\"low\",\"limit\":{\"max\":1,\"window_s\":60}},"
+		" {\"id\":\"hours\",\"effect\":\"deny\",\"when\":\"run.hour > 30 and args.amount\",\"reason\":\"r\"},"
+		" {\"id\":\"ok\",\"effect\":\"allow\",\"tool\":\"pay\"}]";
+	rein_err pe = {0};
+	json_t *j = rein_json_parse(rules, strlen(rules), &pe);
+	json_t *args = json_pack("{s:i}", "amount", 10), *rq = json_pack("{s:s}", "user", "u");
+	json_t *h = json_pack("[{s:s, s:o, s:i}]", "tool", "pay", "write", json_true(), "at", 1000);
+	json_t *doc = json_pack("{s:{s:{}}}", "properties", "amount");
+	bool reached = true;
+	for (long n = 1; reached && n < 5000; n++) {
+		rein_policy *p = NULL;
+		rein_err e = {0};
+		int bad;
+		json_t *d = NULL;
+		rein_fault_arm(REIN_FAULT_ALLOC, n);
+		int rc = rein_policy_compile(j, "t", sb, &p, &bad, &e);
+		if (rc == REIN_OK) {
+			rein_policy_call c = {.tool = {"pay", true, 0, doc}, .args = args, .requester = rq,
+					      .now_ms = 2000, .history = h, .enforce = true};
+			const rein_policy *sets[1] = {p};
+			rc = rein_policy_eval(sb, sets, 1, &c, &d, &e);
+		}
+		reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+		rein_fault_arm(REIN_FAULT_ALLOC, 0);
+		assert_true(rc == REIN_OK || rc == REIN_ENOMEM || rc == REIN_EINVAL);
+		if (rc == REIN_OK)
+			assert_non_null(d);
+		json_decref(d);
+		rein_policy_free(p);
+	}
+	json_decref(j);
+	json_decref(args);
+	json_decref(rq);
+	json_decref(h);
+	json_decref(doc);
+}
+
 int main(void)
 {
+	rein_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_precedence_and_targets),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_fail_closed),
 		cmocka_unit_test(test_compile_errors),
+		cmocka_unit_test(test_alloc_faults),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
