@@ -23,12 +23,13 @@ import sys
 RANK = {
     "base": 0,
     "schema": 1, "script": 1,
-    "spec": 2,
-    "engine": 3, "store": 3, "io": 3,
-    "mcp": 4, "model": 4, "trace": 4,
-    "tools": 5,
-    "runner": 6,
-    "cli": 7,
+    "policy": 2,
+    "spec": 3,
+    "engine": 4, "store": 4, "io": 4,
+    "mcp": 5, "model": 5, "trace": 5,
+    "tools": 6,
+    "runner": 7,
+    "cli": 8,
 }
 PUBLIC = {l: l + ".h" for l in RANK}
 

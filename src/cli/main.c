@@ -68,6 +68,7 @@ static const char usage_main[] =
 	"  tools lock DIR | tools check DIR              record / check the tools' schemas\n"
 	"  event-types                                   the table of event types (docs/events.md)\n"
 	"  metrics [--serve ADDR:PORT]                   Prometheus metrics of the store\n"
+	"  policy load FILE... | policy test FILE        organisation policies (docs/policy.md)\n"
 	"\n"
 	"every command takes --db PATH (default $REIN_DB, else ./rein.db) and --help.\n"
 	"Only 'rein run' creates a database; every other command refuses a PATH that\n"
@@ -230,6 +231,14 @@ static void progress(void *ud, const rein_event_row *rows, size_t n)
 static volatile sig_atomic_t stop_signal;
 static int64_t grace_ms = 10000; /* --grace */
 static bool run_shadow;          /* rein run --shadow */
+static json_t *run_requester;    /* rein run --as/--role/--tenant */
+static json_t *run_roles;
+
+static void requester_free(void)
+{
+	json_decref(run_requester);
+	json_decref(run_roles);
+}
 
 static void on_stop_signal(int sig)
 {
@@ -278,6 +287,7 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 		.stop = &stop_signal,
 		.stop_grace_ms = grace_ms,
 		.shadow = run_shadow,
+		.requester = run_requester,
 	};
 	stop_on_signals();
 	if (worker_script(w, cmd) != EXIT_OK)
@@ -460,12 +470,15 @@ out:
 static const char usage_run[] =
 	"usage: rein run DIR [--input JSON|@FILE|@-] [--id KEY] [--max-wait SECONDS]\n"
 	"                    [--grace SECONDS] [--shadow] [--db PATH]\n"
+	"                    [--as USER] [--role ROLE]... [--tenant TENANT]\n"
 	"\n"
 	"Starts a run of the workflow in DIR (or DIR/workflow.yaml) and drives it until\n"
 	"it ends or waits on a timer longer than --max-wait (default 60 s; shorter\n"
 	"waits are slept through).\n"
 	"The input (default {}; @- reads it from stdin) must match the workflow's input\n"
 	"schema. The database (--db) is created if it does not exist.\n"
+	"--as, --role, --tenant: who requests the run (default: $USER, no roles, no\n"
+	"tenant), recorded in run.started and seen by policies (docs/policy.md).\n"
 	"Prints {\"run\": ID, \"status\": S, \"output\": ...} on stdout; progress goes to\n"
 	"stderr when it is a terminal.\n"
 	"\n"
@@ -569,12 +582,20 @@ static int cmd_run(int argc, char **argv, const char *db)
 					   {"id", required_argument, 0, 'k'},
 					   {"shadow", no_argument, 0, 'S'},
 					   {"db", required_argument, 0, 'd'},
+					   {"as", required_argument, 0, 'A'},
+					   {"role", required_argument, 0, 'R'},
+					   {"tenant", required_argument, 0, 'T'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
-	const char *input_arg = NULL, *key = NULL;
+	const char *input_arg = NULL, *key = NULL, *as = NULL, *tenant = NULL;
 	int64_t max_wait = 60000;
+	run_roles = json_array();
+	atexit(requester_free);
 	GETOPT_LOOP(argc, argv, ":", lo, "run")
 	{
+	case 'A': as = optarg; break;
+	case 'R': json_array_append_new(run_roles, json_string(optarg)); break;
+	case 'T': tenant = optarg; break;
 	case 'i': input_arg = optarg; break;
 	case 'k': key = optarg; break;
 	case 'S': run_shadow = true; break;
@@ -590,6 +611,9 @@ static int cmd_run(int argc, char **argv, const char *db)
 	case 'h': fputs(usage_run, stdout); return EXIT_OK;
 	BAD_OPTION("run", argv);
 	}
+	if (as == NULL)
+		as = getenv("USER") && *getenv("USER") ? getenv("USER") : "unknown";
+	run_requester = json_pack("{s:s, s:O, s:s?}", "user", as, "roles", run_roles, "tenant", tenant);
 	if (optind != argc - 1)
 		return usage_error("run", "%s", "needs exactly one workflow directory");
 	worker w = {0};
@@ -1508,6 +1532,8 @@ int main(int argc, char **argv)
 		return rein_cmd_trace(cargc, cargv, db);
 	if (strcmp(cmd, "kill") == 0 || strcmp(cmd, "unkill") == 0 || strcmp(cmd, "kills") == 0)
 		return rein_cmd_kill(cmd, cargc, cargv, db);
+	if (strcmp(cmd, "policy") == 0)
+		return rein_cmd_policy(cargc, cargv, db_path(db));
 	if (strcmp(cmd, "schema") == 0) {
 		if (db)
 			setenv("REIN_DB", db, 1);

@@ -51,6 +51,7 @@ void rein_run_free(rein_run *r)
 		json_decref(r->th[i].msgs);
 		json_decref(r->th[i].calls);
 		rein_free(r->th[i].error);
+		rein_free(r->th[i].pol_why);
 	}
 	rein_free(r->th);
 	rein_free(r->outs);
@@ -70,6 +71,7 @@ void rein_run_free(rein_run *r)
 	json_decref(r->signals);
 	json_decref(r->sig_seen);
 	json_decref(r->sig_refused);
+	engine_policy_free(r);
 	rein_free(r);
 }
 
@@ -128,7 +130,10 @@ static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_nul
 /* Globals a step sees beyond input/steps/run/out: `why`, the last step error. */
 static json_t *make_vars(rein_run *r)
 {
-	return obj1("why", str_or_null(r->last_error));
+	json_t *v = obj1("why", str_or_null(r->last_error));
+	if (v && r->requester)
+		put(&v, "requester", json_incref(r->requester));
+	return v;
 }
 
 int engine_eval_template(rein_run *r, const json_t *tmpl, const json_t *out, json_t **res,
@@ -491,6 +496,10 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 		if (r->runinfo == NULL)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 		r->started_at = at;
+		r->clock_ms = at;
+		int prc = engine_policy_start(r, data, err);
+		if (prc != REIN_OK)
+			return prc;
 		r->deadline = r->spec->timeout_ms ? at + r->spec->timeout_ms : 0;
 		r->shadow = r->spec->shadow || json_is_true(json_object_get(data, "shadow"));
 		const char *tenant = json_string_value(
@@ -533,6 +542,11 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 				    r->id, type, step ? step : "");
 	thread *th = &r->th[t];
 	const rein_step *st = &r->spec->steps[s];
+	int nrc = engine_policy_note(r, evt, at, data, err);
+	if (nrc != REIN_OK)
+		return nrc;
+	if (evt == REIN_EV_POLICY_DECISION)
+		return engine_policy_apply(r, t, data, err);
 	if (ENGINE_EV_MODEL(evt))
 		return engine_apply_llm(r, t, evt, at, data, err);
 	if (ENGINE_EV_TOOL(evt))

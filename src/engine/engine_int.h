@@ -71,6 +71,11 @@ typedef struct thread {
 	int64_t s_tokens, s_calls, s_tools;
 	double s_cost;
 	int64_t s_started; /* the first model intent of this visit (ms) */
+	/* the policy decision of the call keyed pol_key (policy.decision applied):
+	   REIN_POLICY_* and, when not allowed, why (the tool step's error) */
+	char pol_key[80];
+	int pol_decision;
+	char *pol_why;
 	json_t *result; /* DONE branch result, or JOINED output */
 	json_t *last;   /* output of the last completed step on this thread */
 } thread;
@@ -110,6 +115,17 @@ struct rein_run {
 	char *kill_reason; /* "killed: ..." of the last kill.held, while one is held */
 	char *tenant;      /* run.started's requester.tenant, or NULL */
 	bool shadow;       /* run.started shadow, or the spec's shadow: true */
+	/* governance (engine_propose.c): who asked (run.started requester), the
+	   organisation policies pinned by run.started (compiled; org_error when
+	   they do not compile: every call is then denied), the calls recorded so
+	   far ([{tool, write, at}], for limits) and the recorded clock (the time
+	   of the latest event applied) */
+	json_t *requester;
+	rein_policy *org_pol;
+	char org_version[65];
+	char *org_error;
+	json_t *pol_hist;
+	int64_t clock_ms;
 };
 
 /*
@@ -214,11 +230,23 @@ enum {
  */
 int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err);
 
-/* Step 3, policy: REIN_OK with *deny NULL to allow the call of tool (index)
- * with args, or with *deny (caller frees) the reason it is refused. Today
- * every call is allowed; the governance issue fills it in. */
-int engine_policy_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,
+/* Step 3, policy (docs/policy.md): with no policy in force (the workflow
+ * declares no `policies:` and no organisation policies are pinned) every call
+ * is allowed and nothing recorded. Otherwise the first poll of the call keyed
+ * key evaluates the policies and fills cmd with the policy.decision; once
+ * that is applied, REIN_OK with *deny NULL to allow the call, or *deny
+ * (caller frees) the refusal: for an agent (agent true) a text without the
+ * rules' reasons. */
+int engine_policy_gate(rein_run *r, int ti, int tool, const json_t *args, const char *key,
+		       bool agent, rein_cmd *cmd, char **deny, rein_err *err);
+/* run.started: the requester and the organisation policies it pins. */
+int engine_policy_start(rein_run *r, const json_t *data, rein_err *err);
+/* policy.decision for thread ti, and every event's time (the recorded clock),
+ * and tool.intent (a call recorded, for limits). */
+int engine_policy_apply(rein_run *r, int ti, const json_t *data, rein_err *err);
+int engine_policy_note(rein_run *r, rein_event_type evt, int64_t at, const json_t *data,
 		       rein_err *err);
+void engine_policy_free(rein_run *r);
 /* Step 4, risk tier: REIN_OK with *deny NULL to proceed now. Today every tier
  * proceeds; approvals will hold medium and high ones here. */
 int engine_risk_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,

@@ -9,14 +9,178 @@
 #include "engine_int.h"
 #include "schema.h"
 
-int engine_policy_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,
+/* ---- step 3: policy (docs/policy.md) --------------------------------------- */
+
+void engine_policy_free(rein_run *r)
+{
+	json_decref(r->requester);
+	rein_policy_free(r->org_pol);
+	rein_free(r->org_error);
+	json_decref(r->pol_hist);
+}
+
+int engine_policy_start(rein_run *r, const json_t *data, rein_err *err)
+{
+	assert(r != NULL);
+	const json_t *rq = json_object_get(data, "requester");
+	r->requester = json_is_object(rq) ? json_incref((json_t *)rq)
+					  : json_pack("{s:n, s:[], s:n}", "user", "roles", "tenant");
+	r->pol_hist = json_array();
+	snprintf(r->org_version, sizeof r->org_version, "none");
+	if (r->requester == NULL || r->pol_hist == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	const json_t *org = json_object_get(data, "org_policies");
+	if (!json_is_object(org))
+		return REIN_OK;
+	const char *v = json_string_value(json_object_get(org, "version"));
+	snprintf(r->org_version, sizeof r->org_version, "%s", v ? v : "?");
+	rein_err e = {0};
+	int bad = -1;
+	int rc = rein_policy_compile(json_object_get(org, "rules"), "org", r->sb, &r->org_pol, &bad, &e);
+	if (rc == REIN_ENOMEM)
+		return rein_err_set(err, rc, "out of memory");
+	if (rc != REIN_OK) {
+		/* fail closed: a pinned set that does not compile denies every call */
+		r->org_error = rein_sprintf("the organisation policies (version %s) cannot be used: %s",
+					    r->org_version, e.msg);
+		if (r->org_error == NULL)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	}
+	return REIN_OK;
+}
+
+int engine_policy_note(rein_run *r, rein_event_type evt, int64_t at, const json_t *data,
 		       rein_err *err)
 {
-	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && deny != NULL);
-	assert(tool >= 0 && (size_t)tool < r->spec->ntools && args != NULL);
-	(void)err;
-	*deny = NULL; /* every call is allowed until the policy layer decides */
+	if (at > r->clock_ms)
+		r->clock_ms = at;
+	if (evt != REIN_EV_TOOL_INTENT || r->pol_hist == NULL)
+		return REIN_OK;
+	const char *eff = json_string_value(json_object_get(data, "effect"));
+	const json_t *tool = json_object_get(data, "tool");
+	json_t *h = json_object();
+	if (h == NULL || json_object_set_new(h, "tool", tool ? json_incref((json_t *)tool) : json_null()) ||
+	    json_object_set_new(h, "write", json_boolean(eff && strcmp(eff, "write") == 0)) ||
+	    json_object_set_new(h, "at", json_integer(at))) {
+		json_decref(h);
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	}
+	if (json_array_append_new(r->pol_hist, h) != 0)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	return REIN_OK;
+}
+
+/* "a, b" of the strings of arr; NULL when out of memory. */
+static char *join(const json_t *arr, const char *sep)
+{
+	rein_buf b = {0};
+	size_t i;
+	json_t *x;
+	int rc = rein_buf_printf(&b, "%s", "");
+	json_array_foreach(arr, i, x) if (rc == REIN_OK) rc =
+		rein_buf_printf(&b, "%s%s", i ? sep : "", json_string_value(x) ? json_string_value(x) : "?");
+	if (rc != REIN_OK) {
+		rein_buf_free(&b);
+		return NULL;
+	}
+	return b.p;
+}
+
+int engine_policy_apply(rein_run *r, int ti, const json_t *data, rein_err *err)
+{
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth);
+	thread *t = &r->th[ti];
+	const char *d = json_string_value(json_object_get(data, "decision"));
+	const char *key = json_string_value(json_object_get(data, "key"));
+	int dec = d == NULL ? 0 : strcmp(d, "allow") == 0 ? REIN_POLICY_ALLOW
+			      : strcmp(d, "deny") == 0	  ? REIN_POLICY_DENY
+			      : strcmp(d, "approve") == 0 ? REIN_POLICY_APPROVE
+							  : 0;
+	if (dec == 0 || key == NULL || strlen(key) >= sizeof t->pol_key)
+		return rein_err_set(err, REIN_ECORRUPT, "run %s: policy.decision with a bad decision or key",
+				    r->id);
+	snprintf(t->pol_key, sizeof t->pol_key, "%s", key);
+	t->pol_decision = dec;
+	rein_free(t->pol_why);
+	t->pol_why = NULL;
+	if (dec == REIN_POLICY_ALLOW)
+		return REIN_OK;
+	char *ids = join(json_object_get(data, "rules"), ", ");
+	char *why = join(json_object_get(data, "reasons"), "; ");
+	if (ids && why)
+		t->pol_why = dec == REIN_POLICY_DENY
+				     ? rein_sprintf("denied by policy (rules: %s): %s", *ids ? ids : "none", why)
+				     : rein_sprintf("needs approval (approvals are not implemented yet; rules: "
+						    "%s): %s",
+						    ids, why);
+	rein_free(ids);
+	rein_free(why);
+	return t->pol_why ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
+}
+
+static const json_t *policy_step_out(void *ud, const char *name)
+{
+	rein_run *r = ud;
+	int i = rein_spec_step(r->spec, name);
+	return i >= 0 ? r->outs[i] : NULL;
+}
+
+int engine_policy_gate(rein_run *r, int ti, int tool, const json_t *args, const char *key,
+		       bool agent, rein_cmd *cmd, char **deny, rein_err *err)
+{
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && deny != NULL && key != NULL);
+	assert(tool >= 0 && (size_t)tool < r->spec->ntools && args != NULL && cmd != NULL);
+	thread *t = &r->th[ti];
+	*deny = NULL;
+	bool in_force = r->spec->has_policies || r->org_pol != NULL || r->org_error != NULL;
+	if (!in_force)
+		return REIN_OK; /* the compatibility rule: no policies, no decisions */
+	if (strcmp(t->pol_key, key) == 0) { /* decided and recorded */
+		if (t->pol_decision == REIN_POLICY_ALLOW)
+			return REIN_OK;
+		*deny = agent ? rein_sprintf(t->pol_decision == REIN_POLICY_DENY
+					     ? "this call was denied by policy; do not retry it"
+					     : "this call needs a human approval, which is not available; "
+					       "do not retry it")
+			      : rein_strdup(t->pol_why ? t->pol_why : "denied by policy");
+		return *deny ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
+	}
+	const rein_tool *tl = &r->spec->tools[tool];
+	json_t *dec = NULL;
+	int rc = REIN_OK;
+	if (r->org_error) {
+		dec = json_pack("{s:s, s:[], s:[s]}", "decision", "deny", "rules", "reasons", r->org_error);
+	} else {
+		const rein_policy *sets[2] = {r->org_pol, r->spec->policies};
+		rein_policy_call c = {.tool = {.name = tl->name,
+					       .write = tl->write,
+					       .risk = (int)tl->risk,
+					       .input_doc = tl->input_doc},
+				      .args = args,
+				      .requester = r->requester,
+				      .input = r->input,
+				      .run = r->runinfo,
+				      .step_out = policy_step_out,
+				      .ud = r,
+				      .now_ms = r->clock_ms,
+				      .history = r->pol_hist,
+				      .enforce = true,
+				      .limits = r->spec->limits};
+		if ((rc = rein_policy_eval(r->sb, sets, 2, &c, &dec, err)) != REIN_OK)
+			return rc;
+	}
+	const char *call_id = agent ? json_string_value(json_object_get(
+					      json_array_get(t->calls, t->idx), "id"))
+				    : NULL;
+	if (dec && (json_object_set_new(dec, "tool", json_string(tl->name)) ||
+		    json_object_set_new(dec, "policy_version", json_string(r->org_version)) ||
+		    json_object_set_new(dec, "workflow_version", json_string(r->spec->version)) ||
+		    json_object_set_new(dec, "key", json_string(key)) ||
+		    (call_id && json_object_set_new(dec, "call_id", json_string(call_id))))) {
+		json_decref(dec);
+		dec = NULL;
+	}
+	return engine_emit(cmd, REIN_EV_POLICY_DECISION, t->step, dec, err);
 }
 
 int engine_risk_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,
@@ -122,9 +286,13 @@ int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err
 	rc = REIN_OK;
 	if (why)
 		goto refuse;
-	/* 3. policy, 4. risk tier */
-	if ((rc = engine_policy_gate(r, ti, tool, args, &why, err)) != REIN_OK || why)
+	/* 3. policy (a first pass records the decision), 4. risk tier */
+	char key[80];
+	engine_make_key(r, t, key);
+	if ((rc = engine_policy_gate(r, ti, tool, args, key, agent, cmd, &why, err)) != REIN_OK || why)
 		goto refuse;
+	if (cmd->kind != REIN_CMD_NONE)
+		goto out; /* the policy.decision, to record first */
 	if ((rc = engine_risk_gate(r, ti, tool, args, &why, err)) != REIN_OK || why)
 		goto refuse;
 	/* 5. budgets: a spent one ends the step, whoever proposed */
@@ -135,8 +303,6 @@ int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err
 				 err);
 		goto out;
 	}
-	char key[80];
-	engine_make_key(r, t, key);
 	rc = engine_emit(cmd, REIN_EV_TOOL_INTENT, s,
 			 json_pack("{s:s, s:s, s:O, s:s?, s:s}", "tool", tl->name, "key", key, "args", args,
 				   "call_id", call_id, "effect", tl->write ? "write" : "read"),

@@ -37,6 +37,7 @@ typedef enum rein_event_type {
 	REIN_EV_MODEL_BREAKER,
 	REIN_EV_KILL_HELD,
 	REIN_EV_KILL_LIFTED,
+	REIN_EV_POLICY_DECISION,
 	REIN_EV__COUNT
 } rein_event_type;
 

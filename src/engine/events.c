@@ -22,10 +22,13 @@
 
 const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 	[REIN_EV_RUN_STARTED] = {"run.started", "runner", false,
-				 "input:j workflow:s version:s retry_of:o? shadow:b?",
+				 "input:j workflow:s version:s retry_of:o? shadow:b? requester:o? "
+				 "org_policies:o?",
 				 "a run began with this input, pinned to this workflow version (retry_of: "
 				 "{run, from}, a retry of that run from that step; shadow: true, no write "
-				 "call of the run is sent)"},
+				 "call of the run is sent), for this requester ({user, roles, tenant}), "
+				 "under these organisation policies ({version, rules}: the ones loaded "
+				 "when it started)"},
 	[REIN_EV_RUN_RESUMED] = {"run.resumed", "runner", false, "owner:s previous_owner:s?",
 				 "a worker took the run over from an owner that is gone (informational)"},
 	[REIN_EV_RUN_ENDED] = {"run.ended", "engine", false, "status:s reason:s? output:j?",
@@ -100,6 +103,13 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 	[REIN_EV_TOOL_SHADOWED] = {"tool.shadowed", "runner", true, "tool:s key:s args:o result:j",
 				   "shadow mode: the write call that would have been sent, not sent; "
 				   "result is what the step gets (the contract's shadow result)"},
+	[REIN_EV_POLICY_DECISION] = {"policy.decision", "engine", true,
+				     "tool:s decision:s rules:a reasons:a policy_version:s "
+				     "workflow_version:s key:s call_id:s?",
+				     "the policies decided a proposed call (allow, deny or approve) by these "
+				     "rules for these reasons; policy_version: the organisation policies' "
+				     "content hash (none: none loaded), workflow_version: the workflow's "
+				     "(its own policies)"},
 };
 
 const rein_event_def *rein_event_def_of(int type)

@@ -293,7 +293,13 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 		json_decref(data);
 		data = NULL;
 	}
-	if (data == NULL || add_active(rn, a) != REIN_OK) {
+	if (data == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto fail;
+	}
+	if ((rc = runner_start_governance(rn, data, err)) != REIN_OK)
+		goto fail;
+	if (add_active(rn, a) != REIN_OK) {
 		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto fail;
 	}

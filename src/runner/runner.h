@@ -70,6 +70,9 @@ typedef struct rein_runner_opts {
 	 * REIN_OK; rein_runner_stopped says so. */
 	volatile sig_atomic_t *stop;
 	int64_t stop_grace_ms;
+	/* who the runs this runner starts are for (docs/policy.md): recorded as
+	 * run.started's requester {user, roles, tenant}; borrowed; NULL: none */
+	const json_t *requester;
 } rein_runner_opts;
 
 typedef struct rein_run_result {

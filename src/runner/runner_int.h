@@ -133,6 +133,10 @@ struct rein_runner {
 	} cm;
 };
 
+/* Adds run.started's requester (opts) and the organisation policies current
+ * in the store ({version, rules}, when any) to data (governance.c). */
+int runner_start_governance(rein_runner *rn, json_t *data, rein_err *err);
+
 static inline int64_t runner_now(const rein_runner *rn) { return rein_clock_now(rn->o.clock); }
 
 /* runner.c */

@@ -744,7 +744,7 @@ static void compile(loader *L, const ynode *root)
 	static const char *const top[] = {"rein",   "name",    "description", "input",
 					  "output", "budgets", "limits",      "mcp_servers",
 					  "tools",  "models",  "trace",       "start",
-					  "steps",  "shadow",  NULL};
+					  "steps",  "shadow",  "policies", NULL};
 	if (root == NULL) {
 		spec_diag(L, L->wf, 1, 1, "the workflow file is empty");
 		return;
@@ -787,6 +787,8 @@ static void compile(loader *L, const ynode *root)
 	if ((v = ynode_get(root, "tools")))
 		spec_load_tools(L, v);
 	L->cur = L->wf;
+	if ((v = ynode_get(root, "policies")))
+		spec_load_policies(L, v);
 	if ((v = ynode_get(root, "models")))
 		spec_load_models(L, v);
 	if ((v = ynode_get(root, "trace")))
@@ -831,6 +833,7 @@ void rein_spec_free(rein_spec *s)
 {
 	if (s == NULL)
 		return;
+	rein_policy_free(s->policies);
 	for (size_t i = 0; i < s->nsteps; i++) {
 		rein_step *st = &s->steps[i];
 		rein_free(st->name);

@@ -11,6 +11,7 @@
 #define REIN_SPEC_H
 
 #include "base.h"
+#include "policy.h"
 #include "schema.h"
 #include "script.h"
 
@@ -234,6 +235,10 @@ typedef struct rein_spec {
 	bool store_prompts; /* trace.store_prompts: keep rendered prompts in events */
 	bool shadow;        /* `shadow: true`: every run is in shadow mode (no write
 			       call is sent; docs/operations.md) */
+	/* `policies:` (docs/policy.md): compiled rules, NULL when none; has_policies
+	   when the key is there (even empty): writes are then denied by default */
+	rein_policy *policies;
+	bool has_policies;
 } rein_spec;
 
 /* Index of the tool called name, or -1. */
@@ -255,6 +260,18 @@ int rein_spec_load_bundle(const json_t *bundle, const char *path, rein_script *s
 			  rein_spec **out, rein_err *err);
 
 void rein_spec_free(rein_spec *s);
+
+/* Reads a YAML file into JSON (*out, caller decrefs); REIN_ESPEC
+ * "PATH:LINE:COL: message" when it does not parse. */
+int rein_spec_yaml_file(const char *path, json_t **out, rein_err *err);
+
+/*
+ * Reads an organisation policy file (docs/policy.md): a list of rules, or a
+ * mapping {policies: [rules]}. Every rule is compiled (sb borrowed to check
+ * the conditions); *rules (caller decrefs) is the list as JSON. REIN_ESPEC
+ * "PATH: rule N: what" for a bad rule.
+ */
+int rein_spec_policy_file(const char *path, rein_script *sb, json_t **rules, rein_err *err);
 
 /* Index of the step called name, or -1. */
 int rein_spec_step(const rein_spec *s, const char *name);

@@ -47,4 +47,7 @@ void spec_load_llm_step(loader *L, rein_step *st, const ynode *kind);
 void spec_load_agent_step(loader *L, rein_step *st, const ynode *kind);
 void spec_models_free(rein_spec *s);
 
+/* `policies:` of the workflow (policies.c), after the tools are loaded. */
+void spec_load_policies(loader *L, const ynode *n);
+
 #endif

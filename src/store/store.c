@@ -162,6 +162,40 @@ static bool bundle_matches(const char *version, const char *text)
 	return strcmp(hex, version) == 0;
 }
 
+int rein_store_org_policy_put(rein_store *s, const char *version, const char *rules, int64_t at,
+			      rein_err *err)
+{
+	assert(version != NULL && rules != NULL);
+	if (s->ops->org_policy_put == NULL)
+		return rein_err_set(err, REIN_EINVAL, "this store keeps no organisation policies "
+				    "(not supported)");
+	if (!bundle_matches(version, rules))
+		return rein_err_set(err, REIN_EINVAL, "policy version %.12s is not the hash of its rules",
+				    version);
+	return s->ops->org_policy_put(s->be, version, rules, at, err);
+}
+
+int rein_store_org_policy_current(rein_store *s, char **version, char **rules, rein_err *err)
+{
+	assert(version != NULL && rules != NULL);
+	*version = *rules = NULL;
+	if (s->ops->org_policy_current == NULL)
+		return REIN_OK;
+	char *v = NULL, *r = NULL;
+	int rc = s->ops->org_policy_current(s->be, &v, &r, err);
+	if (rc == REIN_OK && v && (r == NULL || !bundle_matches(v, r)))
+		rc = rein_err_set(err, REIN_ECORRUPT, "the stored organisation policies %.12s do not "
+				  "match their hash (changed after they were loaded)", v);
+	if (rc != REIN_OK) {
+		rein_free(v);
+		rein_free(r);
+		return rc;
+	}
+	*version = v;
+	*rules = r;
+	return REIN_OK;
+}
+
 int rein_store_spec_get(rein_store *s, const char *version, char **bundle, rein_err *err)
 {
 	assert(version != NULL && bundle != NULL);

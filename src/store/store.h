@@ -234,6 +234,10 @@ typedef struct rein_store_ops {
 	int (*kill_list)(void *be, int64_t *version, rein_kill_row **rows, size_t *n,
 			 rein_err *err);
 	int (*kill_version)(void *be, int64_t *version, rein_err *err);
+	/* optional (NULL: the backend keeps no organisation policies) */
+	int (*org_policy_put)(void *be, const char *version, const char *rules, int64_t at,
+			      rein_err *err);
+	int (*org_policy_current)(void *be, char **version, char **rules, rein_err *err);
 } rein_store_ops;
 
 typedef struct rein_store_opts {
@@ -285,6 +289,20 @@ int rein_store_spec_put(rein_store *s, const char *version, const char *name, co
  * stored bundle of version V does not match its hash"), never returned.
  */
 int rein_store_spec_get(rein_store *s, const char *version, char **bundle, rein_err *err);
+
+/*
+ * Organisation policies (docs/policy.md): a load records rules (JSON text,
+ * the canonical dump of the list) under version (its hex SHA-256) as the
+ * current set; every load is kept (the history of versions). Autocommits.
+ * REIN_EINVAL when version is not the hash of rules; REIN_EINVAL "not
+ * supported" on a backend without them.
+ */
+int rein_store_org_policy_put(rein_store *s, const char *version, const char *rules, int64_t at,
+			      rein_err *err);
+/* The current set: *version and *rules (caller frees both), or both NULL when
+ * none was loaded. REIN_ECORRUPT when the stored rules do not match their
+ * version. */
+int rein_store_org_policy_current(rein_store *s, char **version, char **rules, rein_err *err);
 /* Inserts a new run with every field of row (mail starts false).
  * REIN_ECONFLICT when the id exists. */
 int rein_store_run_insert(rein_store *s, const rein_run_row *row, rein_err *err);

@@ -175,6 +175,8 @@ static const char schema_sql[] =
 	" data TEXT, sender TEXT, at INTEGER NOT NULL, drained INTEGER NOT NULL DEFAULT 0,"
 	" PRIMARY KEY(run, seq), UNIQUE(run, id)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS payloads(hash BLOB PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS org_policies(seq INTEGER PRIMARY KEY, version TEXT NOT NULL,"
+	" rules TEXT NOT NULL, loaded_at INTEGER NOT NULL);"
 	"CREATE TRIGGER IF NOT EXISTS events_append_only_u BEFORE UPDATE ON events"
 	" BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
 	"CREATE TRIGGER IF NOT EXISTS events_append_only_d BEFORE DELETE ON events"
@@ -476,6 +478,48 @@ static int sq_spec_get(void *be, const char *version, char **bundle, rein_err *e
 		rc = db_err(b, err, "spec get");
 	}
 	sqlite3_reset(s);
+	return rc;
+}
+
+/* Organisation policies: one row per load, the newest is current. (Rare:
+ * prepared on each call rather than cached.) */
+static int sq_org_policy_put(void *be, const char *version, const char *rules, int64_t at,
+			     rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(b->db, "INSERT INTO org_policies(version, rules, loaded_at) "
+			       "VALUES (?1, ?2, ?3)", -1, &s, NULL) != SQLITE_OK)
+		return db_err(b, err, "policy put");
+	sqlite3_bind_text(s, 1, version, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, rules, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, at);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? REIN_OK : db_err(b, err, "policy put");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int sq_org_policy_current(void *be, char **version, char **rules, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(b->db, "SELECT version, rules FROM org_policies ORDER BY seq DESC "
+			       "LIMIT 1", -1, &s, NULL) != SQLITE_OK)
+		return db_err(b, err, "policy get");
+	int r = sqlite3_step(s), rc = REIN_OK;
+	if (r == SQLITE_ROW) {
+		*version = rein_strdup((const char *)sqlite3_column_text(s, 0));
+		*rules = rein_strdup((const char *)sqlite3_column_text(s, 1));
+		if (*version == NULL || *rules == NULL) {
+			rein_free(*version);
+			rein_free(*rules);
+			*version = *rules = NULL;
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		}
+	} else if (r != SQLITE_DONE) {
+		rc = db_err(b, err, "policy get");
+	}
+	sqlite3_finalize(s);
 	return rc;
 }
 
@@ -1581,6 +1625,8 @@ static const rein_store_ops sqlite_ops = {
 	.kill_lift = sq_kill_lift,
 	.kill_list = sq_kill_list,
 	.kill_version = sq_kill_version,
+	.org_policy_put = sq_org_policy_put,
+	.org_policy_current = sq_org_policy_current,
 };
 
 static int64_t query_int(sq *b, const char *q)

@@ -1,0 +1,289 @@
+/*
+ * Decision tables for the policy layer (docs/policy.md): every rule form,
+ * precedence, the read/write defaults, tenant scoping, rate limits, hours,
+ * write counts, fail-closed conditions and compile-time errors.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "policy.h"
+
+static rein_script *sb;
+
+static int setup(void **st) { (void)st; return rein_script_new(&sb); }
+static int teardown(void **st) { (void)st; rein_script_free(sb); return 0; }
+
+static rein_policy *compile(const char *rules)
+{
+	rein_err e = {0};
+	json_t *j = rein_json_parse(rules, strlen(rules), &e);
+	assert_non_null(j);
+	rein_policy *p = NULL;
+	int bad;
+	int rc = rein_policy_compile(j, "test", sb, &p, &bad, &e);
+	if (rc != REIN_OK)
+		fail_msg("%s", e.msg);
+	json_decref(j);
+	return p;
+}
+
+static int compile_err(const char *rules, char *msg, size_t n)
+{
+	rein_err e = {0};
+	json_t *j = rein_json_parse(rules, strlen(rules), &e);
+	rein_policy *p = NULL;
+	int bad = -2;
+	int rc = rein_policy_compile(j, "test", sb, &p, &bad, &e);
+	snprintf(msg, n, "%s", e.msg);
+	json_decref(j);
+	rein_policy_free(p);
+	assert_int_not_equal(rc, REIN_OK);
+	return bad;
+}
+
+typedef struct kase {
+	const char *tool;
+	bool write;
+	int risk;
+	const char *args, *requester, *input, *history;
+	int64_t now;
+	bool enforce;
+	const char *want, *rules; /* decision, ids joined by "," */
+} kase;
+
+static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
+{
+	rein_err e = {0};
+	json_t *args = rein_json_parse(k->args ? k->args : "{}", strlen(k->args ? k->args : "{}"), &e);
+	json_t *rq = rein_json_parse(k->requester ? k->requester : "{\"user\":\"u\",\"roles\":[]}",
+				     strlen(k->requester ? k->requester : "{\"user\":\"u\",\"roles\":[]}"), &e);
+	json_t *in = rein_json_parse(k->input ? k->input : "{}", strlen(k->input ? k->input : "{}"), &e);
+	json_t *h = rein_json_parse(k->history ? k->history : "[]", strlen(k->history ? k->history : "[]"), &e);
+	json_t *input_doc = json_pack("{s:{s:{}, s:{}, s:{}}}", "properties", "amount", "tenant", "to");
+	json_t *run = json_pack("{s:s}", "id", "run_1");
+	const rein_policy *sets[2] = {p, p2};
+	rein_policy_call c = {.tool = {k->tool, k->write, k->risk, input_doc},
+			      .args = args, .requester = rq, .input = in, .run = run,
+			      .now_ms = k->now, .history = h, .enforce = k->enforce};
+	json_t *d = NULL;
+	assert_int_equal(rein_policy_eval(sb, sets, 2, &c, &d, &e), REIN_OK);
+	assert_string_equal(json_string_value(json_object_get(d, "decision")), k->want);
+	char ids[256] = "";
+	size_t i;
+	json_t *x;
+	json_array_foreach(json_object_get(d, "rules"), i, x) {
+		strncat(ids, i ? "," : "", sizeof ids - strlen(ids) - 1);
+		strncat(ids, json_string_value(x), sizeof ids - strlen(ids) - 1);
+	}
+	assert_string_equal(ids, k->rules);
+	assert_true(json_array_size(json_object_get(d, "reasons")) >= 1);
+	json_decref(d);
+	json_decref(args);
+	json_decref(rq);
+	json_decref(in);
+	json_decref(h);
+	json_decref(input_doc);
+	json_decref(run);
+}
+
+static void test_defaults(void **st)
+{
+	(void)st;
+	rein_policy *p = compile("[]");
+	kase ks[] = {
+		{"read", false, 0, .enforce = true, .want = "allow", .rules = ""},
+		{"pay", true, 0, .enforce = true, .want = "deny", .rules = ""},
+		{"pay", true, 0, .enforce = false, .want = "allow", .rules = ""},
+	};
+	for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+		check(p, NULL, &ks[i]);
+	assert_int_equal(rein_policy_count(p), 0);
+	rein_policy_free(p);
+}
+
+static void test_precedence_and_targets(void **st)
+{
+	(void)st;
+	rein_policy *org = compile("[{\"id\":\"no-high\",\"effect\":\"deny\",\"risk\":\"high\",\"reason\":\"high risk\"}]");
+	rein_policy *wf = compile(
+		"[{\"id\":\"ok-pay\",\"effect\":\"allow\",\"tool\":[\"pay\",\"refund*\"]},"
+		" {\"id\":\"review\",\"effect\":\"approve\",\"tool\":\"refund*\",\"when\":\"args.amount > 50\"},"
+		" {\"id\":\"reads\",\"effect\":\"deny\",\"access\":\"read\",\"tool\":\"secret_*\"},"
+		" {\"id\":\"writes\",\"effect\":\"allow\",\"access\":\"write\",\"tool\":\"log\"},"
+		" {\"id\":\"med\",\"effect\":\"approve\",\"risk\":\"medium\",\"tool\":\"wire\"}]");
+	kase ks[] = {
+		{"pay", true, 0, .enforce = true, .want = "allow", .rules = "ok-pay"},
+		{"refund_card", true, 0, .args = "{\"amount\":10}", .enforce = true, .want = "allow", .rules = "ok-pay"},
+		{"refund_card", true, 0, .args = "{\"amount\":90}", .enforce = true, .want = "approve", .rules = "review"},
+		{"refund_card", true, 2, .args = "{\"amount\":90}", .enforce = true, .want = "deny", .rules = "no-high"},
+		{"secret_db", false, 0, .enforce = true, .want = "deny", .rules = "reads"},
+		{"secret_db", true, 0, .enforce = true, .want = "deny", .rules = ""},
+		{"log", true, 0, .enforce = true, .want = "allow", .rules = "writes"},
+		{"log", false, 0, .enforce = true, .want = "allow", .rules = ""},
+		{"wire", true, 0, .enforce = true, .want = "deny", .rules = ""},
+		{"wire", true, 1, .enforce = true, .want = "approve", .rules = "med"},
+		{"wire", true, 2, .enforce = true, .want = "deny", .rules = "no-high"},
+	};
+	for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+		check(org, wf, &ks[i]);
+	rein_policy_free(org);
+	rein_policy_free(wf);
+}
+
+static void test_limits(void **st)
+{
+	(void)st;
+	rein_policy *p = compile(
+		"[{\"id\":\"cap\",\"effect\":\"deny\",\"tool\":\"pay\",\"when\":\"args.amount > 500\"},"
+		" {\"id\":\"tenant\",\"effect\":\"deny\",\"when\":\"args.tenant ~= nil and args.tenant ~= requester.tenant\"},"
+		" {\"id\":\"rate\",\"effect\":\"deny\",\"tool\":\"pay\",\"limit\":{\"max\":2,\"window_s\":60}},"
+		" {\"id\":\"writes\",\"effect\":\"deny\",\"access\":\"write\",\"limit\":{\"max\":3}},"
+		" {\"id\":\"hours\",\"effect\":\"deny\",\"tool\":\"pay\",\"when\":\"run.hour < 9 or run.hour >= 17 or run.weekday == 0\"},"
+		" {\"id\":\"count\",\"effect\":\"deny\",\"tool\":\"pay\",\"when\":\"run.tool_calls.pay ~= nil and run.tool_calls.pay >= 9\"},"
+		" {\"id\":\"pay\",\"effect\":\"allow\",\"tool\":\"pay\"}]");
+	/* Monday 5 January 2026 10:00 UTC */
+	int64_t ten = 1767571200000LL + 10 * 3600000LL;
+	const char *acme = "{\"user\":\"u\",\"roles\":[],\"tenant\":\"acme\"}";
+	kase ks[] = {
+		{"pay", true, 0, .args = "{\"amount\":10}", .now = ten, .enforce = true, .want = "allow", .rules = "pay"},
+		{"pay", true, 0, .args = "{\"amount\":900}", .now = ten, .enforce = true, .want = "deny", .rules = "cap"},
+		{"pay", true, 0, .args = "{\"tenant\":\"acme\",\"amount\":1}", .requester = acme, .now = ten, .enforce = true, .want = "allow", .rules = "pay"},
+		{"pay", true, 0, .args = "{\"tenant\":\"globex\",\"amount\":1}", .requester = acme, .now = ten, .enforce = true, .want = "deny", .rules = "tenant"},
+		{"pay", true, 0, .args = "{\"amount\":1}", .now = ten, .enforce = true, .want = "deny", .rules = "rate",
+		 .history = "[{\"tool\":\"pay\",\"write\":true,\"at\":1767607190000},{\"tool\":\"pay\",\"write\":true,\"at\":1767607195000}]"},
+		{"pay", true, 0, .args = "{\"amount\":1}", .now = ten, .enforce = true, .want = "allow", .rules = "pay", /* outside the window */
+		 .history = "[{\"tool\":\"pay\",\"write\":true,\"at\":1767600000000},{\"tool\":\"pay\",\"write\":true,\"at\":1767607195000}]"},
+		{"pay", true, 0, .args = "{\"amount\":1}", .now = ten, .enforce = true, .want = "deny", .rules = "writes",
+		 .history = "[{\"tool\":\"a\",\"write\":true,\"at\":1},{\"tool\":\"b\",\"write\":true,\"at\":2},{\"tool\":\"c\",\"write\":true,\"at\":3},{\"tool\":\"r\",\"write\":false,\"at\":4}]"},
+		{"pay", true, 0, .args = "{\"amount\":1}", .now = ten - 2 * 3600000LL, .enforce = true, .want = "deny", .rules = "hours"},
+		{"pay", true, 0, .args = "{\"amount\":1}", .now = ten + 7 * 3600000LL, .enforce = true, .want = "deny", .rules = "hours"},
+		{"pay", true, 0, .args = "{\"amount\":1}", .now = ten - 24 * 3600000LL, .enforce = true, .want = "deny", .rules = "hours"}, /* Sunday */
+	};
+	for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+		check(p, NULL, &ks[i]);
+	rein_policy_free(p);
+}
+
+static void test_fail_closed(void **st)
+{
+	(void)st;
+	rein_policy *p = compile(
+		"[{\"id\":\"err\",\"effect\":\"allow\",\"tool\":\"a\",\"when\":\"args.amount.x.y > 1\"},"
+		" {\"id\":\"str\",\"effect\":\"allow\",\"tool\":\"b\",\"when\":\"'yes'\"},"
+		" {\"id\":\"nofield\",\"effect\":\"allow\",\"tool\":\"c\",\"when\":\"args.nope == 1\"},"
+		" {\"id\":\"nil\",\"effect\":\"deny\",\"tool\":\"d\",\"when\":\"args.amount and args.amount > 5\"}]");
+	kase ks[] = {
+		{"a", false, 0, .args = "{\"amount\":1}", .enforce = true, .want = "deny", .rules = "err"},
+		{"b", false, 0, .enforce = true, .want = "deny", .rules = "str"},
+		{"c", false, 0, .enforce = true, .want = "deny", .rules = "nofield"},
+		{"d", false, 0, .enforce = true, .want = "allow", .rules = ""},
+	};
+	for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+		check(p, NULL, &ks[i]);
+	/* the missing field is found before the rule runs */
+	json_t *doc = json_pack("{s:{s:{}}}", "properties", "amount");
+	rein_policy_tool t = {"c", false, 0, doc};
+	rein_err e = {0};
+	int bad = -1;
+	assert_int_equal(rein_policy_check_tools(p, &t, 1, &bad, &e), REIN_EINVAL);
+	assert_int_equal(bad, 2);
+	assert_non_null(strstr(e.msg, "args.nope is not a field of tool 'c'"));
+	json_decref(doc);
+	rein_policy_free(p);
+}
+
+static void test_compile_errors(void **st)
+{
+	(void)st;
+	char m[512];
+	assert_int_equal(compile_err("{}", m, sizeof m), -1);
+	assert_int_equal(compile_err("[1]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"effect\":\"allow\"}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"maybe\"}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"bogus\":1}]", m, sizeof m), 0);
+	assert_non_null(strstr(m, "unknown key 'bogus'"));
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"tool\":3}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"tool\":[3]}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"access\":\"exec\"}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"risk\":\"huge\"}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"when\":5}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"when\":\"args.x >\"}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"reason\":5}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":-1}}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"x\":1}}]", m, sizeof m), 0);
+	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\"},{\"id\":\"a\",\"effect\":\"deny\"}]", m, sizeof m), 1);
+	assert_non_null(strstr(m, "a second rule with this id"));
+	char v1[65], v2[65];
+	json_t *a = json_pack("[{s:s}]", "id", "x"), *b = json_pack("[{s:s}]", "id", "y");
+	rein_policy_version(a, v1);
+	rein_policy_version(b, v2);
+	assert_string_not_equal(v1, v2);
+	assert_int_equal(strlen(v1), 64);
+	json_decref(a);
+	json_decref(b);
+	assert_string_equal(rein_policy_decision_name(REIN_POLICY_APPROVE), "approve");
+}
+
+/* Fails the Nth allocation of a compile and an eval over every rule form,
+ * for each N until none is reached: a clean REIN_ENOMEM (or a fail-closed
+ * deny), never a crash or a leak (ASan). */
+static void test_alloc_faults(void **st)
+{
+	(void)st;
+	const char *rules =
+		"[{\"id\":\"cap\",\"effect\":\"deny\",\"tool\":[\"pay\",\"p*\"],\"when\":\"args.amount > 500\"},"
+		" {\"id\":\"rate\",\"effect\":\"approve\",\"access\":\"write\",\"risk\":\"low\",\"limit\":{\"max\":1,\"window_s\":60}},"
+		" {\"id\":\"hours\",\"effect\":\"deny\",\"when\":\"run.hour > 30 and args.amount\",\"reason\":\"r\"},"
+		" {\"id\":\"ok\",\"effect\":\"allow\",\"tool\":\"pay\"}]";
+	rein_err pe = {0};
+	json_t *j = rein_json_parse(rules, strlen(rules), &pe);
+	json_t *args = json_pack("{s:i}", "amount", 10), *rq = json_pack("{s:s}", "user", "u");
+	json_t *h = json_pack("[{s:s, s:o, s:i}]", "tool", "pay", "write", json_true(), "at", 1000);
+	json_t *doc = json_pack("{s:{s:{}}}", "properties", "amount");
+	bool reached = true;
+	for (long n = 1; reached && n < 5000; n++) {
+		rein_policy *p = NULL;
+		rein_err e = {0};
+		int bad;
+		json_t *d = NULL;
+		rein_fault_arm(REIN_FAULT_ALLOC, n);
+		int rc = rein_policy_compile(j, "t", sb, &p, &bad, &e);
+		if (rc == REIN_OK) {
+			rein_policy_call c = {.tool = {"pay", true, 0, doc}, .args = args, .requester = rq,
+					      .now_ms = 2000, .history = h, .enforce = true};
+			const rein_policy *sets[1] = {p};
+			rc = rein_policy_eval(sb, sets, 1, &c, &d, &e);
+		}
+		reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+		rein_fault_arm(REIN_FAULT_ALLOC, 0);
+		assert_true(rc == REIN_OK || rc == REIN_ENOMEM || rc == REIN_EINVAL);
+		if (rc == REIN_OK)
+			assert_non_null(d);
+		json_decref(d);
+		rein_policy_free(p);
+	}
+	json_decref(j);
+	json_decref(args);
+	json_decref(rq);
+	json_decref(h);
+	json_decref(doc);
+}
+
+int main(void)
+{
+	rein_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_precedence_and_targets),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_fail_closed),
+		cmocka_unit_test(test_compile_errors),
+		cmocka_unit_test(test_alloc_faults),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
