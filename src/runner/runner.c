@@ -141,6 +141,7 @@ void rein_runner_free(rein_runner *rn)
 	rein_tools_free(rn->tx);
 	rein_model_router_free(rn->router); /* after io: the calls out are done */
 	runner_kill_free(rn);
+	runner_governance_free(rn);
 	rein_free(rn->dq);
 	rein_free(rn->ev);
 	rein_free(rn->runs);

@@ -87,6 +87,11 @@ typedef struct batch {
 } batch;
 
 struct rein_runner {
+	/* the organisation policies last read from the store ({version, rules},
+	 * or NULL when none), read again at most once a second (governance.c) */
+	json_t *org_cache;
+	int64_t org_read_at;
+	bool org_read;
 	rein_store *st;
 	rein_script *sb;
 	rein_runner_opts o;
@@ -136,6 +141,8 @@ struct rein_runner {
 /* Adds run.started's requester (opts) and the organisation policies current
  * in the store ({version, rules}, when any) to data (governance.c). */
 int runner_start_governance(rein_runner *rn, json_t *data, rein_err *err);
+/* Frees the cached organisation policies (rein_runner_free). */
+void runner_governance_free(rein_runner *rn);
 
 static inline int64_t runner_now(const rein_runner *rn) { return rein_clock_now(rn->o.clock); }
 
