@@ -452,6 +452,22 @@ int rein_redact_json(rein_redactor *r, json_t *v, json_t **out, json_t *found)
 		}
 		if (copy == NULL)
 			copy = json_incref(v);
+	} else if (json_is_integer(v) && (r->classes & (REIN_REDACT_CARD | REIN_REDACT_PHONE))) {
+		/* a card or phone number written as a JSON number: the placeholder is a
+		 * string, and found keeps the number, so unredaction gives it back */
+		char num[32];
+		int len = snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		size_t end = (r->classes & REIN_REDACT_CARD) ? match_card(num, (size_t)len, 0) : 0;
+		const char *ph = NULL;
+		if (end == (size_t)len && (ph = placeholder(r, 2, num, end)) == NULL) {
+			rc = REIN_ENOMEM;
+			goto out;
+		}
+		if (ph && found && json_object_set(found, ph, v) != 0) {
+			rc = REIN_ENOMEM;
+			goto out;
+		}
+		copy = ph ? json_string(ph) : json_incref(v);
 	} else {
 		copy = json_incref(v);
 	}
@@ -479,6 +495,21 @@ static char *unredact_text(const char *s, size_t n, const json_t *map, bool *oom
 			continue;
 		size_t len = (size_t)(close - (s + i)) + 1;
 		json_t *val = json_object_getn(map, s + i, len);
+		json_t *num = json_is_integer(val) ? val : NULL;
+		char digits[32];
+		if (num) { /* a number inside text: its digits */
+			snprintf(digits, sizeof digits, "%" JSON_INTEGER_FORMAT,
+				 json_integer_value(num));
+			if (rein_buf_append(&b, s + copied, i - copied) != REIN_OK ||
+			    rein_buf_puts(&b, digits) != REIN_OK) {
+				*oom = true;
+				rein_buf_free(&b);
+				return NULL;
+			}
+			copied = i + len;
+			i = copied - 1;
+			continue;
+		}
 		if (!json_is_string(val))
 			continue;
 		if (rein_buf_append(&b, s + copied, i - copied) != REIN_OK ||
@@ -503,6 +534,9 @@ static char *unredact_text(const char *s, size_t n, const json_t *map, bool *oom
 json_t *rein_unredact_json(json_t *v, const json_t *map)
 {
 	if (json_is_string(v)) {
+		json_t *whole = json_object_getn(map, json_string_value(v), json_string_length(v));
+		if (whole && !json_is_string(whole))
+			return json_incref(whole); /* a number that was redacted */
 		bool oom = false;
 		char *s = unredact_text(json_string_value(v), json_string_length(v), map, &oom);
 		if (oom)

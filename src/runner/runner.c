@@ -108,6 +108,7 @@ void runner_active_free(active *a)
 		for (ticket *t = a->tickets; t; t = t->next)
 			t->dead = true;
 		rein_run_free(a->run);
+		rein_redactor_free(a->red);
 		rein_free(a);
 	}
 }
@@ -204,9 +205,10 @@ static int append_at(rein_runner *rn, active *a, const char *type, int step,
 		     const json_t *data, int64_t at, rein_err *err)
 {
 	int rc;
-	char *payload = rein_json_dump(data);
-	if (payload == NULL ||
-	    runner_grow((void **)&rn->ev, &rn->evcap, rn->nev + 1, sizeof *rn->ev) != REIN_OK) {
+	char *payload = NULL;
+	if ((rc = runner_protect_store(rn, a, type, data, &payload, err)) != REIN_OK)
+		return rc;
+	if (runner_grow((void **)&rn->ev, &rn->evcap, rn->nev + 1, sizeof *rn->ev) != REIN_OK) {
 		rein_free(payload);
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
@@ -276,6 +278,8 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 		rein_err_set(err, rc, "out of memory");
 		goto fail;
 	}
+	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
+		goto fail;
 	/* (not json_pack: it parses its format each time, and starts are hot) */
 	data = json_object();
 	if (data && (json_object_set_new_nocheck(data, "workflow",
@@ -334,6 +338,7 @@ out:
 }
 
 typedef struct replay_ctx {
+	rein_runner *rn;
 	active *a;
 	rein_err *err;
 	int rc;
@@ -353,11 +358,9 @@ static int replay_one(void *ud, const rein_event_row *ev)
 				     a->id, (long long)ev->seq);
 		return 1;
 	}
-	json_t *data = rein_json_parse(ev->payload, strlen(ev->payload), c->err);
-	if (data == NULL) {
-		c->rc = REIN_ECORRUPT;
+	json_t *data = NULL;
+	if ((c->rc = runner_protect_load(c->rn, a, ev, &data, c->err)) != REIN_OK)
 		return 1;
-	}
 	c->rc = rein_run_apply(a->run, ev->type, ev->step, ev->at, data, c->err);
 	json_decref(data);
 	a->seq = ev->seq;
@@ -413,7 +416,9 @@ static int resume_row(rein_runner *rn, const rein_run_row *rowp, bool claimed, r
 		rein_err_set(err, rc, "out of memory");
 		goto out;
 	}
-	replay_ctx c = {.a = a, .err = err};
+	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
+		goto out;
+	replay_ctx c = {.rn = rn, .a = a, .err = err};
 	if ((rc = rein_store_events_load(rn->st, id, replay_one, &c, err)) != REIN_OK ||
 	    (rc = c.rc) != REIN_OK)
 		goto out;
@@ -619,7 +624,9 @@ int rein_runner_review(rein_runner *rn, const char *id, const json_t *review, co
 		rein_err_set(err, rc, "out of memory");
 		goto out;
 	}
-	replay_ctx c = {.a = a, .err = err};
+	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
+		goto out;
+	replay_ctx c = {.rn = rn, .a = a, .err = err};
 	if ((rc = rein_store_events_load(rn->st, id, replay_one, &c, err)) != REIN_OK ||
 	    (rc = c.rc) != REIN_OK)
 		goto out;
@@ -1238,6 +1245,11 @@ int rein_runner_retry(rein_runner *rn, const char *old_id, const char *from, cha
 	const rein_spec *spec = spec_for(rn, row.version, err);
 	if (spec == NULL) {
 		rc = err && err->code ? err->code : REIN_EIO;
+		goto out;
+	}
+	if (spec->redact) { /* its payloads are sealed for the old run id */
+		rc = rein_err_set(err, REIN_EINVAL, "run %s redacts what it stores (trace.redact): "
+				  "retry from a step is not supported for it yet", old_id);
 		goto out;
 	}
 	if (rein_spec_step(spec, from) < 0) {

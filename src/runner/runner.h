@@ -67,6 +67,11 @@ typedef struct rein_runner_opts {
 	 * REIN_OK; rein_runner_stopped says so. */
 	volatile sig_atomic_t *stop;
 	int64_t stop_grace_ms;
+	/* The tenants' keys for protected payloads (borrowed; see protect.c): a
+	 * run whose spec sets trace.redact stores placeholders and seals the real
+	 * values under its tenant's key. NULL: such a run cannot start or resume
+	 * (REIN_EINVAL). */
+	rein_keyring *keys;
 } rein_runner_opts;
 
 typedef struct rein_run_result {

@@ -230,6 +230,7 @@ typedef struct rein_spec {
 	int64_t max_tokens, max_model_calls, max_tool_calls;
 	double max_cost_usd;
 	bool store_prompts; /* trace.store_prompts: keep rendered prompts in events */
+	unsigned redact;    /* trace.redact: REIN_REDACT_* classes stored as placeholders */
 } rein_spec;
 
 /* Index of the tool called name, or -1. */
