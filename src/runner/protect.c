@@ -170,7 +170,9 @@ int runner_protect_load(rein_runner *rn, active *a, const rein_event_row *ev, js
 	}
 	rein_err ke = {0};
 	if ((rc = rein_keyring_get(rn->o.keys, tenant, kid, key, &ke)) != REIN_OK) {
-		rc = rein_err_set(err, rc, "run %s cannot be resumed: the protected values of its "
+		/* EINVAL, not ENOTFOUND: the run exists, it can no longer be resumed */
+		rc = rein_err_set(err, rc == REIN_ENOTFOUND ? REIN_EINVAL : rc,
+				  "run %s cannot be resumed: the protected values of its "
 				  "events were shredded (%s); it can still be shown", a->id, ke.msg);
 		goto out;
 	}
