@@ -3,9 +3,12 @@
  * secrets), their false positives (order numbers that fail Luhn, dates,
  * amounts, IBAN-shaped text that fails mod-97), placeholders stable within a
  * redactor and continued after learn, the JSON walk and its inverse, and
- * AES-256-GCM sealing (a wrong key or aad, a flipped byte: REIN_ECORRUPT).
+ * AES-256-GCM sealing (a wrong key or aad, a flipped byte: REIN_ECORRUPT), and
+ * the tenants' keyring (store/keys.c) with its shredding.
  */
 #include "testlib.h"
+
+#include <sys/stat.h>
 
 static const unsigned ALL = REIN_REDACT_EMAIL | REIN_REDACT_PHONE | REIN_REDACT_CARD |
 			    REIN_REDACT_IBAN | REIN_REDACT_TOKEN | REIN_REDACT_SECRET;
@@ -169,6 +172,52 @@ static void test_seal(void **st)
 	rein_free(box2);
 }
 
+/* The keyring: a key made on first use, read back by a second handle, refused
+ * once shredded (also by the handle that cached it), a new key after. */
+static void test_keyring(void **st)
+{
+	(void)st;
+	char dir[] = "/tmp/rein-keys-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char sub[64];
+	snprintf(sub, sizeof sub, "%s/keys", dir);
+	rein_keyring *k = NULL, *k2 = NULL;
+	rein_err e = {0};
+	uint8_t key[REIN_KEY_LEN], key2[REIN_KEY_LEN];
+	char kid[REIN_KID_LEN + 1], kid2[REIN_KID_LEN + 1];
+	assert_int_equal(rein_keyring_open(sub, &k, &e), REIN_OK);
+	assert_int_equal(rein_keyring_current(k, "acme", false, kid, key, &e), REIN_ENOTFOUND);
+	assert_int_equal(rein_keyring_current(k, "acme", true, kid, key, &e), REIN_OK);
+	assert_int_equal(rein_keyring_current(k, "../x", true, kid2, key2, &e), REIN_EINVAL);
+	assert_int_equal(rein_keyring_open(sub, &k2, &e), REIN_OK);
+	assert_int_equal(rein_keyring_get(k2, "acme", kid, key2, &e), REIN_OK);
+	assert_memory_equal(key, key2, REIN_KEY_LEN);
+	assert_int_equal(rein_keyring_get(k2, "acme", "0000000000000000", key2, &e), REIN_ENOTFOUND);
+	char path[128];
+	snprintf(path, sizeof path, "%s/acme.key", sub);
+	struct stat sb;
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	bool existed = false;
+	assert_int_equal(rein_keyring_shred(k, "acme", &existed, &e), REIN_OK);
+	assert_true(existed);
+	assert_int_not_equal(stat(path, &sb), 0);
+	memset(&e, 0, sizeof e);
+	assert_int_equal(rein_keyring_get(k, "acme", kid, key2, &e), REIN_ENOTFOUND);
+	assert_non_null(strstr(e.msg, "shredded"));
+	assert_int_equal(rein_keyring_shred(k, "acme", &existed, &e), REIN_OK);
+	assert_false(existed);
+	/* a new key, another id: the old id stays gone */
+	assert_int_equal(rein_keyring_current(k, "acme", true, kid2, key2, &e), REIN_OK);
+	assert_string_not_equal(kid, kid2);
+	assert_int_equal(rein_keyring_get(k, "acme", kid, key2, NULL), REIN_ENOTFOUND);
+	assert_int_equal(rein_keyring_shred(k, "acme", &existed, &e), REIN_OK);
+	rein_keyring_close(k);
+	rein_keyring_close(k2);
+	rmdir(sub);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	rein_init();
@@ -178,6 +227,7 @@ int main(void)
 		cmocka_unit_test(test_detectors),
 		cmocka_unit_test(test_stable_and_learn),
 		cmocka_unit_test(test_seal),
+		cmocka_unit_test(test_keyring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
