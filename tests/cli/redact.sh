@@ -93,3 +93,13 @@ expect_exit 1 "$REIN" resume "$run3"
 expect_exit 0 "$REIN" audit verify
 [ "$(leaks)" = 0 ] || fail "a protected value in the database"
 ok "shredded: chains verify, runs shown with placeholders, none resumable"
+
+# 4. the spec: an unknown class, or not a list, is refused where it is written
+mkdir -p bad
+printf 'rein: 1\nname: bad\ntrace: { redact: [email, cards] }\nsteps:\n  done: { end: succeeded }\n' >bad/workflow.yaml
+expect_exit 2 "$REIN" validate bad
+grep -q "workflow.yaml:3:26: unknown redaction class" stderr.txt || fail "$(cat stderr.txt)"
+printf 'rein: 1\nname: bad\ntrace: { redact: email }\nsteps:\n  done: { end: succeeded }\n' >bad/workflow.yaml
+expect_exit 2 "$REIN" validate bad
+grep -q "trace.redact must be a list" stderr.txt || fail "$(cat stderr.txt)"
+ok "trace.redact is checked by rein validate"
