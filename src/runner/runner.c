@@ -1199,6 +1199,8 @@ typedef struct retry_ctx {
 	bool cut;    /* the first event of `from` was found */
 	int rc;
 	rein_err *err;
+	rein_runner *rn;
+	active *old; /* the old run, to open its sealed payloads (trace.redact), or NULL */
 } retry_ctx;
 
 static int retry_collect(void *ud, const rein_event_row *ev)
@@ -1213,7 +1215,21 @@ static int retry_collect(void *ud, const rein_event_row *ev)
 				     (long long)ev->seq);
 		return 1;
 	}
-	json_t *e = json_pack("[s, s?, s]", ev->type, ev->step, ev->payload);
+	const char *payload = ev->payload;
+	char *real = NULL; /* a redacting run's payload with its values put back */
+	if (c->old) {
+		json_t *d = NULL;
+		if ((c->rc = runner_protect_load(c->rn, c->old, ev, &d, c->err)) != REIN_OK)
+			return 1;
+		real = rein_json_dump(d);
+		json_decref(d);
+		if ((payload = real) == NULL) {
+			c->rc = rein_err_set(c->err, REIN_ENOMEM, "out of memory");
+			return 1;
+		}
+	}
+	json_t *e = json_pack("[s, s?, s]", ev->type, ev->step, payload);
+	rein_free(real);
 	if (e == NULL || json_array_append_new(c->evs, e) != 0) {
 		c->rc = rein_err_set(c->err, REIN_ENOMEM, "out of memory");
 		return 1;
@@ -1227,7 +1243,7 @@ int rein_runner_retry(rein_runner *rn, const char *old_id, const char *from, cha
 	assert(rn != NULL && old_id != NULL && from != NULL && id_out != NULL);
 	assert(rn->fly == NULL);
 	rein_run_row row = {0};
-	active *a = NULL, *held = NULL;
+	active *a = NULL, *held = NULL, *old = NULL;
 	size_t n0 = 0;
 	json_t *data = NULL;
 	retry_ctx c = {.from = from, .evs = json_array(), .err = err};
@@ -1247,10 +1263,17 @@ int rein_runner_retry(rein_runner *rn, const char *old_id, const char *from, cha
 		rc = err && err->code ? err->code : REIN_EIO;
 		goto out;
 	}
-	if (spec->redact) { /* its payloads are sealed for the old run id */
-		rc = rein_err_set(err, REIN_EINVAL, "run %s redacts what it stores (trace.redact): "
-				  "retry from a step is not supported for it yet", old_id);
-		goto out;
+	if (spec->redact) { /* its payloads are sealed under the old run's id */
+		if ((old = rein_calloc(1, sizeof *old)) == NULL) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
+		}
+		snprintf(old->id, sizeof old->id, "%s", old_id);
+		old->spec = spec;
+		if ((rc = runner_protect_init(rn, old, err)) != REIN_OK)
+			goto out;
+		c.rn = rn;
+		c.old = old;
 	}
 	if (rein_spec_step(spec, from) < 0) {
 		rc = rein_err_set(err, REIN_EINVAL,
@@ -1282,6 +1305,8 @@ int rein_runner_retry(rein_runner *rn, const char *old_id, const char *from, cha
 		rein_err_set(err, rc, "out of memory");
 		goto out;
 	}
+	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
+		goto out;
 	if ((rc = add_active(rn, a)) != REIN_OK) {
 		rein_err_set(err, rc, "out of memory");
 		goto out;
@@ -1335,6 +1360,7 @@ out:
 	json_decref(data);
 	json_decref(c.evs);
 	runner_active_free(a);
+	runner_active_free(old);
 	rein_run_row_clear(&row);
 	return rc;
 }

@@ -40,6 +40,14 @@ no_values "$OUT" "rein runs"
 [ "$(leaks)" = 0 ] || fail "the database holds a protected value ($(leaks) lines)"
 ok "stored and shown redacted, the caller gets the real values"
 
+# a retry from a step copies the old run's events with their values put back
+# (then sealed again, for the new run)
+expect_exit 0 "$REIN" retry "$run1" --from slow
+[ "$(json_get "$OUT" 'json.dumps(j["output"], sort_keys=True)')" = "$out1" ] || fail "retry: $OUT"
+no_values "$("$REIN" events "$(json_get "$OUT" 'j["run"]')")" "rein events (retry)"
+[ "$(leaks)" = 0 ] || fail "the retry left a protected value in the database"
+ok "retry from a step of a redacting run"
+
 # 2. the same run killed after its first tool result, during its second call
 "$REIN" run "$WF/redact" --input "$(input delay:3000)" >run.out 2>run.err &
 pid=$!
