@@ -357,6 +357,8 @@ int rein_redact_text(rein_redactor *r, const char *t, size_t n, char **out, json
 		int cls = -1;
 		for (size_t s = 0; (r->classes & REIN_REDACT_SECRET) && s < r->nsecrets && !end;
 		     s++) {
+			if (r->secrets[s][0] != t[i])
+				continue;
 			size_t sl = strlen(r->secrets[s]);
 			if (sl <= n - i && memcmp(t + i, r->secrets[s], sl) == 0)
 				end = i + sl, cls = 5;
