@@ -271,4 +271,70 @@ void rein_time_format(int64_t ms, char out[32]);
 /* A random identifier: prefix + 26 lowercase base32 chars from the OS. */
 int rein_random_id(const char *prefix, char *out, size_t outlen);
 
+/* ---- redaction (redact.c) and sealing (seal.c) ----------------------- */
+
+/*
+ * Detection of sensitive values in text, and their replacement by typed
+ * placeholders ("[email:1]", "[card:2]") numbered per class and stable for the
+ * life of one redactor (the runner keeps one per run). It lives in base
+ * because the runner (what is stored), the store and the CLI (what is shown)
+ * and the trace layer (what is exported) all need the same detectors, and they
+ * are pure text functions that know nothing of workflows.
+ */
+enum {
+	REIN_REDACT_EMAIL = 1u << 0,  /* local@domain.tld */
+	REIN_REDACT_PHONE = 1u << 1,  /* +CC..., or 7 to 15 digits with separators */
+	REIN_REDACT_CARD = 1u << 2,   /* 13 to 19 digits (spaces/dashes) passing Luhn */
+	REIN_REDACT_IBAN = 1u << 3,   /* CCdd + 11..30 alphanumerics passing mod-97 */
+	REIN_REDACT_TOKEN = 1u << 4,  /* "Bearer X", sk-..., ghp_..., AKIA..., xoxb-... */
+	REIN_REDACT_SECRET = 1u << 5, /* the exact values given to rein_redactor_secret */
+};
+/* The class bit of a name ("email", "phone", "card", "iban", "token",
+ * "secret"), or 0 for an unknown name. */
+unsigned rein_redact_class(const char *name);
+/* The Luhn check over n ASCII digits (n >= 2). */
+bool rein_luhn_valid(const char *digits, size_t n);
+/* The ISO 13616 mod-97 check over an IBAN of n characters without spaces
+ * (two letters, two digits, alphanumerics; case-insensitive). */
+bool rein_iban_valid(const char *s, size_t n);
+
+typedef struct rein_redactor rein_redactor;
+/* A redactor for the classes (a mask of REIN_REDACT_*). Caller frees. */
+int rein_redactor_new(unsigned classes, rein_redactor **out);
+void rein_redactor_free(rein_redactor *r);
+/* Adds an exact value to redact as [secret:N] (values under 4 bytes are
+ * ignored: they would match everywhere). Needs REIN_REDACT_SECRET. */
+int rein_redactor_secret(rein_redactor *r, const char *value);
+/* Records that placeholder stands for value (read back from a sealed vault),
+ * so the same value gets the same placeholder again and numbering goes on
+ * after it. REIN_EINVAL for a text that is not a placeholder. */
+int rein_redactor_learn(rein_redactor *r, const char *placeholder, const char *value);
+/*
+ * Redacts text of n bytes into *out (a new NUL-terminated string, caller
+ * frees; NULL when nothing matched, so the common case copies nothing).
+ * found (an object, may be NULL) gets placeholder -> real value for each
+ * placeholder written. REIN_ENOMEM only.
+ */
+int rein_redact_text(rein_redactor *r, const char *text, size_t n, char **out, json_t *found);
+/* A deep copy of v with every string value redacted (object keys are kept);
+ * found as above. *out is v itself (a new reference) when nothing matched. */
+int rein_redact_json(rein_redactor *r, json_t *v, json_t **out, json_t *found);
+/* A copy of v with each placeholder that map (placeholder -> value) names
+ * put back in every string; NULL on OOM. */
+json_t *rein_unredact_json(json_t *v, const json_t *map);
+
+#define REIN_KEY_LEN 32
+/* n random bytes from the OS CSPRNG (RAND_bytes). REIN_EIO on failure. */
+int rein_random_bytes(void *out, size_t n);
+/*
+ * AES-256-GCM. Seal: *out = nonce[12] || ciphertext[n] || tag[16] (caller
+ * frees, *outlen = n + 28), a fresh random nonce each call; aad (may be NULL)
+ * is authenticated, not stored. Open: the reverse; REIN_ECORRUPT when the key,
+ * the aad or a byte is wrong.
+ */
+int rein_seal(const uint8_t key[REIN_KEY_LEN], const void *pt, size_t n, const char *aad,
+	      uint8_t **out, size_t *outlen);
+int rein_unseal(const uint8_t key[REIN_KEY_LEN], const uint8_t *in, size_t n, const char *aad,
+		char **pt, size_t *ptlen);
+
 #endif

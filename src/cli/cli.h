@@ -22,5 +22,10 @@ int rein_cmd_kill(const char *cmd, int argc, char **argv, const char *db);
 
 /* rein policy load|test (cmd_policy.c); db: the store's path */
 int rein_cmd_policy(int argc, char **argv, const char *db);
+int rein_cmd_shred(int argc, char **argv, const char *db);
+/* The keyring for the database at db ($REIN_KEYS, else DB.keys): 0, else 1
+ * with the reason on stderr. Caller closes with rein_keyring_close. */
+typedef struct rein_keyring rein_keyring;
+int rein_cli_keyring(const char *db, rein_keyring **out);
 
 #endif

@@ -69,6 +69,7 @@ static const char usage_main[] =
 	"  event-types                                   the table of event types (docs/events.md)\n"
 	"  metrics [--serve ADDR:PORT]                   Prometheus metrics of the store\n"
 	"  policy load FILE... | policy test FILE        organisation policies (docs/policy.md)\n"
+	"  shred --tenant T                              destroy a tenant's key (crypto-shredding)\n"
 	"\n"
 	"every command takes --db PATH (default $REIN_DB, else ./rein.db) and --help.\n"
 	"Only 'rein run' creates a database; every other command refuses a PATH that\n"
@@ -262,6 +263,7 @@ typedef struct {
 	rein_script *sb;
 	rein_store *st;
 	rein_runner *rn;
+	rein_keyring *keys; /* protected payloads (cmd_shred.c) */
 } worker;
 
 /* The sandbox of w, unless it has one (EXIT_OK, else EXIT_FAILED). */
@@ -296,6 +298,9 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 	int ex = open_store(db_path(db), create, &w->st);
 	if (ex != EXIT_OK)
 		return ex;
+	if (rein_cli_keyring(db_path(db), &w->keys) != 0)
+		return EXIT_FAILED;
+	o.keys = w->keys;
 	if (rein_runner_new(w->st, w->sb, &o, &w->rn, &e) != REIN_OK) {
 		fprintf(stderr, "%s %s: %s\n", prog, cmd, e.msg);
 		return EXIT_FAILED;
@@ -309,6 +314,7 @@ static void worker_close(worker *w)
 	rein_cli_trace_detach();
 	rein_store_close(w->st);
 	rein_script_free(w->sb);
+	rein_keyring_close(w->keys);
 }
 
 static bool parse_seconds(const char *s, int64_t *ms)
@@ -789,6 +795,7 @@ static int cmd_cancel(int argc, char **argv, const char *db)
 	rein_run_result r = {0};
 	rein_err e = {0};
 	bool requested = false;
+	rein_keyring *keys = NULL;
 	rein_runner_opts o = {.on_commit = isatty(2) ? progress : NULL};
 	int ex = EXIT_FAILED;
 	if (rein_script_new(&sb) != REIN_OK) {
@@ -798,6 +805,9 @@ static int cmd_cancel(int argc, char **argv, const char *db)
 	if ((ex = open_store(db_path(db), false, &st)) != EXIT_OK)
 		goto out;
 	ex = EXIT_FAILED;
+	if (rein_cli_keyring(db_path(db), &keys) != 0)
+		goto out;
+	o.keys = keys;
 	if (rein_cancel_request(st, sb, &o, id, &r, &requested, &e) != REIN_OK) {
 		fprintf(stderr, "%s cancel: %s\n", prog, e.msg);
 		ex = e.code == REIN_ENOTFOUND ? EXIT_USAGE : EXIT_FAILED;
@@ -814,6 +824,7 @@ out:
 	rein_run_result_clear(&r);
 	rein_store_close(st);
 	rein_script_free(sb);
+	rein_keyring_close(keys);
 	return ex;
 }
 
@@ -1522,6 +1533,8 @@ int main(int argc, char **argv)
 			return cmds[k].fn(cargc, cargv, db);
 	if (strcmp(cmd, "review") == 0)
 		return cmd_review(cargc, cargv, db);
+	if (strcmp(cmd, "shred") == 0)
+		return rein_cmd_shred(cargc, cargv, db);
 	if (strcmp(cmd, "tools") == 0)
 		return rein_cmd_tools(cargc, cargv);
 	if (strcmp(cmd, "event-types") == 0)

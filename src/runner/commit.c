@@ -106,7 +106,7 @@ static int row_for(rein_runner *rn, active *a, bool leaving, rein_run_row *row, 
 	row->last_seq = a->seq;
 	memcpy(row->last_hash, a->last_hash, REIN_HASH_LEN);
 	const json_t *o = rein_run_output(a->run);
-	if (o && (row->output = rein_json_dump(o)) == NULL)
+	if (o && (row->output = runner_protect_dump(a, o)) == NULL)
 		return REIN_ENOMEM;
 	row->reason = (char *)rein_run_reason(a->run);
 	return REIN_OK;
@@ -171,7 +171,9 @@ static int batch_make(rein_runner *rn, batch *b, int64_t t, rein_err *err)
 		brow *r = &b->rows[b->nrows];
 		if (row_for(rn, a, leave, &r->row, t) != REIN_OK)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
-		if (r->row.reason && (r->row.reason = rein_strdup(r->row.reason)) == NULL) {
+		if ((r->row.reason && (r->row.reason = rein_strdup(r->row.reason)) == NULL) ||
+		    runner_protect_reason(a, &r->row.reason) != REIN_OK) {
+			rein_free(r->row.reason);
 			rein_free(r->row.output);
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 		}

@@ -108,6 +108,7 @@ void runner_active_free(active *a)
 		for (ticket *t = a->tickets; t; t = t->next)
 			t->dead = true;
 		rein_run_free(a->run);
+		rein_redactor_free(a->red);
 		rein_free(a);
 	}
 }
@@ -206,9 +207,10 @@ static int append_at(rein_runner *rn, active *a, const char *type, int step,
 		     const json_t *data, int64_t at, rein_err *err)
 {
 	int rc;
-	char *payload = rein_json_dump(data);
-	if (payload == NULL ||
-	    runner_grow((void **)&rn->ev, &rn->evcap, rn->nev + 1, sizeof *rn->ev) != REIN_OK) {
+	char *payload = NULL;
+	if ((rc = runner_protect_store(rn, a, type, data, &payload, err)) != REIN_OK)
+		return rc;
+	if (runner_grow((void **)&rn->ev, &rn->evcap, rn->nev + 1, sizeof *rn->ev) != REIN_OK) {
 		rein_free(payload);
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
@@ -284,6 +286,8 @@ int rein_runner_start(rein_runner *rn, const rein_spec *spec, const json_t *inpu
 		rein_err_set(err, rc, "out of memory");
 		goto fail;
 	}
+	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
+		goto fail;
 	/* (not json_pack: it parses its format each time, and starts are hot) */
 	data = json_object();
 	if (data && (json_object_set_new_nocheck(data, "workflow",
@@ -349,6 +353,7 @@ out:
 }
 
 typedef struct replay_ctx {
+	rein_runner *rn;
 	active *a;
 	rein_err *err;
 	int rc;
@@ -368,11 +373,9 @@ static int replay_one(void *ud, const rein_event_row *ev)
 				     a->id, (long long)ev->seq);
 		return 1;
 	}
-	json_t *data = rein_json_parse(ev->payload, strlen(ev->payload), c->err);
-	if (data == NULL) {
-		c->rc = REIN_ECORRUPT;
+	json_t *data = NULL;
+	if ((c->rc = runner_protect_load(c->rn, a, ev, &data, c->err)) != REIN_OK)
 		return 1;
-	}
 	c->rc = rein_run_apply(a->run, ev->type, ev->step, ev->at, data, c->err);
 	json_decref(data);
 	a->seq = ev->seq;
@@ -428,7 +431,9 @@ static int resume_row(rein_runner *rn, const rein_run_row *rowp, bool claimed, r
 		rein_err_set(err, rc, "out of memory");
 		goto out;
 	}
-	replay_ctx c = {.a = a, .err = err};
+	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
+		goto out;
+	replay_ctx c = {.rn = rn, .a = a, .err = err};
 	if ((rc = rein_store_events_load(rn->st, id, replay_one, &c, err)) != REIN_OK ||
 	    (rc = c.rc) != REIN_OK)
 		goto out;
@@ -634,7 +639,9 @@ int rein_runner_review(rein_runner *rn, const char *id, const json_t *review, co
 		rein_err_set(err, rc, "out of memory");
 		goto out;
 	}
-	replay_ctx c = {.a = a, .err = err};
+	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
+		goto out;
+	replay_ctx c = {.rn = rn, .a = a, .err = err};
 	if ((rc = rein_store_events_load(rn->st, id, replay_one, &c, err)) != REIN_OK ||
 	    (rc = c.rc) != REIN_OK)
 		goto out;
@@ -1220,6 +1227,8 @@ typedef struct retry_ctx {
 	bool cut;    /* the first event of `from` was found */
 	int rc;
 	rein_err *err;
+	rein_runner *rn;
+	active *old; /* the old run, to open its sealed payloads (trace.redact), or NULL */
 } retry_ctx;
 
 static int retry_collect(void *ud, const rein_event_row *ev)
@@ -1234,7 +1243,21 @@ static int retry_collect(void *ud, const rein_event_row *ev)
 				     (long long)ev->seq);
 		return 1;
 	}
-	json_t *e = json_pack("[s, s?, s]", ev->type, ev->step, ev->payload);
+	const char *payload = ev->payload;
+	char *real = NULL; /* a redacting run's payload with its values put back */
+	if (c->old) {
+		json_t *d = NULL;
+		if ((c->rc = runner_protect_load(c->rn, c->old, ev, &d, c->err)) != REIN_OK)
+			return 1;
+		real = rein_json_dump(d);
+		json_decref(d);
+		if ((payload = real) == NULL) {
+			c->rc = rein_err_set(c->err, REIN_ENOMEM, "out of memory");
+			return 1;
+		}
+	}
+	json_t *e = json_pack("[s, s?, s]", ev->type, ev->step, payload);
+	rein_free(real);
 	if (e == NULL || json_array_append_new(c->evs, e) != 0) {
 		c->rc = rein_err_set(c->err, REIN_ENOMEM, "out of memory");
 		return 1;
@@ -1248,7 +1271,7 @@ int rein_runner_retry(rein_runner *rn, const char *old_id, const char *from, cha
 	assert(rn != NULL && old_id != NULL && from != NULL && id_out != NULL);
 	assert(rn->fly == NULL);
 	rein_run_row row = {0};
-	active *a = NULL, *held = NULL;
+	active *a = NULL, *held = NULL, *old = NULL;
 	size_t n0 = 0;
 	json_t *data = NULL;
 	retry_ctx c = {.from = from, .evs = json_array(), .err = err};
@@ -1267,6 +1290,18 @@ int rein_runner_retry(rein_runner *rn, const char *old_id, const char *from, cha
 	if (spec == NULL) {
 		rc = err && err->code ? err->code : REIN_EIO;
 		goto out;
+	}
+	if (spec->redact) { /* its payloads are sealed under the old run's id */
+		if ((old = rein_calloc(1, sizeof *old)) == NULL) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
+		}
+		snprintf(old->id, sizeof old->id, "%s", old_id);
+		old->spec = spec;
+		if ((rc = runner_protect_init(rn, old, err)) != REIN_OK)
+			goto out;
+		c.rn = rn;
+		c.old = old;
 	}
 	if (rein_spec_step(spec, from) < 0) {
 		rc = rein_err_set(err, REIN_EINVAL,
@@ -1298,6 +1333,8 @@ int rein_runner_retry(rein_runner *rn, const char *old_id, const char *from, cha
 		rein_err_set(err, rc, "out of memory");
 		goto out;
 	}
+	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
+		goto out;
 	if ((rc = add_active(rn, a)) != REIN_OK) {
 		rein_err_set(err, rc, "out of memory");
 		goto out;
@@ -1351,6 +1388,7 @@ out:
 	json_decref(data);
 	json_decref(c.evs);
 	runner_active_free(a);
+	runner_active_free(old);
 	rein_run_row_clear(&row);
 	return rc;
 }

@@ -73,6 +73,11 @@ typedef struct rein_runner_opts {
 	/* who the runs this runner starts are for (docs/policy.md): recorded as
 	 * run.started's requester {user, roles, tenant}; borrowed; NULL: none */
 	const json_t *requester;
+	/* The tenants' keys for protected payloads (borrowed; see protect.c): a
+	 * run whose spec sets trace.redact stores placeholders and seals the real
+	 * values under its tenant's key. NULL: such a run cannot start or resume
+	 * (REIN_EINVAL). */
+	rein_keyring *keys;
 } rein_runner_opts;
 
 typedef struct rein_run_result {

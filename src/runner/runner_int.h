@@ -45,6 +45,8 @@ typedef struct active {
 	int64_t drained_row; /* ... as written with the run's row last batched */
 	int inflight;     /* tool attempts out */
 	ticket *tickets;
+	rein_redactor *red; /* trace.redact: placeholders of this run (protect.c), else NULL */
+	char tenant[64];    /* whose key seals its protected values */
 } active;
 
 typedef struct dispatch {
@@ -145,6 +147,24 @@ int runner_start_governance(rein_runner *rn, json_t *data, rein_err *err);
 void runner_governance_free(rein_runner *rn);
 
 static inline int64_t runner_now(const rein_runner *rn) { return rein_clock_now(rn->o.clock); }
+
+/* protect.c: protected payloads (trace.redact) */
+
+/* Gives a its redactor when its spec redacts (REIN_EINVAL without a keyring). */
+int runner_protect_init(rein_runner *rn, active *a, rein_err *err);
+/* The payload text to store for data: redacted and sealed when a redacts,
+ * else rein_json_dump(data). *payload: caller frees. */
+int runner_protect_store(rein_runner *rn, active *a, const char *type, const json_t *data,
+			 char **payload, rein_err *err);
+/* The data the engine applies for a stored event: the payload with its sealed
+ * values put back (the tenant's key must exist), learned by a's redactor.
+ * *out: caller decrefs. REIN_ECORRUPT for a payload that does not parse. */
+int runner_protect_load(rein_runner *rn, active *a, const rein_event_row *ev, json_t **out,
+			rein_err *err);
+/* rein_json_dump of v, redacted when a redacts (for the run row); NULL on OOM. */
+char *runner_protect_dump(active *a, const json_t *v);
+/* Redacts *reason (owned) in place when a redacts. REIN_ENOMEM only. */
+int runner_protect_reason(active *a, char **reason);
 
 /* runner.c */
 

@@ -199,13 +199,24 @@ void spec_load_models(loader *L, const ynode *n)
 
 void spec_load_trace(loader *L, const ynode *n)
 {
-	static const char *const keys[] = {"store_prompts", NULL};
+	static const char *const keys[] = {"store_prompts", "redact", NULL};
 	if (!spec_want_type(L, n, YNODE_MAP, "trace"))
 		return;
 	spec_check_keys(L, n, "trace", keys);
 	const ynode *v = ynode_get(n, "store_prompts");
 	if (v && v->type == YNODE_SCALAR)
 		L->spec->store_prompts = strcmp(v->str, "true") == 0;
+	/* trace.redact: the classes of values stored as placeholders */
+	if ((v = ynode_get(n, "redact")) == NULL || !spec_want_type(L, v, YNODE_SEQ, "trace.redact"))
+		return;
+	for (size_t i = 0; i < v->n; i++) {
+		const ynode *c = v->kids[i];
+		unsigned bit = c->type == YNODE_SCALAR ? rein_redact_class(c->str) : 0;
+		if (bit == 0)
+			DIAG(L, c, "unknown redaction class (use email, phone, card, iban, token "
+				   "or secret)");
+		L->spec->redact |= bit;
+	}
 }
 
 /* A prompt: inline text, or {file: path} read from the workflow directory. */

@@ -239,6 +239,7 @@ typedef struct rein_spec {
 	   when the key is there (even empty): writes are then denied by default */
 	rein_policy *policies;
 	bool has_policies;
+	unsigned redact;    /* trace.redact: REIN_REDACT_* classes stored as placeholders */
 } rein_spec;
 
 /* Index of the tool called name, or -1. */

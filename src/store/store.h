@@ -521,4 +521,34 @@ int rein_store_verify_one(rein_store *s, const char *run_id, rein_verify_cb cb, 
  */
 int rein_store_check(rein_store *s, rein_problem_cb cb, void *ud, int *n, rein_err *err);
 
+/*
+ * The keyring (keys.c): one AES-256 key per tenant for protected payloads
+ * (the real values behind redaction placeholders, sealed by the runner), kept
+ * outside the database in DIR/TENANT.key (0600, in a 0700 DIR) so that
+ * shredding a key destroys it for good: not in SQLite's free pages, the WAL,
+ * or any backup of the database. Tenants: 1 to 63 of A-Z a-z 0-9 . _ -.
+ * One handle per thread; keys read once are cached in the handle.
+ */
+#define REIN_KID_LEN 16 /* a key id: 16 hex digits */
+typedef struct rein_keyring rein_keyring;
+/* A keyring over dir (nothing is touched before the first key is made). */
+int rein_keyring_open(const char *dir, rein_keyring **out, rein_err *err);
+/* Wipes the cached keys and frees k; accepts NULL. */
+void rein_keyring_close(rein_keyring *k);
+const char *rein_keyring_dir(const rein_keyring *k);
+bool rein_tenant_valid(const char *tenant);
+/* The tenant's current key and its id. create: make one (RAND_bytes, written
+ * atomically and fsynced) when there is none, else REIN_ENOTFOUND. */
+int rein_keyring_current(rein_keyring *k, const char *tenant, bool create,
+			 char kid[REIN_KID_LEN + 1], uint8_t key[REIN_KEY_LEN], rein_err *err);
+/* The tenant's key with id kid: REIN_ENOTFOUND "key KID of tenant T is gone
+ * (shredded)" when it is not the current one (keys are never rotated except
+ * by a shred, which destroys the old one). */
+int rein_keyring_get(rein_keyring *k, const char *tenant, const char *kid,
+		     uint8_t key[REIN_KEY_LEN], rein_err *err);
+/* Crypto-shredding: overwrites, fsyncs and unlinks the tenant's key file.
+ * *existed: there was one. A process that read the key before keeps it in
+ * its cache until it closes its keyring. */
+int rein_keyring_shred(rein_keyring *k, const char *tenant, bool *existed, rein_err *err);
+
 #endif
