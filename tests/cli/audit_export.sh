@@ -119,7 +119,7 @@ if anchor:
     assert a["anchored"]["anchor"] == int(anchor), (a, anchor)
 assert a["anchor_chain"]["anchors"] >= 1
 open("facts.txt", "w").write("\n".join([
-    "requester: %s" % (x["requester"] if isinstance(x["requester"], str) else json.dumps(x["requester"], separators=(",", ":"))),
+    "requester: %s" % (x["requester"] if isinstance(x["requester"], str) else "`%s`" % json.dumps(x["requester"], separators=(",", ":"), sort_keys=True)),
     "source tool:`lookup`", "source model:main", "write `refund` (write), key `%s`" % w1["key"],
     "write `refund` (write), key `%s`" % w2["key"],
     "%.6f USD over 3 model call(s)" % x["cost"]["usd"], "status: **succeeded**",
