@@ -233,4 +233,40 @@ int rein_signal_send(rein_store *store, rein_script *sandbox, const char *id, co
 		     const json_t *data, const char *sig_id, const char *sender, char id_out[64],
 		     bool *dup, rein_err *err);
 
+/*
+ * Replay (replay.c): feeds run_id's recorded events, rows[0..n) in seq order
+ * (strings borrowed), back through a fresh run of spec (the run's pinned
+ * version; borrowed, as is sandbox) and checks that every decision the
+ * engine makes is the recorded one: each event the engine decides must be
+ * what rein_run_poll emits at the event's timestamp (type, step, canonical
+ * payload), each code step re-executed (rein_run_exec) must give its
+ * recorded result; model, tool, inbox and breaker events are applied as
+ * recorded. Nothing is sent anywhere and the chain is not verified (that is
+ * `rein audit verify`). REIN_OK when the walk could be made, with *res
+ * saying whether it stopped at a divergence (caller clears with
+ * rein_replay_result_clear); an error (a purged payload, an event type the
+ * spec cannot hold, out of memory) otherwise, *res then cleared.
+ */
+typedef struct rein_replay_result {
+	int64_t events;       /* events replayed (before the divergence, if any) */
+	int64_t decisions;    /* of them, engine decisions checked and reproduced */
+	int64_t recoveries;   /* resumes recognised without a run.resumed event */
+	int64_t diverged_seq; /* 0: every decision reproduced; else the first that was not */
+	char *type;           /* owned: the diverging event's type */
+	char *expected;       /* owned: the recorded event, "type [step] payload" */
+	char *got;            /* owned: what the engine decided instead */
+} rein_replay_result;
+
+void rein_replay_result_clear(rein_replay_result *r);
+
+int rein_replay_events(const rein_spec *spec, rein_script *sandbox, const char *run_id,
+		       const rein_event_row *rows, size_t n, rein_replay_result *res, rein_err *err);
+
+/*
+ * The same for run id of store: its version's spec from the store's bundle,
+ * its events from the log. REIN_ENOTFOUND when unknown.
+ */
+int rein_replay_run(rein_store *store, rein_script *sandbox, const char *id,
+		    rein_replay_result *res, rein_err *err);
+
 #endif
