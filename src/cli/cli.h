@@ -25,6 +25,13 @@ int rein_cmd_kill(const char *cmd, int argc, char **argv, const char *db);
 /* rein policy load|test (cmd_policy.c); db: the store's path */
 int rein_cmd_policy(int argc, char **argv, const char *db);
 int rein_cmd_shred(int argc, char **argv, const char *db);
+/* rein gc (cmd_gc.c): retention */
+int rein_cmd_gc(int argc, char **argv, const char *db);
+/* TIME as ms since the epoch (main.c): YYYY-MM-DDTHH:MM:SS[.mmm]Z or an age
+ * N{s,m,h,d} before now; false when it is neither. */
+#include <stdbool.h>
+#include <stdint.h>
+bool rein_cli_parse_time(const char *t, int64_t now, int64_t *ms);
 /* The keyring for the database at db ($REIN_KEYS, else DB.keys): 0, else 1
  * with the reason on stderr. Caller closes with rein_keyring_close. */
 typedef struct rein_keyring rein_keyring;

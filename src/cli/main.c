@@ -71,6 +71,7 @@ static const char usage_main[] =
 	"  metrics [--serve ADDR:PORT]                   Prometheus metrics of the store\n"
 	"  policy load FILE... | policy test FILE        organisation policies (docs/policy.md)\n"
 	"  shred --tenant T                              destroy a tenant's key (crypto-shredding)\n"
+	"  gc --finished-before T [--dry-run]            purge old runs' payloads (skeletons stay)\n"
 	"\n"
 	"every command takes --db PATH (default $REIN_DB, else ./rein.db) and --help.\n"
 	"Only 'rein run' creates a database; every other command refuses a PATH that\n"
@@ -1233,6 +1234,11 @@ static bool parse_since(const char *t, int64_t now, int64_t *ms)
 	return true;
 }
 
+bool rein_cli_parse_time(const char *t, int64_t now, int64_t *ms)
+{
+	return parse_since(t, now, ms);
+}
+
 static int cmd_runs(int argc, char **argv, const char *db)
 {
 	static const struct option lo[] = {{"status", required_argument, 0, 's'},
@@ -1536,6 +1542,8 @@ int main(int argc, char **argv)
 		return cmd_review(cargc, cargv, db);
 	if (strcmp(cmd, "shred") == 0)
 		return rein_cmd_shred(cargc, cargv, db);
+	if (strcmp(cmd, "gc") == 0)
+		return rein_cmd_gc(cargc, cargv, db);
 	if (strcmp(cmd, "tools") == 0)
 		return rein_cmd_tools(cargc, cargv);
 	if (strcmp(cmd, "event-types") == 0)

@@ -175,6 +175,18 @@ int rein_store_org_policy_put(rein_store *s, const char *version, const char *ru
 	return s->ops->org_policy_put(s->be, version, rules, at, err);
 }
 
+int rein_store_purge(rein_store *s, int64_t ended_before, bool dry_run, rein_purge_stats *st,
+		     rein_err *err)
+{
+	rein_purge_stats got = {0};
+	if (s->ops->purge == NULL)
+		return rein_err_set(err, REIN_EINVAL, "this store cannot purge payloads (not supported)");
+	int rc = s->ops->purge(s->be, ended_before, dry_run, &got, err);
+	if (rc == REIN_OK && st)
+		*st = got;
+	return rc;
+}
+
 int rein_store_org_policy_current(rein_store *s, char **version, char **rules, rein_err *err)
 {
 	assert(version != NULL && rules != NULL);

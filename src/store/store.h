@@ -186,6 +186,16 @@ typedef struct rein_kill_row {
 
 void rein_kill_rows_free(rein_kill_row *rows, size_t n);
 
+/* What rein_store_purge removed (or, dry_run, would remove). */
+typedef struct rein_purge_stats {
+	int64_t runs;     /* ended runs selected (ended before the cutoff) */
+	int64_t payloads; /* distinct payloads deleted */
+	int64_t bytes;    /* their text's size */
+	int64_t shared;   /* payloads of selected runs kept: a run not selected uses them */
+	int64_t rows;     /* run rows whose output and reason were cleared */
+	int64_t inbox;    /* inbox entries whose data was cleared */
+} rein_purge_stats;
+
 typedef int (*rein_event_cb)(void *ud, const rein_event_row *ev);
 typedef void (*rein_problem_cb)(void *ud, const char *problem);
 typedef int (*rein_run_cb)(void *ud, const rein_run_row *row);
@@ -238,6 +248,9 @@ typedef struct rein_store_ops {
 	int (*org_policy_put)(void *be, const char *version, const char *rules, int64_t at,
 			      rein_err *err);
 	int (*org_policy_current)(void *be, char **version, char **rules, rein_err *err);
+	/* optional (NULL: rein_store_purge says "not supported") */
+	int (*purge)(void *be, int64_t ended_before, bool dry_run, rein_purge_stats *st,
+		     rein_err *err);
 } rein_store_ops;
 
 typedef struct rein_store_opts {
@@ -456,6 +469,25 @@ int rein_store_anchors_load(rein_store *s, rein_anchor_cb cb, void *ud, rein_err
  * when the row has no event to disagree with, or for the bundle).
  */
 int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, rein_err *err);
+
+/*
+ * Retention (`rein gc`): purges the payloads of the runs that ended
+ * (succeeded, failed, escalated, cancelled; not needs_review, which a review
+ * can reopen, nor running or waiting ones) with updated_at < ended_before.
+ * Events stay, with their payload_hash: every chain and anchor still
+ * verifies, and events_load returns the purged payloads as NULL. A payload
+ * is content-addressed: one that an event of a run not selected also uses is
+ * kept (st->shared). A selected run whose run.ended payload is gone also has
+ * its row's output and reason cleared (verify_run compares them only with a
+ * payload present), and its inbox entries lose their data. A later event with
+ * an equal payload stores it again (and the purged events show it again).
+ * dry_run: counts without changing anything. *st (may be NULL) gets the
+ * counts. Autocommits (REIN_EINVAL inside a transaction). SQLite: the
+ * deleted text is overwritten (secure_delete) and its pages are reused by
+ * later writes; the file does not shrink (docs/operations.md, Retention).
+ */
+int rein_store_purge(rein_store *s, int64_t ended_before, bool dry_run, rein_purge_stats *st,
+		     rein_err *err);
 
 /* ---- views and audit (view.c, verify.c) ---- */
 

@@ -1599,6 +1599,88 @@ out:
 	return REIN_OK;
 }
 
+static int64_t query_int(sq *b, const char *q);
+
+#define PURGE_EV "events e ON e.k BETWEEN g.rid * 16777216 AND g.rid * 16777216 + 16777215"
+
+/*
+ * Retention (store.h, rein_store_purge), in one write transaction: the
+ * selected runs into temp.gc_runs, the payloads they use that are stored into
+ * temp.gc_cand, less those an event of another run uses (a scan of the
+ * events: a batch job, no index on payload_hash to slow every append), then
+ * the deletes. secure_delete overwrites the deleted text in the pages.
+ */
+static int sq_purge(void *be, int64_t ended_before, bool dry_run, rein_purge_stats *st,
+		    rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *q = NULL;
+	int64_t v[3];
+	int rc = auto_begin(b, "purge", err);
+	if (rc != REIN_OK)
+		return rc;
+	known_forget(b);
+	if ((rc = sq_exec(b, "PRAGMA secure_delete = ON;"
+			  "CREATE TEMP TABLE IF NOT EXISTS gc_runs(rid INTEGER PRIMARY KEY, id TEXT NOT NULL);"
+			  "CREATE TEMP TABLE IF NOT EXISTS gc_cand(hash BLOB PRIMARY KEY) WITHOUT ROWID;"
+			  "DELETE FROM temp.gc_runs; DELETE FROM temp.gc_cand;", err)) != REIN_OK)
+		goto out;
+	if (sqlite3_prepare_v2(b->db, "INSERT INTO temp.gc_runs SELECT rid, id FROM runs WHERE "
+			       "status IN ('succeeded', 'failed', 'escalated', 'cancelled') AND "
+			       "updated_at < ?1", -1, &q, NULL) != SQLITE_OK) {
+		rc = db_err(b, err, "purge: selecting runs");
+		goto out;
+	}
+	sqlite3_bind_int64(q, 1, ended_before);
+	rc = sqlite3_step(q) == SQLITE_DONE ? REIN_OK : db_err(b, err, "purge: selecting runs");
+	sqlite3_finalize(q);
+	if (rc != REIN_OK)
+		goto out;
+	v[0] = query_int(b, "SELECT count(*) FROM temp.gc_runs");
+	if ((rc = sq_exec(b, "INSERT OR IGNORE INTO temp.gc_cand SELECT DISTINCT e.payload_hash "
+			  "FROM temp.gc_runs g JOIN " PURGE_EV " JOIN payloads p ON p.hash = e.payload_hash",
+			  err)) != REIN_OK)
+		goto out;
+	if ((rc = sq_exec(b, "DELETE FROM temp.gc_cand WHERE hash IN (SELECT e.payload_hash FROM "
+			  "events e WHERE (e.k >> 24) NOT IN (SELECT rid FROM temp.gc_runs))", err)) != REIN_OK)
+		goto out;
+	st->shared = sqlite3_changes64(b->db);
+	v[1] = query_int(b, "SELECT count(*) FROM temp.gc_cand");
+	v[2] = query_int(b, "SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM payloads "
+			 "WHERE hash IN (SELECT hash FROM temp.gc_cand)");
+	if (v[0] < 0 || v[1] < 0 || v[2] < 0) {
+		rc = db_err(b, err, "purge: counting");
+		goto out;
+	}
+	st->runs = v[0];
+	st->payloads = v[1];
+	st->bytes = v[2];
+	if ((rc = sq_exec(b, "DELETE FROM payloads WHERE hash IN (SELECT hash FROM temp.gc_cand)",
+			  err)) != REIN_OK)
+		goto out;
+	/* the rows whose run.ended payload is gone now (in a dry run: would be) */
+	if ((rc = sq_exec(b, "UPDATE runs SET output = NULL, reason = NULL WHERE rid IN "
+			  "(SELECT rid FROM temp.gc_runs) AND (output IS NOT NULL OR reason IS NOT NULL) "
+			  "AND NOT EXISTS (SELECT 1 FROM temp.gc_runs g JOIN " PURGE_EV
+			  " JOIN payloads p ON p.hash = e.payload_hash WHERE g.rid = runs.rid "
+			  "AND e.type = 'run.ended')", err)) != REIN_OK)
+		goto out;
+	st->rows = sqlite3_changes64(b->db);
+	if ((rc = sq_exec(b, "UPDATE inbox SET data = NULL WHERE data IS NOT NULL AND run IN "
+			  "(SELECT id FROM temp.gc_runs)", err)) != REIN_OK)
+		goto out;
+	st->inbox = sqlite3_changes64(b->db);
+	rc = sq_exec(b, "DELETE FROM temp.gc_runs; DELETE FROM temp.gc_cand;", err);
+out:
+	if (dry_run && rc == REIN_OK) {
+		sq_rollback(b);
+	} else {
+		rc = auto_end(b, rc, err);
+	}
+	sqlite3_exec(b->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+	return rc;
+}
+
 static const rein_store_ops sqlite_ops = {
 	.close = sq_close,
 	.begin = sq_begin,
@@ -1627,6 +1709,7 @@ static const rein_store_ops sqlite_ops = {
 	.kill_version = sq_kill_version,
 	.org_policy_put = sq_org_policy_put,
 	.org_policy_current = sq_org_policy_current,
+	.purge = sq_purge,
 };
 
 static int64_t query_int(sq *b, const char *q)

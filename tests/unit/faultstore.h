@@ -248,6 +248,13 @@ static inline int fs_kill_version(void *be, int64_t *version, rein_err *err)
 	FS_CALL(0, "kill version", rein_store_kill_version(f->inner, version, err));
 }
 
+static inline int fs_purge(void *be, int64_t before, bool dry_run, rein_purge_stats *st,
+			   rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "purge", rein_store_purge(f->inner, before, dry_run, st, err));
+}
+
 static const rein_store_ops faultstore_ops = {
 	.close = fs_close,
 	.begin = fs_begin,
@@ -274,6 +281,7 @@ static const rein_store_ops faultstore_ops = {
 	.kill_lift = fs_kill_lift,
 	.kill_list = fs_kill_list,
 	.kill_version = fs_kill_version,
+	.purge = fs_purge,
 };
 
 /* Wraps inner (owned from now on, even on failure) with plan (borrowed). */

@@ -779,6 +779,87 @@ static inline int ms_kill_list(void *be, int64_t *version, rein_kill_row **rows,
 	return REIN_OK;
 }
 
+/* Retention (rein_store_purge): payloads are per event here, so "a payload"
+ * is a distinct hash among the selected runs' events. */
+static inline bool ms_purge_sel(const mem_run *r, int64_t before)
+{
+	int st = r->row.status;
+	return (st == REIN_RUN_SUCCEEDED || st == REIN_RUN_FAILED || st == REIN_RUN_ESCALATED ||
+		st == REIN_RUN_CANCELLED) && r->row.updated_at < before;
+}
+
+static inline bool ms_hash_used(const memdb *db, int64_t before, const uint8_t *h, bool sel,
+				const mem_ev *upto)
+{
+	for (size_t i = 0; i < db->nruns; i++) {
+		const mem_run *r = &db->runs[i];
+		if (ms_purge_sel(r, before) != sel)
+			continue;
+		for (size_t j = 0; j < r->nev; j++)
+			if (&r->ev[j] == upto) /* the occurrences before upto only */
+				return false;
+			else if ((sel ? r->ev[j].payload != NULL : true) &&
+			    memcmp(r->ev[j].payload_hash, h, REIN_HASH_LEN) == 0)
+				return true;
+	}
+	return false;
+}
+
+static inline int ms_purge(void *be, int64_t before, bool dry_run, rein_purge_stats *st,
+			   rein_err *err)
+{
+	memstore *m = be;
+	if (m->saved)
+		return rein_err_set(err, REIN_EINVAL, "mem: purge autocommits: not inside a transaction");
+	memdb *db = m->db;
+	/* pass 1 counts (each distinct hash at its first present occurrence);
+	 * pass 2 (unless dry_run) frees */
+	for (int pass = 0; pass < (dry_run ? 1 : 2); pass++)
+		for (size_t i = 0; i < db->nruns; i++) {
+			mem_run *r = &db->runs[i];
+			if (!ms_purge_sel(r, before))
+				continue;
+			st->runs += pass == 0;
+			bool ended_gone = false;
+			for (size_t j = 0; j < r->nev; j++) {
+				mem_ev *e = &r->ev[j];
+				if (e->payload == NULL) {
+					ended_gone |= strcmp(e->type, "run.ended") == 0;
+					continue;
+				}
+				bool shared = ms_hash_used(db, before, e->payload_hash, false, NULL);
+				if (pass == 0 && !ms_hash_used(db, before, e->payload_hash, true, e)) {
+					st->shared += shared;
+					st->payloads += !shared;
+					st->bytes += shared ? 0 : (int64_t)strlen(e->payload);
+				}
+				if (!shared && strcmp(e->type, "run.ended") == 0)
+					ended_gone = true;
+				if (pass == 1 && !shared) {
+					rein_free(e->payload);
+					e->payload = NULL;
+				}
+			}
+			if (ended_gone && (r->row.output || r->row.reason)) {
+				st->rows += pass == 0;
+				if (pass == 1) {
+					rein_free(r->row.output);
+					rein_free(r->row.reason);
+					r->row.output = r->row.reason = NULL;
+				}
+			}
+			for (size_t j = 0; j < r->nin; j++)
+				if (r->in[j].data) {
+					st->inbox += pass == 0;
+					if (pass == 1) {
+						rein_free(r->in[j].data);
+						r->in[j].data = NULL;
+					}
+				}
+		}
+	return REIN_OK;
+}
+
 static const rein_store_ops memstore_ops = {
 	.close = ms_close,
 	.begin = ms_begin,
@@ -805,6 +886,7 @@ static const rein_store_ops memstore_ops = {
 	.kill_lift = ms_kill_lift,
 	.kill_list = ms_kill_list,
 	.kill_version = ms_kill_version,
+	.purge = ms_purge,
 };
 
 /* A new handle on db (borrowed: it must outlive the store). */

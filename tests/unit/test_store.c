@@ -1611,6 +1611,110 @@ static void test_kill_switch(void **state)
 	store_env_free(e);
 }
 
+/* Collects a run's payloads (NULL: purged) by seq, for test_purge. */
+typedef struct pl_list {
+	int n;
+	bool gone[8];
+} pl_list;
+
+static int note_payload(void *ud, const rein_event_row *ev)
+{
+	pl_list *p = ud;
+	if (p->n < 8)
+		p->gone[p->n++] = ev->payload == NULL;
+	return 0;
+}
+
+static pl_list payloads_of(rein_store *st, const char *id)
+{
+	pl_list p = {0};
+	rein_err err = {0};
+	assert_int_equal(rein_store_events_load(st, id, note_payload, &p, &err), REIN_OK);
+	return p;
+}
+
+/*
+ * Retention (rein_store_purge): the ended runs before the cutoff lose the
+ * payloads no other run uses (a shared one survives), their row's output and
+ * reason and their inbox data; a running run is untouched; a dry run counts
+ * the same and changes nothing; every chain still verifies; a second purge
+ * finds nothing more.
+ */
+static void test_purge(void **state)
+{
+	env *e = store_env(state);
+	rein_store *st = e->st;
+	rein_err err = {0};
+	const char *names[] = {"old1", "old2", "live"};
+	const char *step[] = {"{\"secret\":1}", "{\"shared\":2}", "{\"shared\":2}"};
+	uint8_t prev[3][REIN_HASH_LEN];
+	for (int i = 0; i < 3; i++) {
+		put_run(st, names[i], REIN_RUN_RUNNING, 0, 0, "me", 5000);
+		rein_event_genesis(names[i], prev[i]);
+		assert_int_equal(rein_store_begin(st, &err), REIN_OK);
+		append_event(st, names[i], 1, prev[i], "run.started", "{}");
+		append_event(st, names[i], 2, prev[i], "step.completed", step[i]);
+		assert_int_equal(rein_store_commit(st, &err), REIN_OK);
+	}
+	end_run(st, "old1", 3, prev[0], "succeeded", "{\"x\":1}", NULL, REIN_RUN_SUCCEEDED,
+		"{\"x\":1}", NULL);
+	end_run(st, "old2", 3, prev[1], "failed", "null", "boom", REIN_RUN_FAILED, NULL, "boom");
+	rein_inbox_row msg = {.run_id = "old1", .id = "s1", .type = "signal", .data = "{\"pii\":1}",
+			      .at = 1};
+	assert_int_equal(rein_store_inbox_put(st, &msg, NULL, &err), REIN_OK);
+
+	rein_purge_stats ps = {0};
+	assert_int_equal(rein_store_purge(st, 0, false, &ps, &err), REIN_OK); /* none before 0 */
+	assert_int_equal(ps.runs, 0);
+	assert_int_equal(ps.payloads, 0);
+	for (int dry = 1; dry >= 0; dry--) {
+		memset(&ps, 0, sizeof ps);
+		assert_int_equal(rein_store_purge(st, 1000, dry, &ps, &err), REIN_OK);
+		assert_int_equal(ps.runs, 2);
+		assert_int_equal(ps.payloads, 3); /* old1's step and both run.ended */
+		assert_int_equal(ps.shared, 2);   /* "{}" and {"shared":2}, used by live */
+		assert_int_equal(ps.bytes, (int64_t)(strlen(step[0]) +
+			strlen("{\"status\":\"succeeded\",\"reason\":null,\"output\":{\"x\":1}}") +
+			strlen("{\"status\":\"failed\",\"reason\":\"boom\",\"output\":null}")));
+		assert_int_equal(ps.rows, 2);
+		assert_int_equal(ps.inbox, 1);
+		pl_list p = payloads_of(st, "old1");
+		assert_int_equal(p.n, 3);
+		assert_false(p.gone[0]); /* shared with live */
+		assert_int_equal(p.gone[1], !dry);
+		assert_int_equal(p.gone[2], !dry);
+		p = payloads_of(st, "old2");
+		assert_false(p.gone[1]); /* live still uses it */
+		assert_int_equal(p.gone[2], !dry);
+		p = payloads_of(st, "live");
+		assert_int_equal(p.n, 2);
+		assert_false(p.gone[0] || p.gone[1]);
+		rein_run_row row = {0};
+		assert_int_equal(rein_store_run_get(st, "old1", &row, &err), REIN_OK);
+		assert_int_equal(row.output == NULL, !dry);
+		assert_int_equal(row.status, REIN_RUN_SUCCEEDED);
+		rein_run_row_clear(&row);
+		assert_int_equal(rein_store_run_get(st, "old2", &row, &err), REIN_OK);
+		assert_int_equal(row.reason == NULL, !dry);
+		rein_run_row_clear(&row);
+	}
+	rein_verify_stats stats = {0};
+	bad_list b = {0};
+	assert_int_equal(rein_store_verify_all(st, note_bad, &b, &stats, &err), REIN_OK);
+	assert_int_equal(stats.runs, 3);
+	assert_int_equal(stats.bad, 0);
+	assert_int_equal(stats.anchor_problems, 0);
+	memset(&ps, 0, sizeof ps);
+	assert_int_equal(rein_store_purge(st, 1000, false, &ps, &err), REIN_OK);
+	assert_int_equal(ps.runs, 2);
+	assert_int_equal(ps.payloads + ps.rows + ps.inbox, 0);
+	/* inside a transaction: refused */
+	assert_int_equal(rein_store_begin(st, &err), REIN_OK);
+	assert_int_equal(rein_store_purge(st, 1000, false, &ps, &err), REIN_EINVAL);
+	rein_store_rollback(st);
+	store_env_free(e);
+}
+
 #define BOTH(t) cmocka_unit_test_prestate(t, &be_sqlite), cmocka_unit_test_prestate(t, &be_memory)
 
 int main(void)
@@ -1634,6 +1738,7 @@ int main(void)
 		BOTH(test_store_write_faults),
 		BOTH(test_verify_all),
 		BOTH(test_anchors),
+		BOTH(test_purge),
 		cmocka_unit_test(test_views),
 		cmocka_unit_test(test_open_must_exist),
 		cmocka_unit_test(test_open_url),
