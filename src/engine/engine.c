@@ -150,6 +150,20 @@ int engine_eval_template(rein_run *r, const json_t *tmpl, const json_t *out, jso
 	return rc;
 }
 
+int engine_eval_expr(rein_run *r, const char *expr, const json_t *out, json_t **res,
+		     rein_err *err)
+{
+	assert(r != NULL && expr != NULL && res != NULL);
+	rein_script_ctx ctx;
+	json_t *vars = make_vars(r);
+	if (vars == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	make_ctx(r, out, vars, &ctx);
+	int rc = rein_script_eval(r->sb, expr, REIN_SCRIPT_EXPR, &ctx, res, err);
+	json_decref(vars);
+	return rc;
+}
+
 char *engine_json_text(const json_t *j)
 {
 	if (json_is_string(j))
@@ -305,6 +319,7 @@ int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err)
 	/* a model that cannot give a valid answer, or a spent budget, is a case
 	 * for a human, not a broken run */
 	bool escalate = st->kind == REIN_STEP_LLM || st->kind == REIN_STEP_AGENT ||
+			st->kind == REIN_STEP_VERIFY ||
 			strncmp(msg, "budget:", 7) == 0;
 	int rc = reason ? engine_decide_end(r, escalate ? REIN_RUN_ESCALATED : REIN_RUN_FAILED,
 					    reason, json_null())
@@ -392,6 +407,7 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 	switch (st->kind) {
 	case REIN_STEP_CODE:
 	case REIN_STEP_WAIT:
+	case REIN_STEP_VERIFY:
 		r->th[t].state = st->kind == REIN_STEP_WAIT && st->u.wait.signal ? T_SIGNAL : T_READY;
 		r->th[t].due = 0;
 		return REIN_OK;
@@ -563,7 +579,8 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 			}
 			return rc;
 		}
-		bool ok = (th->state == T_READY && st->kind == REIN_STEP_CODE) ||
+		bool ok = (th->state == T_READY &&
+			   (st->kind == REIN_STEP_CODE || st->kind == REIN_STEP_VERIFY)) ||
 			  th->state == T_FIRED || th->state == T_JOINED ||
 			  ((st->kind == REIN_STEP_TOOL || st->kind == REIN_STEP_LLM ||
 			    st->kind == REIN_STEP_AGENT) &&
@@ -719,6 +736,8 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 	other:
 		switch (t->state) {
 		case T_READY:
+			if (st->kind == REIN_STEP_VERIFY)
+				return engine_poll_verify(r, (int)i, cmd, err);
 			if (st->kind == REIN_STEP_CODE) {
 				if (t->issued) {
 					busy = true;

@@ -23,6 +23,7 @@ typedef enum rein_step_kind {
 	REIN_STEP_TOOL,
 	REIN_STEP_LLM,
 	REIN_STEP_AGENT,
+	REIN_STEP_VERIFY,
 } rein_step_kind;
 
 /* ---- tool contracts (docs/tools.md) ---- */
@@ -186,6 +187,18 @@ typedef struct rein_step_agent {
 	json_t *tool_defs;       /* the tool definitions shown to the model */
 } rein_step_agent;
 
+/* verify: named deterministic rules over the previous step's output */
+typedef struct rein_verify_rule {
+	char *id;      /* the rule's name; NULL: it is named by its place ("rule 2") */
+	char *check;   /* a Lua expression over out, input, steps, run, requester */
+	char *message; /* said when the check is not true; NULL: the expression */
+} rein_verify_rule;
+
+typedef struct rein_step_verify {
+	rein_verify_rule *rules;
+	size_t nrules;
+} rein_step_verify;
+
 typedef struct rein_step {
 	char *name;
 	rein_step_kind kind;  /* 0 only in a spec that failed to load */
@@ -202,6 +215,7 @@ typedef struct rein_step {
 		rein_step_tool tool;         /* REIN_STEP_TOOL */
 		rein_step_model llm;         /* REIN_STEP_LLM */
 		rein_step_agent agent;       /* REIN_STEP_AGENT */
+		rein_step_verify verify;     /* REIN_STEP_VERIFY */
 	} u;
 } rein_step;
 
