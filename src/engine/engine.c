@@ -407,7 +407,6 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 	switch (st->kind) {
 	case REIN_STEP_CODE:
 	case REIN_STEP_WAIT:
-	case REIN_STEP_VERIFY:
 		r->th[t].state = st->kind == REIN_STEP_WAIT && st->u.wait.signal ? T_SIGNAL : T_READY;
 		r->th[t].due = 0;
 		return REIN_OK;
@@ -425,8 +424,10 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 		return REIN_OK;
 	}
 	case REIN_STEP_LLM:
-	case REIN_STEP_AGENT: {
+	case REIN_STEP_AGENT:
+	case REIN_STEP_VERIFY: {
 		thread *th = &r->th[t];
+		const rein_step_model *sm = rein_step_model_of(st); /* verify: NULL without a model */
 		th->s_tokens = th->s_calls = th->s_tools = th->s_started = 0;
 		th->s_cost = 0;
 		th->phase = 0;
@@ -436,7 +437,7 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 		json_decref(th->calls);
 		th->calls = NULL;
 		th->state = T_READY;
-		th->tier = rein_step_model_of(st)->tier;
+		th->tier = sm ? sm->tier : -1;
 		th->repairs = 0;
 		th->attempts = 0;
 		th->in_doubt = false;
@@ -583,7 +584,7 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 			   (st->kind == REIN_STEP_CODE || st->kind == REIN_STEP_VERIFY)) ||
 			  th->state == T_FIRED || th->state == T_JOINED ||
 			  ((st->kind == REIN_STEP_TOOL || st->kind == REIN_STEP_LLM ||
-			    st->kind == REIN_STEP_AGENT) &&
+			    st->kind == REIN_STEP_AGENT || st->kind == REIN_STEP_VERIFY) &&
 			   (th->state == T_CALL || th->state == T_SLEEPING || th->state == T_FALLEN));
 		if (!ok)
 			return rein_err_set(err, REIN_ECORRUPT, "run %s: step.completed for '%s' out of order",
@@ -725,6 +726,8 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 			rc = engine_poll_llm(r, (int)i, now, cmd, &due, &busy, err);
 		} else if (st && st->kind == REIN_STEP_TOOL) {
 			rc = engine_poll_tool(r, (int)i, now, cmd, &due, &busy, err);
+		} else if (st && st->kind == REIN_STEP_VERIFY && t->state != T_DONE) {
+			rc = engine_poll_verify(r, (int)i, now, cmd, &due, &busy, err);
 		} else if (t->state == T_SIGNAL) {
 			rc = engine_poll_signal(r, (int)i, now, cmd, &due, err);
 		} else {
@@ -736,8 +739,6 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 	other:
 		switch (t->state) {
 		case T_READY:
-			if (st->kind == REIN_STEP_VERIFY)
-				return engine_poll_verify(r, (int)i, cmd, err);
 			if (st->kind == REIN_STEP_CODE) {
 				if (t->issued) {
 					busy = true;

@@ -3,7 +3,9 @@
  * rules are evaluated once, when the step is polled, and the outcome is
  * recorded as step.completed (the output passed through unchanged) or
  * step.failed (every failed rule named): a replay reads the outcome from the
- * log and never evaluates a rule again.
+ * log and never evaluates a rule again. A model check, when the rules pass,
+ * is an llm call (engine_model.c) whose structured answer is
+ * {confidence, rationale}; the step's output is still the one passed through.
  */
 #include <assert.h>
 #include <string.h>
@@ -36,13 +38,16 @@ static char *rule_failure(const rein_verify_rule *ru, size_t i, const char *why)
 	return rein_sprintf("%s failed: `%s` is not true", name, ru->check);
 }
 
-int engine_poll_verify(rein_run *r, int ti, rein_cmd *cmd, rein_err *err)
+int engine_poll_verify(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due, bool *busy,
+		       rein_err *err)
 {
 	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && cmd != NULL);
 	thread *t = &r->th[ti];
 	const rein_step *st = &r->spec->steps[t->step];
-	assert(st->kind == REIN_STEP_VERIFY && t->state == T_READY);
+	assert(st->kind == REIN_STEP_VERIFY);
 	const rein_step_verify *v = &st->u.verify;
+	if (t->state != T_READY) /* the model check is under way */
+		return v->has_model ? engine_poll_llm(r, ti, now, cmd, due, busy, err) : REIN_OK;
 	const json_t *out = t->last ? t->last : json_null();
 	char *failed = NULL, *line = NULL;
 	int rc = REIN_OK;
@@ -75,6 +80,10 @@ int engine_poll_verify(rein_run *r, int ti, rein_cmd *cmd, rein_err *err)
 		rc = engine_emit(cmd, REIN_EV_STEP_FAILED, t->step,
 				 msg ? json_pack("{s:s}", "error", msg) : NULL, err);
 		rein_free(msg);
+	} else if (v->has_model) {
+		/* the rules hold (they are checked again on each ready poll, as
+		 * after a repair turn: the same state gives the same answer) */
+		rc = engine_poll_llm(r, ti, now, cmd, due, busy, err);
 	} else {
 		json_t *d = json_object();
 		if (d && json_object_set_nocheck(d, "out", (json_t *)out) != 0) {
@@ -89,4 +98,27 @@ out:
 	rein_free(line);
 	rein_free(failed);
 	return rc;
+}
+
+int engine_verify_answer(rein_run *r, int ti, const json_t *o, rein_err *err)
+{
+	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && o != NULL);
+	thread *t = &r->th[ti];
+	const rein_step *st = &r->spec->steps[t->step];
+	assert(st->kind == REIN_STEP_VERIFY && st->u.verify.has_model);
+	double c = json_number_value(json_object_get(o, "confidence"));
+	const char *why = json_string_value(json_object_get(o, "rationale"));
+	if (c < st->u.verify.min_confidence) {
+		char *msg = rein_sprintf("verify: the model's confidence %.2f is under min_confidence "
+					 "%.2f: %s",
+					 c, st->u.verify.min_confidence, why ? why : "");
+		int rc = msg ? engine_step_error(r, ti, msg, err)
+			     : rein_err_set(err, REIN_ENOMEM, "out of memory");
+		rein_free(msg);
+		return rc;
+	}
+	json_decref(t->result);
+	t->result = json_incref(t->last ? t->last : json_null());
+	t->state = T_FALLEN;
+	return REIN_OK;
 }

@@ -446,17 +446,23 @@ static void load_parallel(loader *L, rein_step *st, const ynode *n)
 		st->u.parallel.branches[i] = spec_step_ref(L, b->kids[i], "branch");
 }
 
-/* verify: {rules: [{id?, check, message?} or "EXPR"]} */
+/* verify: {rules: [{id?, check, message?} or "EXPR"], model?, prompt?,
+ * system?, max_tokens?, temperature?, min_confidence?} */
 static void load_verify(loader *L, rein_step *st, const ynode *n)
 {
-	static const char *const keys[] = {"rules", NULL};
+	static const char *const keys[] = {"rules",      "model",       "prompt",        "system",
+					   "max_tokens", "temperature", "min_confidence", NULL};
 	static const char *const rkeys[] = {"id", "check", "message", NULL};
 	if (!spec_want_type(L, n, YNODE_MAP, "verify"))
 		return;
 	spec_check_keys(L, n, "verify", keys);
+	spec_load_verify_model(L, st, n);
 	const ynode *rules = ynode_get(n, "rules");
+	if (rules == NULL && st->u.verify.has_model)
+		return; /* the model check alone */
 	if (rules == NULL || rules->type != YNODE_SEQ || rules->n == 0) {
-		DIAG(L, rules ? rules : n, "verify needs 'rules' (a non-empty list of checks)");
+		DIAG(L, rules ? rules : n,
+		     "verify needs 'rules' (a non-empty list of checks) or 'model'");
 		return;
 	}
 	rein_step_verify *v = &st->u.verify;

@@ -194,9 +194,14 @@ typedef struct rein_verify_rule {
 	char *message; /* said when the check is not true; NULL: the expression */
 } rein_verify_rule;
 
+/* verify: the rules, then (has_model) a model asked for {confidence, rationale}
+ * (model.schema_doc); a confidence under min_confidence fails the step */
 typedef struct rein_step_verify {
 	rein_verify_rule *rules;
 	size_t nrules;
+	bool has_model;
+	rein_step_model model;   /* has_model: the llm part (model, prompt, system...) */
+	double min_confidence;   /* 0..1, default 0.5 */
 } rein_step_verify;
 
 typedef struct rein_step {
@@ -219,8 +224,8 @@ typedef struct rein_step {
 	} u;
 } rein_step;
 
-/* The model part of an llm or agent step (&u.llm or &u.agent.model), NULL for
- * the other kinds. */
+/* The model part of an llm or agent step (&u.llm or &u.agent.model), or of a
+ * verify step with a model check (&u.verify.model), NULL for the other kinds. */
 const rein_step_model *rein_step_model_of(const rein_step *st);
 
 typedef struct rein_spec {
