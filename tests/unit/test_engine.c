@@ -1194,7 +1194,8 @@ static const char *const SWEEP_WF =
 	"steps:\n"
 	"  ask: { llm: { model: m, system: 'be brief', prompt: 'q: ${input.q}', output: { type: object, required: [a] } }, next: hunt }\n"
 	"  hunt: { agent: { model: m, prompt: 'find ${steps.ask.out.a}', tools: [look], max_turns: 3 }, next: pay }\n"
-	"  pay: { tool: look, args: { q: '${input.q}' }, next: done }\n"
+	"  pay: { tool: look, args: { q: '${input.q}' }, next: check }\n"
+	"  check: { verify: { rules: [ { id: got, check: 'out.q ~= nil', message: 'no q' }, 'steps.ask.out.a ~= nil' ] }, next: done }\n"
 	"  done: { end: succeeded, output: '${ { got = steps.pay.out.q, said = steps.hunt.out } }' }\n";
 
 typedef struct sweep {
