@@ -150,6 +150,20 @@ int engine_eval_template(rein_run *r, const json_t *tmpl, const json_t *out, jso
 	return rc;
 }
 
+int engine_eval_expr(rein_run *r, const char *expr, const json_t *out, json_t **res,
+		     rein_err *err)
+{
+	assert(r != NULL && expr != NULL && res != NULL);
+	rein_script_ctx ctx;
+	json_t *vars = make_vars(r);
+	if (vars == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	make_ctx(r, out, vars, &ctx);
+	int rc = rein_script_eval(r->sb, expr, REIN_SCRIPT_EXPR, &ctx, res, err);
+	json_decref(vars);
+	return rc;
+}
+
 char *engine_json_text(const json_t *j)
 {
 	if (json_is_string(j))
@@ -305,6 +319,7 @@ int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err)
 	/* a model that cannot give a valid answer, or a spent budget, is a case
 	 * for a human, not a broken run */
 	bool escalate = st->kind == REIN_STEP_LLM || st->kind == REIN_STEP_AGENT ||
+			st->kind == REIN_STEP_VERIFY ||
 			strncmp(msg, "budget:", 7) == 0;
 	int rc = reason ? engine_decide_end(r, escalate ? REIN_RUN_ESCALATED : REIN_RUN_FAILED,
 					    reason, json_null())
@@ -409,8 +424,10 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 		return REIN_OK;
 	}
 	case REIN_STEP_LLM:
-	case REIN_STEP_AGENT: {
+	case REIN_STEP_AGENT:
+	case REIN_STEP_VERIFY: {
 		thread *th = &r->th[t];
+		const rein_step_model *sm = rein_step_model_of(st); /* verify: NULL without a model */
 		th->s_tokens = th->s_calls = th->s_tools = th->s_started = 0;
 		th->s_cost = 0;
 		th->phase = 0;
@@ -420,7 +437,7 @@ static int enter(rein_run *r, int t, int target, rein_err *err)
 		json_decref(th->calls);
 		th->calls = NULL;
 		th->state = T_READY;
-		th->tier = rein_step_model_of(st)->tier;
+		th->tier = sm ? sm->tier : -1;
 		th->repairs = 0;
 		th->attempts = 0;
 		th->in_doubt = false;
@@ -563,10 +580,11 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 			}
 			return rc;
 		}
-		bool ok = (th->state == T_READY && st->kind == REIN_STEP_CODE) ||
+		bool ok = (th->state == T_READY &&
+			   (st->kind == REIN_STEP_CODE || st->kind == REIN_STEP_VERIFY)) ||
 			  th->state == T_FIRED || th->state == T_JOINED ||
 			  ((st->kind == REIN_STEP_TOOL || st->kind == REIN_STEP_LLM ||
-			    st->kind == REIN_STEP_AGENT) &&
+			    st->kind == REIN_STEP_AGENT || st->kind == REIN_STEP_VERIFY) &&
 			   (th->state == T_CALL || th->state == T_SLEEPING || th->state == T_FALLEN));
 		if (!ok)
 			return rein_err_set(err, REIN_ECORRUPT, "run %s: step.completed for '%s' out of order",
@@ -708,6 +726,8 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 			rc = engine_poll_llm(r, (int)i, now, cmd, &due, &busy, err);
 		} else if (st && st->kind == REIN_STEP_TOOL) {
 			rc = engine_poll_tool(r, (int)i, now, cmd, &due, &busy, err);
+		} else if (st && st->kind == REIN_STEP_VERIFY && t->state != T_DONE) {
+			rc = engine_poll_verify(r, (int)i, now, cmd, &due, &busy, err);
 		} else if (t->state == T_SIGNAL) {
 			rc = engine_poll_signal(r, (int)i, now, cmd, &due, err);
 		} else {

@@ -111,7 +111,8 @@ typedef struct rein_model_request {
 int rein_run_model_call(const rein_run *r, int step, rein_model_request *call);
 
 /* Which effect an EXEC for step wants: REIN_STEP_LLM (a model call),
- * REIN_STEP_TOOL (a tool call) or REIN_STEP_CODE. An agent step alternates. */
+ * REIN_STEP_TOOL (a tool call) or REIN_STEP_CODE. An agent step alternates;
+ * a verify step's only EXEC is its model check (REIN_STEP_LLM). */
 int rein_run_effect(const rein_run *r, int step);
 
 /*

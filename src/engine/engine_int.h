@@ -152,6 +152,22 @@ int engine_decide_end(rein_run *r, rein_status st, const char *reason, json_t *o
 int engine_route(rein_run *r, int t, json_t *out, rein_err *err);
 /* The step on thread t failed with msg: its on_fail path, or the run's end. */
 int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err);
+
+/* Evaluates the Lua expression expr with out as `out` (and input, steps, run,
+ * requester, why as for `when`); *res (caller decrefs) on REIN_OK. */
+int engine_eval_expr(rein_run *r, const char *expr, const json_t *out, json_t **res,
+		     rein_err *err);
+
+/* A verify step on thread ti: when ready, checks its rules over the previous
+ * output and emits step.failed naming every rule that failed, or with no
+ * model check step.completed (the output passed through); the model check
+ * then goes as engine_poll_llm (engine_verify.c). */
+int engine_poll_verify(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due, bool *busy,
+		       rein_err *err);
+/* The model's answer o ({confidence, rationale}, valid) for the verify step on
+ * thread ti: under min_confidence the step fails, else the thread holds the
+ * previous output as its result (T_FALLEN). */
+int engine_verify_answer(rein_run *r, int ti, const json_t *o, rein_err *err);
 /* The live thread at step s, or -1. */
 int engine_thread_at(const rein_run *r, int s);
 /* Fills c with an EMIT of type (its name from the table) for step, stealing

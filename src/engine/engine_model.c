@@ -353,7 +353,7 @@ int engine_apply_llm(rein_run *r, int ti, rein_event_type evt, int64_t at, const
 	const char *type = rein_event_name(evt);
 	thread *t = &r->th[ti];
 	const rein_step *st = &r->spec->steps[t->step];
-	if (st->kind != REIN_STEP_LLM && st->kind != REIN_STEP_AGENT)
+	if (rein_step_model_of(st) == NULL)
 		return rein_err_set(err, REIN_ECORRUPT, "run %s: %s for '%s', not an llm step", r->id,
 				    type, st->name);
 	if (evt == REIN_EV_MODEL_BREAKER)
@@ -459,6 +459,8 @@ int engine_apply_llm(rein_run *r, int ti, rein_event_type evt, int64_t at, const
 				t->state = T_READY;
 				return rc == REIN_OK ? rc : rein_err_set(err, rc, "out of memory");
 			}
+			if (st->kind == REIN_STEP_VERIFY)
+				return engine_verify_answer(r, ti, o, err);
 			out = json_incref((json_t *)o);
 		}
 		json_decref(t->result);
@@ -631,6 +633,8 @@ int rein_run_effect(const rein_run *r, int step)
 		return 0;
 	if (st->kind == REIN_STEP_AGENT)
 		return r->th[ti].phase == 1 ? REIN_STEP_TOOL : REIN_STEP_LLM;
+	if (st->kind == REIN_STEP_VERIFY) /* only its model check is an EXEC */
+		return REIN_STEP_LLM;
 	return st->kind;
 }
 
@@ -638,8 +642,7 @@ int rein_run_model_call(const rein_run *r, int step, rein_model_request *call)
 {
 	assert(r != NULL && call != NULL);
 	int ti = engine_thread_at(r, step);
-	if (ti < 0 || (r->spec->steps[step].kind != REIN_STEP_LLM &&
-			r->spec->steps[step].kind != REIN_STEP_AGENT))
+	if (ti < 0 || rein_step_model_of(&r->spec->steps[step]) == NULL)
 		return REIN_EINVAL;
 	const thread *t = &r->th[ti];
 	call->tier = t->tier;

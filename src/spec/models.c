@@ -247,7 +247,9 @@ void spec_load_llm_step(loader *L, rein_step *st, const ynode *n)
 {
 	static const char *const keys[] = {"model", "system", "prompt", "output", "max_tokens",
 					   "temperature", NULL};
-	rein_step_model *m = st->kind == REIN_STEP_AGENT ? &st->u.agent.model : &st->u.llm;
+	rein_step_model *m = st->kind == REIN_STEP_AGENT    ? &st->u.agent.model
+			     : st->kind == REIN_STEP_VERIFY ? &st->u.verify.model
+							    : &st->u.llm;
 	m->tier = -1;
 	m->temperature = -1;
 	if (!spec_want_type(L, n, YNODE_MAP, "llm"))
@@ -342,6 +344,66 @@ void spec_load_agent_step(loader *L, rein_step *st, const ynode *n)
 	}
 }
 
+/* The answer a verify step's model check must give. */
+static const char verify_schema[] =
+	"{\"type\": \"object\", \"required\": [\"confidence\", \"rationale\"], "
+	"\"properties\": {\"confidence\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1}, "
+	"\"rationale\": {\"type\": \"string\"}}}";
+
+void spec_load_verify_model(loader *L, rein_step *st, const ynode *n)
+{
+	assert(st->kind == REIN_STEP_VERIFY && n->type == YNODE_MAP);
+	static const char *const llm_keys[] = {"model", "system", "prompt", "max_tokens",
+					       "temperature", NULL};
+	rein_step_verify *v = &st->u.verify;
+	v->min_confidence = 0.5;
+	const ynode *mc = ynode_get(n, "min_confidence");
+	if (ynode_get(n, "model") == NULL) {
+		for (const char *const *k = llm_keys + 1; *k; k++)
+			if (ynode_get(n, *k))
+				DIAG(L, ynode_get(n, *k), "verify: '%s' goes with 'model' (the model check)", *k);
+		if (mc)
+			DIAG(L, mc, "verify: 'min_confidence' goes with 'model' (the model check)");
+		return;
+	}
+	v->has_model = true;
+	ynode sub = *n;
+	ynode **kids = rein_calloc(n->n + 1, sizeof *kids);
+	if (kids == NULL) {
+		L->nomem = true;
+		return;
+	}
+	sub.kids = kids;
+	sub.n = 0;
+	for (size_t i = 0; i + 1 < n->n; i += 2)
+		for (const char *const *k = llm_keys; *k; k++)
+			if (n->kids[i]->type == YNODE_SCALAR && strcmp(n->kids[i]->str, *k) == 0) {
+				kids[sub.n++] = n->kids[i];
+				kids[sub.n++] = n->kids[i + 1];
+			}
+	spec_load_llm_step(L, st, &sub);
+	rein_free(kids);
+	rein_step_model *m = &v->model;
+	if (m->system == NULL &&
+	    (m->system = json_string("You check the work of an automated step. Answer with your "
+				     "confidence, from 0 to 1, that the work is correct, and a "
+				     "short rationale.")) == NULL)
+		L->nomem = true;
+	rein_err e = {0};
+	m->schema_doc = rein_json_parse(verify_schema, strlen(verify_schema), &e);
+	if (m->schema_doc == NULL ||
+	    rein_schema_compile(m->schema_doc, &(rein_schema_opts){0}, &m->schema, &e) != REIN_OK)
+		L->nomem = true; /* a constant schema: only memory can fail it */
+	rein_err_clear(&e);
+	double d;
+	if (mc && number(L, mc, "min_confidence", 0, &d)) {
+		if (d > 1)
+			DIAG(L, mc, "min_confidence must be a number between 0 and 1");
+		else
+			v->min_confidence = d;
+	}
+}
+
 void spec_models_free(rein_spec *s)
 {
 	for (size_t i = 0; i < s->nsteps; i++) {
@@ -355,6 +417,8 @@ void spec_models_free(rein_spec *s)
 			m = &st->u.llm;
 		else if (st->kind == REIN_STEP_AGENT)
 			m = &st->u.agent.model;
+		else if (st->kind == REIN_STEP_VERIFY)
+			m = &st->u.verify.model;
 		if (m) {
 			json_decref(m->system);
 			json_decref(m->prompt);
@@ -376,5 +440,7 @@ const rein_step_model *rein_step_model_of(const rein_step *st)
 		return &st->u.llm;
 	if (st->kind == REIN_STEP_AGENT)
 		return &st->u.agent.model;
+	if (st->kind == REIN_STEP_VERIFY && st->u.verify.has_model)
+		return &st->u.verify.model;
 	return NULL;
 }

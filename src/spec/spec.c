@@ -446,8 +446,69 @@ static void load_parallel(loader *L, rein_step *st, const ynode *n)
 		st->u.parallel.branches[i] = spec_step_ref(L, b->kids[i], "branch");
 }
 
+/* verify: {rules: [{id?, check, message?} or "EXPR"], model?, prompt?,
+ * system?, max_tokens?, temperature?, min_confidence?} */
+static void load_verify(loader *L, rein_step *st, const ynode *n)
+{
+	static const char *const keys[] = {"rules",      "model",       "prompt",        "system",
+					   "max_tokens", "temperature", "min_confidence", NULL};
+	static const char *const rkeys[] = {"id", "check", "message", NULL};
+	if (!spec_want_type(L, n, YNODE_MAP, "verify"))
+		return;
+	spec_check_keys(L, n, "verify", keys);
+	spec_load_verify_model(L, st, n);
+	const ynode *rules = ynode_get(n, "rules");
+	if (rules == NULL && st->u.verify.has_model)
+		return; /* the model check alone */
+	if (rules == NULL || rules->type != YNODE_SEQ || rules->n == 0) {
+		DIAG(L, rules ? rules : n,
+		     "verify needs 'rules' (a non-empty list of checks) or 'model'");
+		return;
+	}
+	rein_step_verify *v = &st->u.verify;
+	if ((v->rules = rein_calloc(rules->n, sizeof *v->rules)) == NULL) {
+		L->nomem = true;
+		return;
+	}
+	v->nrules = rules->n;
+	for (size_t i = 0; i < rules->n; i++) {
+		const ynode *it = rules->kids[i], *chk = it, *id = NULL, *msg = NULL;
+		rein_verify_rule *ru = &v->rules[i];
+		if (it->type == YNODE_MAP) {
+			spec_check_keys(L, it, "a verify rule", rkeys);
+			chk = ynode_get(it, "check");
+			id = ynode_get(it, "id");
+			msg = ynode_get(it, "message");
+			if (chk == NULL) {
+				DIAG(L, it, "verify rule has no 'check' (a Lua expression)");
+				continue;
+			}
+		}
+		if (chk->type != YNODE_SCALAR || chk->len == 0) {
+			DIAG(L, chk, "verify rule check must be a Lua expression");
+			continue;
+		}
+		if (id && (id->type != YNODE_SCALAR || id->len == 0 || strlen(id->str) > 128)) {
+			DIAG(L, id, "verify rule id must be a name (1 to 128 characters)");
+			id = NULL;
+		}
+		for (size_t j = 0; id && j < i; j++)
+			if (v->rules[j].id && strcmp(v->rules[j].id, id->str) == 0)
+				DIAG(L, id, "verify rule id '%s' is used twice", id->str);
+		if (msg && msg->type != YNODE_SCALAR) {
+			DIAG(L, msg, "verify rule message must be text");
+			msg = NULL;
+		}
+		spec_check_expr(L, chk, "verify rule");
+		if ((ru->check = rein_strdup(chk->str)) == NULL ||
+		    (id && (ru->id = rein_strdup(id->str)) == NULL) ||
+		    (msg && (ru->message = rein_strdup(msg->str)) == NULL))
+			L->nomem = true;
+	}
+}
+
 static const char *const step_kinds[] = {"code",  "wait",  "parallel", "tool",
-					  "llm",   "agent", "end",      NULL};
+					  "llm",   "agent", "verify",   "end",      NULL};
 
 static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 {
@@ -468,7 +529,7 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 		kname = *k;
 	}
 	if (kind == NULL) {
-		DIAG(L, key, "step '%s' has no kind (one of: code, wait, parallel, tool, llm, agent, end)", st->name);
+		DIAG(L, key, "step '%s' has no kind (one of: code, wait, parallel, tool, llm, agent, verify, end)", st->name);
 		/* still follow its edges, so the steps after it are not reported
 		 * as unreachable on top of this */
 		const ynode *nx = ynode_get(val, "next");
@@ -477,7 +538,7 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 		return;
 	}
 	static const char *const common[] = {"code",   "wait",     "parallel",   "tool",
-					     "llm",    "agent",    "args",       "output",
+					     "llm",    "agent",    "verify",     "args",       "output",
 					     "budget", "optional", "next",       "on_fail",
 					     "max_visits", "description", NULL};
 	static const char *const end_keys[] = {"end", "reason", "output", "description", NULL};
@@ -570,6 +631,9 @@ static void load_step(loader *L, size_t idx, const ynode *key, const ynode *val)
 	} else if (strcmp(kname, "agent") == 0) {
 		st->kind = REIN_STEP_AGENT;
 		spec_load_agent_step(L, st, kind);
+	} else if (strcmp(kname, "verify") == 0) {
+		st->kind = REIN_STEP_VERIFY;
+		load_verify(L, st, kind);
 	} else {
 		st->kind = REIN_STEP_PARALLEL;
 		load_parallel(L, st, kind);
@@ -861,6 +925,14 @@ void rein_spec_free(rein_spec *s)
 		case REIN_STEP_TOOL:
 			json_decref(st->u.tool.args);
 			rein_schema_free(st->u.tool.out_schema);
+			break;
+		case REIN_STEP_VERIFY:
+			for (size_t j = 0; j < st->u.verify.nrules; j++) {
+				rein_free(st->u.verify.rules[j].id);
+				rein_free(st->u.verify.rules[j].check);
+				rein_free(st->u.verify.rules[j].message);
+			}
+			rein_free(st->u.verify.rules);
 			break;
 		case REIN_STEP_LLM:
 		case REIN_STEP_AGENT:

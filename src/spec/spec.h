@@ -23,6 +23,7 @@ typedef enum rein_step_kind {
 	REIN_STEP_TOOL,
 	REIN_STEP_LLM,
 	REIN_STEP_AGENT,
+	REIN_STEP_VERIFY,
 } rein_step_kind;
 
 /* ---- tool contracts (docs/tools.md) ---- */
@@ -186,6 +187,23 @@ typedef struct rein_step_agent {
 	json_t *tool_defs;       /* the tool definitions shown to the model */
 } rein_step_agent;
 
+/* verify: named deterministic rules over the previous step's output */
+typedef struct rein_verify_rule {
+	char *id;      /* the rule's name; NULL: it is named by its place ("rule 2") */
+	char *check;   /* a Lua expression over out, input, steps, run, requester */
+	char *message; /* said when the check is not true; NULL: the expression */
+} rein_verify_rule;
+
+/* verify: the rules, then (has_model) a model asked for {confidence, rationale}
+ * (model.schema_doc); a confidence under min_confidence fails the step */
+typedef struct rein_step_verify {
+	rein_verify_rule *rules;
+	size_t nrules;
+	bool has_model;
+	rein_step_model model;   /* has_model: the llm part (model, prompt, system...) */
+	double min_confidence;   /* 0..1, default 0.5 */
+} rein_step_verify;
+
 typedef struct rein_step {
 	char *name;
 	rein_step_kind kind;  /* 0 only in a spec that failed to load */
@@ -202,11 +220,12 @@ typedef struct rein_step {
 		rein_step_tool tool;         /* REIN_STEP_TOOL */
 		rein_step_model llm;         /* REIN_STEP_LLM */
 		rein_step_agent agent;       /* REIN_STEP_AGENT */
+		rein_step_verify verify;     /* REIN_STEP_VERIFY */
 	} u;
 } rein_step;
 
-/* The model part of an llm or agent step (&u.llm or &u.agent.model), NULL for
- * the other kinds. */
+/* The model part of an llm or agent step (&u.llm or &u.agent.model), or of a
+ * verify step with a model check (&u.verify.model), NULL for the other kinds. */
 const rein_step_model *rein_step_model_of(const rein_step *st);
 
 typedef struct rein_spec {

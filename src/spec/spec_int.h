@@ -45,6 +45,9 @@ void spec_load_breaker(loader *L, rein_breaker_policy *b, const ynode *n);
 void spec_load_trace(loader *L, const ynode *n);
 void spec_load_llm_step(loader *L, rein_step *st, const ynode *kind);
 void spec_load_agent_step(loader *L, rein_step *st, const ynode *kind);
+/* The model check of a verify step (model, prompt, system, max_tokens,
+ * temperature, min_confidence in the verify mapping n), if it has one. */
+void spec_load_verify_model(loader *L, rein_step *st, const ynode *n);
 void spec_models_free(rein_spec *s);
 
 /* `policies:` of the workflow (policies.c), after the tools are loaded. */

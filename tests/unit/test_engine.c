@@ -136,7 +136,8 @@ static bool obey(drive *d, int max)
 			continue;
 		}
 		assert_int_equal(c.kind, REIN_CMD_EXEC);
-		if (d->spec->steps[c.step].kind == REIN_STEP_LLM) {
+		if (d->spec->steps[c.step].kind == REIN_STEP_LLM ||
+		    d->spec->steps[c.step].kind == REIN_STEP_VERIFY) {
 			answer_model(d, c.step);
 			continue;
 		}
@@ -813,6 +814,139 @@ static void test_llm_budgets(void **state)
 	mscript = NULL;
 }
 
+/* verify: the rules over the previous output; every failed one named; no
+ * on_fail escalates, an on_fail is taken with the reason in `why`. */
+static void test_verify_rules(void **state)
+{
+	(void)state;
+	static const char *y =
+		"rein: 1\nname: v\nsteps:\n"
+		"  a: { code: 'return { amount = input.amount, currency = input.cur }', next: check }\n"
+		"  check:\n"
+		"    verify:\n"
+		"      rules:\n"
+		"        - { id: positive, check: 'out.amount > 0', message: 'the amount must be positive' }\n"
+		"        - 'out.currency == \"EUR\"'\n"
+		"        - { id: cap, check: 'out.amount <= input.cap', message: 'over the cap' }\n"
+		"    next: done\n"
+		"  done: { end: succeeded }\n";
+	static const char *yf =
+		"rein: 1\nname: vf\nsteps:\n"
+		"  a: { code: 'return { amount = input.amount }', next: check }\n"
+		"  check: { verify: { rules: [ { id: small, check: 'out.amount < 10', message: 'too big' },\n"
+		"                              'out.nope.deeper' ] },\n"
+		"           next: done, on_fail: human }\n"
+		"  human: { code: 'return { why = why, seen = steps.a.out.amount }', next: held }\n"
+		"  held: { end: failed, reason: '${out.why}' }\n"
+		"  done: { end: succeeded }\n";
+	const run_case cases[] = {
+		{.what = "every rule holds: the output passes through", .yaml = y,
+		 .input = "{\"amount\": 5, \"cur\": \"EUR\", \"cap\": 100}",
+		 .status = REIN_RUN_SUCCEEDED, .output = "{\"amount\": 5, \"currency\": \"EUR\"}",
+		 .counts = {{EV(STEP_COMPLETED), "check", 1}, {EV(STEP_FAILED), "check", 0}}},
+		{.what = "one rule fails: escalated with its message", .yaml = y,
+		 .input = "{\"amount\": 500, \"cur\": \"EUR\", \"cap\": 100}",
+		 .status = REIN_RUN_ESCALATED,
+		 .reason = "step 'check' failed: verify: rule 'cap' failed: over the cap"},
+		{.what = "two fail: both named, a bare rule by its place and text", .yaml = y,
+		 .input = "{\"amount\": -1, \"cur\": \"USD\", \"cap\": 100}",
+		 .status = REIN_RUN_ESCALATED,
+		 .reason = "step 'check' failed: verify: rule 'positive' failed: the amount must be "
+			   "positive; rule 2 failed: `out.currency == \"EUR\"` is not true",
+		 .counts = {{EV(STEP_FAILED), "check", 1}}},
+		{.what = "on_fail is taken; a rule that errors counts as failed", .yaml = yf,
+		 .input = "{\"amount\": 50}", .status = REIN_RUN_FAILED,
+		 .reason_has = {"verify: rule 'small' failed: too big; rule 2 could not be evaluated: ",
+				"nope"},
+		 .counts = {{EV(STEP_COMPLETED), "human", 1}}},
+		{.what = "one rule holds, the other cannot be evaluated: on_fail", .yaml = yf,
+		 .input = "{\"amount\": 5}", .status = REIN_RUN_FAILED,
+		 .reason_has = {"rule 2 could not be evaluated"},
+		 .counts = {{EV(STEP_COMPLETED), "check", 0}}},
+	};
+	run_cases(cases, NCASES(cases));
+}
+
+/* verify with a model check: after the rules, a model call whose structured
+ * answer {confidence, rationale} must reach min_confidence. */
+static void test_verify_model(void **state)
+{
+	(void)state;
+	static const char *y =
+		"rein: 1\nname: vm\n"
+		"models: { m: { provider: replay, model: x } }\n"
+		"steps:\n"
+		"  a: { code: 'return { amount = input.amount }', next: check }\n"
+		"  check:\n"
+		"    verify:\n"
+		"      rules: [ { id: positive, check: 'out.amount > 0', message: 'not positive' } ]\n"
+		"      model: m\n"
+		"      prompt: 'Is a refund of ${out.amount} right?'\n"
+		"      min_confidence: 0.85\n"
+		"    next: done\n"
+		"  done: { end: succeeded }\n";
+	static const char *yo =
+		"rein: 1\nname: vo\n"
+		"models: { m: { provider: replay, model: x } }\n"
+		"steps:\n"
+		"  a: { code: 'return 7', next: check }\n"
+		"  check: { verify: { model: m, prompt: 'ok? ${out}' }, next: done, on_fail: low }\n"
+		"  low: { end: escalated }\n"
+		"  done: { end: succeeded }\n";
+	const run_case cases[] = {
+		{.what = "confident: the output passes through", .yaml = y, .input = "{\"amount\": 5}",
+		 .models = (const char *const[]){"{\"confidence\": 0.9, \"rationale\": \"fine\"}", NULL},
+		 .status = REIN_RUN_SUCCEEDED, .output = "{\"amount\": 5}",
+		 .counts = {{EV(MODEL_CALL), "check", 1}, {EV(MODEL_INTENT), "check", 1}}},
+		{.what = "under min_confidence: escalated with the rationale", .yaml = y,
+		 .input = "{\"amount\": 5}",
+		 .models = (const char *const[]){"{\"confidence\": 0.6, \"rationale\": \"odd amount\"}", NULL},
+		 .status = REIN_RUN_ESCALATED,
+		 .reason = "step 'check' failed: verify: the model's confidence 0.60 is under "
+			   "min_confidence 0.85: odd amount"},
+		{.what = "a failed rule: no model call", .yaml = y, .input = "{\"amount\": 0}",
+		 .status = REIN_RUN_ESCALATED, .reason_has = {"rule 'positive' failed: not positive"},
+		 .counts = {{EV(MODEL_INTENT), "check", 0}}},
+		{.what = "an answer out of the schema gets one repair turn", .yaml = y,
+		 .input = "{\"amount\": 5}",
+		 .models = (const char *const[]){"{\"confidence\": 3}",
+						 "{\"confidence\": 1, \"rationale\": \"ok\"}", NULL},
+		 .status = REIN_RUN_SUCCEEDED, .output = "{\"amount\": 5}",
+		 .counts = {{EV(MODEL_CALL), "check", 2}}},
+		{.what = "model only, default min_confidence 0.5: on_fail taken", .yaml = yo,
+		 .input = "{}",
+		 .models = (const char *const[]){"{\"confidence\": 0.4, \"rationale\": \"unsure\"}", NULL},
+		 .status = REIN_RUN_ESCALATED,
+		 .reason = "step 'check' failed: verify: the model's confidence 0.40 is under "
+			   "min_confidence 0.50: unsure"},
+		{.what = "model only, confident", .yaml = yo, .input = "{}",
+		 .models = (const char *const[]){"{\"confidence\": 0.5, \"rationale\": \"ok\"}", NULL},
+		 .status = REIN_RUN_SUCCEEDED, .output = "7"},
+	};
+	run_cases(cases, NCASES(cases));
+	mscript = NULL;
+	/* the prompt is rendered over the previous output */
+	static const char *yp =
+		"rein: 1\nname: vp\ntrace: { store_prompts: true }\n"
+		"models: { m: { provider: replay, model: x } }\n"
+		"steps:\n"
+		"  a: { code: 'return { amount = input.amount }', next: check }\n"
+		"  check: { verify: { model: m, prompt: 'Is a refund of ${out.amount} right?' }, next: done }\n"
+		"  done: { end: succeeded }\n";
+	drive d;
+	run_case_check(&d, &(const run_case){
+		.what = "the prompt", .yaml = yp, .input = "{\"amount\": 5}",
+		.models = (const char *const[]){"{\"confidence\": 0.9, \"rationale\": \"fine\"}", NULL},
+		.status = REIN_RUN_SUCCEEDED, .output = "{\"amount\": 5}"});
+	const json_t *req = json_object_get(event_data(&d, EV(MODEL_INTENT), 0), "request");
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(req, "messages"), 0), "content")),
+			    "Is a refund of 5 right?");
+	assert_non_null(json_object_get(req, "output_schema"));
+	drive_free(&d);
+	mscript = NULL;
+}
+
 /* model.intent records the model and provider the call uses, resolved from
  * the environment when the workflow is loaded; a run rebuilt from its log
  * calls the recorded model, whatever the environment says now. */
@@ -1060,7 +1194,8 @@ static const char *const SWEEP_WF =
 	"steps:\n"
 	"  ask: { llm: { model: m, system: 'be brief', prompt: 'q: ${input.q}', output: { type: object, required: [a] } }, next: hunt }\n"
 	"  hunt: { agent: { model: m, prompt: 'find ${steps.ask.out.a}', tools: [look], max_turns: 3 }, next: pay }\n"
-	"  pay: { tool: look, args: { q: '${input.q}' }, next: done }\n"
+	"  pay: { tool: look, args: { q: '${input.q}' }, next: check }\n"
+	"  check: { verify: { rules: [ { id: got, check: 'out.q ~= nil', message: 'no q' }, 'steps.ask.out.a ~= nil' ] }, next: done }\n"
 	"  done: { end: succeeded, output: '${ { got = steps.pay.out.q, said = steps.hunt.out } }' }\n";
 
 typedef struct sweep {
@@ -1269,6 +1404,7 @@ int main(void)
 		cmocka_unit_test(test_tool_crash_in_flight), cmocka_unit_test(test_tool_fallbacks),
 		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_code_timeout),
 		cmocka_unit_test(test_signal_wait), cmocka_unit_test(test_alloc_faults),
+		cmocka_unit_test(test_verify_rules), cmocka_unit_test(test_verify_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
