@@ -22,7 +22,10 @@
  * Exits 1 if anything is wrong, 2 on a usage error.
  *
  * usage: bench_engine [--runs-a N] [--runs-b N] [--dir PATH] [--only a1|a2|b]
- *                     [--no-verify-chain]
+ *                     [--no-verify-chain] [--sync-commits] [--max-batch N]
+ *                     [--policies N]
+ * --policies N declares `policies:` with N rules (0: an empty list) for tools
+ * the workflow never calls, so governance is on and no rule matches (issue 11).
  * --only runs one scenario (for profiling); --no-verify-chain skips the
  * (untimed) hash-chain check of every stored run.
  */
@@ -140,11 +143,30 @@ static void remove_db(const char *db)
 	}
 }
 
-/* The workflow: s1..s10 each add one to the previous n, then end. */
+/* --policies N: rules in the workflow (-1: no `policies:` key, governance off). */
+static long bench_policies = -1;
+
+/*
+ * The workflow: s1..s10 each add one to the previous n, then end. With
+ * --policies N (N >= 0) it declares `policies:` (so policies are in force)
+ * with N rules for tools the workflow never calls (its steps are code steps:
+ * no rule ever matches).
+ */
 static char *workflow_yaml(void)
 {
 	rein_buf b = {0};
-	int rc = rein_buf_puts(&b, "rein: 1\nname: bench10\nsteps:\n");
+	int rc = rein_buf_puts(&b, "rein: 1\nname: bench10\n");
+	if (rc == REIN_OK && bench_policies == 0)
+		rc = rein_buf_puts(&b, "policies: []\n");
+	else if (rc == REIN_OK && bench_policies > 0)
+		rc = rein_buf_puts(&b, "policies:\n");
+	for (long i = 0; i < bench_policies && rc == REIN_OK; i++)
+		rc = rein_buf_printf(&b,
+				     "  - id: p%ld\n    effect: %s\n    tool: bench_tool_%ld\n"
+				     "    when: \"args.amount > %ld\"\n    reason: never matches\n",
+				     i, i % 2 ? "allow" : "deny", i, 100 + i);
+	if (rc == REIN_OK)
+		rc = rein_buf_puts(&b, "steps:\n");
 	for (int i = 1; i <= NSTEPS && rc == REIN_OK; i++) {
 		if (i == 1)
 			rc = rein_buf_printf(&b, "  s1:\n    code: return {n = 1}\n");
@@ -419,6 +441,7 @@ int main(int argc, char **argv)
 					   {"no-verify-chain", no_argument, 0, 'n'},
 					   {"sync-commits", no_argument, 0, 's'},
 					   {"max-batch", required_argument, 0, 'm'},
+					   {"policies", required_argument, 0, 'p'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
 	long runs_a = 2000, runs_b = 10000;
@@ -433,10 +456,13 @@ int main(int argc, char **argv)
 		case 'n': verify_chain = false; break;
 		case 's': bench_sync = true; break;
 		case 'm': bench_max_batch = (size_t)parse_count(optarg, "--max-batch"); break;
+		case 'p':
+			bench_policies = strcmp(optarg, "0") == 0 ? 0 : parse_count(optarg, "--policies");
+			break;
 		case 'h':
 			puts("usage: bench_engine [--runs-a N] [--runs-b N] [--dir PATH] "
 			     "[--only a1|a2|b] [--no-verify-chain] [--sync-commits] "
-			     "[--max-batch N]");
+			     "[--max-batch N] [--policies N]");
 			return 0;
 		default: return 2;
 		}
@@ -487,6 +513,10 @@ int main(int argc, char **argv)
 	printf("rein bench_engine: %d trivial code steps per run, store %s (WAL, "
 	       "synchronous=FULL)\n",
 	       NSTEPS, dir);
+	if (bench_policies >= 0)
+		printf("governance on: the workflow declares %zu policies (has_policies %d), "
+		       "none for its steps\n",
+		       rein_policy_count(spec->policies), spec->has_policies);
 	printf("fdatasync after a 4 KiB write in that directory, median of 200: "
 	       "append %.0f us, over written blocks %.0f us\n",
 	       fsync_probe(dir, 200, false), fsync_probe(dir, 200, true));
