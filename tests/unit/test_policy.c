@@ -54,6 +54,8 @@ typedef struct kase {
 	int64_t now;
 	bool enforce;
 	const char *want, *rules; /* decision, ids joined by "," */
+	const char *run;	  /* the run as given (default {"id":"run_1"}) */
+	bool no_requester;	  /* requester NULL */
 } kase;
 
 static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
@@ -65,10 +67,10 @@ static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
 	json_t *in = rein_json_parse(k->input ? k->input : "{}", strlen(k->input ? k->input : "{}"), &e);
 	json_t *h = rein_json_parse(k->history ? k->history : "[]", strlen(k->history ? k->history : "[]"), &e);
 	json_t *input_doc = json_pack("{s:{s:{}, s:{}, s:{}}}", "properties", "amount", "tenant", "to");
-	json_t *run = json_pack("{s:s}", "id", "run_1");
+	json_t *run = k->run ? rein_json_parse(k->run, strlen(k->run), &e) : json_pack("{s:s}", "id", "run_1");
 	const rein_policy *sets[2] = {p, p2};
 	rein_policy_call c = {.tool = {k->tool, k->write, k->risk, input_doc},
-			      .args = args, .requester = rq, .input = in, .run = run,
+			      .args = args, .requester = k->no_requester ? NULL : rq, .input = in, .run = run,
 			      .now_ms = k->now, .history = h, .enforce = k->enforce};
 	json_t *d = NULL;
 	assert_int_equal(rein_policy_eval(sb, sets, 2, &c, &d, &e), REIN_OK);
@@ -197,6 +199,95 @@ static void test_fail_closed(void **st)
 	rein_policy_free(p);
 }
 
+/* Rows that take the remaining branches of evaluation: history entries
+ * without a tool or a write flag, read-only limits, a run that is not a
+ * mapping, no requester, conditions giving nil, a number or a table. */
+static void test_eval_edges(void **st)
+{
+	(void)st;
+	rein_policy *p = compile(
+		"[{\"id\":\"rl\",\"effect\":\"deny\",\"access\":\"read\",\"tool\":\"q\",\"limit\":{\"max\":2}},"
+		" {\"id\":\"nil\",\"effect\":\"deny\",\"tool\":\"n\",\"when\":\"nil\"},"
+		" {\"id\":\"num\",\"effect\":\"allow\",\"tool\":\"m\",\"when\":\"1\"},"
+		" {\"id\":\"tab\",\"effect\":\"allow\",\"tool\":\"t\",\"when\":\"{}\"},"
+		" {\"id\":\"who\",\"effect\":\"deny\",\"tool\":\"w\",\"when\":\"requester.user == nil\"},"
+		" {\"id\":\"rv\",\"effect\":\"deny\",\"tool\":\"r\",\"when\":\"run.id == nil and run.calls == 3 and run.writes == 2\"}]");
+	const char *hist = "[{\"tool\":\"q\",\"write\":true,\"at\":1},{\"tool\":\"q\",\"at\":2},{\"write\":true,\"at\":3}]";
+	kase ks[] = {
+		/* one read of q (the write and the tool-less entry do not count) */
+		{"q", false, 0, .history = hist, .enforce = true, .want = "allow", .rules = ""},
+		{"q", false, 0, .history = "[{\"tool\":\"q\",\"at\":1},{\"tool\":\"q\",\"write\":false,\"at\":2}]",
+		 .enforce = true, .want = "deny", .rules = "rl"},
+		{"n", false, 0, .enforce = true, .want = "allow", .rules = ""},
+		{"m", false, 0, .enforce = true, .want = "deny", .rules = "num"},
+		{"t", false, 0, .enforce = true, .want = "deny", .rules = "tab"},
+		{"w", false, 0, .no_requester = true, .enforce = true, .want = "deny", .rules = "who"},
+		{"w", false, 0, .enforce = true, .want = "allow", .rules = ""},
+		{"r", false, 0, .run = "[1]", .history = hist, .enforce = true, .want = "deny", .rules = "rv"},
+		{"r", false, 0, .history = hist, .enforce = true, .want = "allow", .rules = ""},
+	};
+	for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+		check(p, NULL, &ks[i]);
+	rein_policy_free(p);
+}
+
+/* Rule sets that compile: which args.FIELDs a condition names (a decision
+ * table: rule, then the fields check_tools must find in a schema). */
+static void test_fields(void **st)
+{
+	(void)st;
+	static const struct {
+		const char *rules;
+		const char *missing; /* the field named in the error, or NULL: passes */
+	} rows[] = {
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"when\":\"args.my_field == 1\"}]", "my_field"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"when\":\"'xargs.f a.args.g args.1 args.' == args. amount\"}]", NULL},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"tool\":[\"ab\",\"cd\",\"ab\"],\"when\":\"args.amount == args.amount\"}]", NULL},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"tool\":\"zz\",\"when\":\"args.nope == 1\"}]", NULL}, /* targets no tool */
+	};
+	json_t *doc = json_pack("{s:{s:{}}}", "properties", "amount");
+	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+		rein_policy *p = compile(rows[i].rules);
+		rein_policy_tool t[] = {{"ab", false, 0, doc}, {"x", false, 0, NULL}};
+		rein_err e = {0};
+		int bad = -2;
+		int rc = rein_policy_check_tools(p, t, 2, &bad, &e);
+		if (rows[i].missing) {
+			assert_int_equal(rc, REIN_EINVAL);
+			assert_int_equal(bad, 0);
+			assert_non_null(strstr(e.msg, rows[i].missing));
+		} else {
+			assert_int_equal(rc, REIN_OK);
+			assert_int_equal(bad, -1);
+		}
+		rein_policy_free(p);
+	}
+	/* a schema without properties (or with a non-mapping there) takes anything */
+	json_t *odd = json_pack("{s:i}", "properties", 5);
+	rein_policy *p = compile("[{\"id\":\"a\",\"effect\":\"allow\",\"when\":\"args.any == 1\"}]");
+	rein_policy_tool t[] = {{"a", false, 0, NULL}, {"b", true, 2, odd}};
+	rein_err e = {0};
+	int bad = -2;
+	assert_int_equal(rein_policy_check_tools(p, t, 2, &bad, &e), REIN_OK);
+	assert_int_equal(bad, -1);
+	assert_int_equal(rein_policy_count(p), 1);
+	assert_int_equal(rein_policy_count(NULL), 0);
+	rein_policy_free(p);
+	json_decref(odd);
+	json_decref(doc);
+	/* no origin: named "policy"; rules that are not JSON at all */
+	rein_policy *q = NULL;
+	json_t *empty = json_array();
+	assert_int_equal(rein_policy_compile(empty, NULL, sb, &q, &bad, &e), REIN_OK);
+	assert_int_equal(rein_policy_count(q), 0);
+	rein_policy_free(q);
+	json_decref(empty);
+	q = NULL;
+	assert_int_equal(rein_policy_compile(NULL, "t", sb, &q, &bad, &e), REIN_EINVAL);
+	assert_null(q);
+	assert_int_equal(bad, -1);
+}
+
 static void test_compile_errors(void **st)
 {
 	(void)st;
@@ -282,6 +373,8 @@ int main(void)
 		cmocka_unit_test(test_precedence_and_targets),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_fail_closed),
+		cmocka_unit_test(test_eval_edges),
+		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_compile_errors),
 		cmocka_unit_test(test_alloc_faults),
 	};
