@@ -309,6 +309,30 @@ static void test_compile_errors(void **st)
 	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"x\":1}}]", m, sizeof m), 0);
 	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\"},{\"id\":\"a\",\"effect\":\"deny\"}]", m, sizeof m), 1);
 	assert_non_null(strstr(m, "a second rule with this id"));
+	/* one row per refusal: the rules, the rule at fault, a piece of the message */
+	static const struct {
+		const char *rules;
+		int bad;
+		const char *msg;
+	} rows[] = {
+		{"[{\"id\":\"\",\"effect\":\"allow\"}]", 0, "needs an id"},
+		{"[{\"id\":\"a\"}]", 0, "effect must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"tool\":[]}]", 0, "tool must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"access\":5}]", 0, "access must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"risk\":5}]", 0, "risk must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":5}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":\"x\"}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":\"x\"}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":0}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":5,\"x\":1}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\"},{\"id\":\"b\",\"effect\":\"deny\",\"tool\":[\"x\",3]}]", 1, "tool must be"},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+		assert_int_equal(compile_err(rows[i].rules, m, sizeof m), rows[i].bad);
+		if (strstr(m, rows[i].msg) == NULL)
+			fail_msg("row %zu: '%s' lacks '%s'", i, m, rows[i].msg);
+	}
 	char v1[65], v2[65];
 	json_t *a = json_pack("[{s:s}]", "id", "x"), *b = json_pack("[{s:s}]", "id", "y");
 	rein_policy_version(a, v1);
