@@ -350,39 +350,63 @@ static void test_compile_errors(void **st)
 static void test_alloc_faults(void **st)
 {
 	(void)st;
-	const char *rules =
-		"[{\"id\":\"cap\",\"effect\":\"deny\",\"tool\":[\"pay\",\"p*\"],\"when\":\"args.amount > 500\"},"
-		" {\"id\":\"rate\",\"effect\":\"approve\",\"access\":\"write\",\"risk\":\"low\",\"limit\":{\"max\":1,\"window_s\":60}},"
-		" {\"id\":\"hours\",\"effect\":\"deny\",\"when\":\"run.hour > 30 and args.amount\",\"reason\":\"r\"},"
-		" {\"id\":\"ok\",\"effect\":\"allow\",\"tool\":\"pay\"}]";
-	rein_err pe = {0};
-	json_t *j = rein_json_parse(rules, strlen(rules), &pe);
+	/* one row per sweep: rules, then the call (tool, write) */
+	static const struct {
+		const char *rules, *tool;
+		bool write;
+	} rows[] = {
+		{"[{\"id\":\"cap\",\"effect\":\"deny\",\"tool\":[\"pay\",\"p*\"],\"when\":\"args.amount > 500\"},"
+		 " {\"id\":\"rate\",\"effect\":\"approve\",\"access\":\"write\",\"risk\":\"low\",\"limit\":{\"max\":1,\"window_s\":60}},"
+		 " {\"id\":\"hours\",\"effect\":\"deny\",\"when\":\"run.hour > 30 and args.amount\",\"reason\":\"r\"},"
+		 " {\"id\":\"ok\",\"effect\":\"allow\",\"tool\":\"pay\"}]", "pay", true},
+		/* no condition before the reason: its copy is the 4th allocation */
+		{"[{\"id\":\"r\",\"effect\":\"allow\",\"tool\":[\"a\",\"b\"],\"reason\":\"why\"}]", "x", true},
+		{"[]", "x", false},
+		/* conditions that cannot be evaluated: the fail-closed notes */
+		{"[{\"id\":\"m\",\"effect\":\"allow\",\"when\":\"args.nope == 1\"},"
+		 " {\"id\":\"s\",\"effect\":\"allow\",\"when\":\"'str'\"},"
+		 " {\"id\":\"e\",\"effect\":\"allow\",\"when\":\"args.amount.x.y\"}]", "pay", true},
+	};
 	json_t *args = json_pack("{s:i}", "amount", 10), *rq = json_pack("{s:s}", "user", "u");
 	json_t *h = json_pack("[{s:s, s:o, s:i}]", "tool", "pay", "write", json_true(), "at", 1000);
 	json_t *doc = json_pack("{s:{s:{}}}", "properties", "amount");
-	bool reached = true;
-	for (long n = 1; reached && n < 5000; n++) {
-		rein_policy *p = NULL;
-		rein_err e = {0};
-		int bad;
-		json_t *d = NULL;
-		rein_fault_arm(REIN_FAULT_ALLOC, n);
-		int rc = rein_policy_compile(j, "t", sb, &p, &bad, &e);
-		if (rc == REIN_OK) {
-			rein_policy_call c = {.tool = {"pay", true, 0, doc}, .args = args, .requester = rq,
-					      .now_ms = 2000, .history = h, .enforce = true};
-			const rein_policy *sets[1] = {p};
-			rc = rein_policy_eval(sb, sets, 1, &c, &d, &e);
+	for (size_t row = 0; row < sizeof rows / sizeof *rows; row++) {
+		rein_err pe = {0};
+		json_t *j = rein_json_parse(rows[row].rules, strlen(rows[row].rules), &pe);
+		assert_non_null(j);
+		bool reached = true;
+		long n;
+		for (n = 1; reached && n < 5000; n++) {
+			rein_policy *p = NULL;
+			rein_err e = {0};
+			int bad;
+			json_t *d = NULL;
+			rein_fault_arm(REIN_FAULT_ALLOC, n);
+			int rc = rein_policy_compile(j, "t", sb, &p, &bad, &e);
+			if (rc == REIN_OK) {
+				rein_policy_call c = {.tool = {rows[row].tool, rows[row].write, 0, doc},
+						      .args = args, .requester = rq,
+						      .now_ms = 2000, .history = h, .enforce = true};
+				const rein_policy *sets[1] = {p};
+				rc = rein_policy_eval(sb, sets, 1, &c, &d, &e);
+			}
+			reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+			rein_fault_arm(REIN_FAULT_ALLOC, 0);
+			assert_true(rc == REIN_OK || rc == REIN_ENOMEM || rc == REIN_EINVAL);
+			if (rc == REIN_OK)
+				assert_non_null(d);
+			json_decref(d);
+			rein_policy_free(p);
 		}
-		reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+		assert_true(n > 3); /* the sweep ran (a disabled fault point ends it at once) */
+		/* the version of a rule set whose text cannot be made: still a hash */
+		char v[65];
+		rein_fault_arm(REIN_FAULT_ALLOC, 1);
+		rein_policy_version(j, v);
 		rein_fault_arm(REIN_FAULT_ALLOC, 0);
-		assert_true(rc == REIN_OK || rc == REIN_ENOMEM || rc == REIN_EINVAL);
-		if (rc == REIN_OK)
-			assert_non_null(d);
-		json_decref(d);
-		rein_policy_free(p);
+		assert_int_equal(strlen(v), 64);
+		json_decref(j);
 	}
-	json_decref(j);
 	json_decref(args);
 	json_decref(rq);
 	json_decref(h);
