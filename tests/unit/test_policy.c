@@ -210,6 +210,7 @@ static void test_eval_edges(void **st)
 		" {\"id\":\"nil\",\"effect\":\"deny\",\"tool\":\"n\",\"when\":\"nil\"},"
 		" {\"id\":\"num\",\"effect\":\"allow\",\"tool\":\"m\",\"when\":\"1\"},"
 		" {\"id\":\"tab\",\"effect\":\"allow\",\"tool\":\"t\",\"when\":\"{}\"},"
+		" {\"id\":\"real\",\"effect\":\"allow\",\"tool\":\"f\",\"when\":\"1.5\"},"
 		" {\"id\":\"who\",\"effect\":\"deny\",\"tool\":\"w\",\"when\":\"requester.user == nil\"},"
 		" {\"id\":\"rv\",\"effect\":\"deny\",\"tool\":\"r\",\"when\":\"run.id == nil and run.calls == 3 and run.writes == 2\"}]");
 	const char *hist = "[{\"tool\":\"q\",\"write\":true,\"at\":1},{\"tool\":\"q\",\"at\":2},{\"write\":true,\"at\":3}]";
@@ -221,6 +222,7 @@ static void test_eval_edges(void **st)
 		{"n", false, 0, .enforce = true, .want = "allow", .rules = ""},
 		{"m", false, 0, .enforce = true, .want = "deny", .rules = "num"},
 		{"t", false, 0, .enforce = true, .want = "deny", .rules = "tab"},
+		{"f", false, 0, .enforce = true, .want = "deny", .rules = "real"},
 		{"w", false, 0, .no_requester = true, .enforce = true, .want = "deny", .rules = "who"},
 		{"w", false, 0, .enforce = true, .want = "allow", .rules = ""},
 		{"r", false, 0, .run = "[1]", .history = hist, .enforce = true, .want = "deny", .rules = "rv"},
