@@ -54,6 +54,8 @@ typedef struct kase {
 	int64_t now;
 	bool enforce;
 	const char *want, *rules; /* decision, ids joined by "," */
+	const char *run;	  /* the run as given (default {"id":"run_1"}) */
+	bool no_requester;	  /* requester NULL */
 } kase;
 
 static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
@@ -65,10 +67,10 @@ static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
 	json_t *in = rein_json_parse(k->input ? k->input : "{}", strlen(k->input ? k->input : "{}"), &e);
 	json_t *h = rein_json_parse(k->history ? k->history : "[]", strlen(k->history ? k->history : "[]"), &e);
 	json_t *input_doc = json_pack("{s:{s:{}, s:{}, s:{}}}", "properties", "amount", "tenant", "to");
-	json_t *run = json_pack("{s:s}", "id", "run_1");
+	json_t *run = k->run ? rein_json_parse(k->run, strlen(k->run), &e) : json_pack("{s:s}", "id", "run_1");
 	const rein_policy *sets[2] = {p, p2};
 	rein_policy_call c = {.tool = {k->tool, k->write, k->risk, input_doc},
-			      .args = args, .requester = rq, .input = in, .run = run,
+			      .args = args, .requester = k->no_requester ? NULL : rq, .input = in, .run = run,
 			      .now_ms = k->now, .history = h, .enforce = k->enforce};
 	json_t *d = NULL;
 	assert_int_equal(rein_policy_eval(sb, sets, 2, &c, &d, &e), REIN_OK);
@@ -197,6 +199,97 @@ static void test_fail_closed(void **st)
 	rein_policy_free(p);
 }
 
+/* Rows that take the remaining branches of evaluation: history entries
+ * without a tool or a write flag, read-only limits, a run that is not a
+ * mapping, no requester, conditions giving nil, a number or a table. */
+static void test_eval_edges(void **st)
+{
+	(void)st;
+	rein_policy *p = compile(
+		"[{\"id\":\"rl\",\"effect\":\"deny\",\"access\":\"read\",\"tool\":\"q\",\"limit\":{\"max\":2}},"
+		" {\"id\":\"nil\",\"effect\":\"deny\",\"tool\":\"n\",\"when\":\"nil\"},"
+		" {\"id\":\"num\",\"effect\":\"allow\",\"tool\":\"m\",\"when\":\"1\"},"
+		" {\"id\":\"tab\",\"effect\":\"allow\",\"tool\":\"t\",\"when\":\"{}\"},"
+		" {\"id\":\"real\",\"effect\":\"allow\",\"tool\":\"f\",\"when\":\"1.5\"},"
+		" {\"id\":\"who\",\"effect\":\"deny\",\"tool\":\"w\",\"when\":\"requester.user == nil\"},"
+		" {\"id\":\"rv\",\"effect\":\"deny\",\"tool\":\"r\",\"when\":\"run.id == nil and run.calls == 3 and run.writes == 2\"}]");
+	const char *hist = "[{\"tool\":\"q\",\"write\":true,\"at\":1},{\"tool\":\"q\",\"at\":2},{\"write\":true,\"at\":3}]";
+	kase ks[] = {
+		/* one read of q (the write and the tool-less entry do not count) */
+		{"q", false, 0, .history = hist, .enforce = true, .want = "allow", .rules = ""},
+		{"q", false, 0, .history = "[{\"tool\":\"q\",\"at\":1},{\"tool\":\"q\",\"write\":false,\"at\":2}]",
+		 .enforce = true, .want = "deny", .rules = "rl"},
+		{"n", false, 0, .enforce = true, .want = "allow", .rules = ""},
+		{"m", false, 0, .enforce = true, .want = "deny", .rules = "num"},
+		{"t", false, 0, .enforce = true, .want = "deny", .rules = "tab"},
+		{"f", false, 0, .enforce = true, .want = "deny", .rules = "real"},
+		{"w", false, 0, .no_requester = true, .enforce = true, .want = "deny", .rules = "who"},
+		{"w", false, 0, .enforce = true, .want = "allow", .rules = ""},
+		{"r", false, 0, .run = "[1]", .history = hist, .enforce = true, .want = "deny", .rules = "rv"},
+		{"r", false, 0, .history = hist, .enforce = true, .want = "allow", .rules = ""},
+	};
+	for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+		check(p, NULL, &ks[i]);
+	rein_policy_free(p);
+}
+
+/* Rule sets that compile: which args.FIELDs a condition names (a decision
+ * table: rule, then the fields check_tools must find in a schema). */
+static void test_fields(void **st)
+{
+	(void)st;
+	static const struct {
+		const char *rules;
+		const char *missing; /* the field named in the error, or NULL: passes */
+	} rows[] = {
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"when\":\"args.my_field == 1\"}]", "my_field"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"when\":\"'xargs.f a.args.g args.1 args.' == args. amount\"}]", NULL},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"tool\":[\"ab\",\"cd\",\"ab\"],\"when\":\"args.amount == args.amount\"}]", NULL},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"tool\":\"zz\",\"when\":\"args.nope == 1\"}]", NULL}, /* targets no tool */
+	};
+	json_t *doc = json_pack("{s:{s:{}}}", "properties", "amount");
+	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+		rein_policy *p = compile(rows[i].rules);
+		rein_policy_tool t[] = {{"ab", false, 0, doc}, {"x", false, 0, NULL}};
+		rein_err e = {0};
+		int bad = -2;
+		int rc = rein_policy_check_tools(p, t, 2, &bad, &e);
+		if (rows[i].missing) {
+			assert_int_equal(rc, REIN_EINVAL);
+			assert_int_equal(bad, 0);
+			assert_non_null(strstr(e.msg, rows[i].missing));
+		} else {
+			assert_int_equal(rc, REIN_OK);
+			assert_int_equal(bad, -1);
+		}
+		rein_policy_free(p);
+	}
+	/* a schema without properties (or with a non-mapping there) takes anything */
+	json_t *odd = json_pack("{s:i}", "properties", 5);
+	rein_policy *p = compile("[{\"id\":\"a\",\"effect\":\"allow\",\"when\":\"args.any == 1\"}]");
+	rein_policy_tool t[] = {{"a", false, 0, NULL}, {"b", true, 2, odd}};
+	rein_err e = {0};
+	int bad = -2;
+	assert_int_equal(rein_policy_check_tools(p, t, 2, &bad, &e), REIN_OK);
+	assert_int_equal(bad, -1);
+	assert_int_equal(rein_policy_count(p), 1);
+	assert_int_equal(rein_policy_count(NULL), 0);
+	rein_policy_free(p);
+	json_decref(odd);
+	json_decref(doc);
+	/* no origin: named "policy"; rules that are not JSON at all */
+	rein_policy *q = NULL;
+	json_t *empty = json_array();
+	assert_int_equal(rein_policy_compile(empty, NULL, sb, &q, &bad, &e), REIN_OK);
+	assert_int_equal(rein_policy_count(q), 0);
+	rein_policy_free(q);
+	json_decref(empty);
+	q = NULL;
+	assert_int_equal(rein_policy_compile(NULL, "t", sb, &q, &bad, &e), REIN_EINVAL);
+	assert_null(q);
+	assert_int_equal(bad, -1);
+}
+
 static void test_compile_errors(void **st)
 {
 	(void)st;
@@ -218,6 +311,30 @@ static void test_compile_errors(void **st)
 	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"x\":1}}]", m, sizeof m), 0);
 	assert_int_equal(compile_err("[{\"id\":\"a\",\"effect\":\"allow\"},{\"id\":\"a\",\"effect\":\"deny\"}]", m, sizeof m), 1);
 	assert_non_null(strstr(m, "a second rule with this id"));
+	/* one row per refusal: the rules, the rule at fault, a piece of the message */
+	static const struct {
+		const char *rules;
+		int bad;
+		const char *msg;
+	} rows[] = {
+		{"[{\"id\":\"\",\"effect\":\"allow\"}]", 0, "needs an id"},
+		{"[{\"id\":\"a\"}]", 0, "effect must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"tool\":[]}]", 0, "tool must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"access\":5}]", 0, "access must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"risk\":5}]", 0, "risk must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":5}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":\"x\"}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":\"x\"}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":0}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":5,\"x\":1}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\"},{\"id\":\"b\",\"effect\":\"deny\",\"tool\":[\"x\",3]}]", 1, "tool must be"},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+		assert_int_equal(compile_err(rows[i].rules, m, sizeof m), rows[i].bad);
+		if (strstr(m, rows[i].msg) == NULL)
+			fail_msg("row %zu: '%s' lacks '%s'", i, m, rows[i].msg);
+	}
 	char v1[65], v2[65];
 	json_t *a = json_pack("[{s:s}]", "id", "x"), *b = json_pack("[{s:s}]", "id", "y");
 	rein_policy_version(a, v1);
@@ -235,39 +352,63 @@ static void test_compile_errors(void **st)
 static void test_alloc_faults(void **st)
 {
 	(void)st;
-	const char *rules =
-		"[{\"id\":\"cap\",\"effect\":\"deny\",\"tool\":[\"pay\",\"p*\"],\"when\":\"args.amount > 500\"},"
-		" {\"id\":\"rate\",\"effect\":\"approve\",\"access\":\"write\",\"risk\":\"low\",\"limit\":{\"max\":1,\"window_s\":60}},"
-		" {\"id\":\"hours\",\"effect\":\"deny\",\"when\":\"run.hour > 30 and args.amount\",\"reason\":\"r\"},"
-		" {\"id\":\"ok\",\"effect\":\"allow\",\"tool\":\"pay\"}]";
-	rein_err pe = {0};
-	json_t *j = rein_json_parse(rules, strlen(rules), &pe);
+	/* one row per sweep: rules, then the call (tool, write) */
+	static const struct {
+		const char *rules, *tool;
+		bool write;
+	} rows[] = {
+		{"[{\"id\":\"cap\",\"effect\":\"deny\",\"tool\":[\"pay\",\"p*\"],\"when\":\"args.amount > 500\"},"
+		 " {\"id\":\"rate\",\"effect\":\"approve\",\"access\":\"write\",\"risk\":\"low\",\"limit\":{\"max\":1,\"window_s\":60}},"
+		 " {\"id\":\"hours\",\"effect\":\"deny\",\"when\":\"run.hour > 30 and args.amount\",\"reason\":\"r\"},"
+		 " {\"id\":\"ok\",\"effect\":\"allow\",\"tool\":\"pay\"}]", "pay", true},
+		/* no condition before the reason: its copy is the 4th allocation */
+		{"[{\"id\":\"r\",\"effect\":\"allow\",\"tool\":[\"a\",\"b\"],\"reason\":\"why\"}]", "x", true},
+		{"[]", "x", false},
+		/* conditions that cannot be evaluated: the fail-closed notes */
+		{"[{\"id\":\"m\",\"effect\":\"allow\",\"when\":\"args.nope == 1\"},"
+		 " {\"id\":\"s\",\"effect\":\"allow\",\"when\":\"'str'\"},"
+		 " {\"id\":\"e\",\"effect\":\"allow\",\"when\":\"args.amount.x.y\"}]", "pay", true},
+	};
 	json_t *args = json_pack("{s:i}", "amount", 10), *rq = json_pack("{s:s}", "user", "u");
 	json_t *h = json_pack("[{s:s, s:o, s:i}]", "tool", "pay", "write", json_true(), "at", 1000);
 	json_t *doc = json_pack("{s:{s:{}}}", "properties", "amount");
-	bool reached = true;
-	for (long n = 1; reached && n < 5000; n++) {
-		rein_policy *p = NULL;
-		rein_err e = {0};
-		int bad;
-		json_t *d = NULL;
-		rein_fault_arm(REIN_FAULT_ALLOC, n);
-		int rc = rein_policy_compile(j, "t", sb, &p, &bad, &e);
-		if (rc == REIN_OK) {
-			rein_policy_call c = {.tool = {"pay", true, 0, doc}, .args = args, .requester = rq,
-					      .now_ms = 2000, .history = h, .enforce = true};
-			const rein_policy *sets[1] = {p};
-			rc = rein_policy_eval(sb, sets, 1, &c, &d, &e);
+	for (size_t row = 0; row < sizeof rows / sizeof *rows; row++) {
+		rein_err pe = {0};
+		json_t *j = rein_json_parse(rows[row].rules, strlen(rows[row].rules), &pe);
+		assert_non_null(j);
+		bool reached = true;
+		long n;
+		for (n = 1; reached && n < 5000; n++) {
+			rein_policy *p = NULL;
+			rein_err e = {0};
+			int bad;
+			json_t *d = NULL;
+			rein_fault_arm(REIN_FAULT_ALLOC, n);
+			int rc = rein_policy_compile(j, "t", sb, &p, &bad, &e);
+			if (rc == REIN_OK) {
+				rein_policy_call c = {.tool = {rows[row].tool, rows[row].write, 0, doc},
+						      .args = args, .requester = rq,
+						      .now_ms = 2000, .history = h, .enforce = true};
+				const rein_policy *sets[1] = {p};
+				rc = rein_policy_eval(sb, sets, 1, &c, &d, &e);
+			}
+			reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+			rein_fault_arm(REIN_FAULT_ALLOC, 0);
+			assert_true(rc == REIN_OK || rc == REIN_ENOMEM || rc == REIN_EINVAL);
+			if (rc == REIN_OK)
+				assert_non_null(d);
+			json_decref(d);
+			rein_policy_free(p);
 		}
-		reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+		assert_true(n > 3); /* the sweep ran (a disabled fault point ends it at once) */
+		/* the version of a rule set whose text cannot be made: still a hash */
+		char v[65];
+		rein_fault_arm(REIN_FAULT_ALLOC, 1);
+		rein_policy_version(j, v);
 		rein_fault_arm(REIN_FAULT_ALLOC, 0);
-		assert_true(rc == REIN_OK || rc == REIN_ENOMEM || rc == REIN_EINVAL);
-		if (rc == REIN_OK)
-			assert_non_null(d);
-		json_decref(d);
-		rein_policy_free(p);
+		assert_int_equal(strlen(v), 64);
+		json_decref(j);
 	}
-	json_decref(j);
 	json_decref(args);
 	json_decref(rq);
 	json_decref(h);
@@ -282,6 +423,8 @@ int main(void)
 		cmocka_unit_test(test_precedence_and_targets),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_fail_closed),
+		cmocka_unit_test(test_eval_edges),
+		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_compile_errors),
 		cmocka_unit_test(test_alloc_faults),
 	};
