@@ -90,47 +90,6 @@ static int diverge(walk *w, const rein_event_row *ev, const json_t *data, char *
 	return REIN_OK;
 }
 
-/* The end of a path token at p: a quote, a colon or white space. */
-static size_t token_len(const char *p)
-{
-	size_t n = 0;
-	while (p[n] && p[n] != '"' && p[n] != ':' && p[n] != ' ' && p[n] != '\\')
-		n++;
-	return n;
-}
-
-/*
- * Canonical texts x (recorded) and y (replayed) are equal up to where the
- * workflow was loaded from: a script error names its file by the path the
- * spec was loaded with, the workflow's directory for the run that started
- * it, "version:HASH12/" for one rebuilt from the store's bundle (a resume,
- * this replay). A y token "version:HASH12/F" matches an x token ".../F".
- */
-static bool same_text(const char *x, const char *y)
-{
-	while (*x || *y) {
-		size_t h = 0;
-		if (strncmp(y, "version:", 8) == 0) {
-			while (h < 12 && strchr("0123456789abcdef", y[8 + h]) && y[8 + h])
-				h++;
-		}
-		if (h == 12 && y[20] == '/') {
-			const char *g = y + 21;
-			size_t gn = token_len(g), en = token_len(x);
-			if (en > gn && x[en - gn - 1] == '/' && strncmp(x + en - gn, g, gn) == 0) {
-				x += en;
-				y = g + gn;
-				continue;
-			}
-		}
-		if (*x != *y)
-			return false;
-		x++;
-		y++;
-	}
-	return true;
-}
-
 /* Whether the recorded event (type_a, step_a, a) is what the engine decided
  * (type_b, step_b, b). A model.intent's provider and model are not the
  * engine's: they are resolved from the environment when the workflow is
@@ -159,7 +118,7 @@ static bool same(const char *type_a, int step_a, const json_t *a, const char *ty
 		b = bb;
 	}
 	char *x = rein_json_dump(a), *y = rein_json_dump(b);
-	bool eq = x && y && same_text(x, y);
+	bool eq = x && y && strcmp(x, y) == 0;
 	*oom = x == NULL || y == NULL;
 	rein_free(x);
 	rein_free(y);

@@ -337,7 +337,9 @@ static void load_code(loader *L, rein_step *st, const ynode *n)
 		if (text == NULL)
 			return;
 		st->u.code.src = rein_strdup(text);
-		st->u.code.origin = rein_sprintf("%s/%s", L->path, file->str);
+		/* named inside the workflow, not by where it was loaded from: the
+		 * same message from the directory and from the store's bundle */
+		st->u.code.origin = rein_strdup(file->str);
 		st->u.code.line_offset = 0;
 		rein_err e = {0};
 		if (st->u.code.src && rein_script_check(L->sb, st->u.code.src, REIN_SCRIPT_CHUNK, &e) != REIN_OK) {
@@ -353,7 +355,7 @@ static void load_code(loader *L, rein_step *st, const ynode *n)
 		}
 		st->u.code.src = rein_strdup(src->str);
 		st->u.code.line_offset = src->line + (src->block ? 1 : 0) - 1;
-		st->u.code.origin = rein_strdup(L->wf);
+		st->u.code.origin = rein_strdup("workflow.yaml");
 		rein_err e = {0};
 		if (st->u.code.src && rein_script_check(L->sb, st->u.code.src, REIN_SCRIPT_CHUNK, &e) != REIN_OK)
 			lua_diag(L, L->wf, src->line, src->col, src->block ? 1 : 0, "code", e.msg);

@@ -129,7 +129,8 @@ typedef struct rein_next {
 /* code: a Lua chunk */
 typedef struct rein_step_code {
 	char *src;            /* the Lua chunk (inline or the file's content) */
-	char *origin;         /* the file it came from: "wf/workflow.yaml" or "wf/scripts/x.lua" */
+	char *origin;         /* the file it came from, inside the workflow (the same however the
+			       * spec was loaded): "workflow.yaml" or "scripts/x.lua" */
 	int line_offset;      /* added to Lua's line numbers in messages */
 	rein_script_limits limits;
 	rein_schema *out_schema; /* the schema the step's output must match, NULL: none */

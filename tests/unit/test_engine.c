@@ -7,6 +7,8 @@
  */
 #include "testlib.h"
 
+#include <sys/stat.h>
+
 typedef struct ev {
 	const char *type;
 	char *step;
@@ -442,7 +444,8 @@ static void test_step_errors(void **state)
 		.input = "{}", .status = REIN_RUN_SUCCEEDED, .counts = {{EV(STEP_FAILED), "a", 1}}});
 	const char *why = json_string_value(json_object_get(rein_run_output(d.run), "recovered"));
 	assert_non_null(why);
-	assert_non_null(strstr(why, "t/workflow.yaml:4:")); /* the spec file and line */
+	assert_non_null(strstr(why, "workflow.yaml:4:")); /* the spec file and line */
+	assert_null(strstr(why, "t/workflow.yaml")); /* inside the workflow, not its load path */
 	drive_free(&d);
 
 	run_cases(&(const run_case){
@@ -1390,6 +1393,69 @@ static void test_alloc_faults(void **state)
 	rein_script_free(sb);
 }
 
+/* Drives a run of spec (loaded by the caller into d->sb) to its end. */
+static void run_spec_to_end(drive *d, rein_spec *spec)
+{
+	d->spec = spec;
+	d->now = 1000000;
+	assert_int_equal(rein_run_new(d->spec, d->sb, "run_test", &d->run), REIN_OK);
+	json_t *start = json_pack("{s:o, s:s, s:s}", "input", J("{}"), "workflow", "t", "version", "1");
+	record_apply(d, EV(RUN_STARTED), -1, start);
+	json_decref(start);
+	if (!obey(d, 400))
+		fail_msg("run did not end");
+}
+
+/* A code step's error names its file by its path inside the workflow: the
+ * same step.failed text from the directory and from the store's bundle (a
+ * run resumed in another process records what the first would have). */
+static void test_code_error_origin(void **state)
+{
+	(void)state;
+	char *dir = temp_dir(), path[512];
+	snprintf(path, sizeof path, "%s/scripts", dir);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof path, "%s/scripts/x.lua", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("local a = 1\nreturn input.x.y\n", f);
+	fclose(f);
+	snprintf(path, sizeof path, "%s/workflow.yaml", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("rein: 1\nname: o\nsteps:\n"
+	      "  a: { code: 'return input.x.y', on_fail: b, next: done }\n"
+	      "  b: { code: { file: scripts/x.lua }, next: done }\n"
+	      "  done: { end: succeeded }\n",
+	      f);
+	fclose(f);
+	drive d1 = {0}, d2 = {0};
+	rein_spec *s1 = NULL, *s2 = NULL;
+	rein_err e = {0};
+	assert_int_equal(rein_script_new(&d1.sb), REIN_OK);
+	assert_int_equal(rein_spec_load_dir(dir, d1.sb, &s1, &e), REIN_OK);
+	run_spec_to_end(&d1, s1);
+	assert_int_equal(rein_script_new(&d2.sb), REIN_OK);
+	assert_int_equal(rein_spec_load_bundle(s1->bundle, "version:0123456789ab", d2.sb, &s2, &e),
+			 REIN_OK);
+	run_spec_to_end(&d2, s2);
+	assert_int_equal(rein_run_status(d1.run), REIN_RUN_FAILED);
+	assert_int_equal(count(&d1, EV(STEP_FAILED), NULL), 2);
+	assert_int_equal(count(&d2, EV(STEP_FAILED), NULL), 2);
+	const char *want[] = {"workflow.yaml:4: ", "scripts/x.lua:2: "};
+	for (int i = 0; i < 2; i++) {
+		const char *x = json_string_value(json_object_get(event_data(&d1, EV(STEP_FAILED), i), "error"));
+		const char *y = json_string_value(json_object_get(event_data(&d2, EV(STEP_FAILED), i), "error"));
+		assert_non_null(x);
+		assert_non_null(y);
+		assert_string_equal(x, y);
+		assert_true(strncmp(x, want[i], strlen(want[i])) == 0);
+	}
+	drive_free(&d1);
+	drive_free(&d2);
+	rm_rf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	rein_init();
@@ -1405,6 +1471,7 @@ int main(void)
 		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_code_timeout),
 		cmocka_unit_test(test_signal_wait), cmocka_unit_test(test_alloc_faults),
 		cmocka_unit_test(test_verify_rules), cmocka_unit_test(test_verify_model),
+		cmocka_unit_test(test_code_error_origin),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
