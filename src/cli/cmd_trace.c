@@ -66,34 +66,6 @@ static int open_db(const char *db, rein_store **st)
 	return ex;
 }
 
-/* TIME as ms since the epoch (the format of `rein runs --since`). */
-static bool since_parse(const char *t, int64_t now, int64_t *ms)
-{
-	char *end;
-	struct tm tm = {0};
-	long long v = strtoll(t, &end, 10);
-	if (end != t && v >= 0 && end[0] != '\0' && end[1] == '\0' && strchr("smhd", end[0])) {
-		int64_t unit = end[0] == 's' ? 1000 : end[0] == 'm' ? 60000
-			       : end[0] == 'h' ? 3600000 : 86400000;
-		*ms = now - (int64_t)v * unit;
-		return true;
-	}
-	const char *rest = strptime(t, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (rest == NULL)
-		return false;
-	long frac = 0;
-	if (rest[0] == '.') {
-		frac = strtol(rest + 1, &end, 10);
-		if (end - (rest + 1) != 3)
-			return false;
-		rest = end;
-	}
-	if (strcmp(rest, "Z") != 0 && strcmp(rest, "") != 0)
-		return false;
-	*ms = (int64_t)timegm(&tm) * 1000 + frac;
-	return true;
-}
-
 static int show(rein_store *st, const char *run, bool as_json)
 {
 	rein_trace *t = NULL;
@@ -266,7 +238,7 @@ int rein_cmd_trace(int argc, char **argv, const char *db)
 		case 'j': as_json = true; break;
 		case 'D': db = optarg; break;
 		case 'S':
-			if (!since_parse(optarg, rein_clock_now(&rein_clock_system), &since))
+			if (!rein_cli_parse_time(optarg, rein_clock_now(&rein_clock_system), &since))
 				return bad_usage("--since needs a time (2026-01-31T12:00:00Z) or an age "
 						 "(90s, 30m, 2h, 7d), not '%s'", optarg);
 			break;
