@@ -4,13 +4,8 @@
 # loop ends on a final answer, on max_turns, or on the budget.
 . "$ROOT/tests/cli/lib.sh"
 . "$ROOT/tests/cli/toollib.sh"
-MS_BIN=${REIN_MODELSERVER:-$(dirname "$REIN")/tools/modelserver}
-"$MS_BIN" --port 0 --port-file ms.port --max-seconds 300 >ms.log 2>&1 &
-MS_PID=$!
-trap 'kill $MS_PID $TS_PID 2>/dev/null' EXIT
-for i in $(seq 1 100); do [ -s ms.port ] && break; sleep 0.05; done
-export MODEL_URL="http://127.0.0.1:$(cat ms.port)" MODEL_KEY=test-key-123456 REIN_PROVIDER=openai
-script() { curl -s -X POST --data-binary "$1" "$MODEL_URL/control/script" >/dev/null; }
+. "$ROOT/tests/cli/modellib.sh"
+export REIN_PROVIDER=openai
 count() { "$REIN" events "$1" | grep -c "\"type\":\"$2\""; }
 final() { printf '{"text": %s}' "$(printf '%s' "$1" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')"; }
 

@@ -18,14 +18,13 @@ Y
 expect_exit 4 "$REIN" run nul --max-wait 0
 run=$(json_get "$OUT" 'j["run"]')
 # poll until the timer is due, then resume from the store (reads every payload back)
-for i in $(seq 1 100); do
-	"$REIN" resume --all >resume.out 2>resume.err
-	st=$?
-	[ $st -ne 0 ] && { cat resume.err >&2; fail "resume --all exited $st with a NUL in a payload"; }
+resumed() { # true once the run succeeded, or once resume --all failed (resume.failed)
+	"$REIN" resume --all >resume.out 2>resume.err || { echo $? >resume.failed; return 0; }
 	"$REIN" show "$run" --json >show.json 2>/dev/null
-	grep -q '"succeeded"' show.json && break
-	sleep 0.1
-done
+	grep -q '"succeeded"' show.json
+}
+wait_until 30 "the run to finish" resumed
+[ -e resume.failed ] && { cat resume.err >&2; fail "resume --all exited $(cat resume.failed) with a NUL in a payload"; }
 [ "$(json_get "$(cat show.json)" 'j["status"]')" = succeeded ] || fail "run did not finish: $(cat show.json)"
 expect_exit 0 "$REIN" audit verify "$run"
 ok "NUL bytes: stored, read back, resumed"
@@ -97,13 +96,8 @@ ok "symlinks cannot leave the workflow directory"
 
 # ---- item 16: a tool contract without description, offered to an agent
 . "$ROOT/tests/cli/toollib.sh"
-MS_BIN=${REIN_MODELSERVER:-$(dirname "$REIN")/tools/modelserver}
-"$MS_BIN" --port 0 --port-file ms.port --max-seconds 300 >ms.log 2>&1 &
-MS_PID=$!
-trap 'kill $MS_PID $TS_PID 2>/dev/null' EXIT
-for i in $(seq 1 100); do [ -s ms.port ] && break; sleep 0.05; done
-[ -s ms.port ] || fail "model server did not start"
-export MODEL_URL="http://127.0.0.1:$(cat ms.port)" MODEL_KEY=test-key-123456 REIN_PROVIDER=openai
+. "$ROOT/tests/cli/modellib.sh"
+export REIN_PROVIDER=openai
 cp -r "$WF/agent" nodesc
 sed -i '/description: Look an order up/d' nodesc/workflow.yaml
 grep -q "Look an order up" nodesc/workflow.yaml && fail "sed"

@@ -2,13 +2,7 @@
 # protocols): structured output, the repair turn, escalation, retries with
 # Retry-After, fallback to the next tier, budgets, and record then replay.
 . "$ROOT/tests/cli/lib.sh"
-MS_BIN=${REIN_MODELSERVER:-$(dirname "$REIN")/tools/modelserver}
-"$MS_BIN" --port 0 --port-file ms.port --max-seconds 300 >ms.log 2>&1 &
-MS_PID=$!
-trap 'kill $MS_PID 2>/dev/null' EXIT
-for i in $(seq 1 100); do [ -s ms.port ] && break; sleep 0.05; done
-export MODEL_URL="http://127.0.0.1:$(cat ms.port)" MODEL_KEY=test-key-123456
-script() { curl -s -X POST --data-binary "$1" "$MODEL_URL/control/script" >/dev/null; }
+. "$ROOT/tests/cli/modellib.sh"
 # ans JSON: a structured answer as this provider gives one (OpenAI: the text;
 # Anthropic: the input of the forced final_answer tool)
 ans() {

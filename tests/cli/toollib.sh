@@ -4,8 +4,7 @@ TS_BIN=${REIN_TOOLSERVER:-$(dirname "$REIN")/tools/toolserver}
 "$TS_BIN" --port 0 --port-file "$PWD/ts.port" --max-seconds 300 >ts.log 2>&1 &
 TS_PID=$!
 trap 'kill $TS_PID 2>/dev/null' EXIT
-for i in $(seq 1 100); do [ -s ts.port ] && break; sleep 0.05; done
-[ -s ts.port ] || fail "tool server did not start"
+wait_until 30 "the tool server to listen" test -s ts.port
 export TOOLSERVER="http://127.0.0.1:$(cat ts.port)"
 export ECHO_TOKEN="s3cr3t-token-value"
 stats() { curl -s "$TOOLSERVER/control/stats"; }
