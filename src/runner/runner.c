@@ -391,6 +391,52 @@ static active *find_active(rein_runner *rn, const char *id)
 	return NULL;
 }
 
+/*
+ * Rebuilds the run of row from its log into a new active (*out, not yet
+ * held): its spec from the store, every event replayed, the log's end
+ * checked against the row. REIN_ECORRUPT when they disagree.
+ */
+static int rebuild(rein_runner *rn, const rein_run_row *row, active **out, rein_err *err)
+{
+	active *a = NULL;
+	int rc;
+	const rein_spec *spec = spec_for(rn, row->version, err);
+	if (spec == NULL) {
+		rc = err && err->code ? err->code : REIN_EIO;
+		goto out;
+	}
+	if ((a = rein_calloc(1, sizeof *a)) == NULL) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(a->id, sizeof a->id, "%s", row->id);
+	rein_event_genesis(a->id, a->last_hash);
+	a->spec = spec;
+	a->inserted = true;
+	a->created_at = row->created_at;
+	a->state = A_RUN;
+	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
+		rein_err_set(err, rc, "out of memory");
+		goto out;
+	}
+	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
+		goto out;
+	replay_ctx c = {.rn = rn, .a = a, .err = err};
+	if ((rc = rein_store_events_load(rn->st, row->id, replay_one, &c, err)) != REIN_OK ||
+	    (rc = c.rc) != REIN_OK)
+		goto out;
+	if (a->seq != row->last_seq || memcmp(a->last_hash, row->last_hash, REIN_HASH_LEN) != 0) {
+		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: the log ends at seq %lld, the run row "
+				  "says %lld", row->id, (long long)a->seq, (long long)row->last_seq);
+		goto out;
+	}
+	*out = a;
+	a = NULL;
+out:
+	runner_active_free(a);
+	return rc;
+}
+
 /* Resumes the run of row (as read from the store; claimed: already leased to
  * us by claim_due, row.lease_owner the previous holder). */
 static int resume_row(rein_runner *rn, const rein_run_row *rowp, bool claimed, rein_err *err)
@@ -411,37 +457,9 @@ static int resume_row(rein_runner *rn, const rein_run_row *rowp, bool claimed, r
 		}
 		abandoned = true;
 	}
-	const rein_spec *spec = spec_for(rn, row.version, err);
-	if (spec == NULL) {
-		rc = err && err->code ? err->code : REIN_EIO;
+	if ((rc = rebuild(rn, &row, &a, err)) != REIN_OK)
 		goto out;
-	}
-	if ((a = rein_calloc(1, sizeof *a)) == NULL) {
-		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
-		goto out;
-	}
-	snprintf(a->id, sizeof a->id, "%s", id);
-	rein_event_genesis(a->id, a->last_hash);
-	a->spec = spec;
-	a->inserted = true;
-	a->created_at = row.created_at;
-	a->state = A_RUN;
 	a->mail = row.mail; /* drained before the run advances (drain_mail) */
-	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
-		rein_err_set(err, rc, "out of memory");
-		goto out;
-	}
-	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
-		goto out;
-	replay_ctx c = {.rn = rn, .a = a, .err = err};
-	if ((rc = rein_store_events_load(rn->st, id, replay_one, &c, err)) != REIN_OK ||
-	    (rc = c.rc) != REIN_OK)
-		goto out;
-	if (a->seq != row.last_seq || memcmp(a->last_hash, row.last_hash, REIN_HASH_LEN) != 0) {
-		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: the log ends at seq %lld, the run row "
-				  "says %lld", id, (long long)a->seq, (long long)row.last_seq);
-		goto out;
-	}
 	rein_run_recovered(a->run, t);
 	if (ended) { /* nothing to do: report it */
 		rc = runner_push_result(rn, a) == REIN_OK ? REIN_OK
@@ -619,37 +637,9 @@ int rein_runner_review(rein_runner *rn, const char *id, const json_t *review, co
 				  rein_status_name(row.status));
 		goto out;
 	}
-	const rein_spec *spec = spec_for(rn, row.version, err);
-	if (spec == NULL) {
-		rc = err && err->code ? err->code : REIN_EIO;
-		goto out;
-	}
 	/* rebuilt from its log, as a resume does */
-	if ((a = rein_calloc(1, sizeof *a)) == NULL) {
-		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+	if ((rc = rebuild(rn, &row, &a, err)) != REIN_OK)
 		goto out;
-	}
-	snprintf(a->id, sizeof a->id, "%s", id);
-	rein_event_genesis(a->id, a->last_hash);
-	a->spec = spec;
-	a->inserted = true;
-	a->created_at = row.created_at;
-	a->state = A_RUN;
-	if ((rc = rein_run_new(spec, rn->sb, a->id, &a->run)) != REIN_OK) {
-		rein_err_set(err, rc, "out of memory");
-		goto out;
-	}
-	if ((rc = runner_protect_init(rn, a, err)) != REIN_OK)
-		goto out;
-	replay_ctx c = {.rn = rn, .a = a, .err = err};
-	if ((rc = rein_store_events_load(rn->st, id, replay_one, &c, err)) != REIN_OK ||
-	    (rc = c.rc) != REIN_OK)
-		goto out;
-	if (a->seq != row.last_seq || memcmp(a->last_hash, row.last_hash, REIN_HASH_LEN) != 0) {
-		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: the log ends at seq %lld, the run row "
-				  "says %lld", id, (long long)a->seq, (long long)row.last_seq);
-		goto out;
-	}
 	if ((rc = rein_run_review_check(a->run, review, err)) != REIN_OK)
 		goto out;
 	if ((rc = rein_store_lease_claim(rn->st, id, row.lease_owner, rn->owner,
