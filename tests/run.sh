@@ -105,7 +105,7 @@ done
 
 # 3. command-line scenarios
 for s in tests/cli/*.sh; do
-	case $(basename "$s") in lib.sh | toollib.sh) continue ;; esac
+	case $(basename "$s") in lib.sh | toollib.sh | modellib.sh) continue ;; esac
 	name=$(basename "$s" .sh)
 	work="$TMPROOT/cli-$name"
 	mkdir -p "$work"
