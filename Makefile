@@ -8,7 +8,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CSTD    := -std=c11 -D_GNU_SOURCE
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
-LAYERS  := base policy spec schema script engine store io mcp model trace tools runner
+LAYERS  := base policy spec schema script engine store io mcp model trace tools runner eval
 INCS    := $(addprefix -Isrc/,$(LAYERS))
 
 LIB_SRC := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))

@@ -29,7 +29,8 @@ RANK = {
     "mcp": 5, "model": 5, "trace": 5,
     "tools": 6,
     "runner": 7,
-    "cli": 8,
+    "eval": 8,
+    "cli": 9,
 }
 PUBLIC = {l: l + ".h" for l in RANK}
 

@@ -10,6 +10,8 @@ int rein_cmd_metrics(int argc, char **argv, const char *db);
 int rein_cmd_trace(int argc, char **argv, const char *db);
 /* rein replay RUN (cmd_replay.c) */
 int rein_cmd_replay(int argc, char **argv, const char *db);
+/* rein eval SUITE (cmd_eval.c); db: the --db flag or NULL (a scratch store) */
+int rein_cmd_eval(int argc, char **argv, const char *db);
 /* The online trace exporter (cmd_trace.c): when OTEL_EXPORTER_OTLP_ENDPOINT
  * or _TRACES_ENDPOINT is set (and REIN_TRACE_EXPORT is not 0), attach chains
  * it in front of o->on_commit; detach, after the runner is freed, drains and

@@ -64,6 +64,8 @@ static const char usage_main[] =
 	"  trace RUN [--json]                            a run's spans as a tree (or OTLP JSON)\n"
 	"  trace export [--since T] [RUN...]             send runs' spans to an OTLP collector\n"
 	"  replay RUN                                    re-decide a run from its log: exit 1 on a divergence\n"
+	"  eval SUITE.yaml [--gate] [--baseline F] [--junit F]\n"
+	"                                                run an eval suite (docs/evals.md)\n"
 	"  audit export RUN [--format json|md]           the run's audit record, for a reviewer\n"
 	"  schema check [...] SCHEMA [FILE|-]            validate JSON lines against a schema\n"
 	"  tools lock DIR | tools check DIR              record / check the tools' schemas\n"
@@ -1558,6 +1560,8 @@ int main(int argc, char **argv)
 		return rein_cmd_policy(cargc, cargv, db_path(db));
 	if (strcmp(cmd, "replay") == 0)
 		return rein_cmd_replay(cargc, cargv, db);
+	if (strcmp(cmd, "eval") == 0)
+		return rein_cmd_eval(cargc, cargv, db);
 	if (strcmp(cmd, "schema") == 0) {
 		if (db)
 			setenv("REIN_DB", db, 1);

@@ -287,6 +287,18 @@ void rein_spec_free(rein_spec *s);
 int rein_spec_yaml_file(const char *path, json_t **out, rein_err *err);
 
 /*
+ * Parses YAML text (len bytes; path names it in messages) into JSON (*out,
+ * caller decrefs; an empty document is null), with the core-schema typing of
+ * rein_spec_yaml_file. When locs is not NULL, *locs (caller decrefs) maps the
+ * JSON Pointer of every node ("" the root, "/cases/0/name") to [line, col],
+ * 1-based, so a reader above spec can say FILE:LINE:COL of a value it
+ * refuses. REIN_ESPEC "PATH:LINE:COL: message" when it does not parse,
+ * REIN_ENOMEM; nothing is written then.
+ */
+int rein_spec_yaml_text(const char *text, size_t len, const char *path, json_t **out,
+			json_t **locs, rein_err *err);
+
+/*
  * Reads an organisation policy file (docs/policy.md): a list of rules, or a
  * mapping {policies: [rules]}. Every rule is compiled (sb borrowed to check
  * the conditions); *rules (caller decrefs) is the list as JSON. REIN_ESPEC
