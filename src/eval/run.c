@@ -55,7 +55,7 @@ static int collect(void *ud, const rein_event_row *ev)
 		const char *o = json_string_value(json_object_get(d, "outcome"));
 		if (o && !f->harness[0] &&
 		    (strcmp(o, "connect") == 0 || strcmp(o, "no_api_key") == 0 ||
-		     strcmp(o, "replay_miss") == 0))
+		     strcmp(o, "replay_miss") == 0 || strcmp(o, "config") == 0))
 			snprintf(f->harness, sizeof f->harness, "model provider: %s: %s", o,
 				 json_string_value(json_object_get(d, "error")));
 	} else if (strcmp(t, "policy.decision") == 0 && d) {
