@@ -22,6 +22,7 @@ typedef struct rein_eval_case {
 	char *name;
 	int line, col;         /* where the case was written */
 	json_t *input;         /* the run's input */
+	json_t *requester;     /* who the runs are for, {user, roles, tenant} (NULL: none) */
 	json_t *model;         /* the model for every tier (NULL: the workflow's);
 				  normalized: {answers: [...]} | {replay: PATH} |
 				  {tier keys: provider, base_url, ...} */

@@ -386,7 +386,7 @@ static json_t *trial_run(const env *E, const rein_eval_case *k, const rein_spec 
 	char id[64] = "";
 	bool got = false;
 	rein_runner_opts ro = {.max_wait_ms = E->o->max_wait_ms ? E->o->max_wait_ms : 10000,
-			       .keys = E->keys};
+			       .keys = E->keys, .requester = k->requester};
 	if (t == NULL || fails == NULL || f.tools == NULL || f.decisions == NULL)
 		goto out;
 	if (rein_runner_new(E->st, E->sb, &ro, &rn, &e) != REIN_OK ||

@@ -339,8 +339,8 @@ static void parse_judge(ctx *c, rein_eval_case *k, const json_t *j, const char *
 static void parse_case(ctx *c, rein_eval_suite *s, rein_eval_case *k, const json_t *v,
 		       size_t i, int64_t repeat, const json_t *model)
 {
-	static const char *const keys[] = {"name", "input", "model", "repeat", "expect", "redteam",
-					   "judge", NULL};
+	static const char *const keys[] = {"name",    "input", "model", "repeat", "expect",
+					   "redteam", "judge", "requester", NULL};
 	char ptr[64], p[128];
 	snprintf(ptr, sizeof ptr, "/cases/%zu", i);
 	k->max_cost_usd = -1;
@@ -367,6 +367,25 @@ static void parse_case(ctx *c, rein_eval_suite *s, rein_eval_case *k, const json
 	}
 	x = json_object_get(v, "input");
 	k->input = x ? json_incref((json_t *)x) : json_object();
+	if ((x = json_object_get(v, "requester"))) {
+		static const char *const rk[] = {"user", "roles", "tenant", NULL};
+		snprintf(p, sizeof p, "%s/requester", ptr);
+		if (!json_is_object(x) || !json_is_string(json_object_get(x, "user"))) {
+			diag(c, p, "requester must be a mapping {user, roles, tenant} with a user");
+		} else {
+			keys_only(c, x, p, "requester", rk);
+			json_t *rl = want_strings(c, x, p, "roles");
+			if (json_object_get(x, "tenant") && !json_is_string(json_object_get(x, "tenant"))) {
+				snprintf(p, sizeof p, "%s/requester/tenant", ptr);
+				diag(c, p, "requester: tenant must be a string");
+			}
+			k->requester = json_pack("{s:O, s:o, s:O?}", "user", json_object_get(x, "user"),
+						 "roles", rl ? rl : json_array(), "tenant",
+						 json_object_get(x, "tenant"));
+			if (k->requester == NULL)
+				c->nomem = true;
+		}
+	}
 	int64_t r = repeat;
 	want_int(c, v, ptr, "repeat", 1, 10000, &r);
 	k->repeat = (int)r;
@@ -533,6 +552,7 @@ void rein_eval_suite_free(rein_eval_suite *s)
 		rein_eval_case *k = &s->cases[i];
 		rein_free(k->name);
 		json_decref(k->input);
+		json_decref(k->requester);
 		json_decref(k->model);
 		json_decref(k->forbidden);
 		json_decref(k->checks);

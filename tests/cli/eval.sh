@@ -57,9 +57,13 @@ assert "tokens=" in cases["small refund"].find("system-out").text
 PY
 # no other database was touched: the scratch store is gone
 [ -e rein.db ] && fail "eval wrote ./rein.db"
-# --gate against itself passes
+# --gate against itself passes; --db keeps the trials' runs, each run for its
+# case's requester
 script "$turns"
-expect_exit 0 "$REIN" eval "$SUITE" --baseline base.json --gate
+expect_exit 0 "$REIN" eval "$SUITE" --baseline base.json --gate --db kept.db --json
+run=$(case_of "$OUT" 'over the cap' '["trials"][0]["run"]')
+"$REIN" --db kept.db events "$run" | grep '"run.started"' | grep -q '"user":"mallory"' || fail "requester not recorded"
+"$REIN" --db kept.db events "$run" | grep -q '"decision":"deny"' || fail "no denial in the kept run"
 
 # a candidate whose routing escalates the small refunds: success drops
 cp -r "$ROOT/tests/cli/workflows/eval" cand

@@ -88,6 +88,7 @@ static const char good[] =
 	"      max_tokens: 100\n"
 	"  - name: two\n"
 	"    repeat: 1\n"
+	"    requester: { user: bob, roles: [support], tenant: acme }\n"
 	"    redteam: { forbidden: [refund] }\n"
 	"    judge: { rubric: be nice, model: main, threshold: 0.8 }\n";
 
@@ -114,6 +115,9 @@ static void test_parse_good(void **state)
 	assert_true(a->max_cost_usd == 0.5 && a->max_tokens == 100 && a->max_latency_ms == -1);
 	assert_int_equal(b->repeat, 1);
 	assert_true(b->redteam);
+	assert_string_equal(json_string_value(json_object_get(b->requester, "tenant")), "acme");
+	assert_int_equal(json_array_size(json_object_get(b->requester, "roles")), 1);
+	assert_null(a->requester);
 	assert_null(b->status);
 	assert_string_equal(b->judge_rubric, "be nice");
 	assert_string_equal(json_string_value(b->judge_model), "main");
@@ -148,6 +152,8 @@ static void test_parse_errors(void **state)
 		{"workflow: w\ncases:\n  - name: a\n    redteam: { forbidden: [] , also: 1}\n", "s.yaml:4:38: ", "unknown key 'also' in redteam"},
 		{"workflow: w\ncases:\n  - name: a\n    judge: { model: main }\n", "s.yaml:4:12: ", "judge needs rubric"},
 		{"workflow: w\ngate: { min_success: 2 }\ncases: [{name: a}]\n", "s.yaml:2:22: ", "min_success is a rate"},
+		{"workflow: w\ncases:\n  - name: a\n    requester: { roles: [x] }\n", "s.yaml:4:16: ", "requester must be a mapping"},
+		{"workflow: w\ncases:\n  - name: a\n    requester: { user: u, roles: 7 }\n", "s.yaml:4:34: ", "roles must be a string or a list"},
 	};
 	rein_script *sb;
 	assert_int_equal(rein_script_new(&sb), REIN_OK);
