@@ -261,6 +261,7 @@ typedef struct {
 	rein_store *st;
 	rein_keyring *keys;
 	const rein_eval_opts *o;
+	const rein_spec *orig; /* the workflow as written: the judge's tiers */
 } env;
 
 static bool contains(const json_t *list, const char *s)
@@ -425,7 +426,7 @@ static json_t *trial_run(const env *E, const rein_eval_case *k, const rein_spec 
 	json_object_set_new(t, "outcome", json_string(json_array_size(fails) ? "fail" : "pass"));
 	json_object_set(t, "failures", fails);
 	if (k->judge_rubric)
-		json_object_set_new(t, "judge", judge(k, spec, E->s->path, r.output));
+		json_object_set_new(t, "judge", judge(k, E->orig, E->s->path, r.output));
 out:
 	rein_runner_free(rn);
 	rein_run_result_clear(&r);
@@ -462,6 +463,7 @@ int rein_eval_run(const rein_eval_suite *s, rein_script *sb, const rein_eval_opt
 	/* the workflow loads before anything is made */
 	if ((rc = rein_spec_load_dir(wf, sb, &spec, err)) != REIN_OK)
 		goto out;
+	E.orig = spec;
 	if (E.o->db) {
 		db = rein_strdup(E.o->db);
 	} else if (mkdtemp(tmp) != NULL) {

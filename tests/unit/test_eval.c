@@ -233,7 +233,9 @@ static void test_run_in_process(void **state)
 	snprintf(path, sizeof path, "%s/wf/workflow.yaml", dir);
 	write_file(path,
 		   "rein: 1\nname: t\n"
-		   "models: { m: { provider: replay, model: m-1 } }\n"
+		   "models:\n"
+		   "  m: { provider: replay, model: m-1 }\n"
+		   "  j: { provider: openai, model: j-1, base_url: \"http://127.0.0.1:1/v1\", api_key_env: \"\", retry: { max_attempts: 1 } }\n"
 		   "steps:\n"
 		   "  ask:\n"
 		   "    llm: { model: m, prompt: \"${input.q}\" }\n"
@@ -249,6 +251,7 @@ static void test_run_in_process(void **state)
 		"    repeat: 2\n"
 		"    model: { answers: [yes] }\n"
 		"    expect: { output: \"out == 'yes'\", max_escalations: 0 }\n"
+		"    judge: { rubric: says yes, model: j }\n"
 		"  - name: no\n"
 		"    input: { q: b }\n"
 		"    repeat: 2\n"
@@ -273,6 +276,10 @@ static void test_run_in_process(void **state)
 	json_t *yes = json_array_get(cs, 0), *no = json_array_get(cs, 1), *miss = json_array_get(cs, 2);
 	assert_int_equal(json_integer_value(json_object_get(yes, "passed")), 2);
 	assert_int_equal(json_integer_value(json_object_get(no, "failed")), 2);
+	/* the judge's tier is the workflow's own (not the case's script); its
+	 * failure is a judge error, apart from the trial's outcome */
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(yes, "judge"), "errors")), 2);
+	assert_non_null(strstr(json_string_value(json_object_get(json_object_get(json_array_get(json_object_get(yes, "trials"), 0), "judge"), "error")), "connect"));
 	assert_true(json_number_value(json_object_get(no, "escalation_rate")) == 1);
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(no, "escalation_reasons"), "said no")), 2);
 	/* a recording that cannot be read is a harness error, not a failure */
