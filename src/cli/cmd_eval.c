@@ -171,6 +171,11 @@ int rein_cmd_eval(int argc, char **argv, const char *db)
 	}
 	if (base && (ex = read_json_file(base, &baseline)) != 0)
 		goto out;
+	if (baseline && !json_is_object(json_object_get(baseline, "overall"))) {
+		fprintf(stderr, "rein eval: %s: not an eval result (no 'overall'; see --save)\n", base);
+		ex = 2;
+		goto out;
+	}
 	rein_eval_opts o = {.db = db, .workflow = wf, .progress = isatty(2) ? progress : NULL};
 	if (rein_eval_run(s, sb, &o, &res, &e) != REIN_OK) {
 		rein_err_print(&e, "rein eval", stderr);

@@ -89,6 +89,13 @@ assert s.get("failures") == "1" and s.get("errors") == "1"
 PY
 [ "$(json_get "$(cat cand.json)" 'j["gate"]["passed"]')" = False ] || fail "saved gate"
 
+# a missing suite, a baseline that is not a result: exit 2, nothing run
+expect_exit 2 "$REIN" eval nowhere.yaml
+grep -q "nowhere.yaml" stderr.txt || fail "missing suite: $(cat stderr.txt)"
+echo '{"cases": []}' >junk.json
+expect_exit 2 "$REIN" eval "$SUITE" --baseline junk.json --gate
+grep -q "junk.json: not an eval result" stderr.txt || fail "junk baseline: $(cat stderr.txt)"
+
 # a bad suite: exit 2, located
 cat > bad.yaml <<'EOT'
 workflow: ../nowhere
