@@ -303,10 +303,15 @@ int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err
 				 err);
 		goto out;
 	}
-	rc = engine_emit(cmd, REIN_EV_TOOL_INTENT, s,
-			 json_pack("{s:s, s:s, s:O, s:s?, s:s}", "tool", tl->name, "key", key, "args", args,
-				   "call_id", call_id, "effect", tl->write ? "write" : "read"),
-			 err);
+	bool oom = false;
+	char *cred = rein_tool_credential(tl, r->tenant, &oom); /* names, never values */
+	rc = oom ? REIN_ENOMEM
+		 : engine_emit(cmd, REIN_EV_TOOL_INTENT, s,
+			       json_pack("{s:s, s:s, s:O, s:s?, s:s, s:s?}", "tool", tl->name, "key",
+					 key, "args", args, "call_id", call_id, "effect",
+					 tl->write ? "write" : "read", "credential", cred),
+			       err);
+	rein_free(cred);
 	goto out;
 refuse:
 	if (rc != REIN_OK)

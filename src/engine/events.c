@@ -53,8 +53,10 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 	[REIN_EV_SIGNAL_REFUSED] = {"signal.refused", "engine", false, "id:s name:s? error:s",
 				    "a signal was not taken: its data does not match its wait step's "
 				    "schema, or it has no name; the run goes on waiting"},
-	[REIN_EV_TOOL_INTENT] = {"tool.intent", "engine", true, "tool:s key:s args:o call_id:s? effect:s?",
-				 "a proposed call passed every check; recorded before it is sent"},
+	[REIN_EV_TOOL_INTENT] = {"tool.intent", "engine", true,
+				 "tool:s key:s args:o call_id:s? effect:s? credential:s?",
+				 "a proposed call passed every check; recorded before it is sent "
+				 "(credential: the names of the secrets it uses, never their values)"},
 	[REIN_EV_TOOL_ATTEMPT] = {"tool.attempt", "runner", true,
 				  "attempt:i outcome:s error:s transient:b ambiguous:b status:i? "
 				  "retry_after_ms:i? latency_ms:i?",

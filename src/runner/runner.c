@@ -987,8 +987,8 @@ static int dispatch_all(rein_runner *rn, rein_err *err)
 			       .next = a->tickets};
 		a->tickets = tk;
 		a->inflight++;
-		if ((rc = rein_tools_call(rn->tx, a->spec, call.tool, call.key, call.args, tool_done,
-					  tk, err)) != REIN_OK) {
+		if ((rc = rein_tools_call_as(rn->tx, a->spec, call.tool, rein_run_tenant(a->run),
+					     call.key, call.args, tool_done, tk, err)) != REIN_OK) {
 			/* not sent: undo the ticket */
 			for (ticket **p = &a->tickets; *p; p = &(*p)->next)
 				if (*p == tk) {
