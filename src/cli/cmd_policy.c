@@ -237,7 +237,7 @@ static int cmd_test(const char *file, rein_script *sb)
 			const char *hn = json_string_value(json_object_get(h, "tool"));
 			int hi = find_tool(tools, ntools, hn);
 			json_array_append_new(hist, json_pack("{s:s?, s:b, s:I}", "tool", hn, "write",
-							      hi >= 0 && tools[hi].write,
+							      hi >= 0 && tools[hi].write, "at",
 							      (json_int_t)(now - 1000 * json_integer_value(json_object_get(h, "ago_s")))));
 		}
 		const json_t *args = json_object_get(c, "args");
