@@ -107,11 +107,12 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				   "result is what the step gets (the contract's shadow result)"},
 	[REIN_EV_POLICY_DECISION] = {"policy.decision", "engine", true,
 				     "tool:s decision:s rules:a reasons:a policy_version:s "
-				     "workflow_version:s key:s call_id:s?",
+				     "workflow_version:s key:s call_id:s? tenant_counts:o?",
 				     "the policies decided a proposed call (allow, deny or approve) by these "
 				     "rules for these reasons; policy_version: the organisation policies' "
 				     "content hash (none: none loaded), workflow_version: the workflow's "
-				     "(its own policies)"},
+				     "(its own policies); tenant_counts: {rule id: n}, the calls of the "
+				     "tenant's runs each per-tenant limit counted (from the store)"},
 };
 
 const rein_event_def *rein_event_def_of(int type)
