@@ -1018,6 +1018,13 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 		int64_t t = runner_now(rn);
 		if ((rc = rein_run_poll(a->run, t, &cmd, err)) != REIN_OK)
 			return rc;
+		if (cmd.kind == REIN_CMD_EMIT && cmd.type == rein_event_name(REIN_EV_POLICY_DECISION) &&
+		    runner_rated(a)) { /* decide again with the tenant's counts (rate.c) */
+			rein_cmd_clear(&cmd);
+			if ((rc = runner_rate_counts(rn, a, err)) != REIN_OK ||
+			    (rc = rein_run_poll(a->run, t, &cmd, err)) != REIN_OK)
+				return rc;
+		}
 		switch (cmd.kind) {
 		case REIN_CMD_NONE:
 			a->state = A_PARK_END;
