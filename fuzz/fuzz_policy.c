@@ -26,7 +26,8 @@ static const char org_fixed[] =
 	"  - { id: cap, effect: deny, tool: pay, when: \"args.amount > 100\", reason: over }\n"
 	"  - { id: ok-pay, effect: allow, tool: \"pa*\", when: \"requester.roles[1] == 'ops'\" }\n"
 	"  - { id: review, effect: approve, access: write, risk: high, tier: medium }\n"
-	"  - { id: tenant, effect: deny, access: write, when: \"requester.tenant ~= input.tenant\" }\n";
+	"  - { id: tenant, effect: deny, access: write, when: \"requester.tenant ~= input.tenant\" }\n"
+	"  - { id: rate, effect: deny, tool: pay, limit: { max: 2, window_s: 60, per: tenant } }\n";
 
 static const char cases_fixed[] =
 	"policies: [org.yaml]\n"
@@ -37,7 +38,8 @@ static const char cases_fixed[] =
 	"  - { tool: pay, args: { amount: 5 }, requester: { user: a, roles: [ops], tenant: t },"
 	" input: { tenant: t }, expect: allow }\n"
 	"  - { tool: pay, args: { amount: 500 }, requester: { user: b, roles: [] }, input: {},"
-	" expect: deny, time: \"23:30\", history: [{ tool: pay, ago_s: 10 }, { tool: look }] }\n"
+	" expect: deny, time: \"23:30\", history: [{ tool: pay, ago_s: 10 }, { tool: look }],"
+	" tenant_history: [{ tool: pay, ago_s: 5 }, { tool: look, ago_s: 1 }] }\n"
 	"  - { tool: look, args: {}, requester: { user: c }, run: { id: r }, expect: allow,"
 	" steps: { s: { out: { x: 1 } } } }\n";
 
