@@ -126,6 +126,7 @@ static void on_intent(exp_ctx *x, const rein_event_row *ev, const json_t *p)
 	copy(x, e, p, "key");
 	copy(x, e, p, "call_id");
 	copy(x, e, p, "args");
+	copy(x, e, p, "credential");
 	if (!write)
 		put(x, e, "source", json_string(src));
 	put(x, e, "result", json_null());
@@ -402,10 +403,13 @@ static void md_calls(FILE *f, const json_t *list, bool writes)
 			fputc('\n', f);
 			continue;
 		}
-		fprintf(f, "- seq %lld, %s`%s` (%s), key `%s`, args ",
+		fprintf(f, "- seq %lld, %s`%s` (%s), key `%s`, ",
 			(long long)json_integer_value(json_object_get(e, "seq")),
 			writes ? "write " : "source tool:", str(e, "tool", "?"), str(e, "effect", "?"),
 			str(e, "key", "?"));
+		if (json_object_get(e, "credential"))
+			fprintf(f, "credential %s, ", str(e, "credential", "?"));
+		fputs("args ", f);
 		md_json(f, json_object_get(e, "args"));
 		json_t *r = json_object_get(e, "result");
 		fprintf(f, ": **%s**", str(e, "outcome", "?"));

@@ -141,6 +141,36 @@ static char *ids_text(const json_t *a)
 	return b.p;
 }
 
+/* A case's per-tenant counts: for each per-tenant limit of sets, the calls
+ * of its tenant_history ([{tool, ago_s}]: the tenant's runs', this one's
+ * included) the rule counts within its window. NULL when out of memory. */
+static json_t *tenant_counts(const rein_policy *const *sets, size_t nsets, const json_t *th,
+			     const tdef *tools, size_t ntools, int64_t now)
+{
+	json_t *counts = json_object();
+	rein_policy_rate rates[64];
+	for (size_t s = 0; counts && s < nsets; s++) {
+		size_t n = rein_policy_rates(sets[s], rates, 64);
+		for (size_t i = 0; i < n && i < 64; i++) {
+			json_int_t c = 0;
+			size_t k;
+			json_t *h;
+			json_array_foreach(th, k, h) {
+				const char *hn = json_string_value(json_object_get(h, "tool"));
+				int hi = find_tool(tools, ntools, hn);
+				int64_t at = now - 1000 * json_integer_value(json_object_get(h, "ago_s"));
+				c += at > now - rates[i].window_ms &&
+				     rein_policy_rate_counts(&rates[i], hn, hi >= 0 && tools[hi].write);
+			}
+			if (json_object_set_new(counts, rates[i].id, json_integer(c)) != 0) {
+				json_decref(counts);
+				counts = NULL;
+			}
+		}
+	}
+	return counts;
+}
+
 static int cmd_test(const char *file, rein_script *sb)
 {
 	int ex = 2, fails = 0, ncases = 0;
@@ -237,9 +267,11 @@ static int cmd_test(const char *file, rein_script *sb)
 			const char *hn = json_string_value(json_object_get(h, "tool"));
 			int hi = find_tool(tools, ntools, hn);
 			json_array_append_new(hist, json_pack("{s:s?, s:b, s:I}", "tool", hn, "write",
-							      hi >= 0 && tools[hi].write,
+							      hi >= 0 && tools[hi].write, "at",
 							      (json_int_t)(now - 1000 * json_integer_value(json_object_get(h, "ago_s")))));
 		}
+		json_t *tcounts = tenant_counts(sets, 2, json_object_get(c, "tenant_history"), tools,
+						ntools, now);
 		const json_t *args = json_object_get(c, "args");
 		json_t *empty = json_object();
 		const json_t *steps = json_object_get(c, "steps");
@@ -253,12 +285,14 @@ static int cmd_test(const char *file, rein_script *sb)
 			.ud = (void *)steps,
 			.now_ms = now,
 			.history = hist,
+			.tenant_counts = tcounts,
 			.enforce = true,
 		};
 		json_t *dec = NULL;
 		rein_err pe = {0};
 		int rc = rein_policy_eval(sb, sets, 2, &call, &dec, &pe);
 		json_decref(hist);
+		json_decref(tcounts);
 		json_decref(empty);
 		if (rc != REIN_OK) {
 			fprintf(stderr, "rein policy test: %s\n", pe.msg);

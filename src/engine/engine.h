@@ -158,6 +158,19 @@ bool rein_run_shadow(const rein_run *r);
  * --tenant selector. */
 const char *rein_run_tenant(const rein_run *r);
 
+/* The policy sets the run decides with (borrowed): sets[0] the organisation
+ * policies it pinned, sets[1] the workflow's; either may be NULL. */
+void rein_run_policies(const rein_run *r, const rein_policy *sets[2]);
+/*
+ * Gives the run the counts of its tenant's calls for the per-tenant limits
+ * of its policies ({rule id: n}, docs/policy.md; borrowed, a reference is
+ * kept; NULL: none), counted by the runner from the store before it polls.
+ * The next decision uses them and records them (policy.decision
+ * tenant_counts), so replay gives the run the recorded ones instead. Not
+ * part of the fold: the engine stays pure.
+ */
+void rein_run_set_tenant_counts(rein_run *r, json_t *counts);
+
 rein_status rein_run_status(const rein_run *r);
 /* True once the engine has decided the run ends (the next poll emits
  * run.ended): the executor sends nothing more for it. */

@@ -125,6 +125,8 @@ struct rein_run {
 	char org_version[65];
 	char *org_error;
 	json_t *pol_hist;
+	json_t *tenant_counts; /* per-tenant limits: the counts the runner gave last
+				  (rein_run_set_tenant_counts), or NULL */
 	int64_t clock_ms;
 };
 

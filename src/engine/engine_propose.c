@@ -17,6 +17,7 @@ void engine_policy_free(rein_run *r)
 	rein_policy_free(r->org_pol);
 	rein_free(r->org_error);
 	json_decref(r->pol_hist);
+	json_decref(r->tenant_counts);
 }
 
 int engine_policy_start(rein_run *r, const json_t *data, rein_err *err)
@@ -164,6 +165,7 @@ int engine_policy_gate(rein_run *r, int ti, int tool, const json_t *args, const 
 				      .ud = r,
 				      .now_ms = r->clock_ms,
 				      .history = r->pol_hist,
+				      .tenant_counts = r->tenant_counts,
 				      .enforce = true,
 				      .limits = r->spec->limits};
 		if ((rc = rein_policy_eval(r->sb, sets, 2, &c, &dec, err)) != REIN_OK)
@@ -176,7 +178,9 @@ int engine_policy_gate(rein_run *r, int ti, int tool, const json_t *args, const 
 		    json_object_set_new(dec, "policy_version", json_string(r->org_version)) ||
 		    json_object_set_new(dec, "workflow_version", json_string(r->spec->version)) ||
 		    json_object_set_new(dec, "key", json_string(key)) ||
-		    (call_id && json_object_set_new(dec, "call_id", json_string(call_id))))) {
+		    (call_id && json_object_set_new(dec, "call_id", json_string(call_id))) ||
+		    (r->tenant_counts && json_object_size(r->tenant_counts) > 0 &&
+		     json_object_set_new(dec, "tenant_counts", json_deep_copy(r->tenant_counts))))) {
 		json_decref(dec);
 		dec = NULL;
 	}
@@ -303,10 +307,15 @@ int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err
 				 err);
 		goto out;
 	}
-	rc = engine_emit(cmd, REIN_EV_TOOL_INTENT, s,
-			 json_pack("{s:s, s:s, s:O, s:s?, s:s}", "tool", tl->name, "key", key, "args", args,
-				   "call_id", call_id, "effect", tl->write ? "write" : "read"),
-			 err);
+	bool oom = false;
+	char *cred = rein_tool_credential(tl, r->tenant, &oom); /* names, never values */
+	rc = oom ? REIN_ENOMEM
+		 : engine_emit(cmd, REIN_EV_TOOL_INTENT, s,
+			       json_pack("{s:s, s:s, s:O, s:s?, s:s, s:s?}", "tool", tl->name, "key",
+					 key, "args", args, "call_id", call_id, "effect",
+					 tl->write ? "write" : "read", "credential", cred),
+			       err);
+	rein_free(cred);
 	goto out;
 refuse:
 	if (rc != REIN_OK)

@@ -53,8 +53,10 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 	[REIN_EV_SIGNAL_REFUSED] = {"signal.refused", "engine", false, "id:s name:s? error:s",
 				    "a signal was not taken: its data does not match its wait step's "
 				    "schema, or it has no name; the run goes on waiting"},
-	[REIN_EV_TOOL_INTENT] = {"tool.intent", "engine", true, "tool:s key:s args:o call_id:s? effect:s?",
-				 "a proposed call passed every check; recorded before it is sent"},
+	[REIN_EV_TOOL_INTENT] = {"tool.intent", "engine", true,
+				 "tool:s key:s args:o call_id:s? effect:s? credential:s?",
+				 "a proposed call passed every check; recorded before it is sent "
+				 "(credential: the names of the secrets it uses, never their values)"},
 	[REIN_EV_TOOL_ATTEMPT] = {"tool.attempt", "runner", true,
 				  "attempt:i outcome:s error:s transient:b ambiguous:b status:i? "
 				  "retry_after_ms:i? latency_ms:i?",
@@ -105,11 +107,12 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				   "result is what the step gets (the contract's shadow result)"},
 	[REIN_EV_POLICY_DECISION] = {"policy.decision", "engine", true,
 				     "tool:s decision:s rules:a reasons:a policy_version:s "
-				     "workflow_version:s key:s call_id:s?",
+				     "workflow_version:s key:s call_id:s? tenant_counts:o?",
 				     "the policies decided a proposed call (allow, deny or approve) by these "
 				     "rules for these reasons; policy_version: the organisation policies' "
 				     "content hash (none: none loaded), workflow_version: the workflow's "
-				     "(its own policies)"},
+				     "(its own policies); tenant_counts: {rule id: n}, the calls of the "
+				     "tenant's runs each per-tenant limit counted (from the store)"},
 };
 
 const rein_event_def *rein_event_def_of(int type)

@@ -25,6 +25,7 @@ typedef struct rule {
 	char *reason; /* or NULL */
 	int64_t limit_max;  /* -1: no limit */
 	int64_t window_ms;  /* 0: the whole run */
+	bool per_tenant;    /* limit.per: tenant: counts the calls of every run of the tenant */
 	char **fields;      /* args.FIELD names `when` reads */
 	size_t nfields;
 } rule;
@@ -190,14 +191,21 @@ static int compile_rule(const json_t *o, rule *r, rein_script *sb, rein_err *err
 	const json_t *lim = json_object_get(o, "limit");
 	if (lim != NULL) {
 		const json_t *mx = json_object_get(lim, "max"), *win = json_object_get(lim, "window_s");
+		const json_t *per = json_object_get(lim, "per");
+		const char *ps = json_string_value(per);
 		bool ok = json_is_object(lim) && json_is_integer(mx) && json_integer_value(mx) >= 0 &&
 			  (win == NULL || (json_is_integer(win) && json_integer_value(win) > 0)) &&
-			  json_object_size(lim) == 1 + (win != NULL);
+			  (per == NULL || (ps && (strcmp(ps, "run") == 0 || strcmp(ps, "tenant") == 0))) &&
+			  json_object_size(lim) == (size_t)(1 + (win != NULL) + (per != NULL));
 		if (!ok)
-			return rein_err_set(err, REIN_EINVAL, "rule '%s': limit must be {max: N, window_s: S} "
-					    "(N >= 0, S > 0 and optional)", id);
+			return rein_err_set(err, REIN_EINVAL, "rule '%s': limit must be {max: N, window_s: S, "
+					    "per: run|tenant} (N >= 0, S > 0; window_s and per optional)", id);
 		r->limit_max = json_integer_value(mx);
 		r->window_ms = win ? json_integer_value(win) * 1000 : 0;
+		r->per_tenant = ps && strcmp(ps, "tenant") == 0;
+		if (r->per_tenant && win == NULL)
+			return rein_err_set(err, REIN_EINVAL, "rule '%s': a limit per tenant needs a "
+					    "window_s (the calls of the tenant's runs in the last S seconds)", id);
 	}
 	return REIN_OK;
 }
@@ -393,8 +401,18 @@ static int rule_matches(rein_script *sb, const rule *r, const rein_policy_call *
 				     r->id, f, c->tool.name);
 		return *fail ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
-	if (r->limit_max >= 0 && count_calls(r, c) < r->limit_max)
+	if (r->limit_max >= 0 && r->per_tenant) {
+		const json_t *n = json_object_get(c->tenant_counts, r->id);
+		if (!json_is_integer(n)) { /* fails closed: nobody counted */
+			*fail = rein_sprintf("rule '%s' cannot be evaluated: the count of the tenant's "
+					     "calls is not known", r->id);
+			return *fail ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
+		}
+		if (json_integer_value(n) < r->limit_max)
+			return REIN_OK;
+	} else if (r->limit_max >= 0 && count_calls(r, c) < r->limit_max) {
 		return REIN_OK;
+	}
 	if (r->when == NULL) {
 		*match = true;
 		return REIN_OK;
@@ -506,4 +524,28 @@ out:
 	json_decref(res);
 	rein_free(fail);
 	return rc;
+}
+
+size_t rein_policy_rates(const rein_policy *p, rein_policy_rate *out, size_t cap)
+{
+	size_t n = 0;
+	for (size_t i = 0; p && i < p->n; i++) {
+		const rule *r = &p->rules[i];
+		if (r->limit_max < 0 || !r->per_tenant)
+			continue;
+		if (n < cap)
+			out[n] = (rein_policy_rate){.id = r->id, .max = r->limit_max,
+						    .window_ms = r->window_ms, .rule = r};
+		n++;
+	}
+	return n;
+}
+
+bool rein_policy_rate_counts(const rein_policy_rate *rt, const char *tool, bool write)
+{
+	assert(rt != NULL && rt->rule != NULL);
+	const rule *r = rt->rule;
+	if (tool == NULL || !glob_any(r->tools, r->ntools, tool))
+		return false;
+	return !((r->access == ACC_READ && write) || (r->access == ACC_WRITE && !write));
 }

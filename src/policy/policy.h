@@ -68,6 +68,11 @@ typedef struct rein_policy_call {
 	void *ud;
 	int64_t now_ms;          /* the run's recorded clock (the last event's time) */
 	const json_t *history;   /* the calls recorded so far: [{tool, write, at}] */
+	const json_t *tenant_counts; /* per-tenant limits (limit.per: tenant): {rule id: the
+					calls of every run of the tenant that rule counts, within
+					its window}, counted outside (the runner, from the store)
+					and recorded with the decision; a rule with no count here
+					denies the call (fails closed). NULL: none known */
 	bool enforce;            /* default-deny writes no rule allows */
 	rein_script_limits limits;
 } rein_policy_call;
@@ -82,6 +87,22 @@ typedef struct rein_policy_call {
  */
 int rein_policy_eval(rein_script *sb, const rein_policy *const *sets, size_t nsets,
 		     const rein_policy_call *call, json_t **out, rein_err *err);
+
+/* A per-tenant limit of a rule set (limit: {max, window_s, per: tenant}),
+ * borrowed from the set. */
+typedef struct rein_policy_rate {
+	const char *id;
+	int64_t max, window_ms;
+	const void *rule; /* the rule, for rein_policy_rate_counts */
+} rein_policy_rate;
+
+/* The per-tenant limits of p (NULL: none) into out[0..cap); returns how
+ * many there are (which may be more than cap). */
+size_t rein_policy_rates(const rein_policy *p, rein_policy_rate *out, size_t cap);
+
+/* Whether a call of tool (write or read) counts toward the limit: the rule
+ * targets the tool (its globs) and its access. */
+bool rein_policy_rate_counts(const rein_policy_rate *rt, const char *tool, bool write);
 
 /* The version of a rule list: hex SHA-256 of its canonical JSON. */
 void rein_policy_version(const json_t *rules, char out[65]);

@@ -207,6 +207,10 @@ static int batch_execute(rein_store *st, batch *b, const char *owner, rein_err *
 			rc = rein_store_run_insert(st, &b->rows[i].row, err);
 	for (size_t i = 0; i < b->nev && rc == REIN_OK; i++)
 		rc = rein_store_event_append(st, &b->ev[i].row, err);
+	/* each tool call is noted for its tenant's per-tenant limits in the
+	 * same transaction as its intent */
+	for (size_t i = 0; i < b->nev && rc == REIN_OK; i++)
+		rc = runner_note_call(st, &b->ev[i], err);
 	/* inbox entries recorded in the log leave the inbox in the same
 	 * transaction as their events: drained exactly once */
 	for (size_t i = 0; i < b->nrows && rc == REIN_OK; i++)

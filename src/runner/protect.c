@@ -27,22 +27,25 @@
 #include <string.h>
 
 /* Adds the exact values of the spec's declared tool secrets (environment or
- * file) to the redactor; a secret that is not set is skipped (the call that
- * needs it fails on its own). */
-static int add_secrets(rein_redactor *r, const rein_spec *spec)
+ * file) that a run of tenant (NULL: not known yet) reads to the redactor; a
+ * secret that is not set is skipped (the call that needs it fails on its own).
+ * Other tenants' entries are never read. */
+static int add_secrets(rein_redactor *r, const rein_spec *spec, const char *tenant)
 {
 	int rc = REIN_OK;
 	for (size_t t = 0; t < spec->ntools && rc == REIN_OK; t++)
 		for (size_t i = 0; i < spec->tools[t].nsecrets && rc == REIN_OK; i++) {
-			const rein_secret_ref *s = &spec->tools[t].secrets[i];
-			if (s->env) {
-				const char *v = getenv(s->env);
+			rein_secret_src s = {0};
+			if (!rein_secret_pick(&spec->tools[t].secrets[i], tenant, &s))
+				continue;
+			if (s.env) {
+				const char *v = getenv(s.env);
 				if (v)
 					rc = rein_redactor_secret(r, v);
-			} else if (s->file) {
+			} else if (s.file) {
 				char *text = NULL;
 				size_t len = 0;
-				if (rein_file_read(s->file, &text, &len, NULL) == REIN_OK) {
+				if (rein_file_read(s.file, &text, &len, NULL) == REIN_OK) {
 					while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
 						text[--len] = '\0';
 					rc = rein_redactor_secret(r, text);
@@ -64,20 +67,24 @@ int runner_protect_init(rein_runner *rn, active *a, rein_err *err)
 				    a->spec->name ? a->spec->name : "?");
 	snprintf(a->tenant, sizeof a->tenant, "default");
 	if (rein_redactor_new(a->spec->redact, &a->red) != REIN_OK ||
-	    ((a->spec->redact & REIN_REDACT_SECRET) && add_secrets(a->red, a->spec) != REIN_OK))
+	    ((a->spec->redact & REIN_REDACT_SECRET) && add_secrets(a->red, a->spec, NULL) != REIN_OK))
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	return REIN_OK;
 }
 
-/* requester.tenant of a run.started payload, when it names one. */
-static void take_tenant(active *a, const char *type, const json_t *data)
+/* requester.tenant of a run.started payload, when it names one; the secrets
+ * scoped to that tenant join the redactor. */
+static int take_tenant(active *a, const char *type, const json_t *data)
 {
 	if (strcmp(type, rein_event_name(REIN_EV_RUN_STARTED)) != 0)
-		return;
+		return REIN_OK;
 	const char *t = json_string_value(json_object_get(json_object_get(data, "requester"),
 							  "tenant"));
 	if (t && rein_tenant_valid(t))
 		snprintf(a->tenant, sizeof a->tenant, "%s", t);
+	if (t && a->red && (a->spec->redact & REIN_REDACT_SECRET))
+		return add_secrets(a->red, a->spec, t);
+	return REIN_OK;
 }
 
 int runner_protect_store(rein_runner *rn, active *a, const char *type, const json_t *data,
@@ -94,8 +101,7 @@ int runner_protect_store(rein_runner *rn, active *a, const char *type, const jso
 		return rc;
 	}
 	assert(json_is_object(data));
-	take_tenant(a, type, data);
-	if ((found = json_object()) == NULL ||
+	if (take_tenant(a, type, data) != REIN_OK || (found = json_object()) == NULL ||
 	    rein_redact_json(a->red, (json_t *)data, &red, found) != REIN_OK) {
 		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto out;
@@ -155,8 +161,10 @@ int runner_protect_load(rein_runner *rn, active *a, const rein_event_row *ev, js
 		return REIN_ECORRUPT;
 	json_t *s = a->red ? json_object_get(data, "~sealed") : NULL;
 	if (s == NULL) {
-		if (a->red)
-			take_tenant(a, ev->type, data);
+		if (a->red && take_tenant(a, ev->type, data) != REIN_OK) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
+		}
 		goto done;
 	}
 	const char *tenant = json_string_value(json_object_get(s, "tenant"));
@@ -214,7 +222,10 @@ int runner_protect_load(rein_runner *rn, active *a, const rein_event_row *ev, js
 	}
 	json_decref(data);
 	data = real;
-	take_tenant(a, ev->type, data);
+	if (take_tenant(a, ev->type, data) != REIN_OK) {
+		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+		goto out;
+	}
 done:
 	*out = data;
 	data = NULL;

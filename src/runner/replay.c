@@ -21,6 +21,10 @@
  * recorded, as the engine's contract says. EXECs of effects (tool and model
  * calls) are passed over: their answers are in the log.
  *
+ * A policy.decision's tenant_counts (the per-tenant limits' counts, which
+ * the runner took from the store) are given to the engine before it is polled
+ * for that decision, so it decides from the record.
+ *
  * Before a run.resumed the run is told it was recovered at the event's time
  * (rein_run_recovered), as the runner does when it takes a run over; a retry
  * run's copied prefix (the events before the first one of step `from`) is
@@ -143,6 +147,9 @@ static int check_decision(walk *w, const rein_event_row *ev, int k, int s, const
 	int rc = REIN_OK;
 	bool oom = false;
 	*answer = false;
+	/* the tenant's counts came from the store: decide with the recorded ones */
+	if (k == REIN_EV_POLICY_DECISION)
+		rein_run_set_tenant_counts(w->run, json_object_get(data, "tenant_counts"));
 	for (int guard = 0; guard < 10000; guard++) {
 		rein_cmd cmd;
 		if ((rc = rein_run_poll(w->run, now, &cmd, err)) != REIN_OK)

@@ -987,8 +987,8 @@ static int dispatch_all(rein_runner *rn, rein_err *err)
 			       .next = a->tickets};
 		a->tickets = tk;
 		a->inflight++;
-		if ((rc = rein_tools_call(rn->tx, a->spec, call.tool, call.key, call.args, tool_done,
-					  tk, err)) != REIN_OK) {
+		if ((rc = rein_tools_call_as(rn->tx, a->spec, call.tool, rein_run_tenant(a->run),
+					     call.key, call.args, tool_done, tk, err)) != REIN_OK) {
 			/* not sent: undo the ticket */
 			for (ticket **p = &a->tickets; *p; p = &(*p)->next)
 				if (*p == tk) {
@@ -1018,6 +1018,13 @@ static int advance(rein_runner *rn, active *a, rein_err *err)
 		int64_t t = runner_now(rn);
 		if ((rc = rein_run_poll(a->run, t, &cmd, err)) != REIN_OK)
 			return rc;
+		if (cmd.kind == REIN_CMD_EMIT && cmd.type == rein_event_name(REIN_EV_POLICY_DECISION) &&
+		    runner_rated(a)) { /* decide again with the tenant's counts (rate.c) */
+			rein_cmd_clear(&cmd);
+			if ((rc = runner_rate_counts(rn, a, err)) != REIN_OK ||
+			    (rc = rein_run_poll(a->run, t, &cmd, err)) != REIN_OK)
+				return rc;
+		}
 		switch (cmd.kind) {
 		case REIN_CMD_NONE:
 			a->state = A_PARK_END;

@@ -215,6 +215,18 @@ int64_t runner_barrier_ms(const rein_runner *rn);
  * hears the committed events. On failure every held run is dropped.
  */
 int runner_flush(rein_runner *rn, bool async, rein_err *err);
+
+/* Per-tenant limits (rate.c). In the batch's transaction: notes p when it is
+ * a tool.intent (rein_store_call_note for the run's tenant, "default" when it
+ * names none). */
+int runner_note_call(rein_store *st, const pending *p, rein_err *err);
+/* Whether a's policies hold a per-tenant limit. */
+bool runner_rated(const active *a);
+/* Commits what is pending, then gives a's run the counts of its tenant's
+ * calls for each per-tenant limit (rein_run_set_tenant_counts); a store
+ * that cannot count leaves none (those rules then deny, fail closed).
+ * REIN_ENOMEM or a commit's error. */
+int runner_rate_counts(rein_runner *rn, active *a, rein_err *err);
 /* Is a batch in flight that the runner may keep appending behind? */
 bool runner_fly_busy(rein_runner *rn);
 /* Waits for the batch in flight and hands its committed events to on_commit

@@ -56,10 +56,21 @@ typedef struct rein_kv {
 	char *value;
 } rein_kv;
 
+/* Where one secret's value is read from: an environment variable or a file. */
+typedef struct rein_secret_src {
+	char *tenant; /* under `tenants:`: the tenant it is for; else NULL */
+	char *env;    /* read from this environment variable, or */
+	char *file;   /* from this file (trailing newline removed) */
+} rein_secret_src;
+
 typedef struct rein_secret_ref {
 	char *name; /* referenced as ${secret.NAME} */
 	char *env;  /* read from this environment variable, or */
-	char *file; /* from this file (trailing newline removed) */
+	char *file; /* from this file (trailing newline removed); for a scoped
+		       secret these two are its `default:` (both NULL: none) */
+	bool scoped;             /* declared with `tenants:` (docs/tools.md) */
+	rein_secret_src *tenants; /* scoped: one entry per tenant */
+	size_t ntenants;
 } rein_secret_ref;
 
 typedef struct rein_tool {
@@ -92,6 +103,22 @@ typedef struct rein_tool {
 	int server;     /* index into spec->servers */
 	char *mcp_tool; /* the server's name for it */
 } rein_tool;
+
+/*
+ * The source secret s is read from for a run of tenant (NULL: the run names
+ * no tenant): an unscoped secret's one source; a scoped secret's entry for
+ * tenant, else its default. Returns false when there is none (a scoped
+ * secret with no entry for tenant and no default); *src is then untouched.
+ */
+bool rein_secret_pick(const rein_secret_ref *s, const char *tenant, rein_secret_src *src);
+
+/*
+ * The names of the credentials a call of t by a run of tenant uses, never
+ * their values, e.g. "api_key (tenant acme, env ACME_KEY)"; several are
+ * joined by "; ". A new string the caller frees, or NULL when t declares no
+ * secrets or memory ran out (*oom tells which).
+ */
+char *rein_tool_credential(const rein_tool *t, const char *tenant, bool *oom);
 
 /* A model tier (`models:` in the spec; docs/models.md). */
 typedef struct rein_model_tier {

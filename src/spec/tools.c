@@ -10,6 +10,7 @@
  *
  * A contract (inline or in its own file) is documented in docs/tools.md.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,6 +114,58 @@ static void load_http(loader *L, rein_tool *t, const ynode *n)
 	}
 }
 
+/* Reads one source {env: X} | {file: F} of secret `name` into *src; false when
+ * it is not one (reported). what names it in messages. */
+static bool load_secret_src(loader *L, const ynode *v, const char *name, const char *what,
+			    rein_secret_src *src)
+{
+	static const char *const keys[] = {"env", "file", NULL};
+	if (!spec_want_type(L, v, YNODE_MAP, what))
+		return false;
+	spec_check_keys(L, v, what, keys);
+	const ynode *env = ynode_get(v, "env"), *file = ynode_get(v, "file");
+	if ((env == NULL) == (file == NULL)) {
+		DIAG(L, v, "secret '%s' needs exactly one of 'env' or 'file'", name);
+		return false;
+	}
+	if (env && scalar(L, env, "env"))
+		src->env = dup_or_oom(L, env->str);
+	if (file && scalar(L, file, "file"))
+		src->file = dup_or_oom(L, file->str);
+	return true;
+}
+
+/* A scoped secret: {tenants: {T: SRC, ...}, default: SRC?}. */
+static void load_scoped_secret(loader *L, rein_secret_ref *r, const ynode *v)
+{
+	static const char *const keys[] = {"tenants", "default", NULL};
+	spec_check_keys(L, v, "a secret with tenants", keys);
+	r->scoped = true;
+	const ynode *ts = ynode_get(v, "tenants"), *def = ynode_get(v, "default");
+	if (spec_want_type(L, ts, YNODE_MAP, "tenants")) {
+		if (ts->n == 0)
+			DIAG(L, ts, "secret '%s' has no tenants", r->name);
+		if ((r->tenants = rein_calloc(ts->n / 2 + 1, sizeof *r->tenants)) == NULL) {
+			L->nomem = true;
+			return;
+		}
+		for (size_t i = 0; i + 1 < ts->n; i += 2) {
+			rein_secret_src src = {0};
+			if (!load_secret_src(L, ts->kids[i + 1], r->name, "a tenant's secret", &src))
+				continue;
+			src.tenant = dup_or_oom(L, ts->kids[i]->str);
+			r->tenants[r->ntenants++] = src;
+		}
+	}
+	if (def) {
+		rein_secret_src src = {0};
+		if (load_secret_src(L, def, r->name, "a secret's default", &src)) {
+			r->env = src.env;
+			r->file = src.file;
+		}
+	}
+}
+
 static void load_secrets(loader *L, rein_tool *t, const ynode *n)
 {
 	if (!spec_want_type(L, n, YNODE_MAP, "secrets"))
@@ -122,24 +175,65 @@ static void load_secrets(loader *L, rein_tool *t, const ynode *n)
 		L->nomem = true;
 		return;
 	}
-	static const char *const keys[] = {"env", "file", NULL};
 	for (size_t i = 0; i + 1 < n->n; i += 2) {
 		const ynode *v = n->kids[i + 1];
 		if (!spec_want_type(L, v, YNODE_MAP, "a secret"))
 			continue;
-		spec_check_keys(L, v, "a secret", keys);
-		const ynode *env = ynode_get(v, "env"), *file = ynode_get(v, "file");
-		if ((env == NULL) == (file == NULL)) {
-			DIAG(L, v, "secret '%s' needs exactly one of 'env' or 'file'", n->kids[i]->str);
+		rein_secret_ref *r = &t->secrets[t->nsecrets];
+		if (ynode_get(v, "tenants")) {
+			r->name = dup_or_oom(L, n->kids[i]->str);
+			t->nsecrets++;
+			load_scoped_secret(L, r, v);
 			continue;
 		}
-		rein_secret_ref *r = &t->secrets[t->nsecrets++];
+		rein_secret_src src = {0};
+		if (!load_secret_src(L, v, n->kids[i]->str, "a secret", &src))
+			continue;
+		t->nsecrets++;
 		r->name = dup_or_oom(L, n->kids[i]->str);
-		if (env && scalar(L, env, "env"))
-			r->env = dup_or_oom(L, env->str);
-		if (file && scalar(L, file, "file"))
-			r->file = dup_or_oom(L, file->str);
+		r->env = src.env;
+		r->file = src.file;
 	}
+}
+
+bool rein_secret_pick(const rein_secret_ref *s, const char *tenant, rein_secret_src *src)
+{
+	assert(s != NULL && src != NULL);
+	for (size_t i = 0; s->scoped && tenant && i < s->ntenants; i++)
+		if (strcmp(s->tenants[i].tenant, tenant) == 0) {
+			*src = s->tenants[i];
+			return true;
+		}
+	if (s->env == NULL && s->file == NULL)
+		return false;
+	*src = (rein_secret_src){.env = s->env, .file = s->file};
+	return true;
+}
+
+char *rein_tool_credential(const rein_tool *t, const char *tenant, bool *oom)
+{
+	assert(t != NULL && oom != NULL);
+	rein_buf b = {0};
+	int rc = REIN_OK;
+	for (size_t i = 0; i < t->nsecrets && rc == REIN_OK; i++) {
+		const rein_secret_ref *s = &t->secrets[i];
+		rein_secret_src src = {0};
+		bool found = rein_secret_pick(s, tenant, &src);
+		const char *how = src.env ? "env " : "file ", *where = src.env ? src.env : src.file;
+		if (!s->scoped)
+			rc = rein_buf_printf(&b, "%s%s (%s%s)", i ? "; " : "", s->name, how, where);
+		else if (found)
+			rc = rein_buf_printf(&b, "%s%s (tenant %s, %s%s%s)", i ? "; " : "", s->name,
+					     tenant ? tenant : "(none)", src.tenant ? "" : "default, ",
+					     how, where);
+		else
+			rc = rein_buf_printf(&b, "%s%s (tenant %s: no entry and no default)",
+					     i ? "; " : "", s->name, tenant ? tenant : "(none)");
+	}
+	*oom = rc != REIN_OK;
+	if (rc != REIN_OK)
+		rein_buf_free(&b);
+	return b.p;
 }
 
 /* Checks every ${secret.X} in s names a declared secret. */
@@ -564,6 +658,12 @@ void spec_tools_free(rein_spec *s)
 			rein_free(t->secrets[j].name);
 			rein_free(t->secrets[j].env);
 			rein_free(t->secrets[j].file);
+			for (size_t k = 0; k < t->secrets[j].ntenants; k++) {
+				rein_free(t->secrets[j].tenants[k].tenant);
+				rein_free(t->secrets[j].tenants[k].env);
+				rein_free(t->secrets[j].tenants[k].file);
+			}
+			rein_free(t->secrets[j].tenants);
 		}
 		rein_free(t->secrets);
 		rein_free(t->mcp_tool);

@@ -651,3 +651,28 @@ out:
 	rein_run_row_clear(&row);
 	return rc;
 }
+
+void rein_call_counts_free(rein_call_count *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++)
+		rein_free(rows[i].tool);
+	rein_free(rows);
+}
+
+int rein_store_call_note(rein_store *s, const rein_call_row *c, rein_err *err)
+{
+	assert(c != NULL && c->tenant && c->run_id && c->tool && c->seq > 0);
+	return s->ops->call_note ? s->ops->call_note(s->be, c, err) : REIN_OK;
+}
+
+int rein_store_call_counts(rein_store *s, const char *tenant, int64_t since,
+			   rein_call_count **rows, size_t *n, rein_err *err)
+{
+	assert(tenant != NULL && rows != NULL && n != NULL);
+	*rows = NULL;
+	*n = 0;
+	if (s->ops->call_counts == NULL)
+		return rein_err_set(err, REIN_EINVAL,
+				    "this store does not count calls per tenant (not supported)");
+	return s->ops->call_counts(s->be, tenant, since, rows, n, err);
+}

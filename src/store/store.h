@@ -186,6 +186,26 @@ typedef struct rein_kill_row {
 
 void rein_kill_rows_free(rein_kill_row *rows, size_t n);
 
+/* One tool call of a tenant's run, noted for the per-tenant limits
+ * (docs/policy.md, limit.per: tenant). Strings borrowed. */
+typedef struct rein_call_row {
+	const char *tenant; /* the run's requester.tenant, "default" when none */
+	const char *run_id;
+	int64_t seq;        /* the tool.intent's seq in the run */
+	const char *tool;
+	bool write;
+	int64_t at;         /* the intent's time, ms since the epoch */
+} rein_call_row;
+
+/* Calls of one (tool, write) counted by rein_store_call_counts; tool owned
+ * (rein_call_counts_free). */
+typedef struct rein_call_count {
+	char *tool;
+	bool write;
+	int64_t n;
+} rein_call_count;
+void rein_call_counts_free(rein_call_count *rows, size_t n);
+
 /* What rein_store_purge removed (or, dry_run, would remove). */
 typedef struct rein_purge_stats {
 	int64_t runs;     /* ended runs selected (ended before the cutoff) */
@@ -251,6 +271,11 @@ typedef struct rein_store_ops {
 	/* optional (NULL: rein_store_purge says "not supported") */
 	int (*purge)(void *be, int64_t ended_before, bool dry_run, rein_purge_stats *st,
 		     rein_err *err);
+	/* optional (NULL: calls are not noted, and rein_store_call_counts says
+	 * "not supported", so per-tenant limits fail closed) */
+	int (*call_note)(void *be, const rein_call_row *c, rein_err *err);
+	int (*call_counts)(void *be, const char *tenant, int64_t since, rein_call_count **rows,
+			   size_t *n, rein_err *err);
 } rein_store_ops;
 
 typedef struct rein_store_opts {
@@ -582,5 +607,24 @@ int rein_keyring_get(rein_keyring *k, const char *tenant, const char *kid,
  * *existed: there was one. A process that read the key before keeps it in
  * its cache until it closes its keyring. */
 int rein_keyring_shred(rein_keyring *k, const char *tenant, bool *existed, rein_err *err);
+
+/* ---- calls per tenant (the per-tenant limits) ----------------------------- */
+
+/*
+ * In a transaction (the one that appends the run's tool.intent, so both
+ * commit or neither): notes call c. A second note of the same (run, seq) is a
+ * no-op. Notes are kept when payloads are purged (they hold no argument).
+ * Backends without the operation: REIN_OK, nothing noted.
+ */
+int rein_store_call_note(rein_store *s, const rein_call_row *c, rein_err *err);
+/*
+ * The calls noted for tenant with at > since, counted by (tool, write):
+ * *rows an array of *n (NULL when 0), in no particular order, caller frees
+ * with rein_call_counts_free. Reads what is committed (inside a transaction:
+ * what it wrote too). Backends without the operation: REIN_EINVAL "not
+ * supported".
+ */
+int rein_store_call_counts(rein_store *s, const char *tenant, int64_t since,
+			   rein_call_count **rows, size_t *n, rein_err *err);
 
 #endif

@@ -228,6 +228,7 @@ typedef struct sq {
 	bool anc_known, anc_found;
 	rein_anchor_row anc;
 	sqlite3_stmt *kill_v;                   /* kill_version, prepared once */
+	sqlite3_stmt *call_ins;                 /* call_note, prepared once */
 } sq;
 
 #define RID_SLOTS 32768 /* a power of two; at most half are used */
@@ -359,6 +360,7 @@ static void sq_close(void *be)
 			sqlite3_finalize(b->multi[t][j]);
 	known_forget(b);
 	sqlite3_finalize(b->kill_v);
+	sqlite3_finalize(b->call_ins);
 	sqlite3_close(b->db);
 	rein_free(b->held);
 	rein_free(b->order);
@@ -1681,6 +1683,87 @@ out:
 	return rc;
 }
 
+/* ---- calls per tenant -------------------------------------------------- */
+
+/* Created in every store this rein opens (new or not): one row per tool
+ * intent, for the per-tenant limits; the index serves the count by window. */
+static const char calls_sql[] =
+	"CREATE TABLE IF NOT EXISTS calls(run TEXT NOT NULL, seq INTEGER NOT NULL,"
+	" tenant TEXT NOT NULL, tool TEXT NOT NULL, write INTEGER NOT NULL, at INTEGER NOT NULL,"
+	" PRIMARY KEY(run, seq)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS calls_by_tenant ON calls(tenant, at);";
+
+static int sq_call_note(void *be, const rein_call_row *c, rein_err *err)
+{
+	sq *b = be;
+	if (!b->in_tx)
+		return rein_err_set(err, REIN_EINVAL, "sqlite: call note needs a transaction");
+	if (b->call_ins == NULL &&
+	    sqlite3_prepare_v3(b->db, "INSERT OR IGNORE INTO calls(run, seq, tenant, tool, write, at)"
+				      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+			       -1, SQLITE_PREPARE_PERSISTENT, &b->call_ins, NULL) != SQLITE_OK)
+		return db_err(b, err, "call note");
+	sqlite3_stmt *q = b->call_ins;
+	sqlite3_bind_text(q, 1, c->run_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, c->seq);
+	sqlite3_bind_text(q, 3, c->tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, c->tool, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 5, c->write);
+	sqlite3_bind_int64(q, 6, c->at);
+	int rc = sqlite3_step(q) == SQLITE_DONE ? REIN_OK : db_err(b, err, "call note");
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc;
+}
+
+static int sq_call_counts(void *be, const char *tenant, int64_t since, rein_call_count **rows,
+			  size_t *n, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *q = NULL;
+	rein_call_count *v = NULL;
+	size_t nv = 0, cap = 0;
+	int rc = REIN_OK, r;
+	if (sqlite3_prepare_v2(b->db, "SELECT tool, write, count(*) FROM calls"
+				      " WHERE tenant = ?1 AND at > ?2 GROUP BY tool, write",
+			       -1, &q, NULL) != SQLITE_OK) {
+		rc = db_err(b, err, "call counts");
+		goto out;
+	}
+	sqlite3_bind_text(q, 1, tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, since);
+	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+		if (nv == cap) {
+			size_t nc = cap ? cap * 2 : 8;
+			rein_call_count *g = rein_realloc(v, nc * sizeof *v);
+			if (g == NULL) {
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				goto out;
+			}
+			v = g;
+			cap = nc;
+		}
+		v[nv] = (rein_call_count){.tool = rein_strdup((const char *)sqlite3_column_text(q, 0)),
+					  .write = sqlite3_column_int(q, 1) != 0,
+					  .n = sqlite3_column_int64(q, 2)};
+		if (v[nv++].tool == NULL) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (r != SQLITE_DONE)
+		rc = db_err(b, err, "call counts");
+out:
+	sqlite3_finalize(q);
+	if (rc != REIN_OK) {
+		rein_call_counts_free(v, nv);
+		return rc;
+	}
+	*rows = v;
+	*n = nv;
+	return REIN_OK;
+}
+
 static const rein_store_ops sqlite_ops = {
 	.close = sq_close,
 	.begin = sq_begin,
@@ -1710,6 +1793,8 @@ static const rein_store_ops sqlite_ops = {
 	.org_policy_put = sq_org_policy_put,
 	.org_policy_current = sq_org_policy_current,
 	.purge = sq_purge,
+	.call_note = sq_call_note,
+	.call_counts = sq_call_counts,
 };
 
 static int64_t query_int(sq *b, const char *q)
@@ -1749,6 +1834,8 @@ static int schema_ensure(sq *b, const char *path, bool must_exist, rein_err *err
 	}
 	if (rc == REIN_OK) /* the kill switch's table, in new and existing stores */
 		rc = sq_exec(b, kills_sql, err);
+	if (rc == REIN_OK) /* the calls per tenant, likewise */
+		rc = sq_exec(b, calls_sql, err);
 	if (rc == REIN_OK)
 		return sq_exec(b, "COMMIT", err);
 	sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);

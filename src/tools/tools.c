@@ -64,6 +64,7 @@ typedef struct attempt {
 	void *ud;
 	char *secrets[16]; /* resolved values, for redaction; freed after */
 	size_t nsecrets;
+	const char *tenant; /* whose secrets (borrowed while the call is built); NULL: none */
 	bool probe;
 	json_t *breaker; /* transitions decided before the call went out */
 	/* mcp */
@@ -657,14 +658,25 @@ void rein_tools_shutdown(rein_tools *tx)
 	tx->nconns = 0;
 }
 
-/* Looks a secret up; returns a new string or NULL with err. */
-static char *secret_value(const rein_secret_ref *s, rein_err *err)
+/* Looks a secret up for a run of tenant; returns a new string or NULL with err. */
+static char *secret_value(const rein_secret_ref *ref, const char *tenant, rein_err *err)
 {
+	rein_secret_src src = {0}, *s = &src;
+	if (!rein_secret_pick(ref, tenant, &src)) {
+		if (tenant)
+			rein_err_set(err, REIN_ENOTFOUND, "secret '%s' has no entry for tenant '%s' "
+				     "and no default", ref->name, tenant);
+		else
+			rein_err_set(err, REIN_ENOTFOUND, "secret '%s' is scoped by tenant and has no "
+				     "default, but the run names no tenant (rein run --tenant)",
+				     ref->name);
+		return NULL;
+	}
 	if (s->env) {
 		const char *v = getenv(s->env);
 		if (v == NULL || *v == '\0') {
 			rein_err_set(err, REIN_ENOTFOUND, "secret '%s' is not set (environment variable %s)",
-				     s->name, s->env);
+				     ref->name, s->env);
 			return NULL;
 		}
 		char *copy = rein_strdup(v);
@@ -676,7 +688,7 @@ static char *secret_value(const rein_secret_ref *s, rein_err *err)
 	size_t len = 0;
 	rein_err e = {0};
 	if (rein_file_read(s->file, &text, &len, &e) != REIN_OK) {
-		rein_err_set(err, e.code, "secret '%s' cannot be read from %s", s->name, s->file);
+		rein_err_set(err, e.code, "secret '%s' cannot be read from %s", ref->name, s->file);
 		return NULL;
 	}
 	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
@@ -719,7 +731,7 @@ static char *expand(attempt *at, const rein_tool *tool, const char *tmpl, const 
 		} else if (strncmp(name, "secret.", 7) == 0) {
 			for (size_t i = 0; i < tool->nsecrets; i++)
 				if (strcmp(tool->secrets[i].name, name + 7) == 0)
-					val = secret_value(&tool->secrets[i], err);
+					val = secret_value(&tool->secrets[i], at->tenant, err);
 			if (val == NULL)
 				goto fail;
 			if (at->nsecrets < 16)
@@ -761,6 +773,12 @@ fail:
 int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *key,
 		    const json_t *args, rein_tool_cb cb, void *ud, rein_err *err)
 {
+	return rein_tools_call_as(tx, spec, ti, NULL, key, args, cb, ud, err);
+}
+
+int rein_tools_call_as(rein_tools *tx, const rein_spec *spec, int ti, const char *tenant,
+		       const char *key, const json_t *args, rein_tool_cb cb, void *ud, rein_err *err)
+{
 	const rein_tool *tool = &spec->tools[ti];
 	attempt *at = rein_calloc(1, sizeof *at);
 	rein_tool_outcome o = {.retry_after_ms = -1};
@@ -774,6 +792,7 @@ int rein_tools_call(rein_tools *tx, const rein_spec *spec, int ti, const char *k
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	at->tx = tx;
 	at->tool = tool;
+	at->tenant = tenant;
 	at->cb = cb;
 	at->ud = ud;
 	if ((rc = breaker_for(tx, spec, tool, &at->br)) != REIN_OK) {

@@ -42,6 +42,17 @@ typedef void (*rein_tool_cb)(void *ud, rein_tool_outcome *out);
 int rein_tools_call(rein_tools *tx, const rein_spec *spec, int tool, const char *key,
 		    const json_t *args, rein_tool_cb cb, void *ud, rein_err *err);
 
+/*
+ * The same for a run of tenant (NULL: the run names none; borrowed for the
+ * call): each ${secret.X} resolves to tenant's entry of a secret scoped by
+ * tenant (docs/tools.md), else its default; a tenant with neither fails the
+ * call before anything is sent (outcome "config", not transient), naming the
+ * secret and the tenant, never a value. Other tenants' entries are not read.
+ */
+int rein_tools_call_as(rein_tools *tx, const rein_spec *spec, int tool, const char *tenant,
+		       const char *key, const json_t *args, rein_tool_cb cb, void *ud,
+		       rein_err *err);
+
 /* Cancels every attempt in flight that was started with this ud; each still
  * reports (outcome "cancelled") through its callback, later. */
 void rein_tools_cancel(rein_tools *tx, void *ud);

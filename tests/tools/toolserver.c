@@ -31,7 +31,8 @@
  * counts. A delayed answer counts even when the client hung up meanwhile, as
  * a real API would have done the work.
  *   GET  /control/stats     {"requests":N,"by_key":{k:n},"effects":{k:n},"effects_total":N}
- *   GET  /control/log       [{"at":ms since the epoch when it arrived,"key":k|null,"mode":m}]
+ *   GET  /control/log       [{"at":ms since the epoch when it arrived,"key":k|null,"mode":m,
+ *                            "auth":the Authorization header, when one came}]
  *   POST /control/reset     clears the counters
  *   POST /control/shutdown  exits
  */
@@ -384,9 +385,10 @@ static void on_request(lb_conn *lc, lb_request *rq)
 	n_requests++;
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
-	json_array_append_new(req_log, json_pack("{s:I, s:s?, s:s}", "at",
+	json_array_append_new(req_log, json_pack("{s:I, s:s?, s:s, s:s?}", "at",
 						 (json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
-						 "key", r->key, "mode", r->mode));
+						 "key", r->key, "mode", r->mode, "auth",
+						 lb_header(rq, "authorization")));
 	r->count = r->key ? counter_incr(by_key, r->key) : 1;
 	conn *c = (conn *)lc;
 	if (strncmp(r->mode, "seq:", 4) == 0)

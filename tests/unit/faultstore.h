@@ -255,6 +255,19 @@ static inline int fs_purge(void *be, int64_t before, bool dry_run, rein_purge_st
 	FS_CALL(0, "purge", rein_store_purge(f->inner, before, dry_run, st, err));
 }
 
+static inline int fs_call_note(void *be, const rein_call_row *c, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "call note", rein_store_call_note(f->inner, c, err));
+}
+
+static inline int fs_call_counts(void *be, const char *tenant, int64_t since,
+				 rein_call_count **rows, size_t *n, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "call counts", rein_store_call_counts(f->inner, tenant, since, rows, n, err));
+}
+
 static const rein_store_ops faultstore_ops = {
 	.close = fs_close,
 	.begin = fs_begin,
@@ -282,6 +295,8 @@ static const rein_store_ops faultstore_ops = {
 	.kill_list = fs_kill_list,
 	.kill_version = fs_kill_version,
 	.purge = fs_purge,
+	.call_note = fs_call_note,
+	.call_counts = fs_call_counts,
 };
 
 /* Wraps inner (owned from now on, even on failure) with plan (borrowed). */

@@ -52,6 +52,12 @@ typedef struct memdb {
 	rein_kill_row *kills; /* the switches set, owning their strings */
 	size_t nkills, killcap;
 	int64_t kill_version, kill_next;
+	struct mem_call { /* calls per tenant, owning their strings */
+		char *tenant, *run, *tool;
+		int64_t seq, at;
+		bool write;
+	} *calls;
+	size_t ncalls, callcap;
 } memdb;
 
 typedef struct memstore {
@@ -104,6 +110,12 @@ static inline void memdb_clear(memdb *db)
 	rein_free(db->specs);
 	rein_free(db->anchors);
 	rein_kill_rows_free(db->kills, db->nkills);
+	for (size_t i = 0; i < db->ncalls; i++) {
+		rein_free(db->calls[i].tenant);
+		rein_free(db->calls[i].run);
+		rein_free(db->calls[i].tool);
+	}
+	rein_free(db->calls);
 	memset(db, 0, sizeof *db);
 }
 
@@ -192,6 +204,17 @@ static inline memdb *memdb_copy(const memdb *db)
 					      .tool = ms_dup(k->tool, &oom),
 					      .tenant = ms_dup(k->tenant, &oom),
 					      .reason = ms_dup(k->reason, &oom), .by = ms_dup(k->by, &oom)};
+	}
+	if (oom)
+		goto fail;
+	if (db->ncalls && (c->calls = rein_calloc(db->ncalls, sizeof *c->calls)) == NULL)
+		goto fail;
+	c->callcap = db->ncalls;
+	for (size_t i = 0; i < db->ncalls; i++, c->ncalls++) {
+		c->calls[i] = db->calls[i];
+		c->calls[i].tenant = ms_dup(db->calls[i].tenant, &oom);
+		c->calls[i].run = ms_dup(db->calls[i].run, &oom);
+		c->calls[i].tool = ms_dup(db->calls[i].tool, &oom);
 	}
 	if (oom)
 		goto fail;
@@ -860,6 +883,60 @@ static inline int ms_purge(void *be, int64_t before, bool dry_run, rein_purge_st
 	return REIN_OK;
 }
 
+static inline int ms_call_note(void *be, const rein_call_row *c, rein_err *err)
+{
+	memstore *m = be;
+	memdb *db = m->db;
+	if (m->saved == NULL)
+		return rein_err_set(err, REIN_EINVAL, "memstore: call note needs a transaction");
+	for (size_t i = 0; i < db->ncalls; i++)
+		if (db->calls[i].seq == c->seq && strcmp(db->calls[i].run, c->run_id) == 0)
+			return REIN_OK; /* noted already */
+	bool oom = false;
+	struct mem_call k = {.tenant = ms_dup(c->tenant, &oom), .run = ms_dup(c->run_id, &oom),
+			     .tool = ms_dup(c->tool, &oom), .seq = c->seq, .at = c->at,
+			     .write = c->write};
+	if (oom || !ms_grow((void **)&db->calls, &db->callcap, db->ncalls, sizeof *db->calls)) {
+		rein_free(k.tenant);
+		rein_free(k.run);
+		rein_free(k.tool);
+		return ms_oom(err);
+	}
+	db->calls[db->ncalls++] = k;
+	return REIN_OK;
+}
+
+static inline int ms_call_counts(void *be, const char *tenant, int64_t since,
+				 rein_call_count **rows, size_t *n, rein_err *err)
+{
+	memdb *db = ((memstore *)be)->db;
+	rein_call_count *v = NULL;
+	size_t nv = 0, cap = 0;
+	for (size_t i = 0; i < db->ncalls; i++) {
+		const struct mem_call *k = &db->calls[i];
+		if (strcmp(k->tenant, tenant) != 0 || k->at <= since)
+			continue;
+		size_t j = 0;
+		while (j < nv && !(v[j].write == k->write && strcmp(v[j].tool, k->tool) == 0))
+			j++;
+		if (j < nv) {
+			v[j].n++;
+			continue;
+		}
+		bool oom = false;
+		if (!ms_grow((void **)&v, &cap, nv, sizeof *v) ||
+		    (v[nv] = (rein_call_count){.tool = ms_dup(k->tool, &oom), .write = k->write, .n = 1},
+		     oom)) {
+			rein_call_counts_free(v, nv);
+			return ms_oom(err);
+		}
+		nv++;
+	}
+	*rows = v;
+	*n = nv;
+	return REIN_OK;
+}
+
 static const rein_store_ops memstore_ops = {
 	.close = ms_close,
 	.begin = ms_begin,
@@ -887,6 +964,8 @@ static const rein_store_ops memstore_ops = {
 	.kill_list = ms_kill_list,
 	.kill_version = ms_kill_version,
 	.purge = ms_purge,
+	.call_note = ms_call_note,
+	.call_counts = ms_call_counts,
 };
 
 /* A new handle on db (borrowed: it must outlive the store). */

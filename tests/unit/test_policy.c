@@ -56,6 +56,7 @@ typedef struct kase {
 	const char *want, *rules; /* decision, ids joined by "," */
 	const char *run;	  /* the run as given (default {"id":"run_1"}) */
 	bool no_requester;	  /* requester NULL */
+	const char *tcounts;	  /* tenant_counts as given, NULL: none */
 } kase;
 
 static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
@@ -69,9 +70,10 @@ static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
 	json_t *input_doc = json_pack("{s:{s:{}, s:{}, s:{}}}", "properties", "amount", "tenant", "to");
 	json_t *run = k->run ? rein_json_parse(k->run, strlen(k->run), &e) : json_pack("{s:s}", "id", "run_1");
 	const rein_policy *sets[2] = {p, p2};
+	json_t *tc = k->tcounts ? rein_json_parse(k->tcounts, strlen(k->tcounts), &e) : NULL;
 	rein_policy_call c = {.tool = {k->tool, k->write, k->risk, input_doc},
 			      .args = args, .requester = k->no_requester ? NULL : rq, .input = in, .run = run,
-			      .now_ms = k->now, .history = h, .enforce = k->enforce};
+			      .now_ms = k->now, .history = h, .enforce = k->enforce, .tenant_counts = tc};
 	json_t *d = NULL;
 	assert_int_equal(rein_policy_eval(sb, sets, 2, &c, &d, &e), REIN_OK);
 	assert_string_equal(json_string_value(json_object_get(d, "decision")), k->want);
@@ -91,6 +93,7 @@ static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
 	json_decref(h);
 	json_decref(input_doc);
 	json_decref(run);
+	json_decref(tc);
 }
 
 static void test_defaults(void **st)
@@ -168,6 +171,57 @@ static void test_limits(void **st)
 	};
 	for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
 		check(p, NULL, &ks[i]);
+	rein_policy_free(p);
+}
+
+/* Per-tenant limits: the counts come from outside (the runner, from the
+ * store); a rule without one fails closed; the rates are listed with what
+ * they count. */
+static void test_tenant_limits(void **st)
+{
+	(void)st;
+	rein_policy *p = compile(
+		"[{\"id\":\"rate\",\"effect\":\"deny\",\"tool\":\"pa*\",\"access\":\"write\","
+		"\"limit\":{\"max\":2,\"window_s\":3600,\"per\":\"tenant\"},\"reason\":\"2 an hour\"},"
+		" {\"id\":\"run\",\"effect\":\"deny\",\"tool\":\"pay\",\"limit\":{\"max\":5,\"per\":\"run\"}},"
+		" {\"id\":\"pay\",\"effect\":\"allow\",\"tool\":\"pay\"}]");
+	kase ks[] = {
+		{"pay", true, 0, .now = 1000, .enforce = true, .want = "allow", .rules = "pay",
+		 .tcounts = "{\"rate\": 1}"},
+		{"pay", true, 0, .now = 1000, .enforce = true, .want = "deny", .rules = "rate",
+		 .tcounts = "{\"rate\": 2}"},
+		{"pay", true, 0, .now = 1000, .enforce = true, .want = "deny", .rules = "rate",
+		 .tcounts = "{\"rate\": 7}"},
+		/* no count: fails closed */
+		{"pay", true, 0, .now = 1000, .enforce = true, .want = "deny", .rules = "rate"},
+		{"pay", true, 0, .now = 1000, .enforce = true, .want = "deny", .rules = "rate",
+		 .tcounts = "{\"other\": 0}"},
+		{"pay", true, 0, .now = 1000, .enforce = true, .want = "deny", .rules = "rate",
+		 .tcounts = "{\"rate\": \"2\"}"},
+		/* a read tool is not its target: no count needed */
+		{"pay", false, 0, .now = 1000, .enforce = true, .want = "allow", .rules = "pay"},
+	};
+	for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+		check(p, NULL, &ks[i]);
+	rein_policy_rate r[4];
+	assert_int_equal(rein_policy_rates(p, r, 4), 1);
+	assert_int_equal(rein_policy_rates(p, NULL, 0), 1);
+	assert_int_equal(rein_policy_rates(NULL, r, 4), 0);
+	assert_string_equal(r[0].id, "rate");
+	assert_int_equal(r[0].max, 2);
+	assert_int_equal(r[0].window_ms, 3600000);
+	assert_true(rein_policy_rate_counts(&r[0], "pay", true));
+	assert_true(rein_policy_rate_counts(&r[0], "park", true));
+	assert_false(rein_policy_rate_counts(&r[0], "pay", false));
+	assert_false(rein_policy_rate_counts(&r[0], "refund", true));
+	assert_false(rein_policy_rate_counts(&r[0], NULL, true));
+	rein_policy_free(p);
+	/* a read-only rate counts reads only; an untargeted one every tool */
+	p = compile("[{\"id\":\"r\",\"effect\":\"deny\",\"access\":\"read\","
+		    "\"limit\":{\"max\":1,\"window_s\":1,\"per\":\"tenant\"}}]");
+	assert_int_equal(rein_policy_rates(p, r, 4), 1);
+	assert_true(rein_policy_rate_counts(&r[0], "anything", false));
+	assert_false(rein_policy_rate_counts(&r[0], "anything", true));
 	rein_policy_free(p);
 }
 
@@ -328,6 +382,9 @@ static void test_compile_errors(void **st)
 		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":\"x\"}}]", 0, "limit must be"},
 		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":0}}]", 0, "limit must be"},
 		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":5,\"x\":1}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":5,\"per\":\"user\"}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":5,\"per\":3}}]", 0, "limit must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"per\":\"tenant\"}}]", 0, "a limit per tenant needs a window_s"},
 		{"[{\"id\":\"a\",\"effect\":\"allow\"},{\"id\":\"b\",\"effect\":\"deny\",\"tool\":[\"x\",3]}]", 1, "tool must be"},
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
@@ -422,6 +479,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_precedence_and_targets),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_tenant_limits),
 		cmocka_unit_test(test_fail_closed),
 		cmocka_unit_test(test_eval_edges),
 		cmocka_unit_test(test_fields),

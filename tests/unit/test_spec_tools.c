@@ -81,11 +81,127 @@ static void test_locked_mcp_input(void **state)
 	rein_script_free(sb);
 }
 
+static const char *const sec_wf = "rein: 1\nname: t\ntools:\n  echo: tools/echo.yaml\n"
+				  "steps:\n  a: { tool: echo, args: {}, next: done }\n"
+				  "  done: { end: succeeded }\n";
+
+static int load_tool(rein_script *sb, const char *secrets, rein_spec **spec, rein_err *e)
+{
+	char tool[1024];
+	snprintf(tool, sizeof tool,
+		 "effect: read\ninput: { type: object }\nhttp:\n  method: GET\n  url: \"http://127.0.0.1:1/x\"\n"
+		 "  headers: { Authorization: \"Bearer ${secret.api_key}\" }\n"
+		 "secrets:\n%s",
+		 secrets);
+	json_t *b = json_pack("{s:{s:s, s:s}}", "files", "workflow.yaml", sec_wf, "tools/echo.yaml",
+			      tool);
+	assert_non_null(b);
+	int rc = rein_spec_load_bundle(b, "wf", sb, spec, e);
+	json_decref(b);
+	return rc;
+}
+
+/* A secret scoped by tenant: each tenant's source, the default, none; the
+ * credential names what a run of each tenant uses; bad forms are located. */
+static void test_tenant_secrets(void **state)
+{
+	(void)state;
+	rein_script *sb = NULL;
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	rein_spec *spec = NULL;
+	rein_err e = {0};
+	assert_int_equal(load_tool(sb,
+				   "  api_key:\n    tenants:\n      acme: { env: ACME_KEY }\n"
+				   "      globex: { file: /run/globex }\n",
+				   &spec, &e),
+			 REIN_OK);
+	const rein_tool *t = &spec->tools[0];
+	assert_true(t->secrets[0].scoped);
+	rein_secret_src src = {0};
+	assert_true(rein_secret_pick(&t->secrets[0], "acme", &src));
+	assert_string_equal(src.env, "ACME_KEY");
+	assert_null(src.file);
+	assert_true(rein_secret_pick(&t->secrets[0], "globex", &src));
+	assert_string_equal(src.file, "/run/globex");
+	assert_false(rein_secret_pick(&t->secrets[0], "initech", &src));
+	assert_false(rein_secret_pick(&t->secrets[0], NULL, &src));
+	bool oom = true;
+	char *c = rein_tool_credential(t, "acme", &oom);
+	assert_false(oom);
+	assert_string_equal(c, "api_key (tenant acme, env ACME_KEY)");
+	rein_free(c);
+	c = rein_tool_credential(t, "globex", &oom);
+	assert_string_equal(c, "api_key (tenant globex, file /run/globex)");
+	rein_free(c);
+	c = rein_tool_credential(t, "initech", &oom);
+	assert_string_equal(c, "api_key (tenant initech: no entry and no default)");
+	rein_free(c);
+	rein_spec_free(spec);
+	spec = NULL;
+
+	/* with a default; and an unscoped secret beside it */
+	assert_int_equal(load_tool(sb,
+				   "  api_key:\n    tenants: { acme: { env: ACME_KEY } }\n"
+				   "    default: { env: SHARED_KEY }\n  other: { env: OTHER }\n",
+				   &spec, &e),
+			 REIN_OK);
+	t = &spec->tools[0];
+	assert_true(rein_secret_pick(&t->secrets[0], "initech", &src));
+	assert_string_equal(src.env, "SHARED_KEY");
+	assert_true(rein_secret_pick(&t->secrets[0], NULL, &src));
+	assert_false(t->secrets[1].scoped);
+	assert_true(rein_secret_pick(&t->secrets[1], "acme", &src));
+	assert_string_equal(src.env, "OTHER");
+	c = rein_tool_credential(t, "initech", &oom);
+	assert_string_equal(c, "api_key (tenant initech, default, env SHARED_KEY); other (env OTHER)");
+	rein_free(c);
+	c = rein_tool_credential(t, "acme", &oom);
+	assert_string_equal(c, "api_key (tenant acme, env ACME_KEY); other (env OTHER)");
+	rein_free(c);
+	rein_spec_free(spec);
+	spec = NULL;
+
+	/* a tool without secrets has no credential */
+	assert_int_equal(load_tool(sb, "  api_key: { env: K }\n", &spec, &e), REIN_OK);
+	rein_tool bare = spec->tools[0];
+	bare.nsecrets = 0;
+	assert_null(rein_tool_credential(&bare, "acme", &oom));
+	assert_false(oom);
+	rein_spec_free(spec);
+	spec = NULL;
+
+	/* bad forms, located */
+	static const char *const bad[][2] = {
+		{"  api_key:\n    tenants: { acme: { env: A, file: B } }\n",
+		 "secret 'api_key' needs exactly one of 'env' or 'file'"},
+		{"  api_key:\n    tenants: { acme: { vault: x } }\n", "vault"},
+		{"  api_key:\n    tenants: {}\n", "secret 'api_key' has no tenants"},
+		{"  api_key:\n    tenants: [acme]\n", "tenants"},
+		{"  api_key:\n    tenants: { acme: { env: A } }\n    default: {}\n",
+		 "secret 'api_key' needs exactly one of 'env' or 'file'"},
+		{"  api_key:\n    tenants: { acme: { env: A } }\n    fallback: { env: B }\n", "fallback"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(load_tool(sb, bad[i][0], &spec, &e), REIN_ESPEC);
+		bool found = false;
+		for (size_t d = 0; d < e.diags.n; d++)
+			found |= strstr(e.diags.v[d].msg, bad[i][1]) != NULL &&
+				 strcmp(e.diags.v[d].file, "wf/tools/echo.yaml") == 0 &&
+				 e.diags.v[d].line > 0;
+		if (!found)
+			fail_msg("case %zu: no located '%s' in: %s", i, bad[i][1],
+				 e.diags.n ? e.diags.v[0].msg : e.msg);
+		rein_err_clear(&e);
+	}
+	rein_script_free(sb);
+}
+
 int main(void)
 {
 	rein_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_locked_mcp_input),
+		cmocka_unit_test(test_tenant_secrets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

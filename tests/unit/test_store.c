@@ -1715,6 +1715,78 @@ static void test_purge(void **state)
 	store_env_free(e);
 }
 
+/* The count of one (tool, write) in rows, 0 when absent. */
+static int64_t count_of(const rein_call_count *rows, size_t n, const char *tool, bool write)
+{
+	for (size_t i = 0; i < n; i++)
+		if (rows[i].write == write && strcmp(rows[i].tool, tool) == 0)
+			return rows[i].n;
+	return 0;
+}
+
+/* Calls per tenant: noted inside a transaction only (rolled back with it),
+ * once per (run, seq), counted per tenant by (tool, write) after `since`,
+ * kept across a reopen. */
+static void test_call_counts(void **state)
+{
+	env *e = store_env(state);
+	rein_store *st = e->st;
+	rein_err err = {0};
+	rein_call_count *rows = NULL;
+	size_t n = 9;
+	assert_int_equal(rein_store_call_counts(st, "acme", 0, &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 0);
+	assert_null(rows);
+	rein_call_row c = {.tenant = "acme", .run_id = "r1", .seq = 3, .tool = "pay", .write = true,
+			   .at = 1000};
+	assert_int_equal(rein_store_call_note(st, &c, &err), REIN_EINVAL); /* no transaction */
+	rein_err_clear(&err);
+	assert_int_equal(rein_store_begin(st, &err), REIN_OK);
+	assert_int_equal(rein_store_call_note(st, &c, &err), REIN_OK);
+	rein_store_rollback(st);
+	assert_int_equal(rein_store_call_counts(st, "acme", 0, &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 0); /* rolled back */
+	assert_int_equal(rein_store_begin(st, &err), REIN_OK);
+	assert_int_equal(rein_store_call_note(st, &c, &err), REIN_OK);
+	assert_int_equal(rein_store_call_note(st, &c, &err), REIN_OK); /* the same: once */
+	c.seq = 5, c.at = 2000;
+	assert_int_equal(rein_store_call_note(st, &c, &err), REIN_OK);
+	c.run_id = "r2", c.seq = 3, c.at = 3000;
+	assert_int_equal(rein_store_call_note(st, &c, &err), REIN_OK);
+	c.tool = "look", c.write = false;
+	assert_int_equal(rein_store_call_note(st, &c, &err), REIN_OK);
+	c.seq = 4;
+	assert_int_equal(rein_store_call_note(st, &c, &err), REIN_OK);
+	c.tenant = "globex", c.run_id = "r3", c.tool = "pay", c.write = true, c.seq = 3;
+	assert_int_equal(rein_store_call_note(st, &c, &err), REIN_OK);
+	assert_int_equal(rein_store_commit(st, &err), REIN_OK);
+	assert_int_equal(rein_store_call_counts(st, "acme", 0, &rows, &n, &err), REIN_OK);
+	/* r2 seq 3 was noted as pay and then again as look: the first stays */
+	assert_int_equal(count_of(rows, n, "pay", true), 3);
+	assert_int_equal(count_of(rows, n, "look", false), 1);
+	assert_int_equal(count_of(rows, n, "pay", false), 0);
+	rein_call_counts_free(rows, n);
+	/* the window: at > since */
+	assert_int_equal(rein_store_call_counts(st, "acme", 2000, &rows, &n, &err), REIN_OK);
+	assert_int_equal(count_of(rows, n, "pay", true), 1);
+	assert_int_equal(count_of(rows, n, "look", false), 1);
+	rein_call_counts_free(rows, n);
+	assert_int_equal(rein_store_call_counts(st, "globex", 0, &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(count_of(rows, n, "pay", true), 1);
+	rein_call_counts_free(rows, n);
+	assert_int_equal(rein_store_call_counts(st, "initech", 0, &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 0);
+	/* kept across a reopen */
+	rein_store_close(st);
+	assert_int_equal(open_store(e, &e->st, &err), REIN_OK);
+	st = e->st;
+	assert_int_equal(rein_store_call_counts(st, "acme", 0, &rows, &n, &err), REIN_OK);
+	assert_int_equal(count_of(rows, n, "pay", true), 3);
+	rein_call_counts_free(rows, n);
+	store_env_free(e);
+}
+
 #define BOTH(t) cmocka_unit_test_prestate(t, &be_sqlite), cmocka_unit_test_prestate(t, &be_memory)
 
 int main(void)
@@ -1735,6 +1807,7 @@ int main(void)
 		BOTH(test_run_list),
 		BOTH(test_inbox),
 		BOTH(test_kill_switch),
+		BOTH(test_call_counts),
 		BOTH(test_store_write_faults),
 		BOTH(test_verify_all),
 		BOTH(test_anchors),
