@@ -69,6 +69,11 @@ typedef struct rein_policy_call {
 	int64_t now_ms;          /* the run's recorded clock (the last event's time) */
 	const json_t *history;   /* the calls recorded so far: [{tool, write, at}] */
 	bool enforce;            /* default-deny writes no rule allows */
+	/* the labels of the call (NULL: none known): {agent: bool, context:
+	   label|null (an agent's context without the model's own text), args:
+	   {NAME: label}}; `provenance` in conditions, what trusted(), sources(),
+	   readers() and readable_by() read, and the rule rein.untrusted_write */
+	const json_t *provenance;
 	rein_script_limits limits;
 } rein_policy_call;
 
@@ -82,6 +87,25 @@ typedef struct rein_policy_call {
  */
 int rein_policy_eval(rein_script *sb, const rein_policy *const *sets, size_t nsets,
 		     const rein_policy_call *call, json_t **out, rein_err *err);
+
+/* ---- provenance labels (docs/policy.md, "Provenance") ------------------
+ * A label is {sources: [...], readers: [...], trusted: bool}: where a value
+ * came from ("requester", "tool:NAME", "retrieval", "model", "signal"; none:
+ * a constant of the spec), who may read it ("public", "tenant:T", "role:R";
+ * "public" is everyone) and whether every source is trusted. Arrays are
+ * sorted and unique, so equal labels are equal JSON. */
+
+/* A new label of one source (NULL: none) read by readers (borrowed; NULL:
+ * public). NULL when out of memory. */
+json_t *rein_label_new(const char *source, const json_t *readers, bool trusted);
+/* Joins l (borrowed; NULL: nothing) into *acc (NULL: becomes a copy of l):
+ * the union of sources, the intersection of readers, trusted if both are.
+ * REIN_ENOMEM. */
+int rein_label_join(json_t **acc, const json_t *l);
+/* Whether every source of l is trusted (NULL: false). */
+bool rein_label_trusted(const json_t *l);
+/* Whether reader (or everyone) may read a value labelled l. */
+bool rein_label_readable(const json_t *l, const char *reader);
 
 /* The version of a rule list: hex SHA-256 of its canonical JSON. */
 void rein_policy_version(const json_t *rules, char out[65]);
