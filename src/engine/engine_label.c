@@ -189,7 +189,9 @@ int engine_label_note(rein_run *r, int ti, rein_event_type evt, const json_t *da
 	} else if (evt == REIN_EV_TOOL_RESULT) {
 		ctx_fresh(r, t);
 		const char *tn = json_string_value(json_object_get(data, "tool"));
-		json_t *l = tool_label(r, tn ? rein_spec_tool(r->spec, tn) : -1);
+		const rein_tool *cur = engine_cur_tool(r, t); /* the runner's result names none */
+		int tool = tn ? rein_spec_tool(r->spec, tn) : cur ? (int)(cur - r->spec->tools) : -1;
+		json_t *l = tool_label(r, tool);
 		const json_t *out = json_object_get(data, "out");
 		rc = l ? ctx_add(t, out, l) : REIN_ENOMEM;
 		json_decref(l);
