@@ -254,6 +254,7 @@ static int cmd_test(const char *file, rein_script *sb)
 			.now_ms = now,
 			.history = hist,
 			.enforce = true,
+			.provenance = json_object_get(c, "provenance"),
 		};
 		json_t *dec = NULL;
 		rein_err pe = {0};
