@@ -27,13 +27,14 @@ typedef struct rule {
 	int64_t window_ms;  /* 0: the whole run */
 	char **fields;      /* args.FIELD names `when` reads */
 	size_t nfields;
-	char *chunk;        /* `when` with the provenance functions defined, or NULL */
+	char *chunk;        /* `when` inside a function that defines the provenance
+			       functions (an expression still), or NULL */
 } rule;
 
 /* The provenance functions a condition may call (docs/policy.md): a value is
  * looked up among the call's arguments (by equality; the labels of equal
  * arguments are joined in C first), so trusted(args.iban) reads the label
- * of argument iban. One line, so an error in `when` stays at line 1. */
+ * of argument iban. */
 static const char prov_prelude[] =
 	"local function __pl(v) local p = provenance and provenance.args; if p == nil or args == nil "
 	"then return nil end; for k, x in pairs(args) do if rawequal(x, v) and p[k] then return p[k] "
@@ -202,10 +203,12 @@ static int compile_rule(const json_t *o, rule *r, rein_script *sb, rein_err *err
 		if ((r->when = rein_strdup(json_string_value(w))) == NULL || scan_fields(r) != REIN_OK)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 		if (uses_prov(r->when) &&
-		    (r->chunk = rein_sprintf("%s%s\n)", prov_prelude, r->when)) == NULL)
+		    (r->chunk = rein_sprintf("(function() %s%s\n) end)()", prov_prelude, r->when)) == NULL)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
-		int rc = r->chunk ? rein_script_check(sb, r->chunk, REIN_SCRIPT_CHUNK, &e)
-				  : rein_script_check(sb, r->when, REIN_SCRIPT_EXPR, &e);
+		/* the author's text first, so a syntax error names its own line */
+		int rc = rein_script_check(sb, r->when, REIN_SCRIPT_EXPR, &e);
+		if (rc == REIN_OK && r->chunk)
+			rc = rein_script_check(sb, r->chunk, REIN_SCRIPT_EXPR, &e);
 		if (rc != REIN_OK)
 			return rein_err_set(err, rc == REIN_ENOMEM ? rc : REIN_EINVAL, "rule '%s': when: %s",
 					    id, e.msg);
@@ -445,8 +448,7 @@ static int rule_matches(rein_script *sb, const rule *r, const rein_policy_call *
 			       .limits = c->limits};
 	json_t *res = NULL;
 	rein_err e = {0};
-	int rc = r->chunk ? rein_script_eval(sb, r->chunk, REIN_SCRIPT_CHUNK, &ctx, &res, &e)
-			  : rein_script_eval(sb, r->when, REIN_SCRIPT_EXPR, &ctx, &res, &e);
+	int rc = rein_script_eval(sb, r->chunk ? r->chunk : r->when, REIN_SCRIPT_EXPR, &ctx, &res, &e);
 	json_decref(vars);
 	if (rc == REIN_ENOMEM)
 		return rein_err_set(err, rc, "out of memory");
