@@ -854,11 +854,11 @@ int rein_run_exec(rein_run *r, int step, const rein_clock *clock, const char **t
 		ctx.limits.deadline_ms = r->deadline;
 		ctx.limits.clock = clock;
 	}
-	engine_label_track(r, r->th[t].last_label);
+	engine_label_track(r, r->th[t].last_label, false);
 	int rc = rein_script_eval(r->sb, st->u.code.src, REIN_SCRIPT_CHUNK, &ctx, &out, &e);
-	json_t *labels = engine_label_untrack(r, NULL); /* what the script read */
 	json_decref(vars);
 	if (rc == REIN_ENOMEM) {
+		json_decref(engine_label_untrack(r, NULL));
 		return rein_err_set(err, rc, "out of memory");
 	} else if (rc == REIN_ELIMIT && ctx.limits.deadline_ms && strstr(e.msg, "time limit reached")) {
 		char *msg = rein_sprintf("timeout: the run exceeded timeout_s %lld while step '%s' ran",
@@ -887,12 +887,13 @@ int rein_run_exec(rein_run *r, int step, const rein_clock *clock, const char **t
 	} else {
 		*type = rein_event_name(REIN_EV_STEP_COMPLETED);
 		*data = obj1("out", out);
-		if (*data && r->labels && (labels == NULL || json_object_set(*data, "labels", labels) != 0)) {
+		if (*data && engine_label_code(r, step, *data) != REIN_OK) { /* what it read */
 			json_decref(*data);
 			*data = NULL;
 		}
 	}
-	json_decref(labels);
+	if (r->lab_on)
+		json_decref(engine_label_untrack(r, NULL));
 	if (*data == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	return REIN_OK;

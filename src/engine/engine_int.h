@@ -132,7 +132,7 @@ struct rein_run {
 	int64_t clock_ms;
 	/* provenance (engine_label.c): the input's label, each step output's,
 	   and what the evaluation being tracked read (lab_on) */
-	json_t *in_label, **labels;
+	json_t *in_label, **labels, *const_label;
 	json_t *lab_acc, *lab_reads;
 	const json_t *lab_out;
 	bool lab_on, lab_oom;
@@ -284,11 +284,17 @@ int engine_label_start(rein_run *r, rein_err *err);
 void engine_label_free(rein_run *r);
 /* The sandbox's on_read (ud: the run): joins what a tracked evaluation reads. */
 void engine_label_read(void *ud, int what, const char *name);
-/* Starts tracking reads (`out` labelled out_label, borrowed); untrack ends
- * it: the join of what was read (a constant's label when nothing; caller
- * decrefs) and, if reads, the names read ("input", "steps.S"); NULL: OOM. */
-void engine_label_track(rein_run *r, const json_t *out_label);
+/* Starts tracking reads (`out` labelled out_label, borrowed; names: keep the
+ * names read too); untrack ends it: the join of what was read (a constant's
+ * label when nothing; caller decrefs; never changed: labels are shared) and,
+ * if reads, the names read ("input", "steps.S"); NULL: OOM. */
+void engine_label_track(rein_run *r, const json_t *out_label, bool names);
 json_t *engine_label_untrack(rein_run *r, json_t **reads);
+/* Ends the tracking of code step `step`'s script (tracked since its start)
+ * and adds `labels` (what it read) to data, its step.completed, unless they
+ * are what the step's text can read (then its apply derives the same).
+ * REIN_ENOMEM. */
+int engine_label_code(rein_run *r, int step, json_t *data);
 /* Folds model.intent (the prompt's labels and reads) and tool.result (the
  * tool's label) into thread ti's context. */
 int engine_label_note(rein_run *r, int ti, rein_event_type evt, const json_t *data,

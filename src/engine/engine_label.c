@@ -21,6 +21,7 @@ void engine_label_free(rein_run *r)
 		json_decref(r->th[i].ctx_vals);
 	}
 	json_decref(r->in_label);
+	json_decref(r->const_label);
 	json_decref(r->lab_acc);
 	json_decref(r->lab_reads);
 }
@@ -75,7 +76,7 @@ static void note_read(rein_run *r, const json_t *l, const char *name)
 {
 	if (rein_label_join(&r->lab_acc, l) != REIN_OK)
 		r->lab_oom = true;
-	if (name && (r->lab_reads == NULL || json_array_append_new(r->lab_reads, json_string(name)) != 0))
+	if (name && r->lab_reads && json_array_append_new(r->lab_reads, json_string(name)) != 0)
 		r->lab_oom = true;
 }
 
@@ -91,20 +92,21 @@ void engine_label_read(void *ud, int what, const char *name)
 	} else if (what == REIN_READ_STEP) {
 		int s = rein_spec_step(r->spec, name);
 		char buf[300];
-		snprintf(buf, sizeof buf, "steps.%s", name);
+		if (r->lab_reads) /* the names only when asked for */
+			snprintf(buf, sizeof buf, "steps.%s", name);
 		if (s >= 0)
-			note_read(r, r->labels ? r->labels[s] : NULL, buf);
+			note_read(r, r->labels ? r->labels[s] : NULL, r->lab_reads ? buf : NULL);
 	}
 }
 
-void engine_label_track(rein_run *r, const json_t *out_label)
+void engine_label_track(rein_run *r, const json_t *out_label, bool names)
 {
 	assert(r != NULL && !r->lab_on);
 	json_decref(r->lab_acc);
 	json_decref(r->lab_reads);
 	r->lab_acc = NULL;
-	r->lab_reads = json_array();
-	r->lab_oom = r->lab_reads == NULL;
+	r->lab_reads = names ? json_array() : NULL;
+	r->lab_oom = names && r->lab_reads == NULL;
 	r->lab_out = out_label;
 	r->lab_on = true;
 }
@@ -115,8 +117,9 @@ json_t *engine_label_untrack(rein_run *r, json_t **reads)
 	r->lab_on = false;
 	json_t *l = r->lab_acc;
 	r->lab_acc = NULL;
-	if (l == NULL)
-		l = rein_label_new(NULL, NULL, true); /* a constant of the spec */
+	if (l == NULL) /* a constant of the spec */
+		l = r->const_label ? json_incref(r->const_label)
+				   : (r->const_label = rein_label_new(NULL, NULL, true)) ? json_incref(r->const_label) : NULL;
 	if (reads)
 		*reads = r->lab_reads;
 	else
@@ -131,6 +134,92 @@ json_t *engine_label_untrack(rein_run *r, json_t **reads)
 		return NULL;
 	}
 	return l;
+}
+
+/* ---- a code step's reads, from its text ------------------------------------- */
+
+static bool ident_char(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
+
+/* Whether the word w of length n starts at p, as a whole name (not a field). */
+static bool word_at(const char *src, const char *p, const char *w, size_t n)
+{
+	return strncmp(p, w, n) == 0 && !ident_char(p[n]) &&
+	       (p == src || (!ident_char(p[-1]) && p[-1] != '.'));
+}
+
+/* Joins the label of step NAME (name[0..n)) into *l. */
+static int join_step(rein_run *r, const char *name, size_t n, json_t **l)
+{
+	char buf[256];
+	if (n >= sizeof buf)
+		return REIN_OK;
+	memcpy(buf, name, n);
+	buf[n] = '\0';
+	int s = rein_spec_step(r->spec, buf);
+	return s >= 0 ? rein_label_join(l, r->labels[s]) : REIN_OK;
+}
+
+/* The label of what a code step's source can read, found in its text: every
+ * `input`, every `steps.NAME` and `steps["NAME"]`; any other use of `steps`
+ * (an index that is not a literal, steps passed around) reads every step.
+ * A superset of what one evaluation reads (a name in a comment or a branch
+ * not taken counts): the label a step.completed without `labels` takes, so
+ * the exact labels are recorded only when they are narrower. NULL: OOM. */
+static json_t *code_label(rein_run *r, const char *src)
+{
+	json_t *l = NULL;
+	int rc = REIN_OK;
+	bool all = false;
+	for (const char *p = src; *p && rc == REIN_OK && !all; p++) {
+		if (word_at(src, p, "input", 5)) {
+			rc = rein_label_join(&l, r->in_label);
+		} else if (word_at(src, p, "steps", 5)) {
+			const char *q = p + 5;
+			while (*q == ' ' || *q == '\t')
+				q++;
+			const char *name = NULL, *end = NULL;
+			if (*q == '.') {
+				name = q + 1;
+				for (end = name; ident_char(*end); end++)
+					;
+			} else if (q[0] == '[' && (q[1] == '"' || q[1] == '\'')) {
+				name = q + 2;
+				end = strchr(name, q[1]);
+				if (end == NULL || end[1] != ']')
+					end = NULL;
+			}
+			if (name && end && end > name)
+				rc = join_step(r, name, (size_t)(end - name), &l);
+			else
+				all = true;
+		}
+	}
+	for (size_t i = 0; all && rc == REIN_OK && i < r->spec->nsteps; i++)
+		rc = rein_label_join(&l, r->labels[i]);
+	if (rc == REIN_OK && l == NULL)
+		rc = (l = rein_label_new(NULL, NULL, true)) ? REIN_OK : REIN_ENOMEM;
+	if (rc != REIN_OK) {
+		json_decref(l);
+		return NULL;
+	}
+	return l;
+}
+
+int engine_label_code(rein_run *r, int step, json_t *data)
+{
+	assert(r != NULL && r->lab_on && data != NULL);
+	json_t *got = engine_label_untrack(r, NULL), *can = NULL;
+	int rc = got ? REIN_OK : REIN_ENOMEM;
+	if (rc == REIN_OK && r->labels) {
+		can = code_label(r, r->spec->steps[step].u.code.src);
+		if (can == NULL)
+			rc = REIN_ENOMEM;
+		else if (!json_equal(got, can) && json_object_set(data, "labels", got) != 0)
+			rc = REIN_ENOMEM;
+	}
+	json_decref(got);
+	json_decref(can);
+	return rc;
 }
 
 /* ---- folding ----------------------------------------------------------------- */
@@ -224,7 +313,7 @@ int engine_label_completed(rein_run *r, int ti, const json_t *data, rein_err *er
 	json_t *l = NULL;
 	int rc = REIN_OK;
 	if (json_is_object(rec)) {
-		l = json_deep_copy(rec);
+		l = json_incref((json_t *)rec); /* labels are never changed */
 	} else if (st->kind == REIN_STEP_TOOL) {
 		l = tool_label(r, t->tool);
 	} else if (st->kind == REIN_STEP_LLM || st->kind == REIN_STEP_AGENT) {
@@ -240,8 +329,10 @@ int engine_label_completed(rein_run *r, int ti, const json_t *data, rein_err *er
 		json_decref(rd);
 	} else if (st->kind == REIN_STEP_VERIFY || st->kind == REIN_STEP_WAIT) {
 		l = t->last_label ? json_incref(t->last_label) : rein_label_new(NULL, NULL, true);
+	} else if (st->kind == REIN_STEP_CODE) {
+		l = code_label(r, st->u.code.src); /* what it read was all it could */
 	} else {
-		l = everything(r); /* a join, or a code step recorded without its reads */
+		l = everything(r); /* a parallel join */
 	}
 	if (rc != REIN_OK || l == NULL) {
 		json_decref(l);
@@ -280,8 +371,8 @@ static json_t *agent_arg_label(const thread *t, const json_t *v, const json_t *w
 	json_t *cv;
 	if (atom)
 		json_array_foreach(t->ctx_vals, i, cv) if (occurs(v, json_array_get(cv, 0)))
-			return json_deep_copy(json_array_get(cv, 1));
-	return json_deep_copy(whole);
+			return json_incref(json_array_get(cv, 1));
+	return json_incref((json_t *)whole);
 }
 
 json_t *engine_label_call(rein_run *r, int ti, const json_t *args, bool agent, rein_err *err)
@@ -306,7 +397,7 @@ json_t *engine_label_call(rein_run *r, int ti, const json_t *args, bool agent, r
 		json_object_foreach(st->u.tool.args, k, v) {
 			json_t *res = NULL, *l;
 			rein_err e = {0};
-			engine_label_track(r, t->last_label);
+			engine_label_track(r, t->last_label, false);
 			int rc = engine_eval_template(r, v, t->last, &res, &e);
 			json_decref(res);
 			l = engine_label_untrack(r, NULL);
@@ -326,7 +417,7 @@ json_t *engine_label_call(rein_run *r, int ti, const json_t *args, bool agent, r
 		ok = ok && joined && json_object_set_new(al, k, joined) == 0;
 	}
 	ok = ok && json_object_set_new(p, "agent", json_boolean(agent)) == 0 &&
-	     json_object_set_new(p, "context", agent && t->ctx_label ? json_deep_copy(t->ctx_label)
+	     json_object_set_new(p, "context", agent && t->ctx_label ? json_incref(t->ctx_label)
 								     : json_null()) == 0 &&
 	     json_object_set(p, "args", al) == 0;
 	json_decref(al);

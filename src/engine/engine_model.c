@@ -241,7 +241,7 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 	case T_READY: {
 		json_t *req = NULL, *plab = NULL, *preads = NULL;
 		rein_err e = {0};
-		engine_label_track(r, t->last_label); /* what the prompt reads */
+		engine_label_track(r, t->last_label, true); /* what the prompt reads */
 		rc = llm_request(r, ti, NULL, &req, &e);
 		plab = engine_label_untrack(r, &preads);
 		if (rc == REIN_OK && plab == NULL)

@@ -98,9 +98,10 @@ int rein_policy_eval(rein_script *sb, const rein_policy *const *sets, size_t nse
 /* A new label of one source (NULL: none) read by readers (borrowed; NULL:
  * public). NULL when out of memory. */
 json_t *rein_label_new(const char *source, const json_t *readers, bool trusted);
-/* Joins l (borrowed; NULL: nothing) into *acc (NULL: becomes a copy of l):
- * the union of sources, the intersection of readers, trusted if both are.
- * REIN_ENOMEM. */
+/* Joins l (borrowed; NULL: nothing) into *acc (a reference the caller owns;
+ * NULL: becomes a reference to l): the union of sources, the intersection of
+ * readers, trusted if both are. Labels are immutable: *acc is replaced by a
+ * new label, never changed in place. REIN_ENOMEM (*acc unchanged). */
 int rein_label_join(json_t **acc, const json_t *l);
 /* Whether every source of l is trusted (NULL: false). */
 bool rein_label_trusted(const json_t *l);

@@ -1016,8 +1016,9 @@ static const char *const PROV_WF =
 	"  f: { tool: fetch, args: { q: '${input.q}' }, next: c }\n"
 	"  c: { tool: crm, args: {}, next: k }\n"
 	"  k: { tool: kb, args: {}, next: x }\n"
-	"  x: { code: 'return { a = steps.c.out.key }', next: y }\n"
-	"  y: { code: 'return { n = input.q }', next: l }\n"
+	"  x: { code: 'if input.q == \"zz\" then return { a = steps.f.out.key } end return { a = steps.c.out.key }', next: y }\n"
+	"  y: { code: 'return { n = input.q }', next: z }\n"
+	"  z: { code: 'local k = \"c\" return { v = steps[k].out.key }', next: l }\n"
 	"  l: { llm: { model: m, prompt: 'sum up ${steps.k.out.key}' }, next: p }\n"
 	"  p: { tool: pay, args: { iban: '${input.iban}', note: '${steps.f.out.key}', fixed: 'x',\n"
 	"       mixed: '${steps.x.out.a} ${input.q}', summary: '${steps.l.out.s}' }, next: done }\n"
@@ -1056,18 +1057,26 @@ static void test_provenance(void **state)
 	assert_true(obey(&d, 200));
 	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
 	/* code steps: what each script read, recorded */
-	int xi = -1, yi = -1;
+	int xi = -1, yi = -1, zi = -1;
 	for (size_t i = 0; i < d.n; i++)
 		if (strcmp(d.evs[i].type, EV(STEP_COMPLETED)) == 0 && d.evs[i].step) {
+			if (strcmp(d.evs[i].step, "z") == 0)
+				zi = (int)i;
 			if (strcmp(d.evs[i].step, "x") == 0)
 				xi = (int)i;
 			if (strcmp(d.evs[i].step, "y") == 0)
 				yi = (int)i;
 		}
 	assert_true(xi >= 0 && yi >= 0);
-	assert_label(json_object_get(d.evs[xi].data, "labels"), "[\"tool:crm\"]",
+	/* x read input and steps.c, not steps.f its text names: recorded */
+	assert_label(json_object_get(d.evs[xi].data, "labels"), "[\"requester\",\"tool:crm\"]",
+		     "[\"tenant:acme\"]", true);
+	/* y read all its text names: nothing to record, its apply derives the same */
+	assert_null(json_object_get(d.evs[yi].data, "labels"));
+	/* z's text indexes steps by a variable (every step, by its text); it read c */
+	assert_true(zi >= 0);
+	assert_label(json_object_get(d.evs[zi].data, "labels"), "[\"tool:crm\"]",
 		     "[\"role:support\",\"tenant:acme\"]", true);
-	assert_label(json_object_get(d.evs[yi].data, "labels"), "[\"requester\"]", "[\"tenant:acme\"]", true);
 	/* the llm's prompt read steps.k (a retrieval tool, public) */
 	const json_t *mi = event_data(&d, EV(MODEL_INTENT), 0);
 	assert_label(json_object_get(mi, "labels"), "[\"retrieval\",\"tool:kb\"]", "[\"public\"]", false);
