@@ -170,34 +170,41 @@ static json_t *code_label(rein_run *r, const char *src)
 	json_t *l = NULL;
 	int rc = REIN_OK;
 	bool all = false;
-	for (const char *p = src; *p && rc == REIN_OK && !all; p++) {
+	for (const char *p = strstr(src, "input"); p && rc == REIN_OK; p = strstr(p + 5, "input"))
 		if (word_at(src, p, "input", 5)) {
 			rc = rein_label_join(&l, r->in_label);
-		} else if (word_at(src, p, "steps", 5)) {
-			const char *q = p + 5;
-			while (*q == ' ' || *q == '\t')
-				q++;
-			const char *name = NULL, *end = NULL;
-			if (*q == '.') {
-				name = q + 1;
-				for (end = name; ident_char(*end); end++)
-					;
-			} else if (q[0] == '[' && (q[1] == '"' || q[1] == '\'')) {
-				name = q + 2;
-				end = strchr(name, q[1]);
-				if (end == NULL || end[1] != ']')
-					end = NULL;
-			}
-			if (name && end && end > name)
-				rc = join_step(r, name, (size_t)(end - name), &l);
-			else
-				all = true;
+			break; /* once is all */
 		}
+	for (const char *p = strstr(src, "steps"); p && rc == REIN_OK && !all; p = strstr(p + 5, "steps")) {
+		if (!word_at(src, p, "steps", 5))
+			continue;
+		const char *q = p + 5;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		const char *name = NULL, *end = NULL;
+		if (*q == '.') {
+			name = q + 1;
+			for (end = name; ident_char(*end); end++)
+				;
+		} else if (q[0] == '[' && (q[1] == '"' || q[1] == '\'')) {
+			name = q + 2;
+			end = strchr(name, q[1]);
+			if (end == NULL || end[1] != ']')
+				end = NULL;
+		}
+		if (name && end && end > name)
+			rc = join_step(r, name, (size_t)(end - name), &l);
+		else
+			all = true;
 	}
 	for (size_t i = 0; all && rc == REIN_OK && i < r->spec->nsteps; i++)
 		rc = rein_label_join(&l, r->labels[i]);
-	if (rc == REIN_OK && l == NULL)
-		rc = (l = rein_label_new(NULL, NULL, true)) ? REIN_OK : REIN_ENOMEM;
+	if (rc == REIN_OK && l == NULL) /* a constant of the spec */
+		rc = (l = r->const_label ? json_incref(r->const_label)
+				       : (r->const_label = rein_label_new(NULL, NULL, true)) ? json_incref(r->const_label)
+												: NULL)
+			     ? REIN_OK
+			     : REIN_ENOMEM;
 	if (rc != REIN_OK) {
 		json_decref(l);
 		return NULL;
@@ -214,7 +221,7 @@ int engine_label_code(rein_run *r, int step, json_t *data)
 		can = code_label(r, r->spec->steps[step].u.code.src);
 		if (can == NULL)
 			rc = REIN_ENOMEM;
-		else if (!json_equal(got, can) && json_object_set(data, "labels", got) != 0)
+		else if (got != can && !json_equal(got, can) && json_object_set(data, "labels", got) != 0)
 			rc = REIN_ENOMEM;
 	}
 	json_decref(got);
