@@ -372,10 +372,17 @@ static void test_alloc_faults(void **st)
 		{"[{\"id\":\"m\",\"effect\":\"allow\",\"when\":\"args.nope == 1\"},"
 		 " {\"id\":\"s\",\"effect\":\"allow\",\"when\":\"'str'\"},"
 		 " {\"id\":\"e\",\"effect\":\"allow\",\"when\":\"args.amount.x.y\"}]", "pay", true},
+
+		/* the provenance functions, and the default rule's note */
+		{"[{\"id\":\"t\",\"effect\":\"deny\",\"when\":\"not trusted(args.amount)\"},"
+		 " {\"id\":\"a\",\"effect\":\"allow\"}]", "pay", true},
 	};
 	json_t *args = json_pack("{s:i}", "amount", 10), *rq = json_pack("{s:s}", "user", "u");
 	json_t *h = json_pack("[{s:s, s:o, s:i}]", "tool", "pay", "write", json_true(), "at", 1000);
 	json_t *doc = json_pack("{s:{s:{}}}", "properties", "amount");
+	json_t *prov = json_pack("{s:b, s:{s:[s], s:[s], s:b}, s:{s:{s:[s], s:[s], s:b}}}", "agent", 1,
+				 "context", "sources", "tool:f", "readers", "public", "trusted", 0, "args",
+				 "amount", "sources", "model", "readers", "public", "trusted", 0);
 	for (size_t row = 0; row < sizeof rows / sizeof *rows; row++) {
 		rein_err pe = {0};
 		json_t *j = rein_json_parse(rows[row].rules, strlen(rows[row].rules), &pe);
@@ -392,7 +399,8 @@ static void test_alloc_faults(void **st)
 			if (rc == REIN_OK) {
 				rein_policy_call c = {.tool = {rows[row].tool, rows[row].write, 0, doc},
 						      .args = args, .requester = rq,
-						      .now_ms = 2000, .history = h, .enforce = true};
+						      .now_ms = 2000, .history = h, .enforce = true,
+						      .provenance = prov};
 				const rein_policy *sets[1] = {p};
 				rc = rein_policy_eval(sb, sets, 1, &c, &d, &e);
 			}
@@ -417,6 +425,7 @@ static void test_alloc_faults(void **st)
 	json_decref(rq);
 	json_decref(h);
 	json_decref(doc);
+	json_decref(prov);
 }
 
 /* Labels: the union of sources, the intersection of readers ("public" is
