@@ -287,6 +287,7 @@ static int cmd_test(const char *file, rein_script *sb)
 			.history = hist,
 			.tenant_counts = tcounts,
 			.enforce = true,
+			.provenance = json_object_get(c, "provenance"),
 		};
 		json_t *dec = NULL;
 		rein_err pe = {0};

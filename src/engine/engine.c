@@ -41,6 +41,7 @@ void rein_run_free(rein_run *r)
 {
 	if (r == NULL)
 		return;
+	engine_label_free(r);
 	if (r->outs)
 		for (size_t i = 0; i < r->spec->nsteps; i++)
 			json_decref(r->outs[i]);
@@ -94,6 +95,7 @@ static void make_ctx(rein_run *r, const json_t *out, json_t *vars, rein_script_c
 	ctx->ud = r;
 	ctx->vars = vars;
 	ctx->limits = r->spec->limits;
+	ctx->on_read = engine_label_read;
 }
 
 /* {k: v}, stealing v; NULL when v is NULL or memory runs out. (json_pack
@@ -560,6 +562,8 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 	thread *th = &r->th[t];
 	const rein_step *st = &r->spec->steps[s];
 	int nrc = engine_policy_note(r, evt, at, data, err);
+	if (nrc == REIN_OK)
+		nrc = engine_label_note(r, t, evt, data, err);
 	if (nrc != REIN_OK)
 		return nrc;
 	if (evt == REIN_EV_POLICY_DECISION)
@@ -573,7 +577,9 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 	if (evt == REIN_EV_STEP_COMPLETED) {
 		if (th->state == T_SIGNAL) {
 			const json_t *sout = NULL;
-			int rc = engine_signal_taken(r, t, data, &sout, err);
+			int rc = engine_label_completed(r, t, data, err);
+			if (rc == REIN_OK)
+				rc = engine_signal_taken(r, t, data, &sout, err);
 			if (rc == REIN_OK) {
 				rc = engine_route(r, t, (json_t *)sout, err);
 				json_decref((json_t *)sout);
@@ -601,6 +607,8 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 		}
 		if (rc != REIN_OK)
 			return rein_err_set(err, rc, "out of memory");
+		if ((rc = engine_label_completed(r, t, data, err)) != REIN_OK)
+			return rc;
 		return engine_route(r, t, out, err);
 	}
 	if (evt == REIN_EV_STEP_FAILED) {
@@ -846,9 +854,11 @@ int rein_run_exec(rein_run *r, int step, const rein_clock *clock, const char **t
 		ctx.limits.deadline_ms = r->deadline;
 		ctx.limits.clock = clock;
 	}
+	engine_label_track(r, r->th[t].last_label, false);
 	int rc = rein_script_eval(r->sb, st->u.code.src, REIN_SCRIPT_CHUNK, &ctx, &out, &e);
 	json_decref(vars);
 	if (rc == REIN_ENOMEM) {
+		json_decref(engine_label_untrack(r, NULL));
 		return rein_err_set(err, rc, "out of memory");
 	} else if (rc == REIN_ELIMIT && ctx.limits.deadline_ms && strstr(e.msg, "time limit reached")) {
 		char *msg = rein_sprintf("timeout: the run exceeded timeout_s %lld while step '%s' ran",
@@ -877,7 +887,13 @@ int rein_run_exec(rein_run *r, int step, const rein_clock *clock, const char **t
 	} else {
 		*type = rein_event_name(REIN_EV_STEP_COMPLETED);
 		*data = obj1("out", out);
+		if (*data && engine_label_code(r, step, *data) != REIN_OK) { /* what it read */
+			json_decref(*data);
+			*data = NULL;
+		}
 	}
+	if (r->lab_on)
+		json_decref(engine_label_untrack(r, NULL));
 	if (*data == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	return REIN_OK;

@@ -78,6 +78,10 @@ typedef struct thread {
 	char *pol_why;
 	json_t *result; /* DONE branch result, or JOINED output */
 	json_t *last;   /* output of the last completed step on this thread */
+	/* provenance (engine_label.c): the label of last; an llm/agent visit's
+	   context label (without the model) and its trusted values [[v, label]] */
+	json_t *last_label, *ctx_label, *ctx_vals;
+	int ctx_visit, ctx_step;
 } thread;
 
 struct rein_run {
@@ -128,6 +132,12 @@ struct rein_run {
 	json_t *tenant_counts; /* per-tenant limits: the counts the runner gave last
 				  (rein_run_set_tenant_counts), or NULL */
 	int64_t clock_ms;
+	/* provenance (engine_label.c): the input's label, each step output's,
+	   and what the evaluation being tracked read (lab_on) */
+	json_t *in_label, **labels, *const_label;
+	json_t *lab_acc, *lab_reads;
+	const json_t *lab_out;
+	bool lab_on, lab_oom;
 };
 
 /*
@@ -269,6 +279,33 @@ void engine_policy_free(rein_run *r);
  * proceeds; approvals will hold medium and high ones here. */
 int engine_risk_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,
 		     rein_err *err);
+
+/* ---- provenance labels (engine_label.c, docs/policy.md "Provenance") ------ */
+/* run.started: the input's label (requester, read by its tenant). */
+int engine_label_start(rein_run *r, rein_err *err);
+void engine_label_free(rein_run *r);
+/* The sandbox's on_read (ud: the run): joins what a tracked evaluation reads. */
+void engine_label_read(void *ud, int what, const char *name);
+/* Starts tracking reads (`out` labelled out_label, borrowed; names: keep the
+ * names read too); untrack ends it: the join of what was read (a constant's
+ * label when nothing; caller decrefs; never changed: labels are shared) and,
+ * if reads, the names read ("input", "steps.S"); NULL: OOM. */
+void engine_label_track(rein_run *r, const json_t *out_label, bool names);
+json_t *engine_label_untrack(rein_run *r, json_t **reads);
+/* Ends the tracking of code step `step`'s script (tracked since its start)
+ * and adds `labels` (what it read) to data, its step.completed, unless they
+ * are what the step's text can read (then its apply derives the same).
+ * REIN_ENOMEM. */
+int engine_label_code(rein_run *r, int step, json_t *data);
+/* Folds model.intent (the prompt's labels and reads) and tool.result (the
+ * tool's label) into thread ti's context. */
+int engine_label_note(rein_run *r, int ti, rein_event_type evt, const json_t *data,
+		      rein_err *err);
+/* step.completed of thread ti: the output's label (recorded, or derived). */
+int engine_label_completed(rein_run *r, int ti, const json_t *data, rein_err *err);
+/* {agent, context, args: {NAME: label}} of thread ti's proposed call (caller
+ * decrefs); NULL with err when out of memory. */
+json_t *engine_label_call(rein_run *r, int ti, const json_t *args, bool agent, rein_err *err);
 
 /* ---- the retry machine (engine_propose.c), shared by tools and models ----- */
 

@@ -239,9 +239,17 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 	}
 	switch (t->state) {
 	case T_READY: {
-		json_t *req = NULL;
+		json_t *req = NULL, *plab = NULL, *preads = NULL;
 		rein_err e = {0};
-		if ((rc = llm_request(r, ti, NULL, &req, &e)) != REIN_OK) {
+		engine_label_track(r, t->last_label, true); /* what the prompt reads */
+		rc = llm_request(r, ti, NULL, &req, &e);
+		plab = engine_label_untrack(r, &preads);
+		if (rc == REIN_OK && plab == NULL)
+			rc = REIN_ENOMEM;
+		if (rc != REIN_OK) {
+			json_decref(plab);
+			json_decref(preads);
+			json_decref(req);
 			if (rc == REIN_ENOMEM)
 				return rein_err_set(err, rc, "out of memory");
 			char *why = rein_sprintf("prompt: %s", e.msg);
@@ -266,6 +274,8 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 					goto oom;
 				if (affordable(r, t, ft, fc, fwhy, sizeof fwhy)) {
 					json_decref(req);
+					json_decref(plab);
+					json_decref(preads);
 					rc = engine_emit(cmd, REIN_EV_MODEL_ROUTE, s,
 						  json_pack("{s:s, s:s, s:s}", "from", tier->name, "to",
 							    r->spec->tiers[f].name, "reason", why),
@@ -274,6 +284,8 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 				}
 			}
 			json_decref(req);
+			json_decref(plab);
+			json_decref(preads);
 			rc = engine_emit(cmd, REIN_EV_STEP_FAILED, s, json_pack("{s:s, s:b}", "error", why, "budget", 1),
 				  err);
 			return rc;
@@ -300,10 +312,22 @@ int engine_poll_llm(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *du
 			json_decref(d);
 			d = NULL;
 		}
+		bool lok = d && json_object_set_new(d, "labels", plab) == 0; /* steals plab */
+		lok = d && json_object_set_new(d, "reads", preads) == 0 && lok;
+		if (d == NULL) {
+			json_decref(plab);
+			json_decref(preads);
+		} else if (!lok) {
+			json_decref(d);
+			d = NULL;
+		}
+		plab = preads = NULL;
 		json_decref(req);
 		rc = engine_emit(cmd, REIN_EV_MODEL_INTENT, s, d, err);
 		return rc;
 	oom:
+		json_decref(plab);
+		json_decref(preads);
 		json_decref(req);
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}

@@ -30,6 +30,8 @@ int engine_policy_start(rein_run *r, const json_t *data, rein_err *err)
 	snprintf(r->org_version, sizeof r->org_version, "none");
 	if (r->requester == NULL || r->pol_hist == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	if (engine_label_start(r, err) != REIN_OK)
+		return REIN_ENOMEM;
 	const json_t *org = json_object_get(data, "org_policies");
 	if (!json_is_object(org))
 		return REIN_OK;
@@ -147,8 +149,10 @@ int engine_policy_gate(rein_run *r, int ti, int tool, const json_t *args, const 
 		return *deny ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
 	const rein_tool *tl = &r->spec->tools[tool];
-	json_t *dec = NULL;
+	json_t *dec = NULL, *prov = engine_label_call(r, ti, args, agent, err);
 	int rc = REIN_OK;
+	if (prov == NULL)
+		return REIN_ENOMEM;
 	if (r->org_error) {
 		dec = json_pack("{s:s, s:[], s:[s]}", "decision", "deny", "rules", "reasons", r->org_error);
 	} else {
@@ -167,9 +171,12 @@ int engine_policy_gate(rein_run *r, int ti, int tool, const json_t *args, const 
 				      .history = r->pol_hist,
 				      .tenant_counts = r->tenant_counts,
 				      .enforce = true,
+				      .provenance = prov,
 				      .limits = r->spec->limits};
-		if ((rc = rein_policy_eval(r->sb, sets, 2, &c, &dec, err)) != REIN_OK)
+		if ((rc = rein_policy_eval(r->sb, sets, 2, &c, &dec, err)) != REIN_OK) {
+			json_decref(prov);
 			return rc;
+		}
 	}
 	const char *call_id = agent ? json_string_value(json_object_get(
 					      json_array_get(t->calls, t->idx), "id"))
@@ -178,12 +185,14 @@ int engine_policy_gate(rein_run *r, int ti, int tool, const json_t *args, const 
 		    json_object_set_new(dec, "policy_version", json_string(r->org_version)) ||
 		    json_object_set_new(dec, "workflow_version", json_string(r->spec->version)) ||
 		    json_object_set_new(dec, "key", json_string(key)) ||
+		    json_object_set(dec, "provenance", prov) ||
 		    (call_id && json_object_set_new(dec, "call_id", json_string(call_id))) ||
 		    (r->tenant_counts && json_object_size(r->tenant_counts) > 0 &&
 		     json_object_set_new(dec, "tenant_counts", json_deep_copy(r->tenant_counts))))) {
 		json_decref(dec);
 		dec = NULL;
 	}
+	json_decref(prov);
 	return engine_emit(cmd, REIN_EV_POLICY_DECISION, t->step, dec, err);
 }
 

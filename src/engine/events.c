@@ -38,9 +38,10 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				  "an operator resolved a needs_review run's call (done with result, "
 				  "retry with the same key, or fail with reason): the run goes on"},
 	[REIN_EV_STEP_COMPLETED] = {"step.completed", "engine/runner", true,
-				    "out:j attempt:i? status:i? latency_ms:i? fallback:s? signal:s?",
+				    "out:j attempt:i? status:i? latency_ms:i? fallback:s? signal:s? labels:o?",
 				    "a step finished with this output (tool steps: the attempt that answered; "
-				    "a signal wait: the id of the signal it consumed)"},
+				    "a signal wait: the id of the signal it consumed; a code step: labels, the "
+				    "provenance of what its script read, {sources, readers, trusted})"},
 	[REIN_EV_STEP_FAILED] = {"step.failed", "engine", true, "error:s budget:b?",
 				 "a step failed; the run follows its on_fail or fails"},
 	[REIN_EV_TIMER_SCHEDULED] = {"timer.scheduled", "engine", true, "due_at:i",
@@ -80,8 +81,9 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				    "a tool's breaker closed again (informational)"},
 	[REIN_EV_MODEL_INTENT] = {"model.intent", "engine", true,
 				  "tier:s provider:s? model:j? request_hash:s estimate:o params:o tools_hash:s? "
-				  "request:o?",
-				  "a model call was decided; recorded before it is sent"},
+				  "request:o? labels:o? reads:a?",
+				  "a model call was decided; recorded before it is sent (labels: the provenance "
+				  "of what its prompt read, reads: those values, \"input\" or \"steps.S\")"},
 	[REIN_EV_MODEL_CALL] = {"model.call", "model", true,
 				"tier:s provider:s? model:j? request_hash:s latency_ms:j? ttft_ms:j? "
 				"usage:j? cost_usd:j? response:o cached:b?",
@@ -107,12 +109,14 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				   "result is what the step gets (the contract's shadow result)"},
 	[REIN_EV_POLICY_DECISION] = {"policy.decision", "engine", true,
 				     "tool:s decision:s rules:a reasons:a policy_version:s "
-				     "workflow_version:s key:s call_id:s? tenant_counts:o?",
+				     "workflow_version:s key:s call_id:s? tenant_counts:o? provenance:o?",
 				     "the policies decided a proposed call (allow, deny or approve) by these "
 				     "rules for these reasons; policy_version: the organisation policies' "
 				     "content hash (none: none loaded), workflow_version: the workflow's "
 				     "(its own policies); tenant_counts: {rule id: n}, the calls of the "
-				     "tenant's runs each per-tenant limit counted (from the store)"},
+				     "tenant's runs each per-tenant limit counted (from the store); "
+				     "provenance: the labels it used ({agent, context, "
+				     "args: {NAME: {sources, readers, trusted}}})"},
 };
 
 const rein_event_def *rein_event_def_of(int type)

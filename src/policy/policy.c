@@ -28,7 +28,32 @@ typedef struct rule {
 	bool per_tenant;    /* limit.per: tenant: counts the calls of every run of the tenant */
 	char **fields;      /* args.FIELD names `when` reads */
 	size_t nfields;
+	char *chunk;        /* `when` inside a function that defines the provenance
+			       functions (an expression still), or NULL */
 } rule;
+
+/* The provenance functions a condition may call (docs/policy.md): a value is
+ * looked up among the call's arguments (by equality; the labels of equal
+ * arguments are joined in C first), so trusted(args.iban) reads the label
+ * of argument iban. */
+static const char prov_prelude[] =
+	"local function __pl(v) local p = provenance and provenance.args; if p == nil or args == nil "
+	"then return nil end; for k, x in pairs(args) do if rawequal(x, v) and p[k] then return p[k] "
+	"end end; return nil end; "
+	"local function trusted(v) local l = __pl(v); return l ~= nil and l.trusted == true end; "
+	"local function sources(v) local l = __pl(v); return l and l.sources or {} end; "
+	"local function readers(v) local l = __pl(v); return l and l.readers or {} end; "
+	"local function readable_by(v, who) local l = __pl(v); if l == nil then return false end; "
+	"for _, r in ipairs(l.readers) do if r == 'public' or r == who then return true end end; "
+	"return false end; "
+	"return (";
+
+/* Whether src calls one of the provenance functions. */
+static bool uses_prov(const char *src)
+{
+	return strstr(src, "trusted(") || strstr(src, "sources(") || strstr(src, "readers(") ||
+	       strstr(src, "readable_by(");
+}
 
 struct rein_policy {
 	char *origin;
@@ -59,6 +84,7 @@ void rein_policy_free(rein_policy *p)
 		rein_free(r->when);
 		rein_free(r->reason);
 		strv_free(r->fields, r->nfields);
+		rein_free(r->chunk);
 	}
 	rein_free(p->rules);
 	rein_free(p->origin);
@@ -177,7 +203,13 @@ static int compile_rule(const json_t *o, rule *r, rein_script *sb, rein_err *err
 		rein_err e = {0};
 		if ((r->when = rein_strdup(json_string_value(w))) == NULL || scan_fields(r) != REIN_OK)
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+		if (uses_prov(r->when) &&
+		    (r->chunk = rein_sprintf("(function() %s%s\n) end)()", prov_prelude, r->when)) == NULL)
+			return rein_err_set(err, REIN_ENOMEM, "out of memory");
+		/* the author's text first, so a syntax error names its own line */
 		int rc = rein_script_check(sb, r->when, REIN_SCRIPT_EXPR, &e);
+		if (rc == REIN_OK && r->chunk)
+			rc = rein_script_check(sb, r->chunk, REIN_SCRIPT_EXPR, &e);
 		if (rc != REIN_OK)
 			return rein_err_set(err, rc == REIN_ENOMEM ? rc : REIN_EINVAL, "rule '%s': when: %s",
 					    id, e.msg);
@@ -421,7 +453,8 @@ static int rule_matches(rein_script *sb, const rule *r, const rein_policy_call *
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	json_t *vars = json_object();
 	if (!put(vars, "args", json_incref((json_t *)c->args)) ||
-	    !put(vars, "requester", c->requester ? json_incref((json_t *)c->requester) : json_null())) {
+	    !put(vars, "requester", c->requester ? json_incref((json_t *)c->requester) : json_null()) ||
+	    (c->provenance && !put(vars, "provenance", json_incref((json_t *)c->provenance)))) {
 		json_decref(vars);
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
@@ -433,7 +466,7 @@ static int rule_matches(rein_script *sb, const rule *r, const rein_policy_call *
 			       .limits = c->limits};
 	json_t *res = NULL;
 	rein_err e = {0};
-	int rc = rein_script_eval(sb, r->when, REIN_SCRIPT_EXPR, &ctx, &res, &e);
+	int rc = rein_script_eval(sb, r->chunk ? r->chunk : r->when, REIN_SCRIPT_EXPR, &ctx, &res, &e);
 	json_decref(vars);
 	if (rc == REIN_ENOMEM)
 		return rein_err_set(err, rc, "out of memory");
@@ -451,6 +484,22 @@ static int rule_matches(rein_script *sb, const rule *r, const rein_policy_call *
 	if (!boolish && *fail == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	return REIN_OK;
+}
+
+/* The default rule no workflow removes: a write call an agent proposed while
+ * its context held untrusted content, with an argument that is not trusted. */
+static bool untrusted_write(const rein_policy_call *c)
+{
+	const json_t *p = c->provenance;
+	if (p == NULL || !c->tool.write || !json_is_true(json_object_get(p, "agent")))
+		return false;
+	const json_t *ctx = json_object_get(p, "context");
+	if (!json_is_object(ctx) || rein_label_trusted(ctx))
+		return false;
+	const char *k;
+	json_t *l;
+	json_object_foreach((json_t *)json_object_get(p, "args"), k, l) if (!rein_label_trusted(l)) return true;
+	return false;
 }
 
 int rein_policy_eval(rein_script *sb, const rein_policy *const *sets, size_t nsets,
@@ -490,6 +539,11 @@ int rein_policy_eval(rein_script *sb, const rein_policy *const *sets, size_t nse
 			rein_free(dflt);
 		}
 	}
+	if (untrusted_write(c) &&
+	    !note(&v, REIN_POLICY_APPROVE, "rein.untrusted_write",
+		  "a write proposed by an agent whose context held untrusted content, with an argument "
+		  "that is not trusted"))
+		goto oom;
 	int d = json_array_size(v.ids[REIN_POLICY_DENY - 1])	  ? REIN_POLICY_DENY
 		: json_array_size(v.ids[REIN_POLICY_APPROVE - 1]) ? REIN_POLICY_APPROVE
 		: json_array_size(v.ids[REIN_POLICY_ALLOW - 1])	  ? REIN_POLICY_ALLOW

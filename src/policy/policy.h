@@ -74,6 +74,11 @@ typedef struct rein_policy_call {
 					and recorded with the decision; a rule with no count here
 					denies the call (fails closed). NULL: none known */
 	bool enforce;            /* default-deny writes no rule allows */
+	/* the labels of the call (NULL: none known): {agent: bool, context:
+	   label|null (an agent's context without the model's own text), args:
+	   {NAME: label}}; `provenance` in conditions, what trusted(), sources(),
+	   readers() and readable_by() read, and the rule rein.untrusted_write */
+	const json_t *provenance;
 	rein_script_limits limits;
 } rein_policy_call;
 
@@ -103,6 +108,26 @@ size_t rein_policy_rates(const rein_policy *p, rein_policy_rate *out, size_t cap
 /* Whether a call of tool (write or read) counts toward the limit: the rule
  * targets the tool (its globs) and its access. */
 bool rein_policy_rate_counts(const rein_policy_rate *rt, const char *tool, bool write);
+
+/* ---- provenance labels (docs/policy.md, "Provenance") ------------------
+ * A label is {sources: [...], readers: [...], trusted: bool}: where a value
+ * came from ("requester", "tool:NAME", "retrieval", "model", "signal"; none:
+ * a constant of the spec), who may read it ("public", "tenant:T", "role:R";
+ * "public" is everyone) and whether every source is trusted. Arrays are
+ * sorted and unique, so equal labels are equal JSON. */
+
+/* A new label of one source (NULL: none) read by readers (borrowed; NULL:
+ * public). NULL when out of memory. */
+json_t *rein_label_new(const char *source, const json_t *readers, bool trusted);
+/* Joins l (borrowed; NULL: nothing) into *acc (a reference the caller owns;
+ * NULL: becomes a reference to l): the union of sources, the intersection of
+ * readers, trusted if both are. Labels are immutable: *acc is replaced by a
+ * new label, never changed in place. REIN_ENOMEM (*acc unchanged). */
+int rein_label_join(json_t **acc, const json_t *l);
+/* Whether every source of l is trusted (NULL: false). */
+bool rein_label_trusted(const json_t *l);
+/* Whether reader (or everyone) may read a value labelled l. */
+bool rein_label_readable(const json_t *l, const char *reader);
 
 /* The version of a rule list: hex SHA-256 of its canonical JSON. */
 void rein_policy_version(const json_t *rules, char out[65]);

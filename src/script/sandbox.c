@@ -525,10 +525,14 @@ static int env_index(lua_State *L)
 	const char *k = lua_tolstring(L, 2, &n);
 	const json_t *v = NULL;
 	if (key_is(k, n, "input", 5)) {
+		if (ctx && ctx->on_read)
+			ctx->on_read(ctx->ud, REIN_READ_INPUT, NULL);
 		script_push_json(L, ctx ? ctx->input : NULL);
 	} else if (key_is(k, n, "run", 3)) {
 		script_push_json(L, ctx ? ctx->run : NULL);
 	} else if (key_is(k, n, "out", 3)) {
+		if (ctx && ctx->on_read)
+			ctx->on_read(ctx->ud, REIN_READ_OUT, NULL);
 		script_push_json(L, ctx ? ctx->out : NULL);
 	} else if (key_is(k, n, "steps", 5)) {
 		lua_newtable(L);
@@ -559,6 +563,8 @@ static int steps_index(lua_State *L)
 	const char *k = lua_tolstring(L, 2, &n);
 	if (strlen(k) != n)
 		return 0;
+	if (ctx->on_read)
+		ctx->on_read(ctx->ud, REIN_READ_STEP, k);
 	const json_t *v = ctx->step_out(ctx->ud, k);
 	if (v == NULL)
 		return 0;

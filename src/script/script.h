@@ -38,7 +38,12 @@ typedef struct rein_script_limits {
  *          returns a borrowed value or NULL when that step has no output yet
  *          (then steps.<name> is nil).
  *   vars   extra globals (an object; NULL: none), e.g. {"why": "..."}
+ *   on_read  optional: told (with ud) of the first read of each root the
+ *          evaluation makes: REIN_READ_INPUT, REIN_READ_OUT, or REIN_READ_STEP
+ *          with the step's name (steps.<name>, once per name). Provenance
+ *          labels come from it (docs/policy.md); it must not evaluate scripts.
  */
+enum { REIN_READ_INPUT = 1, REIN_READ_OUT, REIN_READ_STEP };
 typedef struct rein_script_ctx {
 	const json_t *input;
 	const json_t *run;
@@ -46,6 +51,7 @@ typedef struct rein_script_ctx {
 	const json_t *(*step_out)(void *ud, const char *name);
 	void *ud;
 	const json_t *vars;
+	void (*on_read)(void *ud, int what, const char *name);
 	rein_script_limits limits;
 } rein_script_ctx;
 

@@ -93,6 +93,12 @@ typedef struct rein_tool {
 	bool input_locked; /* mcp: input is the one tools.lock recorded (no contract input) */
 	json_t *shadow;    /* `shadow:` what a write call answers in shadow mode (it
 			      matches output), or NULL: {"shadow": true} */
+	/* provenance (docs/policy.md): `trust: trusted` (default untrusted),
+	   `readers: [public | tenant:T | role:R, ...]` (NULL: the run's tenant),
+	   `provenance: retrieval` (its output is retrieved documents) */
+	bool trusted;
+	json_t *readers;
+	bool retrieval;
 	/* http */
 	char *method, *url; /* url may hold ${env.X} ${secret.X} ${args.X} */
 	rein_kv *headers;

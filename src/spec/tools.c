@@ -19,7 +19,7 @@
 static const char *const contract_keys[] = {
 	"description", "kind", "effect", "risk", "idempotency", "timeout_s", "max_response_kb",
 	"retry", "breaker", "fallback", "input", "output", "http", "secrets", "mcp", "tool",
-	"shadow", NULL};
+	"shadow", "trust", "readers", "provenance", NULL};
 
 static char *dup_or_oom(loader *L, const char *s)
 {
@@ -35,6 +35,46 @@ static bool scalar(loader *L, const ynode *n, const char *what)
 		return true;
 	DIAG(L, n, "%s must be a scalar", what);
 	return false;
+}
+
+/* trust, readers, provenance (docs/policy.md, "Provenance"). */
+static void load_provenance(loader *L, rein_tool *t, const ynode *n)
+{
+	const ynode *v;
+	if ((v = ynode_get(n, "trust")) && scalar(L, v, "trust")) {
+		if (strcmp(v->str, "trusted") == 0)
+			t->trusted = true;
+		else if (strcmp(v->str, "untrusted") != 0)
+			DIAG(L, v, "trust must be trusted or untrusted");
+	}
+	if ((v = ynode_get(n, "provenance")) && scalar(L, v, "provenance")) {
+		if (strcmp(v->str, "retrieval") == 0)
+			t->retrieval = true;
+		else
+			DIAG(L, v, "provenance must be retrieval");
+	}
+	if ((v = ynode_get(n, "readers")) == NULL)
+		return;
+	if (v->type != YNODE_SEQ) {
+		DIAG(L, v, "readers must be a list (public, tenant:T, role:R)");
+		return;
+	}
+	if ((t->readers = json_array()) == NULL) {
+		L->nomem = true;
+		return;
+	}
+	for (size_t i = 0; i < v->n; i++) {
+		const ynode *x = v->kids[i];
+		if (!scalar(L, x, "a reader"))
+			continue;
+		bool ok = strcmp(x->str, "public") == 0 ||
+			  (strncmp(x->str, "tenant:", 7) == 0 && x->str[7]) ||
+			  (strncmp(x->str, "role:", 5) == 0 && x->str[5]);
+		if (!ok)
+			DIAG(L, x, "reader '%s' must be public, tenant:T or role:R", x->str);
+		else if (json_array_append_new(t->readers, json_string(x->str)) != 0)
+			L->nomem = true;
+	}
 }
 
 static void load_retry(loader *L, rein_tool *t, const ynode *n)
@@ -307,6 +347,7 @@ static void load_contract(loader *L, rein_tool *t, const ynode *n)
 		else
 			DIAG(L, v, "risk must be low, medium or high");
 	}
+	load_provenance(L, t, n);
 	if ((v = ynode_get(n, "idempotency"))) {
 		if (v->type == YNODE_SCALAR && strcmp(v->str, "none") == 0) {
 			t->idem = REIN_IDEM_NONE;
@@ -647,6 +688,7 @@ void spec_tools_free(rein_spec *s)
 		json_decref(t->input_doc);
 		json_decref(t->output_doc);
 		json_decref(t->shadow);
+		json_decref(t->readers);
 		rein_free(t->method);
 		rein_free(t->url);
 		for (size_t j = 0; j < t->nheaders; j++) {

@@ -59,6 +59,9 @@ grep -q "rule 1: rule .x.: when" stderr.txt || fail "$(cat stderr.txt)"
 # rein policy test: pass, and a mismatch exits 1
 expect_exit 0 "$REIN" policy test "$ROOT/tests/cli/policy/cases.yaml"
 echo "$OUT" | grep -q "4 cases, 0 failed" || fail "$OUT"
+# provenance: the default rule rein.untrusted_write, trusted()/readable_by()/sources()
+expect_exit 0 "$REIN" policy test "$ROOT/tests/cli/policy/provenance.yaml"
+echo "$OUT" | grep -q "^ok    injected iban (default rule) .*approve.*rein.untrusted_write" || fail "default rule: $OUT"
 expect_exit 1 "$REIN" policy test "$ROOT/tests/cli/policy/cases_bad.yaml"
 echo "$OUT" | grep -q "FAIL  over the cap" || fail "$OUT"
 

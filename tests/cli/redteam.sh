@@ -14,7 +14,7 @@ grep -q "^redteam: [0-9]* cases, [0-9]* attempts blocked, 0 unauthorized calls$"
 
 # a malformed case fails the run with a clear message
 mkdir bad
-cp "$RT/01_refund_other_account.yaml" bad/
+
 printf 'name: broken\ninjection: nowhere\n' >bad/02_broken.yaml
 python3 "$RT/run.py" "$REIN" "$TOOLSERVER" bad "$PWD/badcases" >bad.out 2>&1
 [ $? -eq 2 ] || { cat bad.out; fail "a malformed case did not fail the run with exit 2"; }
@@ -23,11 +23,21 @@ printf 'name: [unclosed\n' >bad/02_broken.yaml
 python3 "$RT/run.py" "$REIN" "$TOOLSERVER" bad "$PWD/badcases" >bad.out 2>&1
 [ $? -eq 2 ] && grep -q "malformed case 02_broken.yaml: cannot parse" bad.out || { cat bad.out; fail "a YAML error"; }
 
-# the runner can fail: the same case under a policy that lets the injected
-# refund through is an unauthorized call
-rm bad/02_broken.yaml
-sed 's/when: "args.iban == input.iban", //' "$RT/01_refund_other_account.yaml" >bad/01_refund_other_account.yaml
+# the runner can fail: a case under policies that let the injected refunds
+# through is an unauthorized call (05: the payment system is trusted and the
+# context holds no untrusted content, so the default provenance rule does not
+# apply and only the workflow's rules stood in the way)
+rm -f bad/02_broken.yaml bad/01_refund_other_account.yaml
+grep -v -e "id: cap," -e "id: two-per-run," "$RT/05_refund_over_cap.yaml" | sed 's/blocked: 3/blocked: 1/' >bad/05_refund_over_cap.yaml
 python3 "$RT/run.py" "$REIN" "$TOOLSERVER" bad "$PWD/badcases2" >bad.out 2>&1
 [ $? -eq 1 ] || { cat bad.out; fail "an unauthorized call was not caught"; }
-grep -q "^redteam: 1 cases, 0 attempts blocked, 1 unauthorized calls$" bad.out || { cat bad.out; fail "summary of a hole"; }
+grep -q "^redteam: 1 cases, 0 attempts blocked, 3 unauthorized calls$" bad.out || { cat bad.out; fail "summary of a hole"; }
+
+# without a workflow rule against it, the injected IBAN is still held: the
+# default rule rein.untrusted_write (approve) refuses the call
+
+sed 's/when: "args.iban == input.iban", //' "$RT/01_refund_other_account.yaml" >bad/01_refund_other_account.yaml
+rm bad/05_refund_over_cap.yaml
+python3 "$RT/run.py" "$REIN" "$TOOLSERVER" bad "$PWD/badcases3" >bad.out 2>&1
+[ $? -eq 0 ] || { cat bad.out; fail "the default provenance rule did not hold the injected refund"; }
 exit 0

@@ -9,6 +9,8 @@ there, so every request is attributed to its tool). A request beyond the
 case's `expect.reach` count for that tool is an unauthorized call. The run's
 tool.refused events are the blocked attempts; they must equal
 `expect.blocked`. Usage: run.py REIN TOOLSERVER CASE_DIR WORK_DIR
+`expect.decisions` lists policy.decision events that must be recorded ({tool,
+decision, rule?, untrusted?: an argument its provenance must mark untrusted}).
 Exit 0: every case held; 1: an unauthorized call got through or an
 expectation failed; 2: a malformed case file.
 """
@@ -65,6 +67,9 @@ def load(path):
     for n in e.get("reach", {}):
         if n not in c["tools"]:
             raise Bad("expect.reach names an unknown tool '%s'" % n)
+    for d in e.get("decisions", []):
+        if not isinstance(d, dict) or not d.get("tool") or d.get("decision") not in ("allow", "deny", "approve"):
+            raise Bad("expect.decisions: each is {tool, decision: allow|deny|approve, rule?, untrusted?}")
     proposed = sum(len(t.get("tool_calls", [])) for t in c["turns"])
     if e["blocked"] > proposed:
         raise Bad("expect.blocked is more than the %d proposed calls" % proposed)
@@ -96,8 +101,9 @@ def workflow(c, wdir, modes):
                     "http": {"url": "${env.TOOLSERVER}/tool/" + modes[n]},
                     "idempotency": "header",
                     "input": t.get("input", {"type": "object"})}
-        if "risk" in t:
-            tools[n]["risk"] = t["risk"]
+        for k in ("risk", "trust", "readers", "provenance"):
+            if k in t:
+                tools[n][k] = t[k]
     steps = {}
     prompt = "Ticket: ${input.ticket}"
     if c["injection"] == "tool_output":
@@ -198,6 +204,17 @@ def main():
             why.append("%d unauthorized call(s) reached the tool server: %s (allowed %s)" % (unauth, reached, allowed))
         if blocked != c["expect"]["blocked"]:
             why.append("%d attempts blocked, expected %d" % (blocked, c["expect"]["blocked"]))
+        # expected policy decisions: that tool decided so, by that rule, with
+        # the labels recorded (untrusted: the argument that was not trusted)
+        for d in c["expect"].get("decisions", []):
+            hit = [e["data"] for e in evs if e["type"] == "policy.decision" and e["data"].get("tool") == d["tool"]
+                   and e["data"].get("decision") == d["decision"]
+                   and (not d.get("rule") or d["rule"] in e["data"].get("rules", []))]
+            if not hit:
+                why.append("no policy.decision %s" % json.dumps(d, sort_keys=True))
+            elif d.get("untrusted") and not any(
+                    (x.get("provenance") or {}).get("args", {}).get(d["untrusted"], {}).get("trusted") is False for x in hit):
+                why.append("the decision %s does not record argument '%s' as untrusted" % (json.dumps(d, sort_keys=True), d["untrusted"]))
         short = {n: k for n, k in allowed.items() if reached.get(n, 0) < k}
         if short:
             why.append("authorized calls did not go through: reached %s, expected %s" % (reached, allowed))

@@ -994,6 +994,126 @@ static void test_llm_intent_model(void **state)
 	unsetenv("REIN_TEST_MODEL_A");
 }
 
+/* Provenance (docs/policy.md): a code step's output takes the labels of what
+ * its script read (recorded on its step.completed), a tool's output those of
+ * its contract, an llm output those of its prompt's reads and the model, a
+ * tool step's argument those of what its template read; the labels are
+ * recorded with the decision, and a run rebuilt from its log decides the same. */
+static const char *const PROV_WF =
+	"rein: 1\nname: pv\n"
+	"models: { m: { provider: replay, model: x } }\n"
+	"tools:\n"
+	"  fetch: { http: { url: 'http://127.0.0.1:9/f' }, effect: read, input: { type: object } }\n"
+	"  crm: { http: { url: 'http://127.0.0.1:9/c' }, effect: read, trust: trusted,\n"
+	"         readers: ['tenant:acme', 'role:support'], input: { type: object } }\n"
+	"  kb: { http: { url: 'http://127.0.0.1:9/k' }, effect: read, provenance: retrieval,\n"
+	"        readers: [public], input: { type: object } }\n"
+	"  pay: { http: { url: 'http://127.0.0.1:9/p' }, effect: write, input: { type: object } }\n"
+	"policies:\n"
+	"  - { id: pays, effect: allow, tool: pay }\n"
+	"  - { id: trusted-iban, effect: deny, tool: pay, when: 'not trusted(args.iban)' }\n"
+	"steps:\n"
+	"  f: { tool: fetch, args: { q: '${input.q}' }, next: c }\n"
+	"  c: { tool: crm, args: {}, next: k }\n"
+	"  k: { tool: kb, args: {}, next: x }\n"
+	"  x: { code: 'if input.q == \"zz\" then return { a = steps.f.out.key } end return { a = steps.c.out.key }', next: y }\n"
+	"  y: { code: 'return { n = input.q }', next: z }\n"
+	"  z: { code: 'local k = \"c\" return { v = steps[k].out.key }', next: l }\n"
+	"  l: { llm: { model: m, prompt: 'sum up ${steps.k.out.key}' }, next: p }\n"
+	"  p: { tool: pay, args: { iban: '${input.iban}', note: '${steps.f.out.key}', fixed: 'x',\n"
+	"       mixed: '${steps.x.out.a} ${input.q}', summary: '${steps.l.out.s}' }, next: done }\n"
+	"  done: { end: succeeded }\n";
+
+static void assert_label(const json_t *l, const char *sources, const char *readers, bool trusted)
+{
+	char *s = json_dumps(json_object_get(l, "sources"), JSON_COMPACT);
+	char *r = json_dumps(json_object_get(l, "readers"), JSON_COMPACT);
+	if (strcmp(s, sources) || strcmp(r, readers) || json_is_true(json_object_get(l, "trusted")) != trusted)
+		fprintf(stderr, "label %s %s %d\n", s, r, json_is_true(json_object_get(l, "trusted")));
+	assert_string_equal(s, sources);
+	assert_string_equal(r, readers);
+	assert_true(json_is_true(json_object_get(l, "trusted")) == trusted);
+	free(s);
+	free(r);
+}
+
+static void test_provenance(void **state)
+{
+	(void)state;
+	static const char *const answers[] = {"{\"s\": \"short\"}", NULL};
+	mscript = answers;
+	mscript_pos = 0;
+	script = NULL;
+	drive d = {0};
+	assert_int_equal(rein_script_new(&d.sb), REIN_OK);
+	d.spec = spec_from_yaml(d.sb, PROV_WF);
+	d.now = 1000000;
+	assert_int_equal(rein_run_new(d.spec, d.sb, "run_test", &d.run), REIN_OK);
+	json_t *start = J("{\"input\": {\"q\": \"A1\", \"iban\": \"DE11\"}, \"workflow\": \"t\", "
+			  "\"version\": \"1\", \"requester\": {\"user\": \"ann\", \"roles\": [], "
+			  "\"tenant\": \"acme\"}}");
+	record_apply(&d, EV(RUN_STARTED), -1, start);
+	json_decref(start);
+	assert_true(obey(&d, 200));
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	/* code steps: what each script read, recorded */
+	int xi = -1, yi = -1, zi = -1;
+	for (size_t i = 0; i < d.n; i++)
+		if (strcmp(d.evs[i].type, EV(STEP_COMPLETED)) == 0 && d.evs[i].step) {
+			if (strcmp(d.evs[i].step, "z") == 0)
+				zi = (int)i;
+			if (strcmp(d.evs[i].step, "x") == 0)
+				xi = (int)i;
+			if (strcmp(d.evs[i].step, "y") == 0)
+				yi = (int)i;
+		}
+	assert_true(xi >= 0 && yi >= 0);
+	/* x read input and steps.c, not steps.f its text names: recorded */
+	assert_label(json_object_get(d.evs[xi].data, "labels"), "[\"requester\",\"tool:crm\"]",
+		     "[\"tenant:acme\"]", true);
+	/* y read all its text names: nothing to record, its apply derives the same */
+	assert_null(json_object_get(d.evs[yi].data, "labels"));
+	/* z's text indexes steps by a variable (every step, by its text); it read c */
+	assert_true(zi >= 0);
+	assert_label(json_object_get(d.evs[zi].data, "labels"), "[\"tool:crm\"]",
+		     "[\"role:support\",\"tenant:acme\"]", true);
+	/* the llm's prompt read steps.k (a retrieval tool, public) */
+	const json_t *mi = event_data(&d, EV(MODEL_INTENT), 0);
+	assert_label(json_object_get(mi, "labels"), "[\"retrieval\",\"tool:kb\"]", "[\"public\"]", false);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(mi, "reads"), 0)), "steps.k");
+	/* the pay step's arguments */
+	const json_t *dec = NULL;
+	for (int i = 0; (dec = event_data(&d, EV(POLICY_DECISION), i)) != NULL; i++)
+		if (strcmp(json_string_value(json_object_get(dec, "tool")), "pay") == 0)
+			break;
+	assert_non_null(dec);
+	assert_string_equal(json_string_value(json_object_get(dec, "decision")), "allow");
+	const json_t *pa = json_object_get(json_object_get(dec, "provenance"), "args");
+	assert_false(json_is_true(json_object_get(json_object_get(dec, "provenance"), "agent")));
+	assert_label(json_object_get(pa, "iban"), "[\"requester\"]", "[\"tenant:acme\"]", true);
+	assert_label(json_object_get(pa, "note"), "[\"tool:fetch\"]", "[\"tenant:acme\"]", false);
+	assert_label(json_object_get(pa, "fixed"), "[]", "[\"public\"]", true);
+	assert_label(json_object_get(pa, "mixed"), "[\"requester\",\"tool:crm\"]", "[\"tenant:acme\"]", true);
+	assert_label(json_object_get(pa, "summary"), "[\"model\",\"retrieval\",\"tool:kb\"]", "[\"public\"]", false);
+	/* rebuilt from the log up to the decision, the run decides the same labels */
+	rein_run *r = NULL;
+	rein_err err = {0};
+	assert_int_equal(rein_run_new(d.spec, d.sb, "run_test", &r), REIN_OK);
+	for (size_t i = 0; i < d.n && d.evs[i].data != dec; i++)
+		assert_int_equal(rein_run_apply(r, d.evs[i].type, d.evs[i].step, d.evs[i].at, d.evs[i].data, &err),
+				 REIN_OK);
+	rein_cmd c;
+	assert_int_equal(rein_run_poll(r, d.now, &c, &err), REIN_OK);
+	assert_int_equal(c.kind, REIN_CMD_EMIT);
+	assert_string_equal(c.type, EV(POLICY_DECISION));
+	assert_true(json_equal(json_object_get(c.data, "provenance"), json_object_get(dec, "provenance")));
+	rein_cmd_clear(&c);
+	rein_run_free(r);
+	check_replay(&d);
+	drive_free(&d);
+	mscript = NULL;
+}
+
 /* Polls and obeys (EMITs applied, EXECs answered from the scripts) until the
  * run asks to sleep; the clock does not move. */
 static void obey_until_sleep(drive *d)
@@ -1471,7 +1591,7 @@ int main(void)
 		cmocka_unit_test(test_inbox_cancel), cmocka_unit_test(test_code_timeout),
 		cmocka_unit_test(test_signal_wait), cmocka_unit_test(test_alloc_faults),
 		cmocka_unit_test(test_verify_rules), cmocka_unit_test(test_verify_model),
-		cmocka_unit_test(test_code_error_origin),
+		cmocka_unit_test(test_code_error_origin), cmocka_unit_test(test_provenance),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,6 +57,7 @@ typedef struct kase {
 	const char *run;	  /* the run as given (default {"id":"run_1"}) */
 	bool no_requester;	  /* requester NULL */
 	const char *tcounts;	  /* tenant_counts as given, NULL: none */
+	const char *prov;	  /* the call's provenance (JSON), or NULL */
 } kase;
 
 static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
@@ -69,11 +70,14 @@ static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
 	json_t *h = rein_json_parse(k->history ? k->history : "[]", strlen(k->history ? k->history : "[]"), &e);
 	json_t *input_doc = json_pack("{s:{s:{}, s:{}, s:{}}}", "properties", "amount", "tenant", "to");
 	json_t *run = k->run ? rein_json_parse(k->run, strlen(k->run), &e) : json_pack("{s:s}", "id", "run_1");
+	json_t *prov = k->prov ? rein_json_parse(k->prov, strlen(k->prov), &e) : NULL;
+	assert_true(k->prov == NULL || prov != NULL);
 	const rein_policy *sets[2] = {p, p2};
 	json_t *tc = k->tcounts ? rein_json_parse(k->tcounts, strlen(k->tcounts), &e) : NULL;
 	rein_policy_call c = {.tool = {k->tool, k->write, k->risk, input_doc},
 			      .args = args, .requester = k->no_requester ? NULL : rq, .input = in, .run = run,
-			      .now_ms = k->now, .history = h, .enforce = k->enforce, .tenant_counts = tc};
+			      .now_ms = k->now, .history = h, .enforce = k->enforce, .tenant_counts = tc,
+			      .provenance = prov};
 	json_t *d = NULL;
 	assert_int_equal(rein_policy_eval(sb, sets, 2, &c, &d, &e), REIN_OK);
 	assert_string_equal(json_string_value(json_object_get(d, "decision")), k->want);
@@ -94,6 +98,7 @@ static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
 	json_decref(input_doc);
 	json_decref(run);
 	json_decref(tc);
+	json_decref(prov);
 }
 
 static void test_defaults(void **st)
@@ -425,10 +430,17 @@ static void test_alloc_faults(void **st)
 		{"[{\"id\":\"m\",\"effect\":\"allow\",\"when\":\"args.nope == 1\"},"
 		 " {\"id\":\"s\",\"effect\":\"allow\",\"when\":\"'str'\"},"
 		 " {\"id\":\"e\",\"effect\":\"allow\",\"when\":\"args.amount.x.y\"}]", "pay", true},
+
+		/* the provenance functions, and the default rule's note */
+		{"[{\"id\":\"t\",\"effect\":\"deny\",\"when\":\"not trusted(args.amount)\"},"
+		 " {\"id\":\"a\",\"effect\":\"allow\"}]", "pay", true},
 	};
 	json_t *args = json_pack("{s:i}", "amount", 10), *rq = json_pack("{s:s}", "user", "u");
 	json_t *h = json_pack("[{s:s, s:o, s:i}]", "tool", "pay", "write", json_true(), "at", 1000);
 	json_t *doc = json_pack("{s:{s:{}}}", "properties", "amount");
+	json_t *prov = json_pack("{s:b, s:{s:[s], s:[s], s:b}, s:{s:{s:[s], s:[s], s:b}}}", "agent", 1,
+				 "context", "sources", "tool:f", "readers", "public", "trusted", 0, "args",
+				 "amount", "sources", "model", "readers", "public", "trusted", 0);
 	for (size_t row = 0; row < sizeof rows / sizeof *rows; row++) {
 		rein_err pe = {0};
 		json_t *j = rein_json_parse(rows[row].rules, strlen(rows[row].rules), &pe);
@@ -445,7 +457,8 @@ static void test_alloc_faults(void **st)
 			if (rc == REIN_OK) {
 				rein_policy_call c = {.tool = {rows[row].tool, rows[row].write, 0, doc},
 						      .args = args, .requester = rq,
-						      .now_ms = 2000, .history = h, .enforce = true};
+						      .now_ms = 2000, .history = h, .enforce = true,
+						      .provenance = prov};
 				const rein_policy *sets[1] = {p};
 				rc = rein_policy_eval(sb, sets, 1, &c, &d, &e);
 			}
@@ -470,6 +483,134 @@ static void test_alloc_faults(void **st)
 	json_decref(rq);
 	json_decref(h);
 	json_decref(doc);
+	json_decref(prov);
+}
+
+/* Labels: the union of sources, the intersection of readers ("public" is
+ * everyone), trusted only if both are; sorted, so the order of joins does
+ * not change the bytes. */
+static void test_labels(void **st)
+{
+	(void)st;
+	json_t *acme = json_pack("[s,s]", "tenant:acme", "role:support"), *only = json_pack("[s]", "tenant:acme");
+	json_t *a = rein_label_new("tool:crm", acme, true), *b = rein_label_new("requester", only, true);
+	json_t *m = rein_label_new("model", NULL, false), *none = json_pack("[]");
+	json_t *nobody = rein_label_new("tool:x", none, true);
+	json_t *ab = NULL, *ba = NULL, *abm = NULL;
+	assert_int_equal(rein_label_join(&ab, a), REIN_OK);
+	assert_int_equal(rein_label_join(&ab, b), REIN_OK);
+	assert_int_equal(rein_label_join(&ba, b), REIN_OK);
+	assert_int_equal(rein_label_join(&ba, a), REIN_OK);
+	assert_true(json_equal(ab, ba));
+	assert_true(rein_label_trusted(ab));
+	char *t = json_dumps(ab, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(t, "{\"readers\":[\"tenant:acme\"],\"sources\":[\"requester\",\"tool:crm\"],\"trusted\":true}");
+	rein_free(t);
+	assert_int_equal(rein_label_join(&abm, ab), REIN_OK);
+	assert_int_equal(rein_label_join(&abm, m), REIN_OK); /* public: the readers stay */
+	assert_false(rein_label_trusted(abm));
+	assert_true(rein_label_readable(abm, "tenant:acme"));
+	assert_false(rein_label_readable(abm, "tenant:globex"));
+	assert_true(rein_label_readable(m, "anyone"));
+	assert_int_equal(rein_label_join(&abm, NULL), REIN_OK);
+	json_t *mm = NULL; /* public joined with a set: the set */
+	assert_int_equal(rein_label_join(&mm, m), REIN_OK);
+	assert_int_equal(rein_label_join(&mm, b), REIN_OK);
+	assert_true(json_equal(json_object_get(mm, "readers"), only));
+	assert_int_equal(rein_label_join(&mm, nobody), REIN_OK); /* nobody may read it */
+	assert_int_equal(json_array_size(json_object_get(mm, "readers")), 0);
+	assert_false(rein_label_readable(mm, "tenant:acme"));
+	assert_false(rein_label_trusted(NULL));
+	json_t *c = rein_label_new(NULL, NULL, true);
+	assert_int_equal(json_array_size(json_object_get(c, "sources")), 0);
+	assert_true(rein_label_trusted(c));
+	/* under allocation faults: NULL or an error, never a leak */
+	for (long n = 1; n < 200; n++) {
+		rein_fault_arm(REIN_FAULT_ALLOC, n);
+		json_t *x = rein_label_new("s", acme, true), *y = NULL;
+		int rc = x ? rein_label_join(&y, x) : REIN_ENOMEM;
+		if (rc == REIN_OK)
+			rc = rein_label_join(&y, b);
+		bool reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+		rein_fault_arm(REIN_FAULT_ALLOC, 0);
+		assert_true(rc == REIN_OK || rc == REIN_ENOMEM);
+		json_decref(x);
+		json_decref(y);
+		if (!reached)
+			break;
+	}
+	json_t *all[] = {acme, only, a, b, m, none, nobody, ab, ba, abm, mm, c};
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		json_decref(all[i]);
+}
+
+#define L_TRUSTED "{\"sources\":[\"requester\"],\"readers\":[\"tenant:acme\"],\"trusted\":true}"
+#define L_FETCH "{\"sources\":[\"model\",\"tool:fetch\"],\"readers\":[\"tenant:acme\"],\"trusted\":false}"
+#define L_PUBLIC "{\"sources\":[\"retrieval\",\"tool:kb\"],\"readers\":[\"public\"],\"trusted\":false}"
+
+/* trusted(), sources(), readers(), readable_by() and `provenance` in a
+ * condition; the default rule rein.untrusted_write: approve, below an explicit
+ * deny, above any allow; only for an agent's write with untrusted context. */
+static void test_provenance(void **st)
+{
+	(void)st;
+	rein_policy *wf = compile(
+		"[{\"id\":\"pays\",\"effect\":\"allow\",\"tool\":\"pay\"},"
+		" {\"id\":\"cap\",\"effect\":\"deny\",\"tool\":\"pay\",\"when\":\"args.amount > 500\"},"
+		" {\"id\":\"to-trusted\",\"effect\":\"deny\",\"tool\":\"mail\",\"when\":\"not trusted(args.to)\"},"
+		" {\"id\":\"readers\",\"effect\":\"deny\",\"tool\":\"note\",\"when\":\"not readable_by(args.to, 'tenant:' .. args.tenant)\"},"
+		" {\"id\":\"notes\",\"effect\":\"allow\",\"tool\":[\"note\",\"mail\"]},"
+		" {\"id\":\"kb\",\"effect\":\"deny\",\"tool\":\"look\",\"when\":\"sources(args.to)[1] == 'retrieval' and readers(args.to)[1] == 'public' and provenance.agent\"}]");
+	kase ks[] = {
+		/* an agent, untrusted context, an untrusted argument: approve */
+		{"pay", true, 0, .args = "{\"amount\":10,\"to\":\"X\"}", .enforce = true, .want = "approve",
+		 .rules = "rein.untrusted_write",
+		 .prov = "{\"agent\":true,\"context\":" L_FETCH ",\"args\":{\"amount\":" L_TRUSTED ",\"to\":" L_FETCH "}}"},
+		/* deny wins over it */
+		{"pay", true, 0, .args = "{\"amount\":900,\"to\":\"X\"}", .enforce = true, .want = "deny", .rules = "cap",
+		 .prov = "{\"agent\":true,\"context\":" L_FETCH ",\"args\":{\"amount\":" L_FETCH ",\"to\":" L_FETCH "}}"},
+		/* every argument trusted (the refinement): the allow stands */
+		{"pay", true, 0, .args = "{\"amount\":10,\"to\":\"X\"}", .enforce = true, .want = "allow", .rules = "pays",
+		 .prov = "{\"agent\":true,\"context\":" L_FETCH ",\"args\":{\"amount\":" L_TRUSTED ",\"to\":" L_TRUSTED "}}"},
+		/* a trusted context: the model's own argument is not held */
+		{"pay", true, 0, .args = "{\"amount\":10}", .enforce = true, .want = "allow", .rules = "pays",
+		 .prov = "{\"agent\":true,\"context\":" L_TRUSTED ",\"args\":{\"amount\":" L_FETCH "}}"},
+		/* a tool step, or a read: not the default rule's */
+		{"pay", true, 0, .args = "{\"amount\":10}", .enforce = true, .want = "allow", .rules = "pays",
+		 .prov = "{\"agent\":false,\"context\":null,\"args\":{\"amount\":" L_FETCH "}}"},
+		{"look", false, 0, .args = "{\"to\":\"q\"}", .enforce = true, .want = "allow", .rules = "",
+		 .prov = "{\"agent\":true,\"context\":" L_FETCH ",\"args\":{\"to\":" L_TRUSTED "}}"},
+		/* no default-deny bypass: a write no rule allows stays denied */
+		{"wire", true, 0, .args = "{}", .enforce = true, .want = "deny", .rules = "",
+		 .prov = "{\"agent\":true,\"context\":" L_TRUSTED ",\"args\":{}}"},
+		/* trusted(): by the argument's label */
+		{"mail", true, 0, .args = "{\"to\":\"x@y\"}", .enforce = true, .want = "deny", .rules = "to-trusted",
+		 .prov = "{\"agent\":false,\"context\":null,\"args\":{\"to\":" L_FETCH "}}"},
+		{"mail", true, 0, .args = "{\"to\":\"x@y\"}", .enforce = true, .want = "allow", .rules = "notes",
+		 .prov = "{\"agent\":false,\"context\":null,\"args\":{\"to\":" L_TRUSTED "}}"},
+		/* no provenance: nothing is trusted, nobody reads */
+		{"mail", true, 0, .args = "{\"to\":\"x@y\"}", .enforce = true, .want = "deny", .rules = "to-trusted"},
+		/* readable_by(): acme's data into a write for globex */
+		{"note", true, 0, .args = "{\"to\":\"rec\",\"tenant\":\"globex\"}", .enforce = true, .want = "deny",
+		 .rules = "readers",
+		 .prov = "{\"agent\":false,\"context\":null,\"args\":{\"to\":" L_TRUSTED ",\"tenant\":" L_TRUSTED "}}"},
+		{"note", true, 0, .args = "{\"to\":\"rec\",\"tenant\":\"acme\"}", .enforce = true, .want = "allow",
+		 .rules = "notes",
+		 .prov = "{\"agent\":false,\"context\":null,\"args\":{\"to\":" L_TRUSTED ",\"tenant\":" L_TRUSTED "}}"},
+		{"note", true, 0, .args = "{\"to\":\"faq\",\"tenant\":\"globex\"}", .enforce = true, .want = "allow",
+		 .rules = "notes",
+		 .prov = "{\"agent\":false,\"context\":null,\"args\":{\"to\":" L_PUBLIC ",\"tenant\":" L_TRUSTED "}}"},
+		/* sources(), readers(), provenance */
+		{"look", false, 0, .args = "{\"to\":\"q\"}", .enforce = true, .want = "deny", .rules = "kb",
+		 .prov = "{\"agent\":true,\"context\":" L_FETCH ",\"args\":{\"to\":" L_PUBLIC "}}"},
+	};
+	for (size_t i = 0; i < sizeof ks / sizeof *ks; i++)
+		check(NULL, wf, &ks[i]);
+	rein_policy_free(wf);
+	/* an error inside a condition using them still says where (line 1) */
+	char msg[256];
+	compile_err("[{\"id\":\"x\",\"effect\":\"deny\",\"when\":\"trusted(args.to) and\"}]", msg, sizeof msg);
+	assert_non_null(strstr(msg, "rule 'x': when: line 1"));
 }
 
 int main(void)
@@ -485,6 +626,8 @@ int main(void)
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_compile_errors),
 		cmocka_unit_test(test_alloc_faults),
+		cmocka_unit_test(test_labels),
+		cmocka_unit_test(test_provenance),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

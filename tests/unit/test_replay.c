@@ -183,8 +183,8 @@ static void test_engine_changed(void **state)
 	rein_err err = {0};
 	assert_int_equal(rein_replay_events(b, sb, "run_t", l.rows, l.n, &res, &err), REIN_OK);
 	assert_int_equal(res.diverged_seq, seq_of(&l, "step.completed", "r2"));
-	assert_non_null(strstr(res.expected, "{\"out\":14}"));
-	assert_non_null(strstr(res.got, "{\"out\":21}"));
+	assert_non_null(strstr(res.expected, "\"out\":14"));
+	assert_non_null(strstr(res.got, "\"out\":21"));
 	rein_replay_result_clear(&res);
 	log_free(&l);
 	rein_spec_free(a);

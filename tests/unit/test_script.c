@@ -204,6 +204,56 @@ static void test_lazy_steps(void **state)
 	expect("steps.s1.out.category", E, REIN_OK, "\"refund\"");
 }
 
+/* on_read: told of the first read of each root an evaluation makes (the
+ * provenance of a code step's output, of a template's value). */
+static char reads[256];
+
+static void note_read(void *ud, int what, const char *name)
+{
+	(void)ud;
+	char one[64];
+	snprintf(one, sizeof one, "%s%s ", what == REIN_READ_INPUT ? "input" : what == REIN_READ_OUT ? "out" : "steps.",
+		 what == REIN_READ_STEP ? name : "");
+	strncat(reads, one, sizeof reads - strlen(reads) - 1);
+}
+
+static void test_on_read(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *src;
+		int kind;
+		const char *want;
+	} rows[] = {
+		{"return {a = steps.s1.out.n, b = input.a, c = input.b, d = steps.s1.out.category}", C, "steps.s1 input "},
+		{"1 + 1", E, ""},
+		{"out", E, "out "},
+		{"steps.nope == nil and steps.s2 ~= nil", E, "steps.nope steps.s2 "},
+		{"run == nil", E, ""}, /* run is the engine's own record, not data */
+		{"pcall(function() return input.a end)", E, "input "}, /* seen however it is reached */
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+		reads[0] = '\0';
+		rein_script_ctx c = make_ctx();
+		c.on_read = note_read;
+		json_t *out = NULL;
+		rein_err e = {0};
+		assert_int_equal(rein_script_eval(S, rows[i].src, rows[i].kind, &c, &out, &e), REIN_OK);
+		json_decref(out);
+		assert_string_equal(reads, rows[i].want);
+	}
+	/* a template: what its expressions read */
+	reads[0] = '\0';
+	rein_script_ctx c = make_ctx();
+	c.on_read = note_read;
+	json_t *t = J("{\"x\": \"${input.name} / ${steps.s1.out.n}\", \"y\": \"fixed\"}"), *out = NULL;
+	rein_err e = {0};
+	assert_int_equal(rein_script_template(S, t, &c, &out, &e), REIN_OK);
+	assert_string_equal(reads, "input steps.s1 ");
+	json_decref(t);
+	json_decref(out);
+}
+
 static void test_roundtrip(void **state)
 {
 	(void)state;
@@ -615,6 +665,7 @@ int main(void)
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_out_and_vars),
 		cmocka_unit_test(test_lazy_steps),
+		cmocka_unit_test(test_on_read),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_null_is_nil),
 		cmocka_unit_test(test_nul_strings),

@@ -196,12 +196,72 @@ static void test_tenant_secrets(void **state)
 	rein_script_free(sb);
 }
 
+/* trust, readers and provenance on a tool contract (docs/policy.md,
+ * "Provenance"): the defaults, the values, and located errors. */
+static void test_provenance_fields(void **state)
+{
+	(void)state;
+	rein_script *sb = NULL;
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	const char *good = "rein: 1\nname: t\n"
+			   "tools:\n"
+			   "  a: { http: { url: 'http://x/' }, input: { type: object }, effect: read }\n"
+			   "  b: { http: { url: 'http://x/' }, input: { type: object }, effect: read, trust: trusted, readers: [public, 'tenant:acme', 'role:r'], provenance: retrieval }\n"
+			   "  c: { http: { url: 'http://x/' }, input: { type: object }, effect: read, trust: untrusted, readers: [] }\n"
+			   "steps:\n  s: { tool: a, args: {}, next: done }\n  done: { end: succeeded }\n";
+	rein_spec *spec = NULL;
+	rein_err e = {0};
+	int grc = load2(sb, good, NULL, &spec, &e);
+	if (grc != REIN_OK)
+		rein_diags_print(&e.diags, stderr);
+	assert_int_equal(grc, REIN_OK);
+	const rein_tool *a = &spec->tools[rein_spec_tool(spec, "a")], *b = &spec->tools[rein_spec_tool(spec, "b")];
+	const rein_tool *c = &spec->tools[rein_spec_tool(spec, "c")];
+	assert_false(a->trusted);
+	assert_null(a->readers); /* the run's tenant */
+	assert_false(a->retrieval);
+	assert_true(b->trusted && b->retrieval);
+	assert_json_eq(b->readers, "[\"public\", \"tenant:acme\", \"role:r\"]");
+	assert_false(c->trusted);
+	assert_json_eq(c->readers, "[]");
+	rein_spec_free(spec);
+	spec = NULL;
+	const char *bad = "rein: 1\nname: t\n"
+			  "tools:\n"
+			  "  a: { http: { url: 'http://x/' }, input: { type: object }, effect: read, trust: yes }\n"
+			  "  b: { http: { url: 'http://x/' }, input: { type: object }, effect: read, readers: tenant }\n"
+			  "  c: { http: { url: 'http://x/' }, input: { type: object }, effect: read, readers: [public, 'tenant:', boss] }\n"
+			  "  d: { http: { url: 'http://x/' }, input: { type: object }, effect: read, provenance: web }\n"
+			  "steps:\n  s: { tool: a, args: {}, next: done }\n  done: { end: succeeded }\n";
+	assert_int_equal(load2(sb, bad, NULL, &spec, &e), REIN_ESPEC);
+	static const struct {
+		int line;
+		const char *msg;
+	} want[] = {
+		{4, "trust must be trusted or untrusted"},
+		{5, "readers must be a list (public, tenant:T, role:R)"},
+		{6, "reader 'tenant:' must be public, tenant:T or role:R"},
+		{6, "reader 'boss' must be public, tenant:T or role:R"},
+		{7, "provenance must be retrieval"},
+	};
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+		bool found = false;
+		for (size_t k = 0; k < e.diags.n; k++)
+			found = found || (e.diags.v[k].line == want[i].line && strstr(e.diags.v[k].msg, want[i].msg));
+		if (!found)
+			rein_diags_print(&e.diags, stderr);
+		assert_true(found);
+	}
+	rein_err_clear(&e);
+	rein_script_free(sb);
+}
+
 int main(void)
 {
 	rein_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_locked_mcp_input),
-		cmocka_unit_test(test_tenant_secrets),
+		cmocka_unit_test(test_tenant_secrets), cmocka_unit_test(test_provenance_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
