@@ -281,8 +281,9 @@ int rein_replay_run(rein_store *store, rein_script *sandbox, const char *id,
  * real HTTP), and when that tier has no provider that can answer (a
  * configuration it refuses, a replay tier without the answer) the what-if
  * stops: REIN_EINVAL, "model request changed at step S and no provider is
- * configured: ...". A tool call of the same tool and canonical arguments (or
- * the same idempotency key) gets the recorded outcomes of that call; one the
+ * configured: ...". A tool call of the same tool and canonical arguments
+ * gets the recorded outcomes of that call (the idempotency key alone is no
+ * match: it names a position in the run, not a call); one the
  * recording lacks is never sent, is listed in what_if.not_recorded, and its
  * step fails with "not in the recording: tool T args {...}". Timers and
  * backoffs pass on a virtual clock.
@@ -291,7 +292,7 @@ int rein_replay_run(rein_store *store, rein_script *sandbox, const char *id,
  * differences: [{kind, step?, recorded, what_if}], recorded: SUMMARY,
  * what_if: SUMMARY + {not_recorded, model_requests: {from_recording, sent}}}
  * where SUMMARY is {status, reason, output, path, steps, tool_calls, policy,
- * routing, model_calls, tokens: {input, output}, cost_usd}; kinds: status,
+ * tiers, routing, model_calls, tokens: {input, output}, cost_usd}; kinds: status,
  * reason, output, path, step_output, tool_call_removed, tool_call_added,
  * tool_call_changed, policy, routing, model_calls, tokens, cost.
  */

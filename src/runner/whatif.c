@@ -15,10 +15,13 @@
  *    answer (a configuration the provider refuses, a replay tier without
  *    the answer) the what-if stops with REIN_EINVAL: "model request changed
  *    at step X and no provider is configured: ...";
- *  - a tool call of the same tool with the same canonical arguments (or the
- *    same idempotency key) gets the recorded outcomes of that call, in order;
- *    a call the recording lacks is never sent: it is reported (not_recorded)
- *    and its step fails with "not in the recording: tool T args {...}".
+ *  - a tool call of the same tool with the same canonical arguments gets the
+ *    recorded outcomes of that call, in order; a call the recording lacks is
+ *    never sent: it is reported (not_recorded) and its step fails with "not
+ *    in the recording: tool T args {...}". The idempotency key is no match
+ *    on its own: it is derived from (run, step, call index), so it names a
+ *    position in the run, and a changed run puts another call there; it
+ *    matches only together with the tool and arguments, which are the call.
  * Timers and backoffs pass on a virtual clock that starts at the recorded
  * run.started, so the run is not slowed down by them.
  *
@@ -43,7 +46,7 @@ typedef struct wi {
 	json_t *evs;    /* the what-if's events, the same shape */
 	json_t *models; /* request_hash -> [{type, data}] recorded answers */
 	json_t *mcur;   /* request_hash -> answers used */
-	json_t *tools;  /* "tool args" and "key:K" -> [{type, data}] recorded outcomes */
+	json_t *tools;  /* "tool args" -> [{type, data}] recorded outcomes */
 	json_t *tcur;
 	json_t *lastok;      /* tool -> its last recorded good result */
 	json_t *not_rec;     /* [{step, tool, args}] calls the recording lacks */
@@ -81,7 +84,7 @@ static int push_answer(json_t *map, const char *key, const char *type, json_t *d
 
 /*
  * Indexes the recorded answers: the model answers by request hash, the tool
- * outcomes by tool and arguments and by key. An outcome belongs to the last
+ * outcomes by tool and arguments. An outcome belongs to the last
  * intent of its step (a step has one call out at a time).
  */
 static int index_recording(wi *w, const rein_spec *rspec)
@@ -132,12 +135,8 @@ static int index_recording(wi *w, const rein_spec *rspec)
 			continue;
 		}
 		const char *tool = json_string_value(json_object_get(in, "tool"));
-		const char *key = json_string_value(json_object_get(in, "key"));
 		char *tk = tool_key(tool ? tool : "", json_object_get(in, "args"));
-		char *kk = rein_sprintf("key:%s", key ? key : "");
-		rc = tk && kk ? push_answer(w->tools, tk, type, d) : REIN_ENOMEM;
-		if (rc == REIN_OK)
-			rc = push_answer(w->tools, kk, type, d);
+		rc = tk ? push_answer(w->tools, tk, type, d) : REIN_ENOMEM;
 		if (rc == REIN_OK && good && tool) {
 			json_t *out = k == REIN_EV_TOOL_SHADOWED ? json_object_get(d, "result")
 								 : json_object_get(d, "out");
@@ -147,7 +146,6 @@ static int index_recording(wi *w, const rein_spec *rspec)
 		if (good)
 			json_object_del(tint, step);
 		rein_free(tk);
-		rein_free(kk);
 	}
 	json_decref(mint);
 	json_decref(tint);
@@ -296,7 +294,7 @@ static int exec_tool(wi *w, int step, rein_err *err)
 	const rein_step *st = &w->spec->steps[step];
 	int rc = REIN_OK;
 	json_t *d = NULL;
-	char *tk = NULL, *kk = NULL, *why = NULL, *args = NULL;
+	char *tk = NULL, *why = NULL, *args = NULL;
 	if (rein_run_tool_call(w->run, step, &call) != REIN_OK)
 		return rein_err_set(err, REIN_ECORRUPT, "no tool call at step %s", st->name);
 	const char *tool = w->spec->tools[call.tool].name;
@@ -307,15 +305,11 @@ static int exec_tool(wi *w, int step, rein_err *err)
 		       : rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto out;
 	}
-	tk = tool_key(tool, call.args);
-	kk = rein_sprintf("key:%s", call.key ? call.key : "");
-	if (tk == NULL || kk == NULL) {
+	if ((tk = tool_key(tool, call.args)) == NULL) {
 		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto out;
 	}
 	json_t *a = next_answer(w->tools, w->tcur, tk, tool_again);
-	if (a == NULL)
-		a = next_answer(w->tools, w->tcur, kk, tool_again);
 	if (a == NULL) { /* never sent: reported, and the step fails with it */
 		args = rein_json_dump(call.args);
 		why = args ? rein_sprintf("not in the recording: tool %s args %s", tool, args) : NULL;
@@ -352,7 +346,6 @@ static int exec_tool(wi *w, int step, rein_err *err)
 out:
 	json_decref(d);
 	rein_free(tk);
-	rein_free(kk);
 	rein_free(why);
 	rein_free(args);
 	return rc;
@@ -408,9 +401,9 @@ static int64_t int_of(const json_t *o, const char *k)
 /* What a log comes to (see the header). */
 static json_t *summarise(const json_t *evs)
 {
-	json_t *s = json_pack("{s:n, s:n, s:n, s:[], s:[], s:[], s:[], s:[], s:i, s:{s:i, s:i}, s:f}",
+	json_t *s = json_pack("{s:n, s:n, s:n, s:[], s:[], s:[], s:[], s:[], s:[], s:i, s:{s:i, s:i}, s:f}",
 			      "status", "reason", "output", "path", "steps", "tool_calls", "policy",
-			      "routing", "model_calls", 0, "tokens", "input", 0, "output", 0,
+			      "tiers", "routing", "model_calls", 0, "tokens", "input", 0, "output", 0,
 			      "cost_usd", 0.0);
 	if (s == NULL)
 		return NULL;
@@ -461,7 +454,7 @@ static json_t *summarise(const json_t *evs)
 		case REIN_EV_MODEL_INTENT:
 			add = json_pack("{s:O, s:O}", "step", step, "tier",
 					json_object_get(d, "tier") ?: json_null());
-			into = "routing";
+			into = "tiers";
 			break;
 		case REIN_EV_MODEL_ROUTE:
 			add = json_pack("{s:O, s:O, s:O}", "step", step, "from", json_object_get(d, "from"),
@@ -573,12 +566,15 @@ static bool diff_calls(json_t *diffs, const json_t *ra, const json_t *wa)
 	return ok;
 }
 
-/* Per-entry differences of two lists by position (kind), each entry's step named. */
-static bool diff_list(json_t *diffs, const char *kind, const json_t *ra, const json_t *wa)
+/* Per-entry differences of two lists by position (kind), each entry's step
+ * named; paired: only the positions both lists have. */
+static bool diff_list(json_t *diffs, const char *kind, const json_t *ra, const json_t *wa,
+		      bool paired)
 {
 	size_t n = json_array_size(ra), m = json_array_size(wa);
+	size_t len = paired ? (n < m ? n : m) : (n > m ? n : m);
 	bool ok = true;
-	for (size_t i = 0; ok && i < (n > m ? n : m); i++) {
+	for (size_t i = 0; ok && i < len; i++) {
 		json_t *a = json_array_get(ra, i), *b = json_array_get(wa, i);
 		if (a && b && eq(a, b))
 			continue;
@@ -615,10 +611,16 @@ static json_t *compare(const json_t *r, const json_t *w)
 	if (ok)
 		ok = diff_calls(diffs, json_object_get(r, "tool_calls"), json_object_get(w, "tool_calls"));
 	if (ok)
-		ok = diff_list(diffs, "policy", json_object_get(r, "policy"), json_object_get(w, "policy"));
+		ok = diff_list(diffs, "policy", json_object_get(r, "policy"), json_object_get(w, "policy"),
+			       false);
+	/* the tier of each model call both runs made (model_calls says how many
+	 * more one made), then the moves between tiers */
+	if (ok)
+		ok = diff_list(diffs, "routing", json_object_get(r, "tiers"), json_object_get(w, "tiers"),
+			       true);
 	if (ok)
 		ok = diff_list(diffs, "routing", json_object_get(r, "routing"),
-			       json_object_get(w, "routing"));
+			       json_object_get(w, "routing"), false);
 	if (ok && !eq(json_object_get(r, "model_calls"), json_object_get(w, "model_calls")))
 		ok = diff(diffs, "model_calls", NULL, json_object_get(r, "model_calls"),
 			  json_object_get(w, "model_calls"));
