@@ -22,8 +22,14 @@
  *    on its own: it is derived from (run, step, call index), so it names a
  *    position in the run, and a changed run puts another call there; it
  *    matches only together with the tool and arguments, which are the call.
- * Timers and backoffs pass on a virtual clock that starts at the recorded
- * run.started, so the run is not slowed down by them.
+ * The what-if runs on a virtual clock that starts at the recorded
+ * run.started and moves to each recorded answer's time when the recording
+ * answers (the run takes the time the recording took), and straight to the
+ * due time of a timer or backoff (nobody waits). The recorded inbox entries
+ * (cancels, signals, reviews) arrive at their recorded times on that clock,
+ * before the next step, while the run has not ended. A recorded run that
+ * has not ended (it waits) is followed as far as it went: the what-if
+ * stops when it would wait past the recording's last event.
  *
  * Then both logs are summarised (status, reason, output, the step path with
  * each visit's outcome, tool calls, policy decisions, model tiers and
@@ -31,6 +37,7 @@
  */
 #include <assert.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,6 +58,12 @@ typedef struct wi {
 	json_t *lastok;      /* tool -> its last recorded good result */
 	json_t *not_rec;     /* [{step, tool, args}] calls the recording lacks */
 	json_t *hashes;      /* step -> request_hash of its last model.intent */
+	json_t *inbox;       /* the recorded inbox.received events, in order */
+	size_t next_mail;    /* the first not yet delivered */
+	/* the recorded run has not ended: the time of its last event (the
+	 * what-if stops there too, rather than wait past what is known) */
+	int64_t open_at;
+	json_t *intents;     /* "tool args" of every recorded tool.intent */
 	int64_t answered;    /* model calls answered from the recording */
 	int64_t sent;        /* model calls sent to a provider */
 	int64_t now;
@@ -71,13 +84,14 @@ static char *tool_key(const char *tool, const json_t *args)
 	return k;
 }
 
-/* Appends {type, data} to map[key] (an array, made when missing). */
-static int push_answer(json_t *map, const char *key, const char *type, json_t *data)
+/* Appends {type, data, at} to map[key] (an array, made when missing). */
+static int push_answer(json_t *map, const char *key, const char *type, json_t *data, json_t *at)
 {
 	json_t *arr = json_object_get(map, key);
 	if (arr == NULL && (json_object_set_new(map, key, arr = json_array()) != 0 || arr == NULL))
 		return REIN_ENOMEM;
-	return json_array_append_new(arr, json_pack("{s:s, s:O}", "type", type, "data", data)) == 0
+	return json_array_append_new(arr, json_pack("{s:s, s:O, s:O}", "type", type, "data", data,
+						    "at", at)) == 0
 		       ? REIN_OK
 		       : REIN_ENOMEM;
 }
@@ -100,7 +114,12 @@ static int index_recording(wi *w, const rein_spec *rspec)
 		const char *type = json_string_value(json_object_get(e, "type"));
 		const char *step = json_string_value(json_object_get(e, "step"));
 		json_t *d = json_object_get(e, "data");
+		json_t *at = json_object_get(e, "at");
 		int k = rein_event_type_find(type);
+		if (k == REIN_EV_INBOX_RECEIVED) {
+			rc = json_array_append(w->inbox, e) == 0 ? REIN_OK : REIN_ENOMEM;
+			continue;
+		}
 		if (step == NULL)
 			continue;
 		if (k == REIN_EV_MODEL_INTENT) {
@@ -111,11 +130,17 @@ static int index_recording(wi *w, const rein_spec *rspec)
 		if (k == REIN_EV_MODEL_CALL || k == REIN_EV_MODEL_ATTEMPT) {
 			const char *h = json_string_value(json_object_get(mint, step));
 			if (h)
-				rc = push_answer(w->models, h, type, d);
+				rc = push_answer(w->models, h, type, d, at);
 			continue;
 		}
 		if (k == REIN_EV_TOOL_INTENT) {
-			rc = json_object_set(tint, step, d) ? REIN_ENOMEM : REIN_OK;
+			char *ik = tool_key(json_string_value(json_object_get(d, "tool")) ?: "",
+					    json_object_get(d, "args"));
+			rc = ik && json_object_set_new(w->intents, ik, json_true()) == 0 &&
+					     json_object_set(tint, step, d) == 0
+				     ? REIN_OK
+				     : REIN_ENOMEM;
+			rein_free(ik);
 			continue;
 		}
 		json_t *in = json_object_get(tint, step);
@@ -136,7 +161,7 @@ static int index_recording(wi *w, const rein_spec *rspec)
 		}
 		const char *tool = json_string_value(json_object_get(in, "tool"));
 		char *tk = tool_key(tool ? tool : "", json_object_get(in, "args"));
-		rc = tk ? push_answer(w->tools, tk, type, d) : REIN_ENOMEM;
+		rc = tk ? push_answer(w->tools, tk, type, d, at) : REIN_ENOMEM;
 		if (rc == REIN_OK && good && tool) {
 			json_t *out = k == REIN_EV_TOOL_SHADOWED ? json_object_get(d, "result")
 								 : json_object_get(d, "out");
@@ -204,6 +229,38 @@ static int apply(wi *w, const char *type, int step, const json_t *data, rein_err
 	return rc;
 }
 
+/* The virtual clock moves to a recorded answer's time (never back): the
+ * what-if takes the time the recording took where it answers the same. */
+static void at_least(wi *w, const json_t *at)
+{
+	int64_t t = (int64_t)json_integer_value(at);
+	if (t > w->now)
+		w->now = t;
+}
+
+/* When an inbox entry reached the inbox (its own at; the event's is when the
+ * runner drained it, at the next step boundary after that). */
+static int64_t mail_at(const json_t *e)
+{
+	const json_t *at = json_object_get(json_object_get(e, "data"), "at");
+	return (int64_t)json_integer_value(at ? at : json_object_get(e, "at"));
+}
+
+/* Delivers the recorded inbox entries whose time has come. */
+static int deliver_mail(wi *w, rein_err *err)
+{
+	int rc = REIN_OK;
+	for (; rc == REIN_OK && w->next_mail < json_array_size(w->inbox); w->next_mail++) {
+		json_t *e = json_array_get(w->inbox, w->next_mail);
+		if (mail_at(e) > w->now ||
+		    rein_run_status(w->run) >= REIN_RUN_SUCCEEDED)
+			break;
+		rc = apply(w, rein_event_name(REIN_EV_INBOX_RECEIVED), -1, json_object_get(e, "data"),
+			   err);
+	}
+	return rc;
+}
+
 static bool routed_cb(void *ud, const rein_model_routed *rt)
 {
 	wi *w = ud;
@@ -256,6 +313,7 @@ static int exec_model(wi *w, int step, rein_err *err)
 	json_t *a = hash ? next_answer(w->models, w->mcur, hash, model_again) : NULL;
 	if (a) {
 		w->answered++;
+		at_least(w, json_object_get(a, "at"));
 		const char *type = json_string_value(json_object_get(a, "type"));
 		json_t *d = json_copy(json_object_get(a, "data"));
 		int rc = d ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -312,7 +370,11 @@ static int exec_tool(wi *w, int step, rein_err *err)
 	json_t *a = next_answer(w->tools, w->tcur, tk, tool_again);
 	if (a == NULL) { /* never sent: reported, and the step fails with it */
 		args = rein_json_dump(call.args);
-		why = args ? rein_sprintf("not in the recording: tool %s args %s", tool, args) : NULL;
+		why = args ? rein_sprintf("not in the recording: tool %s args %s%s", tool, args,
+					  json_object_get(w->intents, tk)
+						  ? " (recorded without an outcome)"
+						  : "")
+			   : NULL;
 		json_t *nr = json_pack("{s:s, s:s, s:O}", "step", st->name, "tool", tool, "args",
 				       (json_t *)call.args);
 		d = why ? json_pack("{s:s}", "error", why) : NULL;
@@ -323,6 +385,7 @@ static int exec_tool(wi *w, int step, rein_err *err)
 		rc = apply(w, rein_event_name(REIN_EV_STEP_FAILED), step, d, err);
 		goto out;
 	}
+	at_least(w, json_object_get(a, "at"));
 	int k = rein_event_type_find(json_string_value(json_object_get(a, "type")));
 	json_t *rd = json_object_get(a, "data");
 	if (k == REIN_EV_TOOL_ATTEMPT) {
@@ -356,14 +419,22 @@ static int drive(wi *w, rein_err *err)
 	int rc = REIN_OK;
 	for (int guard = 0; guard < 1000000 && rc == REIN_OK; guard++) {
 		rein_cmd cmd;
-		if ((rc = rein_run_poll(w->run, w->now, &cmd, err)) != REIN_OK)
+		if ((rc = deliver_mail(w, err)) != REIN_OK ||
+		    (rc = rein_run_poll(w->run, w->now, &cmd, err)) != REIN_OK)
 			break;
 		switch (cmd.kind) {
 		case REIN_CMD_NONE:
 			return REIN_OK;
-		case REIN_CMD_SLEEP:
-			w->now = cmd.due > w->now ? cmd.due : w->now + 1;
+		case REIN_CMD_SLEEP: {
+			/* on to the timer, or to the mail that comes before it */
+			json_t *m = json_array_get(w->inbox, w->next_mail);
+			int64_t t = m ? mail_at(m) : INT64_MAX;
+			int64_t to = t < cmd.due ? t : cmd.due;
+			if (w->open_at && to > w->open_at)
+				return REIN_OK; /* the recording stops waiting here */
+			w->now = to > w->now ? to : w->now + 1;
 			break;
+		}
 		case REIN_CMD_BUSY:
 			return rein_err_set(err, REIN_ECORRUPT, "the what-if run waits for a call "
 								"nobody answers");
@@ -659,7 +730,9 @@ int rein_whatif_events(const rein_spec *recorded, const rein_spec *spec, rein_sc
 	w.lastok = json_object();
 	w.not_rec = json_array();
 	w.hashes = json_object();
-	if (!w.rec || !w.evs || !w.models || !w.mcur || !w.tools || !w.tcur || !w.lastok ||
+	w.inbox = json_array();
+	w.intents = json_object();
+	if (!w.intents || !w.inbox || !w.rec || !w.evs || !w.models || !w.mcur || !w.tools || !w.tcur || !w.lastok ||
 	    !w.not_rec || !w.hashes) {
 		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto out;
@@ -691,6 +764,8 @@ int rein_whatif_events(const rein_spec *recorded, const rein_spec *spec, rein_sc
 		rc = rein_err_set(err, REIN_EINVAL, "run %s has no run.started", run_id);
 		goto out;
 	}
+	if (rein_event_type_find(rows[n - 1].type) != REIN_EV_RUN_ENDED)
+		w.open_at = rows[n - 1].at;
 	if ((rc = index_recording(&w, recorded)) != REIN_OK) {
 		rein_err_set(err, rc, "out of memory");
 		goto out;
@@ -754,5 +829,7 @@ out:
 	json_decref(w.lastok);
 	json_decref(w.not_rec);
 	json_decref(w.hashes);
+	json_decref(w.inbox);
+	json_decref(w.intents);
 	return rc;
 }
