@@ -275,7 +275,7 @@ static bool routed_cb(void *ud, const rein_model_routed *rt)
 
 /* Sends a changed request to the tier's provider, through opts->model or
  * the router; *rt gets the events of its outcome. */
-static int ask_provider(wi *w, int step, const rein_model_request *call, rein_model_routed *rt,
+static int ask_provider(wi *w, const rein_model_request *call, rein_model_routed *rt,
 			rein_err *err)
 {
 	int rc = REIN_OK;
@@ -295,11 +295,10 @@ static int ask_provider(wi *w, int step, const rein_model_request *call, rein_mo
 		return rc;
 	if (rt->n > 0)
 		return REIN_OK; /* answered at once */
-	while (!w->got_done)
+	while (!w->got_done) /* the provider's own timeouts bound the call */
 		rein_io_wait(w->io, 1000);
 	*rt = w->got;
 	memset(&w->got, 0, sizeof w->got);
-	(void)step;
 	return REIN_OK;
 }
 
@@ -325,7 +324,7 @@ static int exec_model(wi *w, int step, rein_err *err)
 		return rc;
 	}
 	rein_model_routed rt = {0};
-	int rc = ask_provider(w, step, &call, &rt, err);
+	int rc = ask_provider(w, &call, &rt, err);
 	for (size_t i = 0; i < rt.n && rc == REIN_OK; i++) {
 		json_t *d = rt.ev[i].data;
 		const char *outcome = json_string_value(json_object_get(d, "outcome"));
