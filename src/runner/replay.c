@@ -361,6 +361,44 @@ static void rows_free(rows_ctx *c)
 	rein_free(c->rows);
 }
 
+/* Run id's row, its pinned version's spec and its events (rows borrow
+ * row->id as run_id). The caller frees all three, also on failure. */
+static int load_recorded(rein_store *store, rein_script *sandbox, const char *id,
+			 rein_run_row *row, rows_ctx *c, rein_spec **spec, rein_err *err)
+{
+	char *text = NULL;
+	json_t *bundle = NULL;
+	rein_err le = {0};
+	int rc = rein_store_run_get(store, id, row, err);
+	if (rc != REIN_OK)
+		goto out;
+	if ((rc = rein_store_spec_get(store, row->version, &text, err)) != REIN_OK)
+		goto out;
+	if ((bundle = rein_json_parse(text, strlen(text), err)) == NULL) {
+		rc = err && err->code ? err->code : REIN_ECORRUPT;
+		goto out;
+	}
+	char path[80];
+	snprintf(path, sizeof path, "version:%.12s", row->version);
+	if ((rc = rein_spec_load_bundle(bundle, path, sandbox, spec, &le)) != REIN_OK) {
+		rein_err_set(err, le.code, "%s", le.msg);
+		goto out;
+	}
+	if ((rc = rein_store_events_load(store, id, rows_one, c, err)) != REIN_OK)
+		goto out;
+	if (c->rc != REIN_OK) {
+		rc = rein_err_set(err, c->rc, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < c->n; i++)
+		c->rows[i].run_id = row->id;
+out:
+	rein_err_clear(&le);
+	json_decref(bundle);
+	rein_free(text);
+	return rc;
+}
+
 int rein_replay_run(rein_store *store, rein_script *sandbox, const char *id,
 		    rein_replay_result *res, rein_err *err)
 {
@@ -368,40 +406,30 @@ int rein_replay_run(rein_store *store, rein_script *sandbox, const char *id,
 	memset(res, 0, sizeof *res);
 	rein_run_row row = {0};
 	rows_ctx c = {0};
-	char *text = NULL;
-	json_t *bundle = NULL;
 	rein_spec *spec = NULL;
-	rein_err le = {0};
-	int rc = rein_store_run_get(store, id, &row, err);
-	if (rc != REIN_OK)
-		goto out;
-	if ((rc = rein_store_spec_get(store, row.version, &text, err)) != REIN_OK)
-		goto out;
-	if ((bundle = rein_json_parse(text, strlen(text), err)) == NULL) {
-		rc = err && err->code ? err->code : REIN_ECORRUPT;
-		goto out;
-	}
-	char path[80];
-	snprintf(path, sizeof path, "version:%.12s", row.version);
-	if ((rc = rein_spec_load_bundle(bundle, path, sandbox, &spec, &le)) != REIN_OK) {
-		rein_err_set(err, le.code, "%s", le.msg);
-		goto out;
-	}
-	if ((rc = rein_store_events_load(store, id, rows_one, &c, err)) != REIN_OK)
-		goto out;
-	if (c.rc != REIN_OK) {
-		rc = rein_err_set(err, c.rc, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < c.n; i++)
-		c.rows[i].run_id = row.id;
-	rc = rein_replay_events(spec, sandbox, row.id, c.rows, c.n, res, err);
-out:
+	int rc = load_recorded(store, sandbox, id, &row, &c, &spec, err);
+	if (rc == REIN_OK)
+		rc = rein_replay_events(spec, sandbox, row.id, c.rows, c.n, res, err);
 	rows_free(&c);
 	rein_spec_free(spec);
-	rein_err_clear(&le);
-	json_decref(bundle);
-	rein_free(text);
+	rein_run_row_clear(&row);
+	return rc;
+}
+
+int rein_whatif_run(rein_store *store, rein_script *sandbox, const char *id, const rein_spec *spec,
+		    const rein_whatif_opts *opts, json_t **report, rein_err *err)
+{
+	assert(store != NULL && sandbox != NULL && id != NULL && spec != NULL && report != NULL);
+	*report = NULL;
+	rein_run_row row = {0};
+	rows_ctx c = {0};
+	rein_spec *recorded = NULL;
+	int rc = load_recorded(store, sandbox, id, &row, &c, &recorded, err);
+	if (rc == REIN_OK)
+		rc = rein_whatif_events(recorded, spec, sandbox, row.id, c.rows, c.n, opts, report,
+					err);
+	rows_free(&c);
+	rein_spec_free(recorded);
 	rein_run_row_clear(&row);
 	return rc;
 }

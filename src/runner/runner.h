@@ -17,6 +17,7 @@
 
 #include "base.h"
 #include "engine.h"
+#include "model.h"
 #include "script.h"
 #include "spec.h"
 #include "store.h"
@@ -268,5 +269,47 @@ int rein_replay_events(const rein_spec *spec, rein_script *sandbox, const char *
  */
 int rein_replay_run(rein_store *store, rein_script *sandbox, const char *id,
 		    rein_replay_result *res, rein_err *err);
+
+/*
+ * What-if (whatif.c; docs/observability.md): runs the recorded input,
+ * requester and pinned organisation policies of run_id (rows[0..n), its
+ * events in seq order, strings borrowed; recorded: its pinned spec) again
+ * through a fresh engine against spec (the changed workflow), with no store:
+ * nothing is written anywhere. A model call whose request_hash the recording
+ * answered gets the recorded answers of that request; a changed one goes to
+ * spec's provider for the tier (opts->model when set, else the model router:
+ * real HTTP), and when that tier has no provider that can answer (a
+ * configuration it refuses, a replay tier without the answer) the what-if
+ * stops: REIN_EINVAL, "model request changed at step S and no provider is
+ * configured: ...". A tool call of the same tool and canonical arguments
+ * gets the recorded outcomes of that call (the idempotency key alone is no
+ * match: it names a position in the run, not a call); one the
+ * recording lacks is never sent, is listed in what_if.not_recorded, and its
+ * step fails with "not in the recording: tool T args {...}". Timers and
+ * backoffs pass on a virtual clock.
+ *
+ * *report (caller decrefs): {run, recorded_version, what_if_version, same,
+ * differences: [{kind, step?, recorded, what_if}], recorded: SUMMARY,
+ * what_if: SUMMARY + {not_recorded, model_requests: {from_recording, sent}}}
+ * where SUMMARY is {status, reason, output, path, steps, tool_calls, policy,
+ * tiers, routing, model_calls, tokens: {input, output}, cost_usd}; kinds: status,
+ * reason, output, path, step_output, tool_call_removed, tool_call_added,
+ * tool_call_changed, policy, routing, model_calls, tokens, cost.
+ */
+typedef struct rein_whatif_opts {
+	/* Answers a changed model request instead of the router (tests): the
+	 * events to record, as rein_model_router_call gives them. NULL: the router. */
+	int (*model)(void *ud, const rein_spec *spec, int tier, const json_t *request, int attempt,
+		     rein_model_routed *out, rein_err *err);
+	void *ud;
+} rein_whatif_opts;
+
+int rein_whatif_events(const rein_spec *recorded, const rein_spec *spec, rein_script *sandbox,
+		       const char *run_id, const rein_event_row *rows, size_t n,
+		       const rein_whatif_opts *opts, json_t **report, rein_err *err);
+
+/* The same for run id of store (REIN_ENOTFOUND when unknown); opts may be NULL. */
+int rein_whatif_run(rein_store *store, rein_script *sandbox, const char *id, const rein_spec *spec,
+		    const rein_whatif_opts *opts, json_t **report, rein_err *err);
 
 #endif

@@ -5,6 +5,11 @@
  * result, and an engine made to decide differently (the same log replayed
  * against a spec whose code step computes something else: the injected
  * non-determinism) are each reported as the first divergence, at that seq.
+ *
+ * rein_whatif_events: the same spec is "same"; a changed code step is
+ * exactly that step's output; an llm step the recording never asked sends
+ * its request to the provider (a stub here), and a provider that cannot
+ * answer is the clear error.
  */
 #include "testlib.h"
 
@@ -192,12 +197,133 @@ static void test_engine_changed(void **state)
 	rein_script_free(sb);
 }
 
+static json_t *whatif_of(rein_script *sb, const rein_spec *rec, const rein_spec *sp,
+			 const log_t *l, const rein_whatif_opts *o, int want_rc, rein_err *err)
+{
+	json_t *rep = NULL;
+	assert_int_equal(rein_whatif_events(rec, sp, sb, "run_t", l->rows, l->n, o, &rep, err),
+			 want_rc);
+	if (want_rc == REIN_OK)
+		assert_non_null(rep);
+	return rep;
+}
+
+static void test_whatif_code(void **state)
+{
+	(void)state;
+	rein_script *sb = NULL;
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	rein_spec *a = spec_from_yaml(sb, yaml_of("return steps.r1.out.y * 2"));
+	rein_spec *b = spec_from_yaml(sb, yaml_of("return steps.r1.out.y * 3"));
+	log_t l = {0};
+	record(sb, a, &l);
+	rein_err err = {0};
+	json_t *rep = whatif_of(sb, a, a, &l, NULL, REIN_OK, &err);
+	assert_true(json_is_true(json_object_get(rep, "same")));
+	assert_int_equal(json_array_size(json_object_get(rep, "differences")), 0);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(rep, "what_if"), "status")),
+			    "succeeded");
+	json_decref(rep);
+	/* the changed code step: its output, and what is made of it (the join,
+	 * the sum, the run's output), in the order the steps ended */
+	rep = whatif_of(sb, a, b, &l, NULL, REIN_OK, &err);
+	json_t *d = json_object_get(rep, "differences");
+	char *text = rein_json_dump(d);
+	assert_string_equal(text,
+			    "[{\"kind\":\"output\",\"recorded\":25,\"what_if\":32},"
+			    "{\"kind\":\"step_output\",\"recorded\":{\"out\":14,\"status\":\"completed\"},"
+			    "\"step\":\"r2\",\"what_if\":{\"out\":21,\"status\":\"completed\"}},"
+			    "{\"kind\":\"step_output\",\"recorded\":{\"out\":{\"l1\":11,\"r1\":14},"
+			    "\"status\":\"completed\"},\"step\":\"fan\",\"what_if\":{\"out\":{\"l1\":11,"
+			    "\"r1\":21},\"status\":\"completed\"}},"
+			    "{\"kind\":\"step_output\",\"recorded\":{\"out\":25,\"status\":\"completed\"},"
+			    "\"step\":\"sum\",\"what_if\":{\"out\":32,\"status\":\"completed\"}}]");
+	rein_free(text);
+	json_decref(rep);
+	log_free(&l);
+	rein_spec_free(a);
+	rein_spec_free(b);
+	rein_script_free(sb);
+}
+
+typedef struct stub {
+	int calls;
+	bool refuse;
+} stub;
+
+static int stub_model(void *ud, const rein_spec *spec, int tier, const json_t *request, int attempt,
+		      rein_model_routed *out, rein_err *err)
+{
+	stub *s = ud;
+	s->calls++;
+	out->n = 1;
+	if (s->refuse) {
+		out->ev[0].type = EV(MODEL_ATTEMPT);
+		out->ev[0].data = json_pack("{s:i, s:s, s:s, s:b}", "attempt", attempt, "outcome",
+					    "config", "error", "no base_url", "transient", 0);
+	} else {
+		out->ev[0].type = EV(MODEL_CALL);
+		out->ev[0].data = json_pack("{s:s, s:s, s:{s:s}, s:{s:i, s:i}, s:f}", "tier",
+					    spec->tiers[tier].name, "request_hash", "x", "response",
+					    "text", "hello", "usage", "input", 10, "output", 2,
+					    "cost_usd", 0.5);
+	}
+	assert_non_null(request);
+	return out->ev[0].data ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
+}
+
+static void test_whatif_model(void **state)
+{
+	(void)state;
+	rein_script *sb = NULL;
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	rein_spec *a = spec_from_yaml(sb, "rein: 1\nname: p\nsteps:\n"
+					  "  a: { code: 'return 1', next: done }\n"
+					  "  done: { end: succeeded }\n");
+	rein_spec *b = spec_from_yaml(sb, "rein: 1\nname: p\n"
+					  "models: { main: { provider: replay, model: m1 } }\n"
+					  "steps:\n"
+					  "  a: { code: 'return 1', next: ask }\n"
+					  "  ask: { llm: { model: main, prompt: hi }, next: done }\n"
+					  "  done: { end: succeeded }\n");
+	log_t l = {0};
+	record(sb, a, &l);
+	rein_err err = {0};
+	stub s = {0};
+	rein_whatif_opts o = {.model = stub_model, .ud = &s};
+	json_t *rep = whatif_of(sb, a, b, &l, &o, REIN_OK, &err);
+	assert_int_equal(s.calls, 1);
+	json_t *w = json_object_get(rep, "what_if");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(w, "model_requests"), "sent")), 1);
+	char *text = rein_json_dump(json_object_get(rep, "differences"));
+	assert_non_null(strstr(text, "{\"kind\":\"path\",\"recorded\":[\"a\"],\"what_if\":[\"a\",\"ask\"]}"));
+	assert_non_null(strstr(text, "{\"kind\":\"model_calls\",\"recorded\":0,\"what_if\":1}"));
+	assert_non_null(strstr(text, "{\"kind\":\"tokens\",\"recorded\":{\"input\":0,\"output\":0},"
+				    "\"what_if\":{\"input\":10,\"output\":2}}"));
+	assert_non_null(strstr(text, "{\"kind\":\"cost\",\"recorded\":0.0,\"what_if\":0.5}"));
+	rein_free(text);
+	json_decref(rep);
+	/* a provider that cannot answer: the clear error, no report */
+	s = (stub){.refuse = true};
+	rep = whatif_of(sb, a, b, &l, &o, REIN_EINVAL, &err);
+	assert_null(rep);
+	assert_non_null(strstr(err.msg, "model request changed at step ask and no provider is "
+					"configured: tier 'main': no base_url"));
+	rein_err_clear(&err);
+	log_free(&l);
+	rein_spec_free(a);
+	rein_spec_free(b);
+	rein_script_free(sb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reproduced),
 		cmocka_unit_test(test_tampered),
 		cmocka_unit_test(test_engine_changed),
+		cmocka_unit_test(test_whatif_code),
+		cmocka_unit_test(test_whatif_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
