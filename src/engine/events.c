@@ -82,7 +82,7 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				  "a model call was decided; recorded before it is sent"},
 	[REIN_EV_MODEL_CALL] = {"model.call", "model", true,
 				"tier:s provider:s? model:j? request_hash:s latency_ms:j? ttft_ms:j? "
-				"usage:j? cost_usd:j? response:o cached:b?",
+				"usage:j? cost_usd:j? response:o cached:b? server:o?",
 				"a model call answered"},
 	[REIN_EV_MODEL_ATTEMPT] = {"model.attempt", "model", true,
 				   "attempt:i outcome:s error:s transient:b status:i? retry_after_ms:i? "
