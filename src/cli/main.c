@@ -238,11 +238,13 @@ static int64_t grace_ms = 10000; /* --grace */
 static bool run_shadow;          /* rein run --shadow */
 static json_t *run_requester;    /* rein run --as/--role/--tenant */
 static json_t *run_roles;
+static json_t *run_deployment;   /* rein run NAME of a deployed workflow: {name, role} */
 
 static void requester_free(void)
 {
 	json_decref(run_requester);
 	json_decref(run_roles);
+	json_decref(run_deployment);
 }
 
 static void on_stop_signal(int sig)
@@ -294,6 +296,7 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 		.stop_grace_ms = grace_ms,
 		.shadow = run_shadow,
 		.requester = run_requester,
+		.deployment = run_deployment,
 	};
 	stop_on_signals();
 	if (worker_script(w, cmd) != EXIT_OK)
@@ -644,6 +647,11 @@ static int cmd_run(int argc, char **argv, const char *db)
 	}
 	if (!deployed && (ex = load_spec(argv[optind], w.sb, &spec)) != EXIT_OK)
 		goto out;
+	if (deployed && (run_deployment = json_pack("{s:s, s:s}", "name", spec->name, "role",
+						    candidate ? "candidate" : "stable")) == NULL) {
+		ex = EXIT_FAILED;
+		goto out;
+	}
 	if ((input = read_input(input_arg, where, sizeof where, &e)) == NULL) {
 		input_error(where, &e);
 		ex = EXIT_USAGE;

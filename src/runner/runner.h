@@ -73,6 +73,10 @@ typedef struct rein_runner_opts {
 	/* who the runs this runner starts are for (docs/policy.md): recorded as
 	 * run.started's requester {user, roles, tenant}; borrowed; NULL: none */
 	const json_t *requester;
+	/* the deployment the runs this runner starts were routed by (rein run
+	 * NAME of a deployed workflow, docs/operations.md "Canaries"): recorded
+	 * as run.started's deployment {name, role}; borrowed; NULL: none */
+	const json_t *deployment;
 	/* The tenants' keys for protected payloads (borrowed; see protect.c): a
 	 * run whose spec sets trace.redact stores placeholders and seals the real
 	 * values under its tenant's key. NULL: such a run cannot start or resume

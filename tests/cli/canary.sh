@@ -4,6 +4,8 @@
 # candidate runs the candidate is rolled back with its reason recorded, and
 # every later run goes to stable. Retrying a start key picks what it picked.
 . "$ROOT/tests/cli/lib.sh"
+# run.started's deployment: NAME/ROLE
+started() { "$REIN" events "$1" | python3 -c 'import json,sys; d=[json.loads(l) for l in sys.stdin][0]["data"]["deployment"]; print(d["name"]+"/"+d["role"])'; }
 ver() { "$REIN" show "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])'; }
 # the documented bucket: SHA-256("rein-canary:" KEY), first 4 bytes big-endian, mod 100
 bucket() { python3 -c 'import hashlib,sys; print(int.from_bytes(hashlib.sha256(b"rein-canary:"+sys.argv[1].encode()).digest()[:4],"big")%100)' "$1"; }
@@ -40,6 +42,8 @@ while [ $i -lt 60 ]; do
 	if [ "$want" = "$cand" ]; then code=3; else code=0; fi
 	expect_exit $code "$REIN" run canary --id $k
 	[ "$(ver $k)" = "$want" ] || fail "run $k (bucket $(bucket $k), rolled '$rolled') took $(ver $k)"
+	if [ "$want" = "$cand" ]; then role=candidate; else role=stable; fi
+	[ "$(started $k)" = "canary/$role" ] || fail "run $k recorded $(started $k), want canary/$role"
 	if [ "$want" = "$cand" ]; then
 		n_cand=$((n_cand + 1))
 		if [ $n_cand -eq 6 ]; then
@@ -90,8 +94,9 @@ expect_exit 0 "$REIN" deployments --json
 expect_exit 3 "$REIN" run canary
 [ "$(ver "$(json_get "$OUT" 'j["run"]')")" = "$cand" ] || fail "not the promoted version"
 
-# a directory is still run as a directory; an unknown name is an error
+# a directory is still run as a directory (no deployment recorded); an unknown name is an error
 expect_exit 0 "$REIN" run "$WF/canary_stable"
+"$REIN" events "$(json_get "$OUT" 'j["run"]')" | head -1 | grep -q '"deployment"' && fail "a directory run recorded a deployment"
 expect_exit 2 "$REIN" run no_such_workflow
 # metrics split runs by version
 expect_exit 0 "$REIN" metrics
