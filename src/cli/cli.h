@@ -39,4 +39,22 @@ bool rein_cli_parse_time(const char *t, int64_t now, int64_t *ms);
 typedef struct rein_keyring rein_keyring;
 int rein_cli_keyring(const char *db, rein_keyring **out);
 
+/* rein deploy, rein deployments (cmd_deploy.c) */
+int rein_cmd_deploy(int argc, char **argv, const char *db);
+int rein_cmd_deployments(int argc, char **argv, const char *db);
+/* rein run NAME: when arg names no file or directory and the store at db
+ * (a path) has NAME deployed, picks the version for start key key (NULL: a
+ * new run id is made) and loads its spec with sb into *spec. Returns 1 so
+ * (the run's id in id[64], *candidate which version it took), 0 when arg is
+ * not a deployment (load it as a directory), -1 after printing an error. */
+struct rein_script;
+struct rein_spec;
+struct rein_store;
+int rein_cli_deployed_spec(const char *arg, const char *db, const char *key,
+			   struct rein_script *sb, struct rein_spec **spec, char id[64],
+			   bool *candidate);
+/* After a run of deployed workflow name: applies its rollback rule (a
+ * rollback or an error is said on stderr). */
+void rein_cli_deploy_after(struct rein_store *st, const char *name);
+
 #endif

@@ -74,9 +74,11 @@ static const char usage_main[] =
 	"  policy load FILE... | policy test FILE        organisation policies (docs/policy.md)\n"
 	"  shred --tenant T                              destroy a tenant's key (crypto-shredding)\n"
 	"  gc --finished-before T [--dry-run]            purge old runs' payloads (skeletons stay)\n"
+	"  deploy DIR [--canary P%] [--rollback RULE]   make a version stable, or a canary candidate\n"
+	"  deployments [NAME] [--json]                   deployments, per-version success/escalation\n"
 	"\n"
 	"every command takes --db PATH (default $REIN_DB, else ./rein.db) and --help.\n"
-	"Only 'rein run' creates a database; every other command refuses a PATH that\n"
+	"Only 'rein run' and 'rein deploy' create a database; every other command refuses a PATH that\n"
 	"holds none (\"no database at PATH\"), so a mistyped --db is an error.\n"
 	"\n"
 	"exit codes: 0 succeeded, 1 failed (or an error, message on stderr), 2 bad usage,\n"
@@ -238,11 +240,13 @@ static int64_t grace_ms = 10000; /* --grace */
 static bool run_shadow;          /* rein run --shadow */
 static json_t *run_requester;    /* rein run --as/--role/--tenant */
 static json_t *run_roles;
+static json_t *run_deployment;   /* rein run NAME of a deployed workflow: {name, role} */
 
 static void requester_free(void)
 {
 	json_decref(run_requester);
 	json_decref(run_roles);
+	json_decref(run_deployment);
 }
 
 static void on_stop_signal(int sig)
@@ -294,6 +298,7 @@ static int worker_open(worker *w, const char *db, bool create, int64_t max_wait_
 		.stop_grace_ms = grace_ms,
 		.shadow = run_shadow,
 		.requester = run_requester,
+		.deployment = run_deployment,
 	};
 	stop_on_signals();
 	if (worker_script(w, cmd) != EXIT_OK)
@@ -482,7 +487,8 @@ static const char usage_run[] =
 	"                    [--grace SECONDS] [--shadow] [--db PATH]\n"
 	"                    [--as USER] [--role ROLE]... [--tenant TENANT]\n"
 	"\n"
-	"Starts a run of the workflow in DIR (or DIR/workflow.yaml) and drives it until\n"
+	"Starts a run of the workflow in DIR (or DIR/workflow.yaml) or of the deployed\n"
+	"workflow named DIR (see 'rein deploy'), and drives it until\n"
 	"it ends or waits on a timer longer than --max-wait (default 60 s; shorter\n"
 	"waits are slept through).\n"
 	"The input (default {}; @- reads it from stdin) must match the workflow's input\n"
@@ -631,10 +637,23 @@ static int cmd_run(int argc, char **argv, const char *db)
 	json_t *input = NULL;
 	rein_err e = {0};
 	int ex;
-	char where[512], id[64];
-	if ((ex = worker_script(&w, "run")) != EXIT_OK ||
-	    (ex = load_spec(argv[optind], w.sb, &spec)) != EXIT_OK)
+	char where[512], id[64], pick[64];
+	bool candidate = false;
+	int deployed = 0; /* 1: NAME is deployed (cmd_deploy.c), pick its start key */
+	if ((ex = worker_script(&w, "run")) != EXIT_OK)
 		goto out;
+	if ((deployed = rein_cli_deployed_spec(argv[optind], db_path(db), key, w.sb, &spec, pick,
+					       &candidate)) < 0) {
+		ex = EXIT_USAGE;
+		goto out;
+	}
+	if (!deployed && (ex = load_spec(argv[optind], w.sb, &spec)) != EXIT_OK)
+		goto out;
+	if (deployed && (run_deployment = json_pack("{s:s, s:s}", "name", spec->name, "role",
+						    candidate ? "candidate" : "stable")) == NULL) {
+		ex = EXIT_FAILED;
+		goto out;
+	}
 	if ((input = read_input(input_arg, where, sizeof where, &e)) == NULL) {
 		input_error(where, &e);
 		ex = EXIT_USAGE;
@@ -648,7 +667,7 @@ static int cmd_run(int argc, char **argv, const char *db)
 		goto out;
 	}
 	/* rein_runner_start checks the input against the input schema */
-	if (rein_runner_start(w.rn, spec, input, NULL, id, &e) != REIN_OK ||
+	if (rein_runner_start(w.rn, spec, input, deployed ? pick : NULL, id, &e) != REIN_OK ||
 	    rein_runner_flush(w.rn, &e) != REIN_OK) { /* the start is acknowledged: durable */
 		if (e.code == REIN_ESCHEMA) {
 			print_input_errors(where, e.msg);
@@ -672,6 +691,8 @@ static int cmd_run(int argc, char **argv, const char *db)
 		ex = EXIT_STOPPED;
 	}
 out:
+	if (deployed > 0 && w.st != NULL) /* the candidate's rollback rule, after its runs */
+		rein_cli_deploy_after(w.st, spec->name);
 	worker_close(&w); /* the runner before the spec its runs use */
 	json_decref(input);
 	rein_spec_free(spec);
@@ -1546,6 +1567,10 @@ int main(int argc, char **argv)
 		return rein_cmd_shred(cargc, cargv, db);
 	if (strcmp(cmd, "gc") == 0)
 		return rein_cmd_gc(cargc, cargv, db);
+	if (strcmp(cmd, "deploy") == 0)
+		return rein_cmd_deploy(cargc, cargv, db);
+	if (strcmp(cmd, "deployments") == 0)
+		return rein_cmd_deployments(cargc, cargv, db);
 	if (strcmp(cmd, "tools") == 0)
 		return rein_cmd_tools(cargc, cargv);
 	if (strcmp(cmd, "event-types") == 0)

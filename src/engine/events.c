@@ -23,12 +23,13 @@
 const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 	[REIN_EV_RUN_STARTED] = {"run.started", "runner", false,
 				 "input:j workflow:s version:s retry_of:o? shadow:b? requester:o? "
-				 "org_policies:o?",
+				 "org_policies:o? deployment:o?",
 				 "a run began with this input, pinned to this workflow version (retry_of: "
 				 "{run, from}, a retry of that run from that step; shadow: true, no write "
 				 "call of the run is sent), for this requester ({user, roles, tenant}), "
 				 "under these organisation policies ({version, rules}: the ones loaded "
-				 "when it started)"},
+				 "when it started; deployment: {name, role}, the deployment that "
+				 "routed it, role stable or candidate)"},
 	[REIN_EV_RUN_RESUMED] = {"run.resumed", "runner", false, "owner:s previous_owner:s?",
 				 "a worker took the run over from an owner that is gone (informational)"},
 	[REIN_EV_RUN_ENDED] = {"run.ended", "engine", false, "status:s reason:s? output:j?",
@@ -86,7 +87,7 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				  "of what its prompt read, reads: those values, \"input\" or \"steps.S\")"},
 	[REIN_EV_MODEL_CALL] = {"model.call", "model", true,
 				"tier:s provider:s? model:j? request_hash:s latency_ms:j? ttft_ms:j? "
-				"usage:j? cost_usd:j? response:o cached:b?",
+				"usage:j? cost_usd:j? response:o cached:b? server:o?",
 				"a model call answered"},
 	[REIN_EV_MODEL_ATTEMPT] = {"model.attempt", "model", true,
 				   "attempt:i outcome:s error:s transient:b status:i? retry_after_ms:i? "

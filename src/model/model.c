@@ -676,6 +676,51 @@ const rein_model_price *rein_model_provider_price(const rein_model_provider *p)
 	return &p->price;
 }
 
+int rein_model_provider_server(const rein_model_provider *p, char **address, int *port)
+{
+	assert(p != NULL && address != NULL && port != NULL);
+	if (p->base_url == NULL || strcmp(p->ops->type, "replay") == 0)
+		return REIN_ENOTFOUND;
+	const char *u = p->base_url; /* checked at load: http:// or https:// */
+	bool tls = strncmp(u, "https://", 8) == 0;
+	const char *h = u + (tls ? 8 : 7);
+	const char *at = h + strcspn(h, "/?#");
+	const char *cred = memchr(h, '@', (size_t)(at - h)); /* user:pass@ is never exported */
+	if (cred)
+		h = cred + 1;
+	const char *hend, *pstart = NULL;
+	if (*h == '[') {
+		h++;
+		hend = memchr(h, ']', (size_t)(at - h));
+		if (hend == NULL)
+			return REIN_ENOTFOUND;
+		if (hend + 1 < at && hend[1] == ':')
+			pstart = hend + 2;
+	} else {
+		hend = memchr(h, ':', (size_t)(at - h));
+		if (hend)
+			pstart = hend + 1;
+		else
+			hend = at;
+	}
+	int pt = tls ? 443 : 80;
+	if (pstart && pstart < at) {
+		long v = 0;
+		for (const char *c = pstart; c < at; c++)
+			v = *c >= '0' && *c <= '9' && v < 65536 ? v * 10 + (*c - '0') : 65536;
+		if (v >= 1 && v <= 65535)
+			pt = (int)v;
+	}
+	if (hend == h)
+		return REIN_ENOTFOUND;
+	char *a = rein_strndup(h, (size_t)(hend - h));
+	if (a == NULL)
+		return REIN_ENOMEM;
+	*address = a;
+	*port = pt;
+	return REIN_OK;
+}
+
 static int read_price(rein_model_provider *p, const json_t *price, rein_err *err)
 {
 	static const char *const keys[] = {"input", "output", "cached", "cache_write", NULL};

@@ -124,6 +124,11 @@ void rein_model_provider_free(rein_model_provider *p);
 /* "openai", "anthropic" or "replay". */
 const char *rein_model_provider_type(const rein_model_provider *p);
 const rein_model_price *rein_model_provider_price(const rein_model_provider *p);
+/* The server a provider sends to, from its base_url: *address the host
+ * (without brackets for an IPv6 literal; a copy the caller frees with
+ * rein_free) and *port (the URL's, else 443 for https, 80 for http).
+ * REIN_ENOTFOUND for a replay provider (it sends nothing), REIN_ENOMEM. */
+int rein_model_provider_server(const rein_model_provider *p, char **address, int *port);
 
 /* ---- one call -------------------------------------------------------- */
 

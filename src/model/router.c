@@ -257,12 +257,13 @@ static int slot_for(rein_model_router *r, const rein_spec *spec, int tier, size_
 
 /* The record of one answered model call. */
 static json_t *model_call_event(const char *tier, const char *provider, const json_t *request,
-				const json_t *resp, bool cached)
+				const json_t *resp, bool cached, const rein_model_provider *p)
 {
 	char hash[REIN_MODEL_HASH_HEX] = "";
 	rein_err e = {0};
 	rein_model_request_hash(request, hash, &e);
-	json_t *r = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "text", json_object_get(resp, "text"),
+	json_t *r = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "id", json_object_get(resp, "id"),
+			      "text", json_object_get(resp, "text"),
 			      "output", json_object_get(resp, "output"), "output_error",
 			      json_object_get(resp, "output_error"), "tool_calls",
 			      json_object_get(resp, "tool_calls"), "finish_reason",
@@ -273,6 +274,15 @@ static json_t *model_call_event(const char *tier, const char *provider, const js
 			      "ttft_ms", json_object_get(resp, "ttft_ms"), "usage",
 			      json_object_get(resp, "usage"), "cost_usd", json_object_get(resp, "cost_usd"),
 			      "response", r, "cached", cached);
+	char *addr = NULL;
+	int port = 0;
+	if (d && p && rein_model_provider_server(p, &addr, &port) == REIN_OK &&
+	    json_object_set_new(d, "server", json_pack("{s:s, s:i}", "address", addr, "port", port)) !=
+		    0) {
+		json_decref(d);
+		d = NULL;
+	}
+	rein_free(addr);
 	return d;
 }
 
@@ -331,7 +341,8 @@ static void call_done(void *ud, rein_model_outcome *o)
 			   json_pack("{s:s, s:s?}", "state", transition, "provider", c->provider));
 	if (o->ok) {
 		routed_add(&rt, REIN_EV_MODEL_CALL,
-			   model_call_event(c->tier, c->provider, c->request, o->response, false));
+			   model_call_event(c->tier, c->provider, c->request, o->response, false,
+					    r->slots[c->slot].p));
 	} else {
 		char ev[1024] = "";
 		if (o->evidence)
@@ -407,7 +418,7 @@ int rein_model_router_call(rein_model_router *r, rein_io *io, const rein_spec *s
 					    ? json_object_get(r->cache, hash)
 					    : NULL;
 		if (hit) {
-			routed_add(now, REIN_EV_MODEL_CALL, model_call_event(t->name, "cache", request, hit, true));
+			routed_add(now, REIN_EV_MODEL_CALL, model_call_event(t->name, "cache", request, hit, true, NULL));
 			goto out;
 		}
 	}

@@ -51,6 +51,9 @@ int runner_start_governance(rein_runner *rn, json_t *data, rein_err *err)
 	if (rn->o.requester &&
 	    json_object_set_nocheck(data, "requester", (json_t *)rn->o.requester) != 0)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	if (rn->o.deployment &&
+	    json_object_set_nocheck(data, "deployment", (json_t *)rn->o.deployment) != 0)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	if ((!rn->org_read || runner_now(rn) - rn->org_read_at >= ORG_POLICY_TTL_MS) &&
 	    (rc = org_refresh(rn, err)) != REIN_OK)
 		return rc;

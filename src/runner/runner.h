@@ -74,6 +74,10 @@ typedef struct rein_runner_opts {
 	/* who the runs this runner starts are for (docs/policy.md): recorded as
 	 * run.started's requester {user, roles, tenant}; borrowed; NULL: none */
 	const json_t *requester;
+	/* the deployment the runs this runner starts were routed by (rein run
+	 * NAME of a deployed workflow, docs/operations.md "Canaries"): recorded
+	 * as run.started's deployment {name, role}; borrowed; NULL: none */
+	const json_t *deployment;
 	/* The tenants' keys for protected payloads (borrowed; see protect.c): a
 	 * run whose spec sets trace.redact stores placeholders and seals the real
 	 * values under its tenant's key. NULL: such a run cannot start or resume
@@ -233,6 +237,87 @@ int rein_cancel_request(rein_store *store, rein_script *sandbox, const rein_runn
 int rein_signal_send(rein_store *store, rein_script *sandbox, const char *id, const char *name,
 		     const json_t *data, const char *sig_id, const char *sender, char id_out[64],
 		     bool *dup, rein_err *err);
+
+/*
+ * Deployments (deploy.c; docs/operations.md "Canaries"). A workflow name has
+ * at most one active stable version and at most one active candidate, which
+ * receives percent % of new runs until it is superseded, promoted or rolled
+ * back by its rule. Every change is a row of the store's deployments table
+ * (rein_deploy_row), never deleted.
+ */
+typedef struct rein_rollback_rule {
+	double success_drop;    /* candidate success rate below stable's by more: roll back */
+	double escalation_rise; /* candidate escalation rate above stable's by more: roll back */
+	int min_runs;           /* candidate runs ended before the rule is applied, >= 1 */
+} rein_rollback_rule;
+
+/* The default rule: success_drop=0.1, escalation_rise=0.1, min_runs=20. */
+extern const rein_rollback_rule rein_rollback_default;
+
+/* Parses "key=value,..." (keys success_drop, escalation_rise in [0, 1],
+ * min_runs >= 1; an omitted key keeps its default) into *out. REIN_EINVAL
+ * with the offending item. */
+int rein_rollback_parse(const char *text, rein_rollback_rule *out, rein_err *err);
+
+/*
+ * Deploys spec (its bundle is stored under its version) as name's stable
+ * version (percent 0; rule ignored) or as its candidate (percent 1..99, rule
+ * NULL: the default), in one transaction: the active deployment of the same
+ * role is ended ("superseded"), and a stable deploy of the active candidate's
+ * version ends the candidate as "promoted". Deploying what is already active
+ * with the same role and percent changes nothing. A candidate needs an active
+ * stable version of another version (REIN_EINVAL otherwise). *id (may be
+ * NULL): the active deployment's id. by may be NULL.
+ */
+int rein_deploy(rein_store *store, const rein_spec *spec, int percent,
+		const rein_rollback_rule *rule, const char *by, int64_t now, int64_t *id,
+		rein_err *err);
+
+/* The bucket of a start key, 0..99: the first four bytes of
+ * SHA-256("rein-canary:" key), big-endian, modulo 100. A run goes to the
+ * candidate when its bucket is below the candidate's percent. */
+int rein_deploy_bucket(const char *key);
+
+/*
+ * Which version a new run of deployed workflow name with start key key (its
+ * run id) takes: the active candidate's when the key's bucket is below its
+ * percent, else the active stable's; version[65] and *candidate are written.
+ * The same key picks the same while the deployments do not change.
+ * REIN_ENOTFOUND when name has no active stable version.
+ */
+int rein_deploy_route(rein_store *store, const char *name, const char *key, char version[65],
+		      bool *candidate, rein_err *err);
+
+/* The spec of a stored version, rebuilt from its bundle (sandbox borrowed;
+ * caller frees with rein_spec_free). REIN_ENOTFOUND when not stored. */
+int rein_deploy_spec(rein_store *store, rein_script *sandbox, const char *version,
+		     rein_spec **out, rein_err *err);
+
+/* The outcomes of the runs one deployment started: runs of its version
+ * created while it was in force (from d->at to d->ended_at, or now). A run
+ * counts once it has ended succeeded, failed, escalated or needs_review
+ * (cancelled runs say nothing about the version and are left out), so a
+ * version deployed again starts from no runs. */
+typedef struct rein_deploy_stats {
+	int64_t runs, succeeded, escalated; /* runs: ended runs counted */
+	double success_rate, escalation_rate; /* 0 when runs == 0 */
+} rein_deploy_stats;
+
+int rein_deploy_stats_get(rein_store *store, const rein_deploy_row *d, rein_deploy_stats *out,
+			  rein_err *err);
+
+/*
+ * Applies the rule of name's active candidate: when it has at least min_runs
+ * counted runs, the stable version at least one, and the candidate's success
+ * rate is below stable's by more than success_drop or its escalation rate
+ * above stable's by more than escalation_rise, the candidate is ended as
+ * "rolled_back" with the reason (the rates compared) in its row, so no new
+ * run goes to it. *rolled (may be NULL) says whether this call rolled it
+ * back; *reason (may be NULL; caller frees with rein_free) is then the
+ * reason, else NULL. No candidate: REIN_OK, nothing done.
+ */
+int rein_deploy_check(rein_store *store, const char *name, int64_t now, bool *rolled,
+		      char **reason, rein_err *err);
 
 /*
  * Replay (replay.c): feeds run_id's recorded events, rows[0..n) in seq order

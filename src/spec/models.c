@@ -204,7 +204,11 @@ void spec_load_trace(loader *L, const ynode *n)
 		return;
 	spec_check_keys(L, n, "trace", keys);
 	const ynode *v = ynode_get(n, "store_prompts");
-	if (v && v->type == YNODE_SCALAR)
+	if (v && (v->type != YNODE_SCALAR ||
+		  (strcmp(v->str, "true") != 0 && strcmp(v->str, "false") != 0)))
+		DIAG(L, v, "trace.store_prompts must be true or false (true: prompts and answers "
+			   "are kept in the log and exported in traces, after trace.redact)");
+	else if (v)
 		L->spec->store_prompts = strcmp(v->str, "true") == 0;
 	/* trace.redact: the classes of values stored as placeholders */
 	if ((v = ynode_get(n, "redact")) == NULL || !spec_want_type(L, v, YNODE_SEQ, "trace.redact"))

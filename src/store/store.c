@@ -676,3 +676,76 @@ int rein_store_call_counts(rein_store *s, const char *tenant, int64_t since,
 				    "this store does not count calls per tenant (not supported)");
 	return s->ops->call_counts(s->be, tenant, since, rows, n, err);
 }
+
+/* ---- deployments ---------------------------------------------------------- */
+
+void rein_deploy_rows_free(rein_deploy_row *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++) {
+		rein_free(rows[i].name);
+		rein_free(rows[i].role);
+		rein_free(rows[i].rule);
+		rein_free(rows[i].state);
+		rein_free(rows[i].reason);
+		rein_free(rows[i].by);
+	}
+	rein_free(rows);
+}
+
+static int no_deploys(rein_err *err)
+{
+	return rein_err_set(err, REIN_EINVAL, "this store keeps no deployments (not supported)");
+}
+
+int rein_store_deploy_add(rein_store *s, const rein_deploy_row *d, int64_t *id, rein_err *err)
+{
+	assert(d != NULL && d->name != NULL && d->role != NULL && strlen(d->version) == 64);
+	assert(strcmp(d->role, "stable") == 0 ? d->percent == 0
+					       : strcmp(d->role, "candidate") == 0 &&
+							 d->percent >= 1 && d->percent <= 99);
+	if (s->ops->deploy_add == NULL)
+		return no_deploys(err);
+	int64_t got = 0;
+	int rc = s->ops->deploy_add(s->be, d, &got, err);
+	if (rc == REIN_OK && id)
+		*id = got;
+	return rc;
+}
+
+int rein_store_deploy_end(rein_store *s, int64_t id, const char *state, const char *reason,
+			  int64_t at, rein_err *err)
+{
+	assert(id >= 1 && state != NULL && strcmp(state, "active") != 0);
+	if (s->ops->deploy_end == NULL)
+		return no_deploys(err);
+	return s->ops->deploy_end(s->be, id, state, reason, at, err);
+}
+
+int rein_store_deploy_list(rein_store *s, const char *name, rein_deploy_row **rows, size_t *n,
+			   rein_err *err)
+{
+	assert(rows != NULL && n != NULL);
+	if (s->ops->deploy_list == NULL)
+		return no_deploys(err);
+	rein_deploy_row *v = NULL;
+	size_t m = 0;
+	int rc = s->ops->deploy_list(s->be, name, &v, &m, err);
+	if (rc == REIN_OK) {
+		*rows = v;
+		*n = m;
+	}
+	return rc;
+}
+
+int rein_store_run_counts(rein_store *s, const char *workflow, const char *version,
+			  int64_t since, int64_t until, rein_run_counts *c, rein_err *err)
+{
+	assert(workflow != NULL && version != NULL && c != NULL);
+	if (s->ops->run_counts == NULL)
+		return no_deploys(err);
+	rein_run_counts got = {0};
+	int rc = s->ops->run_counts(s->be, workflow, version, since, until, &got, err);
+	if (rc == REIN_OK)
+		*c = got;
+	return rc;
+}

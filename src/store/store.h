@@ -216,6 +216,38 @@ typedef struct rein_purge_stats {
 	int64_t inbox;    /* inbox entries whose data was cleared */
 } rein_purge_stats;
 
+/*
+ * One deployment of a workflow version (`rein deploy`, docs/operations.md
+ * "Canaries"): a version of workflow name made the stable one, or the
+ * candidate that receives percent % of new runs. Rows are never deleted: a
+ * deployment that stops being in force keeps its row with state, reason and
+ * ended_at, so the table is the history of who deployed what and why it was
+ * rolled back. Passed to deploy_add the strings are borrowed and id, state,
+ * reason and ended_at ignored (a new row is active); returned by deploy_list
+ * the row owns them (rein_deploy_rows_free).
+ */
+typedef struct rein_deploy_row {
+	int64_t id;          /* set by the store, from 1, in deploy order */
+	char *name;          /* the workflow's name */
+	char version[65];    /* the spec's content hash (its bundle is in the store) */
+	char *role;          /* "stable" or "candidate" */
+	int percent;         /* candidate: 1..99, its share of new runs; stable: 0 */
+	char *rule;          /* candidate: the rollback rule (JSON text), or NULL */
+	char *state;         /* "active", "superseded", "promoted" or "rolled_back" */
+	char *reason;        /* why it left "active" (NULL while active) */
+	char *by;            /* who deployed it, or NULL */
+	int64_t at;          /* deployed (ms since the epoch, the deployer's clock) */
+	int64_t ended_at;    /* left "active"; 0 while active */
+} rein_deploy_row;
+
+void rein_deploy_rows_free(rein_deploy_row *rows, size_t n);
+
+/* Runs of one workflow version by status (rein_status, 0 .. REIN_STORE_NSTATUS-1). */
+#define REIN_STORE_NSTATUS 8
+typedef struct rein_run_counts {
+	int64_t n[REIN_STORE_NSTATUS];
+} rein_run_counts;
+
 typedef int (*rein_event_cb)(void *ud, const rein_event_row *ev);
 typedef void (*rein_problem_cb)(void *ud, const char *problem);
 typedef int (*rein_run_cb)(void *ud, const rein_run_row *row);
@@ -276,6 +308,15 @@ typedef struct rein_store_ops {
 	int (*call_note)(void *be, const rein_call_row *c, rein_err *err);
 	int (*call_counts)(void *be, const char *tenant, int64_t since, rein_call_count **rows,
 			   size_t *n, rein_err *err);
+	/* optional, all four or none (NULL: rein_store_deploy_* say "not
+	 * supported"); contracts at rein_store_deploy_add and below */
+	int (*deploy_add)(void *be, const rein_deploy_row *d, int64_t *id, rein_err *err);
+	int (*deploy_end)(void *be, int64_t id, const char *state, const char *reason, int64_t at,
+			  rein_err *err);
+	int (*deploy_list)(void *be, const char *name, rein_deploy_row **rows, size_t *n,
+			   rein_err *err);
+	int (*run_counts)(void *be, const char *workflow, const char *version, int64_t since,
+			  int64_t until, rein_run_counts *c, rein_err *err);
 } rein_store_ops;
 
 typedef struct rein_store_opts {
@@ -513,6 +554,32 @@ int rein_store_verify_run(rein_store *s, const char *run_id, int64_t *bad_seq, r
  */
 int rein_store_purge(rein_store *s, int64_t ended_before, bool dry_run, rein_purge_stats *st,
 		     rein_err *err);
+
+/* ---- deployments (canaries; docs/operations.md) -------------------------- */
+
+/*
+ * Adds an active deployment (d's id, state, reason, ended_at are ignored);
+ * *id (may be NULL) is its id. Joins the caller's transaction, else
+ * autocommits. The caller ends the one it replaces (deploy_end) in the same
+ * transaction: the store keeps no rule about how many are active.
+ * REIN_EINVAL when the backend keeps no deployments.
+ */
+int rein_store_deploy_add(rein_store *s, const rein_deploy_row *d, int64_t *id, rein_err *err);
+/*
+ * Ends active deployment id: sets its state (not "active"), reason (may be
+ * NULL) and ended_at. REIN_ENOTFOUND when no active deployment has that id
+ * (unknown, or ended already: the first end wins). Joins or autocommits.
+ */
+int rein_store_deploy_end(rein_store *s, int64_t id, const char *state, const char *reason,
+			  int64_t at, rein_err *err);
+/* The deployments of workflow name (NULL: of every workflow), in id order,
+ * ended ones included. Caller frees with rein_deploy_rows_free. */
+int rein_store_deploy_list(rein_store *s, const char *name, rein_deploy_row **rows, size_t *n,
+			   rein_err *err);
+/* The number of runs of workflow at version created in [since, until)
+ * (until 0: no end), by status (zeros when none). */
+int rein_store_run_counts(rein_store *s, const char *workflow, const char *version,
+			  int64_t since, int64_t until, rein_run_counts *c, rein_err *err);
 
 /* ---- views and audit (view.c, verify.c) ---- */
 

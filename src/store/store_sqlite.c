@@ -1764,6 +1764,172 @@ out:
 	return REIN_OK;
 }
 
+
+/* ---- deployments (canaries) --------------------------------------------- */
+
+/* Created in every store this rein opens, like kills: one row per
+ * deployment, never deleted (rein_deploy_row). */
+static const char deploys_sql[] =
+	"CREATE TABLE IF NOT EXISTS deployments(id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+	" version TEXT NOT NULL, role TEXT NOT NULL, percent INTEGER NOT NULL, rule TEXT,"
+	" state TEXT NOT NULL, reason TEXT, by TEXT, at INTEGER NOT NULL,"
+	" ended_at INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX IF NOT EXISTS runs_by_version ON runs(workflow, version);";
+
+/* Begins a transaction unless the caller holds one (*own says which). */
+static int join_begin(sq *b, bool *own, rein_err *err)
+{
+	*own = !b->in_tx;
+	return *own ? sq_begin(b, err) : REIN_OK;
+}
+
+static int join_end(sq *b, bool own, int rc, rein_err *err)
+{
+	if (!own)
+		return rc;
+	return auto_end(b, rc, err);
+}
+
+static int sq_deploy_add(void *be, const rein_deploy_row *d, int64_t *id, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	bool own;
+	int rc = join_begin(b, &own, err);
+	if (rc != REIN_OK)
+		return rc;
+	if (sqlite3_prepare_v2(b->db, "INSERT INTO deployments(name, version, role, percent, rule,"
+			       " state, by, at) VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7)",
+			       -1, &s, NULL) != SQLITE_OK) {
+		rc = db_err(b, err, "deploy add");
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, d->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, d->version, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, d->role, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 4, d->percent);
+	bind_text_or_null(s, 5, d->rule);
+	bind_text_or_null(s, 6, d->by);
+	sqlite3_bind_int64(s, 7, d->at);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		rc = db_err(b, err, "deploy add");
+		goto out;
+	}
+	*id = sqlite3_last_insert_rowid(b->db);
+out:
+	sqlite3_finalize(s);
+	return join_end(b, own, rc, err);
+}
+
+static int sq_deploy_end(void *be, int64_t id, const char *state, const char *reason, int64_t at,
+			 rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	bool own;
+	int rc = join_begin(b, &own, err);
+	if (rc != REIN_OK)
+		return rc;
+	if (sqlite3_prepare_v2(b->db, "UPDATE deployments SET state = ?2, reason = ?3, ended_at = ?4"
+			       " WHERE id = ?1 AND state = 'active'", -1, &s, NULL) != SQLITE_OK) {
+		rc = db_err(b, err, "deploy end");
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, state, -1, SQLITE_STATIC);
+	bind_text_or_null(s, 3, reason);
+	sqlite3_bind_int64(s, 4, at);
+	if (sqlite3_step(s) != SQLITE_DONE)
+		rc = db_err(b, err, "deploy end");
+	else if (sqlite3_changes(b->db) == 0)
+		rc = rein_err_set(err, REIN_ENOTFOUND, "no active deployment %lld", (long long)id);
+out:
+	sqlite3_finalize(s);
+	return join_end(b, own, rc, err);
+}
+
+static int sq_deploy_list(void *be, const char *name, rein_deploy_row **rows, size_t *n,
+			  rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	rein_deploy_row *v = NULL;
+	size_t m = 0, cap = 0;
+	int rc = REIN_OK, r;
+	if (sqlite3_prepare_v2(b->db, "SELECT id, name, version, role, percent, rule, state, reason,"
+			       " by, at, ended_at FROM deployments WHERE ?1 IS NULL OR name = ?1"
+			       " ORDER BY id", -1, &s, NULL) != SQLITE_OK)
+		return db_err(b, err, "deploy list");
+	bind_text_or_null(s, 1, name);
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		if (m == cap) {
+			size_t c = cap ? 2 * cap : 8;
+			rein_deploy_row *w = rein_realloc(v, c * sizeof *w);
+			if (w == NULL) {
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				goto out;
+			}
+			v = w;
+			cap = c;
+		}
+		bool oom = false;
+		rein_deploy_row *e = &v[m++];
+		memset(e, 0, sizeof *e);
+		e->id = sqlite3_column_int64(s, 0);
+		e->name = col_dup(s, 1, &oom);
+		snprintf(e->version, sizeof e->version, "%s",
+			 (const char *)sqlite3_column_text(s, 2));
+		e->role = col_dup(s, 3, &oom);
+		e->percent = sqlite3_column_int(s, 4);
+		e->rule = col_dup(s, 5, &oom);
+		e->state = col_dup(s, 6, &oom);
+		e->reason = col_dup(s, 7, &oom);
+		e->by = col_dup(s, 8, &oom);
+		e->at = sqlite3_column_int64(s, 9);
+		e->ended_at = sqlite3_column_int64(s, 10);
+		if (oom) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (r != SQLITE_DONE)
+		rc = db_err(b, err, "deploy list");
+out:
+	sqlite3_finalize(s);
+	if (rc != REIN_OK) {
+		rein_deploy_rows_free(v, m);
+		return rc;
+	}
+	*rows = v;
+	*n = m;
+	return REIN_OK;
+}
+
+static int sq_run_counts(void *be, const char *workflow, const char *version, int64_t since,
+			 int64_t until, rein_run_counts *c, rein_err *err)
+{
+	sq *b = be;
+	sqlite3_stmt *s = NULL;
+	int rc = REIN_OK, r;
+	if (sqlite3_prepare_v2(b->db, "SELECT status, count(*) FROM runs WHERE workflow = ?1 AND"
+			       " version = ?2 AND created_at >= ?3 AND (?4 = 0 OR created_at < ?4)"
+			       " GROUP BY status", -1, &s, NULL) != SQLITE_OK)
+		return db_err(b, err, "run counts");
+	sqlite3_bind_text(s, 1, workflow, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, version, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, since);
+	sqlite3_bind_int64(s, 4, until);
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		int st = rein_status_parse((const char *)sqlite3_column_text(s, 0));
+		if (st >= 0 && st < REIN_STORE_NSTATUS)
+			c->n[st] += sqlite3_column_int64(s, 1);
+	}
+	if (r != SQLITE_DONE)
+		rc = db_err(b, err, "run counts");
+	sqlite3_finalize(s);
+	return rc;
+}
+
 static const rein_store_ops sqlite_ops = {
 	.close = sq_close,
 	.begin = sq_begin,
@@ -1795,6 +1961,10 @@ static const rein_store_ops sqlite_ops = {
 	.purge = sq_purge,
 	.call_note = sq_call_note,
 	.call_counts = sq_call_counts,
+	.deploy_add = sq_deploy_add,
+	.deploy_end = sq_deploy_end,
+	.deploy_list = sq_deploy_list,
+	.run_counts = sq_run_counts,
 };
 
 static int64_t query_int(sq *b, const char *q)
@@ -1836,6 +2006,8 @@ static int schema_ensure(sq *b, const char *path, bool must_exist, rein_err *err
 		rc = sq_exec(b, kills_sql, err);
 	if (rc == REIN_OK) /* the calls per tenant, likewise */
 		rc = sq_exec(b, calls_sql, err);
+	if (rc == REIN_OK) /* the deployments' table, likewise */
+		rc = sq_exec(b, deploys_sql, err);
 	if (rc == REIN_OK)
 		return sq_exec(b, "COMMIT", err);
 	sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);

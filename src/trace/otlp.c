@@ -261,23 +261,38 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
 	return sz * n;
 }
 
+int64_t rein_otlp_retry_after(const char *line, size_t len)
+{
+	assert(line != NULL || len == 0);
+	static const char name[] = "retry-after:";
+	const size_t nl = sizeof name - 1;
+	int64_t ms = -1;
+	if (len <= nl || strncasecmp(line, name, nl) != 0)
+		goto out;
+	size_t i = nl;
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (i >= len || line[i] < '0' || line[i] > '9')
+		goto out; /* delay-seconds only; an HTTP-date is not honoured */
+	int64_t s = 0;
+	for (; i < len && line[i] >= '0' && line[i] <= '9'; i++)
+		if ((s = s * 10 + (line[i] - '0')) > REIN_OTLP_RETRY_AFTER_MAX_S)
+			s = REIN_OTLP_RETRY_AFTER_MAX_S; /* saturates: no overflow */
+	while (i < len && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\n'))
+		i++;
+	if (i == len) /* "120abc" is not a delay */
+		ms = s * 1000;
+out:
+	return ms;
+}
+
 static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 {
 	reply *r = ud;
-	size_t len = sz * n;
-	static const char name[] = "retry-after:";
-	if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
-		char tmp[64];
-		size_t m = len - (sizeof name - 1) < sizeof tmp - 1 ? len - (sizeof name - 1)
-								    : sizeof tmp - 1;
-		memcpy(tmp, p + sizeof name - 1, m);
-		tmp[m] = '\0';
-		char *end;
-		long long s = strtoll(tmp, &end, 10);
-		if (end != tmp && s >= 0) /* delay-seconds; an HTTP-date is not honoured */
-			r->retry_after_ms = s * 1000;
-	}
-	return len;
+	int64_t ms = rein_otlp_retry_after(p, sz * n);
+	if (ms >= 0)
+		r->retry_after_ms = ms;
+	return sz * n;
 }
 
 static void sleep_ms(int64_t ms)
@@ -287,26 +302,52 @@ static void sleep_ms(int64_t ms)
 		;
 }
 
-/* Reads partialSuccess from a 2xx answer (an empty body is full success). */
+int rein_otlp_partial_parse(const char *body, size_t len, long nspans, long *rejected,
+			    char **msg)
+{
+	assert((body != NULL || len == 0) && nspans >= 0 && rejected != NULL && msg != NULL);
+	long rej = 0;
+	char *m = NULL;
+	int rc = REIN_OK;
+	json_t *j = len ? rein_json_parse(body, len, NULL) : NULL;
+	const json_t *ps = json_object_get(j, "partialSuccess");
+	const json_t *rv = json_object_get(ps, "rejectedSpans");
+	if (json_is_string(rv)) { /* int64 as a decimal string, the OTLP JSON rule */
+		const char *t = json_string_value(rv);
+		char *end;
+		long long v = strtoll(t, &end, 10);
+		if (end != t && *end == '\0' && v > 0)
+			rej = v > nspans ? nspans : (long)v;
+	} else if (json_is_integer(rv) && json_integer_value(rv) > 0) {
+		json_int_t v = json_integer_value(rv);
+		rej = v > nspans ? nspans : (long)v;
+	}
+	const char *t = json_string_value(json_object_get(ps, "errorMessage"));
+	if (t != NULL && *t != '\0' && (m = rein_strdup(t)) == NULL)
+		rc = REIN_ENOMEM;
+	json_decref(j);
+	if (rc == REIN_OK) {
+		*rejected = rej;
+		*msg = m;
+	}
+	return rc;
+}
+
+/* Counts the partialSuccess of a 2xx answer (an empty body is full success). */
 static void partial(const reply *r, long nspans, rein_otlp_stats *stats)
 {
 	long rejected = 0;
-	json_t *j = r->body.len ? rein_json_parse(r->body.p, r->body.len, NULL) : NULL;
-	const json_t *ps = json_object_get(j, "partialSuccess");
-	const json_t *rej = json_object_get(ps, "rejectedSpans");
-	if (json_is_string(rej))
-		rejected = strtol(json_string_value(rej), NULL, 10);
-	else if (json_is_integer(rej))
-		rejected = (long)json_integer_value(rej);
-	const char *msg = json_string_value(json_object_get(ps, "errorMessage"));
-	if (rejected > 0 || (msg && *msg))
+	char *msg = NULL;
+	if (rein_otlp_partial_parse(r->body.p, r->body.len, nspans, &rejected, &msg) != REIN_OK)
+		return; /* out of memory: counted as accepted, nothing to say */
+	if (rejected > 0 || msg)
 		fprintf(stderr, "rein: the collector rejected %ld of %ld span(s)%s%s\n", rejected,
-			nspans, msg && *msg ? ": " : "", msg && *msg ? msg : "");
+			nspans, msg ? ": " : "", msg ? msg : "");
 	if (stats) {
 		stats->spans_rejected += rejected;
 		stats->spans_sent += nspans - rejected;
 	}
-	json_decref(j);
+	rein_free(msg);
 }
 
 int rein_otlp_post(const rein_otlp_cfg *cfg, const json_t *body, long nspans,

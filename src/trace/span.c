@@ -14,6 +14,8 @@
 typedef struct step_state {
 	char *name;
 	int span, chat, tool, wait; /* open span indexes, -1: none */
+	bool content;              /* the open chat's intent recorded its request
+				      (trace.store_prompts): its messages are exported */
 	const char *err_type;      /* the last failed attempt's outcome (borrowed from a span's attrs) */
 	char *err_buf;
 } step_state;
@@ -294,6 +296,119 @@ static void run_event(rein_trace *t, rein_event_type type, const rein_event_row 
 	}
 }
 
+/* ---- message content (trace.store_prompts) ----------------------------------
+ *
+ * The GenAI conventions' gen_ai.system_instructions, gen_ai.input.messages
+ * and gen_ai.output.messages (1.42.0), as JSON text: messages of
+ * {role, parts: [{type: text, content} | {type: tool_call, id, name,
+ * arguments} | {type: tool_call_response, id, response}]}. Only a request
+ * the log recorded is exported (model.intent holds it only when the spec's
+ * trace.store_prompts is on), and it is exported as recorded: under
+ * trace.redact the runner stored it with placeholders (protect.c), and the
+ * sealed values (the payload's "~sealed") are never read here.
+ */
+
+static bool add_part(json_t *parts, json_t *p)
+{
+	return p != NULL && json_array_append_new(parts, p) == 0;
+}
+
+static json_t *text_part(const json_t *v)
+{
+	if (json_is_string(v))
+		return json_pack("{s:s, s:O}", "type", "text", "content", v);
+	char *s = rein_json_dump(v); /* a structured output: its JSON text */
+	json_t *p = s ? json_pack("{s:s, s:s}", "type", "text", "content", s) : NULL;
+	rein_free(s);
+	return p;
+}
+
+static bool add_calls(json_t *parts, const json_t *calls)
+{
+	size_t k;
+	const json_t *c;
+	json_array_foreach(calls, k, c) {
+		const json_t *args = json_object_get(c, "arguments");
+		if (!add_part(parts, json_pack("{s:s, s:O?, s:O?, s:O?}", "type", "tool_call", "id",
+					       json_object_get(c, "id"), "name",
+					       json_object_get(c, "name"), "arguments",
+					       args ? args : json_object_get(c, "arguments_raw"))))
+			return false;
+	}
+	return true;
+}
+
+/* Sets key of span i to the JSON text of v (stolen). */
+static void set_json_text(rein_trace *t, int i, const char *key, json_t *v)
+{
+	char *s = v ? rein_json_dump(v) : NULL;
+	json_decref(v);
+	if (s == NULL) {
+		t->oom = true;
+		return;
+	}
+	set(t, i, key, json_string(s));
+	rein_free(s);
+}
+
+static void set_input_messages(rein_trace *t, int i, const json_t *req)
+{
+	const json_t *sys = json_object_get(req, "system");
+	if (json_is_string(sys))
+		set_json_text(t, i, "gen_ai.system_instructions",
+			      json_pack("[{s:s, s:O}]", "type", "text", "content", sys));
+	json_t *out = json_array();
+	bool ok = out != NULL;
+	size_t k;
+	const json_t *m;
+	json_array_foreach(json_object_get(req, "messages"), k, m) {
+		const char *role = str(m, "role");
+		json_t *parts = json_array();
+		ok = ok && parts != NULL;
+		const json_t *content = json_object_get(m, "content");
+		if (ok && role && strcmp(role, "tool") == 0)
+			ok = add_part(parts, json_pack("{s:s, s:O?, s:O?}", "type", "tool_call_response",
+						       "id", json_object_get(m, "tool_call_id"),
+						       "response", content));
+		else if (ok && content && !json_is_null(content))
+			ok = add_part(parts, text_part(content));
+		ok = ok && add_calls(parts, json_object_get(m, "tool_calls"));
+		ok = ok && json_array_append_new(out, json_pack("{s:s, s:O}", "role",
+								role ? role : "user", "parts",
+								parts)) == 0;
+		json_decref(parts);
+	}
+	if (!ok) {
+		json_decref(out);
+		t->oom = true;
+		return;
+	}
+	set_json_text(t, i, "gen_ai.input.messages", out);
+}
+
+static void set_output_messages(rein_trace *t, int i, const json_t *resp)
+{
+	json_t *parts = json_array();
+	bool ok = parts != NULL;
+	const json_t *text = json_object_get(resp, "text");
+	const json_t *output = json_object_get(resp, "output");
+	if (ok && json_is_string(text) && json_string_length(text) > 0)
+		ok = add_part(parts, text_part(text));
+	if (ok && output && !json_is_null(output) && json_array_size(parts) == 0)
+		ok = add_part(parts, text_part(output)); /* a structured answer given apart from text */
+	ok = ok && add_calls(parts, json_object_get(resp, "tool_calls"));
+	const char *fr = str(resp, "finish_reason");
+	json_t *msg = ok ? json_pack("[{s:s, s:O, s:s}]", "role", "assistant", "parts", parts,
+				     "finish_reason", fr ? fr : "stop")
+			 : NULL;
+	json_decref(parts);
+	if (msg == NULL) {
+		t->oom = true;
+		return;
+	}
+	set_json_text(t, i, "gen_ai.output.messages", msg);
+}
+
 static void model_event(rein_trace *t, step_state *ss, rein_event_type type,
 			const rein_event_row *ev, const json_t *d)
 {
@@ -321,6 +436,10 @@ static void model_event(rein_trace *t, step_state *ss, rein_event_type type,
 			set(t, i, "gen_ai.request.temperature", json_real(json_number_value(temp)));
 		if (json_object_get(d, "tools_hash") != NULL)
 			make_agent(t, ss);
+		const json_t *req = json_object_get(d, "request");
+		ss->content = json_is_object(req);
+		if (ss->content)
+			set_input_messages(t, i, req);
 		note_error(t, ss, NULL);
 	} else if (type == REIN_EV_MODEL_ATTEMPT) {
 		static const char *const k[] = {"attempt", "outcome", "error", "status", "transient",
@@ -345,6 +464,13 @@ static void model_event(rein_trace *t, step_state *ss, rein_event_type type,
 		const char *fr = str(resp, "finish_reason");
 		if (fr != NULL)
 			set(t, i, "gen_ai.response.finish_reasons", json_pack("[s]", fr));
+		const json_t *srv = json_object_get(d, "server");
+		set_s(t, i, "server.address", str(srv, "address"));
+		if (json_is_integer(json_object_get(srv, "port")))
+			set(t, i, "server.port",
+			    json_integer(json_integer_value(json_object_get(srv, "port"))));
+		if (ss->content)
+			set_output_messages(t, i, resp);
 		const json_t *u = json_object_get(d, "usage");
 		static const struct {
 			const char *from, *to;

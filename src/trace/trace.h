@@ -160,6 +160,26 @@ typedef struct rein_otlp_stats {
 	long spans_rejected;/* partialSuccess.rejectedSpans */
 } rein_otlp_stats;
 
+/* The longest Retry-After honoured, in seconds (a longer one is cut to it). */
+#define REIN_OTLP_RETRY_AFTER_MAX_S 86400
+
+/*
+ * The two parsers of a collector's answer, apart for the fuzz target
+ * (fuzz/fuzz_otlp.c). rein_otlp_retry_after reads one raw response header
+ * line (len bytes, no NUL needed, CRLF allowed): the delay in ms of a
+ * "Retry-After: SECONDS" line (case-insensitive name, capped at
+ * REIN_OTLP_RETRY_AFTER_MAX_S), or -1 for any other line, an HTTP-date or a
+ * malformed value. rein_otlp_partial_parse reads a 2xx answer's body (len 0:
+ * full success; not JSON or no partialSuccess: full success too) for a
+ * request of nspans spans: *rejected is partialSuccess.rejectedSpans (a
+ * decimal string or an integer) clamped to [0, nspans], *msg its
+ * errorMessage (caller frees with rein_free; NULL when absent or empty).
+ * REIN_OK, or REIN_ENOMEM (outputs untouched).
+ */
+int64_t rein_otlp_retry_after(const char *line, size_t len);
+int rein_otlp_partial_parse(const char *body, size_t len, long nspans, long *rejected,
+			    char **msg);
+
 /*
  * POSTs one request body (an encoded ExportTraceServiceRequest) to cfg->url
  * with Content-Type application/json, retrying only on 429, 502, 503 and

@@ -11,7 +11,8 @@ req = json.load(sys.stdin)
 spans = [s for rs in req["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
 by_id = {s["spanId"]: s for s in spans}
 assert len(by_id) == len(spans), "duplicate span ids"
-MASK = {"rein.run.id", "rein.workflow.version", "rein.tool.idempotency_key", "rein.wait.due_at"}
+MASK = {"rein.run.id", "rein.workflow.version", "rein.tool.idempotency_key", "rein.wait.due_at",
+        "server.port"}
 def val(v):
     (k, x), = v.items()
     if k == "arrayValue":

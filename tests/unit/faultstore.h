@@ -268,6 +268,35 @@ static inline int fs_call_counts(void *be, const char *tenant, int64_t since,
 	FS_CALL(0, "call counts", rein_store_call_counts(f->inner, tenant, since, rows, n, err));
 }
 
+/* Deployments pass through too (not counted). */
+static inline int fs_deploy_add(void *be, const rein_deploy_row *d, int64_t *id, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "deploy add", rein_store_deploy_add(f->inner, d, id, err));
+}
+
+static inline int fs_deploy_end(void *be, int64_t id, const char *state, const char *reason,
+				int64_t at, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "deploy end", rein_store_deploy_end(f->inner, id, state, reason, at, err));
+}
+
+static inline int fs_deploy_list(void *be, const char *name, rein_deploy_row **rows, size_t *n,
+				 rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "deploy list", rein_store_deploy_list(f->inner, name, rows, n, err));
+}
+
+static inline int fs_run_counts(void *be, const char *workflow, const char *version,
+				int64_t since, int64_t until, rein_run_counts *c, rein_err *err)
+{
+	FS_ARGS(be);
+	FS_CALL(0, "run counts",
+		rein_store_run_counts(f->inner, workflow, version, since, until, c, err));
+}
+
 static const rein_store_ops faultstore_ops = {
 	.close = fs_close,
 	.begin = fs_begin,
@@ -297,6 +326,10 @@ static const rein_store_ops faultstore_ops = {
 	.purge = fs_purge,
 	.call_note = fs_call_note,
 	.call_counts = fs_call_counts,
+	.deploy_add = fs_deploy_add,
+	.deploy_end = fs_deploy_end,
+	.deploy_list = fs_deploy_list,
+	.run_counts = fs_run_counts,
 };
 
 /* Wraps inner (owned from now on, even on failure) with plan (borrowed). */

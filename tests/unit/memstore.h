@@ -58,6 +58,8 @@ typedef struct memdb {
 		bool write;
 	} *calls;
 	size_t ncalls, callcap;
+	rein_deploy_row *deploys; /* in id order, owning their strings */
+	size_t ndeploys, deploycap;
 } memdb;
 
 typedef struct memstore {
@@ -116,6 +118,7 @@ static inline void memdb_clear(memdb *db)
 		rein_free(db->calls[i].tool);
 	}
 	rein_free(db->calls);
+	rein_deploy_rows_free(db->deploys, db->ndeploys);
 	memset(db, 0, sizeof *db);
 }
 
@@ -136,6 +139,33 @@ static inline bool ms_row_copy(rein_run_row *d, const rein_run_row *s)
 	d->reason = ms_dup(s->reason, &oom);
 	if (oom)
 		rein_run_row_clear(d);
+	return !oom;
+}
+
+static inline void ms_deploy_clear(rein_deploy_row *d)
+{
+	rein_free(d->name);
+	rein_free(d->role);
+	rein_free(d->rule);
+	rein_free(d->state);
+	rein_free(d->reason);
+	rein_free(d->by);
+	memset(d, 0, sizeof *d);
+}
+
+/* A deep copy of a deployment row into d; false on out of memory (d cleared). */
+static inline bool ms_deploy_copy(rein_deploy_row *d, const rein_deploy_row *e)
+{
+	bool oom = false;
+	*d = *e;
+	d->name = ms_dup(e->name, &oom);
+	d->role = ms_dup(e->role, &oom);
+	d->rule = ms_dup(e->rule, &oom);
+	d->state = ms_dup(e->state, &oom);
+	d->reason = ms_dup(e->reason, &oom);
+	d->by = ms_dup(e->by, &oom);
+	if (oom)
+		ms_deploy_clear(d);
 	return !oom;
 }
 
@@ -218,6 +248,12 @@ static inline memdb *memdb_copy(const memdb *db)
 	}
 	if (oom)
 		goto fail;
+	if (db->ndeploys && (c->deploys = rein_calloc(db->ndeploys, sizeof *c->deploys)) == NULL)
+		goto fail;
+	c->deploycap = db->ndeploys;
+	for (size_t i = 0; i < db->ndeploys; i++, c->ndeploys++)
+		if (!ms_deploy_copy(&c->deploys[i], &db->deploys[i]))
+			goto fail;
 	return c;
 fail:
 	memdb_free(c);
@@ -937,6 +973,89 @@ static inline int ms_call_counts(void *be, const char *tenant, int64_t since,
 	return REIN_OK;
 }
 
+/* Deployments (rein_store_deploy_*): the rows in id order. */
+static inline int ms_deploy_add(void *be, const rein_deploy_row *d, int64_t *id, rein_err *err)
+{
+	memdb *db = ((memstore *)be)->db;
+	rein_deploy_row e = *d;
+	e.id = db->ndeploys ? db->deploys[db->ndeploys - 1].id + 1 : 1;
+	e.state = "active";
+	e.reason = NULL;
+	e.ended_at = 0;
+	rein_deploy_row c;
+	if (!ms_deploy_copy(&c, &e))
+		return ms_oom(err);
+	if (!ms_grow((void **)&db->deploys, &db->deploycap, db->ndeploys, sizeof c)) {
+		ms_deploy_clear(&c);
+		return ms_oom(err);
+	}
+	db->deploys[db->ndeploys++] = c;
+	*id = c.id;
+	return REIN_OK;
+}
+
+static inline int ms_deploy_end(void *be, int64_t id, const char *state, const char *reason,
+				int64_t at, rein_err *err)
+{
+	memdb *db = ((memstore *)be)->db;
+	for (size_t i = 0; i < db->ndeploys; i++) {
+		rein_deploy_row *e = &db->deploys[i];
+		if (e->id != id || strcmp(e->state, "active") != 0)
+			continue;
+		bool oom = false;
+		char *st = ms_dup(state, &oom), *why = ms_dup(reason, &oom);
+		if (oom) {
+			rein_free(st);
+			rein_free(why);
+			return ms_oom(err);
+		}
+		rein_free(e->state);
+		rein_free(e->reason);
+		e->state = st;
+		e->reason = why;
+		e->ended_at = at;
+		return REIN_OK;
+	}
+	return rein_err_set(err, REIN_ENOTFOUND, "no active deployment %lld", (long long)id);
+}
+
+static inline int ms_deploy_list(void *be, const char *name, rein_deploy_row **rows, size_t *n,
+				 rein_err *err)
+{
+	const memdb *db = ((memstore *)be)->db;
+	rein_deploy_row *v = db->ndeploys ? rein_calloc(db->ndeploys, sizeof *v) : NULL;
+	size_t m = 0;
+	if (db->ndeploys && v == NULL)
+		return ms_oom(err);
+	for (size_t i = 0; i < db->ndeploys; i++) {
+		if (name && strcmp(db->deploys[i].name, name) != 0)
+			continue;
+		if (!ms_deploy_copy(&v[m], &db->deploys[i])) {
+			rein_deploy_rows_free(v, m);
+			return ms_oom(err);
+		}
+		m++;
+	}
+	*rows = v;
+	*n = m;
+	return REIN_OK;
+}
+
+static inline int ms_run_counts(void *be, const char *workflow, const char *version,
+				int64_t since, int64_t until, rein_run_counts *c, rein_err *err)
+{
+	(void)err;
+	const memdb *db = ((memstore *)be)->db;
+	for (size_t i = 0; i < db->nruns; i++) {
+		const rein_run_row *r = &db->runs[i].row;
+		if (strcmp(r->workflow, workflow) == 0 && strcmp(r->version, version) == 0 &&
+		    r->created_at >= since && (until == 0 || r->created_at < until) &&
+		    r->status >= 0 && r->status < REIN_STORE_NSTATUS)
+			c->n[r->status]++;
+	}
+	return REIN_OK;
+}
+
 static const rein_store_ops memstore_ops = {
 	.close = ms_close,
 	.begin = ms_begin,
@@ -966,6 +1085,10 @@ static const rein_store_ops memstore_ops = {
 	.purge = ms_purge,
 	.call_note = ms_call_note,
 	.call_counts = ms_call_counts,
+	.deploy_add = ms_deploy_add,
+	.deploy_end = ms_deploy_end,
+	.deploy_list = ms_deploy_list,
+	.run_counts = ms_run_counts,
 };
 
 /* A new handle on db (borrowed: it must outlive the store). */

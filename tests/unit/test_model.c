@@ -1296,11 +1296,42 @@ static void test_router_breaker(void **state)
 	rein_script_free(sb);
 }
 
+/* server.address / server.port of a provider, from its base_url. */
+static void test_provider_server(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *cfg, *addr;
+		int port;
+	} c[] = {{"{\"type\": \"openai\", \"base_url\": \"http://127.0.0.1:8080/v1\"}", "127.0.0.1", 8080},
+		 {"{\"type\": \"openai\"}", "api.openai.com", 443},
+		 {"{\"type\": \"anthropic\"}", "api.anthropic.com", 443},
+		 {"{\"type\": \"openai\", \"base_url\": \"http://u:secret@[::1]:8080\"}", "::1", 8080},
+		 {"{\"type\": \"openai\", \"base_url\": \"http://models.local/\"}", "models.local", 80}};
+	for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+		rein_model_provider *p = provider(c[i].cfg, 8080);
+		char *addr = NULL;
+		int port = 0;
+		assert_int_equal(rein_model_provider_server(p, &addr, &port), REIN_OK);
+		assert_string_equal(addr, c[i].addr);
+		assert_int_equal(port, c[i].port);
+		rein_free(addr);
+		rein_model_provider_free(p);
+	}
+	rein_model_provider *r = provider("{\"type\": \"replay\", \"responses\": []}", 0);
+	char *addr = NULL;
+	int port = 0;
+	assert_int_equal(rein_model_provider_server(r, &addr, &port), REIN_ENOTFOUND);
+	assert_null(addr);
+	rein_model_provider_free(r);
+}
+
 int main(void)
 {
 	rein_init();
 	const struct CMUnitTest pure[] = {
 		cmocka_unit_test(test_sse_splits),
+		cmocka_unit_test(test_provider_server),
 		cmocka_unit_test(test_render_openai),
 		cmocka_unit_test(test_render_openai_strict),
 		cmocka_unit_test(test_render_anthropic),

@@ -1787,6 +1787,141 @@ static void test_call_counts(void **state)
 	store_env_free(e);
 }
 
+/* Deployments (store.h contract, runner.h rules): rows kept with their end,
+ * one active per role, the split by start key, and the rollback rule over the
+ * runs each deployment started. */
+static void test_deployments(void **state)
+{
+	env *e = store_env(state);
+	rein_store *st = e->st;
+	rein_err err = {0};
+	rein_deploy_row *rows = NULL;
+	size_t n = 9;
+	int64_t id = 0, id2 = 0;
+	assert_int_equal(rein_store_deploy_list(st, NULL, &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 0);
+	rein_deploy_rows_free(rows, n);
+	/* the store's own contract */
+	rein_deploy_row d = {.name = "w", .role = "stable", .by = "ann", .at = 10};
+	memset(d.version, 'a', 64);
+	assert_int_equal(rein_store_deploy_add(st, &d, &id, &err), REIN_OK);
+	assert_int_equal(rein_store_begin(st, &err), REIN_OK); /* joins a transaction */
+	d.name = "other";
+	assert_int_equal(rein_store_deploy_add(st, &d, &id2, &err), REIN_OK);
+	rein_store_rollback(st);
+	assert_int_equal(rein_store_deploy_end(st, id, "superseded", "why", 20, &err), REIN_OK);
+	assert_int_equal(rein_store_deploy_end(st, id, "rolled_back", "again", 30, &err),
+			 REIN_ENOTFOUND); /* the first end wins */
+	rein_err_clear(&err);
+	assert_int_equal(rein_store_deploy_list(st, NULL, &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 1); /* the rolled-back add is gone */
+	assert_string_equal(rows[0].name, "w");
+	assert_string_equal(rows[0].state, "superseded");
+	assert_string_equal(rows[0].reason, "why");
+	assert_string_equal(rows[0].by, "ann");
+	assert_int_equal(rows[0].ended_at, 20);
+	assert_int_equal(rows[0].at, 10);
+	assert_null(rows[0].rule);
+	rein_deploy_rows_free(rows, n);
+
+	/* the rules, over runs of two versions of the test's workflow */
+	rein_manual_clock_init(&e->clock, 1700000000000);
+	assert_int_equal(rein_script_new(&e->sb), REIN_OK);
+	e->spec = spec_from_yaml(e->sb, wf);
+	rein_spec *cand = spec_from_yaml(e->sb, "rein: 1\nname: four\nsteps:\n"
+					 "  a: { code: 'return 1', next: h }\n"
+					 "  h: { end: escalated, reason: unsure }\n");
+	const rein_spec *stable = e->spec;
+	assert_string_equal(cand->name, stable->name);
+	int64_t t0 = rein_clock_now(&e->clock.clock);
+	assert_int_equal(rein_deploy(st, cand, 20, NULL, NULL, t0, NULL, &err), REIN_EINVAL);
+	assert_non_null(strstr(err.msg, "no stable version"));
+	rein_err_clear(&err);
+	assert_int_equal(rein_deploy(st, stable, 0, NULL, "ann", t0, &id, &err), REIN_OK);
+	assert_int_equal(rein_deploy(st, stable, 0, NULL, "ann", t0, &id2, &err), REIN_OK);
+	assert_int_equal(id2, id); /* already so */
+	rein_rollback_rule rule;
+	assert_int_equal(rein_rollback_parse("min_runs=3,success_drop=0.5", &rule, &err), REIN_OK);
+	assert_int_equal(rule.min_runs, 3);
+	assert_true(rule.escalation_rise == 0.1 && rule.success_drop == 0.5);
+	assert_int_equal(rein_rollback_parse("min_runs=3,nope=1", &rule, &err), REIN_EINVAL);
+	rein_err_clear(&err);
+	assert_int_equal(rein_rollback_parse("success_drop=2", &rule, &err), REIN_EINVAL);
+	rein_err_clear(&err);
+	rule = (rein_rollback_rule){.success_drop = 0.5, .escalation_rise = 0.5, .min_runs = 3};
+	assert_int_equal(rein_deploy(st, cand, 50, &rule, NULL, t0, &id2, &err), REIN_OK);
+	assert_true(id2 > id);
+	/* the split: by bucket, the same key the same version */
+	char v[65];
+	bool c = false;
+	int sent = 0;
+	for (int i = 0; i < 40; i++) {
+		char key[32];
+		snprintf(key, sizeof key, "k%d", i);
+		assert_int_equal(rein_deploy_route(st, "four", key, v, &c, &err), REIN_OK);
+		assert_int_equal(c, rein_deploy_bucket(key) < 50);
+		assert_string_equal(v, c ? cand->version : stable->version);
+		sent += c;
+	}
+	assert_true(sent > 5 && sent < 35);
+	assert_int_equal(rein_deploy_route(st, "nope", "k1", v, &c, &err), REIN_ENOTFOUND);
+	rein_err_clear(&err);
+	/* runs: the stable one succeeds, the candidate's escalate */
+	bool rolled = true;
+	char *why = NULL;
+	rein_runner_opts o = {.clock = &e->clock.clock, .max_wait_ms = 3600000,
+			      .sleep_ms = advance_clock, .ud = &e->clock};
+	assert_int_equal(rein_runner_new(st, e->sb, &o, &e->rn, &err), REIN_OK);
+	for (int i = 0; i < 3; i++) {
+		char id_out[64];
+		json_t *in = json_pack("{s:i}", "n", 1);
+		assert_int_equal(rein_runner_start(e->rn, stable, in, NULL, id_out, &err), REIN_OK);
+		assert_int_equal(rein_runner_start(e->rn, cand, in, NULL, id_out, &err), REIN_OK);
+		json_decref(in);
+		assert_int_equal(rein_runner_drive(e->rn, &err), REIN_OK);
+		rein_run_result r;
+		while (rein_runner_result(e->rn, &r))
+			rein_run_result_clear(&r);
+		assert_int_equal(rein_deploy_check(st, "four", rein_clock_now(&e->clock.clock), &rolled, &why, &err),
+				 REIN_OK);
+		assert_int_equal(rolled, i == 2); /* after min_runs candidate runs, not before */
+		if (i < 2)
+			assert_null(why);
+	}
+	assert_non_null(why);
+	assert_non_null(strstr(why, "success rate 0.00 vs stable 1.00"));
+	rein_free(why);
+	assert_int_equal(rein_deploy_route(st, "four", "k1", v, &c, &err), REIN_OK);
+	assert_false(c); /* rolled back: every key goes to stable */
+	assert_int_equal(rein_deploy_check(st, "four", rein_clock_now(&e->clock.clock), &rolled, NULL, &err), REIN_OK);
+	assert_false(rolled);
+	assert_int_equal(rein_store_deploy_list(st, "four", &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[1].state, "rolled_back");
+	rein_deploy_stats s;
+	assert_int_equal(rein_deploy_stats_get(st, &rows[1], &s, &err), REIN_OK);
+	assert_true(s.runs == 3 && s.escalated == 3 && s.escalation_rate == 1.0);
+	rein_deploy_rows_free(rows, n);
+	/* deployed again: from no runs; as stable: promoted */
+	assert_int_equal(rein_deploy(st, cand, 50, &rule, NULL, rein_clock_now(&e->clock.clock), NULL, &err), REIN_OK);
+	assert_int_equal(rein_deploy_check(st, "four", rein_clock_now(&e->clock.clock), &rolled, NULL, &err), REIN_OK);
+	assert_false(rolled);
+	assert_int_equal(rein_deploy(st, cand, 0, NULL, NULL, rein_clock_now(&e->clock.clock), NULL, &err), REIN_OK);
+	assert_int_equal(rein_store_deploy_list(st, "four", &rows, &n, &err), REIN_OK);
+	assert_int_equal(n, 4);
+	assert_string_equal(rows[0].state, "superseded");
+	assert_string_equal(rows[2].state, "promoted");
+	assert_string_equal(rows[3].state, "active");
+	assert_string_equal(rows[3].role, "stable");
+	rein_deploy_rows_free(rows, n);
+	rein_runner_free(e->rn);
+	e->rn = NULL;
+	rein_spec_free(cand);
+	rein_spec_free(e->spec);
+	rein_script_free(e->sb);
+	store_env_free(e);
+}
+
 #define BOTH(t) cmocka_unit_test_prestate(t, &be_sqlite), cmocka_unit_test_prestate(t, &be_memory)
 
 int main(void)
@@ -1808,6 +1943,7 @@ int main(void)
 		BOTH(test_inbox),
 		BOTH(test_kill_switch),
 		BOTH(test_call_counts),
+		BOTH(test_deployments),
 		BOTH(test_store_write_faults),
 		BOTH(test_verify_all),
 		BOTH(test_anchors),

@@ -384,6 +384,49 @@ static void test_exporter_queue(void **state)
 	assert_int_equal(st.http.requests, 1);
 }
 
+/* The collector-answer parsers (also fuzzed: fuzz/fuzz_otlp.c). */
+static void test_answer_parsers(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *line;
+		int64_t ms;
+	} ra[] = {{"Retry-After: 3\r\n", 3000},       {"retry-after:120\r\n", 120000},
+		  {"RETRY-AFTER:\t0\r\n", 0},        {"Retry-After: soon\r\n", -1},
+		  {"Retry-After: 12abc\r\n", -1},     {"Retry-After: -5\r\n", -1},
+		  {"Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n", -1},
+		  {"Retry-After: 99999999999999999999999\r\n", REIN_OTLP_RETRY_AFTER_MAX_S * 1000LL},
+		  {"Retry-Afterx: 3\r\n", -1},        {"Content-Type: x\r\n", -1},
+		  {"Retry-After:", -1}};
+	for (size_t i = 0; i < sizeof ra / sizeof *ra; i++)
+		assert_int_equal(rein_otlp_retry_after(ra[i].line, strlen(ra[i].line)), ra[i].ms);
+	static const struct {
+		const char *body;
+		long rejected;
+		const char *msg;
+	} ps[] = {{"", 0, NULL},
+		  {"{}", 0, NULL},
+		  {"not json", 0, NULL},
+		  {"{\"partialSuccess\":{}}", 0, NULL},
+		  {"{\"partialSuccess\":{\"rejectedSpans\":\"2\",\"errorMessage\":\"bad\"}}", 2, "bad"},
+		  {"{\"partialSuccess\":{\"rejectedSpans\":3}}", 3, NULL},
+		  {"{\"partialSuccess\":{\"rejectedSpans\":\"99\"}}", 5, NULL}, /* clamped */
+		  {"{\"partialSuccess\":{\"rejectedSpans\":\"-9223372036854775808\"}}", 0, NULL},
+		  {"{\"partialSuccess\":{\"rejectedSpans\":\"2x\",\"errorMessage\":\"\"}}", 0, NULL}};
+	for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) {
+		long rej = -1;
+		char *msg = NULL;
+		assert_int_equal(rein_otlp_partial_parse(ps[i].body, strlen(ps[i].body), 5, &rej, &msg),
+				 REIN_OK);
+		assert_int_equal(rej, ps[i].rejected);
+		if (ps[i].msg)
+			assert_string_equal(msg, ps[i].msg);
+		else
+			assert_null(msg);
+		rein_free(msg);
+	}
+}
+
 int main(void)
 {
 	rein_init();
@@ -392,6 +435,7 @@ int main(void)
 		cmocka_unit_test(test_encode),   cmocka_unit_test(test_refuses),
 		cmocka_unit_test(test_skeleton), cmocka_unit_test(test_cfg_env),
 		cmocka_unit_test(test_alloc_faults), cmocka_unit_test(test_exporter_queue),
+		cmocka_unit_test(test_answer_parsers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
