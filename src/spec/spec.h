@@ -82,6 +82,7 @@ typedef struct rein_tool {
 	bool input_locked; /* mcp: input is the one tools.lock recorded (no contract input) */
 	json_t *shadow;    /* `shadow:` what a write call answers in shadow mode (it
 			      matches output), or NULL: {"shadow": true} */
+	json_t *approval;  /* `approval:` normalized (rein_policy_approval_norm), or NULL */
 	/* http */
 	char *method, *url; /* url may hold ${env.X} ${secret.X} ${args.X} */
 	rein_kv *headers;
