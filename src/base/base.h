@@ -237,6 +237,9 @@ int rein_token_sign(const rein_token_keys *k, const json_t *claims, char **out, 
  */
 int rein_token_verify(const rein_token_keys *k, const char *token, int64_t now_ms,
 		      json_t **claims, rein_err *err);
+/* The claims of a token, read WITHOUT checking its MAC or expiry (to route
+ * it to its run; the worker verifies it): *claims or REIN_EINVAL. */
+int rein_token_peek(const char *token, json_t **claims, rein_err *err);
 /* SHA-256 hex (65 bytes with the NUL) of tool + "\n" + the canonical args
  * (json_dumps JSON_SORT_KEYS|JSON_COMPACT): the action an approval binds to.
  * REIN_ENOMEM. */

@@ -287,3 +287,30 @@ int rein_action_hash(const char *tool, const json_t *args, char out[65])
 	rein_free(js);
 	return REIN_OK;
 }
+
+int rein_token_peek(const char *token, json_t **claims, rein_err *err)
+{
+	assert(token != NULL && claims != NULL);
+	*claims = NULL;
+	size_t n = strnlen(token, TOKEN_MAX_LEN + 1);
+	const char *d1 = n <= TOKEN_MAX_LEN && strncmp(token, "v1.", 3) == 0 ? strchr(token + 3, '.')
+									   : NULL;
+	const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+	uint8_t *payload = NULL;
+	size_t plen = 0;
+	if (d2 == NULL)
+		return rein_err_set(err, REIN_EINVAL, "malformed token");
+	int rc = b64_get(d1 + 1, (size_t)(d2 - d1 - 1), &payload, &plen);
+	if (rc != REIN_OK)
+		return rc == REIN_ENOMEM ? rein_err_set(err, rc, "out of memory")
+					 : rein_err_set(err, rc, "malformed token");
+	rein_err je = {0};
+	json_t *c = rein_json_parse((const char *)payload, plen, &je);
+	rein_free(payload);
+	if (!json_is_object(c)) {
+		json_decref(c);
+		return rein_err_set(err, REIN_EINVAL, "malformed token (its claims)");
+	}
+	*claims = c;
+	return REIN_OK;
+}

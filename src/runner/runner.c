@@ -737,6 +737,14 @@ static int drain_mail(rein_runner *rn, active *a, rein_err *err)
 			if (data == NULL) /* kept as text: the log takes what was sent */
 				data = json_string(m[i].data);
 		}
+		if (strcmp(m[i].type, "approval") == 0) { /* the token checked here: keys, clock */
+			json_t *v = rein_approval_verdict(data, runner_now(rn));
+			json_decref(data);
+			if ((data = v) == NULL) {
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				break;
+			}
+		}
 		json_t *d = json_pack("{s:s, s:s, s:o?, s:s?, s:I}", "id", m[i].id, "type", m[i].type,
 				      "data", data, "sender", m[i].sender, "at", (json_int_t)m[i].at);
 		rc = d ? append(rn, a, rein_event_name(REIN_EV_INBOX_RECEIVED), -1, d, err)
