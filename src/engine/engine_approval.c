@@ -429,6 +429,8 @@ static int judge_token(rein_run *r, const json_t *d, int *ti, const char **id, c
 	const rein_tool *tl = &r->spec->tools[rein_spec_tool(r->spec, json_string_value(
 								     json_object_get(req, "tool")))];
 	const json_t *a = json_object_get(c, "args");
+	if (json_is_null(a))
+		a = NULL;
 	char ah[65] = "";
 	if (json_is_object(a) && rein_action_hash(tl->name, a, ah) != REIN_OK)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -460,10 +462,10 @@ static int judge_token(rein_run *r, const json_t *d, int *ti, const char **id, c
 		*why = rein_sprintf("self-approval: %s requested this run and cannot approve it", by);
 	else if (!has_role)
 		*why = rein_sprintf("%s holds none of the roles this approval needs", by);
-	else if (again)
-		*why = rein_sprintf("%s approved this call already: another approver is needed", by);
 	else if (nonce == NULL || json_object_get(r->appr_nonces, nonce) != NULL)
 		*why = rein_sprintf("the token was used before (a token is single-use)");
+	else if (again)
+		*why = rein_sprintf("%s approved this call already: another approver is needed", by);
 	else if (json_is_object(a)) {
 		int rc = check_edit(r, t, tl, a, why, err);
 		if (rc != REIN_OK)

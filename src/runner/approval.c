@@ -252,6 +252,10 @@ int rein_approve(rein_store *st, const rein_approve_req *q, char **token, char i
 			   q->roles ? json_incref((json_t *)q->roles) : json_array(), "exp",
 			   (json_int_t)(now + (q->ttl_ms > 0 ? q->ttl_ms : 3600 * 1000)), "nonce", nonce,
 			   "args", q->args, "reason", q->reason);
+	if (claims && q->args == NULL)
+		json_object_del(claims, "args");
+	if (claims && q->reason == NULL)
+		json_object_del(claims, "reason");
 	if (claims == NULL || rein_token_sign(k, claims, &tok, err) != REIN_OK) {
 		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto out;
