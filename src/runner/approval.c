@@ -107,6 +107,10 @@ static int scan_event(void *ud, const rein_event_row *ev)
 					 json_object_get(d, "provenance"), "sla_due_at",
 					 json_object_get(d, "sla_due_at"), "have", 0, "approvers",
 					 "requested_at", (json_int_t)ev->at, "tenant", s->tenant);
+		if (item && json_is_null(json_object_get(item, "sla_due_at")))
+			json_object_del(item, "sla_due_at");
+		if (item && json_is_null(json_object_get(item, "provenance")))
+			json_object_del(item, "provenance");
 		rc = item && json_object_set_new(s->items, id, item) == 0 ? 0 : REIN_ENOMEM;
 	} else if (strcmp(ev->type, "approval.granted") == 0 && it) {
 		json_t *by = json_object_get(d, "by");
