@@ -136,6 +136,7 @@ void rein_runner_free(rein_runner *rn)
 		return;
 	runner_drop_all(rn);
 	runner_commit_free(rn);
+	runner_alerts_wait(rn); /* the alert posts still going (bounded by their attempts) */
 	rein_tools_shutdown(rn->tx); /* MCP servers close while the loop still runs */
 	/* model calls still out report cancelled to dead tickets inside io_free */
 	rein_io_free(rn->io);        /* cancels calls still out: their tickets are dead */

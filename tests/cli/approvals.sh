@@ -150,12 +150,21 @@ expect_exit 0 "$REIN" resume "$R5"
 [ "$(effects)" -eq 4 ] || fail "the halted call, approved, was not sent once"
 ok "SLA: escalate, deny, halt (then approved)"
 
-# 9. high risk: halts with an alert, no timer
-expect_exit 4 "$REIN" run "$W" --input '{"amount": 5, "via": "high"}' --as alice
+# 9. high risk: halts with an alert, no timer; the alert is POSTed to the
+# webhook after its commit, retried (the first answer is a 500), and a webhook
+# that always fails leaves the run waiting as it should
+posts() { curl -s "$TOOLSERVER/control/log" | python3 -c "
+import json, sys; print(sum(1 for r in json.load(sys.stdin) if r['mode'] == '$1'))"; }
+REIN_ALERT_WEBHOOK="$TOOLSERVER/tool/seq:status:500,ok" expect_exit 4 "$REIN" run "$W" --input '{"amount": 5, "via": "high"}' --as alice
 R6=$(run_id "$OUT")
 has_event "$R6" approval.alert || fail "no approval.alert"
 [ "$(json_get "$(pending "$R6")" 'j["risk"] + str("sla_due_at" in j)')" = highFalse ] || fail "high item"
-ok "high risk halts with an alert"
+[ "$(posts seq:status:500,ok)" -eq 2 ] || fail "$(posts seq:status:500,ok) webhook posts, want 2 (one retry)"
+REIN_ALERT_WEBHOOK="$TOOLSERVER/tool/status:503" expect_exit 4 "$REIN" run "$W" --input '{"amount": 4, "via": "high"}' --as alice
+grep -q "the alert webhook failed 4 times" stderr.txt || fail "no word of the failing webhook: $(cat stderr.txt)"
+[ "$(posts status:503)" -eq 4 ] || fail "$(posts status:503) posts to the failing webhook, want 4"
+[ "$(status_of "$(run_id "$OUT")")" = waiting ] || fail "a failing webhook changed the run"
+ok "high risk halts with an alert, posted to the webhook (retried)"
 
 # 10. approved from another process while a worker holds the run: the worker
 # (which looks at the inbox every second) sends the call and finishes
@@ -167,6 +176,6 @@ kill -0 $LP || fail "the live worker exited: $(cat live.out)"
 expect_exit 0 "$REIN" approve "$ID7" --as bob
 wait $LP || fail "the live worker exited $?: $(cat live.out)"
 [ "$(json_get "$(cat live.out)" 'j["status"]')" = succeeded ] || fail "live: $(cat live.out)"
-[ "$(effects)" -eq 5 ] || fail "$(effects) calls after the live approval, want 5"
+[ "$(effects)" -eq 6 ] || fail "$(effects) effects after the live approval, want 6 (5 payments, the webhook's ok)"
 ok "approved while a worker holds the run: it finished by itself"
 exit 0
