@@ -1,7 +1,7 @@
 /*
  * The high-risk alert webhook (docs/approvals.md). After the commit that
  * recorded an approval.alert, the runner POSTs {type, run, step, id, at} to
- * REIN_ALERT_WEBHOOK, on a thread of its own (its own io loop), retried with
+ * the workflow's alerts.webhook (else REIN_ALERT_WEBHOOK), on a thread of its own (its own io loop), retried with
  * exponential backoff (4 attempts: 0.2, 0.4, 0.8 s apart; 5 s each), so the
  * run never waits for it: a failing webhook leaves the run waiting as it
  * should. rein_runner_free waits for the posts still going (bounded by the
@@ -74,10 +74,13 @@ static void *post_thread(void *arg)
 
 void runner_alerts_note(rein_runner *rn, const rein_event_row *rows, size_t n)
 {
-	const char *url = getenv("REIN_ALERT_WEBHOOK");
-	for (size_t i = 0; i < n && url && *url; i++) {
-		if (strcmp(rows[i].type, "approval.alert") != 0 || rows[i].payload == NULL)
-			continue; /* (the workflow's alerts.webhook is not read yet) */
+	const char *env = getenv("REIN_ALERT_WEBHOOK");
+	for (size_t i = 0; i < n; i++) {
+		const rein_spec *sp = runner_spec_of(rn, rows[i].run_id);
+		const char *url = sp && sp->alert_webhook ? sp->alert_webhook : env;
+		if (strcmp(rows[i].type, "approval.alert") != 0 || rows[i].payload == NULL ||
+		    url == NULL || *url == '\0')
+			continue; /* the workflow's alerts.webhook, else the environment's */
 		rein_err e = {0};
 		json_t *d = rein_json_parse(rows[i].payload, strlen(rows[i].payload), &e);
 		json_t *body = json_pack("{s:s, s:s, s:s?, s:O?, s:I}", "type", "approval.alert", "run",

@@ -487,6 +487,12 @@ out:
 	return rc;
 }
 
+const rein_spec *runner_spec_of(rein_runner *rn, const char *id)
+{
+	active *a = find_active(rn, id);
+	return a ? a->spec : NULL;
+}
+
 int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
 {
 	assert(rn->fly == NULL); /* the store is ours: no batch is out (see flush) */

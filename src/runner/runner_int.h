@@ -227,6 +227,8 @@ void runner_commit_free(rein_runner *rn);
 /* The approval.alert events among rows (just committed): each POSTed to
  * REIN_ALERT_WEBHOOK on a thread of its own, retried (alert.c). */
 void runner_alerts_note(rein_runner *rn, const rein_event_row *rows, size_t n);
+/* The spec of run id held by rn (for its alerts.webhook), or NULL. */
+const rein_spec *runner_spec_of(rein_runner *rn, const char *id);
 /* Waits for the alert posts still under way (rein_runner_free). */
 void runner_alerts_wait(rein_runner *rn);
 

@@ -256,6 +256,7 @@ typedef struct rein_spec {
 	bool store_prompts; /* trace.store_prompts: keep rendered prompts in events */
 	bool shadow;        /* `shadow: true`: every run is in shadow mode (no write
 			       call is sent; docs/operations.md) */
+	char *alert_webhook; /* `alerts: {webhook: URL}` (docs/approvals.md), or NULL */
 	/* `policies:` (docs/policy.md): compiled rules, NULL when none; has_policies
 	   when the key is there (even empty): writes are then denied by default */
 	rein_policy *policies;

@@ -164,6 +164,14 @@ REIN_ALERT_WEBHOOK="$TOOLSERVER/tool/status:503" expect_exit 4 "$REIN" run "$W" 
 grep -q "the alert webhook failed 4 times" stderr.txt || fail "no word of the failing webhook: $(cat stderr.txt)"
 [ "$(posts status:503)" -eq 4 ] || fail "$(posts status:503) posts to the failing webhook, want 4"
 [ "$(status_of "$(run_id "$OUT")")" = waiting ] || fail "a failing webhook changed the run"
+# the workflow's alerts.webhook, instead of the environment's
+cp -r "$W" wfalert
+printf 'alerts: { webhook: "%s/tool/status:202" }\n' "$TOOLSERVER" >>wfalert/workflow.yaml
+expect_exit 0 "$REIN" validate wfalert
+REIN_ALERT_WEBHOOK="$TOOLSERVER/tool/status:404" expect_exit 4 "$REIN" run wfalert --input '{"amount": 3, "via": "high"}' --as alice
+[ "$(posts status:202)/$(posts status:404)" = 1/0 ] || fail "alerts.webhook: $(posts status:202) posts there, $(posts status:404) to the env's"
+printf 'alerts: { webhook: ftp://x }\n' >>wfalert/workflow.yaml
+expect_exit 2 "$REIN" validate wfalert
 ok "high risk halts with an alert, posted to the webhook (retried)"
 
 # 10. approved from another process while a worker holds the run: the worker
