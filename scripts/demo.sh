@@ -25,6 +25,19 @@ echo "== rein run examples/refund --input @examples/refund/ticket.json   (provid
 out=$("$REIN" run examples/refund --input @examples/refund/ticket.json) || true
 echo "$out"
 run=$(printf '%s' "$out" | sed 's/^{"run":"\([^"]*\)".*/\1/')
+if printf '%s' "$out" | grep -q '"status":"waiting"'; then
+	# the refund tool is risk: high: the run halted for a human decision
+	export REIN_APPROVAL_KEYS=${REIN_APPROVAL_KEYS:-demo=000102030405060708090a0b0c0d0e0f}
+	echo
+	echo "== rein approvals   (the refund waits for a human: risk high)"
+	"$REIN" approvals
+	id=$("$REIN" approvals | sed -n 's/.*"id":"\(apr-[^"]*\)".*/\1/p' | head -n 1)
+	echo
+	echo "== rein approve $id --as ops-lead --role finance; rein resume $run"
+	"$REIN" approve "$id" --as ops-lead --role finance --reason "checked the order"
+	out=$("$REIN" resume "$run") || true
+	echo "$out"
+fi
 echo
 echo "== what happened (rein events $run, abridged)"
 "$REIN" events "$run" | python3 -c '

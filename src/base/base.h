@@ -211,6 +211,40 @@ void rein_hmac_sha256(const void *key, size_t klen, const void *data, size_t n,
 void rein_hex(const uint8_t *in, size_t n, char *out);
 int rein_unhex(const char *in, uint8_t *out, size_t n);
 
+/* ---- approval tokens (token.c, docs/approvals.md) ------------------------ */
+
+/*
+ * A token is "v1.KID.base64url(payload).base64url(mac)": payload the compact
+ * canonical JSON of its claims, mac the HMAC-SHA256 of "v1.KID.PAYLOAD" under
+ * the key KID. A key set holds named keys; the first signs, all verify (so a
+ * rotated-out key keeps its tokens valid until they expire).
+ */
+typedef struct rein_token_keys rein_token_keys;
+/* Parses "kid=hexsecret,kid2=hexsecret" (whitespace and newlines also
+ * separate; a secret is 16 to 64 bytes of hex; a kid is [A-Za-z0-9_-],
+ * 1-32 chars). REIN_EINVAL with the reason; REIN_ENOMEM. */
+int rein_token_keys_parse(const char *text, rein_token_keys **out, rein_err *err);
+void rein_token_keys_free(rein_token_keys *k);
+/* The signing key's id (static storage of k). */
+const char *rein_token_keys_kid(const rein_token_keys *k);
+/* Signs claims (an object, borrowed) with the first key; *out caller frees. */
+int rein_token_sign(const rein_token_keys *k, const json_t *claims, char **out, rein_err *err);
+/*
+ * Checks a token's form, key id, MAC and expiry (claims.exp, ms, against
+ * now_ms): REIN_OK and *claims (caller decrefs), or REIN_EINVAL with the
+ * reason in err ("malformed token", "unknown key id 'K'", "bad signature",
+ * "expired"). Never reads beyond the string; constant-time MAC compare.
+ */
+int rein_token_verify(const rein_token_keys *k, const char *token, int64_t now_ms,
+		      json_t **claims, rein_err *err);
+/* The claims of a token, read WITHOUT checking its MAC or expiry (to route
+ * it to its run; the worker verifies it): *claims or REIN_EINVAL. */
+int rein_token_peek(const char *token, json_t **claims, rein_err *err);
+/* SHA-256 hex (65 bytes with the NUL) of tool + "\n" + the canonical args
+ * (json_dumps JSON_SORT_KEYS|JSON_COMPACT): the action an approval binds to.
+ * REIN_ENOMEM. */
+int rein_action_hash(const char *tool, const json_t *args, char out[65]);
+
 /* ---- JSON ------------------------------------------------------------ */
 
 /*

@@ -23,6 +23,8 @@ void rein_cli_trace_detach(void);
 int rein_cmd_audit_export(int argc, char **argv, const char *db);
 /* kill, unkill, kills (cmd names which); db as for metrics */
 int rein_cmd_kill(const char *cmd, int argc, char **argv, const char *db);
+/* approvals, approve, deny (cmd_approve.c; cmd names which); db as for metrics */
+int rein_cmd_approve(const char *cmd, int argc, char **argv, const char *db);
 
 /* rein policy load|test (cmd_policy.c); db: the store's path */
 int rein_cmd_policy(int argc, char **argv, const char *db);

@@ -59,6 +59,9 @@ static const char usage_main[] =
 	"                                                stop covered write calls in every process\n"
 	"  unkill [--workflow W] [--tool T] [--tenant T] lift that switch\n"
 	"  kills [--json]                                the switches set\n"
+	"  approvals [--json]                            calls waiting for a human decision\n"
+	"  approve ID --as USER [--role R]... [--args JSON] | --token T   approve one\n"
+	"  deny ID --as USER --reason TEXT               deny one\n"
 	"  validate DIR [--input JSON|@FILE]             check a workflow (and an input)\n"
 	"  audit verify [RUN]                            check the hash chains, rows, bundles\n"
 	"  trace RUN [--json]                            a run's spans as a tree (or OTLP JSON)\n"
@@ -1581,6 +1584,8 @@ int main(int argc, char **argv)
 		return rein_cmd_trace(cargc, cargv, db);
 	if (strcmp(cmd, "kill") == 0 || strcmp(cmd, "unkill") == 0 || strcmp(cmd, "kills") == 0)
 		return rein_cmd_kill(cmd, cargc, cargv, db);
+	if (strcmp(cmd, "approvals") == 0 || strcmp(cmd, "approve") == 0 || strcmp(cmd, "deny") == 0)
+		return rein_cmd_approve(cmd, cargc, cargv, db);
 	if (strcmp(cmd, "policy") == 0)
 		return rein_cmd_policy(cargc, cargv, db_path(db));
 	if (strcmp(cmd, "replay") == 0)

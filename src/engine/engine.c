@@ -53,6 +53,7 @@ void rein_run_free(rein_run *r)
 		json_decref(r->th[i].calls);
 		rein_free(r->th[i].error);
 		rein_free(r->th[i].pol_why);
+		engine_approval_free_thread(&r->th[i]);
 	}
 	rein_free(r->th);
 	rein_free(r->outs);
@@ -73,6 +74,7 @@ void rein_run_free(rein_run *r)
 	json_decref(r->sig_seen);
 	json_decref(r->sig_refused);
 	engine_policy_free(r);
+	engine_approval_free(r);
 	rein_free(r);
 }
 
@@ -554,6 +556,8 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 		return engine_apply_inbox(r, data, err);
 	if (evt == REIN_EV_SIGNAL_REFUSED)
 		return engine_apply_refused(r, data, err);
+	if (evt == REIN_EV_APPROVAL_REFUSED)
+		return engine_apply_approval_refused(r, data, err);
 	int s = step ? rein_spec_step(r->spec, step) : -1;
 	int t = s >= 0 ? engine_thread_at(r, s) : -1;
 	if (t < 0)
@@ -568,6 +572,8 @@ static int apply_event(rein_run *r, rein_event_type evt, const char *step, int64
 		return nrc;
 	if (evt == REIN_EV_POLICY_DECISION)
 		return engine_policy_apply(r, t, data, err);
+	if (evt >= REIN_EV_APPROVAL_REQUESTED && evt <= REIN_EV_APPROVAL_EXPIRED)
+		return engine_apply_approval(r, t, evt, at, data, err);
 	if (ENGINE_EV_MODEL(evt))
 		return engine_apply_llm(r, t, evt, at, data, err);
 	if (ENGINE_EV_TOOL(evt))
@@ -656,6 +662,8 @@ int engine_apply_inbox(rein_run *r, const json_t *data, rein_err *err)
 	}
 	if (strcmp(type, "signal") == 0)
 		return engine_apply_signal(r, data, err);
+	if (strcmp(type, "approval") == 0 || strcmp(type, "denial") == 0)
+		return engine_approval_inbox(r, data, err);
 	/* other types (approvals) are recorded in the log and ignored for now */
 	return REIN_OK;
 }
@@ -714,6 +722,9 @@ int rein_run_poll(rein_run *r, int64_t now, rein_cmd *cmd, rein_err *err)
 		return rc;
 	}
 	int rc0 = engine_poll_refused(r, cmd, err);
+	if (rc0 != REIN_OK || cmd->kind != REIN_CMD_NONE)
+		return rc0;
+	rc0 = engine_poll_approvals(r, cmd, err);
 	if (rc0 != REIN_OK || cmd->kind != REIN_CMD_NONE)
 		return rc0;
 	int64_t due = r->deadline ? r->deadline : INT64_MAX;
@@ -915,12 +926,13 @@ rein_status rein_run_status(const rein_run *r)
 	for (size_t i = 0; i < r->nth; i++) {
 		int st = r->th[i].state;
 		if (st != T_TIMER && st != T_SLEEPING && st != T_DONE && st != T_JOIN &&
-		    st != T_SIGNAL && !(st == T_CALL && r->th[i].killed))
+		    st != T_SIGNAL && st != T_APPROVAL && !(st == T_CALL && r->th[i].killed))
 			return REIN_RUN_RUNNING;
 	}
 	for (size_t i = 0; i < r->nth; i++)
 		if (r->th[i].state == T_TIMER || r->th[i].state == T_SLEEPING ||
-		    r->th[i].state == T_SIGNAL || (r->th[i].state == T_CALL && r->th[i].killed))
+		    r->th[i].state == T_SIGNAL || r->th[i].state == T_APPROVAL ||
+		    (r->th[i].state == T_CALL && r->th[i].killed))
 			return REIN_RUN_WAITING;
 	return REIN_RUN_RUNNING;
 }
@@ -936,6 +948,9 @@ const char *rein_run_reason(const rein_run *r)
 	assert(r != NULL);
 	if (!r->ended && r->kill_reason && rein_run_status(r) == REIN_RUN_WAITING)
 		return r->kill_reason;
+	for (size_t i = 0; !r->ended && r->appr_reason && i < r->nth; i++)
+		if (r->th[i].state == T_APPROVAL && rein_run_status(r) == REIN_RUN_WAITING)
+			return r->appr_reason;
 	return r->reason;
 }
 
@@ -968,6 +983,9 @@ int64_t rein_run_wake_at(const rein_run *r)
 		     (r->th[i].state == T_SIGNAL && r->th[i].due > 0)) &&
 		    (due == 0 || r->th[i].due < due))
 			due = r->th[i].due;
+		else if (r->th[i].state == T_APPROVAL && r->th[i].appr_due > 0 &&
+			 (due == 0 || r->th[i].appr_due < due))
+			due = r->th[i].appr_due; /* the SLA's timer */
 		else if (r->th[i].state == T_CALL && r->th[i].killed &&
 			 (due == 0 || r->th[i].kill_at + ENGINE_KILL_RECHECK_MS < due))
 			due = r->th[i].kill_at + ENGINE_KILL_RECHECK_MS; /* looked at again */

@@ -32,7 +32,11 @@ enum {
 	T_FALLEN,    /* tool: fallback result ready; step.completed to emit */
 	T_TOOLS,     /* agent: the model's tool calls to go through, one by one */
 	T_SIGNAL,    /* wait: for a signal (due: its timeout, 0 until scheduled) */
+	T_APPROVAL,  /* tool/agent: a proposed call waits for a human decision */
 };
+
+/* thread.appr: where the approval of the call keyed appr_key stands */
+enum { ENGINE_APPR_NONE = 0, ENGINE_APPR_WAIT, ENGINE_APPR_GRANTED, ENGINE_APPR_DENIED };
 
 typedef struct thread {
 	int step;
@@ -76,6 +80,17 @@ typedef struct thread {
 	char pol_key[80];
 	int pol_decision;
 	char *pol_why;
+	json_t *pol_data; /* that policy.decision's data */
+	/* approvals (engine_approval.c): the call keyed appr_key asked for one */
+	char appr_key[80];
+	int appr;           /* ENGINE_APPR_* */
+	int appr_back;      /* T_READY or T_TOOLS: the state a decision returns to */
+	json_t *appr_req;   /* the approval.requested data */
+	json_t *appr_votes; /* the accepted approvers' ids */
+	json_t *appr_args;  /* the approved arguments (an approver's edit), or NULL */
+	char *appr_why;     /* a denial, as a tool step's error */
+	int64_t appr_due;   /* the SLA's timer (0: none) */
+	bool appr_alerted;  /* high risk: approval.alert recorded */
 	json_t *result; /* DONE branch result, or JOINED output */
 	json_t *last;   /* output of the last completed step on this thread */
 	/* provenance (engine_label.c): the label of last; an llm/agent visit's
@@ -138,6 +153,11 @@ struct rein_run {
 	json_t *lab_acc, *lab_reads;
 	const json_t *lab_out;
 	bool lab_on, lab_oom;
+	/* approvals (engine_approval.c): approval and denial inbox entries still
+	   to judge, in arrival order ([{inbox, type, data}]); the nonces of the
+	   tokens accepted ({nonce: true}); "approval: ..." while one waits */
+	json_t *appr_queue, *appr_nonces;
+	char *appr_reason;
 };
 
 /*
@@ -275,10 +295,36 @@ int engine_policy_apply(rein_run *r, int ti, const json_t *data, rein_err *err);
 int engine_policy_note(rein_run *r, rein_event_type evt, int64_t at, const json_t *data,
 		       rein_err *err);
 void engine_policy_free(rein_run *r);
-/* Step 4, risk tier: REIN_OK with *deny NULL to proceed now. Today every tier
- * proceeds; approvals will hold medium and high ones here. */
-int engine_risk_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,
-		     rein_err *err);
+/*
+ * Step 4, risk tier (engine_approval.c): a call needs an approval when its
+ * policy decision is approve or its tool's risk is medium or high. The first
+ * poll of such a call keyed key fills cmd with approval.requested (the thread
+ * then waits, T_APPROVAL); once decided, REIN_OK with *deny NULL to proceed
+ * (granted), or *deny (caller frees) after a denial: for an agent a text
+ * without the approver's reason. Calls needing none: REIN_OK, *deny NULL.
+ */
+int engine_risk_gate(rein_run *r, int ti, int tool, const json_t *args, const char *key,
+		     bool agent, rein_cmd *cmd, char **deny, rein_err *err);
+/* An approved call: *args (owned) becomes the approved arguments when thread
+ * ti's current call was granted with an edit. REIN_ENOMEM. */
+int engine_approval_args(rein_run *r, int ti, json_t **args, rein_err *err);
+/* Folds approval.requested/alert/granted/denied/expired into thread ti. */
+int engine_apply_approval(rein_run *r, int ti, rein_event_type evt, int64_t at, const json_t *data,
+			  rein_err *err);
+/* approval.refused (run-level): the judged inbox entry leaves the queue. */
+int engine_apply_approval_refused(rein_run *r, const json_t *data, rein_err *err);
+/* inbox.received of type approval or denial: queued to be judged. */
+int engine_approval_inbox(rein_run *r, const json_t *msg, rein_err *err);
+/* The oldest queued approval or denial, judged: approval.refused, .granted or
+ * .denied in cmd (cmd untouched when the queue is empty). */
+int engine_poll_approvals(rein_run *r, rein_cmd *cmd, rein_err *err);
+/* Thread ti in T_APPROVAL: the alert of a high-risk call, the SLA's expiry;
+ * else lowers *due to the SLA timer. */
+int engine_poll_approval(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *due,
+			 rein_err *err);
+/* What the run holds for approvals (the thread's and the run's). */
+void engine_approval_free_thread(thread *t);
+void engine_approval_free(rein_run *r);
 
 /* ---- provenance labels (engine_label.c, docs/policy.md "Provenance") ------ */
 /* run.started: the input's label (requester, read by its tenant). */

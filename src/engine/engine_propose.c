@@ -104,18 +104,16 @@ int engine_policy_apply(rein_run *r, int ti, const json_t *data, rein_err *err)
 				    r->id);
 	snprintf(t->pol_key, sizeof t->pol_key, "%s", key);
 	t->pol_decision = dec;
+	json_decref(t->pol_data);
+	t->pol_data = json_incref((json_t *)data);
 	rein_free(t->pol_why);
 	t->pol_why = NULL;
-	if (dec == REIN_POLICY_ALLOW)
-		return REIN_OK;
+	if (dec != REIN_POLICY_DENY)
+		return REIN_OK; /* approve: the risk gate asks for it (engine_approval.c) */
 	char *ids = join(json_object_get(data, "rules"), ", ");
 	char *why = join(json_object_get(data, "reasons"), "; ");
 	if (ids && why)
-		t->pol_why = dec == REIN_POLICY_DENY
-				     ? rein_sprintf("denied by policy (rules: %s): %s", *ids ? ids : "none", why)
-				     : rein_sprintf("needs approval (approvals are not implemented yet; rules: "
-						    "%s): %s",
-						    ids, why);
+		t->pol_why = rein_sprintf("denied by policy (rules: %s): %s", *ids ? ids : "none", why);
 	rein_free(ids);
 	rein_free(why);
 	return t->pol_why ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -139,12 +137,9 @@ int engine_policy_gate(rein_run *r, int ti, int tool, const json_t *args, const 
 	if (!in_force)
 		return REIN_OK; /* the compatibility rule: no policies, no decisions */
 	if (strcmp(t->pol_key, key) == 0) { /* decided and recorded */
-		if (t->pol_decision == REIN_POLICY_ALLOW)
-			return REIN_OK;
-		*deny = agent ? rein_sprintf(t->pol_decision == REIN_POLICY_DENY
-					     ? "this call was denied by policy; do not retry it"
-					     : "this call needs a human approval, which is not available; "
-					       "do not retry it")
+		if (t->pol_decision != REIN_POLICY_DENY)
+			return REIN_OK; /* allow, or approve: engine_risk_gate waits for it */
+		*deny = agent ? rein_sprintf("this call was denied by policy; do not retry it")
 			      : rein_strdup(t->pol_why ? t->pol_why : "denied by policy");
 		return *deny ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
 	}
@@ -194,16 +189,6 @@ int engine_policy_gate(rein_run *r, int ti, int tool, const json_t *args, const 
 	}
 	json_decref(prov);
 	return engine_emit(cmd, REIN_EV_POLICY_DECISION, t->step, dec, err);
-}
-
-int engine_risk_gate(const rein_run *r, int ti, int tool, const json_t *args, char **deny,
-		     rein_err *err)
-{
-	assert(r != NULL && ti >= 0 && (size_t)ti < r->nth && deny != NULL);
-	assert(tool >= 0 && (size_t)tool < r->spec->ntools && args != NULL);
-	(void)err;
-	*deny = NULL; /* every tier proceeds until approvals exist */
-	return REIN_OK;
 }
 
 /* Step 1 for an agent's call: the tool it names, among those the step allows.
@@ -289,6 +274,9 @@ int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err
 		}
 	}
 	const rein_tool *tl = &r->spec->tools[tool];
+	/* an approved call goes with the approved arguments (an approver's edit) */
+	if ((rc = engine_approval_args(r, ti, &args, err)) != REIN_OK)
+		goto out;
 	/* 2. the arguments against the contract's input schema */
 	rc = engine_schema_check(tl->input, args, &why,
 			       agent ? "the arguments do not match the input schema of '%s'"
@@ -306,8 +294,10 @@ int engine_propose(rein_run *r, int ti, int origin, rein_cmd *cmd, rein_err *err
 		goto refuse;
 	if (cmd->kind != REIN_CMD_NONE)
 		goto out; /* the policy.decision, to record first */
-	if ((rc = engine_risk_gate(r, ti, tool, args, &why, err)) != REIN_OK || why)
+	if ((rc = engine_risk_gate(r, ti, tool, args, key, agent, cmd, &why, err)) != REIN_OK || why)
 		goto refuse;
+	if (cmd->kind != REIN_CMD_NONE)
+		goto out; /* the approval.requested: the call waits for a decision */
 	/* 5. budgets: a spent one ends the step, whoever proposed */
 	if ((rc = tool_budget(r, t, &why)) != REIN_OK)
 		goto out;

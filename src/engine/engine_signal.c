@@ -174,7 +174,7 @@ bool rein_run_awaits_signal(const rein_run *r)
 	if (r->ended || r->ending)
 		return false;
 	for (size_t i = 0; i < r->nth; i++)
-		if (r->th[i].state == T_SIGNAL)
-			return true;
+		if (r->th[i].state == T_SIGNAL || r->th[i].state == T_APPROVAL)
+			return true; /* (an approval also arrives by the inbox) */
 	return false;
 }

@@ -180,6 +180,8 @@ int engine_poll_tool(rein_run *r, int ti, int64_t now, rein_cmd *cmd, int64_t *d
 	switch (t->state) {
 	case T_READY: /* the step's call, through the one path of a proposed call */
 		return engine_propose(r, ti, ENGINE_FROM_STEP, cmd, err);
+	case T_APPROVAL: /* waits for a decision: its alert, its SLA */
+		return engine_poll_approval(r, ti, now, cmd, due, err);
 	case T_CALL:
 		if (t->in_doubt) {
 			if (tool->idem == REIN_IDEM_NONE) {

@@ -118,6 +118,32 @@ const rein_event_def rein_event_defs[REIN_EV__COUNT] = {
 				     "tenant's runs each per-tenant limit counted (from the store); "
 				     "provenance: the labels it used ({agent, context, "
 				     "args: {NAME: {sources, readers, trusted}}})"},
+	[REIN_EV_APPROVAL_REQUESTED] = {"approval.requested", "engine", true,
+					"id:s key:s tool:s args:o action_hash:s policy_version:s risk:s "
+					"rules:a need:o requester:j sla_due_at:i? on_timeout:s? evidence:j?",
+					"a proposed call needs a human approval (its policy decision is "
+					"approve, or its tool's risk is medium or high): the run waits "
+					"(docs/approvals.md); action_hash: SHA-256 of the tool and its "
+					"canonical arguments; need: {count, roles}"},
+	[REIN_EV_APPROVAL_ALERT] = {"approval.alert", "engine", true, "id:s webhook:s?",
+				    "a high-risk call halted the run: an alert for the operators (the "
+				    "runner posts it to the configured webhook)"},
+	[REIN_EV_APPROVAL_GRANTED] = {"approval.granted", "engine", true,
+				      "id:s by:s roles:a reason:s? args:o? nonce:s? inbox:s?",
+				      "an approver's token passed every check (one vote; args: the "
+				      "approver's edit); with enough votes the call proceeds"},
+	[REIN_EV_APPROVAL_DENIED] = {"approval.denied", "engine", true, "id:s by:s reason:s inbox:s?",
+				     "an approver (or the SLA's on_timeout: deny) denied the call: a tool "
+				     "step fails, an agent is told"},
+	[REIN_EV_APPROVAL_EXPIRED] = {"approval.expired", "engine", true, "id:s on_timeout:s",
+				      "no decision within the SLA: on_timeout escalates the run, denies "
+				      "the call, or halts (waits with no timer)"},
+	[REIN_EV_APPROVAL_REFUSED] = {"approval.refused", "engine", false,
+				      "id:s by:s? reason:s inbox:s?",
+				      "an approval was refused (forged, expired or replayed token, another "
+				      "action, run or tenant, self-approval, a repeated approver, a role "
+				      "missing, an edit that breaks the schema or a policy): the run goes "
+				      "on waiting"},
 };
 
 const rein_event_def *rein_event_def_of(int type)

@@ -30,6 +30,7 @@ typedef struct rule {
 	size_t nfields;
 	char *chunk;        /* `when` inside a function that defines the provenance
 			       functions (an expression still), or NULL */
+	json_t *approval;   /* approve: {approvers, roles, sla_s, on_timeout} or NULL */
 } rule;
 
 /* The provenance functions a condition may call (docs/policy.md): a value is
@@ -85,6 +86,7 @@ void rein_policy_free(rein_policy *p)
 		rein_free(r->reason);
 		strv_free(r->fields, r->nfields);
 		rein_free(r->chunk);
+		json_decref(r->approval);
 	}
 	rein_free(p->rules);
 	rein_free(p->origin);
@@ -129,7 +131,7 @@ static int scan_fields(rule *r)
 }
 
 static const char *const rule_keys[] = {"id",     "effect", "tool",  "access",     "risk",
-					"when",   "reason", "limit", "description", NULL};
+					"when",   "reason", "limit", "description", "approval", NULL};
 
 static int parse_risk(const char *s)
 {
@@ -151,7 +153,7 @@ static int compile_rule(const json_t *o, rule *r, rein_script *sb, rein_err *err
 			known = known || strcmp(rule_keys[i], k) == 0;
 		if (!known)
 			return rein_err_set(err, REIN_EINVAL, "unknown key '%s' (allowed: id, effect, tool, "
-					    "access, risk, when, reason, limit, description)", k);
+					    "access, risk, when, reason, limit, description, approval)", k);
 	}
 	const char *id = json_string_value(json_object_get(o, "id"));
 	if (id == NULL || *id == '\0')
@@ -219,6 +221,15 @@ static int compile_rule(const json_t *o, rule *r, rein_script *sb, rein_err *err
 		return rein_err_set(err, REIN_EINVAL, "rule '%s': reason must be a string", id);
 	if (rs != NULL && (r->reason = rein_strdup(json_string_value(rs))) == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
+	const json_t *ap = json_object_get(o, "approval");
+	if (ap != NULL && r->effect != REIN_POLICY_APPROVE)
+		return rein_err_set(err, REIN_EINVAL, "rule '%s': approval settings need effect: approve", id);
+	if (ap != NULL) {
+		rein_err ae = {0};
+		int arc = rein_policy_approval_norm(ap, &r->approval, &ae);
+		if (arc != REIN_OK)
+			return rein_err_set(err, arc, "rule '%s': %s", id, ae.msg);
+	}
 	r->limit_max = -1;
 	const json_t *lim = json_object_get(o, "limit");
 	if (lim != NULL) {
@@ -539,7 +550,12 @@ int rein_policy_eval(rein_script *sb, const rein_policy *const *sets, size_t nse
 			rein_free(dflt);
 		}
 	}
-	if (untrusted_write(c) &&
+	/* the default rule tightens an allow into an approval; it never loosens
+	 * a denial, the default one included (a write no rule allows stays
+	 * denied, approvable by nobody) */
+	bool allowed = json_array_size(v.ids[REIN_POLICY_ALLOW - 1]) ||
+		       json_array_size(v.ids[REIN_POLICY_APPROVE - 1]) || !c->enforce;
+	if (allowed && untrusted_write(c) &&
 	    !note(&v, REIN_POLICY_APPROVE, "rein.untrusted_write",
 		  "a write proposed by an agent whose context held untrusted content, with an argument "
 		  "that is not trusted"))
@@ -602,4 +618,46 @@ bool rein_policy_rate_counts(const rein_policy_rate *rt, const char *tool, bool 
 	if (tool == NULL || !glob_any(r->tools, r->ntools, tool))
 		return false;
 	return !((r->access == ACC_READ && write) || (r->access == ACC_WRITE && !write));
+}
+
+int rein_policy_approval_norm(const json_t *in, json_t **out, rein_err *err)
+{
+	assert(out != NULL);
+	*out = NULL;
+	if (!json_is_object(in))
+		return rein_err_set(err, REIN_EINVAL, "approval must be a mapping {approvers, roles, sla_s, "
+				    "on_timeout}");
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)in, k, v) if (strcmp(k, "approvers") && strcmp(k, "roles") &&
+						     strcmp(k, "sla_s") && strcmp(k, "on_timeout"))
+		return rein_err_set(err, REIN_EINVAL, "approval: unknown key '%s' (allowed: approvers, "
+				    "roles, sla_s, on_timeout)", k);
+	const json_t *n = json_object_get(in, "approvers"), *roles = json_object_get(in, "roles");
+	const json_t *sla = json_object_get(in, "sla_s"), *ot = json_object_get(in, "on_timeout");
+	if (n && (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 10))
+		return rein_err_set(err, REIN_EINVAL, "approval: approvers must be an integer from 1 to 10");
+	if (roles && !json_is_array(roles))
+		return rein_err_set(err, REIN_EINVAL, "approval: roles must be a list of role names");
+	size_t i;
+	json_array_foreach(roles, i, v) if (!json_is_string(v) || !*json_string_value(v))
+		return rein_err_set(err, REIN_EINVAL, "approval: roles must be a list of role names");
+	if (sla && (!json_is_integer(sla) || json_integer_value(sla) < 1))
+		return rein_err_set(err, REIN_EINVAL, "approval: sla_s must be a positive integer (seconds)");
+	const char *ots = json_string_value(ot);
+	if (ot && !(ots && (strcmp(ots, "escalate") == 0 || strcmp(ots, "deny") == 0 ||
+			    strcmp(ots, "halt") == 0)))
+		return rein_err_set(err, REIN_EINVAL, "approval: on_timeout must be escalate, deny or halt");
+	*out = json_pack("{s:I, s:o, s:I, s:s}", "approvers", (json_int_t)(n ? json_integer_value(n) : 1),
+			 "roles", roles ? json_incref((json_t *)roles) : json_array(), "sla_s",
+			 (json_int_t)(sla ? json_integer_value(sla) : 86400), "on_timeout", ots ? ots : "escalate");
+	return *out ? REIN_OK : rein_err_set(err, REIN_ENOMEM, "out of memory");
+}
+
+const json_t *rein_policy_rule_approval(const rein_policy *p, const char *id)
+{
+	for (size_t i = 0; p && id && i < p->n; i++)
+		if (strcmp(p->rules[i].id, id) == 0)
+			return p->rules[i].approval;
+	return NULL;
 }

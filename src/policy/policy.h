@@ -129,6 +129,16 @@ bool rein_label_trusted(const json_t *l);
 /* Whether reader (or everyone) may read a value labelled l. */
 bool rein_label_readable(const json_t *l, const char *reader);
 
+/*
+ * Approval settings (a rule with effect approve, a tool's `approval:`):
+ * {approvers: N (1..10, default 1), roles: [..] (each approver must hold one;
+ * default none), sla_s: S (default 86400), on_timeout: escalate|deny|halt
+ * (default escalate)}. *out (caller decrefs) has every field filled in;
+ * REIN_EINVAL with the reason ("approval: ..."); REIN_ENOMEM.
+ */
+int rein_policy_approval_norm(const json_t *in, json_t **out, rein_err *err);
+/* The approval settings of rule id in p (normalized, borrowed), or NULL. */
+const json_t *rein_policy_rule_approval(const rein_policy *p, const char *id);
 /* The version of a rule list: hex SHA-256 of its canonical JSON. */
 void rein_policy_version(const json_t *rules, char out[65]);
 

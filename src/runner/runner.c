@@ -136,6 +136,7 @@ void rein_runner_free(rein_runner *rn)
 		return;
 	runner_drop_all(rn);
 	runner_commit_free(rn);
+	runner_alerts_wait(rn); /* the alert posts still going (bounded by their attempts) */
 	rein_tools_shutdown(rn->tx); /* MCP servers close while the loop still runs */
 	/* model calls still out report cancelled to dead tickets inside io_free */
 	rein_io_free(rn->io);        /* cancels calls still out: their tickets are dead */
@@ -486,6 +487,12 @@ out:
 	return rc;
 }
 
+const rein_spec *runner_spec_of(rein_runner *rn, const char *id)
+{
+	active *a = find_active(rn, id);
+	return a ? a->spec : NULL;
+}
+
 int rein_runner_resume(rein_runner *rn, const char *id, rein_err *err)
 {
 	assert(rn->fly == NULL); /* the store is ours: no batch is out (see flush) */
@@ -736,6 +743,14 @@ static int drain_mail(rein_runner *rn, active *a, rein_err *err)
 			}
 			if (data == NULL) /* kept as text: the log takes what was sent */
 				data = json_string(m[i].data);
+		}
+		if (strcmp(m[i].type, "approval") == 0) { /* the token checked here: keys, clock */
+			json_t *v = rein_approval_verdict(data, runner_now(rn));
+			json_decref(data);
+			if ((data = v) == NULL) {
+				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+				break;
+			}
 		}
 		json_t *d = json_pack("{s:s, s:s, s:o?, s:s?, s:I}", "id", m[i].id, "type", m[i].type,
 				      "data", data, "sender", m[i].sender, "at", (json_int_t)m[i].at);

@@ -221,6 +221,48 @@ bool rein_owner_alive(const char *owner);
 int rein_cancel_request(rein_store *store, rein_script *sandbox, const rein_runner_opts *opts,
 			const char *id, rein_run_result *res, bool *requested, rein_err *err);
 
+
+/* ---- approvals (approval.c, docs/approvals.md) ------------------------------ */
+
+/* The signing keys: env REIN_APPROVAL_KEYS ("kid=hex,kid2=hex"), else the file
+ * REIN_APPROVAL_KEYS_FILE names; *out NULL (REIN_OK) when neither is set. */
+int rein_approval_keys(rein_token_keys **out, rein_err *err);
+/* The verdict a worker records on an approval inbox entry's data (borrowed):
+ * a copy of it with token_ok, and claims or token_error (signature, key id
+ * and expiry checked against now_ms with the configured keys). NULL on OOM. */
+json_t *rein_approval_verdict(const json_t *data, int64_t now_ms);
+/*
+ * The approvals pending in waiting runs (run: only that run; NULL: all), read
+ * from their logs: an approval.requested with no denial, no expiry (but one
+ * that halts), no tool.intent of its key and no run.ended after it. *out (caller
+ * decrefs) an array of {id, run, step, tool, key, args, action_hash,
+ * policy_version, risk, rules, need, have, approvers, requester, evidence,
+ * provenance?, sla_due_at?, sla_left_s?, tenant, requested_at}. Reads only.
+ */
+int rein_approvals_pending(rein_store *st, const char *run, int64_t now, json_t **out,
+			   rein_err *err);
+typedef struct rein_approve_req {
+	const char *id;     /* the pending approval */
+	const char *by;     /* the approver's user id */
+	const json_t *roles; /* the roles they hold (array of strings) or NULL */
+	const char *reason; /* or NULL */
+	const json_t *args; /* edited arguments (an object) or NULL */
+	int64_t ttl_ms;     /* the token's life; 0: one hour */
+	bool submit;        /* put it in the run's inbox (else only mint it) */
+} rein_approve_req;
+/* Mints a token for pending approval q->id (REIN_ENOTFOUND when none is
+ * pending; REIN_EINVAL when no key is configured) and, with q->submit, puts
+ * {id, token} in its run's inbox as type approval (autocommits; inbox_id[64]
+ * its entry id). *token (may be NULL; caller frees) the token. */
+int rein_approve(rein_store *st, const rein_approve_req *q, char **token, char inbox_id[64],
+		 rein_err *err);
+/* Puts a token minted elsewhere in the inbox of the run its claims name (the
+ * worker verifies it). REIN_EINVAL when it cannot be read. */
+int rein_approve_token(rein_store *st, const char *token, char inbox_id[64], rein_err *err);
+/* Puts a denial {id, by, reason} of pending approval id in its run's inbox. */
+int rein_deny(rein_store *st, const char *id, const char *by, const char *reason,
+	      char inbox_id[64], rein_err *err);
+
 /*
  * Sends the signal name with data (borrowed; NULL: null) to run id of store
  * (control.c): the inbox entry {id: sig_id (NULL: a new random one), type

@@ -89,6 +89,7 @@ typedef struct batch {
 } batch;
 
 struct rein_runner {
+	struct runner_alert *alerts; /* alert webhook posts under way (alert.c) */
 	/* the organisation policies last read from the store ({version, rules},
 	 * or NULL when none), read again at most once a second (governance.c) */
 	json_t *org_cache;
@@ -234,5 +235,13 @@ bool runner_fly_busy(rein_runner *rn);
 void runner_commit_settle(rein_runner *rn);
 /* Stops the commit thread and frees the batches (rein_runner_free). */
 void runner_commit_free(rein_runner *rn);
+
+/* The approval.alert events among rows (just committed): each POSTed to
+ * REIN_ALERT_WEBHOOK on a thread of its own, retried (alert.c). */
+void runner_alerts_note(rein_runner *rn, const rein_event_row *rows, size_t n);
+/* The spec of run id held by rn (for its alerts.webhook), or NULL. */
+const rein_spec *runner_spec_of(rein_runner *rn, const char *id);
+/* Waits for the alert posts still under way (rein_runner_free). */
+void runner_alerts_wait(rein_runner *rn);
 
 #endif

@@ -810,7 +810,7 @@ static void compile(loader *L, const ynode *root)
 	static const char *const top[] = {"rein",   "name",    "description", "input",
 					  "output", "budgets", "limits",      "mcp_servers",
 					  "tools",  "models",  "trace",       "start",
-					  "steps",  "shadow",  "policies", NULL};
+					  "steps",  "shadow",  "policies", "alerts", NULL};
 	if (root == NULL) {
 		spec_diag(L, L->wf, 1, 1, "the workflow file is empty");
 		return;
@@ -837,6 +837,19 @@ static void compile(loader *L, const ynode *root)
 			s->shadow = true;
 		else if (v->type != YNODE_SCALAR || strcmp(v->str, "false") != 0)
 			DIAG(L, v, "shadow must be true or false");
+	}
+	if ((v = ynode_get(root, "alerts"))) { /* the high-risk alert's webhook */
+		static const char *const akeys[] = {"webhook", NULL};
+		const ynode *w = NULL;
+		if (spec_want_type(L, v, YNODE_MAP, "alerts")) {
+			spec_check_keys(L, v, "alerts", akeys);
+			w = ynode_get(v, "webhook");
+		}
+		if (w && (w->type != YNODE_SCALAR || (strncmp(w->str, "http://", 7) != 0 &&
+						      strncmp(w->str, "https://", 8) != 0)))
+			DIAG(L, w, "alerts.webhook must be an http:// or https:// URL");
+		else if (w && (s->alert_webhook = rein_strdup(w->str)) == NULL)
+			L->nomem = true;
 	}
 	s->max_steps = DEFAULT_MAX_STEPS;
 	if ((v = ynode_get(root, "budgets")))
@@ -945,6 +958,7 @@ void rein_spec_free(rein_spec *s)
 	spec_models_free(s);
 	rein_free(s->steps);
 	rein_free(s->name);
+	rein_free(s->alert_webhook);
 	rein_free(s->description);
 	rein_free(s->path);
 	json_decref(s->bundle);

@@ -99,6 +99,7 @@ typedef struct rein_tool {
 	bool trusted;
 	json_t *readers;
 	bool retrieval;
+	json_t *approval;  /* `approval:` normalized (rein_policy_approval_norm), or NULL */
 	/* http */
 	char *method, *url; /* url may hold ${env.X} ${secret.X} ${args.X} */
 	rein_kv *headers;
@@ -288,6 +289,7 @@ typedef struct rein_spec {
 	bool store_prompts; /* trace.store_prompts: keep rendered prompts in events */
 	bool shadow;        /* `shadow: true`: every run is in shadow mode (no write
 			       call is sent; docs/operations.md) */
+	char *alert_webhook; /* `alerts: {webhook: URL}` (docs/approvals.md), or NULL */
 	/* `policies:` (docs/policy.md): compiled rules, NULL when none; has_policies
 	   when the key is there (even empty): writes are then denied by default */
 	rein_policy *policies;

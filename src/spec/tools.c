@@ -19,7 +19,7 @@
 static const char *const contract_keys[] = {
 	"description", "kind", "effect", "risk", "idempotency", "timeout_s", "max_response_kb",
 	"retry", "breaker", "fallback", "input", "output", "http", "secrets", "mcp", "tool",
-	"shadow", "trust", "readers", "provenance", NULL};
+	"shadow", "trust", "readers", "provenance", "approval", NULL};
 
 static char *dup_or_oom(loader *L, const char *s)
 {
@@ -336,7 +336,7 @@ static void load_contract(loader *L, rein_tool *t, const ynode *n)
 		else if (strcmp(v->str, "read") != 0)
 			DIAG(L, v, "effect must be read or write");
 	}
-	t->risk = t->write ? REIN_RISK_MEDIUM : REIN_RISK_LOW;
+	t->risk = REIN_RISK_LOW; /* every tool: a write waits only when its risk says so */
 	if ((v = ynode_get(n, "risk")) && scalar(L, v, "risk")) {
 		if (strcmp(v->str, "low") == 0)
 			t->risk = REIN_RISK_LOW;
@@ -348,6 +348,16 @@ static void load_contract(loader *L, rein_tool *t, const ynode *n)
 			DIAG(L, v, "risk must be low, medium or high");
 	}
 	load_provenance(L, t, n);
+	if ((v = ynode_get(n, "approval"))) {
+		json_t *a = spec_to_json(L, v);
+		rein_err ae = {0};
+		int arc = a ? rein_policy_approval_norm(a, &t->approval, &ae) : REIN_OK;
+		if (arc == REIN_ENOMEM)
+			L->nomem = true;
+		else if (arc != REIN_OK)
+			DIAG(L, v, "tool '%s': %s", t->name, ae.msg);
+		json_decref(a);
+	}
 	if ((v = ynode_get(n, "idempotency"))) {
 		if (v->type == YNODE_SCALAR && strcmp(v->str, "none") == 0) {
 			t->idem = REIN_IDEM_NONE;
@@ -689,6 +699,7 @@ void spec_tools_free(rein_spec *s)
 		json_decref(t->output_doc);
 		json_decref(t->shadow);
 		json_decref(t->readers);
+		json_decref(t->approval);
 		rein_free(t->method);
 		rein_free(t->url);
 		for (size_t j = 0; j < t->nheaders; j++) {

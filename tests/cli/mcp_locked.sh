@@ -12,7 +12,7 @@ input: { type: object }
 mcp_servers:
   fs: { command: ["${env.MCP_BIN}/mcp-server-filesystem", "${env.FS_ROOT}"] }
 tools:
-  write: { mcp: fs, tool: write_file, effect: write, risk: medium }
+  write: { mcp: fs, tool: write_file, effect: write, risk: low }
 steps:
   save:
     tool: write

@@ -1576,6 +1576,180 @@ static void test_code_error_origin(void **state)
 	free(dir);
 }
 
+
+/* ---- approvals (engine_approval.c) ------------------------------------------ */
+
+#define APPR_WF \
+	"rein: 1\nname: ap\n" \
+	"tools:\n" \
+	"  pay:\n" \
+	"    http: { url: 'http://127.0.0.1:9/pay' }\n" \
+	"    effect: write\n" \
+	"    risk: medium\n" \
+	"    approval: { approvers: 2, roles: [finance], sla_s: 60, on_timeout: deny }\n" \
+	"    idempotency: header\n" \
+	"    input: { type: object, required: [amount], properties: { amount: { type: number, maximum: 500 } } }\n" \
+	"steps:\n" \
+	"  pay: { tool: pay, args: { amount: '${input.amount}' }, next: done, on_fail: failed }\n" \
+	"  done: { end: succeeded }\n" \
+	"  failed: { end: escalated, reason: '${why}' }\n"
+
+/* An approval entry as the runner records it: the token's verdict inside. */
+static void deliver_token(drive *d, int n, const json_t *claims, const char *token_error)
+{
+	char id[32];
+	snprintf(id, sizeof id, "apv-%d", n);
+	json_t *data = token_error ? json_pack("{s:s, s:b, s:s}", "token", "t", "token_ok", 0,
+					       "token_error", token_error)
+				   : json_pack("{s:s, s:b, s:O}", "token", "t", "token_ok", 1, "claims",
+					       claims);
+	json_t *iev = json_pack("{s:s, s:s, s:o, s:s, s:I}", "id", id, "type", "approval", "data", data,
+				"sender", "test", "at", (json_int_t)d->now);
+	record_apply(d, EV(INBOX_RECEIVED), -1, iev);
+	json_decref(iev);
+}
+
+/* The claims a good token for the pending request req carries. */
+static json_t *good_claims(const json_t *req, const char *by, const char *nonce)
+{
+	return json_pack("{s:s, s:s, s:O, s:O, s:O, s:s, s:s, s:[s], s:I, s:s}", "run", "run_test",
+			 "step", "pay", "key", json_object_get(req, "key"), "action_hash",
+			 json_object_get(req, "action_hash"), "policy_version",
+			 json_object_get(req, "policy_version"), "tenant", "acme", "by", by, "roles",
+			 "finance", "exp", (json_int_t)9e12, "nonce", nonce);
+}
+
+static void start_appr(drive *d, const char *input)
+{
+	*d = (drive){0};
+	assert_int_equal(rein_script_new(&d->sb), REIN_OK);
+	d->spec = spec_from_yaml(d->sb, APPR_WF);
+	d->now = 1000000;
+	assert_int_equal(rein_run_new(d->spec, d->sb, "run_test", &d->run), REIN_OK);
+	json_t *start = json_pack("{s:o, s:s, s:s, s:{s:s, s:[], s:s}}", "input", J(input), "workflow",
+				  "t", "version", "1", "requester", "user", "alice", "roles", "tenant",
+				  "acme");
+	record_apply(d, EV(RUN_STARTED), -1, start);
+	json_decref(start);
+	obey_until_sleep(d);
+	assert_int_equal(rein_run_status(d->run), REIN_RUN_WAITING);
+	assert_int_equal(count(d, EV(APPROVAL_REQUESTED), "pay"), 1);
+	assert_int_equal(count(d, EV(TOOL_INTENT), NULL), 0);
+}
+
+/* Every binding check refuses (recorded, the run waits on); two distinct
+ * finance approvers let the call go with the edited arguments, once; the
+ * replay gives the same run; the SLA's deny fails the step. */
+static void test_approval_bindings(void **state)
+{
+	(void)state;
+	static const char *const ok1[] = {"ok", NULL};
+	drive d;
+	start_appr(&d, "{\"amount\": 80}");
+	const json_t *req = event_data(&d, EV(APPROVAL_REQUESTED), 0);
+	assert_string_equal(json_string_value(json_object_get(req, "risk")), "medium");
+	assert_int_equal(json_integer_value(json_object_get(req, "sla_due_at")), 1000000 + 60000);
+	assert_int_equal(rein_run_wake_at(d.run), 1000000 + 60000);
+	assert_true(strncmp(rein_run_reason(d.run), "approval: apr-", 14) == 0);
+	struct {
+		const char *field, *value, *error, *why;
+	} bad[] = {
+		{NULL, NULL, "bad signature", "the token was refused: bad signature"},
+		{NULL, NULL, "expired", "the token was refused: expired"},
+		{"run", "run_other", NULL, "another run"},
+		{"tenant", "globex", NULL, "another tenant"},
+		{"action_hash", "00ff", NULL, "another action"},
+		{"step", "elsewhere", NULL, "another step"},
+		{"policy_version", "abc", NULL, "another policy version"},
+		{"by", "alice", NULL, "self-approval"},
+		{"key", "rein-other", NULL, "no approval is pending"},
+	};
+	int n = 0;
+	for (size_t i = 0; i < NCASES(bad); i++) {
+		json_t *c = good_claims(req, "bob", "n-bad");
+		if (bad[i].field)
+			json_object_set_new(c, bad[i].field, json_string(bad[i].value));
+		deliver_token(&d, n++, c, bad[i].error);
+		json_decref(c);
+		obey_until_sleep(&d);
+		const json_t *r = event_data(&d, EV(APPROVAL_REFUSED), (int)i);
+		assert_non_null(r);
+		if (strstr(json_string_value(json_object_get(r, "reason")), bad[i].why) == NULL)
+			fail_msg("case %zu: refused with '%s', want '%s'", i,
+				 json_string_value(json_object_get(r, "reason")), bad[i].why);
+		assert_int_equal(rein_run_status(d.run), REIN_RUN_WAITING);
+	}
+	/* no role */
+	json_t *c = good_claims(req, "bob", "n-1");
+	json_object_set_new(c, "roles", json_array());
+	deliver_token(&d, n++, c, NULL);
+	json_decref(c);
+	/* an edit beyond the schema's maximum */
+	c = good_claims(req, "bob", "n-2");
+	json_object_set_new(c, "args", json_pack("{s:i}", "amount", 900));
+	deliver_token(&d, n++, c, NULL);
+	json_decref(c);
+	obey_until_sleep(&d);
+	assert_int_equal(count(&d, EV(APPROVAL_REFUSED), NULL), (int)NCASES(bad) + 2);
+	assert_int_equal(count(&d, EV(APPROVAL_GRANTED), NULL), 0);
+	/* bob's good vote with an edit; the same token again; bob again */
+	c = good_claims(req, "bob", "n-3");
+	json_object_set_new(c, "args", json_pack("{s:i}", "amount", 40));
+	deliver_token(&d, n++, c, NULL);
+	deliver_token(&d, n++, c, NULL);
+	json_decref(c);
+	c = good_claims(req, "bob", "n-4");
+	deliver_token(&d, n++, c, NULL);
+	json_decref(c);
+	obey_until_sleep(&d);
+	assert_int_equal(count(&d, EV(APPROVAL_GRANTED), NULL), 1);
+	const json_t *r = event_data(&d, EV(APPROVAL_REFUSED), (int)NCASES(bad) + 2);
+	assert_non_null(strstr(json_string_value(json_object_get(r, "reason")), "used before"));
+	r = event_data(&d, EV(APPROVAL_REFUSED), (int)NCASES(bad) + 3);
+	assert_non_null(strstr(json_string_value(json_object_get(r, "reason")), "already"));
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_WAITING);
+	/* carol: the second approver; the call goes once, edited */
+	c = good_claims(req, "carol", "n-5");
+	deliver_token(&d, n++, c, NULL);
+	json_decref(c);
+	script = ok1;
+	script_pos = 0;
+	assert_true(obey(&d, 100));
+	script = NULL;
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
+	assert_int_equal(count(&d, EV(TOOL_INTENT), NULL), 1);
+	const json_t *intent = event_data(&d, EV(TOOL_INTENT), 0);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(intent, "args"), "amount")), 40);
+	assert_string_equal(json_string_value(json_object_get(intent, "key")),
+			    json_string_value(json_object_get(req, "key")));
+	check_replay(&d);
+	drive_free(&d);
+
+	/* the SLA passes: on_timeout deny fails the step (its on_fail) */
+	start_appr(&d, "{\"amount\": 80}");
+	assert_true(obey(&d, 100));
+	assert_int_equal(count(&d, EV(APPROVAL_EXPIRED), NULL), 1);
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_ESCALATED);
+	assert_non_null(strstr(rein_run_reason(d.run), "expired"));
+	assert_int_equal(count(&d, EV(TOOL_INTENT), NULL), 0);
+	check_replay(&d);
+	drive_free(&d);
+
+	/* a denial: the step fails with who and why */
+	start_appr(&d, "{\"amount\": 80}");
+	const json_t *req2 = event_data(&d, EV(APPROVAL_REQUESTED), 0);
+	json_t *iev = json_pack("{s:s, s:s, s:{s:O, s:s, s:s}, s:s, s:I}", "id", "dny-1", "type",
+				"denial", "data", "id", json_object_get(req2, "id"), "by", "bob", "reason",
+				"duplicate", "sender", "bob", "at", (json_int_t)d.now);
+	record_apply(&d, EV(INBOX_RECEIVED), -1, iev);
+	json_decref(iev);
+	assert_true(obey(&d, 100));
+	assert_int_equal(rein_run_status(d.run), REIN_RUN_ESCALATED);
+	assert_non_null(strstr(rein_run_reason(d.run), "denied by an approver (bob): duplicate"));
+	check_replay(&d);
+	drive_free(&d);
+}
+
 int main(void)
 {
 	rein_init();
@@ -1592,6 +1766,7 @@ int main(void)
 		cmocka_unit_test(test_signal_wait), cmocka_unit_test(test_alloc_faults),
 		cmocka_unit_test(test_verify_rules), cmocka_unit_test(test_verify_model),
 		cmocka_unit_test(test_code_error_origin), cmocka_unit_test(test_provenance),
+		cmocka_unit_test(test_approval_bindings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -391,6 +391,15 @@ static void test_compile_errors(void **st)
 		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"window_s\":5,\"per\":3}}]", 0, "limit must be"},
 		{"[{\"id\":\"a\",\"effect\":\"allow\",\"limit\":{\"max\":1,\"per\":\"tenant\"}}]", 0, "a limit per tenant needs a window_s"},
 		{"[{\"id\":\"a\",\"effect\":\"allow\"},{\"id\":\"b\",\"effect\":\"deny\",\"tool\":[\"x\",3]}]", 1, "tool must be"},
+		{"[{\"id\":\"a\",\"effect\":\"allow\",\"approval\":{}}]", 0, "approval settings need effect: approve"},
+		{"[{\"id\":\"a\",\"effect\":\"approve\",\"approval\":5}]", 0, "approval must be a mapping"},
+		{"[{\"id\":\"a\",\"effect\":\"approve\",\"approval\":{\"approvers\":11}}]", 0, "approvers must be"},
+		{"[{\"id\":\"a\",\"effect\":\"approve\",\"approval\":{\"approvers\":\"2\"}}]", 0, "approvers must be"},
+		{"[{\"id\":\"a\",\"effect\":\"approve\",\"approval\":{\"roles\":\"x\"}}]", 0, "roles must be"},
+		{"[{\"id\":\"a\",\"effect\":\"approve\",\"approval\":{\"roles\":[3]}}]", 0, "roles must be"},
+		{"[{\"id\":\"a\",\"effect\":\"approve\",\"approval\":{\"sla_s\":-1}}]", 0, "sla_s must be"},
+		{"[{\"id\":\"a\",\"effect\":\"approve\",\"approval\":{\"on_timeout\":5}}]", 0, "on_timeout must be"},
+		{"[{\"id\":\"a\",\"effect\":\"approve\",\"approval\":{\"x\":1}}]", 0, "unknown key 'x'"},
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
 		assert_int_equal(compile_err(rows[i].rules, m, sizeof m), rows[i].bad);
@@ -406,6 +415,22 @@ static void test_compile_errors(void **st)
 	json_decref(a);
 	json_decref(b);
 	assert_string_equal(rein_policy_decision_name(REIN_POLICY_APPROVE), "approve");
+	/* a rule's approval settings, normalized, found by id */
+	json_t *rs = json_loads("[{\"id\":\"two\",\"effect\":\"approve\",\"approval\":{\"approvers\":2,"
+				"\"on_timeout\":\"halt\"}}, {\"id\":\"one\",\"effect\":\"approve\"}]", 0, NULL);
+	json_t *want = json_loads("{\"approvers\": 2, \"roles\": [], \"sla_s\": 86400, "
+				  "\"on_timeout\": \"halt\"}", 0, NULL);
+	rein_policy *p = NULL;
+	rein_err e = {0};
+	int bad = -1;
+	assert_int_equal(rein_policy_compile(rs, "t", sb, &p, &bad, &e), REIN_OK);
+	assert_true(json_equal(rein_policy_rule_approval(p, "two"), want));
+	assert_null(rein_policy_rule_approval(p, "one"));
+	assert_null(rein_policy_rule_approval(p, "none"));
+	assert_null(rein_policy_rule_approval(NULL, "two"));
+	rein_policy_free(p);
+	json_decref(want);
+	json_decref(rs);
 }
 
 /* Fails the Nth allocation of a compile and an eval over every rule form,
@@ -583,6 +608,10 @@ static void test_provenance(void **st)
 		/* no default-deny bypass: a write no rule allows stays denied */
 		{"wire", true, 0, .args = "{}", .enforce = true, .want = "deny", .rules = "",
 		 .prov = "{\"agent\":true,\"context\":" L_TRUSTED ",\"args\":{}}"},
+		/* nor does the default rule loosen it: an untrusted write no rule
+		 * allows is denied, not sent for an approval */
+		{"wire", true, 0, .args = "{\"to\":\"X\"}", .enforce = true, .want = "deny", .rules = "",
+		 .prov = "{\"agent\":true,\"context\":" L_FETCH ",\"args\":{\"to\":" L_FETCH "}}"},
 		/* trusted(): by the argument's label */
 		{"mail", true, 0, .args = "{\"to\":\"x@y\"}", .enforce = true, .want = "deny", .rules = "to-trusted",
 		 .prov = "{\"agent\":false,\"context\":null,\"args\":{\"to\":" L_FETCH "}}"},

@@ -256,12 +256,70 @@ static void test_provenance_fields(void **state)
 	rein_script_free(sb);
 }
 
+/* A tool's `approval:` (docs/approvals.md): normalized with its defaults;
+ * every bad setting located at its line; risk defaults to low, also for a
+ * write tool (a write waits only when its risk says so). */
+static void test_tool_approval(void **state)
+{
+	(void)state;
+	rein_script *sb = NULL;
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	static const char *good = "rein: 1\nname: a\n"
+				  "tools:\n"
+				  "  pay:\n"
+				  "    http: { url: 'http://127.0.0.1:9/p' }\n"
+				  "    effect: write\n"
+				  "    input: { type: object }\n"
+				  "    approval: { approvers: 2, roles: [finance] }\n"
+				  "  w2: { http: { url: 'http://127.0.0.1:9/p' }, effect: write, input: { type: object } }\n"
+				  "steps:\n  s: { tool: pay, args: {}, next: d }\n  d: { end: succeeded }\n";
+	rein_spec *spec = spec_from_yaml(sb, good);
+	const rein_tool *t = &spec->tools[rein_spec_tool(spec, "pay")];
+	assert_json_eq(t->approval, "{\"approvers\": 2, \"roles\": [\"finance\"], \"sla_s\": 86400, "
+				    "\"on_timeout\": \"escalate\"}");
+	assert_int_equal(t->risk, REIN_RISK_LOW);
+	assert_int_equal(spec->tools[rein_spec_tool(spec, "w2")].risk, REIN_RISK_LOW);
+	assert_null(spec->tools[rein_spec_tool(spec, "w2")].approval);
+	rein_spec_free(spec);
+	static const struct {
+		const char *setting, *msg;
+	} bad[] = {
+		{"5", "approval must be a mapping"},
+		{"{ approvers: 0 }", "approvers must be an integer from 1 to 10"},
+		{"{ roles: finance }", "roles must be a list"},
+		{"{ roles: [''] }", "roles must be a list"},
+		{"{ sla_s: 0 }", "sla_s must be a positive integer"},
+		{"{ on_timeout: later }", "on_timeout must be escalate, deny or halt"},
+		{"{ who: me }", "unknown key 'who'"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		char yaml[1024];
+		snprintf(yaml, sizeof yaml,
+			 "rein: 1\nname: a\ntools:\n  pay:\n    http: { url: 'http://127.0.0.1:9/p' }\n"
+			 "    effect: write\n    input: { type: object }\n    approval: %s\n"
+			 "steps:\n  s: { tool: pay, args: {}, next: d }\n  d: { end: succeeded }\n",
+			 bad[i].setting);
+		json_t *bundle = json_pack("{s:{s:s}}", "files", "workflow.yaml", yaml);
+		rein_spec *sp = NULL;
+		rein_err e = {0};
+		assert_int_equal(rein_spec_load_bundle(bundle, "t", sb, &sp, &e), REIN_ESPEC);
+		assert_true(e.diags.n >= 1);
+		assert_int_equal(e.diags.v[0].line, 8);
+		if (strstr(e.diags.v[0].msg, bad[i].msg) == NULL)
+			fail_msg("'%s': '%s' lacks '%s'", bad[i].setting, e.diags.v[0].msg, bad[i].msg);
+		rein_err_clear(&e);
+		json_decref(bundle);
+	}
+	rein_script_free(sb);
+}
+
 int main(void)
 {
 	rein_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_locked_mcp_input),
 		cmocka_unit_test(test_tenant_secrets), cmocka_unit_test(test_provenance_fields),
+		cmocka_unit_test(test_tool_approval),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
