@@ -21,20 +21,21 @@ export BILLING_URL="http://127.0.0.1:$(cat "$DIR/billing.port")" BILLING_TOKEN=d
 echo "== rein validate examples/refund"
 "$REIN" validate examples/refund
 echo
-echo "== rein run examples/refund --input @examples/refund/ticket.json   (provider: ${REIN_PROVIDER:-replay})"
-out=$("$REIN" run examples/refund --input @examples/refund/ticket.json) || true
+export REIN_APPROVAL_KEYS=${REIN_APPROVAL_KEYS:-demo=000102030405060708090a0b0c0d0e0f}
+echo "== rein run examples/refund --input @examples/refund/ticket.json --as sam --role support --tenant acme"
+echo "   (provider: ${REIN_PROVIDER:-replay})"
+out=$("$REIN" run examples/refund --input @examples/refund/ticket.json --as sam --role support --tenant acme) || true
 echo "$out"
 run=$(printf '%s' "$out" | sed 's/^{"run":"\([^"]*\)".*/\1/')
 if printf '%s' "$out" | grep -q '"status":"waiting"'; then
 	# the refund tool is risk: high: the run halted for a human decision
-	export REIN_APPROVAL_KEYS=${REIN_APPROVAL_KEYS:-demo=000102030405060708090a0b0c0d0e0f}
 	echo
-	echo "== rein approvals   (the refund waits for a human: risk high)"
+	echo "== rein approvals   (the refund waits for a human from finance: risk high)"
 	"$REIN" approvals
-	id=$("$REIN" approvals | sed -n 's/.*"id":"\(apr-[^"]*\)".*/\1/p' | head -n 1)
+	id=$("$REIN" approvals --json | sed -n 's/.*"id": *"\(apr-[^"]*\)".*/\1/p' | head -n 1)
 	echo
-	echo "== rein approve $id --as ops-lead --role finance; rein resume $run"
-	"$REIN" approve "$id" --as ops-lead --role finance --reason "checked the order"
+	echo "== rein approve $id --as rita --role finance; rein resume $run"
+	"$REIN" approve "$id" --as rita --role finance --reason "order A-1001 checked: broken mug"
 	out=$("$REIN" resume "$run") || true
 	echo "$out"
 fi
@@ -55,6 +56,21 @@ for l in sys.stdin:
     else:
         extra = ""
     print("%3d %-15s %-12s %s" % (e["seq"], t, e["step"] or "", extra))'
+echo
+echo "== the same ticket for another tenant: rein run ... --as sam --tenant globex"
+out2=$("$REIN" run examples/refund --input @examples/refund/ticket.json --as sam --role support --tenant globex) || true
+echo "$out2"
+run2=$(printf '%s' "$out2" | sed 's/^{"run":"\([^"]*\)".*/\1/')
+"$REIN" events "$run2" | python3 -c '
+import json, sys
+for l in sys.stdin:
+    e = json.loads(l)
+    if e["type"] == "policy.decision":
+        d = e["data"]
+        print("policy.decision %s: %s by %s: %s" % (d["tool"], d["decision"], ", ".join(d["rules"]) or "the default", "; ".join(d["reasons"])))'
+echo
+echo "== rein audit export $run --format md   (what a reviewer reads)"
+"$REIN" audit export "$run" --format md
 echo
 echo "== rein audit verify"
 "$REIN" audit verify

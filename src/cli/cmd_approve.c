@@ -24,8 +24,8 @@ static const char usage_approve[] =
 	"\n"
 	"approvals lists the pending approvals: id, run, step, tool, the proposed\n"
 	"arguments, the evidence the run had gathered, the rules and risk that ask\n"
-	"for it, the approvers needed and given, and the SLA left (one JSON object a\n"
-	"line, or one array with --json).\n"
+	"for it, the approvers needed and given, and the SLA left (a table; one JSON\n"
+	"array with every field, the evidence included, with --json).\n"
 	"\n"
 	"approve mints a token (HMAC-SHA256 under the first key of REIN_APPROVAL_KEYS\n"
 	"or REIN_APPROVAL_KEYS_FILE) bound to the run, step, idempotency key, the\n"
@@ -54,6 +54,60 @@ static int print(json_t *j)
 	rein_free(s);
 	json_decref(j);
 	return ex;
+}
+
+/* The pending items for a human: a header, then per item its id, run, step,
+ * the proposed action, who asked, what it needs and its SLA; 0, or 1 when
+ * out of memory. --json gives every field (evidence included). */
+static int print_pending(const json_t *all)
+{
+	size_t i;
+	json_t *x;
+	if (json_array_size(all) == 0) {
+		printf("no approvals pending\n");
+		return 0;
+	}
+	printf("%-28s %-32s %-12s %-6s %-14s %s\n", "ID", "RUN", "STEP", "RISK", "NEED", "SLA LEFT");
+	json_array_foreach(all, i, x) {
+		const json_t *need = json_object_get(x, "need");
+		char needs[64];
+		char *roles = json_dumps(json_object_get(need, "roles"), JSON_COMPACT);
+		snprintf(needs, sizeof needs, "%lld/%lld%s%s", (long long)json_integer_value(json_object_get(x, "have")),
+			 (long long)json_integer_value(json_object_get(need, "count")),
+			 json_array_size(json_object_get(need, "roles")) ? " " : "",
+			 json_array_size(json_object_get(need, "roles")) && roles ? roles : "");
+		rein_free(roles);
+		const json_t *sla = json_object_get(x, "sla_left_s");
+		char slas[32];
+		if (json_is_integer(sla))
+			snprintf(slas, sizeof slas, "%llds", (long long)json_integer_value(sla));
+		else
+			snprintf(slas, sizeof slas, "none (halted)");
+		const char *str_id = json_string_value(json_object_get(x, "id"));
+		const char *str_run = json_string_value(json_object_get(x, "run"));
+		const char *str_step = json_string_value(json_object_get(x, "step"));
+		const char *str_risk = json_string_value(json_object_get(x, "risk"));
+		printf("%-28s %-32s %-12s %-6s %-14s %s\n", str_id ? str_id : "?", str_run ? str_run : "?",
+		       str_step ? str_step : "?", str_risk ? str_risk : "?", needs, slas);
+		char *args = json_dumps(json_object_get(x, "args"), JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+		char *rules = json_dumps(json_object_get(x, "rules"), JSON_COMPACT);
+		const json_t *rq = json_object_get(x, "requester");
+		const char *who = json_string_value(json_object_get(rq, "user"));
+		const char *tenant = json_string_value(json_object_get(rq, "tenant"));
+		const char *tool = json_string_value(json_object_get(x, "tool"));
+		if (args == NULL || rules == NULL) {
+			rein_free(args);
+			rein_free(rules);
+			fprintf(stderr, "rein: out of memory\n");
+			return 1;
+		}
+		printf("    %s %s\n    requested by %s%s%s, rules %s (rein approvals --json: the evidence)\n",
+		       tool ? tool : "?", args, who ? who : "(nobody)", tenant ? " of " : "", tenant ? tenant : "",
+		       json_array_size(json_object_get(x, "rules")) ? rules : "none (the tool's risk)");
+		rein_free(args);
+		rein_free(rules);
+	}
+	return 0;
 }
 
 int rein_cmd_approve(const char *cmd, int argc, char **argv, const char *db)
@@ -151,10 +205,7 @@ int rein_cmd_approve(const char *cmd, int argc, char **argv, const char *db)
 		if (as_json) {
 			ex = print(all);
 		} else {
-			size_t i;
-			json_t *x;
-			ex = 0;
-			json_array_foreach(all, i, x) if (ex == 0) ex = print(json_incref(x));
+			ex = print_pending(all);
 			json_decref(all);
 		}
 	} else if (token) {

@@ -16,7 +16,7 @@ K2=k2=ffeeddccbbaa99887766554433221100
 unset REIN_APPROVAL_KEYS REIN_APPROVAL_KEYS_FILE
 effects() { stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["effects_total"])'; }
 # pending RUN: the pending approval of RUN, as JSON (empty when none)
-pending() { "$REIN" approvals --run "$1" | head -n 1; }
+pending() { "$REIN" approvals --json --run "$1" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(json.dumps(j[0]) if j else "")'; }
 refusals() { events_of "$1" approval.refused | wc -l; }
 last_refusal() { events_of "$1" approval.refused | tail -n 1; }
 run_id() { json_get "$1" 'j["run"]'; }
@@ -38,6 +38,10 @@ P=$(pending "$R1")
 [ -n "$P" ] || fail "rein approvals does not list $R1"
 ID=$(json_get "$P" 'j["id"]')
 [ "$(json_get "$P" 'j["tool"]')/$(json_get "$P" 'j["args"]["amount"]')/$(json_get "$P" 'j["risk"]')" = pay/80/medium ] || fail "item: $P"
+expect_exit 0 "$REIN" approvals # the table a human reads
+echo "$OUT" | grep -q "^$ID  *$R1  *" || fail "the table does not list $ID: $OUT"
+echo "$OUT" | grep -q '^    pay {"amount":80,' || fail "the table does not show the action: $OUT"
+echo "$OUT" | grep -q "requested by alice of t1" || fail "the table does not say who asked: $OUT"
 [ "$(json_get "$P" 'j["need"]["count"]')" = 1 ] && [ "$(json_get "$P" 'j["sla_left_s"] > 3000')" = True ] || fail "need/SLA: $P"
 [ "$(json_get "$P" '"route" in j["evidence"]["steps"]')" = True ] || fail "evidence: $P"
 expect_exit 0 "$REIN" approvals --json

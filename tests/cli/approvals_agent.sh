@@ -18,7 +18,7 @@ script '{"turns": [{"tool_calls": [{"name": "refund", "arguments": {"amount": 40
 expect_exit 4 "$REIN" run "$W" --as alice --input '{"ticket": "refund order A1"}'
 run=$(json_get "$OUT" 'j["run"]')
 [ "$(nreq)" = 1 ] && [ "$(effects)" = 0 ] || fail "before approval: $(nreq) model requests, $(effects) calls"
-P=$("$REIN" approvals --run "$run")
+P=$("$REIN" approvals --json --run "$run" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)[0]))')
 [ "$(json_get "$P" 'j["rules"]')" = "['review-refunds']" ] || fail "item: $P"
 expect_exit 0 "$REIN" approve "$(json_get "$P" 'j["id"]')" --as bob --args '{"amount": 35}'
 expect_exit 0 "$REIN" resume "$run"
@@ -33,7 +33,7 @@ ok "agent call approved with an edit: sent once, the finished turn not asked aga
 script '{"turns": [{"tool_calls": [{"name": "refund", "arguments": {"amount": 45}}]}, {"text": "{\"decision\": \"deny\"}"}]}'
 expect_exit 4 "$REIN" run "$W" --as alice --input '{"ticket": "refund order A2"}'
 run2=$(json_get "$OUT" 'j["run"]')
-expect_exit 0 "$REIN" deny "$(json_get "$("$REIN" approvals --run "$run2")" 'j["id"]')" --as bob --reason "SECRET-APPROVER-NOTE"
+expect_exit 0 "$REIN" deny "$(json_get "$("$REIN" approvals --json --run "$run2")" 'j[0]["id"]')" --as bob --reason "SECRET-APPROVER-NOTE"
 expect_exit 0 "$REIN" resume "$run2"
 [ "$(effects)" = 1 ] || fail "a denied call went out"
 reqs=$(curl -s "$MODEL_URL/control/requests")
