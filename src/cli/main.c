@@ -203,10 +203,51 @@ static void input_error(const char *where, const rein_err *e)
 		fprintf(stderr, "cannot read the input: %s\n", e->msg);
 }
 
+/* A copy of v whose objects have their keys in sorted order at every level
+ * (jansson keeps insertion order), so the same output prints the same way
+ * from one process to the next whatever order a Lua table gave; NULL when
+ * out of memory. */
+static json_t *sorted_copy(const json_t *v)
+{
+	if (json_is_array(v)) {
+		json_t *a = json_array();
+		size_t i;
+		json_t *x;
+		json_array_foreach(v, i, x) if (a && json_array_append_new(a, sorted_copy(x)) != 0) {
+			json_decref(a);
+			a = NULL;
+		}
+		return a;
+	}
+	if (!json_is_object(v))
+		return json_deep_copy(v);
+	size_t n = json_object_size(v), k = 0;
+	const char **keys = rein_calloc(n + 1, sizeof *keys);
+	json_t *o = keys ? json_object() : NULL;
+	const char *key;
+	json_t *x;
+	json_object_foreach((json_t *)v, key, x) if (keys) keys[k++] = key;
+	for (size_t i = 1; keys && i < k; i++) /* insertion sort: outputs are small */
+		for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+			const char *t = keys[j];
+			keys[j] = keys[j - 1];
+			keys[j - 1] = t;
+		}
+	for (size_t i = 0; o && i < k; i++)
+		if (json_object_set_new(o, keys[i], sorted_copy(json_object_get(v, keys[i]))) != 0) {
+			json_decref(o);
+			o = NULL;
+		}
+	rein_free(keys);
+	return o;
+}
+
 static void print_result(const rein_run_result *r)
 {
-	json_t *o = json_pack("{s:s, s:s, s:O?}", "run", r->id, "status", rein_status_name(r->status),
-			      "output", r->output ? r->output : json_null());
+	json_t *out = sorted_copy(r->output ? r->output : json_null());
+	json_t *o = out ? json_pack("{s:s, s:s, s:o}", "run", r->id, "status", rein_status_name(r->status),
+				    "output", out)
+			: NULL;
 	if (o == NULL)
 		return;
 	if (r->reason)
