@@ -52,7 +52,8 @@ static int bad_usage(const char *what, const char *arg)
 /* One value for a line of text: compact canonical JSON (caller frees). */
 static char *show(const json_t *v)
 {
-	return rein_json_dump_flags(v ? v : json_null(), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	return rein_json_dump_flags(v ? v : json_null(),
+				    JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12));
 }
 
 /* The report as text: one line per difference, or "same". */
