@@ -569,6 +569,93 @@ static void test_labels(void **st)
 		json_decref(all[i]);
 }
 
+/* The label edge cases, one assertion each: duplicates and order in
+ * rein_label_new, a reader that is not a string, joins that change nothing,
+ * labels without the fields, and a label made outside (a recorded event)
+ * whose readers hold a non-string. */
+static void test_label_edges(void **st)
+{
+	(void)st;
+	json_t *dup = json_pack("[s,s,s,s]", "b", "a", "c", "a"), *bad = json_pack("[s,i]", "a", 3);
+	json_t *l = rein_label_new("tool:x", dup, false);
+	char *t = json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(t, "{\"readers\":[\"a\",\"b\",\"c\"],\"sources\":[\"tool:x\"],\"trusted\":false}");
+	rein_free(t);
+	assert_null(rein_label_new("tool:x", bad, true)); /* a reader must be a string */
+	/* joining a label with itself, or with an equal copy: the same reference */
+	json_t *acc = json_incref(l), *copy = json_deep_copy(l);
+	assert_int_equal(rein_label_join(&acc, l), REIN_OK);
+	assert_ptr_equal(acc, l);
+	assert_int_equal(rein_label_join(&acc, copy), REIN_OK);
+	assert_ptr_equal(acc, l);
+	/* no "trusted" (or not true), no "readers": not trusted, nobody reads */
+	json_t *empty = json_object(), *yes = json_pack("{s:s}", "trusted", "yes");
+	assert_false(rein_label_trusted(empty));
+	assert_false(rein_label_trusted(yes));
+	assert_false(rein_label_readable(empty, "a"));
+	assert_false(rein_label_readable(NULL, "a"));
+	/* no reader named: only a public label is readable */
+	assert_false(rein_label_readable(l, NULL));
+	json_t *pub = rein_label_new(NULL, NULL, true);
+	assert_true(rein_label_readable(pub, NULL));
+	/* readers that are not strings (a label made outside rein_label_new):
+	 * never match, and a join drops them instead of crashing */
+	json_t *odd = json_pack("{s:[s], s:[i,s], s:b}", "sources", "tool:y", "readers", 7, "b", "trusted", 1);
+	assert_true(rein_label_readable(odd, "b"));
+	assert_false(rein_label_readable(odd, "a"));
+	json_t *j = NULL;
+	assert_int_equal(rein_label_join(&j, odd), REIN_OK);
+	assert_int_equal(rein_label_join(&j, l), REIN_OK);
+	t = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(t, "{\"readers\":[\"b\"],\"sources\":[\"tool:x\",\"tool:y\"],\"trusted\":false}");
+	rein_free(t);
+	json_t *all[] = {dup, bad, l, acc, copy, empty, yes, pub, odd, j};
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		json_decref(all[i]);
+}
+
+/* Joins of labels with many readers in common (more than a new JSON array
+ * holds without growing) under allocation faults: the copy of a shared
+ * reader can fail too; REIN_ENOMEM leaves *acc as it was. */
+static void test_label_faults(void **st)
+{
+	(void)st;
+	json_t *ra = json_array(), *rb = json_array();
+	char name[32];
+	for (int i = 0; i < 12; i++) {
+		snprintf(name, sizeof name, "tenant:%02d", i);
+		json_array_append_new(ra, json_string(name));
+		json_array_append_new(rb, json_string(name));
+	}
+	json_array_append_new(ra, json_string("role:a"));
+	json_t *a = rein_label_new("tool:a", ra, true), *b = rein_label_new("tool:b", rb, true);
+	assert_non_null(a);
+	assert_non_null(b);
+	long n;
+	int fails = 0;
+	bool reached = true;
+	for (n = 1; reached && n < 500; n++) {
+		json_t *acc = json_incref(a);
+		rein_fault_arm(REIN_FAULT_ALLOC, n);
+		int rc = rein_label_join(&acc, b);
+		reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+		rein_fault_arm(REIN_FAULT_ALLOC, 0);
+		if (rc == REIN_OK) {
+			assert_int_equal(json_array_size(json_object_get(acc, "readers")), 12);
+			assert_int_equal(json_array_size(json_object_get(acc, "sources")), 2);
+		} else {
+			assert_int_equal(rc, REIN_ENOMEM);
+			assert_ptr_equal(acc, a); /* unchanged */
+			fails++;
+		}
+		json_decref(acc);
+	}
+	assert_true(fails > 10); /* the sweep reached the copies */
+	json_t *all[] = {ra, rb, a, b};
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		json_decref(all[i]);
+}
+
 #define L_TRUSTED "{\"sources\":[\"requester\"],\"readers\":[\"tenant:acme\"],\"trusted\":true}"
 #define L_FETCH "{\"sources\":[\"model\",\"tool:fetch\"],\"readers\":[\"tenant:acme\"],\"trusted\":false}"
 #define L_PUBLIC "{\"sources\":[\"retrieval\",\"tool:kb\"],\"readers\":[\"public\"],\"trusted\":false}"
@@ -656,6 +743,8 @@ int main(void)
 		cmocka_unit_test(test_compile_errors),
 		cmocka_unit_test(test_alloc_faults),
 		cmocka_unit_test(test_labels),
+		cmocka_unit_test(test_label_edges),
+		cmocka_unit_test(test_label_faults),
 		cmocka_unit_test(test_provenance),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
