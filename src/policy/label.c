@@ -11,11 +11,13 @@
 
 #include "policy.h"
 
+/* Whether the array arr holds the string s (NULL: a reader that is not a
+ * string, in a label made outside rein_label_new: never). */
 static bool has(const json_t *arr, const char *s)
 {
 	size_t i;
 	json_t *x;
-	json_array_foreach(arr, i, x) if (json_string_value(x) && strcmp(json_string_value(x), s) == 0) return true;
+	json_array_foreach(arr, i, x) if (s && json_string_value(x) && strcmp(json_string_value(x), s) == 0) return true;
 	return false;
 }
 

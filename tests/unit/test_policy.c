@@ -433,6 +433,84 @@ static void test_compile_errors(void **st)
 	json_decref(rs);
 }
 
+/* Approval settings (a rule's, a tool's): one row an input, then the
+ * normalized settings or a piece of the refusal; every default, every
+ * refusal. */
+static void test_approval_norm(void **st)
+{
+	(void)st;
+	static const struct {
+		const char *in; /* NULL: no settings at all */
+		const char *want, *msg; /* the settings, or a piece of the refusal */
+	} rows[] = {
+		{"{}", "{\"approvers\":1,\"roles\":[],\"sla_s\":86400,\"on_timeout\":\"escalate\"}", NULL},
+		{"{\"approvers\":10,\"roles\":[\"finance\",\"ops\"],\"sla_s\":60,\"on_timeout\":\"deny\"}",
+		 "{\"approvers\":10,\"roles\":[\"finance\",\"ops\"],\"sla_s\":60,\"on_timeout\":\"deny\"}", NULL},
+		{"{\"sla_s\":1,\"on_timeout\":\"escalate\"}",
+		 "{\"approvers\":1,\"roles\":[],\"sla_s\":1,\"on_timeout\":\"escalate\"}", NULL},
+		{"{\"roles\":[],\"on_timeout\":\"halt\"}",
+		 "{\"approvers\":1,\"roles\":[],\"sla_s\":86400,\"on_timeout\":\"halt\"}", NULL},
+		{NULL, NULL, "approval must be a mapping {approvers, roles, sla_s, on_timeout}"},
+		{"[]", NULL, "approval must be a mapping"},
+		{"{\"approvers\":0}", NULL, "approval: approvers must be an integer from 1 to 10"},
+		{"{\"approvers\":1.5}", NULL, "approval: approvers must be an integer from 1 to 10"},
+		{"{\"roles\":[\"a\",\"\"]}", NULL, "approval: roles must be a list of role names"},
+		{"{\"sla_s\":0}", NULL, "approval: sla_s must be a positive integer (seconds)"},
+		{"{\"sla_s\":\"1h\"}", NULL, "approval: sla_s must be a positive integer (seconds)"},
+		{"{\"on_timeout\":\"retry\"}", NULL, "approval: on_timeout must be escalate, deny or halt"},
+		{"{\"approvers\":2,\"who\":1}", NULL, "approval: unknown key 'who'"},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+		json_t *in = rows[i].in ? json_loads(rows[i].in, 0, NULL) : NULL;
+		assert_true(rows[i].in == NULL || in != NULL);
+		json_t *out = (json_t *)&out; /* written on every path */
+		rein_err e = {0};
+		int rc = rein_policy_approval_norm(in, &out, &e);
+		if (rows[i].want) {
+			json_t *want = json_loads(rows[i].want, 0, NULL);
+			assert_int_equal(rc, REIN_OK);
+			if (!json_equal(out, want))
+				fail_msg("row %zu: not the settings wanted", i);
+			json_decref(want);
+			json_decref(out);
+		} else {
+			assert_int_equal(rc, REIN_EINVAL);
+			assert_null(out);
+			if (strstr(e.msg, rows[i].msg) == NULL)
+				fail_msg("row %zu: '%s' lacks '%s'", i, e.msg, rows[i].msg);
+		}
+		json_decref(in);
+	}
+	/* under allocation faults: REIN_ENOMEM and no settings, or the settings */
+	json_t *in = json_loads("{\"roles\":[\"finance\"],\"on_timeout\":\"deny\"}", 0, NULL);
+	bool reached = true;
+	int fails = 0;
+	for (long n = 1; reached && n < 100; n++) {
+		json_t *out = NULL;
+		rein_err e = {0};
+		rein_fault_arm(REIN_FAULT_ALLOC, n);
+		int rc = rein_policy_approval_norm(in, &out, &e);
+		reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+		rein_fault_arm(REIN_FAULT_ALLOC, 0);
+		if (rc == REIN_OK) {
+			assert_string_equal(json_string_value(json_object_get(out, "on_timeout")), "deny");
+		} else {
+			assert_int_equal(rc, REIN_ENOMEM);
+			assert_null(out);
+			assert_string_equal(e.msg, "out of memory");
+			fails++;
+		}
+		json_decref(out);
+	}
+	assert_true(fails >= 1);
+	json_decref(in);
+	/* a rule's settings by id: no id, no settings */
+	rein_policy *p = compile("[{\"id\":\"a\",\"effect\":\"approve\",\"approval\":{\"approvers\":3}}]");
+	assert_int_equal(json_integer_value(json_object_get(rein_policy_rule_approval(p, "a"), "approvers")), 3);
+	assert_null(rein_policy_rule_approval(p, NULL));
+	rein_policy_free(p);
+}
+
 /* Fails the Nth allocation of a compile and an eval over every rule form,
  * for each N until none is reached: a clean REIN_ENOMEM (or a fail-closed
  * deny), never a crash or a leak (ASan). */
@@ -459,6 +537,12 @@ static void test_alloc_faults(void **st)
 		/* the provenance functions, and the default rule's note */
 		{"[{\"id\":\"t\",\"effect\":\"deny\",\"when\":\"not trusted(args.amount)\"},"
 		 " {\"id\":\"a\",\"effect\":\"allow\"}]", "pay", true},
+		/* a per-tenant limit with no count known: the fail-closed note */
+		{"[{\"id\":\"pt\",\"effect\":\"deny\",\"limit\":{\"max\":1,\"window_s\":60,\"per\":\"tenant\"}}]",
+		 "pay", true},
+		/* approval settings: their normalized copy */
+		{"[{\"id\":\"ap\",\"effect\":\"approve\",\"approval\":{\"roles\":[\"finance\"],\"sla_s\":60}}]",
+		 "pay", true},
 	};
 	json_t *args = json_pack("{s:i}", "amount", 10), *rq = json_pack("{s:s}", "user", "u");
 	json_t *h = json_pack("[{s:s, s:o, s:i}]", "tool", "pay", "write", json_true(), "at", 1000);
@@ -569,6 +653,93 @@ static void test_labels(void **st)
 		json_decref(all[i]);
 }
 
+/* The label edge cases, one assertion each: duplicates and order in
+ * rein_label_new, a reader that is not a string, joins that change nothing,
+ * labels without the fields, and a label made outside (a recorded event)
+ * whose readers hold a non-string. */
+static void test_label_edges(void **st)
+{
+	(void)st;
+	json_t *dup = json_pack("[s,s,s,s]", "b", "a", "c", "a"), *bad = json_pack("[s,i]", "a", 3);
+	json_t *l = rein_label_new("tool:x", dup, false);
+	char *t = json_dumps(l, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(t, "{\"readers\":[\"a\",\"b\",\"c\"],\"sources\":[\"tool:x\"],\"trusted\":false}");
+	rein_free(t);
+	assert_null(rein_label_new("tool:x", bad, true)); /* a reader must be a string */
+	/* joining a label with itself, or with an equal copy: the same reference */
+	json_t *acc = json_incref(l), *copy = json_deep_copy(l);
+	assert_int_equal(rein_label_join(&acc, l), REIN_OK);
+	assert_ptr_equal(acc, l);
+	assert_int_equal(rein_label_join(&acc, copy), REIN_OK);
+	assert_ptr_equal(acc, l);
+	/* no "trusted" (or not true), no "readers": not trusted, nobody reads */
+	json_t *empty = json_object(), *yes = json_pack("{s:s}", "trusted", "yes");
+	assert_false(rein_label_trusted(empty));
+	assert_false(rein_label_trusted(yes));
+	assert_false(rein_label_readable(empty, "a"));
+	assert_false(rein_label_readable(NULL, "a"));
+	/* no reader named: only a public label is readable */
+	assert_false(rein_label_readable(l, NULL));
+	json_t *pub = rein_label_new(NULL, NULL, true);
+	assert_true(rein_label_readable(pub, NULL));
+	/* readers that are not strings (a label made outside rein_label_new):
+	 * never match, and a join drops them instead of crashing */
+	json_t *odd = json_pack("{s:[s], s:[i,s], s:b}", "sources", "tool:y", "readers", 7, "b", "trusted", 1);
+	assert_true(rein_label_readable(odd, "b"));
+	assert_false(rein_label_readable(odd, "a"));
+	json_t *j = NULL;
+	assert_int_equal(rein_label_join(&j, odd), REIN_OK);
+	assert_int_equal(rein_label_join(&j, l), REIN_OK);
+	t = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(t, "{\"readers\":[\"b\"],\"sources\":[\"tool:x\",\"tool:y\"],\"trusted\":false}");
+	rein_free(t);
+	json_t *all[] = {dup, bad, l, acc, copy, empty, yes, pub, odd, j};
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		json_decref(all[i]);
+}
+
+/* Joins of labels with many readers in common (more than a new JSON array
+ * holds without growing) under allocation faults: the copy of a shared
+ * reader can fail too; REIN_ENOMEM leaves *acc as it was. */
+static void test_label_faults(void **st)
+{
+	(void)st;
+	json_t *ra = json_array(), *rb = json_array();
+	char name[32];
+	for (int i = 0; i < 12; i++) {
+		snprintf(name, sizeof name, "tenant:%02d", i);
+		json_array_append_new(ra, json_string(name));
+		json_array_append_new(rb, json_string(name));
+	}
+	json_array_append_new(ra, json_string("role:a"));
+	json_t *a = rein_label_new("tool:a", ra, true), *b = rein_label_new("tool:b", rb, true);
+	assert_non_null(a);
+	assert_non_null(b);
+	long n;
+	int fails = 0;
+	bool reached = true;
+	for (n = 1; reached && n < 500; n++) {
+		json_t *acc = json_incref(a);
+		rein_fault_arm(REIN_FAULT_ALLOC, n);
+		int rc = rein_label_join(&acc, b);
+		reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+		rein_fault_arm(REIN_FAULT_ALLOC, 0);
+		if (rc == REIN_OK) {
+			assert_int_equal(json_array_size(json_object_get(acc, "readers")), 12);
+			assert_int_equal(json_array_size(json_object_get(acc, "sources")), 2);
+		} else {
+			assert_int_equal(rc, REIN_ENOMEM);
+			assert_ptr_equal(acc, a); /* unchanged */
+			fails++;
+		}
+		json_decref(acc);
+	}
+	assert_true(fails > 10); /* the sweep reached the copies */
+	json_t *all[] = {ra, rb, a, b};
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		json_decref(all[i]);
+}
+
 #define L_TRUSTED "{\"sources\":[\"requester\"],\"readers\":[\"tenant:acme\"],\"trusted\":true}"
 #define L_FETCH "{\"sources\":[\"model\",\"tool:fetch\"],\"readers\":[\"tenant:acme\"],\"trusted\":false}"
 #define L_PUBLIC "{\"sources\":[\"retrieval\",\"tool:kb\"],\"readers\":[\"public\"],\"trusted\":false}"
@@ -585,7 +756,10 @@ static void test_provenance(void **st)
 		" {\"id\":\"to-trusted\",\"effect\":\"deny\",\"tool\":\"mail\",\"when\":\"not trusted(args.to)\"},"
 		" {\"id\":\"readers\",\"effect\":\"deny\",\"tool\":\"note\",\"when\":\"not readable_by(args.to, 'tenant:' .. args.tenant)\"},"
 		" {\"id\":\"notes\",\"effect\":\"allow\",\"tool\":[\"note\",\"mail\"]},"
-		" {\"id\":\"kb\",\"effect\":\"deny\",\"tool\":\"look\",\"when\":\"sources(args.to)[1] == 'retrieval' and readers(args.to)[1] == 'public' and provenance.agent\"}]");
+		" {\"id\":\"kb\",\"effect\":\"deny\",\"tool\":\"look\",\"when\":\"sources(args.to)[1] == 'retrieval' and readers(args.to)[1] == 'public' and provenance.agent\"},"
+		" {\"id\":\"look2\",\"effect\":\"allow\",\"tool\":\"look2\"},"
+		" {\"id\":\"rd\",\"effect\":\"deny\",\"tool\":\"log\",\"when\":\"readers(args.to)[1] == 'public'\"},"
+		" {\"id\":\"logs\",\"effect\":\"allow\",\"tool\":\"log\"}]");
 	kase ks[] = {
 		/* an agent, untrusted context, an untrusted argument: approve */
 		{"pay", true, 0, .args = "{\"amount\":10,\"to\":\"X\"}", .enforce = true, .want = "approve",
@@ -629,6 +803,24 @@ static void test_provenance(void **st)
 		{"note", true, 0, .args = "{\"to\":\"faq\",\"tenant\":\"globex\"}", .enforce = true, .want = "allow",
 		 .rules = "notes",
 		 .prov = "{\"agent\":false,\"context\":null,\"args\":{\"to\":" L_PUBLIC ",\"tenant\":" L_TRUSTED "}}"},
+		/* a read an explicit rule allows: not the default rule's either */
+		{"look2", false, 0, .args = "{\"to\":\"q\"}", .enforce = true, .want = "allow", .rules = "look2",
+		 .prov = "{\"agent\":true,\"context\":" L_FETCH ",\"args\":{\"to\":" L_FETCH "}}"},
+		/* provenance without agent, with no context or a null one: no hold */
+		{"pay", true, 0, .args = "{\"amount\":10}", .enforce = true, .want = "allow", .rules = "pays",
+		 .prov = "{\"context\":" L_FETCH ",\"args\":{\"amount\":" L_FETCH "}}"},
+		{"pay", true, 0, .args = "{\"amount\":10}", .enforce = true, .want = "allow", .rules = "pays",
+		 .prov = "{\"agent\":true,\"args\":{\"amount\":" L_FETCH "}}"},
+		{"pay", true, 0, .args = "{\"amount\":10}", .enforce = true, .want = "allow", .rules = "pays",
+		 .prov = "{\"agent\":true,\"context\":null,\"args\":{\"amount\":" L_FETCH "}}"},
+		/* untrusted context but no argument labels: nothing untrusted is written */
+		{"pay", true, 0, .args = "{\"amount\":10}", .enforce = true, .want = "allow", .rules = "pays",
+		 .prov = "{\"agent\":true,\"context\":" L_FETCH "}"},
+		/* readers() alone */
+		{"log", true, 0, .args = "{\"to\":\"x\"}", .enforce = true, .want = "deny", .rules = "rd",
+		 .prov = "{\"agent\":false,\"context\":null,\"args\":{\"to\":" L_PUBLIC "}}"},
+		{"log", true, 0, .args = "{\"to\":\"x\"}", .enforce = true, .want = "allow", .rules = "logs",
+		 .prov = "{\"agent\":false,\"context\":null,\"args\":{\"to\":" L_TRUSTED "}}"},
 		/* sources(), readers(), provenance */
 		{"look", false, 0, .args = "{\"to\":\"q\"}", .enforce = true, .want = "deny", .rules = "kb",
 		 .prov = "{\"agent\":true,\"context\":" L_FETCH ",\"args\":{\"to\":" L_PUBLIC "}}"},
@@ -654,8 +846,11 @@ int main(void)
 		cmocka_unit_test(test_eval_edges),
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_compile_errors),
+		cmocka_unit_test(test_approval_norm),
 		cmocka_unit_test(test_alloc_faults),
 		cmocka_unit_test(test_labels),
+		cmocka_unit_test(test_label_edges),
+		cmocka_unit_test(test_label_faults),
 		cmocka_unit_test(test_provenance),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
