@@ -323,7 +323,10 @@ static void policy_attach(rein_trace *t, step_state *ss, int i, const char *tool
 		set_s(t, i, "rein.policy.rule", json_string_value(json_array_get(rules, 0)));
 	else if (n > 1)
 		set(t, i, "rein.policy.rule", json_copy((json_t *)rules));
-	span_event(t, i, "rein.policy.decision", ss->policy_at, ss->policy);
+	/* decided just before the span opened (or before an approval wait):
+	 * the event is put at the span's start, inside it */
+	int64_t at = ss->policy_at > t->spans[i].start_ms ? ss->policy_at : t->spans[i].start_ms;
+	span_event(t, i, "rein.policy.decision", at, ss->policy);
 	ss->policy = NULL;
 }
 
@@ -912,6 +915,18 @@ static void render_span(const rein_trace *t, size_t i, rein_buf *b, bool *oom, c
 	const char *rs = json_string_value(json_object_get(s->attrs, "rein.run.status"));
 	if (rs)
 		*oom |= rein_buf_printf(b, "  [%s]", rs) != REIN_OK;
+	const char *pd = json_string_value(json_object_get(s->attrs, "rein.policy.decision"));
+	if (pd)
+		*oom |= rein_buf_printf(b, "  policy %s", pd) != REIN_OK;
+	const char *ao = json_string_value(json_object_get(s->attrs, "rein.approval.outcome"));
+	const json_t *by = json_object_get(s->attrs, "rein.approval.approver");
+	if (ao || json_array_size(by)) {
+		*oom |= rein_buf_printf(b, "  [%s", ao ? ao : "waiting") != REIN_OK;
+		for (size_t k = 0; k < json_array_size(by); k++)
+			*oom |= rein_buf_printf(b, "%s%s", k ? ", " : " by ",
+						json_string_value(json_array_get(by, k))) != REIN_OK;
+		*oom |= rein_buf_puts(b, "]") != REIN_OK;
+	}
 	if (s->open)
 		*oom |= rein_buf_puts(b, "  (open)") != REIN_OK;
 	if (s->status == REIN_STATUS_ERROR) {

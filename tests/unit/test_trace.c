@@ -260,7 +260,8 @@ static void test_governance(void **state)
 	rein_buf out = {0};
 	assert_int_equal(rein_trace_render(t, &out), REIN_OK);
 	if (getenv("SHOW")) fputs(out.p, stderr);
-	assert_non_null(strstr(out.p, "approval pay"));
+	assert_non_null(strstr(out.p, "approval pay  40ms  [granted by ann, bob]"));
+	assert_non_null(strstr(out.p, "execute_tool pay  10ms  policy approve"));
 	assert_non_null(strstr(out.p, "· rein.approval.refused"));
 	rein_buf_free(&out);
 	rein_trace_free(t);
