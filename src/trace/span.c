@@ -448,9 +448,10 @@ static void set_input_messages(rein_trace *t, int i, const json_t *req)
 		ok = ok && parts != NULL;
 		const json_t *content = json_object_get(m, "content");
 		if (ok && role && strcmp(role, "tool") == 0)
-			ok = add_part(parts, json_pack("{s:s, s:O?, s:O?}", "type", "tool_call_response",
+			/* response is required: a result recorded as missing is null */
+			ok = add_part(parts, json_pack("{s:s, s:O?, s:O}", "type", "tool_call_response",
 						       "id", json_object_get(m, "tool_call_id"),
-						       "response", content));
+						       "response", content ? content : json_null()));
 		else if (ok && content && !json_is_null(content))
 			ok = add_part(parts, text_part(content));
 		ok = ok && add_calls(parts, json_object_get(m, "tool_calls"));

@@ -274,7 +274,8 @@ static const ev CONTENT[] = {
 	{"model.intent", "a", "{\"tier\":\"t\",\"model\":\"m\",\"request_hash\":\"h\",\"estimate\":{},\"params\":{},"
 	 "\"request\":{\"system\":\"Write to ops@example.com\",\"messages\":[{\"role\":\"user\",\"content\":"
 	 "\"card 4111 1111 1111 1111, mail jo.doe@example.org, iban GB82WEST12345698765432, key sk-abcdefghijklmnopqrstuvwx\"},"
-	 "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":{\"phone\":\"+44 20 7946 0958\"}}]}}"},
+	 "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":{\"phone\":\"+44 20 7946 0958\"}},"
+	 "{\"role\":\"tool\",\"tool_call_id\":\"c0\"}]}}"},
 	{"model.call", "a", "{\"tier\":\"t\",\"model\":\"m\",\"request_hash\":\"h\",\"usage\":{},\"cost_usd\":0,"
 	 "\"response\":{\"text\":\"Refund 4111 1111 1111 1111 to jo.doe@example.org\",\"finish_reason\":\"stop\","
 	 "\"tool_calls\":[{\"id\":\"c2\",\"name\":\"mail\",\"arguments\":{\"to\":\"jo.doe@example.org\"}}]}}"},
@@ -302,6 +303,8 @@ static void test_content_redacted(void **state)
 	assert_non_null(strstr(in, "[token:1]"));
 	assert_non_null(strstr(in, "[phone:1]"));
 	assert_non_null(strstr(attr_s(chat, "gen_ai.system_instructions"), "[email:"));
+	/* the conventions' ToolCallResponsePart requires response: null when none was recorded */
+	assert_non_null(strstr(in, "{\"id\":\"c0\",\"response\":null,\"type\":\"tool_call_response\"}"));
 	/* one redactor per trace: the same value, the same placeholder in the answer */
 	if (getenv("SHOW")) fprintf(stderr, "%s\n%s\n", in, out);
 	assert_non_null(strstr(out, "Refund [card:1] to "));
