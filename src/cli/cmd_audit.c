@@ -636,11 +636,12 @@ static void md_decisions(FILE *f, const json_t *list)
 		const json_t *pv = json_object_get(e, "provenance");
 		if (!json_is_object(pv))
 			continue;
-		if (json_object_get(pv, "agent")) {
-			fputs("  - agent context: ", f);
-			md_json(f, json_object_get(pv, "agent"));
-			fputs(" ", f);
-			md_json(f, json_object_get(pv, "context"));
+		if (json_is_true(json_object_get(pv, "agent"))) {
+			fputs("  - proposed by an agent whose context held ", f);
+			if (json_is_object(json_object_get(pv, "context")))
+				md_label(f, json_object_get(pv, "context"));
+			else
+				md_json(f, json_object_get(pv, "context"));
 			fputc('\n', f);
 		}
 		const char *k;
@@ -673,7 +674,7 @@ static void md_approvals(FILE *f, const json_t *list)
 			md_json(f, json_object_get(v, "roles"));
 			fputs(") at ", f);
 			md_time(f, v, "at");
-			if (json_object_get(v, "reason"))
+			if (json_is_string(json_object_get(v, "reason")))
 				fprintf(f, ": %s", str(v, "reason", ""));
 			if (json_object_get(v, "edited_args")) {
 				fputs(", **edited** args to ", f);
