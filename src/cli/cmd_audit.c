@@ -31,6 +31,7 @@ typedef struct exp_ctx {
 	json_t *doc;       /* the export */
 	json_t *decisions, *approvals, *reads, *writes;
 	json_t *open;      /* tool calls whose result is not seen yet: [{entry, step, call_id}] */
+	json_t *intents;   /* step -> its latest model.intent's provenance {seq, labels, reads} */
 	double cost;
 	json_int_t model_calls, tin, tout;
 	bool nomem;
@@ -161,6 +162,14 @@ static void on_model_call(exp_ctx *x, const rein_event_row *ev, const json_t *p)
 	copy(x, e, p, "usage");
 	copy(x, e, p, "cost_usd");
 	copy(x, e, p, "cached");
+	/* the provenance of what its prompt read, from the call's model.intent */
+	json_t *in = ev->step ? json_object_get(x->intents, ev->step) : NULL;
+	if (in != NULL) {
+		copy(x, e, in, "labels");
+		copy(x, e, in, "reads");
+		put(x, e, "intent_seq", json_incref(json_object_get(in, "seq")));
+		json_object_del(x->intents, ev->step);
+	}
 	push(x, x->reads, e);
 	const json_t *u = json_object_get(p, "usage");
 	x->model_calls++;
@@ -213,6 +222,10 @@ static int walk(void *ud, const rein_event_row *ev)
 	} else if (strcmp(t, "policy.decision") == 0) {
 		json_t *e = entry_base(x, ev);
 		if (e) {
+			copy(x, e, p, "tool");
+			/* the labels the decision used: {agent, context, args: {NAME: {sources, readers, trusted}}} */
+			json_t *pv = json_object_get(p, "provenance");
+			put(x, e, "provenance", pv ? json_incref(pv) : json_null());
 			put(x, e, "decision", p ? json_incref(p) : json_null());
 			push(x, x->decisions, e);
 		}
@@ -236,6 +249,11 @@ static int walk(void *ud, const rein_event_row *ev)
 		/* a tool step's call answers with its step's end */
 		if ((i = find_open(x, ev->step, NULL, false)) >= 0)
 			close_call(x, i, ev, p, t[5] == 'c' ? "ok" : "error");
+	} else if (strcmp(t, "model.intent") == 0 && ev->step != NULL) {
+		json_t *in = json_pack("{s:I, s:O?, s:O?}", "seq", (json_int_t)ev->seq, "labels",
+				       json_object_get(p, "labels"), "reads", json_object_get(p, "reads"));
+		if (in == NULL || json_object_set_new(x->intents, ev->step, in) != 0)
+			x->nomem = true;
 	} else if (strcmp(t, "model.call") == 0) {
 		on_model_call(x, ev, p);
 	} else if (strcmp(t, "run.ended") == 0) {
@@ -296,13 +314,140 @@ out:
 	return rc;
 }
 
+/*
+ * The approvals, one entry per approval.requested (docs/approvals.md), from
+ * the approval events the walk collected: who asked for what exact action
+ * (tool, arguments, action hash, policy version), each vote (who, when, their
+ * roles, reason and any edit of the arguments), the tokens refused, the
+ * outcome (granted once need.count votes are in, denied, expired, pending),
+ * and the call that was then sent (the tool call with the request's
+ * idempotency key, and its arguments). Kept apart from the walk, so that the
+ * approvals work can keep or replace it whole.
+ */
+static void audit_approvals(exp_ctx *x)
+{
+	json_t *list = json_array(), *by_id = json_object();
+	size_t i;
+	json_t *e;
+	if (list == NULL || by_id == NULL) {
+		x->nomem = true;
+		goto out;
+	}
+	json_array_foreach(x->approvals, i, e) {
+		const char *ev = json_string_value(json_object_get(e, "event"));
+		const json_t *d = json_object_get(e, "data");
+		const char *id = json_string_value(json_object_get(d, "id"));
+		if (ev == NULL || id == NULL || strncmp(ev, "approval.", 9) != 0)
+			continue; /* an inbox entry: its verdict is the approval.* event that follows */
+		const char *what = ev + 9;
+		json_t *a = json_object_get(by_id, id);
+		if (strcmp(what, "requested") == 0) {
+			a = json_pack("{s:s, s:O, s:O, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O, s:O, "
+				      "s:O?, s:[], s:[], s:[], s:s, s:n, s:[], s:n}",
+				      "id", id, "step", json_object_get(e, "step"), "requested_seq",
+				      json_object_get(e, "seq"), "tool", json_object_get(d, "tool"), "args",
+				      json_object_get(d, "args"), "action_hash", json_object_get(d, "action_hash"),
+				      "policy_version", json_object_get(d, "policy_version"), "risk",
+				      json_object_get(d, "risk"), "rules", json_object_get(d, "rules"), "need",
+				      json_object_get(d, "need"), "requested_at", json_object_get(e, "at"),
+				      "requester", json_object_get(d, "requester") ? json_object_get(d, "requester")
+										 : json_null(),
+				      "sla_due_at", json_object_get(d, "sla_due_at"), "votes", "refused", "alerts",
+				      "outcome", "pending", "decided_at", "decided_by", "sent");
+			if (a == NULL || json_object_set_new(by_id, id, a) != 0 ||
+			    json_array_append(list, a) != 0) {
+				x->nomem = true;
+				goto out;
+			}
+			continue;
+		}
+		if (a == NULL)
+			continue;
+		json_t *at = json_object_get(e, "at");
+		const char *outcome = json_string_value(json_object_get(a, "outcome"));
+		bool open = outcome && strcmp(outcome, "pending") == 0;
+		if (strcmp(what, "granted") == 0 || strcmp(what, "denied") == 0) {
+			json_t *v = json_pack("{s:s, s:O, s:O, s:O?, s:O?, s:O?}", "vote", what + 0, "seq",
+					      json_object_get(e, "seq"), "at", at, "by", json_object_get(d, "by"),
+					      "roles", json_object_get(d, "roles"), "reason",
+					      json_object_get(d, "reason"));
+			json_t *edit = json_object_get(d, "args");
+			if (v && json_is_object(edit))
+				put(x, v, "edited_args", json_incref(edit));
+			push(x, json_object_get(a, "votes"), v);
+			json_int_t need = json_integer_value(json_object_get(json_object_get(a, "need"), "count"));
+			size_t grants = 0, k;
+			json_t *vv;
+			json_array_foreach(json_object_get(a, "votes"), k, vv)
+				grants += strcmp(json_string_value(json_object_get(vv, "vote")), "granted") == 0;
+			bool decided = what[0] == 'd' || (json_int_t)grants >= (need > 0 ? need : 1);
+			if (open && decided) {
+				put(x, a, "outcome", json_string(what[0] == 'd' ? "denied" : "granted"));
+				put(x, a, "decided_at", json_incref(at));
+				json_t *who = json_array();
+				json_array_foreach(json_object_get(a, "votes"), k, vv)
+					if (who && json_object_get(vv, "by"))
+						push(x, who, json_incref(json_object_get(vv, "by")));
+				put(x, a, "decided_by", who);
+				if (what[0] == 'g' && json_is_object(edit))
+					put(x, a, "edited_args", json_incref(edit));
+			}
+		} else if (strcmp(what, "refused") == 0) {
+			push(x, json_object_get(a, "refused"),
+			     json_pack("{s:O, s:O, s:O?, s:O?}", "seq", json_object_get(e, "seq"), "at", at, "by",
+				       json_object_get(d, "by"), "reason", json_object_get(d, "reason")));
+		} else if (strcmp(what, "alert") == 0) {
+			push(x, json_object_get(a, "alerts"),
+			     json_pack("{s:O, s:O, s:O?}", "seq", json_object_get(e, "seq"), "at", at, "webhook",
+				       json_object_get(d, "webhook")));
+		} else if (strcmp(what, "expired") == 0 && open) {
+			const char *ot = json_string_value(json_object_get(d, "on_timeout"));
+			put(x, a, "on_timeout", json_string(ot ? ot : "?"));
+			if (ot == NULL || strcmp(ot, "halt") != 0) {
+				put(x, a, "outcome", json_string("expired"));
+				put(x, a, "decided_at", json_incref(at));
+			}
+		}
+	}
+	/* the exact call sent after a grant: the tool call with the request's key */
+	json_array_foreach(list, i, e) {
+		const char *key = NULL;
+		size_t k;
+		json_t *w;
+		json_t *req = NULL;
+		json_array_foreach(x->approvals, k, w) {
+			const json_t *d = json_object_get(w, "data");
+			if (json_equal(json_object_get(w, "seq"), json_object_get(e, "requested_seq")))
+				req = (json_t *)d;
+		}
+		key = json_string_value(json_object_get(req, "key"));
+		json_t *lists[2] = {x->writes, x->reads};
+		for (int l = 0; key && l < 2; l++)
+			json_array_foreach(lists[l], k, w) {
+				const char *wk = json_string_value(json_object_get(w, "key"));
+				if (wk && strcmp(wk, key) == 0 && json_is_null(json_object_get(e, "sent")) &&
+				    json_integer_value(json_object_get(w, "seq")) >
+					    json_integer_value(json_object_get(e, "requested_seq")))
+					put(x, e, "sent", json_pack("{s:O, s:O?, s:O?}", "seq", json_object_get(w, "seq"),
+								    "args", json_object_get(w, "args"), "outcome",
+								    json_object_get(w, "outcome")));
+			}
+	}
+	put(x, x->doc, "approval_summary", list);
+	list = NULL;
+out:
+	json_decref(list);
+	json_decref(by_id);
+}
+
 /* Builds the export of run id into *out. */
 static int build(rein_store *st, const rein_run_row *row, json_t **out, rein_err *e)
 {
 	exp_ctx x = {.doc = json_object(), .decisions = json_array(), .approvals = json_array(),
-		     .reads = json_array(), .writes = json_array(), .open = json_array()};
+		     .reads = json_array(), .writes = json_array(), .open = json_array(),
+		     .intents = json_object()};
 	int rc = REIN_OK;
-	if (!x.doc || !x.decisions || !x.approvals || !x.reads || !x.writes || !x.open) {
+	if (!x.doc || !x.decisions || !x.approvals || !x.reads || !x.writes || !x.open || !x.intents) {
 		rc = rein_err_set(e, REIN_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -319,6 +464,7 @@ static int build(rein_store *st, const rein_run_row *row, json_t **out, rein_err
 	put(&x, x.doc, "approvals", json_incref(x.approvals));
 	put(&x, x.doc, "reads", json_incref(x.reads));
 	put(&x, x.doc, "writes", json_incref(x.writes));
+	audit_approvals(&x);
 	put(&x, x.doc, "cost",
 	    json_pack("{s:f,s:I,s:I,s:I}", "usd", x.cost, "model_calls", x.model_calls,
 		      "input_tokens", x.tin, "output_tokens", x.tout));
@@ -339,6 +485,7 @@ out:
 	json_decref(x.reads);
 	json_decref(x.writes);
 	json_decref(x.open);
+	json_decref(x.intents);
 	return rc;
 }
 
@@ -375,6 +522,18 @@ static void md_requester(FILE *f, const json_t *req)
 	fputc('\n', f);
 }
 
+/* A label {sources, readers, trusted} in words. */
+static void md_label(FILE *f, const json_t *l)
+{
+	fputs("sources ", f);
+	md_json(f, json_object_get(l, "sources"));
+	fputs(", readers ", f);
+	md_json(f, json_object_get(l, "readers"));
+	const json_t *t = json_object_get(l, "trusted");
+	if (json_is_boolean(t))
+		fprintf(f, ", %s", json_is_true(t) ? "**trusted**" : "**not trusted**");
+}
+
 static void md_calls(FILE *f, const json_t *list, bool writes)
 {
 	size_t i;
@@ -401,6 +560,13 @@ static void md_calls(FILE *f, const json_t *list, bool writes)
 			fputs(", cost_usd ", f);
 			md_json(f, json_object_get(e, "cost_usd"));
 			fputc('\n', f);
+			if (json_object_get(e, "labels")) {
+				fputs("  - its prompt read ", f);
+				md_json(f, json_object_get(e, "reads"));
+				fputs(": ", f);
+				md_label(f, json_object_get(e, "labels"));
+				fputc('\n', f);
+			}
 			continue;
 		}
 		fprintf(f, "- seq %lld, %s`%s` (%s), key `%s`, ",
@@ -448,6 +614,93 @@ static void md_events(FILE *f, const json_t *list, const char *field)
 	}
 }
 
+/* Each policy decision, then the provenance of the data it decided on. */
+static void md_decisions(FILE *f, const json_t *list)
+{
+	size_t i;
+	json_t *e;
+	if (json_array_size(list) == 0) {
+		fputs("none recorded\n", f);
+		return;
+	}
+	json_array_foreach(list, i, e) {
+		const json_t *d = json_object_get(e, "decision");
+		fprintf(f, "- seq %lld, step `%s`, at ", (long long)json_integer_value(json_object_get(e, "seq")),
+			str(e, "step", "(run)"));
+		md_time(f, e, "at");
+		fprintf(f, ": **%s** `%s` by rules ", str(d, "decision", "?"), str(d, "tool", "?"));
+		md_json(f, json_object_get(d, "rules"));
+		fputs(", reasons ", f);
+		md_json(f, json_object_get(d, "reasons"));
+		fprintf(f, ", policy version `%.12s`\n", str(d, "policy_version", "?"));
+		const json_t *pv = json_object_get(e, "provenance");
+		if (!json_is_object(pv))
+			continue;
+		if (json_is_true(json_object_get(pv, "agent"))) {
+			fputs("  - proposed by an agent whose context held ", f);
+			if (json_is_object(json_object_get(pv, "context")))
+				md_label(f, json_object_get(pv, "context"));
+			else
+				md_json(f, json_object_get(pv, "context"));
+			fputc('\n', f);
+		}
+		const char *k;
+		const json_t *l;
+		json_object_foreach((json_t *)json_object_get(pv, "args"), k, l) {
+			fprintf(f, "  - argument `%s`: ", k);
+			md_label(f, l);
+			fputc('\n', f);
+		}
+	}
+}
+
+/* The approvals: the exact action, each vote, refusals, the outcome, what was sent. */
+static void md_approvals(FILE *f, const json_t *list)
+{
+	size_t i, k;
+	json_t *a, *v;
+	json_array_foreach(list, i, a) {
+		fprintf(f, "- `%s`, step `%s`: **%s**; action `%s` args ", str(a, "id", "?"), str(a, "step", "?"),
+			str(a, "outcome", "?"), str(a, "tool", "?"));
+		md_json(f, json_object_get(a, "args"));
+		fprintf(f, " (action hash `%.16s`, policy version `%.12s`, risk %s), requested at ",
+			str(a, "action_hash", "?"), str(a, "policy_version", "?"), str(a, "risk", "?"));
+		md_time(f, a, "requested_at");
+		fputs(", needs ", f);
+		md_json(f, json_object_get(a, "need"));
+		fputc('\n', f);
+		json_array_foreach(json_object_get(a, "votes"), k, v) {
+			fprintf(f, "  - %s by %s (roles ", str(v, "vote", "?"), str(v, "by", "?"));
+			md_json(f, json_object_get(v, "roles"));
+			fputs(") at ", f);
+			md_time(f, v, "at");
+			if (json_is_string(json_object_get(v, "reason")))
+				fprintf(f, ": %s", str(v, "reason", ""));
+			if (json_object_get(v, "edited_args")) {
+				fputs(", **edited** args to ", f);
+				md_json(f, json_object_get(v, "edited_args"));
+			}
+			fputc('\n', f);
+		}
+		json_array_foreach(json_object_get(a, "refused"), k, v) {
+			fprintf(f, "  - refused a token of %s at ", str(v, "by", "(unknown)"));
+			md_time(f, v, "at");
+			fprintf(f, ": %s\n", str(v, "reason", "?"));
+		}
+		if (json_is_integer(json_object_get(a, "decided_at"))) {
+			fputs("  - decided at ", f);
+			md_time(f, a, "decided_at");
+			fputc('\n', f);
+		}
+		const json_t *sent = json_object_get(a, "sent");
+		if (json_is_object(sent)) {
+			fprintf(f, "  - sent (seq %lld) with args ", (long long)json_integer_value(json_object_get(sent, "seq")));
+			md_json(f, json_object_get(sent, "args"));
+			fprintf(f, ": %s\n", str(sent, "outcome", "?"));
+		}
+	}
+}
+
 static void md_render(FILE *f, const json_t *d)
 {
 	const json_t *cost = json_object_get(d, "cost");
@@ -463,9 +716,12 @@ static void md_render(FILE *f, const json_t *d)
 	fputs("\n- requester: ", f);
 	md_requester(f, json_object_get(d, "requester"));
 	fputs("\n## Policy decisions\n\n", f);
-	md_events(f, json_object_get(d, "policy_decisions"), "decision");
+	md_decisions(f, json_object_get(d, "policy_decisions"));
 	fputs("\n## Approvals\n\n", f);
-	md_events(f, json_object_get(d, "approvals"), "data");
+	if (json_array_size(json_object_get(d, "approval_summary")))
+		md_approvals(f, json_object_get(d, "approval_summary"));
+	else
+		md_events(f, json_object_get(d, "approvals"), "data");
 	fputs("\n## Data read (by step, with its source)\n", f);
 	md_calls(f, json_object_get(d, "reads"), false);
 	fputs("\n## Writes and their results\n", f);

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -20,19 +21,22 @@
 #include "trace.h"
 
 static const char usage_text[] =
-	"usage: rein metrics [--db PATH] [--serve ADDR:PORT]\n"
+	"usage: rein metrics [--db PATH] [--serve ADDR:PORT] [--review-rate USD_PER_HOUR]\n"
 	"\n"
 	"Prints the store's runs and events as Prometheus metrics (text format 0.0.4):\n"
 	"runs by workflow, version and outcome, escalations, tool and model calls,\n"
 	"retries, breaker state, tokens and cost, step latency, and the GenAI client\n"
 	"histograms (docs/observability.md). With --serve, answers GET /metrics on\n"
 	"ADDR:PORT (e.g. 127.0.0.1:9464) until SIGTERM or SIGINT, reading the store\n"
-	"at each scrape; PORT 0 picks a free port (printed on stderr).\n";
+	"at each scrape; PORT 0 picks a free port (printed on stderr).\n"
+	"--review-rate (else REIN_REVIEW_COST_PER_HOUR) prices human review time\n"
+	"(approvals) in the cost per completed run.\n";
 
 typedef struct server {
 	const char *db;
 	rein_store *st;
 	rein_metrics *m;
+	double rate;
 	pthread_mutex_t lock;
 } server;
 
@@ -44,8 +48,8 @@ static int ensure_open(server *sv, rein_err *e)
 	int rc = REIN_OK;
 	if (sv->st == NULL)
 		rc = rein_store_open(sv->db, &o, &sv->st, e);
-	if (rc == REIN_OK && sv->m == NULL)
-		rc = rein_metrics_new(&sv->m, e);
+	if (rc == REIN_OK && sv->m == NULL && (rc = rein_metrics_new(&sv->m, e)) == REIN_OK)
+		rein_metrics_set_review_rate(sv->m, sv->rate);
 	return rc;
 }
 
@@ -129,10 +133,21 @@ static bool parse_addr(const char *s, struct sockaddr_in *sa)
 	return host[0] == '\0' || inet_pton(AF_INET, host, &sa->sin_addr) == 1;
 }
 
-static int serve(const char *db, const char *addr)
+/* A review rate: a finite decimal number >= 0 (USD per hour). */
+static bool parse_rate(const char *s, double *out)
+{
+	char *end;
+	double v = s && *s ? strtod(s, &end) : -1;
+	if (v < 0 || !isfinite(v) || *end != '\0')
+		return false;
+	*out = v;
+	return true;
+}
+
+static int serve(const char *db, const char *addr, double rate)
 {
 	struct sockaddr_in sa;
-	server sv = {.db = db};
+	server sv = {.db = db, .rate = rate};
 	struct MHD_Daemon *d = NULL;
 	rein_err e = {0};
 	sigset_t set;
@@ -183,9 +198,11 @@ int rein_cmd_metrics(int argc, char **argv, const char *db)
 {
 	static const struct option lo[] = {{"db", required_argument, 0, 'd'},
 					   {"serve", required_argument, 0, 's'},
+					   {"review-rate", required_argument, 0, 'r'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
-	const char *addr = NULL;
+	const char *addr = NULL, *rate_s = getenv("REIN_REVIEW_COST_PER_HOUR");
+	double rate = 0;
 	rein_store *st = NULL;
 	rein_metrics *m = NULL;
 	rein_buf b = {0};
@@ -197,6 +214,7 @@ int rein_cmd_metrics(int argc, char **argv, const char *db)
 		switch (c) {
 		case 'd': db = optarg; break;
 		case 's': addr = optarg; break;
+		case 'r': rate_s = optarg; break;
 		case 'h': fputs(usage_text, stdout); ex = 0; goto out;
 		default:
 			fprintf(stderr, "rein metrics: bad option '%s'\n%s", argv[optind - 1], usage_text);
@@ -207,10 +225,15 @@ int rein_cmd_metrics(int argc, char **argv, const char *db)
 		fprintf(stderr, "rein metrics: unexpected argument '%s'\n%s", argv[optind], usage_text);
 		goto out;
 	}
+	if (rate_s && *rate_s && !parse_rate(rate_s, &rate)) {
+		fprintf(stderr, "rein metrics: the review rate must be a number >= 0 (USD per hour), not '%s'\n",
+			rate_s);
+		goto out;
+	}
 	if (db == NULL)
 		db = getenv("REIN_DB") && *getenv("REIN_DB") ? getenv("REIN_DB") : "rein.db";
 	if (addr) {
-		ex = serve(db, addr);
+		ex = serve(db, addr, rate);
 		goto out;
 	}
 	if (rein_store_open(db, &o, &st, &e) != REIN_OK) {
@@ -219,7 +242,9 @@ int rein_cmd_metrics(int argc, char **argv, const char *db)
 		goto out;
 	}
 	ex = 1;
-	if (rein_metrics_new(&m, &e) != REIN_OK || rein_metrics_collect(m, st, &b, &e) != REIN_OK) {
+	if (rein_metrics_new(&m, &e) == REIN_OK)
+		rein_metrics_set_review_rate(m, rate);
+	if (m == NULL || rein_metrics_collect(m, st, &b, &e) != REIN_OK) {
 		fprintf(stderr, "rein metrics: %s\n", e.msg);
 		goto out;
 	}

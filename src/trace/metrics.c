@@ -32,6 +32,9 @@ static const double b_seconds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 static const double b_run_seconds[] = {0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 21600, 86400};
 static const double b_count[] = {0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 100};
 static const double b_cost[] = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10};
+/* a human's review: minutes to days; a task's cost with it: cents to hundreds */
+static const double b_review_seconds[] = {10, 30, 60, 300, 600, 1800, 3600, 14400, 28800, 86400, 259200};
+static const double b_task_cost[] = {0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 25, 50, 100, 250};
 /* the GenAI semantic conventions' ExplicitBucketBoundaries (gen-ai-metrics.md) */
 static const double b_genai_seconds[] = {0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64,
 					 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92};
@@ -44,7 +47,6 @@ typedef struct family {
 	const char *help;
 	const double *bounds;
 	size_t nb;
-	const char *gate; /* emitted only when the event table has this type */
 } family;
 
 enum {
@@ -70,8 +72,13 @@ enum {
 	F_GENAI_DURATION,
 	F_GENAI_TOKENS,
 	F_POLICY_DENIALS,
+	F_POLICY_DECISIONS,
 	F_APPROVALS_PENDING,
 	F_APPROVAL_AGE,
+	F_APPROVAL_REVIEW,
+	F_REVIEW_COST,
+	F_RUN_COST_REVIEW,
+	F_REVIEW_RATE,
 	F_SCAN_RUNS,
 	F_SCAN_EVENTS,
 	F_SCAN_SECONDS,
@@ -80,7 +87,6 @@ enum {
 
 #define FAM(n, k, h) {.name = n, .kind = k, .help = h}
 #define HIST(n, h, a) {.name = n, .kind = HISTOGRAM, .help = h, .bounds = a, .nb = sizeof a / sizeof *a}
-#define GATED(n, k, h, g) {.name = n, .kind = k, .help = h, .gate = g}
 
 static const family families[F__COUNT] = {
 	[F_RUNS] = FAM("rein_runs_total", COUNTER, "Runs that ended, by workflow, version and outcome."),
@@ -124,12 +130,26 @@ static const family families[F__COUNT] = {
 		"GenAI operation duration (gen_ai.client.operation.duration).", b_genai_seconds),
 	[F_GENAI_TOKENS] = HIST("gen_ai_client_token_usage",
 		"Number of input and output tokens used (gen_ai.client.token.usage).", b_genai_tokens),
-	[F_POLICY_DENIALS] = GATED("rein_policy_denials_total",
-		COUNTER, "Policy denials by workflow and rule.", "policy.denied"),
-	[F_APPROVALS_PENDING] = GATED("rein_approvals_pending",
-		GAUGE, "Approvals waiting for a decision, by workflow.", "approval.requested"),
-	[F_APPROVAL_AGE] = GATED("rein_approval_oldest_pending_seconds",
-		GAUGE, "Age of the oldest approval waiting for a decision, by workflow.", "approval.requested"),
+	[F_POLICY_DENIALS] = FAM("rein_policy_denials_total",
+		COUNTER, "Proposed calls the policies denied, by workflow and deciding rule (one count per "
+		"rule id; rule=\"default\": the write-tool default)."),
+	[F_POLICY_DECISIONS] = FAM("rein_policy_decisions_total",
+		COUNTER, "Policy decisions (policy.decision) by workflow and decision."),
+	[F_APPROVALS_PENDING] = FAM("rein_approvals_pending",
+		GAUGE, "Approvals waiting for a decision in runs not ended, by workflow."),
+	[F_APPROVAL_AGE] = FAM("rein_approval_oldest_pending_seconds",
+		GAUGE, "Age of the oldest approval waiting for a decision, by workflow."),
+	[F_APPROVAL_REVIEW] = HIST("rein_approval_review_seconds",
+		"Human review time per approval, from approval.requested to the decision (the last "
+		"grant needed, or a denial), by workflow and outcome.", b_review_seconds),
+	[F_REVIEW_COST] = FAM("rein_approval_review_cost_usd_total",
+		COUNTER, "Review time priced at the configured rate (REIN_REVIEW_COST_PER_HOUR, "
+		"--review-rate), by workflow."),
+	[F_RUN_COST_REVIEW] = HIST("rein_completed_run_cost_with_review_usd",
+		"Cost per completed (succeeded) run: model cost plus its review time at the configured "
+		"rate.", b_task_cost),
+	[F_REVIEW_RATE] = FAM("rein_review_cost_per_hour_usd",
+		GAUGE, "The rate review time is priced at (USD per hour; 0: not configured)."),
 	[F_SCAN_RUNS] = FAM("rein_metrics_scan_runs",
 		GAUGE, "Runs this collect listed (kind=\"listed\") and whose event logs it read (kind=\"read\")."),
 	[F_SCAN_EVENTS] = FAM("rein_metrics_scan_events", GAUGE, "Events this collect read from the store."),
@@ -305,6 +325,13 @@ typedef struct intent {
 	char *step, *tier, *model, *provider;
 } intent;
 
+/* One approval.requested of the run, until it is decided. */
+typedef struct approval {
+	char *id;
+	int64_t at, need, votes;
+	bool done;
+} approval;
+
 typedef struct fold {
 	tab *t;
 	const rein_run_row *row;
@@ -321,8 +348,10 @@ typedef struct fold {
 	size_t nintents;
 	int64_t tool_calls, retries, tokens;
 	double cost;
-	/* governance (only once those events exist) */
-	int64_t pending, oldest_pending;
+	/* governance */
+	approval *apprs;
+	size_t napprs;
+	double review_s, rate; /* review seconds of the run; USD per hour */
 } fold;
 
 /* Adds v to the series fam{labels...}: name/value pairs ending with NULL. */
@@ -525,6 +554,76 @@ static int on_breaker(fold *f, const char *kind, const char *name, int state, in
 	return rc;
 }
 
+/* A decision by decision; a denial once per deciding rule id. */
+static int on_policy(fold *f, const json_t *d)
+{
+	const char *dec = jstr(d, "decision");
+	int rc = add(f, F_POLICY_DECISIONS, 1, "decision", dec ? dec : "", NULL);
+	if (rc != REIN_OK || !same(dec, "deny"))
+		return rc;
+	const json_t *rules = json_object_get(d, "rules");
+	size_t k;
+	const json_t *r;
+	if (json_array_size(rules) == 0)
+		return add(f, F_POLICY_DENIALS, 1, "rule", "default", NULL);
+	json_array_foreach(rules, k, r) {
+		if (rc == REIN_OK && json_is_string(r))
+			rc = add(f, F_POLICY_DENIALS, 1, "rule", json_string_value(r), NULL);
+	}
+	return rc;
+}
+
+static int review_done(fold *f, approval *a, int64_t at, const char *outcome)
+{
+	double sec = at > a->at ? (at - a->at) / 1000.0 : 0;
+	a->done = true;
+	f->review_s += sec;
+	int rc = add(f, F_APPROVAL_REVIEW, sec, "outcome", outcome, NULL);
+	if (rc == REIN_OK && f->rate > 0)
+		rc = add(f, F_REVIEW_COST, sec / 3600.0 * f->rate, NULL);
+	return rc;
+}
+
+/* The approval.* events (docs/approvals.md), by name: pending from requested
+ * until need.count grants (approval.granted, one per distinct approver), a
+ * denial, or an expiry whose on_timeout is not halt. */
+static int on_approval(fold *f, const char *what, int64_t at, const json_t *d)
+{
+	const char *id = jstr(d, "id");
+	approval *a = NULL;
+	for (size_t i = 0; id && i < f->napprs; i++)
+		if (same(f->apprs[i].id, id))
+			a = &f->apprs[i];
+	if (strcmp(what, "requested") == 0) {
+		if (a == NULL) {
+			approval *na = rein_realloc(f->apprs, (f->napprs + 1) * sizeof *na);
+			if (na == NULL)
+				return REIN_ENOMEM;
+			f->apprs = na;
+			a = &na[f->napprs];
+			memset(a, 0, sizeof *a);
+			if ((a->id = rein_strdup(id ? id : "")) == NULL)
+				return REIN_ENOMEM;
+			f->napprs++;
+		}
+		const json_t *need = json_object_get(json_object_get(d, "need"), "count");
+		a->at = at;
+		a->need = json_is_integer(need) && json_integer_value(need) > 0 ? json_integer_value(need) : 1;
+		a->votes = 0;
+		a->done = false;
+		return REIN_OK;
+	}
+	if (a == NULL || a->done)
+		return REIN_OK;
+	if (strcmp(what, "granted") == 0 && ++a->votes >= a->need)
+		return review_done(f, a, at, "granted");
+	if (strcmp(what, "denied") == 0)
+		return review_done(f, a, at, "denied");
+	if (strcmp(what, "expired") == 0 && !same(jstr(d, "on_timeout"), "halt"))
+		a->done = true; /* nobody decided: no review time */
+	return REIN_OK;
+}
+
 static int fold_event(fold *f, const char *type, const char *step, int64_t at, const json_t *d)
 {
 	int rc = REIN_OK;
@@ -590,13 +689,10 @@ static int fold_event(fold *f, const char *type, const char *step, int64_t at, c
 		int st = same(s, "opened") || same(s, "open") ? 1 : s && strncmp(s, "half", 4) == 0 ? 2 : 0;
 		const char *p = jstr(d, "provider");
 		rc = on_breaker(f, "provider", p ? p : "", st, at);
-	} else if (strcmp(type, "policy.denied") == 0) {
-		rc = add(f, F_POLICY_DENIALS, 1, "rule", jstr(d, "rule"), NULL);
-	} else if (strcmp(type, "approval.requested") == 0) {
-		if (f->pending++ == 0)
-			f->oldest_pending = at;
-	} else if (strncmp(type, "approval.", 9) == 0 && f->pending > 0) {
-		f->pending--;
+	} else if (strcmp(type, "policy.decision") == 0) {
+		rc = on_policy(f, d);
+	} else if (strncmp(type, "approval.", 9) == 0) {
+		rc = on_approval(f, type + 9, at, d);
 	}
 	return rc;
 }
@@ -608,7 +704,7 @@ static int on_event(void *ud, const rein_event_row *ev)
 	int rc = REIN_OK;
 	f->events++;
 	/* the types whose payload a metric reads */
-	static const char *const need[] = {"tool.", "model.", "breaker.", "policy.", NULL};
+	static const char *const need[] = {"tool.", "model.", "breaker.", "policy.", "approval.", NULL};
 	bool parse = false;
 	for (size_t i = 0; need[i] && !parse; i++)
 		parse = strncmp(ev->type, need[i], strlen(need[i])) == 0;
@@ -642,18 +738,21 @@ static void fold_clear(fold *f)
 		rein_free(f->intents[i].model);
 		rein_free(f->intents[i].provider);
 	}
+	for (size_t i = 0; i < f->napprs; i++)
+		rein_free(f->apprs[i].id);
 	rein_free(f->steps);
 	rein_free(f->calls);
 	rein_free(f->intents);
+	rein_free(f->apprs);
 }
 
 static bool status_ended(int st) { return st != REIN_RUN_RUNNING && st != REIN_RUN_WAITING; }
 
 /* Folds the run's log and row into t; *events gets the events read. */
-static int fold_run(tab *t, rein_store *s, const rein_run_row *row, int64_t now, int64_t *events,
-		    rein_err *err)
+static int fold_run(tab *t, rein_store *s, const rein_run_row *row, int64_t now, double rate,
+		    int64_t *events, rein_err *err)
 {
-	fold f = {.t = t, .row = row, .ended = status_ended(row->status), .err = err};
+	fold f = {.t = t, .row = row, .ended = status_ended(row->status), .err = err, .rate = rate};
 	const char *st = rein_status_name(row->status);
 	char *why = NULL;
 	int rc = rein_store_events_load(s, row->id, on_event, &f, err);
@@ -683,10 +782,18 @@ static int fold_run(tab *t, rein_store *s, const rein_run_row *row, int64_t now,
 			rc = add(&f, F_RUN_COST, f.cost, NULL);
 		if (rc == REIN_OK)
 			rc = add(&f, F_RUN_TOKENS, (double)f.tokens, NULL);
+		if (rc == REIN_OK)
+			rc = add(&f, F_RUN_COST_REVIEW, f.cost + f.review_s / 3600.0 * f.rate, NULL);
 	}
-	if (rc == REIN_OK && f.pending > 0 && !f.ended) {
-		int64_t age = now - f.oldest_pending;
-		rc = add(&f, F_APPROVALS_PENDING, (double)f.pending, NULL);
+	int64_t pending = 0, oldest = now;
+	for (size_t i = 0; i < f.napprs; i++)
+		if (!f.apprs[i].done) {
+			pending++;
+			oldest = f.apprs[i].at < oldest ? f.apprs[i].at : oldest;
+		}
+	if (rc == REIN_OK && pending > 0 && !f.ended) {
+		int64_t age = now - oldest;
+		rc = add(&f, F_APPROVALS_PENDING, (double)pending, NULL);
 		series *a = NULL;
 		rein_buf b = {0};
 		if (rc == REIN_OK && label(&b, "workflow", row->workflow) == REIN_OK)
@@ -709,6 +816,7 @@ out:
 /* ---- the handle ----------------------------------------------------------- */
 
 struct rein_metrics {
+	double rate;  /* review time, USD per hour */
 	tab done;     /* the runs that had ended */
 	char **seen;  /* their ids, a sorted array (bsearch) */
 	size_t nseen, capseen;
@@ -722,6 +830,12 @@ int rein_metrics_new(rein_metrics **out, rein_err *err)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	*out = m;
 	return REIN_OK;
+}
+
+void rein_metrics_set_review_rate(rein_metrics *m, double usd_per_hour)
+{
+	assert(m != NULL && usd_per_hour >= 0 && isfinite(usd_per_hour));
+	m->rate = usd_per_hour;
 }
 
 void rein_metrics_free(rein_metrics *m)
@@ -770,7 +884,7 @@ static int on_run(void *ud, const rein_run_row *row)
 		c->fresh = nf;
 		c->nfresh++;
 		c->read++;
-		rc = fold_run(&c->m->done, c->s, row, c->now, &c->events, c->err);
+		rc = fold_run(&c->m->done, c->s, row, c->now, c->m->rate, &c->events, c->err);
 		return rc == REIN_OK ? 0 : rc;
 	}
 	/* an active run is folded into this collect's copy, after the walk */
@@ -852,8 +966,6 @@ static int render(const tab *t, rein_buf *out)
 	size_t i = 0;
 	for (int fam = 0; fam < F__COUNT && rc == REIN_OK; fam++) {
 		const family *F = &families[fam];
-		if (F->gate && rein_event_type_find(F->gate) < 0)
-			continue;
 		const char *type = F->kind == COUNTER ? "counter" : F->kind == HISTOGRAM ? "histogram" : "gauge";
 		rc = rein_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", F->name, F->help, F->name, type);
 		for (; rc == REIN_OK && i < t->n && v[i]->fam == fam; i++) {
@@ -926,12 +1038,13 @@ int rein_metrics_collect(rein_metrics *m, rein_store *s, rein_buf *out, rein_err
 		goto oom;
 	for (size_t i = 0; i < c.nactive; i++) {
 		c.read++;
-		if ((rc = fold_run(&cur, s, &c.active[i], c.now, &c.events, err)) != REIN_OK)
+		if ((rc = fold_run(&cur, s, &c.active[i], c.now, m->rate, &c.events, err)) != REIN_OK)
 			goto out;
 	}
 	if ((rc = gauge(&cur, F_SCAN_RUNS, "kind=\"listed\"", (double)c.runs)) != REIN_OK ||
 	    (rc = gauge(&cur, F_SCAN_RUNS, "kind=\"read\"", (double)c.read)) != REIN_OK ||
 	    (rc = gauge(&cur, F_SCAN_EVENTS, "", (double)c.events)) != REIN_OK ||
+	    (rc = gauge(&cur, F_REVIEW_RATE, "", m->rate)) != REIN_OK ||
 	    (rc = gauge(&cur, F_SCAN_SECONDS, "", (mono_ms() - t0) / 1000.0)) != REIN_OK)
 		goto oom;
 	if ((rc = render(&cur, out)) != REIN_OK)

@@ -18,6 +18,11 @@ typedef struct step_state {
 				      (trace.store_prompts): its messages are exported */
 	const char *err_type;      /* the last failed attempt's outcome (borrowed from a span's attrs) */
 	char *err_buf;
+	json_t *policy;            /* the attrs of a policy.decision waiting for its call's span */
+	int64_t policy_at;
+	int appr;                  /* the open approval wait span, -1: none */
+	char *appr_id;             /* its approval.requested id */
+	int64_t appr_need, appr_votes;
 } step_state;
 
 struct rein_trace {
@@ -30,6 +35,7 @@ struct rein_trace {
 	int64_t last_seq;
 	bool ended;
 	bool oom;
+	rein_redactor *red;        /* message content at export (all classes), made on first use */
 };
 
 rein_trace *rein_trace_new(const char *run_id)
@@ -66,7 +72,10 @@ void rein_trace_free(rein_trace *t)
 	for (size_t i = 0; i < t->nsteps; i++) {
 		rein_free(t->steps[i].name);
 		rein_free(t->steps[i].err_buf);
+		rein_free(t->steps[i].appr_id);
+		json_decref(t->steps[i].policy);
 	}
+	rein_redactor_free(t->red);
 	rein_free(t->spans);
 	rein_free(t->steps);
 	rein_free(t->run_id);
@@ -216,7 +225,7 @@ static step_state *step_of(rein_trace *t, const char *name)
 		t->capsteps = cap;
 	}
 	step_state *s = &t->steps[t->nsteps];
-	*s = (step_state){.span = -1, .chat = -1, .tool = -1, .wait = -1};
+	*s = (step_state){.span = -1, .chat = -1, .tool = -1, .wait = -1, .appr = -1};
 	if ((s->name = rein_strdup(name)) == NULL)
 		return NULL;
 	t->nsteps++;
@@ -262,6 +271,65 @@ static const char *str(const json_t *data, const char *key)
 	return json_string_value(json_object_get(data, key));
 }
 
+/* ---- policy decisions ---------------------------------------------------------
+ *
+ * policy.decision comes before the call it gates: a deny is a span event on
+ * the step's span at once (the call is never sent); an allow or approve waits
+ * in the step's state for the call's tool.intent, whose span gets the event
+ * and rein.policy.decision / rein.policy.rule (one id: a string, several: an
+ * array of strings); when anything else ends the call (a refusal, an
+ * approver's denial, the step's end) it goes to the step's span.
+ */
+
+static void policy_flush(rein_trace *t, step_state *ss)
+{
+	if (ss->policy != NULL)
+		span_event(t, ss->span, "rein.policy.decision", ss->policy_at, ss->policy);
+	ss->policy = NULL;
+}
+
+static void policy_event(rein_trace *t, step_state *ss, const rein_event_row *ev, const json_t *d)
+{
+	static const char *const k[] = {"tool", "decision", "rules", "policy_version", NULL};
+	policy_flush(t, ss);
+	json_t *a = pick(d, k);
+	if (a == NULL) {
+		t->oom = true;
+		return;
+	}
+	const char *dec = str(d, "decision");
+	if (dec != NULL && strcmp(dec, "deny") == 0) {
+		span_event(t, ss->span, "rein.policy.decision", ev->at, a);
+		return;
+	}
+	ss->policy = a;
+	ss->policy_at = ev->at;
+}
+
+/* The pending decision onto the tool span i just opened for tool. */
+static void policy_attach(rein_trace *t, step_state *ss, int i, const char *tool)
+{
+	if (ss->policy == NULL || i < 0)
+		return;
+	const char *pt = str(ss->policy, "tool");
+	if (pt != NULL && tool != NULL && strcmp(pt, tool) != 0) {
+		policy_flush(t, ss); /* a decision for another call */
+		return;
+	}
+	set_s(t, i, "rein.policy.decision", str(ss->policy, "decision"));
+	const json_t *rules = json_object_get(ss->policy, "rules");
+	size_t n = json_array_size(rules);
+	if (n == 1 && json_is_string(json_array_get(rules, 0)))
+		set_s(t, i, "rein.policy.rule", json_string_value(json_array_get(rules, 0)));
+	else if (n > 1)
+		set(t, i, "rein.policy.rule", json_copy((json_t *)rules));
+	/* decided just before the span opened (or before an approval wait):
+	 * the event is put at the span's start, inside it */
+	int64_t at = ss->policy_at > t->spans[i].start_ms ? ss->policy_at : t->spans[i].start_ms;
+	span_event(t, i, "rein.policy.decision", at, ss->policy);
+	ss->policy = NULL;
+}
+
 /* ---- the fold -------------------------------------------------------------- */
 
 static void run_event(rein_trace *t, rein_event_type type, const rein_event_row *ev,
@@ -286,8 +354,12 @@ static void run_event(rein_trace *t, rein_event_type type, const rein_event_row 
 		/* what is still open was cut short by the end (a cancel) */
 		for (size_t i = 1; i < t->n; i++)
 			span_close(t, (int)i, ev->at, false, NULL, NULL);
-		for (size_t i = 0; i < t->nsteps; i++)
+		for (size_t i = 0; i < t->nsteps; i++) {
+			set_s(t, t->steps[i].appr, "rein.approval.outcome", "unfinished");
+			policy_flush(t, &t->steps[i]);
 			t->steps[i].span = t->steps[i].chat = t->steps[i].tool = t->steps[i].wait = -1;
+			t->steps[i].appr = -1;
+		}
 		const char *status = str(d, "status");
 		set_s(t, 0, "rein.run.status", status);
 		bool bad = status == NULL || strcmp(status, "succeeded") != 0;
@@ -303,9 +375,12 @@ static void run_event(rein_trace *t, rein_event_type type, const rein_event_row 
  * {role, parts: [{type: text, content} | {type: tool_call, id, name,
  * arguments} | {type: tool_call_response, id, response}]}. Only a request
  * the log recorded is exported (model.intent holds it only when the spec's
- * trace.store_prompts is on), and it is exported as recorded: under
- * trace.redact the runner stored it with placeholders (protect.c), and the
- * sealed values (the payload's "~sealed") are never read here.
+ * trace.store_prompts is on), and always after redaction: under
+ * trace.redact the runner stored it with placeholders (protect.c), the
+ * sealed values (the payload's "~sealed") are never read here, and whatever
+ * trace.redact says every string of the content passes the detectors of
+ * REIN_TRACE_REDACT (one redactor per trace, so a value keeps its
+ * placeholder across the spans of a run).
  */
 
 static bool add_part(json_t *parts, json_t *p)
@@ -338,11 +413,17 @@ static bool add_calls(json_t *parts, const json_t *calls)
 	return true;
 }
 
-/* Sets key of span i to the JSON text of v (stolen). */
+/* Sets key of span i to the JSON text of v (stolen), redacted. */
 static void set_json_text(rein_trace *t, int i, const char *key, json_t *v)
 {
-	char *s = v ? rein_json_dump(v) : NULL;
+	json_t *r = NULL;
+	if (v != NULL && t->red == NULL && rein_redactor_new(REIN_TRACE_REDACT, &t->red) != REIN_OK)
+		t->red = NULL;
+	if (v != NULL && t->red != NULL && rein_redact_json(t->red, v, &r, NULL) != REIN_OK)
+		r = NULL;
 	json_decref(v);
+	char *s = r ? rein_json_dump(r) : NULL;
+	json_decref(r);
 	if (s == NULL) {
 		t->oom = true;
 		return;
@@ -367,9 +448,10 @@ static void set_input_messages(rein_trace *t, int i, const json_t *req)
 		ok = ok && parts != NULL;
 		const json_t *content = json_object_get(m, "content");
 		if (ok && role && strcmp(role, "tool") == 0)
-			ok = add_part(parts, json_pack("{s:s, s:O?, s:O?}", "type", "tool_call_response",
+			/* response is required: a result recorded as missing is null */
+			ok = add_part(parts, json_pack("{s:s, s:O?, s:O}", "type", "tool_call_response",
 						       "id", json_object_get(m, "tool_call_id"),
-						       "response", content));
+						       "response", content ? content : json_null()));
 		else if (ok && content && !json_is_null(content))
 			ok = add_part(parts, text_part(content));
 		ok = ok && add_calls(parts, json_object_get(m, "tool_calls"));
@@ -520,6 +602,7 @@ static void tool_event(rein_trace *t, step_state *ss, rein_event_type type,
 		set_s(t, i, "gen_ai.tool.call.id", str(d, "call_id"));
 		set_s(t, i, "rein.step", ss->name);
 		set_s(t, i, "rein.tool.idempotency_key", str(d, "key"));
+		policy_attach(t, ss, i, tool);
 		if (str(d, "call_id") != NULL)
 			make_agent(t, ss);
 		note_error(t, ss, NULL);
@@ -540,6 +623,7 @@ static void tool_event(rein_trace *t, step_state *ss, rein_event_type type,
 		ss->tool = -1;
 	} else if (type == REIN_EV_TOOL_REFUSED) {
 		static const char *const k[] = {"tool", "call_id", "error", NULL};
+		policy_flush(t, ss);
 		span_event(t, ss->span, "rein.tool.refused", ev->at, pick(d, k));
 		make_agent(t, ss);
 	} else if (type == REIN_EV_TOOL_RESULT) {
@@ -558,6 +642,103 @@ static void tool_event(rein_trace *t, step_state *ss, rein_event_type type,
 	}
 }
 
+/* ---- approvals ------------------------------------------------------------------
+ *
+ * The approval.* events (docs/approvals.md) are matched by name, not by the
+ * event table's enum, so this fold needs no row of its own. A wait for a
+ * decision is a child span of the step, `approval {tool}` (INTERNAL), from
+ * approval.requested to the deciding event: need.count grants, a denial, or
+ * an expiry whose on_timeout is not halt. rein.approval.approver lists who
+ * voted; alerts, votes and refused tokens are span events.
+ */
+
+static void approval_close(rein_trace *t, step_state *ss, int64_t at, const char *outcome,
+			   bool error, const char *err_type, const char *msg)
+{
+	set_s(t, ss->appr, "rein.approval.outcome", outcome);
+	span_close(t, ss->appr, at, error, err_type, msg);
+	ss->appr = -1;
+	rein_free(ss->appr_id);
+	ss->appr_id = NULL;
+}
+
+static void approver_add(rein_trace *t, int i, const char *by)
+{
+	json_t *a = i >= 0 ? json_object_get(t->spans[i].attrs, "rein.approval.approver") : NULL;
+	if (a != NULL && by != NULL && json_array_append_new(a, json_string(by)) != 0)
+		t->oom = true;
+}
+
+static void approval_event(rein_trace *t, step_state *ss, const rein_event_row *ev,
+			   const json_t *d)
+{
+	const char *what = ev->type + strlen("approval.");
+	const char *id = str(d, "id");
+	if (strcmp(what, "refused") == 0 || ss == NULL) { /* names no step: found by its id */
+		static const char *const k[] = {"id", "by", "reason", NULL};
+		int on = 0;
+		for (size_t s = 0; s < t->nsteps; s++)
+			if (t->steps[s].appr >= 0 && id && t->steps[s].appr_id &&
+			    strcmp(t->steps[s].appr_id, id) == 0)
+				on = t->steps[s].appr;
+		span_event(t, on, "rein.approval.refused", ev->at, pick(d, k));
+		return;
+	}
+	int on = ss->appr >= 0 ? ss->appr : ss->span;
+	if (strcmp(what, "requested") == 0) {
+		if (ss->appr >= 0)
+			approval_close(t, ss, ev->at, "superseded", false, NULL, NULL);
+		int i = ss->appr = span_open(t, ss->span, "approval", REIN_SPAN_INTERNAL, ev->seq, ev->at);
+		if (i < 0)
+			return;
+		const char *tool = str(d, "tool");
+		set_name(t, i, "approval", tool);
+		set_s(t, i, "rein.step", ss->name);
+		set_s(t, i, "rein.approval.id", id);
+		set_s(t, i, "gen_ai.tool.name", tool);
+		set_s(t, i, "rein.approval.risk", str(d, "risk"));
+		const json_t *need = json_object_get(json_object_get(d, "need"), "count");
+		ss->appr_need = json_is_integer(need) && json_integer_value(need) > 0 ? json_integer_value(need) : 1;
+		ss->appr_votes = 0;
+		set(t, i, "rein.approval.need", json_integer(ss->appr_need));
+		set(t, i, "rein.approval.approver", json_array());
+		rein_free(ss->appr_id);
+		if (id != NULL && (ss->appr_id = rein_strdup(id)) == NULL)
+			t->oom = true;
+	} else if (strcmp(what, "alert") == 0) {
+		static const char *const k[] = {"id", "webhook", NULL};
+		span_event(t, on, "rein.approval.alert", ev->at, pick(d, k));
+	} else if (strcmp(what, "granted") == 0) {
+		static const char *const k[] = {"by", "roles", "reason", NULL};
+		json_t *a = pick(d, k);
+		bool edited = json_is_object(json_object_get(d, "args"));
+		if (a != NULL && edited && json_object_set_new(a, "edited", json_true()) != 0)
+			t->oom = true;
+		span_event(t, on, "rein.approval.granted", ev->at, a);
+		approver_add(t, ss->appr, str(d, "by"));
+		if (edited)
+			set(t, ss->appr, "rein.approval.edited", json_true());
+		if (ss->appr >= 0 && ++ss->appr_votes >= ss->appr_need)
+			approval_close(t, ss, ev->at, "granted", false, NULL, NULL);
+	} else if (strcmp(what, "denied") == 0) {
+		static const char *const k[] = {"by", "reason", NULL};
+		span_event(t, on, "rein.approval.denied", ev->at, pick(d, k));
+		approver_add(t, ss->appr, str(d, "by"));
+		if (ss->appr >= 0)
+			approval_close(t, ss, ev->at, "denied", false, NULL, NULL);
+		policy_flush(t, ss); /* the call is never sent */
+	} else if (strcmp(what, "expired") == 0) {
+		static const char *const k[] = {"on_timeout", NULL};
+		const char *ot = str(d, "on_timeout");
+		span_event(t, on, "rein.approval.expired", ev->at, pick(d, k));
+		if (ss->appr >= 0 && (ot == NULL || strcmp(ot, "halt") != 0)) {
+			approval_close(t, ss, ev->at, "expired", true, "timeout",
+				       "no decision within the SLA");
+			policy_flush(t, ss);
+		}
+	}
+}
+
 static void step_event(rein_trace *t, rein_event_type type, const rein_event_row *ev,
 		       const json_t *d)
 {
@@ -573,7 +754,14 @@ static void step_event(rein_trace *t, rein_event_type type, const rein_event_row
 		set_name(t, i, "step", ss->name);
 		set_s(t, i, "rein.step", ss->name);
 	}
+	if (strncmp(ev->type, "approval.", 9) == 0) {
+		approval_event(t, ss, ev, d);
+		return;
+	}
 	switch (type) {
+	case REIN_EV_POLICY_DECISION:
+		policy_event(t, ss, ev, d);
+		break;
 	case REIN_EV_MODEL_INTENT: case REIN_EV_MODEL_ATTEMPT: case REIN_EV_MODEL_BACKOFF:
 	case REIN_EV_MODEL_CALL: case REIN_EV_MODEL_ROUTE: case REIN_EV_MODEL_BREAKER:
 		model_event(t, ss, type, ev, d);
@@ -605,6 +793,9 @@ static void step_event(rein_trace *t, rein_event_type type, const rein_event_row
 		if (json_is_integer(st))
 			set(t, ss->tool, "rein.tool.status", json_integer(json_integer_value(st)));
 		set_s(t, ss->tool, "rein.tool.fallback", str(d, "fallback"));
+		policy_flush(t, ss);
+		if (ss->appr >= 0)
+			approval_close(t, ss, ev->at, "unfinished", false, NULL, NULL);
 		span_close(t, ss->tool, ev->at, false, NULL, NULL);
 		span_close(t, ss->chat, ev->at, false, NULL, NULL);
 		span_close(t, ss->wait, ev->at, false, NULL, NULL);
@@ -615,6 +806,9 @@ static void step_event(rein_trace *t, rein_event_type type, const rein_event_row
 	case REIN_EV_STEP_FAILED: {
 		const char *e = str(d, "error");
 		const char *et = json_is_true(json_object_get(d, "budget")) ? "budget" : ss->err_type;
+		policy_flush(t, ss);
+		if (ss->appr >= 0)
+			approval_close(t, ss, ev->at, "unfinished", true, et, e);
 		span_close(t, ss->tool, ev->at, true, et, e);
 		span_close(t, ss->chat, ev->at, true, et, e);
 		span_close(t, ss->wait, ev->at, true, et, e);
@@ -633,14 +827,15 @@ int rein_trace_add(rein_trace *t, const rein_event_row *ev, rein_err *err)
 	json_t *d = NULL;
 	int rc = REIN_OK;
 	int type = rein_event_type_find(ev->type);
-	if (type < 0) {
+	bool appr = strncmp(ev->type, "approval.", 9) == 0; /* folded by name (approval_event) */
+	if (type < 0 && !appr) {
 		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: event %lld has unknown type '%s'",
 				  t->run_id, (long long)ev->seq, ev->type);
 		goto out;
 	}
 	if (ev->seq <= t->last_seq || (t->n == 0 && type != REIN_EV_RUN_STARTED) ||
 	    (t->n > 0 && type == REIN_EV_RUN_STARTED) || t->ended ||
-	    (rein_event_defs[type].step && ev->step == NULL)) {
+	    (type >= 0 && rein_event_defs[type].step && ev->step == NULL)) {
 		rc = rein_err_set(err, REIN_ECORRUPT, "run %s: event %lld (%s) out of order",
 				  t->run_id, (long long)ev->seq, ev->type);
 		goto out;
@@ -652,8 +847,10 @@ int rein_trace_add(rein_trace *t, const rein_event_row *ev, rein_err *err)
 		goto out;
 	}
 	t->last_seq = ev->seq;
-	if (rein_event_defs[type].step)
-		step_event(t, (rein_event_type)type, ev, d);
+	if (appr && ev->step == NULL)
+		approval_event(t, NULL, ev, d);
+	else if (appr || rein_event_defs[type].step)
+		step_event(t, type < 0 ? REIN_EV__COUNT : (rein_event_type)type, ev, d);
 	else
 		run_event(t, (rein_event_type)type, ev, d);
 	for (size_t i = 0; i < t->n; i++)
@@ -719,6 +916,18 @@ static void render_span(const rein_trace *t, size_t i, rein_buf *b, bool *oom, c
 	const char *rs = json_string_value(json_object_get(s->attrs, "rein.run.status"));
 	if (rs)
 		*oom |= rein_buf_printf(b, "  [%s]", rs) != REIN_OK;
+	const char *pd = json_string_value(json_object_get(s->attrs, "rein.policy.decision"));
+	if (pd)
+		*oom |= rein_buf_printf(b, "  policy %s", pd) != REIN_OK;
+	const char *ao = json_string_value(json_object_get(s->attrs, "rein.approval.outcome"));
+	const json_t *by = json_object_get(s->attrs, "rein.approval.approver");
+	if (ao || json_array_size(by)) {
+		*oom |= rein_buf_printf(b, "  [%s", ao ? ao : "waiting") != REIN_OK;
+		for (size_t k = 0; k < json_array_size(by); k++)
+			*oom |= rein_buf_printf(b, "%s%s", k ? ", " : " by ",
+						json_string_value(json_array_get(by, k))) != REIN_OK;
+		*oom |= rein_buf_puts(b, "]") != REIN_OK;
+	}
 	if (s->open)
 		*oom |= rein_buf_puts(b, "  (open)") != REIN_OK;
 	if (s->status == REIN_STATUS_ERROR) {

@@ -33,6 +33,13 @@ int rein_metrics_new(rein_metrics **out, rein_err *err);
 /* Frees m; accepts NULL. */
 void rein_metrics_free(rein_metrics *m);
 /*
+ * The rate human review time is priced at, in USD per hour (>= 0, finite;
+ * default 0): rein_approval_review_cost_usd_total and
+ * rein_completed_run_cost_with_review_usd use it. Set it before the first
+ * collect: a run that had ended is folded once, at the rate then in force.
+ */
+void rein_metrics_set_review_rate(rein_metrics *m, double usd_per_hour);
+/*
  * Reads the store's runs (rein_store_run_each) and the events of the runs it
  * has not folded in yet (rein_store_events_load), and appends the text
  * exposition (format 0.0.4) to out. On failure out may hold a partial text the
@@ -61,8 +68,23 @@ int rein_metrics_collect(rein_metrics *m, rein_store *s, rein_buf *out, rein_err
  * number of the event that opens the span, so the same events always give
  * the same spans (an export repeated after a crash duplicates nothing).
  * No message content (prompts, answers, tool arguments or results) is put in
- * a span.
+ * a span, except the GenAI message attributes of a chat whose model.intent
+ * recorded its request (trace.store_prompts), and those always pass the
+ * detectors of REIN_TRACE_REDACT first, whatever trace.redact says.
+ *
+ * Governance: a policy.decision is a span event (rein.policy.decision) on
+ * the tool span it gated, which also gets rein.policy.decision and
+ * rein.policy.rule, or on the step span for a denied or never-sent call. A
+ * wait for an approval (the approval.* events, matched by name) is a child
+ * span `approval {tool}` (role "approval", INTERNAL) from approval.requested
+ * to the deciding event, with rein.approval.id, rein.approval.approver (an
+ * array), rein.approval.outcome (granted, denied, expired, unfinished) and
+ * its votes, alerts and refused tokens as span events.
  */
+
+/* The redaction classes message content is exported under. */
+#define REIN_TRACE_REDACT \
+	(REIN_REDACT_EMAIL | REIN_REDACT_PHONE | REIN_REDACT_CARD | REIN_REDACT_IBAN | REIN_REDACT_TOKEN)
 
 /* OTLP's SpanKind values. */
 typedef enum rein_span_kind {
@@ -81,7 +103,7 @@ typedef struct rein_span {
 	uint8_t id[8];
 	int parent;          /* index into the trace's spans, -1 for the run */
 	char *name;          /* owned */
-	char *role;          /* "run", "step", "chat", "tool", "wait" (static) */
+	char *role;          /* "run", "step", "chat", "tool", "wait", "approval" (static) */
 	rein_span_kind kind;
 	int64_t start_ms, end_ms;
 	bool open;           /* never ended in the log (end_ms: the last event) */

@@ -86,6 +86,12 @@ models = [r for r in x["reads"] if r["kind"] == "model"]
 assert [m["seq"] for m in models] == [c["seq"] for c in calls], models
 assert all(m["step"] == "investigate" and m["source"] == "model:main" for m in models)
 assert [m["cost_usd"] for m in models] == [c["data"]["cost_usd"] for c in calls]
+# the provenance of each call's prompt: its model.intent's labels and reads
+intents = {e["seq"]: e["data"] for e in of("model.intent")}
+for m in models:
+    i = intents[m["intent_seq"]]
+    assert m["intent_seq"] < m["seq"] and m["labels"] == i["labels"] and m["reads"] == i["reads"], m
+assert models[0]["labels"]["sources"] == ["requester"] and models[0]["reads"] == ["input"], models[0]
 tools = [r for r in x["reads"] if r["kind"] == "tool"]
 assert len(tools) == 1, tools
 t = tools[0]
@@ -138,6 +144,115 @@ grep -A2 '^## Approvals' export.md | grep -q '^none recorded$' || fail "approval
 grep -A2 '^## Policy decisions' export.md | grep -q '^none recorded$\|^- seq' || fail "decisions: $(cat export.md)"
 grep -q '^### step `investigate`' export.md && grep -q '^### step `pay`' export.md || fail "by step: $(cat export.md)"
 [ "$(grep -c '^- seq .*model call' export.md)" = 3 ] || fail "model calls: $(cat export.md)"
+
+grep -q '^  - its prompt read `\["input"\]`: sources `\["requester"\]`, readers `\["public"\]`, \*\*trusted\*\*$' export.md ||
+	fail "no provenance of the prompt: $(cat export.md)"
+
+# a policy decision's provenance: per argument its sources, readers and trust
+mkdir -p wf2
+sed -e 's/^name: refund_audit$/name: refund_policy/' -e 's/^steps:$/policies:\n  - { id: refunds-ok, effect: allow, tool: refund }\nsteps:/' \
+	-e 's/args: { amount: "${steps.investigate.out.amount}" }/args: { amount: "${input.amount}" }/' wf/workflow.yaml |
+	python3 -c 'import sys; t = sys.stdin.read(); i = t.index("  investigate:"); j = t.index("  pay:"); print(t[:i] + t[j:], end="")' >wf2/workflow.yaml
+expect_exit 0 "$REIN" run wf2 --input '{"ticket": "t", "amount": 7}'
+run2=$(json_get "$OUT" 'j["run"]')
+"$REIN" events "$run2" >events2.jsonl
+expect_exit 0 "$REIN" audit export "$run2"
+printf '%s\n' "$OUT" >export2.json
+python3 - <<'PY' || fail "policy provenance: $(cat export2.json)"
+import json
+x = json.load(open("export2.json"))
+ev = [json.loads(l) for l in open("events2.jsonl")]
+dec = [e for e in ev if e["type"] == "policy.decision"]
+assert len(dec) == 1 and len(x["policy_decisions"]) == 1, x["policy_decisions"]
+d = x["policy_decisions"][0]
+assert d["tool"] == "refund" and d["decision"]["decision"] == "allow" and d["decision"]["rules"] == ["refunds-ok"], d
+assert d["provenance"] == dec[0]["data"]["provenance"] and d["provenance"] is not None, d
+a = d["provenance"]["args"]["amount"]
+assert a["sources"] == ["requester"] and a["trusted"] is True, a
+PY
+expect_exit 0 "$REIN" audit export "$run2" --format md
+printf '%s\n' "$OUT" >export2.md
+grep -q '^- seq [0-9]*, step `pay`, at .*: \*\*allow\*\* `refund` by rules `\["refunds-ok"\]`' export2.md || fail "$(cat export2.md)"
+grep -q '^  - argument `amount`: sources `\["requester"\]`, readers `\[.*\]`, \*\*trusted\*\*$' export2.md || fail "$(cat export2.md)"
+
+# approvals (the approval.* events, docs/approvals.md): a run whose log holds a
+# two-person approval with an alert, a refused token and an edit, written into
+# the store with its chain and anchor, as the engine writes them
+python3 - rein.db "$run2" <<'PY' || fail "could not write the approval run"
+import hashlib, json, sqlite3, struct, sys
+db = sqlite3.connect(sys.argv[1])
+wf, version = db.execute("SELECT workflow, version FROM runs WHERE id = ?", (sys.argv[2],)).fetchone()
+rid = db.execute("SELECT v FROM meta WHERE k = 'next_rid'").fetchone()[0]
+db.execute("UPDATE meta SET v = ? WHERE k = 'next_rid'", (rid + 1,))
+run = "run_approvals0000000000000001"
+req = {"user": "rita", "roles": [], "tenant": "t1"}
+T = 1764590400000
+evs = [
+    ("run.started", None, {"workflow": wf, "version": version, "input": {"amount": 50}, "requester": req}),
+    ("policy.decision", "pay", {"tool": "refund", "decision": "approve", "rules": ["big"], "reasons": ["over 20"],
+                                "policy_version": "none", "workflow_version": version, "key": "k-1",
+                                "provenance": {"args": {"amount": {"sources": ["requester"], "readers": ["t1"], "trusted": True}}}}),
+    ("approval.requested", "pay", {"id": "ap-1", "key": "k-1", "tool": "refund", "args": {"amount": 50},
+                                   "action_hash": "ab" * 32, "policy_version": "none", "risk": "high", "rules": ["big"],
+                                   "need": {"count": 2, "roles": ["finance"]}, "requester": req}),
+    ("approval.alert", "pay", {"id": "ap-1"}),
+    ("approval.refused", None, {"id": "ap-1", "by": "eve", "reason": "forged token"}),
+    ("approval.granted", "pay", {"id": "ap-1", "by": "ann", "roles": ["finance"]}),
+    ("approval.granted", "pay", {"id": "ap-1", "by": "bob", "roles": ["finance"], "reason": "smaller", "args": {"amount": 20}}),
+    ("tool.intent", "pay", {"tool": "refund", "key": "k-1", "args": {"amount": 20}, "effect": "write"}),
+    ("step.completed", "pay", {"out": {"ok": True}}),
+]
+prev = hashlib.sha256(b"rein.run\0" + run.encode()).digest()
+for seq, (t, step, data) in enumerate(evs, 1):
+    body = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    ph = hashlib.sha256(body.encode()).digest()
+    at = T + 1000 * seq
+    h = hashlib.sha256(prev + struct.pack(">q", seq) + t.encode() + b"\0" + (step or "").encode() + b"\0" +
+                       struct.pack(">q", at) + ph).digest()
+    db.execute("INSERT OR IGNORE INTO payloads(hash, body) VALUES (?, ?)", (ph, body))
+    db.execute("INSERT INTO events(k, type, step, at, payload_hash, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
+               (rid * 16777216 + seq, t, step, at, ph, prev, h))
+    prev = h
+db.execute("INSERT INTO runs(id, rid, workflow, version, status, created_at, updated_at, last_seq, last_hash) "
+           "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?)", (run, rid, wf, version, T, T + 1000 * len(evs), len(evs), prev))
+aseq, aprev = db.execute("SELECT seq, hash FROM anchors ORDER BY seq DESC LIMIT 1").fetchone()
+aseq += 1
+ah = hashlib.sha256(b"rein.anchor\0" + aprev + struct.pack(">q", aseq) + run.encode() + b"\0" +
+                    struct.pack(">q", len(evs)) + prev).digest()
+db.execute("INSERT INTO anchors(seq, run_id, run_last_seq, run_head_hash, prev_hash, hash) VALUES (?,?,?,?,?,?)",
+           (aseq, run, len(evs), prev, aprev, ah))
+db.commit()
+
+PY
+run3=run_approvals0000000000000001
+expect_exit 0 "$REIN" audit verify "$run3"
+expect_exit 0 "$REIN" audit export "$run3"
+printf '%s\n' "$OUT" >export3.json
+python3 - <<'PY' || fail "approvals: $(cat export3.json)"
+import json
+x = json.load(open("export3.json"))
+assert x["audit"]["verified"] is True, x["audit"]
+assert len(x["approvals"]) == 5, x["approvals"]  # every approval.* event, as recorded
+(a,) = x["approval_summary"]
+assert a["id"] == "ap-1" and a["step"] == "pay" and a["tool"] == "refund" and a["args"] == {"amount": 50}, a
+assert a["action_hash"] == "ab" * 32 and a["policy_version"] == "none" and a["risk"] == "high", a
+assert a["need"] == {"count": 2, "roles": ["finance"]} and a["requester"]["user"] == "rita", a
+assert a["outcome"] == "granted" and a["decided_by"] == ["ann", "bob"], a
+assert [v["by"] for v in a["votes"]] == ["ann", "bob"] and a["votes"][1]["edited_args"] == {"amount": 20}, a
+assert "edited_args" not in a["votes"][0] and a["edited_args"] == {"amount": 20}, a
+assert a["decided_at"] == a["votes"][1]["at"] and a["requested_at"] < a["decided_at"], a
+assert a["refused"] == [{"seq": 5, "at": a["refused"][0]["at"], "by": "eve", "reason": "forged token"}], a
+assert len(a["alerts"]) == 1 and a["alerts"][0]["seq"] == 4, a
+assert a["sent"]["seq"] == 8 and a["sent"]["args"] == {"amount": 20} and a["sent"]["outcome"] == "ok", a
+PY
+expect_exit 0 "$REIN" audit export "$run3" --format md
+printf '%s\n' "$OUT" >export3.md
+for fact in '- `ap-1`, step `pay`: **granted**; action `refund` args `{"amount":50}`' \
+	'  - granted by ann (roles `["finance"]`) at ' '  - granted by bob (roles `["finance"]`) at ' \
+	': smaller, **edited** args to `{"amount":20}`' '  - refused a token of eve at ' \
+	'  - sent (seq 8) with args `{"amount":20}`: ok'; do
+	grep -qF -- "$fact" export3.md || fail "md lacks '$fact': $(cat export3.md)"
+done
 
 # usage errors and an unknown run
 expect_exit 2 "$REIN" audit export

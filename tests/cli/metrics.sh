@@ -79,8 +79,17 @@ v "gen_ai_client_operation_duration_seconds_bucket{workflow=\"metrics\",$g,le=\"
 v "gen_ai_client_token_usage_bucket{workflow=\"metrics\",$g,gen_ai_token_type=\"input\",le=\"1024\"}" 4
 v "gen_ai_client_token_usage_bucket{workflow=\"metrics\",$g,gen_ai_token_type=\"input\",le=\"4096\"}" 8
 v "gen_ai_client_token_usage_sum{workflow=\"metrics\",$g,gen_ai_token_type=\"output\"}" 280
-# the governance families only once their events exist
-grep -q rein_policy_denials_total m.txt && fail "policy denials emitted without policy events"
+# the governance families are always described, with no series before their events
+grep -q '^# TYPE rein_policy_denials_total counter$' m.txt || fail "no policy denials family"
+grep -q '^rein_policy_denials_total{\|^rein_approvals_pending{' m.txt && fail "governance series without governance events"
+grep -q "^rein_review_cost_per_hour_usd 0$" m.txt || fail "the review rate is not 0 by default"
+# the review rate: the flag, else REIN_REVIEW_COST_PER_HOUR; a bad one is a usage error
+REIN_REVIEW_COST_PER_HOUR=30 "$REIN" metrics >rate.txt || fail "metrics with REIN_REVIEW_COST_PER_HOUR"
+grep -q '^rein_review_cost_per_hour_usd 30$' rate.txt || fail "the env rate is not in force"
+REIN_REVIEW_COST_PER_HOUR=30 "$REIN" metrics --review-rate 72.5 >rate.txt || fail "metrics --review-rate"
+grep -q '^rein_review_cost_per_hour_usd 72.5$' rate.txt || fail "--review-rate does not win"
+expect_exit 2 "$REIN" metrics --review-rate -1
+expect_exit 2 env REIN_REVIEW_COST_PER_HOUR=lots "$REIN" metrics
 set -- $(store_costs)
 python3 -c "import sys; t=float('$(value 'rein_model_cost_usd_total{workflow="metrics"}')'); sys.exit(abs(t - $1) > 1e-12)" ||
 	fail "cost total $(value 'rein_model_cost_usd_total{workflow="metrics"}'), the store says $1"

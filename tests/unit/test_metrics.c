@@ -159,8 +159,11 @@ static void test_families(void **state)
 	HAS(t, "rein_breaker_state{kind=\"tool\",name=\"t1\",state=\"closed\"}", 0);
 	HAS(t, "rein_breaker_transitions_total{kind=\"tool\",name=\"t1\",state=\"open\"}", 2);
 	HAS(t, "rein_breaker_state{kind=\"provider\",name=\"openai\",state=\"open\"}", 1);
-	/* no governance events in the table: no governance families */
-	assert_null(strstr(t, "rein_policy_denials_total"));
+	/* no governance events: the families, without series */
+	assert_non_null(strstr(t, "# TYPE rein_policy_denials_total counter\n"));
+	assert_null(strstr(t, "rein_policy_denials_total{"));
+	assert_null(strstr(t, "rein_approvals_pending{"));
+	HAS(t, "rein_review_cost_per_hour_usd", 0);
 	assert_non_null(strstr(t, "# TYPE rein_runs_total counter\n"));
 	rein_free(t);
 	rein_metrics_free(m);
@@ -173,6 +176,89 @@ static const ev active[] = {
 	{"tool.intent", "d", 9100, "{\"tool\":\"t3\",\"key\":\"k9\",\"args\":{}}"},
 	{0},
 };
+
+/* Governance: policy decisions (a denial counted once per deciding rule, the
+ * write default as rule "default") and approvals (the approval.* events by
+ * name): a two-person grant decided at the second vote, a denial; review
+ * time, its cost at the configured rate, and the cost per completed run
+ * with it. */
+static const ev governed[] = {
+	{"run.started", NULL, 10000, "{\"input\":{},\"workflow\":\"g\",\"version\":\"v1\"}"},
+	{"model.call", "a", 10100, "{\"tier\":\"t\",\"usage\":{\"input\":1,\"output\":1},\"cost_usd\":0.5}"},
+	{"policy.decision", "a", 10200, "{\"tool\":\"pay\",\"decision\":\"deny\",\"rules\":[\"cap\",\"hours\"]}"},
+	{"policy.decision", "a", 10300, "{\"tool\":\"pay\",\"decision\":\"deny\",\"rules\":[]}"},
+	{"policy.decision", "a", 10400, "{\"tool\":\"pay\",\"decision\":\"allow\",\"rules\":[\"ok\"]}"},
+	{"policy.decision", "a", 10500, "{\"tool\":\"pay\",\"decision\":\"approve\",\"rules\":[\"big\"]}"},
+	{"approval.requested", "a", 11000, "{\"id\":\"ap1\",\"tool\":\"pay\",\"need\":{\"count\":2}}"},
+	{"approval.refused", NULL, 11500, "{\"id\":\"ap1\",\"reason\":\"forged\"}"},
+	{"approval.granted", "a", 12000, "{\"id\":\"ap1\",\"by\":\"ann\",\"roles\":[]}"},
+	{"approval.granted", "a", 14000, "{\"id\":\"ap1\",\"by\":\"bob\",\"roles\":[]}"},
+	{"tool.intent", "a", 14000, "{\"tool\":\"pay\",\"key\":\"k\",\"args\":{}}"},
+	{"tool.result", "a", 14100, "{}"},
+	{"approval.requested", "a", 15000, "{\"id\":\"ap2\",\"tool\":\"pay\",\"need\":{\"count\":1}}"},
+	{"approval.denied", "a", 21000, "{\"id\":\"ap2\",\"by\":\"ann\",\"reason\":\"no\"}"},
+	{"step.completed", "a", 21100, "{\"out\":{}}"},
+	{"run.ended", NULL, 21200, "{\"status\":\"succeeded\"}"},
+	{0},
+};
+
+/* A run still waiting: ap3 pending, ap4 decided, ap5 expired but halted (still
+ * pending), ap6 expired and escalated (not pending, no review time). */
+static const ev waiting[] = {
+	{"run.started", NULL, 1000, NULL},
+	{"approval.requested", "b", 1000, "{\"id\":\"ap3\",\"tool\":\"pay\"}"},
+	{"approval.requested", "c", 2000, "{\"id\":\"ap4\",\"tool\":\"pay\"}"},
+	{"approval.granted", "c", 2500, "{\"id\":\"ap4\",\"by\":\"ann\"}"},
+	{"approval.requested", "d", 3000, "{\"id\":\"ap5\",\"tool\":\"pay\"}"},
+	{"approval.expired", "d", 4000, "{\"id\":\"ap5\",\"on_timeout\":\"halt\"}"},
+	{"approval.requested", "e", 3000, "{\"id\":\"ap6\",\"tool\":\"pay\"}"},
+	{"approval.expired", "e", 4000, "{\"id\":\"ap6\",\"on_timeout\":\"escalate\"}"},
+	{0},
+};
+
+static void test_governance(void **state)
+{
+	memdb db = {0};
+	rein_store *st = NULL;
+	rein_metrics *m = NULL;
+	rein_err err = {0};
+	assert_int_equal(memstore_open(&db, &st, &err), REIN_OK);
+	put_run(st, "r1", "g", REIN_RUN_SUCCEEDED, NULL, 10000, governed);
+	put_run(st, "r2", "h", REIN_RUN_WAITING, NULL, 1000, waiting);
+	assert_int_equal(rein_metrics_new(&m, &err), REIN_OK);
+	rein_metrics_set_review_rate(m, 36); /* USD per hour: 0.01 per second */
+	int64_t before = rein_clock_now(&rein_clock_system);
+	char *t = collect(m, st);
+	HAS(t, "rein_policy_denials_total{workflow=\"g\",rule=\"cap\"}", 1);
+	HAS(t, "rein_policy_denials_total{workflow=\"g\",rule=\"hours\"}", 1);
+	HAS(t, "rein_policy_denials_total{workflow=\"g\",rule=\"default\"}", 1);
+	assert_true(isnan(value(t, "rein_policy_denials_total{workflow=\"g\",rule=\"ok\"}")));
+	HAS(t, "rein_policy_decisions_total{workflow=\"g\",decision=\"deny\"}", 2);
+	HAS(t, "rein_policy_decisions_total{workflow=\"g\",decision=\"allow\"}", 1);
+	HAS(t, "rein_policy_decisions_total{workflow=\"g\",decision=\"approve\"}", 1);
+	/* ap1: 11000 -> the second grant at 14000 (3 s); ap2: 15000 -> denied at 21000 (6 s) */
+	HAS(t, "rein_approval_review_seconds_sum{workflow=\"g\",outcome=\"granted\"}", 3);
+	HAS(t, "rein_approval_review_seconds_bucket{workflow=\"g\",outcome=\"granted\",le=\"10\"}", 1);
+	HAS(t, "rein_approval_review_seconds_sum{workflow=\"g\",outcome=\"denied\"}", 6);
+	HAS(t, "rein_approval_review_seconds_count{workflow=\"g\",outcome=\"denied\"}", 1);
+	HAS(t, "rein_approval_review_cost_usd_total{workflow=\"g\"}", 0.09);
+	HAS(t, "rein_completed_run_cost_with_review_usd_sum{workflow=\"g\"}", 0.59);
+	HAS(t, "rein_completed_run_cost_with_review_usd_count{workflow=\"g\"}", 1);
+	HAS(t, "rein_completed_run_cost_usd_sum{workflow=\"g\"}", 0.5);
+	HAS(t, "rein_review_cost_per_hour_usd", 36);
+	/* an ended run has nothing pending; the waiting one ap3 and ap5 */
+	assert_true(isnan(value(t, "rein_approvals_pending{workflow=\"g\"}")));
+	HAS(t, "rein_approvals_pending{workflow=\"h\"}", 2);
+	double age = value(t, "rein_approval_oldest_pending_seconds{workflow=\"h\"}");
+	assert_true(age >= (before - 1000) / 1000.0 && age < (before - 1000) / 1000.0 + 60);
+	/* the expiry decided nothing: no review time for the waiting run */
+	assert_true(isnan(value(t, "rein_approval_review_seconds_count{workflow=\"h\",outcome=\"expired\"}")));
+	HAS(t, "rein_approval_review_seconds_count{workflow=\"h\",outcome=\"granted\"}", 1);
+	rein_free(t);
+	rein_metrics_free(m);
+	rein_store_close(st);
+	memdb_clear(&db);
+}
 
 static void test_reads_ended_runs_once(void **state)
 {
@@ -233,6 +319,8 @@ static void test_out_of_memory(void **state)
 	put_run(st, "r1", "w", REIN_RUN_SUCCEEDED, NULL, 1000, good);
 	put_run(st, "r2", "w", REIN_RUN_ESCALATED, "why", 5000, bad);
 	put_run(st, "r3", "w", REIN_RUN_RUNNING, NULL, 9000, active);
+	put_run(st, "r4", "g", REIN_RUN_SUCCEEDED, NULL, 10000, governed);
+	put_run(st, "r5", "h", REIN_RUN_WAITING, NULL, 1000, waiting);
 	for (long n = 1;; n++) {
 		rein_metrics *m = NULL;
 		rein_buf b = {0};
@@ -261,6 +349,7 @@ int main(void)
 	rein_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_families),
+		cmocka_unit_test(test_governance),
 		cmocka_unit_test(test_reads_ended_runs_once),
 		cmocka_unit_test(test_out_of_memory),
 	};

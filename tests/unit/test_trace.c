@@ -147,6 +147,172 @@ static void test_tree(void **state)
 	rein_trace_free(t);
 }
 
+/* Governance: policy decisions on the calls they gated, approval waits
+ * (a two-person grant with an edit, an alert and a refused token; a denial;
+ * an expiry that escalates). The approval.* events are folded by name. */
+/* PV: the policy_version field (jansson 2.14 crashes when an allocation
+ * fails while it parses a 14-byte object key, so the allocation-fault test
+ * names it otherwise). */
+#define GOV_EVENTS(PV) { \
+	{"run.started", NULL, "{\"workflow\":\"wf\",\"version\":\"v1\"}"}, \
+	{"policy.decision", "a", "{\"tool\":\"look\",\"decision\":\"allow\",\"rules\":[\"r1\"],\"reasons\":[\"fine\"]," PV "}"}, \
+	{"tool.intent", "a", "{\"tool\":\"look\",\"key\":\"k1\",\"args\":{},\"call_id\":\"c1\"}"}, \
+	{"tool.result", "a", "{\"call_id\":\"c1\",\"out\":{}}"}, \
+	{"policy.decision", "a", "{\"tool\":\"pay\",\"decision\":\"deny\",\"rules\":[\"r2\",\"r3\"],\"reasons\":[\"no\"]," PV "}"}, \
+	{"tool.refused", "a", "{\"call_id\":\"c2\",\"tool\":\"pay\",\"error\":\"denied by policy\"}"}, \
+	{"step.completed", "a", "{\"out\":{}}"}, \
+	{"policy.decision", "b", "{\"tool\":\"pay\",\"decision\":\"approve\",\"rules\":[\"big\",\"r4\"],\"reasons\":[\"x\"]," PV "}"}, \
+	{"approval.requested", "b", "{\"id\":\"ap1\",\"key\":\"k2\",\"tool\":\"pay\",\"args\":{\"amount\":50},\"risk\":\"high\",\"rules\":[\"big\"],\"need\":{\"count\":2,\"roles\":[]}}"}, \
+	{"approval.alert", "b", "{\"id\":\"ap1\"}"}, \
+	{"approval.refused", NULL, "{\"id\":\"ap1\",\"by\":\"eve\",\"reason\":\"forged token\"}"}, \
+	{"approval.granted", "b", "{\"id\":\"ap1\",\"by\":\"ann\",\"roles\":[\"finance\"]}"}, \
+	{"approval.granted", "b", "{\"id\":\"ap1\",\"by\":\"bob\",\"roles\":[],\"args\":{\"amount\":20}}"}, \
+	{"tool.intent", "b", "{\"tool\":\"pay\",\"key\":\"k2\",\"args\":{\"amount\":20}}"}, \
+	{"step.completed", "b", "{\"out\":{}}"}, \
+	{"policy.decision", "c", "{\"tool\":\"pay\",\"decision\":\"approve\",\"rules\":[\"big\"],\"reasons\":[\"x\"]," PV "}"}, \
+	{"approval.requested", "c", "{\"id\":\"ap2\",\"key\":\"k3\",\"tool\":\"pay\",\"args\":{},\"risk\":\"medium\",\"rules\":[],\"need\":{\"count\":1}}"}, \
+	{"approval.denied", "c", "{\"id\":\"ap2\",\"by\":\"ann\",\"reason\":\"too much\"}"}, \
+	{"step.failed", "c", "{\"error\":\"denied by an approver (ann): too much\"}"}, \
+	{"approval.requested", "d", "{\"id\":\"ap3\",\"key\":\"k4\",\"tool\":\"pay\",\"args\":{},\"risk\":\"medium\",\"rules\":[],\"need\":{\"count\":1}}"}, \
+	{"approval.expired", "d", "{\"id\":\"ap3\",\"on_timeout\":\"escalate\"}"}, \
+	{"run.ended", NULL, "{\"status\":\"escalated\",\"reason\":\"approval ap3 expired\"}"}, \
+}
+static const ev GOV[] = GOV_EVENTS("\"policy_version\":\"pv1\"");
+static const ev GOV_OOM[] = GOV_EVENTS("\"pv\":\"pv1\"");
+#define NGOV (sizeof GOV / sizeof *GOV)
+
+static const char *event_name(const rein_span *s, size_t k)
+{
+	return json_string_value(json_object_get(json_array_get(s->events, k), "name"));
+}
+
+static const json_t *event_attr(const rein_span *s, size_t k, const char *key)
+{
+	return json_object_get(json_object_get(json_array_get(s->events, k), "attrs"), key);
+}
+
+static void test_governance(void **state)
+{
+	rein_trace *t = NULL;
+	assert_int_equal(build("run_g", GOV, NGOV, &t), REIN_OK);
+	size_t n;
+	const rein_span *sp = rein_trace_spans(t, &n);
+	/* an allowed call: the decision on its tool span, one rule as a string */
+	const rein_span *look = find(t, "execute_tool look", 0);
+	assert_string_equal(attr_s(look, "rein.policy.decision"), "allow");
+	assert_string_equal(attr_s(look, "rein.policy.rule"), "r1");
+	assert_string_equal(event_name(look, 0), "rein.policy.decision");
+	assert_string_equal(json_string_value(event_attr(look, 0, "policy_version")), "pv1");
+	assert_string_equal(json_string_value(json_array_get(event_attr(look, 0, "rules"), 0)), "r1");
+	assert_null(event_attr(look, 0, "reasons"));
+	/* a denied call: never sent, so on the step span, before the refusal */
+	const rein_span *a = find(t, "invoke_agent a", 0);
+	assert_string_equal(event_name(a, 0), "rein.policy.decision");
+	assert_string_equal(json_string_value(event_attr(a, 0, "decision")), "deny");
+	assert_int_equal(json_array_size(event_attr(a, 0, "rules")), 2);
+	assert_string_equal(event_name(a, 1), "rein.tool.refused");
+	/* the approval wait: a child of the step, from the request to the second grant */
+	const rein_span *b = find(t, "step b", 0), *ap = find(t, "approval pay", 0);
+	assert_int_equal(ap->parent, (int)(b - sp));
+	assert_int_equal(ap->kind, REIN_SPAN_INTERNAL);
+	assert_false(ap->open);
+	assert_int_equal(ap->start_ms, 1000 + 10 * 8);
+	assert_int_equal(ap->end_ms, 1000 + 10 * 12);
+	assert_string_equal(attr_s(ap, "rein.approval.id"), "ap1");
+	assert_string_equal(attr_s(ap, "rein.approval.outcome"), "granted");
+	const json_t *who = json_object_get(ap->attrs, "rein.approval.approver");
+	assert_int_equal(json_array_size(who), 2);
+	assert_string_equal(json_string_value(json_array_get(who, 0)), "ann");
+	assert_string_equal(json_string_value(json_array_get(who, 1)), "bob");
+	assert_true(json_is_true(json_object_get(ap->attrs, "rein.approval.edited")));
+	assert_int_equal(json_array_size(ap->events), 4);
+	assert_string_equal(event_name(ap, 0), "rein.approval.alert");
+	assert_string_equal(event_name(ap, 1), "rein.approval.refused");
+	assert_string_equal(json_string_value(event_attr(ap, 1, "reason")), "forged token");
+	assert_string_equal(event_name(ap, 3), "rein.approval.granted");
+	assert_true(json_is_true(event_attr(ap, 3, "edited")));
+	/* the call it approved: the decision and its rules as an array */
+	const rein_span *pay = find(t, "execute_tool pay", 0);
+	assert_int_equal(pay->parent, (int)(b - sp));
+	assert_string_equal(attr_s(pay, "rein.policy.decision"), "approve");
+	assert_int_equal(json_array_size(json_object_get(pay->attrs, "rein.policy.rule")), 2);
+	/* a denial: the wait ends (no error: a decision), the decision on the step */
+	const rein_span *ap2 = find(t, "approval pay", 1), *c = find(t, "step c", 0);
+	assert_string_equal(attr_s(ap2, "rein.approval.outcome"), "denied");
+	assert_int_equal(ap2->status, REIN_STATUS_UNSET);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(ap2->attrs, "rein.approval.approver"), 0)), "ann");
+	assert_string_equal(event_name(c, 0), "rein.policy.decision");
+	assert_int_equal(c->status, REIN_STATUS_ERROR);
+	/* an expiry that escalates: the wait fails with error.type timeout */
+	const rein_span *ap3 = find(t, "approval pay", 2);
+	assert_string_equal(attr_s(ap3, "rein.approval.outcome"), "expired");
+	assert_int_equal(ap3->status, REIN_STATUS_ERROR);
+	assert_string_equal(attr_s(ap3, "error.type"), "timeout");
+	/* OTLP: the approvers an array of strings; the terminal view shows the wait */
+	json_t *req = NULL;
+	const rein_trace *one = t;
+	assert_int_equal(rein_otlp_encode(&one, 1, &req, NULL), REIN_OK);
+	char *text = rein_json_dump(req);
+	assert_non_null(strstr(text, "{\"key\":\"rein.approval.approver\",\"value\":{\"arrayValue\":{\"values\":"
+				     "[{\"stringValue\":\"ann\"},{\"stringValue\":\"bob\"}]}}}"));
+	rein_free(text);
+	json_decref(req);
+	rein_buf out = {0};
+	assert_int_equal(rein_trace_render(t, &out), REIN_OK);
+	if (getenv("SHOW")) fputs(out.p, stderr);
+	assert_non_null(strstr(out.p, "approval pay  40ms  [granted by ann, bob]"));
+	assert_non_null(strstr(out.p, "execute_tool pay  10ms  policy approve"));
+	assert_non_null(strstr(out.p, "· rein.approval.refused"));
+	rein_buf_free(&out);
+	rein_trace_free(t);
+}
+
+/* Message content under trace.store_prompts is exported redacted by every
+ * detector class, whatever trace.redact said when it was stored. */
+static const ev CONTENT[] = {
+	{"run.started", NULL, "{\"workflow\":\"wf\",\"version\":\"v1\"}"},
+	{"model.intent", "a", "{\"tier\":\"t\",\"model\":\"m\",\"request_hash\":\"h\",\"estimate\":{},\"params\":{},"
+	 "\"request\":{\"system\":\"Write to ops@example.com\",\"messages\":[{\"role\":\"user\",\"content\":"
+	 "\"card 4111 1111 1111 1111, mail jo.doe@example.org, iban GB82WEST12345698765432, key sk-abcdefghijklmnopqrstuvwx\"},"
+	 "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":{\"phone\":\"+44 20 7946 0958\"}},"
+	 "{\"role\":\"tool\",\"tool_call_id\":\"c0\"}]}}"},
+	{"model.call", "a", "{\"tier\":\"t\",\"model\":\"m\",\"request_hash\":\"h\",\"usage\":{},\"cost_usd\":0,"
+	 "\"response\":{\"text\":\"Refund 4111 1111 1111 1111 to jo.doe@example.org\",\"finish_reason\":\"stop\","
+	 "\"tool_calls\":[{\"id\":\"c2\",\"name\":\"mail\",\"arguments\":{\"to\":\"jo.doe@example.org\"}}]}}"},
+	{"step.completed", "a", "{\"out\":{}}"},
+	{"run.ended", NULL, "{\"status\":\"succeeded\"}"},
+};
+#define NCONTENT (sizeof CONTENT / sizeof *CONTENT)
+
+static void test_content_redacted(void **state)
+{
+	rein_trace *t = NULL;
+	assert_int_equal(build("run_c", CONTENT, NCONTENT, &t), REIN_OK);
+	json_t *req = NULL;
+	const rein_trace *one = t;
+	assert_int_equal(rein_otlp_encode(&one, 1, &req, NULL), REIN_OK);
+	char *text = rein_json_dump(req);
+	static const char *const raw[] = {"4111", "example.com", "example.org", "GB82", "sk-abc", "7946", NULL};
+	for (size_t i = 0; raw[i]; i++)
+		if (strstr(text, raw[i]) != NULL)
+			fail_msg("'%s' exported: %s", raw[i], text);
+	const rein_span *chat = find(t, "chat m", 0);
+	const char *in = attr_s(chat, "gen_ai.input.messages"), *out = attr_s(chat, "gen_ai.output.messages");
+	assert_non_null(strstr(in, "card [card:1], mail [email:"));
+	assert_non_null(strstr(in, "[iban:1]"));
+	assert_non_null(strstr(in, "[token:1]"));
+	assert_non_null(strstr(in, "[phone:1]"));
+	assert_non_null(strstr(attr_s(chat, "gen_ai.system_instructions"), "[email:"));
+	/* the conventions' ToolCallResponsePart requires response: null when none was recorded */
+	assert_non_null(strstr(in, "{\"id\":\"c0\",\"response\":null,\"type\":\"tool_call_response\"}"));
+	/* one redactor per trace: the same value, the same placeholder in the answer */
+	if (getenv("SHOW")) fprintf(stderr, "%s\n%s\n", in, out);
+	assert_non_null(strstr(out, "Refund [card:1] to "));
+	rein_free(text);
+	json_decref(req);
+	rein_trace_free(t);
+}
+
 /* The same events give the same ids; another run other ids; the formula. */
 static void test_ids(void **state)
 {
@@ -323,6 +489,13 @@ static void test_alloc_faults(void **state)
 		rein_trace *t = NULL;
 		rein_fault_arm(REIN_FAULT_ALLOC, n);
 		int rc = build("run_a", RUN, NRUN, &t);
+		rein_trace *g = NULL, *c = NULL;
+		if (rc == REIN_OK)
+			rc = build("run_g", GOV_OOM, NGOV, &g);
+		if (rc == REIN_OK)
+			rc = build("run_c", CONTENT, NCONTENT, &c);
+		rein_trace_free(g);
+		rein_trace_free(c);
 		json_t *req = NULL;
 		rein_buf b = {0};
 		if (rc == REIN_OK) {
@@ -435,7 +608,8 @@ int main(void)
 		cmocka_unit_test(test_encode),   cmocka_unit_test(test_refuses),
 		cmocka_unit_test(test_skeleton), cmocka_unit_test(test_cfg_env),
 		cmocka_unit_test(test_alloc_faults), cmocka_unit_test(test_exporter_queue),
-		cmocka_unit_test(test_answer_parsers),
+		cmocka_unit_test(test_answer_parsers), cmocka_unit_test(test_governance),
+		cmocka_unit_test(test_content_redacted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
