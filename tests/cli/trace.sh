@@ -1,6 +1,6 @@
 # rein trace: the span tree and the OTLP spans of recorded runs (an llm step
 # with a retried call, an agent with a tool call and a refusal, a failure
-# after retries and a route to the next tier, a wait) against
+# after retries and a route to the next tier, an approval, a wait) against
 # tests/trace/expected/NAME.tree and NAME.spans (times and ids masked).
 # REIN_UPDATE_EXPECTED=1 rewrites the expected files instead.
 . "$ROOT/tests/cli/lib.sh"
@@ -8,7 +8,7 @@
 EXP="$ROOT/tests/trace/expected"
 REC="$ROOT/tests/trace/replay"
 export REIN_PROVIDER=replay
-mask() { sed -E 's/^trace [0-9a-f]{32}  run run_[0-9a-z]+$/trace TRACE  run RUN/; s/\+?[0-9]+ms/&/g; s/(^|[ +])[0-9]+ms/\1Nms/g; s/delay_ms=[0-9]+/delay_ms=N/g'; }
+mask() { sed -E 's/^trace [0-9a-f]{32}  run run_[0-9a-z]+$/trace TRACE  run RUN/; s/\+?[0-9]+ms/&/g; s/(^|[ +])[0-9]+ms/\1Nms/g; s/delay_ms=[0-9]+/delay_ms=N/g; s/id=(apv_|apr-)[0-9a-z]+/id=ID/g'; }
 check() { # NAME RUN
 	"$REIN" trace "$2" >tree.raw || fail "rein trace $1"
 	mask <tree.raw >"$1.tree"
@@ -32,6 +32,18 @@ REIN_REPLAY_FILE="$REC/failed.json" expect_exit 3 "$REIN" run "$WF/llm" --input 
 run=$(json_get "$OUT" 'j["run"]')
 check failed "$run"
 grep -q "FAILED" failed.tree || fail "the failing span is not marked"
+
+# an approval: the wait is a child span of the step, with the approver and
+# the policy decision that gated the call (rein.policy.rule)
+export REIN_APPROVAL_KEYS=k1=00112233445566778899aabbccddeeff
+expect_exit 4 "$REIN" run "$WF/apprpay" --input '{"amount": 80}' --as alice --tenant t1
+arun=$(json_get "$OUT" 'j["run"]')
+aid=$("$REIN" approvals --json --run "$arun" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+expect_exit 0 "$REIN" approve "$aid" --as bob --reason "checked"
+expect_exit 0 "$REIN" resume "$arun"
+check approval "$arun"
+grep -q 'rein.approval.approver = \["bob"\]' approval.spans || fail "no approver on the approval span"
+grep -q 'rein.policy.rule = "allow-pay"' approval.spans || fail "no rein.policy.rule on the tool span"
 
 # a run's spans are a function of its events: drawn twice, the same ids
 "$REIN" trace --json "$run" >again.json

@@ -12,7 +12,7 @@ spans = [s for rs in req["resourceSpans"] for ss in rs["scopeSpans"] for s in ss
 by_id = {s["spanId"]: s for s in spans}
 assert len(by_id) == len(spans), "duplicate span ids"
 MASK = {"rein.run.id", "rein.workflow.version", "rein.tool.idempotency_key", "rein.wait.due_at",
-        "server.port"}
+        "server.port", "rein.approval.id"}
 def val(v):
     (k, x), = v.items()
     if k == "arrayValue":
@@ -32,4 +32,6 @@ for s in spans:
         ea = {a["key"]: val(a["value"]) for a in e["attributes"]}
         if "delay_ms" in ea:
             ea["delay_ms"] = "*"
+        if isinstance(ea.get("id"), str) and re.match(r"(apv|apr)[-_]", ea["id"]):
+            ea["id"] = "*"  # an inbox entry's or an approval's id: made per run
         print(f'  event {e["name"]} {json.dumps(ea, sort_keys=True)}')
