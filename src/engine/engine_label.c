@@ -114,7 +114,7 @@ void engine_label_read(void *ud, int what, const char *name)
 	} else if (what == REIN_READ_OUT) {
 		note_read(r, r->lab_out, NULL);
 	} else if (what == REIN_READ_STEP) {
-		int s = rein_spec_step(r->spec, name);
+		int s = engine_step_find(r, name);
 		char buf[300];
 		if (r->lab_reads) /* the names only when asked for */
 			snprintf(buf, sizeof buf, "steps.%s", name);
@@ -133,12 +133,45 @@ void engine_label_track(rein_run *r, const json_t *out_label, bool names)
 	r->lab_oom = names && r->lab_reads == NULL;
 	r->lab_out = out_label;
 	r->lab_on = true;
+	r->lab_code = NULL;
+}
+
+void engine_label_track_code(rein_run *r, int t, int step)
+{
+	assert(r != NULL && t >= 0 && (size_t)t < r->nth);
+	assert(step >= 0 && (size_t)step < r->spec->nsteps && r->spec->steps[step].kind == REIN_STEP_CODE);
+	engine_label_track(r, r->th[t].last_label, false);
+	r->lab_code = &r->spec->steps[step].u.code;
+}
+
+/* Whether step i is called name. */
+static bool step_is(const rein_run *r, int i, const char *name)
+{
+	const char *n = r->spec->steps[i].name;
+	return n && strcmp(n, name) == 0;
+}
+
+int engine_step_find(rein_run *r, const char *name)
+{
+	assert(r != NULL && name != NULL);
+	int found = -1;
+	if (r->find_last >= 0 && (size_t)r->find_last < r->spec->nsteps && step_is(r, r->find_last, name))
+		return r->find_last;
+	for (size_t i = 0; r->lab_code && found < 0 && i < r->lab_code->nreads; i++)
+		if (step_is(r, r->lab_code->reads[i], name))
+			found = r->lab_code->reads[i];
+	if (found < 0)
+		found = rein_spec_step(r->spec, name);
+	if (found >= 0)
+		r->find_last = found;
+	return found;
 }
 
 json_t *engine_label_untrack(rein_run *r, json_t **reads)
 {
 	assert(r != NULL && r->lab_on);
 	r->lab_on = false;
+	r->lab_code = NULL;
 	json_t *l = r->lab_acc;
 	r->lab_acc = NULL;
 	if (l == NULL) /* a constant of the spec */
