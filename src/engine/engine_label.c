@@ -327,7 +327,10 @@ int engine_label_completed(rein_run *r, int ti, const json_t *data, rein_err *er
 	if (r->labels == NULL)
 		return REIN_OK;
 	const rein_step *st = &r->spec->steps[t->step];
-	const json_t *rec = json_object_get(data, "labels");
+	/* most completions are {out} alone: no lookup by hash for those */
+	void *it = json_object_size(data) == 1 ? json_object_iter((json_t *)data) : NULL;
+	const json_t *rec = it ? (strcmp(json_object_iter_key(it), "labels") == 0 ? json_object_iter_value(it) : NULL)
+			       : json_object_get(data, "labels");
 	json_t *l = NULL;
 	int rc = REIN_OK;
 	if (json_is_object(rec)) {
