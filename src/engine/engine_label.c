@@ -155,11 +155,12 @@ int engine_step_find(rein_run *r, const char *name)
 {
 	assert(r != NULL && name != NULL);
 	int found = -1;
-	if (r->find_last >= 0 && (size_t)r->find_last < r->spec->nsteps && step_is(r, r->find_last, name))
-		return r->find_last;
 	for (size_t i = 0; r->lab_code && found < 0 && i < r->lab_code->nreads; i++)
 		if (step_is(r, r->lab_code->reads[i], name))
 			found = r->lab_code->reads[i];
+	if (found < 0 && r->find_last >= 0 && (size_t)r->find_last < r->spec->nsteps &&
+	    step_is(r, r->find_last, name))
+		found = r->find_last;
 	if (found < 0)
 		found = rein_spec_step(r->spec, name);
 	if (found >= 0)
