@@ -83,7 +83,7 @@ void rein_run_free(rein_run *r)
 static const json_t *step_out_cb(void *ud, const char *name)
 {
 	rein_run *r = ud;
-	int i = rein_spec_step(r->spec, name);
+	int i = engine_step_find(r, name);
 	return i >= 0 ? r->outs[i] : NULL;
 }
 
@@ -865,7 +865,7 @@ int rein_run_exec(rein_run *r, int step, const rein_clock *clock, const char **t
 		ctx.limits.deadline_ms = r->deadline;
 		ctx.limits.clock = clock;
 	}
-	engine_label_track(r, r->th[t].last_label, false);
+	engine_label_track_code(r, t, step);
 	int rc = rein_script_eval(r->sb, st->u.code.src, REIN_SCRIPT_CHUNK, &ctx, &out, &e);
 	json_decref(vars);
 	if (rc == REIN_ENOMEM) {

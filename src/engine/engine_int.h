@@ -153,6 +153,10 @@ struct rein_run {
 	json_t *lab_acc, *lab_reads;
 	const json_t *lab_out;
 	bool lab_on, lab_oom;
+	/* engine_step_find: the step it found last, and the code step being
+	   evaluated (its reads are tried first), or NULL */
+	int find_last;
+	const rein_step_code *lab_code;
 	/* approvals (engine_approval.c): approval and denial inbox entries still
 	   to judge, in arrival order ([{inbox, type, data}]); the nonces of the
 	   tokens accepted ({nonce: true}); "approval: ..." while one waits */
@@ -338,6 +342,12 @@ void engine_label_read(void *ud, int what, const char *name);
  * if reads, the names read ("input", "steps.S"); NULL: OOM. */
 void engine_label_track(rein_run *r, const json_t *out_label, bool names);
 json_t *engine_label_untrack(rein_run *r, json_t **reads);
+/* engine_label_track for the evaluation of code step `step` on thread t. */
+void engine_label_track_code(rein_run *r, int t, int step);
+/* rein_spec_step(r->spec, name), trying first the step found last and the
+ * steps the code step being evaluated names: a script's `steps.x` is looked
+ * up by the read tracking and then by the sandbox, for each read. */
+int engine_step_find(rein_run *r, const char *name);
 /* Ends the tracking of code step `step`'s script (tracked since its start)
  * and adds `labels` (what it read) to data, its step.completed, unless they
  * are what the step's text can read (then its apply derives the same).

@@ -40,14 +40,35 @@ static json_t *tenant_readers(const rein_run *r)
 int engine_label_start(rein_run *r, rein_err *err)
 {
 	assert(r != NULL);
-	json_t *rd = tenant_readers(r);
-	r->in_label = rd ? rein_label_new("requester", rd, true) : NULL;
-	json_decref(rd);
 	if (r->labels == NULL && r->spec->nsteps)
 		r->labels = rein_calloc(r->spec->nsteps, sizeof *r->labels);
-	if (r->in_label == NULL || (r->spec->nsteps && r->labels == NULL))
+	if (r->spec->nsteps && r->labels == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	return REIN_OK;
+}
+
+/* The input's label (borrowed; NULL: out of memory), made when first needed:
+ * most runs of code steps never read it, and the requester it comes from is
+ * fixed by run.started. */
+static const json_t *input_label(rein_run *r)
+{
+	if (r->in_label == NULL) {
+		json_t *rd = tenant_readers(r);
+		r->in_label = rd ? rein_label_new("requester", rd, true) : NULL;
+		json_decref(rd);
+	}
+	return r->in_label;
+}
+
+/* The label of a constant of the spec (borrowed; NULL: out of memory): the
+ * spec's, shared by its runs (labels are never changed). */
+static json_t *const_of(rein_run *r)
+{
+	if (r->spec->const_label)
+		return r->spec->const_label;
+	if (r->const_label == NULL)
+		r->const_label = rein_label_new(NULL, NULL, true);
+	return r->const_label;
 }
 
 /* The label of tool's output: its contract's trust, readers and provenance. */
@@ -86,11 +107,14 @@ void engine_label_read(void *ud, int what, const char *name)
 	if (!r->lab_on)
 		return;
 	if (what == REIN_READ_INPUT) {
-		note_read(r, r->in_label, "input");
+		const json_t *in = input_label(r);
+		if (in == NULL)
+			r->lab_oom = true;
+		note_read(r, in, "input");
 	} else if (what == REIN_READ_OUT) {
 		note_read(r, r->lab_out, NULL);
 	} else if (what == REIN_READ_STEP) {
-		int s = rein_spec_step(r->spec, name);
+		int s = engine_step_find(r, name);
 		char buf[300];
 		if (r->lab_reads) /* the names only when asked for */
 			snprintf(buf, sizeof buf, "steps.%s", name);
@@ -109,17 +133,50 @@ void engine_label_track(rein_run *r, const json_t *out_label, bool names)
 	r->lab_oom = names && r->lab_reads == NULL;
 	r->lab_out = out_label;
 	r->lab_on = true;
+	r->lab_code = NULL;
+}
+
+void engine_label_track_code(rein_run *r, int t, int step)
+{
+	assert(r != NULL && t >= 0 && (size_t)t < r->nth);
+	assert(step >= 0 && (size_t)step < r->spec->nsteps && r->spec->steps[step].kind == REIN_STEP_CODE);
+	engine_label_track(r, r->th[t].last_label, false);
+	r->lab_code = &r->spec->steps[step].u.code;
+}
+
+/* Whether step i is called name. */
+static bool step_is(const rein_run *r, int i, const char *name)
+{
+	const char *n = r->spec->steps[i].name;
+	return n && strcmp(n, name) == 0;
+}
+
+int engine_step_find(rein_run *r, const char *name)
+{
+	assert(r != NULL && name != NULL);
+	int found = -1;
+	for (size_t i = 0; r->lab_code && found < 0 && i < r->lab_code->nreads; i++)
+		if (step_is(r, r->lab_code->reads[i], name))
+			found = r->lab_code->reads[i];
+	if (found < 0 && r->find_last >= 0 && (size_t)r->find_last < r->spec->nsteps &&
+	    step_is(r, r->find_last, name))
+		found = r->find_last;
+	if (found < 0)
+		found = rein_spec_step(r->spec, name);
+	if (found >= 0)
+		r->find_last = found;
+	return found;
 }
 
 json_t *engine_label_untrack(rein_run *r, json_t **reads)
 {
 	assert(r != NULL && r->lab_on);
 	r->lab_on = false;
+	r->lab_code = NULL;
 	json_t *l = r->lab_acc;
 	r->lab_acc = NULL;
 	if (l == NULL) /* a constant of the spec */
-		l = r->const_label ? json_incref(r->const_label)
-				   : (r->const_label = rein_label_new(NULL, NULL, true)) ? json_incref(r->const_label) : NULL;
+		l = json_incref(const_of(r));
 	if (reads)
 		*reads = r->lab_reads;
 	else
@@ -138,73 +195,26 @@ json_t *engine_label_untrack(rein_run *r, json_t **reads)
 
 /* ---- a code step's reads, from its text ------------------------------------- */
 
-static bool ident_char(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
-
-/* Whether the word w of length n starts at p, as a whole name (not a field). */
-static bool word_at(const char *src, const char *p, const char *w, size_t n)
-{
-	return strncmp(p, w, n) == 0 && !ident_char(p[n]) &&
-	       (p == src || (!ident_char(p[-1]) && p[-1] != '.'));
-}
-
-/* Joins the label of step NAME (name[0..n)) into *l. */
-static int join_step(rein_run *r, const char *name, size_t n, json_t **l)
-{
-	char buf[256];
-	if (n >= sizeof buf)
-		return REIN_OK;
-	memcpy(buf, name, n);
-	buf[n] = '\0';
-	int s = rein_spec_step(r->spec, buf);
-	return s >= 0 ? rein_label_join(l, r->labels[s]) : REIN_OK;
-}
-
-/* The label of what a code step's source can read, found in its text: every
- * `input`, every `steps.NAME` and `steps["NAME"]`; any other use of `steps`
- * (an index that is not a literal, steps passed around) reads every step.
- * A superset of what one evaluation reads (a name in a comment or a branch
- * not taken counts): the label a step.completed without `labels` takes, so
- * the exact labels are recorded only when they are narrower. NULL: OOM. */
-static json_t *code_label(rein_run *r, const char *src)
+/* The label of what code step c can read (its text, analysed when the spec
+ * was loaded: spec_code_reads): a superset of what one evaluation reads, the
+ * label a step.completed without `labels` takes, so the exact labels are
+ * recorded only when they are narrower. NULL: OOM. */
+static json_t *code_label(rein_run *r, const rein_step_code *c)
 {
 	json_t *l = NULL;
 	int rc = REIN_OK;
-	bool all = false;
-	for (const char *p = strstr(src, "input"); p && rc == REIN_OK; p = strstr(p + 5, "input"))
-		if (word_at(src, p, "input", 5)) {
-			rc = rein_label_join(&l, r->in_label);
-			break; /* once is all */
-		}
-	for (const char *p = strstr(src, "steps"); p && rc == REIN_OK && !all; p = strstr(p + 5, "steps")) {
-		if (!word_at(src, p, "steps", 5))
-			continue;
-		const char *q = p + 5;
-		while (*q == ' ' || *q == '\t')
-			q++;
-		const char *name = NULL, *end = NULL;
-		if (*q == '.') {
-			name = q + 1;
-			for (end = name; ident_char(*end); end++)
-				;
-		} else if (q[0] == '[' && (q[1] == '"' || q[1] == '\'')) {
-			name = q + 2;
-			end = strchr(name, q[1]);
-			if (end == NULL || end[1] != ']')
-				end = NULL;
-		}
-		if (name && end && end > name)
-			rc = join_step(r, name, (size_t)(end - name), &l);
-		else
-			all = true;
+	if (c->reads_input) {
+		const json_t *in = input_label(r);
+		rc = in ? rein_label_join(&l, in) : REIN_ENOMEM;
 	}
-	for (size_t i = 0; all && rc == REIN_OK && i < r->spec->nsteps; i++)
-		rc = rein_label_join(&l, r->labels[i]);
+	if (c->reads_all)
+		for (size_t i = 0; rc == REIN_OK && i < r->spec->nsteps; i++)
+			rc = rein_label_join(&l, r->labels[i]);
+	else
+		for (size_t i = 0; rc == REIN_OK && i < c->nreads; i++)
+			rc = rein_label_join(&l, r->labels[c->reads[i]]);
 	if (rc == REIN_OK && l == NULL) /* a constant of the spec */
-		rc = (l = r->const_label ? json_incref(r->const_label)
-				       : (r->const_label = rein_label_new(NULL, NULL, true)) ? json_incref(r->const_label)
-												: NULL)
-			     ? REIN_OK
-			     : REIN_ENOMEM;
+		rc = (l = json_incref(const_of(r))) ? REIN_OK : REIN_ENOMEM;
 	if (rc != REIN_OK) {
 		json_decref(l);
 		return NULL;
@@ -218,7 +228,7 @@ int engine_label_code(rein_run *r, int step, json_t *data)
 	json_t *got = engine_label_untrack(r, NULL), *can = NULL;
 	int rc = got ? REIN_OK : REIN_ENOMEM;
 	if (rc == REIN_OK && r->labels) {
-		can = code_label(r, r->spec->steps[step].u.code.src);
+		can = code_label(r, &r->spec->steps[step].u.code);
 		if (can == NULL)
 			rc = REIN_ENOMEM;
 		else if (got != can && !json_equal(got, can) && json_object_set(data, "labels", got) != 0)
@@ -275,7 +285,8 @@ int engine_label_note(rein_run *r, int ti, rein_event_type evt, const json_t *da
 			if (rc != REIN_OK || n == NULL)
 				continue;
 			if (strcmp(n, "input") == 0) {
-				rc = ctx_add(t, r->input, r->in_label);
+				const json_t *in = input_label(r);
+				rc = in ? ctx_add(t, r->input, in) : REIN_ENOMEM;
 			} else if (strncmp(n, "steps.", 6) == 0) {
 				int s = rein_spec_step(r->spec, n + 6);
 				if (s >= 0 && r->outs[s])
@@ -297,10 +308,11 @@ int engine_label_note(rein_run *r, int ti, rein_event_type evt, const json_t *da
 
 /* The join of the input's and every step output's label (a conservative
  * label when what was read is not known). */
-static json_t *everything(const rein_run *r)
+static json_t *everything(rein_run *r)
 {
 	json_t *l = NULL;
-	if (rein_label_join(&l, r->in_label) != REIN_OK)
+	const json_t *in = input_label(r);
+	if (in == NULL || rein_label_join(&l, in) != REIN_OK)
 		return NULL;
 	for (size_t i = 0; i < r->spec->nsteps; i++)
 		if (rein_label_join(&l, r->labels[i]) != REIN_OK) {
@@ -316,7 +328,10 @@ int engine_label_completed(rein_run *r, int ti, const json_t *data, rein_err *er
 	if (r->labels == NULL)
 		return REIN_OK;
 	const rein_step *st = &r->spec->steps[t->step];
-	const json_t *rec = json_object_get(data, "labels");
+	/* most completions are {out} alone: no lookup by hash for those */
+	void *it = json_object_size(data) == 1 ? json_object_iter((json_t *)data) : NULL;
+	const json_t *rec = it ? (strcmp(json_object_iter_key(it), "labels") == 0 ? json_object_iter_value(it) : NULL)
+			       : json_object_get(data, "labels");
 	json_t *l = NULL;
 	int rc = REIN_OK;
 	if (json_is_object(rec)) {
@@ -335,9 +350,9 @@ int engine_label_completed(rein_run *r, int ti, const json_t *data, rein_err *er
 		l = rd ? rein_label_new("signal", rd, false) : NULL;
 		json_decref(rd);
 	} else if (st->kind == REIN_STEP_VERIFY || st->kind == REIN_STEP_WAIT) {
-		l = t->last_label ? json_incref(t->last_label) : rein_label_new(NULL, NULL, true);
+		l = t->last_label ? json_incref(t->last_label) : json_incref(const_of(r));
 	} else if (st->kind == REIN_STEP_CODE) {
-		l = code_label(r, st->u.code.src); /* what it read was all it could */
+		l = code_label(r, &st->u.code); /* what it read was all it could */
 	} else {
 		l = everything(r); /* a parallel join */
 	}

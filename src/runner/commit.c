@@ -16,7 +16,7 @@
 static void committed(rein_runner *rn, const batch *b)
 {
 	for (size_t i = 0; i < b->nev; i++) /* a high-risk call's alert leaves now */
-		if (strcmp(b->ev[i].row.type, "approval.alert") == 0)
+		if (b->ev[i].row.type[0] == 'a' && strcmp(b->ev[i].row.type, "approval.alert") == 0)
 			runner_alerts_note(rn, &b->ev[i].row, 1);
 	if (rn->o.on_commit == NULL || b->nev == 0)
 		return;

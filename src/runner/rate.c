@@ -23,7 +23,7 @@ static const char *tenant_of(const active *a)
 
 int runner_note_call(rein_store *st, const pending *p, rein_err *err)
 {
-	if (strcmp(p->row.type, rein_event_name(REIN_EV_TOOL_INTENT)) != 0)
+	if (p->row.type[0] != 't' || strcmp(p->row.type, rein_event_name(REIN_EV_TOOL_INTENT)) != 0)
 		return REIN_OK;
 	json_t *d = rein_json_parse(p->row.payload, strlen(p->row.payload), NULL);
 	const char *tool = json_string_value(json_object_get(d, "tool"));

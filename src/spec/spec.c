@@ -913,6 +913,7 @@ void rein_spec_free(rein_spec *s)
 	if (s == NULL)
 		return;
 	rein_policy_free(s->policies);
+	json_decref(s->const_label);
 	for (size_t i = 0; i < s->nsteps; i++) {
 		rein_step *st = &s->steps[i];
 		rein_free(st->name);
@@ -923,6 +924,7 @@ void rein_spec_free(rein_spec *s)
 		case REIN_STEP_CODE:
 			rein_free(st->u.code.src);
 			rein_free(st->u.code.origin);
+			rein_free(st->u.code.reads);
 			rein_schema_free(st->u.code.out_schema);
 			break;
 		case REIN_STEP_WAIT:
@@ -1030,7 +1032,8 @@ check:
 					d0->col, d0->msg, more);
 		goto out;
 	}
-	if ((L.spec->bundle = json_pack("{s:O}", "files", L.files)) == NULL) {
+	if ((L.spec->bundle = json_pack("{s:O}", "files", L.files)) == NULL ||
+	    spec_code_reads(L.spec) != REIN_OK) {
 		rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
 		goto out;
 	}

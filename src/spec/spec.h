@@ -168,6 +168,13 @@ typedef struct rein_step_code {
 	int line_offset;      /* added to Lua's line numbers in messages */
 	rein_script_limits limits;
 	rein_schema *out_schema; /* the schema the step's output must match, NULL: none */
+	/* what the chunk's text can read (spec_code_reads; the engine's provenance
+	 * label of the step, docs/policy.md "Provenance"): `input` as a whole name;
+	 * `steps` other than steps.NAME or steps["NAME"] (every step); the steps
+	 * named so (indices, each once, in text order) */
+	bool reads_input, reads_all;
+	int *reads;
+	size_t nreads;
 } rein_step_code;
 
 /* wait: a number of seconds or a template giving one, or (signal set) until
@@ -294,6 +301,9 @@ typedef struct rein_spec {
 	   when the key is there (even empty): writes are then denied by default */
 	rein_policy *policies;
 	bool has_policies;
+	/* the label of a value computed from nothing the run was given (no source,
+	 * read by everyone, trusted): shared by the runs of the spec, never changed */
+	json_t *const_label;
 	unsigned redact;    /* trace.redact: REIN_REDACT_* classes stored as placeholders */
 } rein_spec;
 

@@ -31,6 +31,10 @@ void spec_check_templates(loader *L, const ynode *n);
 int spec_step_ref(loader *L, const ynode *n, const char *what);
 void spec_check_expr(loader *L, const ynode *n, const char *what);
 
+/* reads.c: fills each code step's reads_input, reads_all and reads from its
+ * text, and the spec's const_label; REIN_ENOMEM. */
+int spec_code_reads(rein_spec *s);
+
 /* tools.c: the `tools:` and `mcp_servers:` sections, and `tool` steps. */
 void spec_load_servers(loader *L, const ynode *n);
 void spec_load_tools(loader *L, const ynode *n);

@@ -313,13 +313,61 @@ static void test_tool_approval(void **state)
 	rein_script_free(sb);
 }
 
+/* What a code step's text can read, found once at load (spec_code_reads):
+ * the engine's label of a code step without recorded labels joins these. */
+static void test_code_reads(void **state)
+{
+	(void)state;
+	rein_script *sb = NULL;
+	assert_int_equal(rein_script_new(&sb), REIN_OK);
+	static const char *const wf =
+		"rein: 1\nname: t\n"
+		"steps:\n"
+		"  a: { code: 'return { n = 1 } -- steps.b in a comment counts', next: b }\n"
+		"  b: { code: 'return { x = input.q, y = steps[\"a\"].out.n, z = steps.a.out.n, w = t.steps }',"
+		" next: c }\n"
+		"  c: { code: 'local k = \"a\"; return { v = steps[k], i = myinput, j = x.input }', next: d }\n"
+		"  d: { code: 'return { v = steps.nosuch, w = steps.c, u = steps .b }', next: done }\n"
+		"  done: { end: succeeded }\n";
+	rein_spec *sp = NULL;
+	rein_err e = {0};
+	assert_int_equal(load2(sb, wf, NULL, &sp, &e), REIN_OK);
+	const rein_step_code *a = &sp->steps[rein_spec_step(sp, "a")].u.code;
+	const rein_step_code *b = &sp->steps[rein_spec_step(sp, "b")].u.code;
+	const rein_step_code *c = &sp->steps[rein_spec_step(sp, "c")].u.code;
+	const rein_step_code *d = &sp->steps[rein_spec_step(sp, "d")].u.code;
+	assert_false(a->reads_input || a->reads_all);
+	assert_int_equal(a->nreads, 1);
+	assert_int_equal(a->reads[0], rein_spec_step(sp, "b"));
+	/* input as a whole name; steps["a"] and steps.a are one read; t.steps is a field */
+	assert_true(b->reads_input);
+	assert_false(b->reads_all);
+	assert_int_equal(b->nreads, 1);
+	assert_int_equal(b->reads[0], rein_spec_step(sp, "a"));
+	/* an index that is not a literal reads every step; myinput, x.input are not input */
+	assert_true(c->reads_all);
+	assert_false(c->reads_input);
+	/* a name of no step reads nothing; spaces before the dot are allowed */
+	assert_false(d->reads_all || d->reads_input);
+	assert_int_equal(d->nreads, 2);
+	assert_int_equal(d->reads[0], rein_spec_step(sp, "c"));
+	assert_int_equal(d->reads[1], rein_spec_step(sp, "b"));
+	/* the constant label, shared by the spec's runs */
+	assert_non_null(sp->const_label);
+	assert_true(rein_label_trusted(sp->const_label));
+	assert_int_equal(json_array_size(json_object_get(sp->const_label, "sources")), 0);
+	assert_true(rein_label_readable(sp->const_label, NULL));
+	rein_spec_free(sp);
+	rein_script_free(sb);
+}
+
 int main(void)
 {
 	rein_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_locked_mcp_input),
 		cmocka_unit_test(test_tenant_secrets), cmocka_unit_test(test_provenance_fields),
-		cmocka_unit_test(test_tool_approval),
+		cmocka_unit_test(test_tool_approval), cmocka_unit_test(test_code_reads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
