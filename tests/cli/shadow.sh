@@ -10,7 +10,7 @@ import json, sys; print(" ".join(r["mode"] for r in json.load(sys.stdin)))'; }
 
 expect_exit 0 "$REIN" run "$WF/killpay" --shadow --input '{"mode": "delay:10"}'
 run=$(json_get "$OUT" 'j["run"]')
-[ "$(json_get "$OUT" 'j["output"]')" = "{'ok': True, 'key': 'shadow-key', 'shadow': True}" ] ||
+[ "$(json_get "$OUT" 'j["output"] == {"ok": True, "key": "shadow-key", "shadow": True}')" = True ] ||
 	fail "the output is not the shadow result: $OUT"
 [ "$(modes)" = ok ] || fail "the server saw more than the read: $(modes)"
 n=$(events_of "$run" tool.shadowed | wc -l)
