@@ -19,7 +19,11 @@ expect_exit 2 "$REIN" deploy "$WF/canary_stable" --canary 10% --rollback min_run
 grep -q "min_runs=0" stderr.txt || fail "$(cat stderr.txt)"
 expect_exit 2 "$REIN" deploy "$WF/canary_stable" --canary 10% --rollback bogus=1
 
+# the by-version index is made with the first deployment, not with the store
+idx() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from sqlite_master where name = ?", ("runs_by_version",)).fetchone()[0])' "$REIN_DB"; }
+if [ -f "$REIN_DB" ]; then [ "$(idx)" = 0 ] || fail "runs_by_version exists before any deployment"; fi
 expect_exit 0 "$REIN" deploy "$WF/canary_stable"
+[ "$(idx)" = 1 ] || fail "no runs_by_version index after the first deployment"
 stable=$(json_get "$OUT" 'j["version"]')
 [ "$(json_get "$OUT" 'j["role"]')" = stable ] || fail "$OUT"
 expect_exit 2 "$REIN" deploy "$WF/canary_stable" --canary 20%   # its own candidate
