@@ -33,9 +33,13 @@ int rein_cmd_shred(int argc, char **argv, const char *db);
 int rein_cmd_gc(int argc, char **argv, const char *db);
 /* TIME as ms since the epoch (main.c): YYYY-MM-DDTHH:MM:SS[.mmm]Z or an age
  * N{s,m,h,d} before now; false when it is neither. */
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 bool rein_cli_parse_time(const char *t, int64_t now, int64_t *ms);
+/* Prints j (a reference it takes; NULL: out of memory) as one line of
+ * compact JSON: 0, else 1 with "out of memory" on stderr. */
+int rein_cli_print_json(json_t *j);
 /* The keyring for the database at db ($REIN_KEYS, else DB.keys): 0, else 1
  * with the reason on stderr. Caller closes with rein_keyring_close. */
 typedef struct rein_keyring rein_keyring;

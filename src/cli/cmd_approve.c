@@ -43,19 +43,6 @@ static int usage_err(const char *cmd, const char *what)
 	return 2;
 }
 
-static int print(json_t *j)
-{
-	char *s = j ? rein_json_dump(j) : NULL;
-	int ex = s ? 0 : 1;
-	if (s)
-		printf("%s\n", s);
-	else
-		fprintf(stderr, "rein: out of memory\n");
-	rein_free(s);
-	json_decref(j);
-	return ex;
-}
-
 /* The pending items for a human: a header, then per item its id, run, step,
  * the proposed action, who asked, what it needs and its SLA; 0, or 1 when
  * out of memory. --json gives every field (evidence included). */
@@ -203,7 +190,7 @@ int rein_cmd_approve(const char *cmd, int argc, char **argv, const char *db)
 			goto out;
 		}
 		if (as_json) {
-			ex = print(all);
+			ex = rein_cli_print_json(all);
 		} else {
 			ex = print_pending(all);
 			json_decref(all);
@@ -212,12 +199,12 @@ int rein_cmd_approve(const char *cmd, int argc, char **argv, const char *db)
 		if (rein_approve_token(st, token, inbox, &e) != REIN_OK)
 			fprintf(stderr, "rein approve: %s\n", e.msg);
 		else
-			ex = print(json_pack("{s:s}", "inbox", inbox));
+			ex = rein_cli_print_json(json_pack("{s:s}", "inbox", inbox));
 	} else if (deny) {
 		if (rein_deny(st, id, by, reason, inbox, &e) != REIN_OK)
 			fprintf(stderr, "rein deny: %s\n", e.msg);
 		else
-			ex = print(json_pack("{s:s, s:s}", "inbox", inbox, "id", id));
+			ex = rein_cli_print_json(json_pack("{s:s, s:s}", "inbox", inbox, "id", id));
 	} else {
 		rein_approve_req q = {.id = id, .by = by, .roles = roles, .reason = reason,
 				      .args = args, .ttl_ms = ttl * 1000, .submit = !print_only};
@@ -228,7 +215,7 @@ int rein_cmd_approve(const char *cmd, int argc, char **argv, const char *db)
 			printf("%s\n", tok);
 			ex = 0;
 		} else {
-			ex = print(json_pack("{s:s, s:s}", "inbox", inbox, "id", id));
+			ex = rein_cli_print_json(json_pack("{s:s, s:s}", "inbox", inbox, "id", id));
 		}
 		rein_free(tok);
 	}

@@ -81,21 +81,6 @@ static json_t *deploy_json(rein_store *st, const rein_deploy_row *d)
 	return j;
 }
 
-static int print_json(json_t *j)
-{
-	char *s = j ? rein_json_dump(j) : NULL;
-	int ex = 1;
-	if (s) {
-		printf("%s\n", s);
-		ex = 0;
-	} else {
-		fprintf(stderr, "rein: out of memory\n");
-	}
-	rein_free(s);
-	json_decref(j);
-	return ex;
-}
-
 /* Prints deployment id of name as JSON. */
 static int print_deployment(rein_store *st, const char *name, int64_t id)
 {
@@ -109,7 +94,7 @@ static int print_deployment(rein_store *st, const char *name, int64_t id)
 	}
 	for (size_t i = 0; i < n; i++)
 		if (rows[i].id == id)
-			ex = print_json(deploy_json(st, &rows[i]));
+			ex = rein_cli_print_json(deploy_json(st, &rows[i]));
 	rein_deploy_rows_free(rows, n);
 	return ex;
 }
@@ -129,7 +114,7 @@ static int deploy_check(const char *name, const char *db)
 		fprintf(stderr, "rein deploy: %s\n", e.msg);
 		goto out;
 	}
-	ex = print_json(json_pack("{s:s, s:b, s:s?}", "workflow", name, "rolled_back", rolled,
+	ex = rein_cli_print_json(json_pack("{s:s, s:b, s:s?}", "workflow", name, "rolled_back", rolled,
 				  "reason", why));
 out:
 	rein_free(why);
@@ -253,7 +238,7 @@ int rein_cmd_deployments(int argc, char **argv, const char *db)
 				json_decref(arr);
 				arr = NULL;
 			}
-		ex = print_json(arr);
+		ex = rein_cli_print_json(arr);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {

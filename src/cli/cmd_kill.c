@@ -47,21 +47,6 @@ static json_t *kill_json(const rein_kill_row *k)
 			 k->reason, "by", k->by, "at", (json_int_t)k->at);
 }
 
-static int print_json(json_t *j)
-{
-	char *s = j ? rein_json_dump(j) : NULL;
-	int ex = 1;
-	if (s) {
-		printf("%s\n", s);
-		ex = 0;
-	} else {
-		fprintf(stderr, "rein: out of memory\n");
-	}
-	rein_free(s);
-	json_decref(j);
-	return ex;
-}
-
 static int list(rein_store *st, bool as_json)
 {
 	rein_kill_row *rows = NULL;
@@ -80,11 +65,11 @@ static int list(rein_store *st, bool as_json)
 			if (k == NULL || json_array_append_new(arr, k) != 0)
 				ex = 1;
 		} else {
-			ex = print_json(k);
+			ex = rein_cli_print_json(k);
 		}
 	}
 	if (as_json && ex == 0)
-		ex = print_json(arr);
+		ex = rein_cli_print_json(arr);
 	else
 		json_decref(arr);
 	rein_kill_rows_free(rows, n);
@@ -146,7 +131,7 @@ int rein_cmd_kill(const char *cmd, int argc, char **argv, const char *db)
 			fprintf(stderr, "rein kill: %s\n", e.msg);
 		} else {
 			k.id = id;
-			ex = print_json(kill_json(&k));
+			ex = rein_cli_print_json(kill_json(&k));
 		}
 	} else if (lift) {
 		int n = 0;
@@ -156,7 +141,7 @@ int rein_cmd_kill(const char *cmd, int argc, char **argv, const char *db)
 			fprintf(stderr, "rein unkill: no switch is set with exactly these selectors "
 					"(see 'rein kills')\n");
 		else
-			ex = print_json(json_pack("{s:b, s:s?, s:s?, s:s?, s:I}", "lifted", 1, "workflow",
+			ex = rein_cli_print_json(json_pack("{s:b, s:s?, s:s?, s:s?, s:I}", "lifted", 1, "workflow",
 						  k.workflow, "tool", k.tool, "tenant", k.tenant, "at",
 						  (json_int_t)k.at));
 	} else {

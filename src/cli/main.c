@@ -1301,6 +1301,19 @@ static bool parse_since(const char *t, int64_t now, int64_t *ms)
 	return true;
 }
 
+int rein_cli_print_json(json_t *j)
+{
+	char *s = j ? rein_json_dump(j) : NULL;
+	int ex = s ? 0 : 1;
+	if (s)
+		printf("%s\n", s);
+	else
+		fprintf(stderr, "rein: out of memory\n");
+	rein_free(s);
+	json_decref(j);
+	return ex;
+}
+
 bool rein_cli_parse_time(const char *t, int64_t now, int64_t *ms)
 {
 	return parse_since(t, now, ms);
