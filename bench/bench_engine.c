@@ -60,6 +60,7 @@ typedef struct scenario {
 typedef struct figures {
 	double wall_s;
 	double cpu_s; /* user + system CPU time of the process over the same span */
+	double sys_s; /* of which system (the kernel: writes, fdatasync) */
 	double p50_us, p99_us; /* per-run latency, sequential scenarios only */
 	long peak_rss_kb;
 } figures;
@@ -112,6 +113,14 @@ static double cpu_s(void)
 		return 0;
 	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
 	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static double sys_s(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -365,7 +374,7 @@ static long run_scenario(const scenario *sc, const rein_spec *spec, rein_script 
 		goto out;
 	}
 	peak_rss_reset();
-	double t0 = mono_s(), c0 = cpu_s();
+	double t0 = mono_s(), c0 = cpu_s(), s0 = sys_s();
 	if (sc->in_flight) {
 		for (long i = 0; i < sc->runs; i++)
 			if (rein_runner_start(rn, spec, input, NULL, ids[i], &e) != REIN_OK)
@@ -384,6 +393,7 @@ static long run_scenario(const scenario *sc, const rein_spec *spec, rein_script 
 	}
 	fig->wall_s = mono_s() - t0;
 	fig->cpu_s = cpu_s() - c0;
+	fig->sys_s = sys_s() - s0;
 	fig->peak_rss_kb = peak_rss_kb();
 	if (lat) {
 		qsort(lat, (size_t)sc->runs, sizeof *lat, cmp_double);
@@ -408,10 +418,10 @@ static void print_figures(const scenario *sc, const figures *f)
 {
 	long steps = sc->runs * NSTEPS;
 	printf("%-3s %s\n    runs %ld  steps %ld  wall %.3f s  %.2f us/step  %.0f steps/s  "
-	       "peak RSS %.1f MiB\n    cpu %.3f s (%.2f us/step)",
+	       "peak RSS %.1f MiB\n    cpu %.3f s (%.2f us/step, of which system %.2f)",
 	       sc->name, sc->what, sc->runs, steps, f->wall_s, f->wall_s * 1e6 / (double)steps,
 	       (double)steps / f->wall_s, (double)f->peak_rss_kb / 1024.0, f->cpu_s,
-	       f->cpu_s * 1e6 / (double)steps);
+	       f->cpu_s * 1e6 / (double)steps, f->sys_s * 1e6 / (double)steps);
 	if (!sc->in_flight)
 		printf("  per run: p50 %.0f us, p99 %.0f us", f->p50_us, f->p99_us);
 	putchar('\n');

@@ -69,6 +69,7 @@ void rein_run_free(rein_run *r)
 	rein_free(r->tenant);
 	rein_free(r->end_reason);
 	rein_free(r->last_error);
+	json_decref(r->vars);
 	rein_free(r->fail_reason);
 	json_decref(r->signals);
 	json_decref(r->sig_seen);
@@ -132,12 +133,17 @@ static bool put(json_t **o, const char *k, json_t *v)
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
 /* Globals a step sees beyond input/steps/run/out: `why`, the last step error. */
+/* {why, requester}: built once and shared (the sandbox only reads it) until
+ * engine_step_error or engine_policy_start drops it. */
 static json_t *make_vars(rein_run *r)
 {
-	json_t *v = obj1("why", str_or_null(r->last_error));
-	if (v && r->requester)
-		put(&v, "requester", json_incref(r->requester));
-	return v;
+	if (r->vars == NULL) {
+		json_t *v = obj1("why", str_or_null(r->last_error));
+		if (v && r->requester)
+			put(&v, "requester", json_incref(r->requester));
+		r->vars = v;
+	}
+	return json_incref(r->vars);
 }
 
 int engine_eval_template(rein_run *r, const json_t *tmpl, const json_t *out, json_t **res,
@@ -304,6 +310,8 @@ int engine_step_error(rein_run *r, int t, const char *msg, rein_err *err)
 	char *failed = rein_sprintf("step '%s' failed: %s", st->name, msg);
 	rein_free(r->fail_reason);
 	r->fail_reason = failed;
+	json_decref(r->vars); /* its why changes */
+	r->vars = NULL;
 	if (failed == NULL || engine_set_str(&r->last_error, msg) != REIN_OK)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	const rein_step_model *m = rein_step_model_of(st);

@@ -123,6 +123,7 @@ struct rein_run {
 	int64_t spent_tokens, model_calls, tool_calls;
 	double spent_cost;
 	char *last_error;
+	json_t *vars; /* make_vars's {why, requester}, kept until either changes */
 	/* "step 'S' failed: <error>" of the last step failure: the reason of an
 	 * end step that gives none and does not succeed (enter_end) */
 	char *fail_reason;

@@ -20,12 +20,27 @@ void engine_policy_free(rein_run *r)
 	json_decref(r->tenant_counts);
 }
 
+/* {"user": null, "roles": [], "tenant": null}, or NULL without memory
+ * (json_pack would parse its format on every run) */
+static json_t *anonymous(void)
+{
+	json_t *o = json_object();
+	if (o && (json_object_set_new_nocheck(o, "user", json_null()) ||
+		  json_object_set_new_nocheck(o, "roles", json_array()) ||
+		  json_object_set_new_nocheck(o, "tenant", json_null()))) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o;
+}
+
 int engine_policy_start(rein_run *r, const json_t *data, rein_err *err)
 {
 	assert(r != NULL);
 	const json_t *rq = json_object_get(data, "requester");
-	r->requester = json_is_object(rq) ? json_incref((json_t *)rq)
-					  : json_pack("{s:n, s:[], s:n}", "user", "roles", "tenant");
+	json_decref(r->vars); /* make_vars's copy names the requester */
+	r->vars = NULL;
+	r->requester = json_is_object(rq) ? json_incref((json_t *)rq) : anonymous();
 	r->pol_hist = json_array();
 	snprintf(r->org_version, sizeof r->org_version, "none");
 	if (r->requester == NULL || r->pol_hist == NULL)

@@ -223,8 +223,10 @@ typedef struct sq {
 	sqlite3_stmt *multi[2][MULTI_MAX + 1]; /* payloads, events: 2^j rows */
 	uint8_t (*known)[REIN_HASH_LEN];        /* KNOWN_SLOTS payload hashes */
 	unsigned int data_version;              /* after this handle's last commit */
-	/* inside a write transaction, once read or written: the last anchor
-	 * (the transaction holds the write lock, so nobody else appends) */
+	/* once read or written: the last anchor, trusted inside a write
+	 * transaction (it holds the write lock, so nobody else appends) begun
+	 * with the data_version of this handle's last commit (nobody else wrote
+	 * since); forgotten on rollback */
 	bool anc_known, anc_found;
 	rein_anchor_row anc;
 	sqlite3_stmt *kill_v;                   /* kill_version, prepared once */
@@ -393,13 +395,16 @@ static int sq_begin(void *be, rein_err *err)
 	if (b->in_tx)
 		return rein_err_set(err, REIN_EINVAL, "sqlite: begin inside a transaction");
 	held_clear(b);
-	b->anc_known = false;
 	sqlite3_stmt *s = stmt(b, Q_BEGIN, err);
 	int rc = s ? step_done(b, s, err, "begin") : REIN_EIO;
 	if (rc == REIN_OK) {
 		b->in_tx = true;
-		if (data_version(b) != b->data_version)
+		if (data_version(b) != b->data_version) {
 			known_forget(b); /* someone else wrote since our last commit */
+			b->anc_known = false;
+		}
+	} else {
+		b->anc_known = false;
 	}
 	return rc;
 }
@@ -436,7 +441,6 @@ static int sq_commit(void *be, rein_err *err)
 	}
 	b->data_version = data_version(b);
 	held_clear(b);
-	b->anc_known = false;
 	b->in_tx = false;
 	return REIN_OK;
 }

@@ -1432,6 +1432,70 @@ static void test_anchors(void **state)
 	env_free(&e);
 }
 
+/* Anchors one head on st in its own transaction (commit, or rollback when
+ * !commit); returns the anchor's seq. */
+static int64_t anchor_on(rein_store *st, const char *id, bool commit)
+{
+	rein_err err = {0};
+	uint8_t head[REIN_HASH_LEN] = {0x42};
+	rein_anchor_row a = {0};
+	assert_int_equal(rein_store_begin(st, &err), REIN_OK);
+	assert_int_equal(rein_store_anchor(st, id, 3, head, &a, &err), REIN_OK);
+	if (commit)
+		assert_int_equal(rein_store_commit(st, &err), REIN_OK);
+	else
+		rein_store_rollback(st);
+	return a.seq;
+}
+
+/*
+ * Two handles on one file take turns at the chain (as two processes do). Each
+ * handle remembers the last anchor between its transactions while nobody else
+ * wrote; a write by the other handle, or a rolled-back anchor, must make it
+ * read the chain again: every anchor takes the next seq and links to the one
+ * before it (a stale head would reuse a seq, refused by the table's key).
+ */
+static void test_anchor_handles(void **state)
+{
+	(void)state;
+	char *dir = temp_dir();
+	char path[600];
+	snprintf(path, sizeof path, "%s/two.db", dir);
+	rein_store *a = NULL, *b = NULL;
+	rein_err err = {0};
+	assert_int_equal(rein_store_open(path, NULL, &a, &err), REIN_OK);
+	assert_int_equal(rein_store_open(path, NULL, &b, &err), REIN_OK);
+	assert_int_equal(anchor_on(a, "run-a", true), 1);
+	assert_int_equal(anchor_on(a, "run-a", true), 2); /* a's own head, remembered */
+	assert_int_equal(anchor_on(b, "run-b", true), 3);
+	assert_int_equal(anchor_on(b, "run-b", true), 4);
+	assert_int_equal(anchor_on(a, "run-a", true), 5); /* b wrote: a reads again */
+	assert_int_equal(anchor_on(a, "run-a", false), 6); /* rolled back */
+	assert_int_equal(anchor_on(a, "run-a", true), 6);
+	assert_int_equal(anchor_on(b, "run-b", false), 7);
+	assert_int_equal(anchor_on(a, "run-a", true), 7);
+	assert_int_equal(anchor_on(b, "run-b", true), 8);
+	anchor_list l = {0};
+	assert_int_equal(rein_store_anchors_load(a, take_anchors, &l, &err), REIN_OK);
+	assert_int_equal(l.n, 8);
+	uint8_t prev[REIN_HASH_LEN] = {0};
+	for (int i = 0; i < l.n; i++) {
+		uint8_t h[REIN_HASH_LEN];
+		assert_int_equal(l.v[i].seq, i + 1);
+		assert_memory_equal(l.v[i].prev_hash, prev, REIN_HASH_LEN);
+		anchor_formula(&l.v[i], h);
+		assert_memory_equal(h, l.v[i].hash, REIN_HASH_LEN);
+		memcpy(prev, h, REIN_HASH_LEN);
+	}
+	const char *who = "aabbaaab";
+	for (int i = 0; i < l.n; i++)
+		assert_int_equal(l.v[i].run_id[4], who[i]);
+	rein_store_close(a);
+	rein_store_close(b);
+	rm_rf(dir);
+	free(dir);
+}
+
 /* The JSON views: a run row's keys (event_count, not events), and an event
  * whose payload was purged (marked) beside one whose payload is JSON null. */
 static void test_views(void **state)
@@ -1948,6 +2012,7 @@ int main(void)
 		BOTH(test_verify_all),
 		BOTH(test_anchors),
 		BOTH(test_purge),
+		cmocka_unit_test(test_anchor_handles),
 		cmocka_unit_test(test_views),
 		cmocka_unit_test(test_open_must_exist),
 		cmocka_unit_test(test_open_url),
