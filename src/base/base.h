@@ -157,6 +157,10 @@ char *rein_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write faults are injected by a wrapping store backend (tests/unit/faultstore.h). */
 enum { REIN_FAULT_ALLOC = 0, REIN_FAULT_KINDS = 1 };
 void rein_fault_arm(int kind, long n);
+/* As rein_fault_arm, but the nth check and the count - 1 after it fail
+ * (count >= 1; rein_fault_arm is count 1): a caller that retries a failed
+ * allocation once (Lua, after an emergency collection) still runs out. */
+void rein_fault_arm_run(int kind, long n, long count);
 bool rein_fault_hit(int kind);
 /* How many checks of this kind were made since the last arm (for test sweeps). */
 long rein_fault_count(int kind);

@@ -17,10 +17,15 @@
 
 static _Thread_local long fault_left[REIN_FAULT_KINDS]; /* per thread */
 static _Thread_local long fault_seen[REIN_FAULT_KINDS];
+static _Thread_local long fault_run[REIN_FAULT_KINDS]; /* checks left to fail from the nth */
 
-void rein_fault_arm(int kind, long n)
+void rein_fault_arm(int kind, long n) { rein_fault_arm_run(kind, n, 1); }
+
+void rein_fault_arm_run(int kind, long n, long count)
 {
+	assert(kind >= 0 && kind < REIN_FAULT_KINDS && count >= 1);
 	fault_left[kind] = n;
+	fault_run[kind] = count;
 	fault_seen[kind] = 0;
 }
 
@@ -29,9 +34,11 @@ bool rein_fault_hit(int kind)
 	fault_seen[kind]++;
 	if (fault_left[kind] <= 0)
 		return false;
-	if (--fault_left[kind] == 0)
-		return true;
-	return false;
+	if (--fault_left[kind] > 0)
+		return false;
+	if (--fault_run[kind] > 0)
+		fault_left[kind] = 1; /* the next check fails too */
+	return true;
 }
 
 long rein_fault_count(int kind) { return fault_seen[kind]; }

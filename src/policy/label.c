@@ -15,9 +15,11 @@
  * string, in a label made outside rein_label_new: never). */
 static bool has(const json_t *arr, const char *s)
 {
-	size_t i;
-	json_t *x;
-	json_array_foreach(arr, i, x) if (s && json_string_value(x) && strcmp(json_string_value(x), s) == 0) return true;
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		const char *x = json_string_value(json_array_get(arr, i));
+		if (s && x && strcmp(x, s) == 0)
+			return true;
+	}
 	return false;
 }
 
@@ -39,10 +41,11 @@ json_t *rein_label_new(const char *source, const json_t *readers, bool trusted)
 {
 	json_t *l = json_object(), *src = json_array(), *rd = json_array();
 	bool ok = l && src && rd && (source == NULL || insert_sorted(src, source));
-	size_t i;
-	json_t *x;
 	if (ok && readers)
-		json_array_foreach(readers, i, x) ok = ok && json_is_string(x) && insert_sorted(rd, json_string_value(x));
+		for (size_t i = 0; i < json_array_size(readers); i++) {
+			const json_t *x = json_array_get(readers, i);
+			ok = ok && json_typeof(x) == JSON_STRING && insert_sorted(rd, json_string_value(x));
+		}
 	if (ok && readers == NULL)
 		ok = insert_sorted(rd, "public");
 	if (ok) { /* each set steals its value, also when it fails */
@@ -88,12 +91,12 @@ static json_t *meet(const json_t *a, const json_t *b)
 	if (has(b, "public"))
 		return json_copy((json_t *)a);
 	json_t *m = json_array();
-	size_t i;
-	json_t *x;
-	json_array_foreach(a, i, x) if (m && has(b, json_string_value(x)) && json_array_append(m, x) != 0)
-	{
-		json_decref(m);
-		m = NULL;
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		json_t *x = json_array_get(a, i);
+		if (m && has(b, json_string_value(x)) && json_array_append(m, x) != 0) {
+			json_decref(m);
+			m = NULL;
+		}
 	}
 	return m;
 }

@@ -143,11 +143,11 @@ static int parse_risk(const char *s)
 /* Fills r from o; a problem sets *why (static text or err). */
 static int compile_rule(const json_t *o, rule *r, rein_script *sb, rein_err *err)
 {
-	if (!json_is_object(o))
+	assert(o != NULL);
+	if (json_typeof(o) != JSON_OBJECT)
 		return rein_err_set(err, REIN_EINVAL, "a rule must be a mapping");
-	const char *k;
-	json_t *v;
-	json_object_foreach((json_t *)o, k, v) {
+	for (void *it = json_object_iter((json_t *)o); it; it = json_object_iter_next((json_t *)o, it)) {
+		const char *k = json_object_iter_key(it);
 		bool known = false;
 		for (size_t i = 0; rule_keys[i]; i++)
 			known = known || strcmp(rule_keys[i], k) == 0;
@@ -173,10 +173,9 @@ static int compile_rule(const json_t *o, rule *r, rein_script *sb, rein_err *err
 		if (add_str(&r->tools, &r->ntools, json_string_value(t), strlen(json_string_value(t))))
 			return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	} else if (json_is_array(t) && json_array_size(t) > 0) {
-		size_t i;
-		json_t *x;
-		json_array_foreach(t, i, x) {
-			if (!json_is_string(x))
+		for (size_t i = 0; i < json_array_size(t); i++) {
+			const json_t *x = json_array_get(t, i);
+			if (json_typeof(x) != JSON_STRING)
 				return rein_err_set(err, REIN_EINVAL, "rule '%s': tool must be a name or glob, "
 						    "or a list of them", id);
 			if (add_str(&r->tools, &r->ntools, json_string_value(x), strlen(json_string_value(x))))
@@ -198,7 +197,7 @@ static int compile_rule(const json_t *o, rule *r, rein_script *sb, rein_err *err
 	if (r->risk < -1)
 		return rein_err_set(err, REIN_EINVAL, "rule '%s': risk must be low, medium or high", id);
 	const json_t *w = json_object_get(o, "when");
-	if (w != NULL && !json_is_string(w))
+	if (w != NULL && json_typeof(w) != JSON_STRING)
 		return rein_err_set(err, REIN_EINVAL, "rule '%s': when must be a Lua expression (a string)",
 				    id);
 	if (w != NULL) {
@@ -217,7 +216,7 @@ static int compile_rule(const json_t *o, rule *r, rein_script *sb, rein_err *err
 					    id, e.msg);
 	}
 	const json_t *rs = json_object_get(o, "reason");
-	if (rs != NULL && !json_is_string(rs))
+	if (rs != NULL && json_typeof(rs) != JSON_STRING)
 		return rein_err_set(err, REIN_EINVAL, "rule '%s': reason must be a string", id);
 	if (rs != NULL && (r->reason = rein_strdup(json_string_value(rs))) == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -236,8 +235,8 @@ static int compile_rule(const json_t *o, rule *r, rein_script *sb, rein_err *err
 		const json_t *mx = json_object_get(lim, "max"), *win = json_object_get(lim, "window_s");
 		const json_t *per = json_object_get(lim, "per");
 		const char *ps = json_string_value(per);
-		bool ok = json_is_object(lim) && json_is_integer(mx) && json_integer_value(mx) >= 0 &&
-			  (win == NULL || (json_is_integer(win) && json_integer_value(win) > 0)) &&
+		bool ok = json_typeof(lim) == JSON_OBJECT && json_is_integer(mx) && json_integer_value(mx) >= 0 &&
+			  (win == NULL || (json_typeof(win) == JSON_INTEGER && json_integer_value(win) > 0)) &&
 			  (per == NULL || (ps && (strcmp(ps, "run") == 0 || strcmp(ps, "tenant") == 0))) &&
 			  json_object_size(lim) == (size_t)(1 + (win != NULL) + (per != NULL));
 		if (!ok)
@@ -376,9 +375,8 @@ static json_t *run_view(const rein_policy_call *c)
 	json_t *per = json_object();
 	int64_t secs = c->now_ms / 1000, day = secs / 86400, sod = secs % 86400;
 	int64_t calls = 0, writes = 0;
-	size_t i;
-	json_t *h;
-	json_array_foreach(c->history, i, h) {
+	for (size_t i = 0; i < json_array_size(c->history); i++) {
+		const json_t *h = json_array_get(c->history, i);
 		const char *tn = json_string_value(json_object_get(h, "tool"));
 		calls++;
 		writes += json_is_true(json_object_get(h, "write"));
@@ -405,9 +403,8 @@ static json_t *run_view(const rein_policy_call *c)
 static int64_t count_calls(const rule *r, const rein_policy_call *c)
 {
 	int64_t n = 0;
-	size_t i;
-	json_t *h;
-	json_array_foreach(c->history, i, h) {
+	for (size_t i = 0; i < json_array_size(c->history); i++) {
+		const json_t *h = json_array_get(c->history, i);
 		const char *tn = json_string_value(json_object_get(h, "tool"));
 		bool w = json_is_true(json_object_get(h, "write"));
 		int64_t at = json_integer_value(json_object_get(h, "at"));
@@ -481,16 +478,20 @@ static int rule_matches(rein_script *sb, const rule *r, const rein_policy_call *
 	json_decref(vars);
 	if (rc == REIN_ENOMEM)
 		return rein_err_set(err, rc, "out of memory");
-	bool boolish = rc == REIN_OK && (json_is_boolean(res) || json_is_null(res));
+	/* rein_script_eval sets res on REIN_OK, so its type is read directly */
+	assert(rc != REIN_OK || res != NULL);
+	json_type ty = rc == REIN_OK ? json_typeof(res) : JSON_NULL;
+	bool boolish = rc == REIN_OK && (ty == JSON_TRUE || ty == JSON_FALSE || ty == JSON_NULL);
 	if (rc != REIN_OK)
 		*fail = rein_sprintf("rule '%s' cannot be evaluated: %s", r->id, e.msg);
 	else if (boolish)
-		*match = json_is_true(res);
+		*match = ty == JSON_TRUE;
 	else
 		*fail = rein_sprintf("rule '%s' cannot be evaluated: its condition gave a %s, not a "
 				     "boolean",
-				     r->id, json_is_string(res) ? "string" : json_is_number(res) ? "number"
-									: "table");
+				     r->id, ty == JSON_STRING ? "string"
+					    : ty == JSON_INTEGER || ty == JSON_REAL ? "number"
+										   : "table");
 	json_decref(res);
 	if (!boolish && *fail == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
@@ -507,9 +508,10 @@ static bool untrusted_write(const rein_policy_call *c)
 	const json_t *ctx = json_object_get(p, "context");
 	if (!json_is_object(ctx) || rein_label_trusted(ctx))
 		return false;
-	const char *k;
-	json_t *l;
-	json_object_foreach((json_t *)json_object_get(p, "args"), k, l) if (!rein_label_trusted(l)) return true;
+	json_t *args = json_object_get(p, "args");
+	for (void *it = json_object_iter(args); it; it = json_object_iter_next(args, it))
+		if (!rein_label_trusted(json_object_iter_value(it)))
+			return true;
 	return false;
 }
 
@@ -627,22 +629,24 @@ int rein_policy_approval_norm(const json_t *in, json_t **out, rein_err *err)
 	if (!json_is_object(in))
 		return rein_err_set(err, REIN_EINVAL, "approval must be a mapping {approvers, roles, sla_s, "
 				    "on_timeout}");
-	const char *k;
-	json_t *v;
-	json_object_foreach((json_t *)in, k, v) if (strcmp(k, "approvers") && strcmp(k, "roles") &&
-						     strcmp(k, "sla_s") && strcmp(k, "on_timeout"))
-		return rein_err_set(err, REIN_EINVAL, "approval: unknown key '%s' (allowed: approvers, "
-				    "roles, sla_s, on_timeout)", k);
+	for (void *it = json_object_iter((json_t *)in); it; it = json_object_iter_next((json_t *)in, it)) {
+		const char *k = json_object_iter_key(it);
+		if (strcmp(k, "approvers") && strcmp(k, "roles") && strcmp(k, "sla_s") && strcmp(k, "on_timeout"))
+			return rein_err_set(err, REIN_EINVAL, "approval: unknown key '%s' (allowed: approvers, "
+					    "roles, sla_s, on_timeout)", k);
+	}
 	const json_t *n = json_object_get(in, "approvers"), *roles = json_object_get(in, "roles");
 	const json_t *sla = json_object_get(in, "sla_s"), *ot = json_object_get(in, "on_timeout");
-	if (n && (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 10))
+	if (n && (json_typeof(n) != JSON_INTEGER || json_integer_value(n) < 1 || json_integer_value(n) > 10))
 		return rein_err_set(err, REIN_EINVAL, "approval: approvers must be an integer from 1 to 10");
-	if (roles && !json_is_array(roles))
+	if (roles && json_typeof(roles) != JSON_ARRAY)
 		return rein_err_set(err, REIN_EINVAL, "approval: roles must be a list of role names");
-	size_t i;
-	json_array_foreach(roles, i, v) if (!json_is_string(v) || !*json_string_value(v))
-		return rein_err_set(err, REIN_EINVAL, "approval: roles must be a list of role names");
-	if (sla && (!json_is_integer(sla) || json_integer_value(sla) < 1))
+	for (size_t i = 0; i < json_array_size(roles); i++) {
+		const json_t *v = json_array_get(roles, i);
+		if (json_typeof(v) != JSON_STRING || !*json_string_value(v))
+			return rein_err_set(err, REIN_EINVAL, "approval: roles must be a list of role names");
+	}
+	if (sla && (json_typeof(sla) != JSON_INTEGER || json_integer_value(sla) < 1))
 		return rein_err_set(err, REIN_EINVAL, "approval: sla_s must be a positive integer (seconds)");
 	const char *ots = json_string_value(ot);
 	if (ot && !(ots && (strcmp(ots, "escalate") == 0 || strcmp(ots, "deny") == 0 ||

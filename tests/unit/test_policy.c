@@ -58,6 +58,7 @@ typedef struct kase {
 	bool no_requester;	  /* requester NULL */
 	const char *tcounts;	  /* tenant_counts as given, NULL: none */
 	const char *prov;	  /* the call's provenance (JSON), or NULL */
+	const char *reason;	  /* the first reason, exactly, or NULL: any */
 } kase;
 
 static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
@@ -90,6 +91,8 @@ static void check(const rein_policy *p, const rein_policy *p2, const kase *k)
 	}
 	assert_string_equal(ids, k->rules);
 	assert_true(json_array_size(json_object_get(d, "reasons")) >= 1);
+	if (k->reason)
+		assert_string_equal(json_string_value(json_array_get(json_object_get(d, "reasons"), 0)), k->reason);
 	json_decref(d);
 	json_decref(args);
 	json_decref(rq);
@@ -240,7 +243,8 @@ static void test_fail_closed(void **st)
 		" {\"id\":\"nil\",\"effect\":\"deny\",\"tool\":\"d\",\"when\":\"args.amount and args.amount > 5\"}]");
 	kase ks[] = {
 		{"a", false, 0, .args = "{\"amount\":1}", .enforce = true, .want = "deny", .rules = "err"},
-		{"b", false, 0, .enforce = true, .want = "deny", .rules = "str"},
+		{"b", false, 0, .enforce = true, .want = "deny", .rules = "str",
+		 .reason = "rule 'str' cannot be evaluated: its condition gave a string, not a boolean"},
 		{"c", false, 0, .enforce = true, .want = "deny", .rules = "nofield"},
 		{"d", false, 0, .enforce = true, .want = "allow", .rules = ""},
 	};
@@ -279,9 +283,12 @@ static void test_eval_edges(void **st)
 		{"q", false, 0, .history = "[{\"tool\":\"q\",\"at\":1},{\"tool\":\"q\",\"write\":false,\"at\":2}]",
 		 .enforce = true, .want = "deny", .rules = "rl"},
 		{"n", false, 0, .enforce = true, .want = "allow", .rules = ""},
-		{"m", false, 0, .enforce = true, .want = "deny", .rules = "num"},
-		{"t", false, 0, .enforce = true, .want = "deny", .rules = "tab"},
-		{"f", false, 0, .enforce = true, .want = "deny", .rules = "real"},
+		{"m", false, 0, .enforce = true, .want = "deny", .rules = "num",
+		 .reason = "rule 'num' cannot be evaluated: its condition gave a number, not a boolean"},
+		{"t", false, 0, .enforce = true, .want = "deny", .rules = "tab",
+		 .reason = "rule 'tab' cannot be evaluated: its condition gave a table, not a boolean"},
+		{"f", false, 0, .enforce = true, .want = "deny", .rules = "real",
+		 .reason = "rule 'real' cannot be evaluated: its condition gave a number, not a boolean"},
 		{"w", false, 0, .no_requester = true, .enforce = true, .want = "deny", .rules = "who"},
 		{"w", false, 0, .enforce = true, .want = "allow", .rules = ""},
 		{"r", false, 0, .run = "[1]", .history = hist, .enforce = true, .want = "deny", .rules = "rv"},
@@ -595,6 +602,57 @@ static void test_alloc_faults(void **st)
 	json_decref(prov);
 }
 
+/* A condition's compile check that runs out of memory. Lua retries a failed
+ * allocation once, after an emergency collection, so a single fault never
+ * reaches it: here every allocation from the Nth on fails, in a fresh sandbox
+ * each time (its compile cache would otherwise answer without allocating).
+ * Each N gives the rule set or a clean REIN_ENOMEM, never a syntax refusal
+ * (REIN_EINVAL); some N fail inside the check, and the refusal names the
+ * rule and its when. */
+static void test_check_enomem(void **st)
+{
+	(void)st;
+	const char *rules = "[{\"id\":\"c\",\"effect\":\"deny\",\"when\":\"args.amount > 500 and "
+			    "trusted(args.to) and run.hour < 9\"}]";
+	rein_err pe = {0};
+	json_t *j = rein_json_parse(rules, strlen(rules), &pe);
+	assert_non_null(j);
+	bool reached = true;
+	int in_check = 0, compiled = 0;
+	long n;
+	for (n = 1; reached && n < 5000; n++) {
+		rein_script *s2 = NULL;
+		assert_int_equal(rein_script_new(&s2), REIN_OK);
+		rein_policy *p = NULL;
+		rein_err e = {0};
+		int bad = -2;
+		rein_fault_arm_run(REIN_FAULT_ALLOC, n, 1L << 30);
+		int rc = rein_policy_compile(j, "t", s2, &p, &bad, &e);
+		reached = rein_fault_count(REIN_FAULT_ALLOC) >= n;
+		rein_fault_arm(REIN_FAULT_ALLOC, 0);
+		if (rc == REIN_OK) {
+			assert_int_equal(rein_policy_count(p), 1);
+			compiled++;
+		} else {
+			assert_int_equal(rc, REIN_ENOMEM);
+			assert_null(p);
+			assert_true(bad == -1 || bad == 0);
+			if (strncmp(e.msg, "rule 'c': when: out of memory", 29) == 0) {
+				assert_int_equal(bad, 0);
+				in_check++;
+			} else {
+				assert_string_equal(e.msg, "out of memory");
+			}
+		}
+		rein_policy_free(p);
+		rein_script_free(s2);
+	}
+	assert_true(n > 3);
+	assert_true(in_check >= 1);
+	assert_int_equal(compiled, 1); /* only the N no allocation reached */
+	json_decref(j);
+}
+
 /* Labels: the union of sources, the intersection of readers ("public" is
  * everyone), trusted only if both are; sorted, so the order of joins does
  * not change the bytes. */
@@ -848,6 +906,7 @@ int main(void)
 		cmocka_unit_test(test_compile_errors),
 		cmocka_unit_test(test_approval_norm),
 		cmocka_unit_test(test_alloc_faults),
+		cmocka_unit_test(test_check_enomem),
 		cmocka_unit_test(test_labels),
 		cmocka_unit_test(test_label_edges),
 		cmocka_unit_test(test_label_faults),
