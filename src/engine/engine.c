@@ -209,7 +209,7 @@ int engine_decide_end(rein_run *r, rein_status st, const char *reason, json_t *o
 static int new_thread(rein_run *r, int parent, int branch)
 {
 	if (r->nth == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 4;
+		size_t cap = r->cap ? r->cap * 2 : 1; /* most runs never fork */
 		thread *th = rein_realloc(r->th, cap * sizeof *th);
 		if (th == NULL)
 			return -1;

@@ -41,9 +41,8 @@ int engine_policy_start(rein_run *r, const json_t *data, rein_err *err)
 	json_decref(r->vars); /* make_vars's copy names the requester */
 	r->vars = NULL;
 	r->requester = json_is_object(rq) ? json_incref((json_t *)rq) : anonymous();
-	r->pol_hist = json_array();
 	snprintf(r->org_version, sizeof r->org_version, "none");
-	if (r->requester == NULL || r->pol_hist == NULL)
+	if (r->requester == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	if (engine_label_start(r, err) != REIN_OK)
 		return REIN_ENOMEM;
@@ -72,8 +71,10 @@ int engine_policy_note(rein_run *r, rein_event_type evt, int64_t at, const json_
 {
 	if (at > r->clock_ms)
 		r->clock_ms = at;
-	if (evt != REIN_EV_TOOL_INTENT || r->pol_hist == NULL)
-		return REIN_OK;
+	if (evt != REIN_EV_TOOL_INTENT || r->requester == NULL)
+		return REIN_OK; /* before run.started */
+	if (r->pol_hist == NULL && (r->pol_hist = json_array()) == NULL)
+		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	const char *eff = json_string_value(json_object_get(data, "effect"));
 	const json_t *tool = json_object_get(data, "tool");
 	json_t *h = json_object();
