@@ -877,7 +877,7 @@ int rein_run_exec(rein_run *r, int step, const rein_clock *clock, const char **t
 	int rc = rein_script_eval(r->sb, st->u.code.src, REIN_SCRIPT_CHUNK, &ctx, &out, &e);
 	json_decref(vars);
 	if (rc == REIN_ENOMEM) {
-		json_decref(engine_label_untrack(r, NULL));
+		engine_label_end_code(r);
 		return rein_err_set(err, rc, "out of memory");
 	} else if (rc == REIN_ELIMIT && ctx.limits.deadline_ms && strstr(e.msg, "time limit reached")) {
 		char *msg = rein_sprintf("timeout: the run exceeded timeout_s %lld while step '%s' ran",
@@ -911,8 +911,7 @@ int rein_run_exec(rein_run *r, int step, const rein_clock *clock, const char **t
 			*data = NULL;
 		}
 	}
-	if (r->lab_on)
-		json_decref(engine_label_untrack(r, NULL));
+	engine_label_end_code(r);
 	if (*data == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");
 	return REIN_OK;

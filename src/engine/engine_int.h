@@ -154,6 +154,8 @@ struct rein_run {
 	json_t *lab_acc, *lab_reads;
 	const json_t *lab_out;
 	bool lab_on, lab_oom;
+	bool lab_const; /* the code step being evaluated reads only constants:
+			   untracked (engine_label_track_code) */
 	/* engine_step_find: the step it found last, and the code step being
 	   evaluated (its reads are tried first), or NULL */
 	int find_last;
@@ -343,8 +345,12 @@ void engine_label_read(void *ud, int what, const char *name);
  * if reads, the names read ("input", "steps.S"); NULL: OOM. */
 void engine_label_track(rein_run *r, const json_t *out_label, bool names);
 json_t *engine_label_untrack(rein_run *r, json_t **reads);
-/* engine_label_track for the evaluation of code step `step` on thread t. */
+/* engine_label_track for the evaluation of code step `step` on thread t,
+ * unless everything it may read is labelled with the spec's constant (then
+ * its label is known: lab_const, nothing is tracked); engine_label_end_code
+ * ends either, whether or not engine_label_code ran. */
 void engine_label_track_code(rein_run *r, int t, int step);
+void engine_label_end_code(rein_run *r);
 /* rein_spec_step(r->spec, name), trying first the step found last and the
  * steps the code step being evaluated names: a script's `steps.x` is looked
  * up by the read tracking and then by the sandbox, for each read. */

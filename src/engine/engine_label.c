@@ -136,12 +136,46 @@ void engine_label_track(rein_run *r, const json_t *out_label, bool names)
 	r->lab_code = NULL;
 }
 
+/* Whether everything code step c may read on thread t (the steps its text
+ * names, every step, the input; and `out`, the thread's last label) is
+ * labelled with the spec's constant or holds nothing yet: then whatever one
+ * evaluation reads, its label is that constant, the label its text allows, and
+ * nothing needs tracking (engine_label_code records nothing either way). */
+static bool reads_only_const(rein_run *r, int t, const rein_step_code *c)
+{
+	const json_t *k = const_of(r);
+	const json_t *lo = r->th[t].last_label;
+	if (k == NULL || r->labels == NULL || c->reads_input || (lo && lo != k))
+		return false;
+	size_t n = c->reads_all ? r->spec->nsteps : c->nreads;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *l = r->labels[c->reads_all ? (int)i : c->reads[i]];
+		if (l && l != k)
+			return false;
+	}
+	return true;
+}
+
 void engine_label_track_code(rein_run *r, int t, int step)
 {
 	assert(r != NULL && t >= 0 && (size_t)t < r->nth);
 	assert(step >= 0 && (size_t)step < r->spec->nsteps && r->spec->steps[step].kind == REIN_STEP_CODE);
+	assert(!r->lab_on && !r->lab_const);
+	const rein_step_code *c = &r->spec->steps[step].u.code;
+	if (reads_only_const(r, t, c)) {
+		r->lab_const = true;
+		return;
+	}
 	engine_label_track(r, r->th[t].last_label, false);
-	r->lab_code = &r->spec->steps[step].u.code;
+	r->lab_code = c;
+}
+
+void engine_label_end_code(rein_run *r)
+{
+	assert(r != NULL);
+	if (r->lab_on)
+		json_decref(engine_label_untrack(r, NULL));
+	r->lab_const = false;
 }
 
 /* Whether step i is called name. */
@@ -224,7 +258,11 @@ static json_t *code_label(rein_run *r, const rein_step_code *c)
 
 int engine_label_code(rein_run *r, int step, json_t *data)
 {
-	assert(r != NULL && r->lab_on && data != NULL);
+	assert(r != NULL && (r->lab_on || r->lab_const) && data != NULL);
+	if (r->lab_const) { /* its label is the constant its text allows */
+		r->lab_const = false;
+		return REIN_OK;
+	}
 	json_t *got = engine_label_untrack(r, NULL), *can = NULL;
 	int rc = got ? REIN_OK : REIN_ENOMEM;
 	if (rc == REIN_OK && r->labels) {

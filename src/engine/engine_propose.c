@@ -20,27 +20,14 @@ void engine_policy_free(rein_run *r)
 	json_decref(r->tenant_counts);
 }
 
-/* {"user": null, "roles": [], "tenant": null}, or NULL without memory
- * (json_pack would parse its format on every run) */
-static json_t *anonymous(void)
-{
-	json_t *o = json_object();
-	if (o && (json_object_set_new_nocheck(o, "user", json_null()) ||
-		  json_object_set_new_nocheck(o, "roles", json_array()) ||
-		  json_object_set_new_nocheck(o, "tenant", json_null()))) {
-		json_decref(o);
-		o = NULL;
-	}
-	return o;
-}
-
 int engine_policy_start(rein_run *r, const json_t *data, rein_err *err)
 {
 	assert(r != NULL);
 	const json_t *rq = json_object_get(data, "requester");
 	json_decref(r->vars); /* make_vars's copy names the requester */
 	r->vars = NULL;
-	r->requester = json_is_object(rq) ? json_incref((json_t *)rq) : anonymous();
+	/* nobody named: the spec's shared {user: null, roles: [], tenant: null} */
+	r->requester = json_incref(json_is_object(rq) ? (json_t *)rq : r->spec->no_requester);
 	snprintf(r->org_version, sizeof r->org_version, "none");
 	if (r->requester == NULL)
 		return rein_err_set(err, REIN_ENOMEM, "out of memory");

@@ -88,6 +88,9 @@ int spec_code_reads(rein_spec *s)
 	assert(s != NULL);
 	if (s->const_label == NULL && (s->const_label = rein_label_new(NULL, NULL, true)) == NULL)
 		return REIN_ENOMEM;
+	if (s->no_requester == NULL &&
+	    (s->no_requester = json_pack("{s:n, s:[], s:n}", "user", "roles", "tenant")) == NULL)
+		return REIN_ENOMEM;
 	for (size_t i = 0; i < s->nsteps; i++) {
 		rein_step *st = &s->steps[i];
 		if (st->kind != REIN_STEP_CODE || st->u.code.src == NULL)

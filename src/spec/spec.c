@@ -914,6 +914,7 @@ void rein_spec_free(rein_spec *s)
 		return;
 	rein_policy_free(s->policies);
 	json_decref(s->const_label);
+	json_decref(s->no_requester);
 	for (size_t i = 0; i < s->nsteps; i++) {
 		rein_step *st = &s->steps[i];
 		rein_free(st->name);

@@ -304,6 +304,9 @@ typedef struct rein_spec {
 	/* the label of a value computed from nothing the run was given (no source,
 	 * read by everyone, trusted): shared by the runs of the spec, never changed */
 	json_t *const_label;
+	/* the requester of a run that names none, {user: null, roles: [], tenant:
+	 * null}: shared by the runs of the spec, never changed */
+	json_t *no_requester;
 	unsigned redact;    /* trace.redact: REIN_REDACT_* classes stored as placeholders */
 } rein_spec;
 

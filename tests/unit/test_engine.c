@@ -1013,6 +1013,8 @@ static const char *const PROV_WF =
 	"  - { id: pays, effect: allow, tool: pay }\n"
 	"  - { id: trusted-iban, effect: deny, tool: pay, when: 'not trusted(args.iban)' }\n"
 	"steps:\n"
+	"  k0: { code: 'return { n = 1 }', next: k1 }\n"
+	"  k1: { code: 'return { n = steps.k0.out.n + (out or 1) }', next: f }\n"
 	"  f: { tool: fetch, args: { q: '${input.q}' }, next: c }\n"
 	"  c: { tool: crm, args: {}, next: k }\n"
 	"  k: { tool: kb, args: {}, next: x }\n"
@@ -1021,7 +1023,8 @@ static const char *const PROV_WF =
 	"  z: { code: 'local k = \"c\" return { v = steps[k].out.key }', next: l }\n"
 	"  l: { llm: { model: m, prompt: 'sum up ${steps.k.out.key}' }, next: p }\n"
 	"  p: { tool: pay, args: { iban: '${input.iban}', note: '${steps.f.out.key}', fixed: 'x',\n"
-	"       mixed: '${steps.x.out.a} ${input.q}', summary: '${steps.l.out.s}' }, next: done }\n"
+	"       mixed: '${steps.x.out.a} ${input.q}', summary: '${steps.l.out.s}',\n"
+	"       konst: '${steps.k1.out.n}' }, next: done }\n"
 	"  done: { end: succeeded }\n";
 
 static void assert_label(const json_t *l, const char *sources, const char *readers, bool trusted)
@@ -1057,9 +1060,11 @@ static void test_provenance(void **state)
 	assert_true(obey(&d, 200));
 	assert_int_equal(rein_run_status(d.run), REIN_RUN_SUCCEEDED);
 	/* code steps: what each script read, recorded */
-	int xi = -1, yi = -1, zi = -1;
+	int xi = -1, yi = -1, zi = -1, k1 = -1;
 	for (size_t i = 0; i < d.n; i++)
 		if (strcmp(d.evs[i].type, EV(STEP_COMPLETED)) == 0 && d.evs[i].step) {
+			if (strcmp(d.evs[i].step, "k1") == 0)
+				k1 = (int)i;
 			if (strcmp(d.evs[i].step, "z") == 0)
 				zi = (int)i;
 			if (strcmp(d.evs[i].step, "x") == 0)
@@ -1071,6 +1076,10 @@ static void test_provenance(void **state)
 	/* x read input and steps.c, not steps.f its text names: recorded */
 	assert_label(json_object_get(d.evs[xi].data, "labels"), "[\"requester\",\"tool:crm\"]",
 		     "[\"tenant:acme\"]", true);
+	/* k1 read only constants (k0's output and `out`, nil in a code step): its
+	 * label is the constant (untracked, nothing recorded) */
+	assert_true(k1 >= 0);
+	assert_null(json_object_get(d.evs[k1].data, "labels"));
 	/* y read all its text names: nothing to record, its apply derives the same */
 	assert_null(json_object_get(d.evs[yi].data, "labels"));
 	/* z's text indexes steps by a variable (every step, by its text); it read c */
@@ -1093,6 +1102,7 @@ static void test_provenance(void **state)
 	assert_label(json_object_get(pa, "iban"), "[\"requester\"]", "[\"tenant:acme\"]", true);
 	assert_label(json_object_get(pa, "note"), "[\"tool:fetch\"]", "[\"tenant:acme\"]", false);
 	assert_label(json_object_get(pa, "fixed"), "[]", "[\"public\"]", true);
+	assert_label(json_object_get(pa, "konst"), "[]", "[\"public\"]", true);
 	assert_label(json_object_get(pa, "mixed"), "[\"requester\",\"tool:crm\"]", "[\"tenant:acme\"]", true);
 	assert_label(json_object_get(pa, "summary"), "[\"model\",\"retrieval\",\"tool:kb\"]", "[\"public\"]", false);
 	/* rebuilt from the log up to the decision, the run decides the same labels */
