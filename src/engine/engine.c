@@ -132,8 +132,8 @@ static bool put(json_t **o, const char *k, json_t *v)
 
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
-/* Globals a step sees beyond input/steps/run/out: `why`, the last step error. */
-/* {why, requester}: built once and shared (the sandbox only reads it) until
+/* Globals a step sees beyond input/steps/run/out: `why` (the last step error)
+ * and `requester`. Built once and shared (the sandbox only reads it) until
  * engine_step_error or engine_policy_start drops it. */
 static json_t *make_vars(rein_run *r)
 {
