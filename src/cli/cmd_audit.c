@@ -596,6 +596,15 @@ static void md_calls(FILE *f, const json_t *list, bool writes)
 	}
 }
 
+/* "- seq N, step `S`, at TIME: ", the start of the line of a recorded event. */
+static void md_item(FILE *f, const json_t *e)
+{
+	fprintf(f, "- seq %lld, step `%s`, at ", (long long)json_integer_value(json_object_get(e, "seq")),
+		str(e, "step", "(run)"));
+	md_time(f, e, "at");
+	fputs(": ", f);
+}
+
 static void md_events(FILE *f, const json_t *list, const char *field)
 {
 	size_t i;
@@ -605,10 +614,7 @@ static void md_events(FILE *f, const json_t *list, const char *field)
 		return;
 	}
 	json_array_foreach(list, i, e) {
-		fprintf(f, "- seq %lld, step `%s`, at ",
-			(long long)json_integer_value(json_object_get(e, "seq")), str(e, "step", "(run)"));
-		md_time(f, e, "at");
-		fputs(": ", f);
+		md_item(f, e);
 		md_json(f, json_object_get(e, field));
 		fputc('\n', f);
 	}
@@ -625,10 +631,8 @@ static void md_decisions(FILE *f, const json_t *list)
 	}
 	json_array_foreach(list, i, e) {
 		const json_t *d = json_object_get(e, "decision");
-		fprintf(f, "- seq %lld, step `%s`, at ", (long long)json_integer_value(json_object_get(e, "seq")),
-			str(e, "step", "(run)"));
-		md_time(f, e, "at");
-		fprintf(f, ": **%s** `%s` by rules ", str(d, "decision", "?"), str(d, "tool", "?"));
+		md_item(f, e);
+		fprintf(f, "**%s** `%s` by rules ", str(d, "decision", "?"), str(d, "tool", "?"));
 		md_json(f, json_object_get(d, "rules"));
 		fputs(", reasons ", f);
 		md_json(f, json_object_get(d, "reasons"));

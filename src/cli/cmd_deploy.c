@@ -280,7 +280,7 @@ int rein_cli_deployed_spec(const char *arg, const char *db, const char *key,
 	int r = rein_deploy_route(st, arg, id, version, candidate, &e);
 	if (r == REIN_ENOTFOUND) /* not deployed: read as a directory (its error) */
 		goto out;
-	if (r != REIN_OK || rein_deploy_spec(st, sb, version, spec, &e) != REIN_OK) {
+	if (r != REIN_OK || rein_spec_of_version(st, sb, version, spec, &e) != REIN_OK) {
 		fprintf(stderr, "rein run: %s: %s\n", arg, e.msg);
 		rc = -1;
 		goto out;

@@ -49,10 +49,10 @@ out:
 	return rc;
 }
 
-/* The spec of version, rebuilt from its stored bundle (caller frees). */
-static int spec_of(rein_store *store, rein_script *sandbox, const char *version,
-		   rein_spec **out, rein_err *err)
+int rein_spec_of_version(rein_store *store, rein_script *sandbox, const char *version,
+			 rein_spec **out, rein_err *err)
 {
+	assert(store != NULL && sandbox != NULL && version != NULL && out != NULL);
 	char *text = NULL;
 	json_t *bundle = NULL;
 	rein_err le = {0};
@@ -92,7 +92,7 @@ int rein_signal_send(rein_store *store, rein_script *sandbox, const char *id, co
 				  rein_status_name((rein_status)row.status));
 		goto out;
 	}
-	if ((rc = spec_of(store, sandbox, row.version, &spec, err)) != REIN_OK)
+	if ((rc = rein_spec_of_version(store, sandbox, row.version, &spec, err)) != REIN_OK)
 		goto out;
 	const json_t *v = data ? data : json_null();
 	const rein_step *first = NULL; /* the first wait for it with a schema */

@@ -220,30 +220,6 @@ out:
 	return rc;
 }
 
-int rein_deploy_spec(rein_store *store, rein_script *sandbox, const char *version,
-		     rein_spec **out, rein_err *err)
-{
-	assert(store != NULL && sandbox != NULL && version != NULL && out != NULL);
-	char *text = NULL, path[80];
-	json_t *bundle = NULL;
-	rein_err le = {0};
-	int rc = rein_store_spec_get(store, version, &text, err);
-	if (rc != REIN_OK)
-		goto out;
-	if ((bundle = rein_json_parse(text, strlen(text), err)) == NULL) {
-		rc = err && err->code ? err->code : REIN_ECORRUPT;
-		goto out;
-	}
-	snprintf(path, sizeof path, "version:%.12s", version);
-	if ((rc = rein_spec_load_bundle(bundle, path, sandbox, out, &le)) != REIN_OK)
-		rein_err_set(err, le.code, "%s", le.msg);
-out:
-	rein_err_clear(&le);
-	json_decref(bundle);
-	rein_free(text);
-	return rc;
-}
-
 int rein_deploy_stats_get(rein_store *store, const rein_deploy_row *d, rein_deploy_stats *out,
 			  rein_err *err)
 {

@@ -332,8 +332,8 @@ int rein_deploy_route(rein_store *store, const char *name, const char *key, char
 
 /* The spec of a stored version, rebuilt from its bundle (sandbox borrowed;
  * caller frees with rein_spec_free). REIN_ENOTFOUND when not stored. */
-int rein_deploy_spec(rein_store *store, rein_script *sandbox, const char *version,
-		     rein_spec **out, rein_err *err);
+int rein_spec_of_version(rein_store *store, rein_script *sandbox, const char *version,
+			 rein_spec **out, rein_err *err);
 
 /* The outcomes of the runs one deployment started: runs of its version
  * created while it was in force (from d->at to d->ended_at, or now). A run

@@ -280,6 +280,17 @@ static void rid_remember(sq *b, const char *id, int64_t rid)
 	b->rids[i].rid = rid;
 }
 
+/* The row array v with its capacity doubled (from 8) in *cap, or NULL when
+ * out of memory (v and *cap unchanged). */
+static void *rows_grow(void *v, size_t *cap, size_t size)
+{
+	size_t c = *cap ? 2 * *cap : 8;
+	void *w = rein_realloc(v, c * size);
+	if (w)
+		*cap = c;
+	return w;
+}
+
 static sqlite3_stmt *stmt(sq *b, int i, rein_err *err)
 {
 	if (b->q[i] == NULL &&
@@ -697,16 +708,12 @@ static int rows_read(sq *b, sqlite3_stmt *s, rein_run_row **rows, size_t *n, siz
 	size_t m = 0, cap = 0;
 	int r = SQLITE_DONE, rc = REIN_OK;
 	while (m < limit && (r = sqlite3_step(s)) == SQLITE_ROW) {
-		if (m == cap) {
-			size_t c = cap ? 2 * cap : 16;
-			rein_run_row *w = rein_realloc(v, c * sizeof *w);
-			if (w == NULL) {
-				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
-				goto out;
-			}
-			v = w;
-			cap = c;
+		void *w = m == cap ? rows_grow(v, &cap, sizeof *v) : v;
+		if (w == NULL) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
 		}
+		v = w;
 		if (read_row(s, &v[m]) != REIN_OK) {
 			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
 			goto out;
@@ -887,16 +894,12 @@ static int sq_inbox_list(void *be, const char *run_id, rein_inbox_row **out, siz
 		return REIN_EIO;
 	sqlite3_bind_text(s, 1, run_id, -1, SQLITE_STATIC);
 	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-		if (m == cap) {
-			size_t c = cap ? 2 * cap : 8;
-			rein_inbox_row *w = rein_realloc(v, c * sizeof *w);
-			if (w == NULL) {
-				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
-				goto out;
-			}
-			v = w;
-			cap = c;
+		void *w = m == cap ? rows_grow(v, &cap, sizeof *v) : v;
+		if (w == NULL) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
 		}
+		v = w;
 		bool oom = false;
 		rein_inbox_row *e = &v[m++];
 		memset(e, 0, sizeof *e);
@@ -1564,16 +1567,12 @@ static int sq_kill_list(void *be, int64_t *version, rein_kill_row **rows, size_t
 		goto out;
 	int r;
 	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-		if (m == cap) {
-			size_t c = cap ? 2 * cap : 8;
-			rein_kill_row *w = rein_realloc(v, c * sizeof *w);
-			if (w == NULL) {
-				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
-				goto out;
-			}
-			v = w;
-			cap = c;
+		void *w = m == cap ? rows_grow(v, &cap, sizeof *v) : v;
+		if (w == NULL) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
 		}
+		v = w;
 		bool oom = false;
 		rein_kill_row *e = &v[m++];
 		memset(e, 0, sizeof *e);
@@ -1873,16 +1872,12 @@ static int sq_deploy_list(void *be, const char *name, rein_deploy_row **rows, si
 		return db_err(b, err, "deploy list");
 	bind_text_or_null(s, 1, name);
 	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-		if (m == cap) {
-			size_t c = cap ? 2 * cap : 8;
-			rein_deploy_row *w = rein_realloc(v, c * sizeof *w);
-			if (w == NULL) {
-				rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
-				goto out;
-			}
-			v = w;
-			cap = c;
+		void *w = m == cap ? rows_grow(v, &cap, sizeof *v) : v;
+		if (w == NULL) {
+			rc = rein_err_set(err, REIN_ENOMEM, "out of memory");
+			goto out;
 		}
+		v = w;
 		bool oom = false;
 		rein_deploy_row *e = &v[m++];
 		memset(e, 0, sizeof *e);

@@ -1216,6 +1216,21 @@ static int take_anchors(void *ud, const rein_anchor_row *a)
 	return 0;
 }
 
+/* The anchors in l are seqs 1..n, each linked to the one before and hashed
+ * by the formula; head: the last one's hash (zeros when none). */
+static void assert_chain(const anchor_list *l, uint8_t head[REIN_HASH_LEN])
+{
+	memset(head, 0, REIN_HASH_LEN);
+	for (int i = 0; i < l->n; i++) {
+		uint8_t h[REIN_HASH_LEN];
+		assert_int_equal(l->v[i].seq, i + 1);
+		assert_memory_equal(l->v[i].prev_hash, head, REIN_HASH_LEN);
+		anchor_formula(&l->v[i], h);
+		assert_memory_equal(h, l->v[i].hash, REIN_HASH_LEN);
+		memcpy(head, h, REIN_HASH_LEN);
+	}
+}
+
 /* Verifies a copy of db changed by tamper; returns the problems seen. */
 static bad_list verify_copy(const memdb *db, void (*tamper)(memdb *, const char *), const char *id,
 			    rein_verify_stats *stats)
@@ -1359,14 +1374,9 @@ static void test_anchors(void **state)
 	anchor_list l = {0};
 	assert_int_equal(rein_store_anchors_load(e.st, take_anchors, &l, &err), REIN_OK);
 	assert_int_equal(l.n, 3); /* one per run that ended */
-	uint8_t prev[REIN_HASH_LEN] = {0};
+	uint8_t prev[REIN_HASH_LEN];
+	assert_chain(&l, prev);
 	for (int i = 0; i < l.n; i++) {
-		uint8_t h[REIN_HASH_LEN];
-		assert_int_equal(l.v[i].seq, i + 1);
-		assert_memory_equal(l.v[i].prev_hash, prev, REIN_HASH_LEN);
-		anchor_formula(&l.v[i], h);
-		assert_memory_equal(h, l.v[i].hash, REIN_HASH_LEN);
-		memcpy(prev, h, REIN_HASH_LEN);
 		rein_run_row row = {0};
 		assert_int_equal(rein_store_run_get(e.st, l.v[i].run_id, &row, &err), REIN_OK);
 		assert_int_equal(l.v[i].run_last_seq, row.last_seq);
@@ -1478,15 +1488,8 @@ static void test_anchor_handles(void **state)
 	anchor_list l = {0};
 	assert_int_equal(rein_store_anchors_load(a, take_anchors, &l, &err), REIN_OK);
 	assert_int_equal(l.n, 8);
-	uint8_t prev[REIN_HASH_LEN] = {0};
-	for (int i = 0; i < l.n; i++) {
-		uint8_t h[REIN_HASH_LEN];
-		assert_int_equal(l.v[i].seq, i + 1);
-		assert_memory_equal(l.v[i].prev_hash, prev, REIN_HASH_LEN);
-		anchor_formula(&l.v[i], h);
-		assert_memory_equal(h, l.v[i].hash, REIN_HASH_LEN);
-		memcpy(prev, h, REIN_HASH_LEN);
-	}
+	uint8_t prev[REIN_HASH_LEN];
+	assert_chain(&l, prev);
 	const char *who = "aabbaaab";
 	for (int i = 0; i < l.n; i++)
 		assert_int_equal(l.v[i].run_id[4], who[i]);
